@@ -1,0 +1,1 @@
+"""Files -> dataset table: reference windows around variants with gene annotation sentences."""

@@ -1,0 +1,456 @@
+"""Build the dataset table: one row per selected variant inside an annotated gene and inside
+available reference sequence, holding the reference window around it and its annotation sentence.
+
+Rules (documented in the README):
+- Window: W bases of the reference (upper case, reference allele) centred on the variant's REF
+  span; a window that would run off its FASTA record is shifted inside (`edge="shift"`) or
+  dropped (`edge="drop"`); windows with more than `max_n_fraction` N are dropped.
+- Overlapping genes: protein-coding first, then the smallest gene containing the variant's
+  position, then gene_id / gene_name (lexicographic) for a deterministic tie-break.
+- Cap: at most `max_per_gene_source` rows per (gene, source) for the capped sources (dbSNP by
+  default), sampled with the seed.
+Every record that does not become a row is counted in the summary by reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from llamadna.constants import (
+    DATASET_COLUMNS,
+    DEFAULT_CAPPED_SOURCES,
+    DEFAULT_MAX_PER_GENE_SOURCE,
+    DEFAULT_SOURCES,
+    DEFAULT_WINDOW,
+    NOT_SPECIFIED,
+    SPLASH_COLUMNS,
+    SPLIT_COLUMNS,
+)
+from llamadna.data.genes import gene_phenotype_table, phenotype_expr, resolve_genes
+from llamadna.data.paths import AssemblySet, discover_sets, shared_table
+from llamadna.data.splits import add_splits
+from llamadna.data.template import annotation_expr
+from llamadna.errors import InputError
+from llamadna.io.annotation import read_genes
+from llamadna.io.atomic import atomic_write
+from llamadna.io.fasta import Reference, read_reference
+from llamadna.io.tables import read_gene_info, read_gene_phenotypes
+from llamadna.io.variants import read_variants
+
+log = logging.getLogger(__name__)
+
+# Extra column beyond the issue's list: the variant's own 1-based position (start/end are the
+# window's), which later stages (divergence, reference lookup) need.
+EXTRA_COLUMNS = ["variant_pos"]
+Step = Callable[[str, int, int], None]  # (description, done, total) progress callback
+
+
+@dataclass
+class BuildOptions:
+    window: int = DEFAULT_WINDOW
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    max_per_gene_source: int = DEFAULT_MAX_PER_GENE_SOURCE  # 0 = no cap
+    capped_sources: tuple[str, ...] = DEFAULT_CAPPED_SOURCES
+    seed: int = 0
+    edge: str = "shift"  # "shift" windows inside the record, or "drop" them
+    max_n_fraction: float = 0.1  # windows with more N than this are dropped
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.edge not in ("shift", "drop"):
+            raise ValueError(f"edge must be 'shift' or 'drop', got {self.edge!r}")
+        if not 0 <= self.max_n_fraction <= 1:
+            raise ValueError("max_n_fraction must be in [0, 1]")
+        self.sources = tuple(self.sources)
+        self.capped_sources = tuple(self.capped_sources)
+
+
+class Tally:
+    """Counts of records that did not become rows, by build and reason."""
+
+    def __init__(self) -> None:
+        self.dropped: dict[str, Counter] = defaultdict(Counter)
+
+    def add(self, build: str, reason: str, n: int) -> None:
+        if n:
+            self.dropped[build][reason] += int(n)
+
+
+def _no_progress(desc: str, done: int, total: int) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- genes
+
+
+def load_genes(aset: AssemblySet) -> pl.DataFrame:
+    """Genes of a set from all its annotation files; where a GTF and a feature table name the
+    same gene on the same chromosome, the GTF (listed first) wins."""
+    frames = [read_genes(p).with_columns(pl.lit(i).alias("ann_rank"))
+              for i, p in enumerate(aset.annotations)]
+    genes = pl.concat(frames)
+    genes = genes.sort("ann_rank").unique(
+        subset=["chrom", "gene_name"], keep="first", maintain_order=True
+    )
+    return genes.drop("ann_rank", "line")
+
+
+def _check_genes_fit(genes: pl.DataFrame, ref: Reference, aset: AssemblySet) -> None:
+    """Genes past the end of a whole-chromosome record mean mismatched builds: error."""
+    for c in ref.contigs:
+        if c.is_region:
+            continue
+        bad = genes.filter((pl.col("chrom") == c.chrom) & (pl.col("start") > c.end0))
+        if bad.height:
+            r = bad.row(0, named=True)
+            raise InputError(
+                aset.annotations[0],
+                f"gene {r['gene_name']} starts at {c.chrom}:{r['start']}, past the end of "
+                f"{c.chrom} in {ref.path.name} ({c.end0} bp): is the annotation of another build?",
+            )
+
+
+def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
+    """Inner-join each variant to one gene containing its position (rule in module docstring)."""
+    g = genes.select(
+        pl.col("chrom").alias("g_chrom"),
+        pl.col("start").alias("g_start"),
+        pl.col("end").alias("g_end"),
+        pl.col("strand"),
+        "gene_id", "gene_name", "gene_type", "gene_description", "entrez_symbol",
+    )
+    parts = []
+    for chrom in variants["chrom"].unique().sort().to_list():
+        v = variants.filter(pl.col("chrom") == chrom)
+        gc = g.filter(pl.col("g_chrom") == chrom)
+        if gc.height == 0:
+            continue
+        parts.append(
+            v.join_where(gc, pl.col("pos") >= pl.col("g_start"), pl.col("pos") <= pl.col("g_end"))
+        )
+    if not parts:
+        return variants.head(0).join(g.head(0), how="cross")
+    cand = pl.concat(parts)
+    return (
+        cand.sort(
+            [
+                "row",
+                (pl.col("gene_type") != "protein_coding"),
+                (pl.col("g_end") - pl.col("g_start")),
+                pl.col("gene_id").fill_null(""),
+                "gene_name",
+            ]
+        )
+        .unique(subset="row", keep="first", maintain_order=True)
+        .drop("g_chrom", "g_start", "g_end")
+    )
+
+
+# --------------------------------------------------------------------------- sequence
+
+
+def _ref_matches(ref: Reference, contig: np.ndarray, pos0: np.ndarray, alleles: list[str]) -> np.ndarray:
+    """True where the REF allele equals the reference (N in the reference matches anything)."""
+    ok = np.ones(len(pos0), dtype=bool)
+    for ci in np.unique(contig):
+        c = ref.contigs[ci]
+        sel = np.flatnonzero(contig == ci)
+        local = pos0[sel] - c.start0
+        first = np.frombuffer("".join(alleles[i][0] for i in sel).encode(), dtype=np.uint8)
+        base = c.seq[local]
+        ok[sel] = (base == first) | (base == ord("N"))
+        for k, i in enumerate(sel):
+            a = alleles[i]
+            if len(a) > 1:
+                s = c.seq[local[k] : local[k] + len(a)]
+                want = np.frombuffer(a.encode(), dtype=np.uint8)
+                ok[i] = len(s) == len(want) and bool(np.all((s == want) | (s == ord("N"))))
+    return ok
+
+
+def extract_windows(
+    ref: Reference, contig: np.ndarray, win0: np.ndarray, width: int
+) -> pa.LargeStringArray:
+    """Reference windows [win0, win0 + width) as one Arrow string array, without Python strings.
+
+    contig : (N,) contig index per row; win0 : (N,) 0-based chromosome start per row.
+    """
+    buf = np.empty((len(win0), width), dtype=np.uint8)  # (N, W)
+    for ci in np.unique(contig):
+        c = ref.contigs[ci]
+        sel = np.flatnonzero(contig == ci)
+        view = np.lib.stride_tricks.sliding_window_view(c.seq, width)  # (L-W+1, W), no copy
+        buf[sel] = view[win0[sel] - c.start0]
+    offsets = np.arange(len(win0) + 1, dtype=np.int64) * width
+    return pa.LargeStringArray.from_buffers(
+        len(win0), pa.py_buffer(offsets), pa.py_buffer(buf.reshape(-1))
+    )
+
+
+def _place_windows(
+    ref: Reference, contig: np.ndarray, pos0: np.ndarray, ref_len: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window start per row and flags (too_short: record < W; shifted: had to move inside)."""
+    starts = np.array([c.start0 for c in ref.contigs], dtype=np.int64)[contig]
+    ends = np.array([c.end0 for c in ref.contigs], dtype=np.int64)[contig]
+    centre = pos0 + (ref_len - 1) // 2
+    win0 = centre - width // 2
+    too_short = (ends - starts) < width
+    clipped = np.clip(win0, starts, np.maximum(ends - width, starts))
+    return clipped, too_short, clipped != win0
+
+
+# --------------------------------------------------------------------------- one set
+
+
+def build_set(
+    aset: AssemblySet,
+    info: pl.DataFrame,
+    gene_pheno: pl.DataFrame,
+    opts: BuildOptions,
+    tally: Tally,
+    stats: dict,
+    step: Step = _no_progress,
+) -> pl.DataFrame:
+    """Rows of one assembly set (without splits)."""
+    b = aset.build
+    step(f"{b}: reading reference {aset.fasta.name}", 0, 5)
+    ref = read_reference(aset.fasta)
+    stats["iupac_to_n"] = stats.get("iupac_to_n", 0) + ref.iupac_to_n
+    stats.setdefault("reference_bp", {})[b] = ref.total_length
+    step(f"{b}: reading annotation", 1, 5)
+    genes = resolve_genes(load_genes(aset), info)
+    _check_genes_fit(genes, ref, aset)
+    step(f"{b}: reading variants {aset.variants.name}", 2, 5)
+    var = read_variants(aset.variants).with_row_index("row")
+    stats.setdefault("variants_read", {})[b] = var.height
+
+    # chromosome names must agree between files (after 1/chr1, MT/chrM normalisation)
+    ref_chroms = set(ref.by_chrom)
+    var_chroms = set(var["chrom"].unique().to_list())
+    if var.height and not (var_chroms & ref_chroms):
+        raise InputError(
+            aset.variants,
+            f"no variant chromosome {sorted(var_chroms)[:5]} matches a reference record "
+            f"chromosome {sorted(ref_chroms)[:5]} of {aset.fasta.name}: wrong build or naming?",
+        )
+    if not set(genes["chrom"].unique().to_list()) & ref_chroms:
+        raise InputError(
+            aset.annotations[0],
+            f"no annotated chromosome matches a reference chromosome of {aset.fasta.name}",
+        )
+
+    # sources
+    selected = var["source"].is_in(list(opts.sources))
+    for src, n in var.filter(~selected).group_by("source").len().iter_rows():
+        tally.add(b, f"source_not_selected:{src}", n)
+    var = var.filter(selected)
+
+    # inside available reference sequence
+    not_in_ref = ~var["chrom"].is_in(list(ref_chroms))
+    tally.add(b, "chrom_not_in_reference", int(not_in_ref.sum()))
+    var = var.filter(~not_in_ref)
+    pos0 = var["pos"].to_numpy().astype(np.int64) - 1
+    ref_len = var["ref"].str.len_bytes().to_numpy().astype(np.int64)
+    contig = np.full(var.height, -1, dtype=np.int64)
+    chrom_arr = var["chrom"].to_numpy()
+    for chrom in ref_chroms:
+        sel = np.flatnonzero(chrom_arr == chrom)
+        if sel.size:
+            contig[sel] = ref.locate(chrom, pos0[sel], pos0[sel] + ref_len[sel])
+            whole = [ref.contigs[i] for i in ref.by_chrom[chrom] if not ref.contigs[i].is_region]
+            if whole:
+                past = sel[pos0[sel] + ref_len[sel] > whole[0].end0]
+                if past.size:
+                    r = var.row(int(past[0]), named=True)
+                    raise InputError(
+                        aset.variants,
+                        f"variant at {chrom}:{r['pos']} lies outside the reference "
+                        f"({chrom} has {whole[0].end0} bp in {aset.fasta.name})",
+                        line=int(r["line"]),
+                    )
+    outside = contig < 0
+    tally.add(b, "outside_reference_regions", int(outside.sum()))
+    keep = ~outside
+    var, pos0, ref_len, contig = var.filter(keep), pos0[keep], ref_len[keep], contig[keep]
+
+    # REF allele must be the reference sequence
+    match = _ref_matches(ref, contig, pos0, var["ref"].to_list())
+    tally.add(b, "ref_allele_mismatch", int((~match).sum()))
+    var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
+
+    # inside an annotated gene
+    step(f"{b}: assigning genes", 3, 5)
+    var = var.with_columns(pl.Series("contig", contig), pl.Series("pos0", pos0),
+                           pl.Series("ref_len", ref_len))
+    n_before = var.height
+    var = assign_genes(var, genes)
+    tally.add(b, "not_in_annotated_gene", n_before - var.height)
+
+    # windows
+    contig = var["contig"].to_numpy()
+    win0, too_short, shifted = _place_windows(
+        ref, contig, var["pos0"].to_numpy(), var["ref_len"].to_numpy(), opts.window
+    )
+    drop = too_short | (shifted if opts.edge == "drop" else np.zeros_like(too_short))
+    tally.add(b, "record_shorter_than_window", int(too_short.sum()))
+    if opts.edge == "drop":
+        tally.add(b, "window_off_sequence", int((shifted & ~too_short).sum()))
+    else:
+        stats.setdefault("windows_shifted_inside", {})[b] = int((shifted & ~too_short).sum())
+    keep = ~drop
+    var, win0, contig = var.filter(keep), win0[keep], contig[keep]
+    seqs = extract_windows(ref, contig, win0, opts.window)
+    var = var.with_columns(
+        pl.from_arrow(seqs).alias("Sequence"),
+        pl.Series("start", win0 + 1),
+        pl.Series("end", win0 + opts.window),
+    )
+    n_frac = var["Sequence"].str.count_matches("N", literal=True) / opts.window
+    too_many_n = (n_frac > opts.max_n_fraction).to_numpy()
+    tally.add(b, "window_too_many_N", int(too_many_n.sum()))
+    var = var.filter(~too_many_n)
+
+    # cap per (gene, source)
+    step(f"{b}: capping and annotating", 4, 5)
+    var = cap_per_gene_source(var, opts, b, tally, stats)
+
+    out = (
+        var.join(gene_pheno, left_on="entrez_symbol", right_on="gene_symbol", how="left")
+        .join(
+            gene_pheno.rename({"gene_phenotype": "gp_by_name"}),
+            left_on="gene_name", right_on="gene_symbol", how="left",
+        )
+        .with_columns(pl.coalesce("gene_phenotype", "gp_by_name").alias("gene_phenotype"))
+    )
+    ps = stats.setdefault("phenotype_from", Counter())
+    ps["variant"] += int(out["phenotype"].is_not_null().sum())
+    ps["gene"] += int((out["phenotype"].is_null() & out["gene_phenotype"].is_not_null()).sum())
+    ps[NOT_SPECIFIED] += int((out["phenotype"].is_null() & out["gene_phenotype"].is_null()).sum())
+    md = stats.setdefault("missing", Counter())
+    md["gene_description"] += int(out["gene_description"].is_null().sum())
+    md["gene_id"] += int(out["gene_id"].is_null().sum())
+    out = out.with_columns(
+        phenotype_expr(),
+        pl.col("source").alias("Dataset"),
+        pl.lit(b).alias("build"),
+        pl.col("gene_description").fill_null(NOT_SPECIFIED),
+        pl.col("gene_type").str.replace_all("_", " ").alias("transcript_type"),
+        pl.col("pos").alias("variant_pos"),
+        *[pl.lit(None, pl.Float64).alias(c) for c in SPLASH_COLUMNS],
+    ).with_columns(annotation_expr())
+    step(f"{b}: done", 5, 5)
+    return out.select([c for c in DATASET_COLUMNS if c not in SPLIT_COLUMNS] + EXTRA_COLUMNS)
+
+
+def cap_per_gene_source(
+    var: pl.DataFrame, opts: BuildOptions, build: str, tally: Tally, stats: dict
+) -> pl.DataFrame:
+    """Keep at most `max_per_gene_source` seeded-random rows per (gene, source) of the capped
+    sources; record the cap's effect per source."""
+    if opts.max_per_gene_source <= 0 or var.height == 0:
+        return var
+    rng = np.random.default_rng(opts.seed)
+    gene_key = pl.coalesce("gene_id", "gene_name")
+    var = var.with_columns(pl.Series("_r", rng.random(var.height)))
+    rank = pl.col("_r").rank("ordinal").over([gene_key, pl.col("source")])
+    capped = pl.col("source").is_in(list(opts.capped_sources)) & (rank > opts.max_per_gene_source)
+    flags = var.select(capped.alias("c"), "source", gene_key.alias("g"))
+    eff = stats.setdefault("cap", {})
+    for src in opts.capped_sources:
+        f = flags.filter(pl.col("source") == src)
+        if f.height == 0:
+            continue
+        removed = int(f["c"].sum())
+        e = eff.setdefault(src, Counter())
+        e["rows_before"] += f.height
+        e["rows_after"] += f.height - removed
+        e["genes_capped"] += int(f.filter(pl.col("c"))["g"].n_unique())
+        tally.add(build, f"capped_per_gene:{src}", removed)
+    return var.filter(~flags["c"]).drop("_r")
+
+
+# --------------------------------------------------------------------------- whole dataset
+
+
+def build_dataset(
+    data_dir: str | Path,
+    opts: BuildOptions | None = None,
+    sets: list[AssemblySet] | None = None,
+    step: Step = _no_progress,
+) -> tuple[pl.DataFrame, dict]:
+    """Build the dataset from a bundle directory. Returns (table, summary)."""
+    opts = opts or BuildOptions()
+    data_dir = Path(data_dir)
+    sets = sets if sets is not None else discover_sets(data_dir)
+    info = read_gene_info(shared_table(data_dir, "gene_info.tsv.gz"))
+    gene_pheno = gene_phenotype_table(
+        read_gene_phenotypes(shared_table(data_dir, "gene_phenotypes.tsv.gz"))
+    )
+    tally, stats = Tally(), {}
+    frames = [build_set(s, info, gene_pheno, opts, tally, stats, step) for s in sets]
+    df = pl.concat(frames)
+    if df.height == 0:
+        raise InputError(data_dir, "no dataset rows: no selected variant lies in an annotated gene "
+                         "inside the reference (see the drop counts with --verbose)")
+    df, notes = add_splits(df, opts.seed)
+    df = df.select(DATASET_COLUMNS + EXTRA_COLUMNS)
+    summary = make_summary(df, opts, sets, tally, stats, notes)
+    return df, summary
+
+
+def make_summary(df, opts, sets, tally, stats, notes) -> dict:
+    def counts(*cols: str) -> dict:
+        g = df.group_by(list(cols)).len().sort(list(cols))
+        if len(cols) == 1:
+            return {str(k): int(n) for k, n in g.iter_rows()}
+        out: dict = {}
+        for *ks, n in g.iter_rows():
+            d = out
+            for k in ks[:-1]:
+                d = d.setdefault(str(k), {})
+            d[str(ks[-1])] = int(n)
+        return out
+
+    genes_per_split = {
+        s: {k: int(v) for k, v in df.group_by(s).agg(pl.col("gene_name").n_unique()).iter_rows()}
+        for s in SPLIT_COLUMNS
+    }
+    return {
+        "rows": df.height,
+        "options": asdict(opts),
+        "inputs": [
+            {"build": s.build, "fasta": str(s.fasta), "annotations": [str(a) for a in s.annotations],
+             "variants": str(s.variants)} for s in sets
+        ],
+        "rows_per_build": counts("build"),
+        "rows_per_chrom": counts("build", "chrom"),
+        "rows_per_source": counts("Dataset"),
+        "rows_per_split": {s: counts(s) for s in SPLIT_COLUMNS},
+        "rows_per_split_source": {s: counts(s, "Dataset") for s in SPLIT_COLUMNS},
+        "genes": int(df.select(pl.coalesce("gene_id", "gene_name")).n_unique()),
+        "genes_per_split": genes_per_split,
+        "dropped": {b: dict(sorted(c.items())) for b, c in tally.dropped.items()},
+        "splash_missing_rows": int(df["SPLASH_pval"].is_null().sum()),
+        "split_notes": notes,
+        **{k: (dict(v) if isinstance(v, Counter) else v) for k, v in stats.items()},
+    }
+
+
+def write_dataset(df: pl.DataFrame, summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write OUT/dataset.parquet and OUT/summary.json atomically."""
+    out = Path(out_dir)
+    pq, js = out / "dataset.parquet", out / "summary.json"
+    atomic_write(pq, lambda p: df.write_parquet(p, compression="zstd", statistics=True))
+    atomic_write(js, lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
+    return pq, js

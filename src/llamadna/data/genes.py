@@ -1,0 +1,104 @@
+"""Gene metadata: versionless Ensembl IDs, Entrez descriptions, gene-level phenotypes.
+
+Resolution order for a gene of the annotation (documented in the README):
+1. its Ensembl ID, when the annotation has one and gene_info lists it;
+2. else its symbol as an Entrez symbol;
+3. else its symbol as an alias that names exactly one Entrez gene.
+The Entrez symbol found this way is the key into the phenotype table (so a renamed gene such as
+ATP5J -> ATP5PF still gets its phenotypes); the annotation's own gene_name is kept for the sentence.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from llamadna.constants import GENE_PHENOTYPE_SOURCES, MAX_PHENOTYPES, NOT_SPECIFIED
+from llamadna.io.variants import join_phenotypes
+
+
+def _ensembl_index(info: pl.DataFrame) -> pl.DataFrame:
+    return (
+        info.select("symbol", "description", pl.col("ensembl_ids").str.split(","))
+        .explode("ensembl_ids")
+        .filter(pl.col("ensembl_ids").str.starts_with("ENSG"))
+        .unique(subset="ensembl_ids", keep="first", maintain_order=True)
+        .rename({"ensembl_ids": "gene_id"})
+    )
+
+
+def resolve_genes(genes: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
+    """Add `gene_id` (filled where the annotation lacks one), `gene_description` (null when
+    unknown) and `entrez_symbol` to a gene table."""
+    by_id = _ensembl_index(info).rename(
+        {"symbol": "sym_by_id", "description": "desc_by_id"}
+    )
+    # One Ensembl ID per symbol only when it is unambiguous.
+    sym = info.select(
+        "symbol", "description",
+        pl.when(pl.col("ensembl_ids").str.contains(","))
+        .then(None).otherwise(pl.col("ensembl_ids")).alias("id_by_sym"),
+    ).unique(subset="symbol", keep="first", maintain_order=True)
+    alias = (
+        info.select("symbol", "description", "ensembl_ids", pl.col("aliases").str.split(","))
+        .explode("aliases")
+        .filter(pl.col("aliases").is_not_null() & (pl.col("aliases") != pl.col("symbol")))
+        .filter(pl.col("aliases").is_in(info["symbol"].implode()).not_())
+        .filter(pl.len().over("aliases") == 1)
+        .select(
+            pl.col("aliases").alias("gene_name"),
+            pl.col("symbol").alias("sym_by_alias"),
+            pl.col("description").alias("desc_by_alias"),
+            pl.when(pl.col("ensembl_ids").str.contains(","))
+            .then(None).otherwise(pl.col("ensembl_ids")).alias("id_by_alias"),
+        )
+    )
+    out = (
+        genes.join(by_id, on="gene_id", how="left")
+        .join(
+            sym.rename({"symbol": "gene_name", "description": "desc_by_sym"}),
+            on="gene_name", how="left",
+        )
+        .join(alias, on="gene_name", how="left")
+    )
+    in_sym = pl.col("desc_by_sym").is_not_null() | pl.col("id_by_sym").is_not_null()
+    return out.with_columns(
+        pl.coalesce("gene_id", "id_by_sym", "id_by_alias").alias("gene_id"),
+        pl.coalesce("desc_by_id", "desc_by_sym", "desc_by_alias").alias("gene_description"),
+        pl.coalesce(
+            "sym_by_id", pl.when(in_sym).then(pl.col("gene_name")), "sym_by_alias"
+        ).alias("entrez_symbol"),
+    ).drop(
+        "sym_by_id", "desc_by_id", "desc_by_sym", "id_by_sym", "sym_by_alias", "desc_by_alias",
+        "id_by_alias",
+    )
+
+
+def _clean_phenotype(p: str) -> str:
+    # OMIM marks susceptibility with {...}, non-disease with [...], provisional with '?'.
+    return p.strip().lstrip("?{[").rstrip("}]").strip()
+
+
+def gene_phenotype_table(phen: pl.DataFrame) -> pl.DataFrame:
+    """gene_symbol -> gene_phenotype: ClinVar first, then OMIM, then Orphanet; distinct names,
+    at most MAX_PHENOTYPES, joined with " and "."""
+    rank = {s: i for i, s in enumerate(GENE_PHENOTYPE_SOURCES)}
+    lists = (
+        phen.filter(pl.col("source").is_in(list(GENE_PHENOTYPE_SOURCES)))
+        .with_columns(pl.col("source").replace_strict(rank, return_dtype=pl.Int32).alias("rank"))
+        .sort(["gene_symbol", "rank", "line"])
+        .group_by("gene_symbol", maintain_order=True)
+        .agg(pl.col("phenotype"))
+    )
+    joined = [
+        join_phenotypes([_clean_phenotype(p) for p in ps if p], MAX_PHENOTYPES)
+        for ps in lists["phenotype"].to_list()
+    ]
+    return pl.DataFrame(
+        {"gene_symbol": lists["gene_symbol"], "gene_phenotype": joined},
+        schema={"gene_symbol": pl.Utf8, "gene_phenotype": pl.Utf8},
+    ).filter(pl.col("gene_phenotype").is_not_null())
+
+
+def phenotype_expr() -> pl.Expr:
+    """Row phenotype: the variant's own, else the gene's, else "not specified"."""
+    return pl.coalesce("phenotype", "gene_phenotype", pl.lit(NOT_SPECIFIED)).alias("phenotype")

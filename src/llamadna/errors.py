@@ -1,0 +1,35 @@
+"""Errors that name the file, the line and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """A problem with an input file.
+
+    Parameters
+    ----------
+    path : the file.
+    message : what is wrong and what was expected.
+    line : 1-based line number in the (decompressed) file, when known.
+    record : a record name (FASTA/FASTQ id) when a line number is not meaningful.
+    """
+
+    def __init__(
+        self, path: str | Path, message: str, line: int | None = None, record: str | None = None
+    ):
+        self.path = str(path)
+        self.line = line
+        self.record = record
+        self.message = message
+        where = self.path
+        if line is not None:
+            where += f":{line}"
+        if record is not None:
+            where += f" (record {record!r})"
+        super().__init__(f"{where}: {message}")
+
+
+class DataDirError(FileNotFoundError):
+    """The data directory is missing or incomplete."""

@@ -1,0 +1,65 @@
+"""Checked reading of (optionally gzip/bgzip-compressed) text inputs.
+
+Every reader goes through `read_bytes` so that a missing file, an empty file and a truncated
+gzip stream give the same clear errors, naming the file (and the last complete line).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from llamadna.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def _gunzip_all(path: Path, raw: bytes) -> bytes:
+    """Decompress every gzip member (bgzip files are many members); detect truncation."""
+    out: list[bytes] = []
+    data = raw
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out.append(d.decompress(data))
+        except zlib.error as exc:
+            lines = b"".join(out).count(b"\n")
+            raise InputError(
+                path, f"corrupt gzip data after line {lines} ({exc})", line=lines + 1
+            ) from None
+        if not d.eof:
+            lines = b"".join(out).count(b"\n")
+            raise InputError(
+                path,
+                f"truncated gzip file: the compressed stream ends after line {lines} "
+                "(expected a complete gzip/bgzip file; was the download interrupted?)",
+                line=lines + 1,
+            )
+        data = d.unused_data
+    return b"".join(out)
+
+
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """Read a whole text input, decompressing gzip/bgzip, with clear errors.
+
+    Parameters
+    ----------
+    path : file to read.
+    what : a few words naming the expected content, used in the error message.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, f"{what} not found")
+    raw = p.read_bytes()
+    if not raw:
+        raise InputError(p, f"empty file (expected a {what})")
+    if raw[:2] == GZIP_MAGIC:
+        raw = _gunzip_all(p, raw)
+        if not raw:
+            raise InputError(p, f"empty file after decompression (expected a {what})")
+    return raw
