@@ -58,14 +58,11 @@ class Contig:
     chrom: str  # normalised chromosome
     start0: int  # 0-based start of the record on the chromosome
     seq: np.ndarray  # (L,) uint8, upper-case ASCII in ACGTN
+    is_region: bool = False  # named chrom:start-end (else a whole chromosome)
 
     @property
     def end0(self) -> int:
         return self.start0 + len(self.seq)
-
-    @property
-    def is_region(self) -> bool:
-        return self.name != self.chrom or self.start0 != 0
 
 
 @dataclass
@@ -189,7 +186,9 @@ def read_reference(
                         f"region name says {end0 - start0} bp but the record holds {seq.size} bp",
                         record=name,
                     )
-                contigs.append(Contig(name=name, chrom=chrom, start0=start0, seq=seq))
+                contigs.append(
+                    Contig(name=name, chrom=chrom, start0=start0, seq=seq, is_region=end0 is not None)
+                )
                 if on_record is not None:
                     on_record(name, int(seq.size))
     except (OSError, ValueError) as exc:

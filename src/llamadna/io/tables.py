@@ -20,13 +20,14 @@ PHENOTYPE_COLUMNS = ["gene_symbol", "phenotype", "source"]
 
 
 def _first_ragged_line(text: str, n_fields: int) -> tuple[int, int] | None:
-    for i, line in enumerate(text.split("\n"), start=1):
-        if not line or line.startswith("#") and i > 1:
-            continue
-        n = line.count("\t") + 1
-        if n != n_fields:
-            return i, n
-    return None
+    """(1-based line, field count) of the first non-empty line without n_fields fields."""
+    lines = pl.Series(text.split("\n"))
+    n = lines.str.count_matches("\t") + 1
+    bad = ((n != n_fields) & (lines.str.len_bytes() > 0)).arg_true()
+    if bad.len() == 0:
+        return None
+    i = int(bad[0])
+    return i + 1, int(n[i])
 
 
 def read_tsv(
@@ -45,6 +46,13 @@ def read_tsv(
         raise InputError(
             path, f"missing column(s) {missing}; expected a {what} with columns {required}", line=1
         )
+    # polars pads short rows with nulls silently: check field counts first
+    bad = _first_ragged_line(text, len(header))
+    if bad is not None:
+        raise InputError(
+            path, f"malformed line: {bad[1]} fields, expected {len(header)} (tab-separated)",
+            line=bad[0],
+        )
     try:
         df = pl.read_csv(
             io.BytesIO(raw),
@@ -56,12 +64,6 @@ def read_tsv(
             comment_prefix=None,
         )
     except pl.exceptions.PolarsError as exc:
-        bad = _first_ragged_line(text, len(header))
-        if bad is not None:
-            raise InputError(
-                path, f"malformed line: {bad[1]} fields, expected {len(header)} (tab-separated)",
-                line=bad[0],
-            ) from None
         raise InputError(path, f"could not parse {what}: {exc}") from None
     # Blank lines would shift numbering; polars skips none with infer_schema=False and no comments.
     df = df.with_row_index("line", offset=2).with_columns(pl.col("line").cast(pl.Int64))

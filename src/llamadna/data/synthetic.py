@@ -1,0 +1,185 @@
+"""Generated bundles in the real file formats, for tests and benchmarks (never for training).
+
+`make_bundle` writes a random genome (`regions.fa`, whole chromosomes or samtools-style regions),
+a GTF of random genes, a bgzipped + tabix-indexed VCF of random variants whose REF matches the
+genome, and small gene_info / gene_phenotypes tables, laid out like ../shared/data.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pysam
+
+_BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+SOURCES = ("dbSNP", "ClinVar", "COSMIC")
+GENE_TYPES = ("protein_coding", "lncRNA", "processed_pseudogene")
+
+
+@dataclass
+class SyntheticBundle:
+    path: Path
+    genome: dict[str, tuple[int, np.ndarray]]  # record name -> (0-based start, sequence bytes)
+    genes: list[dict]
+    variants: pl.DataFrame
+
+
+def random_sequence(rng: np.random.Generator, n: int) -> np.ndarray:
+    return _BASES[rng.integers(0, 4, n)]
+
+
+def _write_fasta(path: Path, records: dict[str, tuple[int, np.ndarray]], width: int = 60) -> None:
+    with open(path, "wb") as fh:
+        for name, (_, seq) in records.items():
+            fh.write(f">{name}\n".encode())
+            n = len(seq)
+            full = n // width * width
+            if full:
+                block = np.empty((full // width, width + 1), dtype=np.uint8)
+                block[:, :width] = seq[:full].reshape(-1, width)
+                block[:, width] = ord("\n")
+                fh.write(block.tobytes())
+            if n > full:
+                fh.write(seq[full:].tobytes() + b"\n")
+
+
+def make_bundle(
+    out: str | Path,
+    chrom_lengths: dict[str, int] | None = None,
+    n_genes: int = 20,
+    n_variants: int = 300,
+    seed: int = 0,
+    regions: bool = False,
+    gene_len: tuple[int, int] = (2_000, 20_000),
+    source_weights: tuple[float, ...] = (0.6, 0.25, 0.15),
+) -> SyntheticBundle:
+    """Write a bundle directory; returns what was written (for assertions).
+
+    Parameters
+    ----------
+    chrom_lengths : chromosome -> length (default three small chromosomes).
+    regions : write each chromosome as one samtools-style region record starting at 1,001
+        instead of a whole chromosome.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    chrom_lengths = chrom_lengths or {"chr1": 60_000, "chr2": 50_000, "chr3": 40_000}
+    genome: dict[str, tuple[int, np.ndarray]] = {}
+    for chrom, n in chrom_lengths.items():
+        seq = random_sequence(rng, n)
+        if regions:
+            start0 = 1000
+            genome[f"{chrom}:{start0 + 1}-{start0 + n}"] = (start0, seq)
+        else:
+            genome[chrom] = (0, seq)
+    _write_fasta(out / "regions.fa", genome)
+
+    # genes: random spans, some overlapping, on every chromosome
+    chroms = list(chrom_lengths)
+    per = np.maximum(1, np.round(n_genes * np.array(list(chrom_lengths.values()))
+                                 / sum(chrom_lengths.values())).astype(int))
+    genes = []
+    for chrom, k, (start0, seq) in zip(chroms, per, genome.values()):
+        for _ in range(k):
+            length = int(rng.integers(*gene_len))
+            s = int(rng.integers(start0 + 1, start0 + len(seq) - length))
+            i = len(genes)
+            genes.append({
+                "chrom": chrom, "start": s, "end": s + length - 1,
+                "strand": "+-"[i % 2], "gene_id": f"ENSG{900000000 + i:011d}",
+                "gene_name": f"GENE{i}", "gene_type": GENE_TYPES[i % len(GENE_TYPES)],
+                "description": f"synthetic gene {i}",
+            })
+    gtf_lines = ["#description: synthetic GTF"]
+    for g in genes:
+        attrs = (f'gene_id "{g["gene_id"]}.3"; gene_name "{g["gene_name"]}"; '
+                 f'gene_type "{g["gene_type"]}";')
+        gtf_lines.append("\t".join(
+            [g["chrom"], "SYNTH", "gene", str(g["start"]), str(g["end"]), ".", g["strand"], ".",
+             attrs]))
+    with gzip.open(out / "annotation.gtf.gz", "wt") as fh:
+        fh.write("\n".join(gtf_lines) + "\n")
+
+    # variants (vectorised: benchmarks write millions): mostly inside genes, REF = genome base
+    gi = rng.integers(0, len(genes), n_variants)
+    g_start = np.array([g["start"] for g in genes])[gi]
+    g_end = np.array([g["end"] for g in genes])[gi]
+    g_chrom = np.array([chroms.index(g["chrom"]) for g in genes])[gi]
+    rec = list(genome.values())
+    r_start = np.array([s0 for s0, _ in rec])[g_chrom]
+    r_len = np.array([len(q) for _, q in rec])[g_chrom]
+    inside = rng.random(n_variants) < 0.9
+    pos = np.where(
+        inside,
+        g_start + (rng.random(n_variants) * (g_end - g_start + 1)).astype(np.int64),
+        r_start + 1 + (rng.random(n_variants) * r_len).astype(np.int64),
+    )
+    ref = np.empty(n_variants, dtype=np.uint8)
+    for k, (s0, q) in enumerate(rec):
+        sel = g_chrom == k
+        ref[sel] = q[pos[sel] - 1 - s0]
+    code = np.searchsorted(_BASES, ref)
+    alt = _BASES[(code + 1 + rng.integers(0, 3, n_variants)) % 4]
+    w = np.array(source_weights) / sum(source_weights)
+    src = rng.choice(len(SOURCES), n_variants, p=w)
+    order = np.lexsort((pos, g_chrom))
+    variants = pl.DataFrame({
+        "chrom": np.array(chroms)[g_chrom[order]],
+        "pos": pos[order],
+        "id": [f"v{j}" for j in order],
+        "ref": ref[order].view("S1").astype(str),
+        "alt": alt[order].view("S1").astype(str),
+        "source": np.array(SOURCES)[src[order]],
+    })
+    write_vcf(out / "variants.vcf.gz", variants, chrom_lengths)
+
+    with gzip.open(out / "gene_info.tsv.gz", "wt") as fh:
+        fh.write("entrez_id\tsymbol\tdescription\tgene_type\tchromosome\tmap_location\t"
+                 "ensembl_ids\tomim_ids\taliases\thg38_location\n")
+        for i, g in enumerate(genes):
+            fh.write(f"{i + 1}\t{g['gene_name']}\t{g['description']}\tprotein-coding\t"
+                     f"{g['chrom'][3:]}\t\t{g['gene_id']}\t\t{g['gene_name']}\t\n")
+    with gzip.open(out / "gene_phenotypes.tsv.gz", "wt") as fh:
+        fh.write("gene_symbol\tphenotype\tsource\tid\trelated_id\tdetail\n")
+        for i, g in enumerate(genes[::2]):
+            fh.write(f"{g['gene_name']}\tsynthetic disease {i}\tOMIM\tMIM:{i}\t\t\n")
+            fh.write(f"{g['gene_name']}\tsynthetic trait {i}\tGWAS\t{i}\t\t\n")
+    return SyntheticBundle(path=out, genome=genome, genes=genes, variants=variants)
+
+
+def write_vcf(path: Path, variants: pl.DataFrame, chrom_lengths: dict[str, int]) -> None:
+    """bgzip + tabix VCF with the bundle's INFO fields (SOURCE, optional CLNSIG and PHENO).
+
+    variants : columns chrom, pos, id, ref, alt, source [, clnsig, pheno], sorted by position.
+    """
+    header = ["##fileformat=VCFv4.2"]
+    header += [f"##contig=<ID={c},length={n}>" for c, n in chrom_lengths.items()]
+    header += [
+        '##INFO=<ID=SOURCE,Number=1,Type=String,Description="Variant source database">',
+        '##INFO=<ID=CLNSIG,Number=.,Type=String,Description="Clinical significance">',
+        '##INFO=<ID=PHENO,Number=.,Type=String,Description="Phenotype names">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+    ]
+    info = pl.concat_str([pl.lit("SOURCE="), pl.col("source")])
+    for col, key in (("clnsig", "CLNSIG"), ("pheno", "PHENO")):
+        if col in variants.columns:
+            info = pl.concat_str(
+                [info, pl.when(pl.col(col).is_not_null())
+                 .then(pl.concat_str([pl.lit(f";{key}="), pl.col(col)])).otherwise(pl.lit(""))]
+            )
+    body = variants.select(
+        "chrom", pl.col("pos").cast(pl.Utf8), "id", "ref", "alt", pl.lit(".").alias("qual"),
+        pl.lit(".").alias("filter"),
+        info.alias("info"),
+    )
+    plain = path.with_suffix("")  # variants.vcf
+    with open(plain, "w") as fh:
+        fh.write("\n".join(header) + "\n")
+    with open(plain, "ab") as fh:
+        body.write_csv(fh, separator="\t", include_header=False, quote_style="never")
+    pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False)

@@ -1,0 +1,43 @@
+"""Shared fixtures: generated bundles (tiny, in the real formats) and the real data bundle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from llamadna.data.synthetic import make_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path | None:
+    env = os.environ.get("LLAMADNA_DATA")
+    p = Path(env) if env else REPO.parent / "shared" / "data"
+    return p if (p / "MANIFEST.md").exists() else None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    p = real_data_dir()
+    if p is None:
+        pytest.skip("real data bundle not found (../shared/data or $LLAMADNA_DATA)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def bundle_factory(tmp_path_factory):
+    """make_bundle into a fresh directory: bundle_factory(**kwargs) -> SyntheticBundle."""
+    count = [0]
+
+    def make(**kwargs):
+        count[0] += 1
+        return make_bundle(tmp_path_factory.mktemp(f"bundle{count[0]}"), **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_bundle(bundle_factory):
+    return bundle_factory(seed=1)
