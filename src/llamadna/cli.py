@@ -148,5 +148,74 @@ def _print_summary(s: dict) -> None:
     console.print("dropped or capped: " + json.dumps(s["dropped"]))
 
 
+@contextmanager
+def _byte_progress() -> Iterator:
+    """One progress bar per description, in bytes (downloads and conversions)."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as prog:
+        tasks: dict[str, int] = {}
+
+        def step(desc: str, done: int, total: int | None) -> None:
+            if desc not in tasks:
+                tasks[desc] = prog.add_task(desc, total=total)
+            prog.update(tasks[desc], completed=done, total=total)
+
+        yield step
+
+
+@app.command("fetch-data")
+def fetch_data_cmd(
+    out: Annotated[
+        Path, typer.Option(help="Output directory (bundle files; raw downloads in OUT/.download).")
+    ],
+    chromosomes: Annotated[
+        str, typer.Option(help="Comma-separated chromosomes for regions.fa, GTF and variants.")
+    ] = "chr21,chr22,chrM",
+    mirror: Annotated[
+        str | None, typer.Option(help="Replace scheme://host of every source URL (path kept).")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", metavar="NAME=URL",
+            help="Override one source URL (repeatable). Names: hg38 (URL with {chrom}), gencode, "
+            "gene_info, clinvar_genes, orphanet, hpo, clinvar_vcf.",
+        ),
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Do not check the md5 sums the sources publish.")
+    ] = False,
+) -> None:
+    """Download the public source files and convert them into a data bundle for build-dataset.
+
+    UCSC hg38 chromosomes, GENCODE GTF, NCBI gene_info, ClinVar (gene conditions and GRCh38
+    VCF), Orphanet and HPO. Not downloaded: OMIM (needs a licence key), COSMIC (needs a login
+    and licence) and dbSNP (tens of GB). Downloads resume; a rerun reuses verified files.
+    """
+    from llamadna.data.fetch import FetchOptions, fetch_data, parse_source_overrides
+
+    with _errors():
+        opts = FetchOptions(
+            chromosomes=_csv(chromosomes), mirror=mirror,
+            sources=parse_source_overrides(source or []), verify=not no_verify,
+        )
+        with _byte_progress() as step:
+            summary = fetch_data(out, opts, step=step)
+    t = Table(title=f"fetch-data: {', '.join(summary['chromosomes'])}")
+    t.add_column("file")
+    t.add_column("contents")
+    for name, info in summary["outputs"].items():
+        t.add_row(name, json.dumps(next(iter(info.values()))))
+    console.print(t)
+    new = sum(d["downloaded_now"] for d in summary["downloads"])
+    console.print(f"wrote the bundle to [bold]{escape(str(out))}[/] ({new} of "
+                  f"{len(summary['downloads'])} files downloaded now; OMIM, COSMIC and dbSNP "
+                  "are not fetched)")
+
+
 if __name__ == "__main__":
     app()
