@@ -184,3 +184,22 @@ def test_write_dataset_round_trip(built, tmp_path):
     assert pl.read_parquet(pq).equals(df)
     assert json.loads(js.read_text())["rows"] == df.height
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "name", ["regions.fa", "annotation.gtf.gz", "variants.vcf.gz", "gene_info.tsv.gz",
+             "gene_phenotypes.tsv.gz"])
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_each_damaged_input_names_its_file(tmp_path, small_bundle, name, damage):
+    d = tmp_path / "copy"
+    shutil.copytree(small_bundle.path, d)
+    p = d / name
+    if name == "regions.fa":  # plain text: compress it so it can be truncated mid-stream
+        p.unlink()
+        p = d / "regions.fa.gz"
+        p.write_bytes(gzip.compress((small_bundle.path / name).read_bytes()))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
+    expected = "truncated gzip|corrupt gzip" if damage == "truncate" else "empty file"
+    with pytest.raises(InputError, match=rf"{p.name}(:\d+)?: .*({expected})"):
+        build_dataset(d, BuildOptions(window=32))
