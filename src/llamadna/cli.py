@@ -106,6 +106,14 @@ def build_dataset_cmd(
         float, typer.Option(help="Drop windows with a larger fraction of N bases.")
     ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for the cap and the splits.")] = 0,
+    splash: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[BUILD=]ANCHORS.tsv",
+            help="SPLASH anchors TSV (`llamadna splash` output) filling the SPLASH_* columns: one "
+            "for all rows, or BUILD=ANCHORS.tsv per build (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Build the annotation dataset (one row per variant in a gene) from a data bundle."""
     from llamadna.data.build import BuildOptions, build_dataset, write_dataset
@@ -118,9 +126,12 @@ def build_dataset_cmd(
             capped_sources=_csv(cap_sources), seed=seed, edge=edge, max_n_fraction=max_n_fraction,
         )
         with _progress() as step:
-            df, summary = build_dataset(data_dir, opts, step=step)
+            df, summary = build_dataset(data_dir, opts, step=step, splash_anchors=splash or None)
         pq, js = write_dataset(df, summary, out)
     _print_summary(summary)
+    if splash:
+        console.print(f"SPLASH scores: {summary['splash_rows_scored']} rows scored, "
+                      f"{summary['splash_missing_rows']} without a tested anchor")
     console.print(f"wrote [bold]{pq}[/] ({summary['rows']} rows) and [bold]{js}[/]")
 
 
@@ -215,6 +226,161 @@ def fetch_data_cmd(
     console.print(f"wrote the bundle to [bold]{escape(str(out))}[/] ({new} of "
                   f"{len(summary['downloads'])} files downloaded now; OMIM, COSMIC and dbSNP "
                   "are not fetched)")
+
+
+@app.command("simulate-samples")
+def simulate_samples_cmd(
+    out: Annotated[Path, typer.Option(help="Output directory (one folder of samples per build).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data bundle directory [default: $LLAMADNA_DATA or ../shared/data]."),
+    ] = None,
+    n_samples: Annotated[int, typer.Option(help="Samples; group A = first half, B = the rest.")] = 8,
+    depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = 30.0,
+    read_len: Annotated[int, typer.Option(help="Read length in bases.")] = 100,
+    error_rate: Annotated[float, typer.Option(help="Per-base substitution error rate.")] = 0.001,
+    seed: Annotated[int, typer.Option(help="Seed for genotypes, drawn alleles and reads.")] = 0,
+    default_af: Annotated[
+        float, typer.Option(help="ALT frequency of germline records without a maf.")
+    ] = 0.001,
+    threads: Annotated[int, typer.Option(help="Parallel FASTQ writers; 0 = one per CPU.")] = 0,
+) -> None:
+    """Write SIMULATED FASTQ samples (not real data) for SPLASH: the bundle's reference regions
+    with its real variants applied (germline at their frequencies, COSMIC/ClinVar/HGMD in group A)."""
+    from llamadna.data.paths import default_data_dir
+    from llamadna.data.simulate import SimulateOptions, simulate_samples
+
+    with _errors():
+        data_dir = data if data is not None else default_data_dir()
+        opts = SimulateOptions(
+            n_samples=n_samples, depth=depth, read_len=read_len, error_rate=error_rate, seed=seed,
+            default_af=default_af, threads=threads,
+        )
+        with _progress() as step:
+            summary = simulate_samples(data_dir, out, opts, step=step)
+    t = Table(title=f"simulated samples (SIMULATED, not real data) in {summary['seconds']} s")
+    for c in ("build", "sample", "group", "reads", "depth", "germline", "events"):
+        t.add_column(c)
+    for b, info in summary["builds"].items():
+        for s, st in info["samples"].items():
+            ap = info["applied_per_sample"][s]
+            t.add_row(b, s, st["group"], str(st["reads"]), f"{st['depth']:.1f}",
+                      str(ap.get("germline", 0)), str(ap.get("event", 0)))
+    console.print(t)
+    console.print(f"wrote [bold]{escape(str(out))}[/] (samples.tsv, truth.tsv, README.txt per build)")
+
+
+@app.command("splash")
+def splash_cmd(
+    out: Annotated[Path, typer.Option(help="Anchors TSV (a .summary.json is written beside it).")],
+    sample: Annotated[
+        list[str] | None,
+        typer.Option("--sample", metavar="NAME=PATH[,PATH]",
+                     help="A sample (repeatable); comma-join paired files (R1,R2)."),
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="Sample sheet TSV with columns sample, path.")
+    ] = None,
+    anchor_len: Annotated[int, typer.Option(help="Anchor length a (<= 32).")] = 31,
+    target_len: Annotated[int, typer.Option(help="Target length t (<= 32).")] = 31,
+    gap: Annotated[
+        str, typer.Option(help="Bases between anchor and target, or 'auto' = (L - a - t) // 2.")
+    ] = "0",
+    splits: Annotated[int, typer.Option(help="Train/test splits (p = min over splits x splits).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and random starts.")] = 0,
+    threads: Annotated[int, typer.Option(help="Samples counted in parallel.")] = 1,
+    min_sample_count: Annotated[
+        int, typer.Option(help="Drop an anchor's counts in a sample when they total <= this.")
+    ] = 5,
+    min_anchor_count: Annotated[
+        int, typer.Option(help="Drop anchors whose total count M is <= this.")
+    ] = 50,
+    min_targets: Annotated[
+        int, typer.Option(help="Drop anchors with fewer distinct targets.")
+    ] = 2,
+    min_samples: Annotated[int, typer.Option(help="Drop anchors seen in fewer samples.")] = 2,
+    max_run: Annotated[
+        int, typer.Option(help="Drop anchors with a single-base run of >= this; 0 = off.")
+    ] = 8,
+    max_memory_gb: Annotated[
+        float, typer.Option(help="Budget for the distinct (anchor, target) count tables.")
+    ] = 8.0,
+) -> None:
+    """Run SPLASH (reference-free, sample-specific target usage after anchors) on read files.
+
+    Reads FASTQ/FASTA (plain or gzip) or BAM (reads as sequenced); writes one row per anchor
+    that passes the filters, sorted by pval_opt.
+    """
+    from llamadna.splash.run import (
+        SplashConfig,
+        parse_sample_arg,
+        read_sample_sheet,
+        run_splash,
+        write_results,
+    )
+    from llamadna.splash.stats import FilterConfig
+
+    with _errors():
+        if (sample is None) == (samples is None):
+            raise ValueError("give the samples with --sample NAME=PATH (twice or more) "
+                             "or with --samples SHEET.tsv, not both")
+        sample_list = (read_sample_sheet(samples) if samples is not None
+                       else [parse_sample_arg(s) for s in sample])
+        if gap != "auto" and not gap.isdigit():
+            raise ValueError(f"--gap {gap!r}: expected a number >= 0 or 'auto'")
+        cfg = SplashConfig(
+            anchor_len=anchor_len, target_len=target_len,
+            gap="auto" if gap == "auto" else int(gap), splits=splits, seed=seed,
+            threads=threads, max_memory_gb=max_memory_gb,
+            filters=FilterConfig(
+                min_sample_count=min_sample_count, min_anchor_count=min_anchor_count,
+                min_targets=min_targets, min_samples=min_samples, max_run=max_run,
+            ),
+        )
+        with _progress() as step:
+            df, summary = run_splash(sample_list, cfg, progress=step)
+        tsv, js = write_results(df, summary, out)
+    f = summary["filters"]
+    t = Table(title=f"SPLASH: {f['anchors_tested']} of {f['anchors_counted']} anchors tested")
+    t.add_column("filter")
+    t.add_column("anchors removed", justify="right")
+    for name, n in f["removed"].items():
+        t.add_row(name, str(n))
+    console.print(t)
+    console.print(f"{summary['anchors_q_below_0.05']} anchors with pval_opt_corrected < 0.05")
+    console.print(f"wrote [bold]{escape(str(tsv))}[/] and [bold]{escape(str(js))}[/]")
+
+
+@app.command("splash-annotate")
+def splash_annotate_cmd(
+    dataset_dir: Annotated[Path, typer.Argument(help="build-dataset output (dataset.parquet).")],
+    anchors: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[BUILD=]ANCHORS.tsv...",
+            help="Anchors TSV written by `llamadna splash`, for all rows; or BUILD=ANCHORS.tsv "
+            "per build (GRCh38=a.tsv GRCh37=b.tsv) so that builds are never mixed.",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Write dataset.parquet/summary.json here [default: in place].")
+    ] = None,
+) -> None:
+    """Fill the dataset's SPLASH_pval / SPLASH_Effect / SPLASH_entropy from an anchors table.
+
+    Per row: the tested anchor (either strand) with the smallest pval_opt, Bonferroni-corrected
+    over the n_a anchors found; rows without a tested anchor stay null and are counted.
+    """
+    from llamadna.splash.annotate import annotate_dataset_dir
+
+    with _errors():
+        pq, js, summary = annotate_dataset_dir(dataset_dir, anchors, out)
+    for scope, st in summary["splash_runs"].items():
+        console.print(f"SPLASH scores ({scope}): {st['rows_scored']} of {st['rows']} rows scored "
+                      f"({st['anchors']} anchors, k={st['k']})")
+    console.print(f"{summary['splash_rows_scored']} rows scored in all, "
+                  f"{summary['splash_missing_rows']} without a tested anchor")
+    console.print(f"wrote [bold]{escape(str(pq))}[/] and [bold]{escape(str(js))}[/]")
 
 
 if __name__ == "__main__":

@@ -388,9 +388,20 @@ def build_dataset(
     opts: BuildOptions | None = None,
     sets: list[AssemblySet] | None = None,
     step: Step = _no_progress,
+    splash_anchors: str | Path | list[str | Path] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """Build the dataset from a bundle directory. Returns (table, summary)."""
+    """Build the dataset from a bundle directory. Returns (table, summary).
+
+    splash_anchors : optional `llamadna splash` anchors table(s), `ANCHORS.tsv` for all rows or
+        `BUILD=ANCHORS.tsv` per build; fill the SPLASH_* columns (llamadna.splash.annotate),
+        else they stay null.
+    """
     opts = opts or BuildOptions()
+    anchors = None
+    if splash_anchors is not None:
+        from llamadna.splash.annotate import read_anchor_tables
+
+        anchors = read_anchor_tables(splash_anchors)  # a bad anchors file fails before the build
     data_dir = Path(data_dir)
     sets = sets if sets is not None else discover_sets(data_dir)
     info = read_gene_info(shared_table(data_dir, "gene_info.tsv.gz"))
@@ -405,6 +416,11 @@ def build_dataset(
                          "inside the reference (see the drop counts with --verbose)")
     df, notes = add_splits(df, opts.seed)
     df = df.select(DATASET_COLUMNS + EXTRA_COLUMNS)
+    if anchors is not None:
+        from llamadna.splash.annotate import apply_splash
+
+        df, splash_summary = apply_splash(df, anchors)
+        stats.update(splash_summary)
     summary = make_summary(df, opts, sets, tally, stats, notes)
     return df, summary
 
