@@ -21,8 +21,20 @@ install: apt $(STAMP)
 apt:
 	bash scripts/install-apt.sh
 
+LLAMADNA := $(VENV)/bin/llamadna
+THREADS ?= 2
+
+# Demo: SIMULATED reads (the bundle's reference regions with its real variants applied) give
+# every dataset window SPLASH scores; builds are kept apart (one anchors table per build).
 demo: install
-	$(VENV)/bin/llamadna build-dataset --out $(DEMO_OUT)
+	$(LLAMADNA) simulate-samples --out $(DEMO_OUT)/samples --n-samples 8 --depth 30 --read-len 100
+	$(LLAMADNA) splash --samples $(DEMO_OUT)/samples/GRCh38/samples.tsv --threads $(THREADS) \
+		--out $(DEMO_OUT)/splash/anchors.GRCh38.tsv
+	$(LLAMADNA) splash --samples $(DEMO_OUT)/samples/GRCh37/samples.tsv --threads $(THREADS) \
+		--out $(DEMO_OUT)/splash/anchors.GRCh37.tsv
+	$(LLAMADNA) build-dataset --out $(DEMO_OUT)/dataset \
+		--splash GRCh38=$(DEMO_OUT)/splash/anchors.GRCh38.tsv \
+		--splash GRCh37=$(DEMO_OUT)/splash/anchors.GRCh37.tsv
 
 test: install
 	$(PY) -m pytest -q

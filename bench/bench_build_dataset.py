@@ -45,7 +45,7 @@ def run(scale: float, window: int, workdir: Path) -> dict:
         "scale": scale, "genome_mb": 4 * chrom_len / 1e6, "variants": int(1_000_000 * scale),
         "windows": df.height, "window": window, "generate_s": round(gen_s, 2),
         "build_s": round(build_s, 2), "write_s": round(write_s, 2),
-        "windows_per_s": round(df.height / build_s), 
+        "windows_per_s": round(df.height / build_s),
         "windows_per_s_incl_write": round(df.height / (build_s + write_s)),
         "max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }

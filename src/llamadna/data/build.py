@@ -42,7 +42,7 @@ from llamadna.data.template import annotation_expr
 from llamadna.errors import InputError
 from llamadna.io.annotation import read_genes
 from llamadna.io.atomic import atomic_write
-from llamadna.io.fasta import Reference, read_reference
+from llamadna.io.fasta import Reference, read_reference, ref_allele_matches
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
 from llamadna.io.variants import read_variants
 
@@ -159,25 +159,6 @@ def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------- sequence
 
 
-def _ref_matches(ref: Reference, contig: np.ndarray, pos0: np.ndarray, alleles: list[str]) -> np.ndarray:
-    """True where the REF allele equals the reference (N in the reference matches anything)."""
-    ok = np.ones(len(pos0), dtype=bool)
-    for ci in np.unique(contig):
-        c = ref.contigs[ci]
-        sel = np.flatnonzero(contig == ci)
-        local = pos0[sel] - c.start0
-        first = np.frombuffer("".join(alleles[i][0] for i in sel).encode(), dtype=np.uint8)
-        base = c.seq[local]
-        ok[sel] = (base == first) | (base == ord("N"))
-        for k, i in enumerate(sel):
-            a = alleles[i]
-            if len(a) > 1:
-                s = c.seq[local[k] : local[k] + len(a)]
-                want = np.frombuffer(a.encode(), dtype=np.uint8)
-                ok[i] = len(s) == len(want) and bool(np.all((s == want) | (s == ord("N"))))
-    return ok
-
-
 def extract_windows(
     ref: Reference, contig: np.ndarray, win0: np.ndarray, width: int
 ) -> pa.LargeStringArray:
@@ -285,7 +266,7 @@ def build_set(
     var, pos0, ref_len, contig = var.filter(keep), pos0[keep], ref_len[keep], contig[keep]
 
     # REF allele must be the reference sequence
-    match = _ref_matches(ref, contig, pos0, var["ref"].to_list())
+    match = ref_allele_matches(ref, contig, pos0, var["ref"].to_list())
     tally.add(b, "ref_allele_mismatch", int((~match).sum()))
     var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
 

@@ -51,12 +51,11 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import BUILDS
-from llamadna.data.build import _ref_matches
 from llamadna.data.paths import AssemblySet, discover_sets
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
-from llamadna.io.fasta import Reference, read_reference
+from llamadna.io.fasta import Reference, read_reference, ref_allele_matches
 from llamadna.io.tables import read_tsv
 from llamadna.io.variants import TSV_COLUMNS, read_variants
 
@@ -227,7 +226,7 @@ def prepare_variants(
     inside = contig >= 0
     counts["skipped_outside_reference"] = int((~inside).sum())
     var, pos0, ref_len, contig = var.filter(inside), pos0[inside], ref_len[inside], contig[inside]
-    match = _ref_matches(ref, contig, pos0, var["ref"].to_list())
+    match = ref_allele_matches(ref, contig, pos0, var["ref"].to_list())
     counts["skipped_ref_mismatch"] = int((~match).sum())
     var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
 

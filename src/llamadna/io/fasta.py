@@ -202,3 +202,28 @@ def read_reference(
     if iupac:
         log.info("%s: %d IUPAC ambiguity codes replaced by N", path, iupac)
     return Reference(path=path, contigs=contigs, iupac_to_n=iupac)
+
+
+def ref_allele_matches(
+    ref: Reference, contig: np.ndarray, pos0: np.ndarray, alleles: list[str]
+) -> np.ndarray:
+    """True where each REF allele equals the reference (N in the reference matches anything).
+
+    contig : (N,) contig index per allele; pos0 : (N,) 0-based chromosome position of its first
+    base; alleles : the N REF strings (upper case).
+    """
+    ok = np.ones(len(pos0), dtype=bool)
+    for ci in np.unique(contig):
+        c = ref.contigs[ci]
+        sel = np.flatnonzero(contig == ci)
+        local = pos0[sel] - c.start0
+        first = np.frombuffer("".join(alleles[i][0] for i in sel).encode(), dtype=np.uint8)
+        base = c.seq[local]
+        ok[sel] = (base == first) | (base == ord("N"))
+        for k, i in enumerate(sel):
+            a = alleles[i]
+            if len(a) > 1:
+                s = c.seq[local[k] : local[k] + len(a)]
+                want = np.frombuffer(a.encode(), dtype=np.uint8)
+                ok[i] = len(s) == len(want) and bool(np.all((s == want) | (s == ord("N"))))
+    return ok
