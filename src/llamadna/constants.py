@@ -54,3 +54,10 @@ BUILDS = ("GRCh38", "GRCh37")
 BUILD_FILE_TAGS = {"GRCh38": "", "GRCh37": ".grch37"}
 
 ENV_DATA = "LLAMADNA_DATA"
+
+# ---- model
+IGNORE_INDEX = -100  # label value ignored by the LM loss (prompt, DNA slots, padding)
+DNA_PLACEHOLDER = "<dna>"  # one text token per DNA encoder state, replaced by projected features
+TEXT_SPECIAL_TOKENS = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}
+DNA_SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+PROMPT_MODES = ("leak-free", "seed-faithful")

@@ -1,0 +1,242 @@
+"""`LlamaDNAForAnnotation`: DNA encoder -> projector -> causal LM (LoRA), plus a source-class head.
+
+    dna_input_ids (C, L) --encoder--> (C, L, Hd) --projector--> (C, L, H) --[valid tokens]--> (N, H)
+    input_ids (B, T) with N `<dna>` placeholders --LLM embeddings--> (B, T, H)
+    masked_scatter: placeholders <- DNA features (one merge path, used by forward and generate)
+    LLM(inputs_embeds) -> logits (B, T, V)  [LM loss on target tokens only]
+                       -> last hidden (B, T, H) --mean over prompt tokens--> cls_head -> (B, K)
+
+LoRA (peft) is injected into the LLM only (q_proj/v_proj by default), and optionally into the
+encoder; the projector and the head are ordinary trainable modules. Everything sits in one module
+tree, so `save_pretrained` writes one safetensors file (plus both tokenizers through the attached
+processor). With the full preset (`dna_model_path`/`llm_path`), the frozen pretrained weights are
+read from those directories and not copied into our checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from llamadna.constants import IGNORE_INDEX
+from llamadna.model.configuration import LlamaDNAConfig
+from llamadna.model.processing import LlamaDNAProcessor
+from llamadna.model.projector import build_projector
+
+
+@dataclass
+class LlamaDNAOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    cls_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, V)
+    cls_logits: torch.Tensor | None = None  # (B, K)
+
+
+def disable_triton_flash_attention(module: nn.Module) -> int:
+    """DNABERT-2's remote code calls a Triton flash-attention kernel when it can import one; that
+    path fails on CPU. Setting the module-level `flash_attn_qkvpacked_func` to None makes it use
+    PyTorch attention. Returns how many code modules were patched."""
+    patched = 0
+    for name in {type(m).__module__ for m in module.modules()}:
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "flash_attn_qkvpacked_func", None) is not None:
+            mod.flash_attn_qkvpacked_func = None
+            patched += 1
+    return patched
+
+
+class LlamaDNAForAnnotation(PreTrainedModel):
+    config_class = LlamaDNAConfig
+    base_model_prefix = "llamadna"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer", "BertLayer"]
+
+    def __init__(
+        self, config: LlamaDNAConfig, dna_encoder: nn.Module | None = None,
+        language_model: nn.Module | None = None,
+    ):
+        super().__init__(config)
+        self.dna_encoder = dna_encoder if dna_encoder is not None else AutoModel.from_config(
+            config.dna_config, add_pooling_layer=False)
+        self.language_model = (language_model if language_model is not None
+                               else AutoModelForCausalLM.from_config(config.text_config))
+        h_dna, h_txt = config.dna_config.hidden_size, config.text_config.hidden_size
+        self.projector = build_projector(config.projector_type, h_dna, h_txt)
+        self.cls_head = nn.Linear(h_txt, len(config.class_labels))
+        inject_adapter_in_model(LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_target_modules)), self.language_model)
+        if config.encoder_training == "lora":
+            inject_adapter_in_model(LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=list(config.encoder_lora_target_modules)), self.dna_encoder)
+        self.processor: LlamaDNAProcessor | None = None
+        self.post_init()
+        self.set_trainable()
+
+    # ------------------------------------------------------------------ parameters
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only our own layers: the encoder and the LLM initialise themselves (or are pretrained).
+        if module is self.cls_head or any(module is m for m in self.projector.modules()):
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def set_trainable(self) -> None:
+        """Default: LoRA (LLM) + projector + head trainable; the encoder per `encoder_training`."""
+        mode = self.config.encoder_training
+        for name, p in self.named_parameters():
+            if name.startswith(("projector.", "cls_head.")):
+                p.requires_grad = True
+            elif name.startswith("language_model."):
+                p.requires_grad = "lora_" in name
+            elif name.startswith("dna_encoder."):
+                p.requires_grad = mode == "full" or (mode == "lora" and "lora_" in name)
+
+    @property
+    def encoder_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.dna_encoder.parameters())
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    # ------------------------------------------------------------------ DNA features
+    def get_dna_features(self, dna_input_ids: torch.Tensor, dna_attention_mask: torch.Tensor) -> torch.Tensor:
+        """Projected encoder states of every valid DNA token, chunks in order: (N, H)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_trainable):
+            out = self.dna_encoder(input_ids=dna_input_ids, attention_mask=dna_attention_mask)
+        states = out[0] if isinstance(out, tuple) else out.last_hidden_state  # (C, L, Hd)
+        feats = self.projector(states.to(self.projector_dtype))  # (C, L, H)
+        return feats[dna_attention_mask.bool()]
+
+    @property
+    def projector_dtype(self) -> torch.dtype:
+        return next(self.projector.parameters()).dtype
+
+    def embed_inputs(
+        self, input_ids: torch.Tensor, dna_input_ids: torch.Tensor | None = None,
+        dna_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The one merge path: LLM embeddings with `<dna>` slots replaced by DNA features."""
+        mask = input_ids == self.config.dna_placeholder_id  # (B, T)
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(mask, 0))  # (B, T, H)
+        n_slots = int(mask.sum())
+        if dna_input_ids is None:
+            if n_slots:
+                raise ValueError(f"{n_slots} <dna> placeholders but no DNA input")
+            return embeds
+        feats = self.get_dna_features(dna_input_ids, dna_attention_mask)
+        if feats.shape[0] != n_slots:
+            raise ValueError(
+                f"{feats.shape[0]} DNA features but {n_slots} <dna> placeholders: the prompt and "
+                "the DNA chunks come from different sequences or processors")
+        return embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None, **kwargs,
+    ) -> LlamaDNAOutput:
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                  output_hidden_states=True, use_cache=False)
+        logits = out.logits  # (B, T, V)
+        hidden = out.hidden_states[-1]  # (B, T, H)
+        pm = (prompt_mask if prompt_mask is not None else attention_mask).to(hidden.dtype)
+        pooled = (hidden * pm.unsqueeze(-1)).sum(1) / pm.sum(1, keepdim=True).clamp(min=1)
+        cls_logits = self.cls_head(pooled.to(self.cls_head.weight.dtype))  # (B, K)
+        lm_loss = cls_loss = loss = None
+        if labels is not None:
+            lm_loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+            loss = lm_loss
+        if class_labels is not None:
+            cls_loss = F.cross_entropy(cls_logits.float(), class_labels)
+            loss = cls_loss * self.config.cls_loss_weight + (loss if loss is not None else 0)
+        return LlamaDNAOutput(loss=loss, lm_loss=lm_loss, cls_loss=cls_loss, logits=logits,
+                              cls_logits=cls_logits)
+
+    @torch.no_grad()
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
+        **generate_kwargs,
+    ):
+        """Generate the annotation after a (left-padded) prompt. The DNA features enter through
+        `embed_inputs`, then the LLM's own `generate` runs on `inputs_embeds` (its KV cache,
+        sampling and stopping rules apply unchanged)."""
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        return self.language_model.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+    # ------------------------------------------------------------------ save / load
+    def _external_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes whose frozen weights come from local pretrained directories."""
+        out = []
+        if self.config.dna_model_path and self.config.encoder_training == "frozen":
+            out.append("dna_encoder.")
+        if self.config.llm_path:
+            out.append("language_model.")
+        return tuple(out)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """config.json + model.safetensors (+ both tokenizers and the prompt mode when a processor
+        is attached). Frozen weights read from `dna_model_path`/`llm_path` are not copied."""
+        ext = self._external_prefixes()
+        if ext:
+            sd = {k: v for k, v in self.state_dict().items()
+                  if not k.startswith(ext) or "lora_" in k}
+            kwargs["state_dict"] = sd
+        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        if self.processor is not None:
+            self.processor.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *args, **kwargs) -> LlamaDNAForAnnotation:
+        """Load a saved model directory (never unpickles: safetensors + JSON only)."""
+        path = Path(path)
+        config = LlamaDNAConfig.from_pretrained(path)
+        if config.dna_model_path or config.llm_path:
+            model = cls.from_base(config, torch_dtype=kwargs.get("dtype"))
+            from safetensors.torch import load_file
+
+            sd = load_file(path / "model.safetensors")
+            missing, unexpected = model.load_state_dict(sd, strict=False)
+            ext = model._external_prefixes()
+            bad = [k for k in missing if not k.startswith(ext) or "lora_" in k]
+            if bad or unexpected:
+                raise ValueError(f"{path}: checkpoint does not match the model: missing {bad[:5]}, "
+                                 f"unexpected {list(unexpected)[:5]}")
+        else:
+            model = super().from_pretrained(path, *args, use_safetensors=True, **kwargs)
+        if (path / "processor_config.json").exists():
+            model.processor = LlamaDNAProcessor.from_pretrained(path)
+        model.set_trainable()
+        return model
+
+    @classmethod
+    def from_base(cls, config: LlamaDNAConfig, torch_dtype: torch.dtype | None = None) -> LlamaDNAForAnnotation:
+        """Build around pretrained encoder/LLM directories (`config.dna_model_path`/`llm_path`);
+        parts without a path are built from their config."""
+        enc = llm = None
+        if config.dna_model_path:
+            enc = AutoModel.from_pretrained(config.dna_model_path, trust_remote_code=True,
+                                            dtype=torch_dtype)
+            if not torch.cuda.is_available():
+                disable_triton_flash_attention(enc)
+            config.dna_config = enc.config
+        if config.llm_path:
+            llm = AutoModelForCausalLM.from_pretrained(config.llm_path, dtype=torch_dtype)
+            config.text_config = llm.config
+        return cls(config, dna_encoder=enc, language_model=llm)

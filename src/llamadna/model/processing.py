@@ -1,0 +1,173 @@
+"""`LlamaDNAProcessor`: owns both tokenizers, builds prompts and batches.
+
+One DNA sequence becomes encoder chunks of at most `dna_chunk_tokens` tokens ([CLS] ... [SEP]
+each); the prompt holds one `<dna>` placeholder per encoder token of all its chunks, which the
+model replaces by the projected encoder states. Prompt layout (token ids):
+
+    <s> "DNA:" <dna>*n " SPLASH effect 0.61, p-value 1.2e-03, entropy 0.60." [metadata] " Annotation:"
+    target: " This sequence is part of ... dataset." </s>
+
+The leak-free prompt carries only the sequence and the SPLASH scores; the seed-faithful prompt
+adds gene name, description, phenotype and clinical significance, as the original poster's code
+did (only to reproduce that setting).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES
+
+PROCESSOR_FILE = "processor_config.json"
+NOT_AVAILABLE = "not available"
+
+
+def _is_missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def splash_text(row: dict) -> str:
+    """"SPLASH effect 0.61, p-value 1.2e-03, entropy 0.60" or "SPLASH scores not available"."""
+    e, p, h = row.get("SPLASH_Effect"), row.get("SPLASH_pval"), row.get("SPLASH_entropy")
+    if any(_is_missing(x) for x in (e, p, h)):
+        return f"SPLASH scores {NOT_AVAILABLE}"
+    return f"SPLASH effect {e:.2f}, p-value {p:.1e}, entropy {h:.2f}"
+
+
+def metadata_text(row: dict) -> str:
+    """The seed-faithful prompt's extra fields (gene metadata, as the poster's code gave it)."""
+    sig = row.get("clinical_significance") or "not provided"
+    return (f" Gene {row['gene_name']}: {row['gene_description']}. Phenotype: {row['phenotype']}."
+            f" Clinical significance: {sig}.")
+
+
+class LlamaDNAProcessor:
+    """Tokenizes DNA and prompt text into model inputs.
+
+    Parameters
+    ----------
+    dna_tokenizer, text_tokenizer : Hugging Face tokenizers (text needs `<dna>`, bos, eos, pad).
+    prompt_mode : "leak-free" or "seed-faithful".
+    dna_chunk_tokens : encoder tokens per chunk, [CLS] and [SEP] included.
+    """
+
+    def __init__(
+        self, dna_tokenizer: PreTrainedTokenizerBase, text_tokenizer: PreTrainedTokenizerBase,
+        prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512,
+    ):
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
+        self.dna_tokenizer = dna_tokenizer
+        self.text_tokenizer = text_tokenizer
+        self.prompt_mode = prompt_mode
+        self.dna_chunk_tokens = dna_chunk_tokens
+        ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
+        if ph is None or ph == text_tokenizer.unk_token_id:
+            raise ValueError(f"the text tokenizer has no {DNA_PLACEHOLDER!r} token")
+        self.placeholder_id = int(ph)
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if getattr(text_tokenizer, name) is None:
+                raise ValueError(f"the text tokenizer needs {name}")
+
+    # ------------------------------------------------------------------ text
+    def _text_ids(self, text: str) -> list[int]:
+        return self.text_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_parts(self, row: dict) -> tuple[str, str]:
+        """Text before and after the DNA placeholders."""
+        after = f" {splash_text(row)}."
+        if self.prompt_mode == "seed-faithful":
+            after += metadata_text(row)
+        return "DNA:", after + " Annotation:"
+
+    def prompt_text(self, row: dict, n_dna: int = 1) -> str:
+        """The prompt as text (for inspection and tests)."""
+        before, after = self.prompt_parts(row)
+        return before + DNA_PLACEHOLDER * n_dna + after
+
+    # ------------------------------------------------------------------ DNA
+    def dna_chunks(self, sequence: str) -> list[list[int]]:
+        """Encoder token ids of one sequence, split into [CLS] ... [SEP] chunks."""
+        tok = self.dna_tokenizer
+        ids = tok(sequence.upper(), add_special_tokens=False)["input_ids"]
+        body = self.dna_chunk_tokens - 2
+        pieces = [ids[i : i + body] for i in range(0, max(len(ids), 1), body)]
+        return [[tok.cls_token_id, *p, tok.sep_token_id] for p in pieces]
+
+    # ------------------------------------------------------------------ batches
+    def __call__(
+        self, rows: Sequence[dict], targets: Sequence[str] | None = None,
+        class_ids: Sequence[int] | None = None, padding_side: str = "right",
+        with_dna: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Batch of model inputs.
+
+        rows : dicts with `Sequence` and the SPLASH columns (plus gene fields in seed-faithful mode).
+        targets : annotation sentences (training); None for generation (prompt only).
+        padding_side : "right" for training, "left" for generation.
+        with_dna : False builds the no-DNA baseline's prompt (no placeholders, no encoder input).
+
+        Returns input_ids, attention_mask, prompt_mask (B, T); labels (B, T) when targets;
+        class_labels (B,) when class_ids; dna_input_ids, dna_attention_mask (C, L) with chunks
+        in sample order.
+        """
+        tt = self.text_tokenizer
+        seqs, chunks = [], []
+        for row in rows:
+            ch = self.dna_chunks(row["Sequence"]) if with_dna else []
+            chunks.extend(ch)
+            seqs.append(sum(len(c) for c in ch))
+        ids, labels, pmask = [], [], []
+        for i, row in enumerate(rows):
+            before, after = self.prompt_parts(row)
+            p = ([tt.bos_token_id] + self._text_ids(before) + [self.placeholder_id] * seqs[i]
+                 + self._text_ids(after))
+            t = [] if targets is None else self._text_ids(" " + targets[i]) + [tt.eos_token_id]
+            ids.append(p + t)
+            labels.append([IGNORE_INDEX] * len(p) + t)
+            pmask.append([1] * len(p) + [0] * len(t))
+        T = max(len(x) for x in ids)
+
+        def pad(seq: list[int], value: int) -> list[int]:
+            fill = [value] * (T - len(seq))
+            return fill + seq if padding_side == "left" else seq + fill
+
+        out = {
+            "input_ids": torch.tensor([pad(x, tt.pad_token_id) for x in ids]),
+            "attention_mask": torch.tensor([pad([1] * len(x), 0) for x in ids]),
+            "prompt_mask": torch.tensor([pad(m, 0) for m in pmask]),
+        }
+        if targets is not None:
+            out["labels"] = torch.tensor([pad(x, IGNORE_INDEX) for x in labels])
+        if class_ids is not None:
+            out["class_labels"] = torch.tensor(list(class_ids), dtype=torch.long)
+        if with_dna:
+            L = max(len(c) for c in chunks)
+            pad_id = self.dna_tokenizer.pad_token_id
+            out["dna_input_ids"] = torch.tensor([c + [pad_id] * (L - len(c)) for c in chunks])
+            out["dna_attention_mask"] = torch.tensor([[1] * len(c) + [0] * (L - len(c)) for c in chunks])
+        return out
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path) -> None:
+        d = Path(directory)
+        self.dna_tokenizer.save_pretrained(d / "dna_tokenizer")
+        self.text_tokenizer.save_pretrained(d / "text_tokenizer")
+        (d / PROCESSOR_FILE).write_text(json.dumps(
+            {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens}, indent=1))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> LlamaDNAProcessor:
+        d = Path(directory)
+        cfg = json.loads((d / PROCESSOR_FILE).read_text())
+        return cls(
+            AutoTokenizer.from_pretrained(d / "dna_tokenizer"),
+            AutoTokenizer.from_pretrained(d / "text_tokenizer"),
+            prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
+        )
