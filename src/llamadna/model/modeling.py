@@ -226,9 +226,13 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return model
 
     @classmethod
-    def from_base(cls, config: LlamaDNAConfig, torch_dtype: torch.dtype | None = None) -> LlamaDNAForAnnotation:
+    def from_base(
+        cls, config: LlamaDNAConfig, torch_dtype: torch.dtype | None = None,
+        load_in_8bit: bool = False, load_in_4bit: bool = False,
+    ) -> LlamaDNAForAnnotation:
         """Build around pretrained encoder/LLM directories (`config.dna_model_path`/`llm_path`);
-        parts without a path are built from their config."""
+        parts without a path are built from their config. 8/4-bit LLM loading needs
+        bitsandbytes and a CUDA GPU."""
         enc = llm = None
         if config.dna_model_path:
             enc = AutoModel.from_pretrained(config.dna_model_path, trust_remote_code=True,
@@ -237,6 +241,13 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                 disable_triton_flash_attention(enc)
             config.dna_config = enc.config
         if config.llm_path:
-            llm = AutoModelForCausalLM.from_pretrained(config.llm_path, dtype=torch_dtype)
+            quant = None
+            if load_in_8bit or load_in_4bit:
+                from transformers import BitsAndBytesConfig
+
+                quant = BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
+                                           bnb_4bit_compute_dtype=torch_dtype or torch.bfloat16)
+            llm = AutoModelForCausalLM.from_pretrained(config.llm_path, dtype=torch_dtype,
+                                                       quantization_config=quant)
             config.text_config = llm.config
         return cls(config, dna_encoder=enc, language_model=llm)

@@ -1,0 +1,135 @@
+import math
+
+import pytest
+import torch
+
+from llamadna.model.modeling import LlamaDNAForAnnotation
+from llamadna.model.processing import splash_text
+from tests.model.conftest import make_model, rows
+
+GEN_KEYS = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask")
+
+
+def generate(model, batch, n=8):
+    return model.generate(**{k: batch[k] for k in GEN_KEYS}, max_new_tokens=n, do_sample=False,
+                          pad_token_id=model.processor.text_tokenizer.pad_token_id)
+
+
+def test_only_lora_projector_head_trainable_by_default(tiny_model):
+    trainable = [n for n, p in tiny_model.named_parameters() if p.requires_grad]
+    assert trainable and all(
+        n.startswith(("projector.", "cls_head.")) or ("lora_" in n and n.startswith("language_model."))
+        for n in trainable)
+    assert any("lora_A" in n and "q_proj" in n for n in trainable)
+    assert any("lora_A" in n and "v_proj" in n for n in trainable)
+    assert not any(n.startswith("dna_encoder.") for n in trainable)
+    full = make_model(encoder_training="full")
+    assert any(n.startswith("dna_encoder.") and p.requires_grad for n, p in full.named_parameters())
+    lora_enc = make_model(encoder_training="lora")
+    enc = [n for n, p in lora_enc.named_parameters() if p.requires_grad and n.startswith("dna_encoder.")]
+    assert enc and all("lora_" in n for n in enc)
+
+
+def test_save_load_round_trip_identical_generations(tiny_model, tmp_path):
+    b = tiny_model.processor(rows(3), padding_side="left")
+    tiny_model.eval()
+    before = generate(tiny_model, b)
+    tiny_model.save_pretrained(tmp_path / "m")
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"config.json", "model.safetensors", "dna_tokenizer", "text_tokenizer",
+            "processor_config.json"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    loaded = LlamaDNAForAnnotation.from_pretrained(tmp_path / "m").eval()
+    assert loaded.processor.prompt_mode == "leak-free"
+    b2 = loaded.processor(rows(3), padding_side="left")
+    assert torch.equal(b["input_ids"], b2["input_ids"])
+    assert torch.equal(before, generate(loaded, b2))
+    sd1, sd2 = tiny_model.state_dict(), loaded.state_dict()
+    assert sd1.keys() == sd2.keys() and all(torch.equal(sd1[k], sd2[k]) for k in sd1)
+
+
+def test_prompts_leak_free_and_seed_faithful():
+    r = rows(1)[0]
+    leak_free = make_model("leak-free").processor
+    seed = make_model("seed-faithful").processor
+    p = leak_free.prompt_text(r)
+    for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
+        assert r[field] not in p
+    assert "SPLASH effect 0.50, p-value 1.0e-01, entropy 1.25" in p
+    s = seed.prompt_text(r)
+    for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
+        assert r[field] in s
+    # the tokens given to the model carry the same text
+    ids = leak_free(rows(1))["input_ids"][0]
+    text = leak_free.text_tokenizer.decode(ids, skip_special_tokens=True)
+    assert "GENE0" not in text and "secret" not in text and "SPLASH effect" in text
+
+
+def test_splash_text_not_available():
+    assert splash_text({"SPLASH_Effect": math.nan, "SPLASH_pval": 0.1, "SPLASH_entropy": 1}) == (
+        "SPLASH scores not available")
+    assert splash_text({}) == "SPLASH scores not available"
+
+
+def test_labels_only_on_target_and_padding_masks():
+    m = make_model()
+    rs = rows(2, length=60) + rows(1, length=200, seed=3)
+    b = m.processor(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 1, 2])
+    lab, am, pm = b["labels"], b["attention_mask"], b["prompt_mask"]
+    assert ((lab != -100) <= (am == 1)).all()  # no loss on padding
+    assert ((lab != -100) & (pm == 1)).sum() == 0  # nor on the prompt
+    tt = m.processor.text_tokenizer
+    for i, r in enumerate(rs):
+        target = lab[i][lab[i] != -100].tolist()
+        assert target[-1] == tt.eos_token_id
+        assert tt.decode(target[:-1]).strip() == r["Annotation"]
+    # unequal lengths: the same row gives the same loss alone or in a padded batch
+    m.eval()
+    with torch.no_grad():
+        alone = m.processor(rs[:1], targets=[rs[0]["Annotation"]], class_ids=[0])
+        lone = m(**alone).lm_loss
+        batch1 = {k: v[:1] for k, v in b.items() if k not in ("dna_input_ids", "dna_attention_mask")}
+        n0 = len(m.processor.dna_chunks(rs[0]["Sequence"]))
+        batch1["dna_input_ids"] = b["dna_input_ids"][:n0]
+        batch1["dna_attention_mask"] = b["dna_attention_mask"][:n0]
+        assert torch.allclose(m(**batch1).lm_loss, lone, atol=1e-5)
+
+
+def test_long_sequences_are_chunked_not_truncated():
+    m = make_model(chunk=16).eval()
+    long = rows(1, length=2000)
+    chunks = m.processor.dna_chunks(long[0]["Sequence"])
+    assert len(chunks) > 3 and all(len(c) <= 16 for c in chunks)
+    ids = [t for c in chunks for t in c[1:-1]]
+    assert m.processor.dna_tokenizer.decode(ids).replace(" ", "") == long[0]["Sequence"]
+    b = m.processor(long + rows(1, length=50), padding_side="left")
+    assert int((b["input_ids"] == m.config.dna_placeholder_id).sum()) == int(b["dna_attention_mask"].sum())
+    out = generate(m, b, n=3)
+    assert out.shape == (2, 3)
+
+
+def test_placeholder_feature_mismatch_raises(tiny_model):
+    b = tiny_model.processor(rows(2))
+    with pytest.raises(ValueError, match="DNA features but .* <dna> placeholders"):
+        tiny_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                   dna_input_ids=b["dna_input_ids"][:1], dna_attention_mask=b["dna_attention_mask"][:1])
+    with pytest.raises(ValueError, match="placeholders but no DNA input"):
+        tiny_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+
+
+def test_no_dna_prompt_and_class_head(tiny_model):
+    b = tiny_model.processor(rows(2), with_dna=False)
+    assert "dna_input_ids" not in b and not (b["input_ids"] == tiny_model.config.dna_placeholder_id).any()
+    out = tiny_model(**b)
+    assert out.cls_logits.shape == (2, 3) and out.loss is None
+
+
+def test_loss_and_gradients_reach_trainable_parts(tiny_model):
+    rs = rows(2)
+    b = tiny_model.processor(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 2])
+    out = tiny_model(**b)
+    assert out.loss > 0 and out.lm_loss > 0 and out.cls_loss > 0
+    out.loss.backward()
+    grads = {n: p.grad for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert all(g is not None for g in grads.values())
+    assert any(float(g.abs().sum()) > 0 for n, g in grads.items() if n.startswith("projector."))
