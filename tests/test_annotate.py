@@ -1,0 +1,497 @@
+import csv
+import gzip
+import json
+import math
+import tracemalloc
+from itertools import islice
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from llamadna import annotate as ann
+from llamadna.annotate import (
+    PREDICTION_COLUMNS,
+    annotate_fasta,
+    annotate_rows,
+    count_fasta,
+    gff3_escape,
+    iter_annotations,
+    iter_fasta,
+    load_model,
+    output_format,
+)
+from llamadna.errors import InputError
+from llamadna.model.processing import LlamaDNAProcessor
+
+RNG = np.random.default_rng(0)
+SEQS = ["".join(RNG.choice(list("ACGT"), n)) for n in (60, 23, 41, 90, 12, 33, 75)]
+MAX_NEW = 6
+
+
+# ------------------------------------------------------------------------------ tiny model
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 32-wide matrices: intra-op threads only add overhead, and on a busy machine they make
+    # generation tens of times slower
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tokenizers():
+    """Throwaway tokenizers (a small BPE for DNA, a byte-level BPE for text)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.BPE(unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    t.train_from_iterator(SEQS, trainers.BpeTrainer(
+        vocab_size=80, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        initial_alphabet=list("ACGTN"), show_progress=False))
+    dna = PreTrainedTokenizerFast(tokenizer_object=t, pad_token="[PAD]", unk_token="[UNK]",
+                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    texts = ["This sequence is part of chr1 chromosome part of GENE1 gene. This gene is described "
+             "as a kinase and a protein coding transcript type. It is of not specified phenotype. "
+             "It is part of the ClinVar dataset."] * 5
+    u = Tokenizer(models.BPE())
+    u.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    u.decoder = decoders.ByteLevel()
+    u.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>", "<unk>", "<pad>", "<dna>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    txt = PreTrainedTokenizerFast(tokenizer_object=u, bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", pad_token="<pad>", additional_special_tokens=["<dna>"])
+    return dna, txt
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from transformers import BertConfig, LlamaConfig
+
+    from llamadna.model.configuration import LlamaDNAConfig
+    from llamadna.model.modeling import LlamaDNAForAnnotation
+
+    torch.manual_seed(0)
+    dna, txt = _tokenizers()
+    proc = LlamaDNAProcessor(dna, txt, dna_chunk_tokens=8)  # several chunks per sequence
+    cfg = LlamaDNAConfig(
+        dna_config=BertConfig(vocab_size=len(dna), hidden_size=32, num_hidden_layers=1,
+                              num_attention_heads=2, intermediate_size=64,
+                              max_position_embeddings=64).to_dict(),
+        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                                max_position_embeddings=256).to_dict(),
+        dna_placeholder_id=proc.placeholder_id)
+    m = LlamaDNAForAnnotation(cfg)
+    m.processor = proc
+    d = tmp_path_factory.mktemp("model")
+    m.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_model(model_dir, device="cpu")
+
+
+def _fasta(path, records, width=20):
+    text = "".join(f">{i} desc\n" + "".join(s[j : j + width] + "\n" for j in range(0, len(s), width))
+                   for i, s in records)
+    if str(path).endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+IDS = ["s1", "odd;id=a&b,c%d", "s3", "s4"]
+
+
+@pytest.fixture
+def fasta(tmp_path):
+    return _fasta(tmp_path / "seqs.fa", list(zip(IDS, SEQS)))
+
+
+def _rows(seqs=SEQS):
+    return [{"id": f"r{i}", "Sequence": s, "SPLASH_Effect": None, "SPLASH_pval": None,
+             "SPLASH_entropy": None} for i, s in enumerate(seqs)]
+
+
+# ------------------------------------------------------------------------------ predictions
+def test_batching_does_not_change_predictions(model):
+    one = annotate_rows(model, _rows(), batch_size=1, max_new_tokens=MAX_NEW)
+    three = annotate_rows(model, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
+    assert [p["annotation"] for p in one] == [p["annotation"] for p in three]
+    assert [p["dataset"] for p in one] == [p["dataset"] for p in three]
+    for a, b in zip(one, three):
+        assert a["id"] == b["id"]
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+        assert a["dataset_prob"] == pytest.approx(b["dataset_prob"], abs=1e-5)
+    assert len({p["annotation"] for p in one}) > 1  # the DNA reaches the generation
+
+
+def test_columns_confidence_and_class_probability(model):
+    preds = annotate_rows(model, _rows(), batch_size=4, max_new_tokens=MAX_NEW)
+    labels = model.config.class_labels
+    for row, p in zip(_rows(), preds):
+        assert list(p) == PREDICTION_COLUMNS
+        assert math.isfinite(p["confidence"]) and p["confidence"] <= 0
+        batch = model.processor([row])
+        with torch.no_grad():
+            probs = torch.softmax(model(**batch).cls_logits[0], -1)
+        assert p["dataset_prob"] == pytest.approx(float(probs.max()), abs=1e-6)
+        assert p["dataset"] == labels[int(probs.argmax())]
+        assert 1 / len(labels) <= p["dataset_prob"] <= 1
+
+
+def test_confidence_is_the_mean_log_probability_of_the_generated_tokens(model):
+    # teacher-forced check on the real model: feed prompt + generated tokens back in
+    row = _rows()[0]
+    g = model.processor([row], padding_side="left")
+    with torch.no_grad():
+        out = model.generate(g["input_ids"], g["attention_mask"], g["dna_input_ids"],
+                             g["dna_attention_mask"], max_new_tokens=MAX_NEW, do_sample=False)
+        ids = torch.cat([g["input_ids"], out], 1)
+        emb = model.embed_inputs(ids, g["dna_input_ids"], g["dna_attention_mask"])
+        logits = model.language_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).logits
+    n = g["input_ids"].shape[1]
+    logp = torch.log_softmax(logits[0, n - 1 : -1], -1).gather(1, out[0][:, None]).squeeze(1)
+    eos = model.processor.text_tokenizer.eos_token_id
+    stop = (out[0] == eos).nonzero()
+    k = int(stop[0]) + 1 if len(stop) else out.shape[1]
+    (p,) = annotate_rows(model, [row], max_new_tokens=MAX_NEW)
+    assert p["confidence"] == pytest.approx(float(logp[:k].mean()), abs=1e-4)
+
+
+def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
+    # scripted generate: row 0 says "A" then eos (then padding), row 1 never stops
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    tt = model.processor.text_tokenizer
+    a, eos, pad = tt.convert_tokens_to_ids("A"), tt.eos_token_id, tt.pad_token_id
+    seqs = torch.tensor([[a, eos, pad], [a, a, a]])
+    other = tt.bos_token_id  # never generated here: holds the rest of the probability
+    logits = []
+    for t, p in enumerate((0.5, 0.25, 0.125)):
+        step = torch.full((2, len(tt)), -1e4)
+        step[torch.arange(2), seqs[:, t]] = math.log(p)
+        step[:, other] = math.log(1 - p)
+        logits.append(step)
+
+    def fake_generate(*args, **kwargs):
+        assert kwargs["do_sample"] is False and kwargs["eos_token_id"] == eos
+        return GenerateDecoderOnlyOutput(sequences=seqs, logits=tuple(logits))
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    p0, p1 = annotate_rows(model, _rows()[:2], batch_size=2)
+    assert p0["annotation"] == "A" and p1["annotation"] == "AAA"
+    lp = [math.log(x) for x in (0.5, 0.25, 0.125)]
+    assert p0["confidence"] == pytest.approx((lp[0] + lp[1]) / 2, abs=1e-6)  # eos in, padding out
+    assert p1["confidence"] == pytest.approx(sum(lp) / 3, abs=1e-6)
+
+
+def test_parsed_fields_come_from_the_sentence(model, monkeypatch, tmp_path):
+    sentence = ("This sequence is part of chr7 chromosome part of CFTR gene. This gene is described "
+                "as CF transmembrane conductance regulator and a protein coding transcript type. "
+                "It is of cystic fibrosis, 50% of cases phenotype. It is part of the COSMIC dataset.")
+    tt = model.processor.text_tokenizer
+    ids = tt(" " + sentence, add_special_tokens=False)["input_ids"] + [tt.eos_token_id]
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    logits = tuple(torch.zeros(1, len(tt)) for _ in ids)
+    monkeypatch.setattr(model, "generate", lambda *a, **k: GenerateDecoderOnlyOutput(
+        sequences=torch.tensor([ids]), logits=logits))
+    (p,) = annotate_rows(model, _rows()[:1])
+    assert p["annotation"] == sentence
+    assert (p["chrom"], p["gene"], p["transcript_type"], p["phenotype"], p["dataset_from_text"]) == (
+        "chr7", "CFTR", "protein coding", "cystic fibrosis, 50% of cases", "COSMIC")
+    assert p["description"] == "CF transmembrane conductance regulator"
+    assert p["dataset"] in model.config.class_labels  # from the class head, not the text
+    assert p["confidence"] == pytest.approx(-math.log(len(tt)))
+    # the same prediction as GFF3: Name is the parsed gene, the Note keeps , and % escaped
+    fa = _fasta(tmp_path / "one.fa", [("x", SEQS[0])])
+    annotate_fasta(model, fa, tmp_path / "p.gff3", batch_size=1)
+    (g,) = _read_gff3(tmp_path / "p.gff3")
+    assert g["Name"] == "CFTR" and g["Note"] == sentence and g["dataset"] == p["dataset"]
+    assert "fibrosis%2C 50%25 of cases" in (tmp_path / "p.gff3").read_text()
+
+
+def test_cli_defaults_match_the_library():
+    import inspect
+
+    from llamadna.cli import annotate_cmd
+
+    params = inspect.signature(annotate_cmd).parameters
+    assert params["batch_size"].default == ann.DEFAULT_BATCH_SIZE
+    assert params["max_new_tokens"].default == ann.DEFAULT_MAX_NEW_TOKENS
+
+
+def test_annotate_rows_keeps_training_mode_and_checks_inputs(model):
+    model.train()
+    try:
+        annotate_rows(model, _rows()[:1], max_new_tokens=2)
+        assert model.training
+    finally:
+        model.eval()
+    with pytest.raises(ValueError, match="batch_size"):
+        annotate_rows(model, _rows(), batch_size=0)
+    with pytest.raises(ValueError, match="Sequence"):
+        annotate_rows(model, [{"id": 1}])
+
+
+def test_rows_are_read_lazily(model):
+    pulled = [0]
+
+    def rows():
+        for i in range(10**6):
+            pulled[0] += 1
+            yield {"Sequence": SEQS[i % len(SEQS)]}
+
+    got = list(islice(iter_annotations(model, rows(), batch_size=4, max_new_tokens=2), 6))
+    assert [p["id"] for p in got] == list(range(6))  # position when a row has no id
+    assert pulled[0] == 8  # two batches of 4, not the million
+
+
+def test_seed_faithful_model(model):
+    proc = model.processor
+    model.processor = LlamaDNAProcessor(proc.dna_tokenizer, proc.text_tokenizer,
+                                        prompt_mode="seed-faithful", dna_chunk_tokens=8)
+    try:
+        with pytest.raises(ValueError, match="seed-faithful.*gene_name"):
+            annotate_rows(model, _rows()[:1])
+        meta = {"gene_name": "G", "gene_description": "d", "phenotype": "p"}
+        (p,) = annotate_rows(model, [dict(_rows()[0], **meta)], max_new_tokens=2)
+        assert math.isfinite(p["confidence"])
+    finally:
+        model.processor = proc
+
+
+def test_seed_faithful_model_refuses_a_fasta(model, fasta, tmp_path):
+    proc = model.processor
+    model.processor = LlamaDNAProcessor(proc.dna_tokenizer, proc.text_tokenizer,
+                                        prompt_mode="seed-faithful", dna_chunk_tokens=8)
+    try:
+        with pytest.raises(ValueError, match="seed-faithful.*FASTA"):
+            annotate_fasta(model, fasta, tmp_path / "p.tsv")
+    finally:
+        model.processor = proc
+    assert not (tmp_path / "p.tsv").exists()
+
+
+# ------------------------------------------------------------------------------ output formats
+def _read_tsv(path):
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    assert rows[0] == PREDICTION_COLUMNS
+    out = []
+    for r in rows[1:]:
+        d = {k: (v if v != "" else None) for k, v in zip(rows[0], r)}
+        d["dataset_prob"], d["confidence"] = float(d["dataset_prob"]), float(d["confidence"])
+        out.append(d)
+    return out
+
+
+def _read_gff3(path):
+    lines = path.read_text().splitlines()
+    assert lines[0] == "##gff-version 3"
+    out = []
+    for line in lines[1:]:
+        cols = line.split("\t")
+        assert len(cols) == 9 and cols[1:4] == ["llamadna", "region", "1"] and cols[6:8] == [".", "."]
+        attrs = dict(kv.split("=") for kv in cols[8].split(";"))  # escaping keeps ; and = unique
+        out.append({"seqid": unquote(cols[0]), "end": int(cols[4]), "score": float(cols[5]),
+                    **{k: unquote(v) for k, v in attrs.items()}})
+    return out
+
+
+def test_three_formats_round_trip(model, fasta, tmp_path):
+    summary = annotate_fasta(model, fasta, tmp_path / "p.jsonl", batch_size=3, max_new_tokens=MAX_NEW)
+    assert summary["records"] == 4 and summary["format"] == "jsonl" and summary["records_per_s"] > 0
+    assert summary["splash_scored"] is None
+    ref = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in ref] == IDS and all(list(r) == PREDICTION_COLUMNS for r in ref)
+
+    annotate_fasta(model, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=MAX_NEW)
+    tsv = _read_tsv(tmp_path / "p.tsv")
+    assert [r["id"] for r in tsv] == IDS
+    for a, b in zip(tsv, ref):
+        assert a["annotation"] == b["annotation"] and a["dataset"] == b["dataset"]
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+
+    annotate_fasta(model, fasta, tmp_path / "p.gff3", batch_size=4, max_new_tokens=MAX_NEW)
+    gff = _read_gff3(tmp_path / "p.gff3")
+    for g, r, s in zip(gff, ref, SEQS):
+        assert g["seqid"] == g["ID"] == r["id"] and g["end"] == len(s)
+        assert g["Note"] == r["annotation"] and g["dataset"] == r["dataset"]
+        assert float(g["dataset_prob"]) == pytest.approx(r["dataset_prob"], abs=1e-5)
+        assert g["score"] == pytest.approx(r["confidence"], abs=1e-5)
+        assert g.get("Name") == r["gene"]
+    assert "odd%3Bid%3Da%26b%2Cc%25d" in (tmp_path / "p.gff3").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gff3", "p.jsonl", "p.tsv", "seqs.fa"]
+
+
+def test_gff3_escaping():
+    raw = "a;b=c&d,e%f\tg\nh\ri\x01 j é"
+    esc = gff3_escape(raw)
+    assert not set(";=&,\t\n\r\x01") & set(esc) and " j é" in esc
+    assert unquote(esc) == raw
+
+
+def test_unknown_output_format(model, fasta, tmp_path):
+    for name in ("p.csv", "p", "p.gff"):
+        with pytest.raises(ValueError, match=r"unknown output format.*\.tsv, \.jsonl, \.gff3"):
+            annotate_fasta(model, fasta, tmp_path / name)
+    assert output_format(tmp_path / "P.TSV") == ".tsv"
+
+
+def test_failure_leaves_no_output(model, fasta, tmp_path, monkeypatch):
+    calls = [0]
+    real = ann.predict_batch
+
+    def flaky(m, rows, max_new_tokens):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("out of memory")
+        return real(m, rows, max_new_tokens)
+
+    monkeypatch.setattr(ann, "predict_batch", flaky)
+    with pytest.raises(RuntimeError):
+        annotate_fasta(model, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fa"]
+
+
+# ------------------------------------------------------------------------------ SPLASH
+def test_splash_scores_reach_the_prompt(model, tmp_path, monkeypatch):
+    seqs = ["ACGTACGGATCCATTGCAAGT" * 3, "TTTTTGGGGGCCCCCAAAAATT"]
+    fa = _fasta(tmp_path / "s.fa", [("hit", seqs[0]), ("miss", seqs[1])])
+    anchors = tmp_path / "anchors.tsv"
+    anchors.write_text("anchor\tpval_opt\teffect_size_bin\ttarget_entropy\n"
+                       f"{seqs[0][3:15]}\t0.002\t0.7\t1.5\nAAAAAAAAAAAA\t0.5\t0.1\t0.2\n")
+    seen = []
+    real = LlamaDNAProcessor.__call__
+
+    def spy(self, rows, *args, **kwargs):
+        seen.extend(dict(r) for r in rows)
+        return real(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaDNAProcessor, "__call__", spy)
+    s = annotate_fasta(model, fa, tmp_path / "p.tsv", splash=anchors, max_new_tokens=2)
+    assert s["splash_scored"] == 1
+    by_id = {r["id"]: r for r in seen}
+    assert by_id["hit"]["SPLASH_pval"] == pytest.approx(0.002)  # one anchor found: p * 1
+    assert (by_id["hit"]["SPLASH_Effect"], by_id["hit"]["SPLASH_entropy"]) == (0.7, 1.5)
+    assert by_id["miss"]["SPLASH_pval"] is None  # no tested anchor: null, never a default
+    assert "SPLASH effect 0.70, p-value 2.0e-03" in model.processor.prompt_text(by_id["hit"])
+    assert "not available" in model.processor.prompt_text(by_id["miss"])
+    with pytest.raises(ValueError, match="one SPLASH anchors table"):
+        annotate_fasta(model, fa, tmp_path / "q.tsv", splash=[f"GRCh38={anchors}", f"GRCh37={anchors}"])
+
+
+# ------------------------------------------------------------------------------ FASTA input
+def test_fasta_reader(tmp_path):
+    fa = tmp_path / "a.fa.gz"
+    fa.write_bytes(gzip.compress(b">x one\nacgtRYn\nAC\r\n\n>y\nGGUu\n"))
+    recs = list(iter_fasta(fa))
+    assert [(r.id, r.sequence) for r in recs] == [("x", "ACGTNNNAC"), ("y", "GGNN")]
+    assert count_fasta(fa) == 2
+
+
+@pytest.mark.parametrize("content, message, line, record", [
+    (b"", "empty file", None, None),
+    (b"\n\n  \n", "no FASTA records", None, None),
+    (b"hello\nworld\n", "not FASTA", 1, None),
+    (b"\nACGT\n>a\nACGT\n", "not FASTA", 2, None),
+    (b"@r1\nACGT\n+\nIIII\n", "FASTQ", 1, None),
+    (b">a\nACGT\n>b\n>c\nACGT\n", "no sequence", 3, "b"),
+    (b">a\nACGT\n>b\n", "no sequence", 3, "b"),
+    (b">a\nACGT\n>b x\nACGT\nAC*T\n", "invalid character '\\*' at sequence position 7", 5, "b"),
+    (b">a\nAC GT\n", "invalid character ' '", 2, "a"),
+    (b">a\nACGT\n>b\nAA\n>a\nCC\n", "duplicate id \\(also record 1\\)", 5, "a"),
+    (b">\nACGT\n", "record 1 has no id", 1, None),
+])
+def test_bad_fasta(tmp_path, content, message, line, record):
+    for name, data in (("bad.fa", content), ("bad.fa.gz", gzip.compress(content))):
+        p = tmp_path / name
+        p.write_bytes(data)
+        if name.endswith(".gz") and not content:
+            continue  # a gzip of nothing is not an empty file; covered by "no records" below
+        with pytest.raises(InputError, match=message) as exc:
+            count_fasta(p)
+        assert exc.value.path == str(p) and exc.value.line == line and exc.value.record == record
+
+
+def test_bad_fasta_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        count_fasta(tmp_path / "missing.fa")
+    p = tmp_path / "empty.fa.gz"
+    p.write_bytes(gzip.compress(b""))
+    with pytest.raises(InputError, match="no FASTA records"):
+        count_fasta(p)
+    data = gzip.compress("".join(f">r{i}\n{SEQS[0]}\n" for i in range(3000)).encode())
+    p = tmp_path / "trunc.fa.gz"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt gzip") as exc:
+        count_fasta(p)
+    assert exc.value.path == str(p)
+
+
+def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
+    # the real reader -> rows -> batches -> writer path with a stand-in for the model
+    class Stub:
+        training = False
+        processor = type("P", (), {"prompt_mode": "leak-free"})()
+
+        def eval(self):
+            return self
+
+        def train(self, mode=True):
+            return self
+
+    def fake_predict(m, rows, max_new_tokens):
+        return [dict.fromkeys(PREDICTION_COLUMNS[1:], None) | {"confidence": -1.0, "dataset_prob": 0.5}
+                for _ in rows]
+
+    monkeypatch.setattr(ann, "predict_batch", fake_predict)
+    def peak(n_records):
+        fa = tmp_path / f"{n_records}.fa"
+        with open(fa, "w") as fh:
+            for i in range(n_records):
+                fh.write(f">r{i}\n{'ACGT' * 1000}\n")  # 4 kb per record
+        tracemalloc.start()
+        try:
+            s = annotate_fasta(Stub(), fa, tmp_path / "p.jsonl", batch_size=16)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert s["records"] == n_records
+        with open(tmp_path / "p.jsonl") as fh:
+            assert sum(1 for _ in fh) == n_records
+        return peak, fa.stat().st_size
+
+    peak(10)  # first call: lazy imports
+    small, size = peak(500)  # 2 MB of FASTA
+    large, _ = peak(2000)  # 8 MB
+    # what grows is the set of ids seen (duplicate check), ~100 bytes a record, not 4 kb
+    assert small < size / 4 and (large - small) / 1500 < 400, (small, large, size)
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_annotate(model_dir, fasta, tmp_path):
+    from llamadna.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "preds.tsv"
+    r = runner.invoke(app, ["annotate", str(fasta), "--model", str(model_dir), "--out", str(out),
+                            "--batch-size", "2", "--max-new-tokens", "3"])
+    assert r.exit_code == 0, r.output
+    assert [x["id"] for x in _read_tsv(out)] == IDS
+    assert "4 records" in r.output and "records/s" in r.output
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\nACXT\n")
+    r = runner.invoke(app, ["annotate", str(bad), "--model", str(model_dir), "--out", str(out)])
+    assert r.exit_code == 2 and "error:" in r.output and "invalid character 'X'" in r.output
+    assert "Traceback" not in r.output
