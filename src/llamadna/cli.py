@@ -383,5 +383,173 @@ def splash_annotate_cmd(
     console.print(f"wrote [bold]{escape(str(pq))}[/] and [bold]{escape(str(js))}[/]")
 
 
+@app.command("train")
+def train_cmd(
+    dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    split: Annotated[str, typer.Option(help="split_gene (leak-free default), split_chrom, split_random.")] = (
+        "split_gene"),
+    preset: Annotated[str, typer.Option(help="tiny (offline) or full (local DNABERT-2 + Llama-2).")] = "tiny",
+    encoder: Annotated[
+        Path | None,
+        typer.Option(help="tiny: `pretrain-encoder` output; full: local DNABERT-2 directory."),
+    ] = None,
+    llm: Annotated[Path | None, typer.Option(help="full: local Llama-2-7b-hf directory.")] = None,
+    prompt_mode: Annotated[
+        str, typer.Option(help="leak-free (sequence + SPLASH) or seed-faithful (adds gene metadata).")
+    ] = "leak-free",
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 3,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (LoRA, projector, head).")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="Seed (model init, batch order, dropout).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = epoch ends).")] = 50,
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 2,
+    max_train_rows: Annotated[int | None, typer.Option(help="Seeded subsample of the train rows.")] = None,
+    encoder_training: Annotated[str, typer.Option(help="frozen, full or lora.")] = "frozen",
+    projector: Annotated[str, typer.Option(help="mlp2x_gelu or linear.")] = "mlp2x_gelu",
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
+    llm_pretrain_steps: Annotated[
+        int, typer.Option(help="tiny: steps of the small LLM's own text pretraining.")] = 300,
+    bf16: Annotated[bool, typer.Option(help="full: bf16 mixed precision.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="full: gradient checkpointing.")] = False,
+    load_in_8bit: Annotated[bool, typer.Option(help="full: 8-bit LLM (bitsandbytes, CUDA).")] = False,
+    load_in_4bit: Annotated[bool, typer.Option(help="full: 4-bit LLM (bitsandbytes, CUDA).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
+) -> None:
+    """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.
+
+    Runs on accelerate: `accelerate launch -m llamadna.cli train ...` trains on several GPUs.
+    """
+    from llamadna.train.train import TrainConfig, train
+
+    with _errors():
+        cfg = TrainConfig(
+            dataset=str(dataset), out=str(out), split=split, preset=preset,
+            encoder=str(encoder) if encoder else None, llm=str(llm) if llm else None,
+            prompt_mode=prompt_mode, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+            seed=seed, checkpoint_every=checkpoint_every, patience=patience,
+            max_train_rows=max_train_rows, encoder_training=encoder_training, projector_type=projector,
+            lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+            llm_pretrain_steps=llm_pretrain_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
+        )
+        with _progress() as step:
+            summary = train(cfg, resume=resume,
+                            progress=lambda d, i, n, info: step(_with_loss(d, info), i, n))
+    t = Table(title=f"trained {summary['steps']} steps in {summary['seconds']} s")
+    t.add_column("epoch")
+    for c in ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy"):
+        t.add_column(c)
+    for ev in summary["val"]:
+        t.add_row(str(ev["epoch"]), *[f"{ev[c]:.4f}" for c in
+                                      ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy")])
+    console.print(t)
+    console.print(f"{summary['trainable_parameters']:,} of {summary['total_parameters']:,} parameters "
+                  f"trained; wrote [bold]{escape(str(out))}[/]")
+
+
+def _with_loss(desc: str, info: dict) -> str:
+    return f"{desc}: loss {info['loss']:.3f}" if "loss" in info else desc
+
+
+@contextmanager
+def _record_progress(desc: str) -> Iterator:
+    """One progress bar in records, with records/s."""
+    from rich.progress import MofNCompleteColumn, ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f} records/s" if task.speed else "- records/s")
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as prog:
+        task = prog.add_task(desc, total=None)
+
+        def step(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield step
+
+
+@app.command("annotate")
+def annotate_cmd(
+    seqs: Annotated[Path, typer.Argument(metavar="SEQS.fa",
+                                         help="FASTA of the sequences to annotate (plain or gzip).")],
+    model: Annotated[Path, typer.Option(help="Trained model directory (`llamadna train` output).")],
+    out: Annotated[Path, typer.Option(help="Predictions: .tsv, .jsonl or .gff3 (by suffix).")],
+    splash: Annotated[
+        Path | None,
+        typer.Option(metavar="ANCHORS.tsv",
+                     help="SPLASH anchors TSV (`llamadna splash` output) giving each sequence its "
+                     "SPLASH scores; without it the prompt says they are not available."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,  # = annotate.DEFAULT_*
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per sequence.")] = 96,
+) -> None:
+    """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
+    dataset from the class head and a confidence (mean log-probability of the sentence's tokens).
+    """
+    from llamadna.annotate import annotate_fasta
+
+    with _errors():
+        with _record_progress("annotate") as step:
+            summary = annotate_fasta(model, seqs, out, splash=splash, batch_size=batch_size,
+                                     max_new_tokens=max_new_tokens, progress=step)
+    if summary["splash_scored"] is not None:
+        console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['records']} "
+                      "sequences hold a tested anchor")
+    console.print(f"annotated {summary['records']} records in {summary['seconds']} s "
+                  f"({summary['records_per_s']} records/s); wrote [bold]{escape(str(out))}[/]")
+
+
+@app.command("pretrain-encoder")
+def pretrain_encoder_cmd(
+    out: Annotated[
+        Path, typer.Option(help="Encoder directory (BertModel + DNA tokenizer + pretrain_config.json).")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data bundle directory [default: $LLAMADNA_DATA or ../shared/data]."),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Masked-LM training steps.")] = 300,
+    vocab_size: Annotated[int, typer.Option(help="DNA BPE vocabulary size.")] = 4096,
+    hidden_size: Annotated[
+        int, typer.Option(help="BERT hidden size (4 heads; feed-forward 4 x hidden).")
+    ] = 128,
+    layers: Annotated[int, typer.Option(help="BERT layers.")] = 2,
+    window: Annotated[int, typer.Option(help="Bases per training window.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 5e-4,
+    seed: Annotated[int, typer.Option(help="Seed for the model, batches and masking.")] = 0,
+) -> None:
+    """Train the DNA tokenizer (BPE) and a small BERT (masked-LM) on the bundle's reference.
+
+    Uses every reference FASTA (both builds), cut into windows; the output directory loads with
+    AutoModel/AutoTokenizer.from_pretrained and is the DNA encoder of the tiny preset.
+    """
+    from llamadna.data.paths import default_data_dir
+    from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
+
+    with _errors():
+        data_dir = data if data is not None else default_data_dir()
+        cfg = PretrainConfig(
+            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
+            intermediate_size=4 * hidden_size, window=window, steps=steps, batch_size=batch_size,
+            lr=lr, seed=seed,
+        )
+        with _progress() as step:
+            s = pretrain_encoder(data_dir, out, cfg, progress=step)
+    console.print(f"masked-LM loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} in {s['steps']} "
+                  f"steps on {s['windows']} windows ({s['tokens_per_window']:.1f} tokens per "
+                  f"{window}-base window, vocabulary {s['vocab_size']}), {s['seconds']:.1f} s")
+    console.print(f"wrote [bold]{escape(str(out))}[/]")
+
+
 if __name__ == "__main__":
     app()

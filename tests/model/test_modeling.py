@@ -133,3 +133,14 @@ def test_loss_and_gradients_reach_trainable_parts(tiny_model):
     grads = {n: p.grad for n, p in tiny_model.named_parameters() if p.requires_grad}
     assert all(g is not None for g in grads.values())
     assert any(float(g.abs().sum()) > 0 for n, g in grads.items() if n.startswith("projector."))
+
+
+def test_padding_side_does_not_change_outputs():
+    m = make_model().eval()
+    rs = rows(2, length=60) + rows(1, length=200, seed=3)
+    right, left = m.processor(rs), m.processor(rs, padding_side="left")
+    with torch.no_grad():
+        a, b = m(**right).cls_logits, m(**left).cls_logits
+        c = m.classify(**left)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)

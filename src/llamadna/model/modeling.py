@@ -54,6 +54,12 @@ def disable_triton_flash_attention(module: nn.Module) -> int:
     return patched
 
 
+def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left and right padding give the same result."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)
+
+
 class LlamaDNAForAnnotation(PreTrainedModel):
     config_class = LlamaDNAConfig
     base_model_prefix = "llamadna"
@@ -150,12 +156,10 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     ) -> LlamaDNAOutput:
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
         out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                  position_ids=position_ids_from(attention_mask),
                                   output_hidden_states=True, use_cache=False)
         logits = out.logits  # (B, T, V)
-        hidden = out.hidden_states[-1]  # (B, T, H)
-        pm = (prompt_mask if prompt_mask is not None else attention_mask).to(hidden.dtype)
-        pooled = (hidden * pm.unsqueeze(-1)).sum(1) / pm.sum(1, keepdim=True).clamp(min=1)
-        cls_logits = self.cls_head(pooled.to(self.cls_head.weight.dtype))  # (B, K)
+        cls_logits = self._class_logits(out.hidden_states[-1], prompt_mask, attention_mask)
         lm_loss = cls_loss = loss = None
         if labels is not None:
             lm_loss = F.cross_entropy(
@@ -166,6 +170,25 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             loss = cls_loss * self.config.cls_loss_weight + (loss if loss is not None else 0)
         return LlamaDNAOutput(loss=loss, lm_loss=lm_loss, cls_loss=cls_loss, logits=logits,
                               cls_logits=cls_logits)
+
+    def _class_logits(self, hidden: torch.Tensor, prompt_mask, attention_mask) -> torch.Tensor:
+        """Mean of the last hidden states (B, T, H) over prompt tokens -> class logits (B, K)."""
+        pm = (prompt_mask if prompt_mask is not None else attention_mask).to(hidden.dtype)
+        pooled = (hidden * pm.unsqueeze(-1)).sum(1) / pm.sum(1, keepdim=True).clamp(min=1)
+        return self.cls_head(pooled.to(self.cls_head.weight.dtype))
+
+    @torch.no_grad()
+    def classify(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None, **kwargs,
+    ) -> torch.Tensor:
+        """Source-class logits (B, K) from the prompt alone, without the LM head's (B, T, V) logits."""
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        out = self.language_model.base_model(
+            inputs_embeds=embeds, attention_mask=attention_mask,
+            position_ids=position_ids_from(attention_mask), use_cache=False)
+        return self._class_logits(out.last_hidden_state, prompt_mask, attention_mask)
 
     @torch.no_grad()
     def generate(

@@ -1,0 +1,111 @@
+"""Fine-tuning on a generated bundle: loss falls, the model dir loads, kill -9 + --resume
+reaches the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+from llamadna.model.modeling import LlamaDNAForAnnotation
+from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
+from llamadna.train.train import TrainConfig, train
+
+TINY = dict(batch_size=4, llm_pretrain_steps=40, text_vocab_size=300, llm_hidden_size=48,
+            llm_layers=2, max_val_rows=8, patience=1000, warmup_steps=2)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, bundle_factory):
+    root = tmp_path_factory.mktemp("train")
+    b = bundle_factory(seed=7, n_variants=160, chrom_lengths={"chr1": 30_000, "chr2": 30_000,
+                                                                "chr3": 30_000})
+    df, summary = build_dataset(b.path, BuildOptions(window=96))
+    write_dataset(df, summary, root / "dataset")
+    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
+        max_windows=40))
+    return root
+
+
+def cfg(ws: Path, out: str, **kw) -> TrainConfig:
+    return TrainConfig(dataset=str(ws / "dataset"), out=str(ws / out), encoder=str(ws / "encoder"),
+                       **{**TINY, **kw})
+
+
+def test_loss_falls_and_model_loads(workspace):
+    s = train(cfg(workspace, "m1", max_steps=80, lr=5e-3, checkpoint_every=0, epochs=100))
+    assert s["steps"] == 80 and len(s["losses"]) == 80
+    first, last = s["losses"][:10], s["losses"][-10:]
+    assert sum(last) < 0.9 * sum(first)
+    assert s["val"] and s["trainable_parameters"] < s["total_parameters"]
+    m = LlamaDNAForAnnotation.from_pretrained(workspace / "m1")
+    assert m.processor is not None and m.config.class_labels
+    # only LoRA + projector + head were trained: the saved LLM base equals the stage-1 base
+    base = load_file(workspace / "m1" / "base" / "model.safetensors")
+    final = load_file(workspace / "m1" / "model.safetensors")
+    for k, v in base.items():
+        changed = not torch.equal(v, final[k])
+        assert changed == (k.startswith(("projector.", "cls_head.")) or "lora_B" in k or "lora_A" in k), k
+
+
+def _trainable(path: Path) -> dict[str, torch.Tensor]:
+    sd = load_file(path / "model.safetensors")
+    return {k: v for k, v in sd.items() if k.startswith(("projector.", "cls_head.")) or "lora_" in k}
+
+
+def test_kill9_then_resume_matches_uninterrupted(workspace):
+    kw = dict(max_steps=60, checkpoint_every=5, epochs=100)
+    train(cfg(workspace, "ref", **kw))
+    out = workspace / "killed"
+    # a separate process, killed with SIGKILL once it has written a checkpoint past step 20
+    script = (
+        "from llamadna.train.train import TrainConfig, train;"
+        f"train(TrainConfig(dataset={str(workspace / 'dataset')!r}, out={str(out)!r},"
+        f" encoder={str(workspace / 'encoder')!r}, **{TINY!r}, **{kw!r}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = sorted((out / "checkpoints").glob("checkpoint-*")) if out.exists() else []
+        if ckpts and int(ckpts[-1].name.split("-")[1]) >= 20:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at = int(ckpts[-1].name.split("-")[1])
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None, "the run ended before it could be killed"
+    assert killed_at < 60 and proc.returncode == -signal.SIGKILL
+    assert not (out / "train_summary.json").exists()
+    s = train(cfg(workspace, "killed", **kw), resume=True)
+    assert s["steps"] == 60
+    a, b = _trainable(workspace / "ref"), _trainable(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_resume_with_other_settings_is_refused(workspace):
+    train(cfg(workspace, "m2", max_steps=3, checkpoint_every=0))
+    with pytest.raises(ValueError, match="different settings"):
+        train(cfg(workspace, "m2", max_steps=3, checkpoint_every=0, lr=1.0), resume=True)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="needs --encoder"):
+        TrainConfig(dataset="d", out="o")
+    with pytest.raises(ValueError, match="--split must be one of"):
+        TrainConfig(dataset="d", out="o", encoder="e", split="split_x")
+    with pytest.raises(ValueError, match="--preset full needs"):
+        TrainConfig(dataset="d", out="o", preset="full", encoder="e")
