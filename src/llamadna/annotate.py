@@ -491,3 +491,53 @@ def annotate_fasta(
         "output": str(out),
         "format": fmt.lstrip("."),
     }
+
+
+# ---------------------------------------------------------------------------------------- datasets
+def predict_dataset(
+    model_or_dir, dataset: str | Path, out: str | Path, split: str = "split_gene",
+    subset: str = "test", limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress=None,
+) -> dict:
+    """Annotate one subset (train/val/test) of a dataset split and write a predictions TSV with
+    the truth beside it: `id, reference, prediction, label_true, label_pred, label_prob,
+    confidence` (the columns `llamadna score` reads) plus row context (chrom, gene_name, Dataset).
+    """
+    import polars as pl
+
+    model = load_model(model_or_dir) if not hasattr(model_or_dir, "processor") else model_or_dir
+    p = Path(dataset)
+    p = p / "dataset.parquet" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
+    df = pl.read_parquet(p)
+    if split not in df.columns:
+        raise InputError(p, f"no split column {split!r}")
+    rows = df.with_row_index("row").filter(pl.col(split) == subset)
+    if limit is not None:
+        rows = rows.head(limit)
+    if rows.height == 0:
+        raise InputError(p, f"no rows with {split} == {subset!r}")
+    records = rows.to_dicts()
+    t0 = time.perf_counter()
+    preds = []
+    for i, pred in enumerate(iter_annotations(model, records, batch_size, max_new_tokens)):
+        r = records[i]
+        preds.append({
+            "id": f"{r['build']}:{r['variant_id']}:{r['row']}", "reference": r["Annotation"],
+            "prediction": pred["annotation"], "label_true": r["Dataset"],
+            "label_pred": pred["dataset"], "label_prob": pred["dataset_prob"],
+            "label_from_text": pred["dataset_from_text"], "confidence": pred["confidence"],
+            "build": r["build"], "chrom": r["chrom"], "gene_name": r["gene_name"],
+        })
+        if progress is not None:
+            progress(i + 1, len(records))
+    seconds = time.perf_counter() - t0
+    table = pl.DataFrame(preds)
+    atomic_write(out, lambda tmp: table.write_csv(tmp, separator="\t"))
+    # examples for reading: the first row of each gene, up to 10 genes
+    seen: set[str] = set()
+    examples = [p for p in preds if not (p["gene_name"] in seen or seen.add(p["gene_name"]))][:10]
+    return {"rows": len(preds), "seconds": round(seconds, 2),
+            "records_per_s": round(len(preds) / seconds, 2), "output": str(out),
+            "examples": examples}

@@ -109,3 +109,24 @@ def test_config_errors():
         TrainConfig(dataset="d", out="o", encoder="e", split="split_x")
     with pytest.raises(ValueError, match="--preset full needs"):
         TrainConfig(dataset="d", out="o", preset="full", encoder="e")
+
+
+def test_predict_dataset_writes_truth_beside_predictions(workspace):
+    import polars as pl
+
+    from llamadna.annotate import predict_dataset
+
+    if not (workspace / "m1" / "model.safetensors").exists():
+        train(cfg(workspace, "m1", max_steps=5, checkpoint_every=0))
+    out = workspace / "preds.tsv"
+    s = predict_dataset(workspace / "m1", workspace / "dataset", out, split="split_random",
+                        subset="test", max_new_tokens=12, batch_size=4)
+    df = pl.read_csv(out, separator="\t")
+    truth = pl.read_parquet(workspace / "dataset" / "dataset.parquet").filter(
+        pl.col("split_random") == "test")
+    assert df.height == s["rows"] == truth.height
+    assert df["reference"].to_list() == truth["Annotation"].to_list()
+    assert df["label_true"].to_list() == truth["Dataset"].to_list()
+    assert set(df["label_pred"]) <= set(truth["Dataset"]) | {"ClinVar", "COSMIC", "dbSNP"}
+    assert ((df["label_prob"] > 0) & (df["label_prob"] <= 1)).all()
+    assert len({e["gene_name"] for e in s["examples"]}) == len(s["examples"])

@@ -244,7 +244,8 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
                                                 load_in_8bit=cfg.load_in_8bit,
                                                 load_in_4bit=cfg.load_in_4bit)
         if cfg.gradient_checkpointing:
-            model.language_model.gradient_checkpointing_enable()
+            lm = model.language_model  # transformers 5 renamed the method
+            (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()
     model.processor = processor
     model.set_trainable()
     return model, info
@@ -425,7 +426,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         "config": asdict(cfg), "labels": labels, "train_rows": len(train_rows),
         "val_rows": len(val_rows), "steps": state["step"], "epochs_done": state["epoch"],
         "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
-        "val": state.get("val", []), "losses": state["history"], "seconds": round(time.perf_counter() - t0, 1),
+        "val": state.get("val", []), "losses": state["history"],
+        "seconds": round(time.perf_counter() - t0, 1),
         "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in raw.parameters()), **info,
     }

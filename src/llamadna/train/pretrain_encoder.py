@@ -1,0 +1,352 @@
+"""Pretrain the DNA encoder: a BPE tokenizer and a small BERT trained by masked-LM on the bundle's
+reference windows (DNABERT-2's recipe at toy scale, so the tiny preset needs no downloaded model).
+
+`pretrain_encoder(data_dir, out_dir)` writes one directory that both `AutoModel.from_pretrained`
+(a `BertModel`, safetensors) and `AutoTokenizer.from_pretrained` read, plus
+`pretrain_config.json` (the resolved config, data dir, loss curve) and `mlm/` (the
+`BertForMaskedLM` with its head, for continued pretraining; not needed downstream).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from llamadna import __version__
+from llamadna.constants import IGNORE_INDEX
+from llamadna.model.tokenizers import reference_windows, train_dna_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "pretrain_config.json"
+MLM_SUBDIR = "mlm"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PretrainConfig:
+    """Tokenizer, model and training settings (defaults: ~50 s on 2 CPU cores for ../shared/data)."""
+
+    vocab_size: int = 4096  # DNA BPE vocabulary, as DNABERT-2
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 512  # 4 x hidden, as BERT
+    # DNA tokens per input, [CLS]/[SEP] included; a 1,024-base window is ~200 tokens.
+    max_position_embeddings: int = 512
+    window: int = 1024  # bases per training window (non-overlapping, N fraction <= max_n_fraction)
+    steps: int = 300  # ~1 epoch over ../shared/data's ~4,600 windows at batch 16
+    batch_size: int = 16
+    # Peak AdamW rate (linear warm-up, then linear decay to 0). On ../shared/data (300 steps) the
+    # final loss was 7.12 at 5e-4, 7.04 at 1e-3, 7.00 at 2e-3 and 7.15 at 3e-3: 1e-3 keeps a margin.
+    lr: float = 1e-3
+    mlm_probability: float = 0.15  # BERT's: of these, 80% [MASK], 10% random token, 10% kept
+    seed: int = 0
+    max_windows: int | None = None  # seeded subset of the windows (None = all)
+    min_frequency: int = 2  # BPE merges need a pair seen this often
+    max_n_fraction: float = 0.1
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01  # on weight matrices only (not biases, LayerNorm)
+    hidden_dropout_prob: float = 0.1
+    # 0: attention dropout draws a (B, heads, T, T) mask that costs ~30% of a CPU step, and
+    # ~1 epoch of training does not overfit.
+    attention_probs_dropout_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden size {self.hidden_size} is not a multiple of "
+                             f"{self.num_attention_heads} attention heads")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "window", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_position_embeddings < 3:
+            raise ValueError("max_position_embeddings must be >= 3 ([CLS], a token, [SEP])")
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
+
+
+def bert_config(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerFast) -> BertConfig:
+    return BertConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+        hidden_dropout_prob=cfg.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _encode(windows: Sequence[str], tokenizer: PreTrainedTokenizerFast, max_len: int) -> tuple[
+    list[list[int]], float, int
+]:
+    """Token ids per window ([CLS] ... [SEP], cut to max_len keeping [SEP]), mean length before
+    cutting, and how many windows were cut."""
+    encs = tokenizer.backend_tokenizer.encode_batch(list(windows))
+    lengths = np.array([len(e.ids) for e in encs])
+    sep = tokenizer.sep_token_id
+    ids = [e.ids if len(e.ids) <= max_len else e.ids[: max_len - 1] + [sep] for e in encs]
+    return ids, float(lengths.mean()), int((lengths > max_len).sum())
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, replace_ids: torch.Tensor,
+    mlm_probability: float, gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking. Returns (inputs, labels), labels IGNORE_INDEX where not predicted.
+
+    Parameters
+    ----------
+    input_ids : (B, T) token ids.
+    special : (B, T) bool, positions never masked ([CLS], [SEP], [PAD]).
+    replace_ids : (K,) ids a "random token" replacement draws from (no special tokens).
+    """
+    prob = torch.full(input_ids.shape, mlm_probability)
+    prob[special] = 0.0
+    picked = torch.bernoulli(prob, generator=gen).bool()  # (B, T)
+    if not picked.any():  # tiny batches: predict at least one token so the loss is defined
+        picked[torch.nonzero(~special)[0].unbind()] = True
+    r = torch.rand(input_ids.shape, generator=gen)
+    inputs = input_ids.clone()
+    inputs[picked & (r < 0.8)] = mask_id
+    rand = picked & (r >= 0.8) & (r < 0.9)
+    draw = torch.randint(len(replace_ids), (int(rand.sum()),), generator=gen)
+    inputs[rand] = replace_ids[draw]
+    labels = torch.where(picked, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    return inputs, labels
+
+
+def _unigram_loss(ids: list[list[int]], tokenizer: PreTrainedTokenizerFast) -> float:
+    """Entropy (nats) of the token frequencies: the masked-LM loss of a model that ignores context,
+    the baseline that tells whether the encoder learned more than which tokens are common."""
+    counts = np.bincount(np.concatenate([np.asarray(r, dtype=np.int64) for r in ids]),
+                         minlength=len(tokenizer)).astype(float)
+    counts[tokenizer.all_special_ids] = 0
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _mean(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def train_masked_lm(
+    windows: Sequence[str], tokenizer: PreTrainedTokenizerFast, cfg: PretrainConfig,
+    progress: Progress | None = None,
+) -> tuple[BertForMaskedLM, dict]:
+    """Train a `BertForMaskedLM` from scratch on tokenized windows (CPU, seeded, deterministic).
+
+    Batches are drawn from a seeded permutation of the windows (a new one each epoch) and padded
+    to their longest window. The MLM head runs on the masked positions only (~15% of the tokens),
+    which halves the time of a step against `BertForMaskedLM(labels=...)`.
+
+    Returns the model (in eval mode) and {steps, initial_loss, final_loss, unigram_loss,
+    loss_curve, tokens_per_window, windows, windows_truncated, vocab_size, train_seconds}; the
+    losses are means over the first/last k = clamp(steps // 4, 1, 10) steps (one batch is noisy);
+    `unigram_loss` is the context-free baseline (entropy of the token frequencies).
+    """
+    if not windows:
+        raise ValueError("no DNA windows to train on (reference shorter than the window, or all N)")
+    t0 = time.perf_counter()
+    ids, tokens_per_window, truncated = _encode(windows, tokenizer, cfg.max_position_embeddings)
+    if truncated:
+        log.warning("%d of %d windows are longer than %d tokens and were cut; use a shorter "
+                    "--window", truncated, len(ids), cfg.max_position_embeddings)
+    unigram = _unigram_loss(ids, tokenizer)
+    torch.manual_seed(cfg.seed)
+    model = BertForMaskedLM(bert_config(cfg, tokenizer))
+    model.train()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    specials = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    replace_ids = torch.tensor([i for i in range(len(tokenizer)) if i not in set(specials.tolist())])
+    pad_id, mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    warmup = max(1, int(cfg.warmup_fraction * cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (cfg.steps - s) / (cfg.steps - warmup))
+    )
+    batch = min(cfg.batch_size, len(ids))
+    order = torch.randperm(len(ids), generator=gen)
+    pos = 0
+    losses: list[float] = []
+    every = max(1, cfg.steps // 10)
+    for step in range(cfg.steps):
+        if pos + batch > len(ids):
+            order, pos = torch.randperm(len(ids), generator=gen), 0
+        rows = [ids[i] for i in order[pos : pos + batch].tolist()]
+        pos += batch
+        width = max(map(len, rows))
+        input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])  # (B, T)
+        attention_mask = (input_ids != pad_id).long()
+        inputs, labels = mask_tokens(
+            input_ids, torch.isin(input_ids, specials), mask_id, replace_ids, cfg.mlm_probability, gen
+        )
+        hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        picked = labels != IGNORE_INDEX
+        logits = model.cls(hidden[picked])  # (N_masked, V)
+        loss = torch.nn.functional.cross_entropy(logits, labels[picked])
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"masked-LM loss is {loss.item()} at step {step + 1}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(round(loss.item(), 5))
+        if progress is not None:
+            progress(f"masked-LM training: loss {losses[-1]:.3f}", step + 1, cfg.steps)
+        if (step + 1) % every == 0 or step + 1 == cfg.steps:
+            log.info("masked-LM step %d/%d: loss %.4f (lr %.2e)", step + 1, cfg.steps,
+                     _mean(losses[-every:]), sched.get_last_lr()[0])
+    model.eval()
+    k = min(10, max(1, cfg.steps // 4))
+    stats = {
+        "steps": cfg.steps, "initial_loss": round(_mean(losses[:k]), 5),
+        "final_loss": round(_mean(losses[-k:]), 5), "unigram_loss": round(unigram, 5),
+        "loss_curve": losses,
+        "tokens_per_window": round(tokens_per_window, 2), "windows": len(ids),
+        "windows_truncated": truncated, "vocab_size": len(tokenizer),
+        "train_seconds": round(time.perf_counter() - t0, 2),
+    }
+    return model, stats
+
+
+def encoder_from_mlm(mlm: BertForMaskedLM) -> BertModel:
+    """The `BertModel` that `AutoModel.from_pretrained` reads: the trained encoder plus a pooler.
+
+    The pooler is untrained (the projector reads per-token states, never the pooled one); it is
+    saved so that loading reports no missing weights.
+    """
+    encoder = BertModel(mlm.config, add_pooling_layer=True)
+    missing, unexpected = encoder.load_state_dict(mlm.bert.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("pooler.") for k in missing):
+        raise RuntimeError(f"encoder weights do not match: missing {missing}, unexpected {unexpected}")
+    return encoder.eval()
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_NAME).exists())):
+        raise ValueError(f"{out} exists and is not an encoder directory (no {CONFIG_NAME}); "
+                         "give a new or empty --out")
+
+
+def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTrainedTokenizerFast,
+                 record: dict) -> Path:
+    """Write encoder (BertModel), tokenizer, `mlm/` and `pretrain_config.json` to `out_dir`.
+
+    Everything is written to a temporary directory beside `out_dir` and renamed into place, so
+    an interrupted run leaves no half-written model; a previous encoder directory is replaced.
+    """
+    out = Path(out_dir)
+    _check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a tqdm bar per shard would cut through the rich progress
+    try:
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left alone
+            torch.manual_seed(0)  # the (unused) pooler's initialisation: reproducible files
+            encoder = encoder_from_mlm(mlm)
+        encoder.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        mlm.save_pretrained(tmp / MLM_SUBDIR)
+        (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        for p in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700, safetensors files come as 0600
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+            os.replace(out, old)  # onto the empty directory mkdtemp made
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    return out
+
+
+def pretrain_encoder(
+    data_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train the DNA tokenizer and a masked-LM BERT on a bundle's reference windows; save both.
+
+    Parameters
+    ----------
+    data_dir : data bundle (every reference FASTA, both builds, is used).
+    out_dir : encoder directory (see the module docstring); replaced if it holds an earlier one.
+    cfg : settings (default `PretrainConfig()`).
+    progress : optional callback(description, done, total).
+
+    Returns
+    -------
+    {steps, initial_loss, final_loss, unigram_loss, tokens_per_window, seconds, windows,
+    windows_truncated, vocab_size, loss_curve, out_dir}; the same numbers go to
+    `out_dir/pretrain_config.json`.
+    """
+    cfg = cfg or PretrainConfig()
+    t0 = time.perf_counter()
+    _check_out_dir(Path(out_dir))  # fail before training, not after
+    if progress is not None:
+        progress("reading reference windows", 0, 1)
+    windows = list(reference_windows(data_dir, cfg.window, max_n_fraction=cfg.max_n_fraction))
+    if cfg.max_windows is not None and len(windows) > cfg.max_windows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(windows), cfg.max_windows, replace=False))
+        windows = [windows[i] for i in keep]
+    if not windows:
+        raise ValueError(f"{data_dir}: no reference window of {cfg.window} bases with at most "
+                         f"{cfg.max_n_fraction:.0%} N")
+    if progress is not None:
+        progress("reading reference windows", 1, 1)
+        progress("training DNA tokenizer", 0, 1)
+    log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
+             len(windows) * cfg.window / 1e6)
+    tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
+                                    model_max_length=cfg.max_position_embeddings)
+    if progress is not None:
+        progress("training DNA tokenizer", 1, 1)
+    mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    record = {
+        "config": asdict(cfg), "data_dir": str(Path(data_dir).resolve()), **stats,
+        "versions": {"llamadna": __version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+    }
+    save_encoder(out_dir, mlm, tokenizer, record)
+    summary = {k: stats[k] for k in ("steps", "final_loss", "initial_loss", "unigram_loss",
+                                     "tokens_per_window", "seconds", "windows", "windows_truncated",
+                                     "vocab_size", "loss_curve")}
+    summary["out_dir"] = str(out_dir)
+    log.info("pretrain-encoder: loss %.3f -> %.3f in %d steps (context-free baseline %.3f), "
+             "%.1f tokens per window, %.1f s; wrote %s", stats["initial_loss"], stats["final_loss"],
+             cfg.steps, stats["unigram_loss"], stats["tokens_per_window"], stats["seconds"], out_dir)
+    return summary
