@@ -41,3 +41,15 @@ def bundle_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_bundle(bundle_factory):
     return bundle_factory(seed=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """Tests keep the offline WordNet copy (and any other cache) out of the home folder."""
+    old = os.environ.get("LLAMADNA_CACHE")
+    os.environ["LLAMADNA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("LLAMADNA_CACHE", None)
+    else:
+        os.environ["LLAMADNA_CACHE"] = old

@@ -1,0 +1,589 @@
+"""The evaluation report: one self-contained HTML page plus metrics.json.
+
+`write_report(metrics, examples, out_dir)` writes
+
+- `out_dir/metrics.json`: the `metrics` dict as given (every number; NaN/inf become null so the
+  file is standard JSON);
+- `out_dir/report.html`: plain HTML with inline CSS, no JavaScript and no external resources;
+  every plot is a matplotlib PNG embedded as a base64 `data:` URI, so the file can be mailed or
+  archived alone.
+
+The input is what the evaluation command produces (see `write_report`). Missing pieces (a
+system, a split's divergence curve, a confusion matrix) are left out of the page with a note
+rather than failing: the report is the last stage and should show whatever was measured.
+
+Plots use `matplotlib.figure.Figure` directly (never pyplot), so no GUI backend or global
+figure state is involved; PNG rendering goes through Agg.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from llamadna.constants import SPLIT_COLUMNS
+from llamadna.evaluate.parse import FIELDS
+from llamadna.io.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+METRICS_NAME = "metrics.json"
+
+# Systems in the order they are listed; systems not named here follow, sorted.
+SYSTEM_ORDER = ("model", "majority", "no_dna", "shuffled_dna", "reference_lookup", "seed_faithful")
+MODEL = "model"
+# Columns of the metric table: key -> header.
+TABLE_METRICS = {
+    "accuracy": "accuracy",
+    "f1_macro": "F1 macro",
+    "bleu": "BLEU",
+    "rougeL": "ROUGE-L",
+    "meteor": "METEOR",
+    "semantic_similarity": "semantic sim.",
+}
+# Metrics of the one-line summary per split: key -> label.
+SUMMARY_METRICS = {"accuracy": "accuracy", "f1_macro": "F1", "bleu": "BLEU"}
+FIELD_NAMES = tuple(FIELDS)  # chrom, gene, description, transcript_type, phenotype, dataset
+MISSING = "\u2013"  # en dash: metric not applicable / not measured
+REPORTED_LABEL = "reported, not measured"
+N_EXAMPLES = 10
+
+_DPI = 80
+# One colour per field, shared by the divergence curves and the field bars.
+_FIELD_COLOURS = dict(zip(FIELD_NAMES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
+_ACCURACY_COLOUR = "#222222"
+# Divergence curves: line style and marker per system.
+_SYSTEM_STYLES = {MODEL: ("-", "o"), "reference_lookup": ("--", "s")}
+_OTHER_STYLES = ((":", "^"), ("-.", "v"), ((0, (1, 1)), "D"))
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for None / NaN / inf / anything not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """A metric for display: 4 decimals, integers as integers, None/NaN as an en dash."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    num = _num(value)
+    return MISSING if num is None else f"{num:.{digits}f}"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _ordered_systems(names: Sequence[str]) -> list[str]:
+    known = [s for s in SYSTEM_ORDER if s in names]
+    return known + sorted(s for s in names if s not in SYSTEM_ORDER)
+
+
+def _ordered_splits(names: Sequence[str]) -> list[str]:
+    known = [s for s in SPLIT_COLUMNS if s in names]
+    return known + [s for s in names if s not in SPLIT_COLUMNS]
+
+
+def _field_acc(system: dict | None, field: str) -> float | None:
+    if not system:
+        return None
+    return _num((system.get("field_accuracy") or {}).get(field))
+
+
+def _to_jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars/arrays unwrapped, NaN/inf -> None, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
+        return _to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------- word diff
+
+
+def word_diff(reference: str, prediction: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Word-level diff of two sentences (difflib on whitespace-separated words).
+
+    Returns
+    -------
+    (reference_words, prediction_words): each a list of (word, differs); `differs` is True for
+    a word of the reference that is not in the matched part of the prediction (replaced or
+    deleted), and for a word of the prediction that is not in the reference (replaced or
+    inserted). Punctuation stays attached to its word ("gene." differs from "gene").
+    """
+    ref, pred = (reference or "").split(), (prediction or "").split()
+    ref_out: list[tuple[str, bool]] = []
+    pred_out: list[tuple[str, bool]] = []
+    matcher = difflib.SequenceMatcher(a=ref, b=pred, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        same = tag == "equal"
+        ref_out.extend((w, not same) for w in ref[i1:i2])
+        pred_out.extend((w, not same) for w in pred[j1:j2])
+    return ref_out, pred_out
+
+
+def _diff_html(words: list[tuple[str, bool]], tag: str, cls: str) -> str:
+    """Escaped words joined by spaces; runs of differing words wrapped in one <tag class=cls>."""
+    parts: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            parts.append(f'<{tag} class="{cls}">{" ".join(run)}</{tag}>')
+            run.clear()
+
+    for word, differs in words:
+        if differs:
+            run.append(_esc(word))
+        else:
+            flush()
+            parts.append(_esc(word))
+    flush()
+    return " ".join(parts)
+
+
+def diff_html(reference: str, prediction: str) -> tuple[str, str]:
+    """HTML of (truth, prediction) with differing words marked.
+
+    Words only in the truth are wrapped in `<del class="only-truth">`, words only in the
+    prediction in `<ins class="only-pred">`; everything is HTML-escaped.
+    """
+    ref_words, pred_words = word_diff(reference, prediction)
+    return _diff_html(ref_words, "del", "only-truth"), _diff_html(pred_words, "ins", "only-pred")
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+
+
+def _png_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{_esc(alt)}">'
+
+
+def plot_confusion(confusion: dict, title: str) -> str | None:
+    """Heatmap of the source-class confusion matrix (rows = truth, columns = prediction), counts
+    written in each cell. Returns a data URI, or None when the matrix is missing or malformed."""
+    labels = [str(x) for x in (confusion or {}).get("labels") or []]
+    matrix = (confusion or {}).get("matrix") or []
+    n = len(labels)
+    if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
+        return None
+    counts = [[_num(v) or 0.0 for v in row] for row in matrix]
+    top = max(max(row) for row in counts) or 1.0
+    side = 2.2 + 0.6 * n
+    fig = _figure(side + 0.8, side)
+    ax = fig.add_subplot()
+    im = ax.imshow(counts, cmap="Blues", vmin=0, vmax=top)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{counts[i][j]:g}", ha="center", va="center", fontsize=9,
+                    color="white" if counts[i][j] > top / 2 else "black")
+    ax.set_xticks(range(n), labels, rotation=30, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted source")
+    ax.set_ylabel("true source")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="rows")
+    return _png_uri(fig)
+
+
+def plot_divergence(divergence: dict, title: str) -> str | None:
+    """Per-field accuracy against the % of substituted bases, a line per field per system:
+    colour = field (source-class accuracy in black), line style/marker = system."""
+    rates = [_num(r) for r in (divergence or {}).get("rates") or []]
+    systems = (divergence or {}).get("systems") or {}
+    if not rates or None in rates or not systems:
+        return None
+    x = [100 * r for r in rates]
+    fig = _figure(8.0, 4.2)
+    ax = fig.add_subplot()
+    others = iter(_OTHER_STYLES * 4)
+    system_handles = []
+    drawn_series: list[str] = []
+    for name in _ordered_systems(list(systems)):
+        style, marker = _SYSTEM_STYLES.get(name) or next(others, (":", "x"))
+        sys_div = systems[name] or {}
+        series = [(f, (sys_div.get("field_accuracy") or {}).get(f), _FIELD_COLOURS[f]) for f in FIELD_NAMES]
+        series.append(("accuracy (source)", sys_div.get("accuracy"), _ACCURACY_COLOUR))
+        drew = False
+        for label, values, colour in series:
+            if values is None:
+                continue
+            if len(values) != len(x):
+                log.warning("divergence %s/%s has %d values for %d rates; not plotted",
+                            name, label, len(values), len(x))
+                continue
+            y = [float("nan") if _num(v) is None else _num(v) for v in values]
+            ax.plot(x, y, linestyle=style, marker=marker, markersize=4, color=colour, linewidth=1.4)
+            drew = True
+            if label not in drawn_series:
+                drawn_series.append(label)
+        if drew:
+            system_handles.append(Line2D([], [], color="grey", linestyle=style, marker=marker, label=name))
+    if not drawn_series:
+        return None
+    colours = {**_FIELD_COLOURS, "accuracy (source)": _ACCURACY_COLOUR}
+    field_handles = [Line2D([], [], color=colours[s], linewidth=2, label=s) for s in drawn_series]
+    ax.set_xlabel("divergence (% of bases substituted)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    first = ax.legend(handles=field_handles, title="field", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      fontsize=8, title_fontsize=8)
+    ax.add_artist(first)
+    ax.legend(handles=system_handles, title="system", loc="lower left", bbox_to_anchor=(1.01, 0.0),
+              fontsize=8, title_fontsize=8)
+    return _png_uri(fig)
+
+
+def plot_field_bars(systems: dict, title: str) -> str | None:
+    """Per-field accuracy: one group of bars per system, one bar (colour) per field."""
+    names = [s for s in _ordered_systems(list(systems)) if systems[s] and systems[s].get("field_accuracy")]
+    if not names:
+        return None
+    width = 0.8 / len(FIELD_NAMES)
+    fig = _figure(max(6.0, 1.3 * len(names) + 2.5), 3.8)
+    ax = fig.add_subplot()
+    for k, field in enumerate(FIELD_NAMES):
+        xs, ys = [], []
+        for i, name in enumerate(names):
+            v = _field_acc(systems[name], field)
+            if v is not None:
+                xs.append(i - 0.4 + width * (k + 0.5))
+                ys.append(v)
+        ax.bar(xs, ys, width=width, color=_FIELD_COLOURS[field], label=field)
+    ax.set_xticks(range(len(names)), names, rotation=15)
+    ax.set_ylabel("field accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(title="field", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    return _png_uri(fig)
+
+
+def plot_split_comparison(splits: dict) -> str | None:
+    """Accuracy and gene-field accuracy across splits (seen vs unseen genes/chromosomes)."""
+    names = _ordered_splits(list(splits))
+    series = [
+        ("model: source accuracy", lambda s: _num((s.get(MODEL) or {}).get("accuracy")), "#4c72b0"),
+        ("model: gene-field accuracy", lambda s: _field_acc(s.get(MODEL), "gene"), "#dd8452"),
+        ("reference_lookup: gene-field accuracy",
+         lambda s: _field_acc(s.get("reference_lookup"), "gene"), "#8c8c8c"),
+    ]
+    rows = []
+    for label, get, colour in series:
+        values = [get((splits[n] or {}).get("systems") or {}) for n in names]
+        if any(v is not None for v in values):
+            rows.append((label, values, colour))
+    if len(names) < 2 or not rows:
+        return None
+    width = 0.8 / len(rows)
+    fig = _figure(7.5, 3.6)
+    ax = fig.add_subplot()
+    for k, (label, values, colour) in enumerate(rows):
+        xs = [i - 0.4 + width * (k + 0.5) for i, v in enumerate(values) if v is not None]
+        ys = [v for v in values if v is not None]
+        bars = ax.bar(xs, ys, width=width, color=colour, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.12)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Across splits: seen (split_random) vs unseen genes / chromosomes", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return _png_uri(fig)
+
+
+# ---------------------------------------------------------------------------- HTML pieces
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
+       max-width: 1180px; padding: 0 16px; color: #1b1b1b; line-height: 1.45; }
+h1 { margin-bottom: 4px; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 4px; margin-top: 40px; }
+h3 { margin-top: 26px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 9px; vertical-align: top; }
+th { background: #f2f2f2; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.best { font-weight: 700; }
+tr.model td { background: #eef5ff; }
+tr.reported td { background: #fff8e1; color: #6b5a1e; font-style: italic; border-style: dashed; }
+.badge { display: inline-block; font-size: 11px; font-style: normal; padding: 0 6px; margin-left: 6px;
+         border-radius: 8px; background: #f0c674; color: #4a3b00; white-space: nowrap; }
+.summary li { margin: 4px 0; }
+.below { color: #a11; font-weight: 600; } .above { color: #16723a; font-weight: 600; }
+.note { color: #666; font-size: 13px; }
+pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
+details { margin: 6px 0; } summary { cursor: pointer; }
+img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
+table.examples { table-layout: fixed; width: 100%; }
+table.examples td { font-size: 13px; }
+del.only-truth { background: #cfe3ff; color: #003a8c; text-decoration: none;
+                 border-bottom: 2px solid #1f5fbf; }
+ins.only-pred { background: #ffd9b0; color: #7a3300; text-decoration: none;
+                border-bottom: 2px dotted #c05a00; }
+nav a { margin-right: 14px; }
+"""
+
+
+def _summary_line(split: str, entry: dict) -> str:
+    """'split: model X vs best baseline Y (name), ...' for accuracy, F1 and BLEU."""
+    systems = entry.get("systems") or {}
+    rows = entry.get("rows")
+    head = f"<b>{_esc(split)}</b> ({_fmt(rows) if rows is not None else '?'} rows): "
+    model = systems.get(MODEL)
+    if not model:
+        return head + "no model results."
+    parts, below, above = [], [], []
+    for key, label in SUMMARY_METRICS.items():
+        m = _num(model.get(key))
+        baselines = [(_num((systems[s] or {}).get(key)), s) for s in systems if s != MODEL]
+        baselines = [(v, s) for v, s in baselines if v is not None]
+        if m is None:
+            parts.append(f"{label} {MISSING}")
+            continue
+        if not baselines:
+            parts.append(f"{label} {m:.3f} (no baseline)")
+            continue
+        best, name = max(baselines)
+        delta = m - best
+        parts.append(f"{label} {m:.3f} vs {best:.3f} ({_esc(name)}, {delta:+.3f})")
+        if delta < 0:
+            below.append(label)
+        elif delta > 0:
+            above.append(label)
+    verdict = ""
+    if below:
+        verdict = f' <span class="below">Model below the best baseline on {", ".join(below)}.</span>'
+    elif above:
+        verdict = ' <span class="above">Model above every baseline on ' + ", ".join(above) + ".</span>"
+    return head + "model " + "; ".join(parts) + "." + verdict
+
+
+def _meta_html(meta: dict, splits: list[str]) -> str:
+    rows = [
+        ("dataset", meta.get("dataset")),
+        ("data dir", meta.get("data_dir")),
+        ("model", meta.get("model")),
+        ("splits (evaluated on their test rows)", ", ".join(map(str, meta.get("splits") or splits))),
+        ("seed", meta.get("seed")),
+        ("created", meta.get("created")),
+    ]
+    rps = meta.get("rows_per_split") or {}
+    if rps:
+        rows.append(("rows per split", ", ".join(f"{k}: {_fmt(v)}" for k, v in rps.items())))
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{MISSING if v is None else _esc(v)}</td></tr>"
+                   for k, v in rows)
+    out = [f"<table>{body}</table>"]
+    for key, label in (("model_config", "model config"), ("train_config", "train config")):
+        text = json.dumps(_to_jsonable(meta.get(key)), indent=2, sort_keys=True)
+        out.append(f"<details><summary>{label} (JSON)</summary><pre>{_esc(text)}</pre></details>")
+    known = {"dataset", "data_dir", "model", "splits", "seed", "created", "rows_per_split",
+             "model_config", "train_config"}
+    extra = {k: v for k, v in meta.items() if k not in known}
+    if extra:
+        text = json.dumps(_to_jsonable(extra), indent=2, sort_keys=True)
+        out.append(f"<details><summary>other run details (JSON)</summary><pre>{_esc(text)}</pre></details>")
+    return "\n".join(out)
+
+
+def _metric_table(systems: dict, reported: dict) -> str:
+    names = _ordered_systems(list(systems))
+    best: dict[str, float] = {}
+    for key in TABLE_METRICS:
+        values = [_num((systems[s] or {}).get(key)) for s in names]
+        values = [v for v in values if v is not None]
+        if values:
+            best[key] = max(values)
+    head = "<tr><th>system</th>" + "".join(f"<th>{_esc(h)}</th>" for h in TABLE_METRICS.values()) + \
+        "<th>n</th></tr>"
+    rows = []
+    for name in names:
+        sys_m = systems[name] or {}
+        cells = []
+        for key in TABLE_METRICS:
+            v = _num(sys_m.get(key))
+            cls = "num best" if v is not None and v == best.get(key) else "num"
+            cells.append(f'<td class="{cls}">{_fmt(sys_m.get(key))}</td>')
+        n = sys_m.get("n")
+        cls = ' class="model"' if name == MODEL else ""
+        rows.append(f"<tr{cls}><td>{_esc(name)}</td>{''.join(cells)}"
+                    f'<td class="num">{MISSING if n is None else _fmt(n)}</td></tr>')
+    for name, rep in (reported or {}).items():
+        rep = rep or {}
+        cells = "".join(f'<td class="num">{_fmt(rep.get(k))}</td>' for k in TABLE_METRICS)
+        rows.append(f'<tr class="reported"><td>{_esc(name)} <span class="badge">{REPORTED_LABEL}</span></td>'
+                    f'{cells}<td class="num">{MISSING}</td></tr>')
+    note = (f'<p class="note">Bold: best measured value in the column; '
+            f'{MISSING} = not applicable or not measured.')
+    if reported:
+        note += (f' Rows marked <span class="badge">{REPORTED_LABEL}</span> are numbers copied from the '
+                 "original poster (its own data and splits, not re-run here).")
+    note += "</p>"
+    return f'<table class="metrics">{head}{"".join(rows)}</table>{note}'
+
+
+def _field_table(systems: dict) -> str:
+    names = [s for s in _ordered_systems(list(systems)) if systems[s]]
+    head = ("<tr><th>system</th>" + "".join(f"<th>{_esc(f)}</th>" for f in FIELD_NAMES)
+            + "<th>accuracy from text</th><th>F1 from text</th></tr>")
+    rows = []
+    for name in names:
+        s = systems[name]
+        cells = "".join(f'<td class="num">{_fmt(_field_acc(s, f))}</td>' for f in FIELD_NAMES)
+        cells += f'<td class="num">{_fmt(s.get("accuracy_from_text"))}</td>'
+        cells += f'<td class="num">{_fmt(s.get("f1_from_text"))}</td>'
+        rows.append(f"<tr><td>{_esc(name)}</td>{cells}</tr>")
+    return f'<table class="fields">{head}{"".join(rows)}</table>'
+
+
+def _examples_html(examples: list[dict]) -> str:
+    if not examples:
+        return f'<p class="note">No examples {MISSING} none were given for this split.</p>'
+    rows = []
+    for ex in examples:
+        truth, pred = diff_html(str(ex.get("reference") or ""), str(ex.get("prediction") or ""))
+        rows.append(f"<tr><td>{_esc(ex.get('id', ''))}</td><td>{truth}</td><td>{pred}</td></tr>")
+    legend = ('<p class="note">Word-level diff: <del class="only-truth">only in the truth</del> '
+              '<ins class="only-pred">only in the prediction</ins>.</p>')
+    cols = '<colgroup><col style="width:12%"><col style="width:44%"><col style="width:44%"></colgroup>'
+    return (f'{legend}<table class="examples">{cols}<tr><th>id</th><th>truth</th><th>prediction</th></tr>'
+            f"{''.join(rows)}</table>")
+
+
+def _figure_or_note(uri: str | None, alt: str, missing: str) -> str:
+    return _img(uri, alt) if uri else f'<p class="note">{_esc(missing)}</p>'
+
+
+def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]) -> str:
+    systems = entry.get("systems") or {}
+    out = [f'<h2 id="{_esc(split)}">{_esc(split)}</h2>',
+           f'<p class="note">test rows: {_fmt(entry.get("rows"))}; systems: '
+           f"{_esc(', '.join(_ordered_systems(list(systems))) or MISSING)}</p>",
+           "<h3>Metrics</h3>", _metric_table(systems, reported)]
+
+    out.append("<h3>Source class: confusion matrix of the model</h3>")
+    model = systems.get(MODEL) or {}
+    out.append(_figure_or_note(plot_confusion(model.get("confusion") or {}, f"{split}: model"),
+                               f"{split} confusion matrix", "No confusion matrix for the model."))
+
+    out.append("<h3>Divergence: field accuracy vs % substituted bases</h3>")
+    out.append(_figure_or_note(plot_divergence(entry.get("divergence") or {}, f"{split}: divergence"),
+                               f"{split} divergence curve", "No divergence results for this split."))
+
+    out.append("<h3>Per-field accuracy</h3>")
+    out.append(_figure_or_note(plot_field_bars(systems, f"{split}: field accuracy"),
+                               f"{split} field accuracy", "No field accuracies for this split."))
+    out.append(_field_table(systems))
+
+    out.append(f"<h3>Examples (model, first {len(examples)})</h3>")
+    out.append(_examples_html(examples))
+    return "\n".join(out)
+
+
+def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMPLES) -> str:
+    """The report page as one HTML string (see `write_report`)."""
+    metrics = _to_jsonable(metrics or {})  # numpy arrays/scalars -> lists/numbers, NaN -> None
+    meta = metrics.get("meta") or {}
+    splits = metrics.get("splits") or {}
+    reported = metrics.get("reported") or {}
+    names = _ordered_splits(list(splits))
+
+    by_split: dict[str, list[dict]] = {}
+    for ex in examples or []:
+        if ex.get("system", MODEL) == MODEL:
+            by_split.setdefault(str(ex.get("split")), []).append(ex)
+
+    title = f"Llama-DNA evaluation: {meta.get('model') or 'model'} on {meta.get('dataset') or 'dataset'}"
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+           f"<h1>{_esc(title)}</h1>"]
+    if names:
+        out.append("<nav>" + "".join(f'<a href="#{_esc(n)}">{_esc(n)}</a>' for n in names) + "</nav>")
+    out.append('<h2 id="summary">Summary</h2>')
+    out.append('<p class="note">Model against the best baseline of each metric on the same test rows '
+               "(difference in brackets).</p>")
+    if names:
+        out.append('<ul class="summary">' + "".join(f"<li>{_summary_line(n, splits[n] or {})}</li>"
+                                                    for n in names) + "</ul>")
+    else:
+        out.append('<p class="note">No splits were evaluated.</p>')
+    out.append("<h3>Run</h3>")
+    out.append(_meta_html(meta, names))
+    out.append(f'<p class="note">All numbers are also in {METRICS_NAME} beside this page.</p>')
+
+    if len(names) > 1:
+        out.append('<h2 id="splits">Across splits</h2>')
+        out.append(_figure_or_note(plot_split_comparison(splits), "accuracy across splits",
+                                   "No model accuracy to compare across splits."))
+
+    for name in names:
+        out.append(_split_section(name, splits[name] or {}, reported, by_split.pop(name, [])[:n_examples]))
+    for name, rest in by_split.items():  # examples of splits that have no metrics
+        out.append(f"<h2>Examples of {_esc(name)} (no metrics for this split)</h2>")
+        out.append(_examples_html(rest[:n_examples]))
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def write_report(metrics: dict, examples: list[dict], out_dir: str | Path,
+                 n_examples: int = N_EXAMPLES) -> Path:
+    """Write `out_dir/metrics.json` and the self-contained `out_dir/report.html`.
+
+    Parameters
+    ----------
+    metrics : {"meta": {...}, "splits": {split: {"rows", "systems": {system: metrics},
+        "divergence": {"rates", "systems"}}}, "reported": {name: metrics}} as produced by the
+        evaluation command; any metric may be None and any system or divergence may be absent.
+    examples : [{"split", "system", "id", "reference", "prediction"}]; the first `n_examples`
+        of system "model" per split are shown with a word-level diff.
+    out_dir : created if needed; both files are written atomically.
+
+    Returns
+    -------
+    The path of report.html.
+    """
+    out_dir = Path(out_dir)
+    text = json.dumps(_to_jsonable(metrics), indent=2, allow_nan=False) + "\n"
+    atomic_write(out_dir / METRICS_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    page = render_report(metrics, examples, n_examples=n_examples)
+    path = atomic_write(out_dir / REPORT_NAME, lambda p: p.write_text(page, encoding="utf-8"))
+    log.info("wrote %s and %s", path, out_dir / METRICS_NAME)
+    return path
