@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing.
 set -euo pipefail
-PKGS=(wordnet-base wordnet-sense-index)
+# wordnet: METEOR's WordNet 3.0; gcc + zlib headers: mappy (minimap2) builds from source
+PKGS=(wordnet-base wordnet-sense-index build-essential zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -258,7 +258,7 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     prob, label = probs.max(dim=-1)  # (B,)
 
     out = model.generate(
-        **{k: gen_in[k].to(dev) for k in keys}, max_new_tokens=max_new_tokens, do_sample=False,
+        **{k: gen_in[k].to(dev) for k in keys if k in gen_in}, max_new_tokens=max_new_tokens, do_sample=False,
         num_beams=1, eos_token_id=eos, pad_token_id=tt.pad_token_id, return_dict_in_generate=True,
         output_logits=True,
     )

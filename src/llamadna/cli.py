@@ -20,7 +20,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from llamadna import __version__
-from llamadna.constants import DEFAULT_MAX_PER_GENE_SOURCE, DEFAULT_SOURCES, DEFAULT_WINDOW
+from llamadna.constants import (
+    DEFAULT_MAX_PER_GENE_SOURCE,
+    DEFAULT_SOURCES,
+    DEFAULT_WINDOW,
+)
+from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.errors import DataDirError, InputError
 
 app = typer.Typer(
@@ -398,6 +403,9 @@ def train_cmd(
     prompt_mode: Annotated[
         str, typer.Option(help="leak-free (sequence + SPLASH) or seed-faithful (adds gene metadata).")
     ] = "leak-free",
+    no_dna: Annotated[
+        bool, typer.Option("--no-dna", help="Baseline: the same training with the prompt only.")
+    ] = False,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 3,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = 8,
@@ -429,7 +437,8 @@ def train_cmd(
         cfg = TrainConfig(
             dataset=str(dataset), out=str(out), split=split, preset=preset,
             encoder=str(encoder) if encoder else None, llm=str(llm) if llm else None,
-            prompt_mode=prompt_mode, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+            prompt_mode=prompt_mode, use_dna=not no_dna, epochs=epochs, max_steps=max_steps,
+            batch_size=batch_size, lr=lr,
             seed=seed, checkpoint_every=checkpoint_every, patience=patience,
             max_train_rows=max_train_rows, encoder_training=encoder_training, projector_type=projector,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
@@ -583,6 +592,82 @@ def predict_cmd(
         console.print(t)
     console.print(f"{summary['rows']} rows in {summary['seconds']} s "
                   f"({summary['records_per_s']} sequences/s); wrote [bold]{escape(str(out))}[/]")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
+    dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
+    out: Annotated[Path, typer.Option(help="Report directory (report.html, metrics.json, predictions).")],
+    split: Annotated[
+        str, typer.Option(help="split_gene, split_chrom, split_random, or 'all' for the three.")
+    ] = "split_gene",
+    data: Annotated[
+        Path | None, typer.Option(help="Data bundle for the reference lookup [default: $LLAMADNA_DATA].")
+    ] = None,
+    systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
+        "model,majority,no_dna,shuffled_dna,reference_lookup,seed_faithful"),
+    limit: Annotated[int | None, typer.Option(help="Seeded subsample of test rows per split.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the models trained here.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Steps of the models trained here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of subsampling, shuffling and mutations.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+) -> None:
+    """Evaluate the model against baselines (majority, no-DNA, shuffled DNA, reference lookup,
+    seed-faithful) and the poster's reported numbers, with a divergence curve; HTML report.
+
+    Baseline models and models for other splits are trained here with the model's own settings.
+    """
+    from llamadna.evaluate.run import EvalConfig, evaluate
+
+    with _errors():
+        cfg = EvalConfig(
+            model=str(model), dataset=str(dataset), out=str(out),
+            splits=tuple(SPLIT_NAMES) if split == "all" else (split,),
+            data_dir=str(data) if data else None, systems=_csv(systems), limit=limit, seed=seed,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+        )
+        with _progress() as step:
+            metrics = evaluate(cfg, progress=step)
+    for sp, res in metrics["splits"].items():
+        t = Table(title=f"{sp}: {res['rows']} test rows")
+        cols = ("accuracy", "f1_macro", "bleu", "rougeL", "meteor", "semantic_similarity")
+        t.add_column("system")
+        for c in cols:
+            t.add_column(c, justify="right")
+        for name, m in res["systems"].items():
+            t.add_row(name, *["–" if m.get(c) is None else f"{m[c]:.3f}" for c in cols])
+        for name, m in metrics["reported"].items():
+            t.add_row(f"[italic]{name}[/]", *["–" if m.get(c) is None else f"{m[c]:.3f}" for c in cols])
+        console.print(t)
+    console.print(f"wrote [bold]{escape(str(out / 'report.html'))}[/] and metrics.json")
+
+
+@app.command("score")
+def score_cmd(
+    predictions: Annotated[
+        Path, typer.Option(metavar="P.tsv", help="Predictions TSV (`llamadna predict` output): reference, "
+                           "prediction [, label_true, label_pred] [, label_from_text].")],
+    out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
+    semantic: Annotated[
+        bool, typer.Option(help="Embedding similarity (all-MiniLM-L6-v2, offline).")] = True,
+) -> None:
+    """Score predictions against their references: source accuracy / macro F1, BLEU, ROUGE-L,
+    METEOR, per-field exact match and semantic similarity (definitions in the README)."""
+    from llamadna.evaluate.metrics import score_file
+
+    with _errors():
+        m = score_file(predictions, out, semantic=semantic)
+    t = Table(title=f"{m['n']} predictions")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    scalars = ("accuracy", "f1_macro", "accuracy_from_text", "f1_from_text", "bleu", "rougeL",
+               "meteor", "semantic_similarity")
+    for name, v in [(c, m[c]) for c in scalars] + [
+            (f"field {f}", v) for f, v in m["field_accuracy"].items()]:
+        t.add_row(name, "-" if v is None else f"{v:.4f}")
+    console.print(t)
+    console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ def test_mask_tokens_follows_bert_masking():
     assert 0.13 < picked.float().mean() < 0.17
     masked = (inputs[picked] == 4).float().mean()
     kept = (inputs[picked] == ids[picked]).float().mean()
-    assert 0.75 < masked < 0.85 and 0.07 < kept < 0.15
-    assert (inputs[picked] >= 5).all() | (inputs[picked] == 4).any()
+    swapped = ((inputs[picked] != 4) & (inputs[picked] != ids[picked])).float().mean()
+    assert 0.75 < masked < 0.85 and 0.07 < kept < 0.15 and 0.06 < swapped < 0.12
+    assert ((inputs[picked] == 4) | (inputs[picked] >= 5)).all()  # random tokens are never special
     # one non-special token at least, even when the draw picks none
     inputs, labels = mask_tokens(ids[:1, :3], special[:1, :3], 4, replace_ids, 1e-9, gen)
     assert (labels != IGNORE_INDEX).sum() == 1 and labels[0, 1] == ids[0, 1]

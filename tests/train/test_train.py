@@ -130,3 +130,21 @@ def test_predict_dataset_writes_truth_beside_predictions(workspace):
     assert set(df["label_pred"]) <= set(truth["Dataset"]) | {"ClinVar", "COSMIC", "dbSNP"}
     assert ((df["label_prob"] > 0) & (df["label_prob"] <= 1)).all()
     assert len({e["gene_name"] for e in s["examples"]}) == len(s["examples"])
+
+
+def test_no_dna_baseline_trains_without_dna(workspace):
+    from llamadna.annotate import annotate_rows
+
+    train(cfg(workspace, "nodna", max_steps=4, checkpoint_every=0, use_dna=False))
+    m = LlamaDNAForAnnotation.from_pretrained(workspace / "nodna")
+    assert m.processor.use_dna is False
+    import polars as pl
+
+    rows = pl.read_parquet(workspace / "dataset" / "dataset.parquet").head(3).to_dicts()
+    b = m.processor(rows)
+    assert "dna_input_ids" not in b
+    assert not (b["input_ids"] == m.config.dna_placeholder_id).any()
+    # the prediction cannot depend on the sequence
+    other = [{**r, "Sequence": r["Sequence"][::-1]} for r in rows]
+    a1, a2 = annotate_rows(m, rows, max_new_tokens=8), annotate_rows(m, other, max_new_tokens=8)
+    assert [p["annotation"] for p in a1] == [p["annotation"] for p in a2]

@@ -156,6 +156,29 @@ def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def add_gene_phenotypes(df: pl.DataFrame, gene_pheno: pl.DataFrame) -> pl.DataFrame:
+    """Add `gene_phenotype` (gene_phenotype_table) to rows with `entrez_symbol`/`gene_name`:
+    looked up by the Entrez symbol, else by the annotation's own gene name; null when neither."""
+    return (
+        df.join(gene_pheno, left_on="entrez_symbol", right_on="gene_symbol", how="left")
+        .join(
+            gene_pheno.rename({"gene_phenotype": "gp_by_name"}),
+            left_on="gene_name", right_on="gene_symbol", how="left",
+        )
+        .with_columns(pl.coalesce("gene_phenotype", "gp_by_name").alias("gene_phenotype"))
+        .drop("gp_by_name")
+    )
+
+
+def gene_text_exprs() -> list[pl.Expr]:
+    """The gene's sentence fields: `gene_description` ("not specified" when unknown) and
+    `transcript_type` (the gene type with `_` as a space)."""
+    return [
+        pl.col("gene_description").fill_null(NOT_SPECIFIED),
+        pl.col("gene_type").str.replace_all("_", " ").alias("transcript_type"),
+    ]
+
+
 # --------------------------------------------------------------------------- sequence
 
 
@@ -306,14 +329,7 @@ def build_set(
     step(f"{b}: capping and annotating", 4, 5)
     var = cap_per_gene_source(var, opts, b, tally, stats)
 
-    out = (
-        var.join(gene_pheno, left_on="entrez_symbol", right_on="gene_symbol", how="left")
-        .join(
-            gene_pheno.rename({"gene_phenotype": "gp_by_name"}),
-            left_on="gene_name", right_on="gene_symbol", how="left",
-        )
-        .with_columns(pl.coalesce("gene_phenotype", "gp_by_name").alias("gene_phenotype"))
-    )
+    out = add_gene_phenotypes(var, gene_pheno)
     ps = stats.setdefault("phenotype_from", Counter())
     ps["variant"] += int(out["phenotype"].is_not_null().sum())
     ps["gene"] += int((out["phenotype"].is_null() & out["gene_phenotype"].is_not_null()).sum())
@@ -325,8 +341,7 @@ def build_set(
         phenotype_expr(),
         pl.col("source").alias("Dataset"),
         pl.lit(b).alias("build"),
-        pl.col("gene_description").fill_null(NOT_SPECIFIED),
-        pl.col("gene_type").str.replace_all("_", " ").alias("transcript_type"),
+        *gene_text_exprs(),
         pl.col("pos").alias("variant_pos"),
         *[pl.lit(None, pl.Float64).alias(c) for c in SPLASH_COLUMNS],
     ).with_columns(annotation_expr())

@@ -103,7 +103,8 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     import sacrebleu
 
     _check_pairs(predictions, references)
-    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score / 100.0)
+    score = sacrebleu.corpus_bleu(list(predictions), [list(references)]).score / 100.0
+    return float(min(1.0, score))  # exp(log(1)) rounding can give 1.0000000000000004
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:

@@ -59,7 +59,7 @@ class LlamaDNAProcessor:
 
     def __init__(
         self, dna_tokenizer: PreTrainedTokenizerBase, text_tokenizer: PreTrainedTokenizerBase,
-        prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512,
+        prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512, use_dna: bool = True,
     ):
         if prompt_mode not in PROMPT_MODES:
             raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
@@ -67,6 +67,7 @@ class LlamaDNAProcessor:
         self.text_tokenizer = text_tokenizer
         self.prompt_mode = prompt_mode
         self.dna_chunk_tokens = dna_chunk_tokens
+        self.use_dna = use_dna  # False: the no-DNA baseline (prompt only, same training)
         ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
         if ph is None or ph == text_tokenizer.unk_token_id:
             raise ValueError(f"the text tokenizer has no {DNA_PLACEHOLDER!r} token")
@@ -104,20 +105,22 @@ class LlamaDNAProcessor:
     def __call__(
         self, rows: Sequence[dict], targets: Sequence[str] | None = None,
         class_ids: Sequence[int] | None = None, padding_side: str = "right",
-        with_dna: bool = True,
+        with_dna: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Batch of model inputs.
 
         rows : dicts with `Sequence` and the SPLASH columns (plus gene fields in seed-faithful mode).
         targets : annotation sentences (training); None for generation (prompt only).
         padding_side : "right" for training, "left" for generation.
-        with_dna : False builds the no-DNA baseline's prompt (no placeholders, no encoder input).
+        with_dna : False builds the no-DNA baseline's prompt (no placeholders, no encoder input);
+            default: the processor's `use_dna`.
 
         Returns input_ids, attention_mask, prompt_mask (B, T); labels (B, T) when targets;
         class_labels (B,) when class_ids; dna_input_ids, dna_attention_mask (C, L) with chunks
         in sample order.
         """
         tt = self.text_tokenizer
+        with_dna = self.use_dna if with_dna is None else with_dna
         seqs, chunks = [], []
         for row in rows:
             ch = self.dna_chunks(row["Sequence"]) if with_dna else []
@@ -160,7 +163,8 @@ class LlamaDNAProcessor:
         self.dna_tokenizer.save_pretrained(d / "dna_tokenizer")
         self.text_tokenizer.save_pretrained(d / "text_tokenizer")
         (d / PROCESSOR_FILE).write_text(json.dumps(
-            {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens}, indent=1))
+            {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
+             "use_dna": self.use_dna}, indent=1))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LlamaDNAProcessor:
@@ -170,4 +174,5 @@ class LlamaDNAProcessor:
             AutoTokenizer.from_pretrained(d / "dna_tokenizer"),
             AutoTokenizer.from_pretrained(d / "text_tokenizer"),
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
+            use_dna=cfg.get("use_dna", True),
         )

@@ -52,6 +52,7 @@ class TrainConfig:
     encoder: str | None = None  # tiny: `pretrain-encoder` output; full: DNABERT-2 directory
     llm: str | None = None  # full: Llama-2-7b-hf directory
     prompt_mode: str = "leak-free"
+    use_dna: bool = True  # False = the no-DNA baseline: same training, prompt only
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8
@@ -227,7 +228,8 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
                                    progress=progress)
         info["llm_pretrain_loss"] = {"first": losses[0], "last": losses[-1]} if losses else {}
         processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
-                                      dna_chunk_tokens=encoder.config.max_position_embeddings)
+                                      dna_chunk_tokens=encoder.config.max_position_embeddings,
+                                      use_dna=cfg.use_dna)
         config = make_config(encoder.config, llm.config, processor, labels, **overrides)
         model = LlamaDNAForAnnotation(config, dna_encoder=encoder, language_model=llm)
     else:
@@ -236,7 +238,8 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         check_local_dir(cfg.encoder, "DNABERT-2")
         text_tok = full_text_tokenizer(cfg.llm)
         dna_tok = AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=True)
-        processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode)
+        processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
+                                      use_dna=cfg.use_dna)
         config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
                              dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm), **overrides)
         dtype = torch.bfloat16 if cfg.bf16 else None
