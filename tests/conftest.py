@@ -38,6 +38,24 @@ def bundle_factory(tmp_path_factory):
     return make
 
 
+def model_workspace(root: Path, bundle_factory, seed: int, n_variants: int = 160):
+    """A generated bundle -> dataset (W = 96) -> a tiny pretrained encoder, under `root`.
+
+    Returns the bundle path; `root/dataset` and `root/encoder` are ready for `train`."""
+    from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+    from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
+
+    b = bundle_factory(seed=seed, n_variants=n_variants,
+                       chrom_lengths={"chr1": 30_000, "chr2": 30_000, "chr3": 30_000})
+    df, summary = build_dataset(b.path, BuildOptions(window=96))
+    write_dataset(df, summary, root / "dataset")
+    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
+        max_windows=40))
+    return b.path
+
+
 @pytest.fixture(scope="session")
 def small_bundle(bundle_factory):
     return bundle_factory(seed=1)

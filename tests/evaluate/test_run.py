@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from llamadna.data.build import BuildOptions, build_dataset, write_dataset
 from llamadna.evaluate.run import REPORTED, SYSTEMS, EvalConfig, evaluate
-from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
 from llamadna.train.train import TrainConfig, train
+from tests.conftest import model_workspace
 
 TINY = dict(batch_size=4, llm_pretrain_steps=10, text_vocab_size=300, llm_hidden_size=32,
             llm_layers=1, max_val_rows=8, warmup_steps=2, checkpoint_every=0)
@@ -19,17 +18,10 @@ TINY = dict(batch_size=4, llm_pretrain_steps=10, text_vocab_size=300, llm_hidden
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, bundle_factory):
     root = tmp_path_factory.mktemp("eval")
-    b = bundle_factory(seed=11, n_variants=150, chrom_lengths={"chr1": 30_000, "chr2": 30_000,
-                                                                 "chr3": 30_000})
-    df, summary = build_dataset(b.path, BuildOptions(window=96))
-    write_dataset(df, summary, root / "dataset")
-    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
-        max_windows=40))
+    data = model_workspace(root, bundle_factory, seed=11, n_variants=150)
     train(TrainConfig(dataset=str(root / "dataset"), out=str(root / "model"),
                       encoder=str(root / "encoder"), split="split_random", max_steps=6, **TINY))
-    return root, b.path
+    return root, data
 
 
 def test_evaluate_all_systems_and_report(trained):

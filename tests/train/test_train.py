@@ -14,10 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llamadna.data.build import BuildOptions, build_dataset, write_dataset
 from llamadna.model.modeling import LlamaDNAForAnnotation
-from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
 from llamadna.train.train import TrainConfig, train
+from tests.conftest import model_workspace
 
 TINY = dict(batch_size=4, llm_pretrain_steps=40, text_vocab_size=300, llm_hidden_size=48,
             llm_layers=2, max_val_rows=8, patience=1000, warmup_steps=2)
@@ -26,14 +25,7 @@ TINY = dict(batch_size=4, llm_pretrain_steps=40, text_vocab_size=300, llm_hidden
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, bundle_factory):
     root = tmp_path_factory.mktemp("train")
-    b = bundle_factory(seed=7, n_variants=160, chrom_lengths={"chr1": 30_000, "chr2": 30_000,
-                                                                "chr3": 30_000})
-    df, summary = build_dataset(b.path, BuildOptions(window=96))
-    write_dataset(df, summary, root / "dataset")
-    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
-        max_windows=40))
+    model_workspace(root, bundle_factory, seed=7)
     return root
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from llamadna.errors import InputError
-from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
-from llamadna.io.tables import read_tsv
+from llamadna.io.tables import normalise_chrom_column, read_tsv
 from llamadna.io.text import read_bytes
 
 GENE_TABLE_SCHEMA = {
@@ -37,17 +36,6 @@ def _attr(name: str) -> pl.Expr:
 def versionless(expr: pl.Expr) -> pl.Expr:
     """ENSG00000099889.14_5 -> ENSG00000099889 (GENCODE versions and lift-over suffixes)."""
     return expr.str.replace(r"\.\d+(_\d+)?$", "")
-
-
-def _normalise_chroms(df: pl.DataFrame, path: Path) -> pl.DataFrame:
-    mapping = {}
-    for name in df["chrom"].unique().to_list():
-        try:
-            mapping[name] = normalise_chrom(name)
-        except UnknownChromosomeError as exc:
-            line = df.filter(pl.col("chrom") == name)["line"][0]
-            raise InputError(path, str(exc), line=int(line)) from None
-    return df.with_columns(pl.col("chrom").replace_strict(mapping))
 
 
 def _check_coords(df: pl.DataFrame, path: Path) -> None:
@@ -106,7 +94,7 @@ def read_gtf_genes(path: str | Path) -> pl.DataFrame:
     missing = sel.filter(pl.col("gene_id_raw").is_null())
     if missing.height:
         raise InputError(path, "GTF record without gene_id attribute", line=int(missing["line"][0]))
-    sel = _normalise_chroms(sel, path)
+    sel = normalise_chrom_column(sel, path)
     if not has_genes:
         sel = sel.group_by("gene_id_raw", maintain_order=True).agg(
             pl.col("chrom").first(), pl.col("start").min(), pl.col("end").max(),
@@ -135,7 +123,7 @@ def read_feature_table_genes(path: str | Path) -> pl.DataFrame:
     if df.height == 0:
         raise InputError(path, "no rows with feature == 'gene'")
     _check_coords(df, path)
-    df = _normalise_chroms(df, path)
+    df = normalise_chrom_column(df, path)
     # The same gene can be listed once per region it overlaps: keep one row per gene.
     df = df.unique(subset=["chrom", "start", "end", "gene_name"], keep="first", maintain_order=True)
     return df.select(

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from llamadna.errors import InputError
+from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
 from llamadna.io.text import read_bytes
 
 # Columns each table must have (schemas of the bundle's files, see MANIFEST.md).
@@ -77,6 +78,19 @@ def read_tsv(
             )
         df = df.with_columns(cast.alias(col))
     return df
+
+
+def normalise_chrom_column(df: pl.DataFrame, path: str | Path) -> pl.DataFrame:
+    """Normalise the `chrom` column of a table read with `read_tsv` (it has `line`); an unknown
+    name is an InputError naming the file and the first line that holds it."""
+    mapping = {}
+    for name in df["chrom"].unique().to_list():
+        try:
+            mapping[name] = normalise_chrom(name)
+        except UnknownChromosomeError as exc:
+            line = df.filter(pl.col("chrom") == name)["line"][0]
+            raise InputError(path, str(exc), line=int(line)) from None
+    return df.with_columns(pl.col("chrom").replace_strict(mapping))
 
 
 def read_gene_info(path: str | Path) -> pl.DataFrame:

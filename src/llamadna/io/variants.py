@@ -19,7 +19,7 @@ import pysam
 from llamadna.constants import MAX_PHENOTYPES
 from llamadna.errors import InputError
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
-from llamadna.io.tables import read_tsv
+from llamadna.io.tables import normalise_chrom_column, read_tsv
 from llamadna.io.text import read_bytes
 
 log = logging.getLogger(__name__)
@@ -159,14 +159,7 @@ def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFram
 def read_variants_tsv(path: str | Path) -> pl.DataFrame:
     """The bundle's variant TSV (`chrom pos ref alt id source [clinical_significance phenotype]`)."""
     path = Path(path)
-    df = read_tsv(path, TSV_COLUMNS, "variant table", int_columns=("pos",))
-    mapping = {}
-    for name in df["chrom"].unique().to_list():
-        try:
-            mapping[name] = normalise_chrom(name)
-        except UnknownChromosomeError as exc:
-            line = df.filter(pl.col("chrom") == name)["line"][0]
-            raise InputError(path, str(exc), line=int(line)) from None
+    df = normalise_chrom_column(read_tsv(path, TSV_COLUMNS, "variant table", int_columns=("pos",)), path)
     bad = df.filter(~pl.col("ref").str.contains(r"^[ACGTNacgtn]+$"))
     if bad.height:
         r = bad.row(0, named=True)
@@ -182,7 +175,7 @@ def read_variants_tsv(path: str | Path) -> pl.DataFrame:
         for v in df["phenotype"].to_list()
     ]
     return df.select(
-        pl.col("chrom").replace_strict(mapping),
+        "chrom",
         "pos",
         pl.col("ref").str.to_uppercase(),
         pl.col("alt").fill_null("."),
