@@ -144,3 +144,32 @@ def test_padding_side_does_not_change_outputs():
         c = m.classify(**left)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
+
+
+def test_triton_flash_attention_switched_off_for_cpu(monkeypatch):
+    """DNABERT-2's remote code keeps a module-level `flash_attn_qkvpacked_func` and uses the Triton
+    kernel when it is set; on CPU the model must fall back to PyTorch attention."""
+    import sys
+    import types
+
+    from torch import nn
+
+    from llamadna.model.modeling import disable_triton_flash_attention
+
+    mod = types.ModuleType("fake_bert_layers")
+    mod.flash_attn_qkvpacked_func = lambda *a: (_ for _ in ()).throw(RuntimeError("triton on CPU"))
+
+    class RemoteAttention(nn.Module):
+        def forward(self, x):
+            f = sys.modules[type(self).__module__].flash_attn_qkvpacked_func
+            return x if f is None else f(x)
+
+    RemoteAttention.__module__ = "fake_bert_layers"
+    monkeypatch.setitem(sys.modules, "fake_bert_layers", mod)
+    enc = nn.Sequential(nn.Linear(2, 2), RemoteAttention())
+    with pytest.raises(RuntimeError, match="triton on CPU"):
+        enc(torch.zeros(1, 2))
+    assert disable_triton_flash_attention(enc) == 1
+    assert mod.flash_attn_qkvpacked_func is None
+    assert enc(torch.zeros(1, 2)).shape == (1, 2)
+    assert disable_triton_flash_attention(enc) == 0
