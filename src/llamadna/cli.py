@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,7 +93,7 @@ def build_dataset_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (dataset.parquet, summary.json).")],
     data: Annotated[
         Path | None,
-        typer.Option(help="Data bundle directory [default: $LLAMADNA_DATA or ../shared/data]."),
+        typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
     window: Annotated[int, typer.Option(help="Window length W in bases.")] = DEFAULT_WINDOW,
     sources: Annotated[
@@ -238,7 +239,7 @@ def simulate_samples_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (one folder of samples per build).")],
     data: Annotated[
         Path | None,
-        typer.Option(help="Data bundle directory [default: $LLAMADNA_DATA or ../shared/data]."),
+        typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
     n_samples: Annotated[int, typer.Option(help="Samples; group A = first half, B = the rest.")] = 8,
     depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = 30.0,
@@ -368,7 +369,7 @@ def splash_annotate_cmd(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Write dataset.parquet/summary.json here [default: in place].")
+        Path | None, typer.Option(help="Write dataset.parquet/summary.json here (default: in place).")
     ] = None,
 ) -> None:
     """Fill the dataset's SPLASH_pval / SPLASH_Effect / SPLASH_entropy from an anchors table.
@@ -429,7 +430,8 @@ def train_cmd(
 ) -> None:
     """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.
 
-    Runs on accelerate: `accelerate launch -m llamadna.cli train ...` trains on several GPUs.
+    Runs on accelerate: `accelerate launch --multi_gpu --num_processes N -m llamadna.cli train ...`
+    trains data-parallel on N GPUs (--batch-size is per process).
     """
     from llamadna.train.train import TrainConfig, train
 
@@ -445,6 +447,9 @@ def train_cmd(
             llm_pretrain_steps=llm_pretrain_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
             load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
         )
+        if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
+            train(cfg, resume=resume)
+            return
         with _progress() as step:
             summary = train(cfg, resume=resume,
                             progress=lambda d, i, n, info: step(_with_loss(d, info), i, n))
@@ -524,7 +529,7 @@ def pretrain_encoder_cmd(
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Data bundle directory [default: $LLAMADNA_DATA or ../shared/data]."),
+        typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
     steps: Annotated[int, typer.Option(help="Masked-LM training steps.")] = 300,
     vocab_size: Annotated[int, typer.Option(help="DNA BPE vocabulary size.")] = 4096,
@@ -603,7 +608,7 @@ def evaluate_cmd(
         str, typer.Option(help="split_gene, split_chrom, split_random, or 'all' for the three.")
     ] = "split_gene",
     data: Annotated[
-        Path | None, typer.Option(help="Data bundle for the reference lookup [default: $LLAMADNA_DATA].")
+        Path | None, typer.Option(help="Data bundle for the reference lookup (default: $LLAMADNA_DATA, else ../shared/data).")
     ] = None,
     systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
         "model,majority,no_dna,shuffled_dna,reference_lookup,seed_faithful"),

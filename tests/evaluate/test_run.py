@@ -54,3 +54,14 @@ def test_evaluate_all_systems_and_report(trained):
     tc = json.loads((root / "report" / "models" / "split_random" / "seed_faithful"
                      / "train_config.json").read_text())
     assert tc["prompt_mode"] == "seed-faithful"
+
+
+def test_example_indices_cover_different_genes_first():
+    from llamadna.evaluate.run import example_indices
+
+    genes = ["A", "A", "A", "B", "B", "C", "A", "D"]
+    assert example_indices(genes, 3) == [0, 3, 5]
+    assert example_indices(genes, 5) == [0, 1, 3, 5, 7]  # 4 genes, then the next row
+    assert example_indices(genes, 6) == [0, 1, 2, 3, 5, 7]
+    assert example_indices(genes, 20) == list(range(8))
+    assert example_indices([], 10) == []

@@ -3,19 +3,23 @@ reaches the same weights as an uninterrupted run."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from llamadna.model.modeling import LlamaDNAForAnnotation
-from llamadna.train.train import TrainConfig, train
+from llamadna.train.train import TrainConfig, epoch_batches, load_checkpoint, process_share, train
 from tests.conftest import model_workspace
 
 TINY = dict(batch_size=4, llm_pretrain_steps=40, text_vocab_size=300, llm_hidden_size=48,
@@ -140,3 +144,60 @@ def test_no_dna_baseline_trains_without_dna(workspace):
     other = [{**r, "Sequence": r["Sequence"][::-1]} for r in rows]
     a1, a2 = annotate_rows(m, rows, max_new_tokens=8), annotate_rows(m, other, max_new_tokens=8)
     assert [p["annotation"] for p in a1] == [p["annotation"] for p in a2]
+
+
+def test_process_share_gives_every_process_rows_and_covers_the_batch():
+    for n, per_process, world in [(10, 3, 2), (7, 2, 3), (5, 4, 2), (9, 1, 4)]:
+        seen = []
+        for batch in epoch_batches(n, per_process * world, 0, 0):
+            shares = [process_share(batch, r, world) for r in range(world)]
+            assert all(1 <= len(s) <= per_process for s in shares)
+            if len(batch) >= world:  # a partition of the batch
+                assert sorted(np.concatenate(shares).tolist()) == sorted(batch.tolist())
+            seen += np.concatenate(shares).tolist()
+        assert set(seen) == set(range(n))
+    b = np.array([4, 9, 2])
+    assert process_share(b, 0, 1).tolist() == [4, 9, 2]
+
+
+def test_data_parallel_two_processes(workspace, tmp_path):
+    """Two processes on the CPU (torchrun; accelerate picks gloo DDP): each step trains on 2 x batch rows,
+    only the main process writes, the checkpoint holds both processes' RNG states, the replicas
+    end equal (train() checks) and the model loads."""
+    out = workspace / "ddp"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # CPU processes: torchrun + ACCELERATE_USE_CPU (accelerate launch uses torchrun for GPUs)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "llamadna.cli", "train",
+           "--dataset", str(workspace / "dataset"), "--encoder", str(workspace / "encoder"),
+           "--out", str(out), "--epochs", "2", "--batch-size", "2", "--checkpoint-every", "3",
+           "--llm-pretrain-steps", "20"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2]),
+           "COLUMNS": "400"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    # without a GPU and without ACCELERATE_USE_CPU, accelerate sees no distributed device: refused
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode != 0 and "ACCELERATE_USE_CPU" in r.stdout + r.stderr
+    assert not (out / "train_summary.json").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                       env={**env, "ACCELERATE_USE_CPU": "true"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("parameters trained; wrote") == 1  # only the main one reports
+    s = json.loads((out / "train_summary.json").read_text())
+    assert s["processes"] == 2 and s["rows_per_step"] == 4
+    assert s["steps"] == 2 * math.ceil(s["train_rows"] / 4) == len(s["losses"])
+    assert len(s["val"]) == 2
+    ckpt = sorted((out / "checkpoints").glob("checkpoint-*"))[-1]
+    rng = load_file(ckpt / "rng.safetensors")
+    assert set(rng) == {"torch.0", "torch.1"} and not torch.equal(rng["torch.0"], rng["torch.1"])
+    assert not list(out.glob(".tmp*"))
+    m = LlamaDNAForAnnotation.from_pretrained(out)
+    trained = _trainable(out)
+    base = load_file(out / "base" / "model.safetensors")
+    assert any(not torch.equal(v, base[k]) for k, v in trained.items())
+    assert m.config.class_labels
+    # a single-process resume of this run is refused with a clear message
+    with pytest.raises(ValueError, match="data-parallel run"):
+        load_checkpoint(ckpt, m, None, None)

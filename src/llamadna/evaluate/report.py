@@ -354,6 +354,7 @@ details { margin: 6px 0; } summary { cursor: pointer; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 table.examples { table-layout: fixed; width: 100%; }
 table.examples td { font-size: 13px; }
+table.examples td:first-child { word-break: break-all; }
 del.only-truth { background: #cfe3ff; color: #003a8c; text-decoration: none;
                  border-bottom: 2px solid #1f5fbf; }
 ins.only-pred { background: #ffd9b0; color: #7a3300; text-decoration: none;
@@ -512,7 +513,7 @@ def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]
                                f"{split} field accuracy", "No field accuracies for this split."))
     out.append(_field_table(systems))
 
-    out.append(f"<h3>Examples (model, first {len(examples)})</h3>")
+    out.append(f"<h3>Examples (model, {len(examples)} test rows, one per gene where possible)</h3>")
     out.append(_examples_html(examples))
     return "\n".join(out)
 

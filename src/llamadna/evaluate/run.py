@@ -135,7 +135,7 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> dict:
     from llamadna.evaluate.baselines import ReferenceLookup, majority_sentence, shuffle_sequence
     from llamadna.evaluate.divergence import mutate
     from llamadna.evaluate.metrics import compute_metrics
-    from llamadna.evaluate.report import write_report
+    from llamadna.evaluate.report import N_EXAMPLES, write_report
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -226,7 +226,7 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> dict:
         metrics["splits"][split] = {"rows": len(test), "systems": systems, "divergence": div}
         if "model" in tables:
             t = tables["model"]
-            for i in range(min(10, len(test))):
+            for i in example_indices([r["gene_name"] for r in test], N_EXAMPLES):
                 examples.append({"split": split, "system": "model", "id": t["id"][i],
                                  "reference": t["reference"][i], "prediction": t["prediction"][i]})
     model_cfg = json.loads((Path(cfg.model) / "config.json").read_text())
@@ -242,4 +242,15 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> dict:
     return metrics
 
 
-__all__ = ["EvalConfig", "evaluate", "REPORTED", "SYSTEMS"]
+def example_indices(genes: list[str], n: int) -> list[int]:
+    """Rows shown as examples: the first row of each gene in test order (so the examples cover
+    up to n different genes), then further rows in order when there are fewer genes than n."""
+    first: dict[str, int] = {}
+    for i, g in enumerate(genes):
+        first.setdefault(g, i)
+    picked = list(first.values())[:n]
+    rest = [i for i in range(len(genes)) if i not in set(picked)]
+    return sorted(picked + rest[: n - len(picked)])
+
+
+__all__ = ["EvalConfig", "evaluate", "REPORTED", "SYSTEMS", "example_indices"]

@@ -1,4 +1,4 @@
-"""Fine-tune Llama-DNA on the dataset (accelerate: one process on CPU, `accelerate launch` for DDP).
+"""Fine-tune Llama-DNA on the dataset (accelerate: one process, or `accelerate launch` for DDP).
 
     dataset.parquet (split column) -> train / val rows
     tiny preset: text tokenizer + tiny Llama pretrained on the train text (stage 1)
@@ -12,6 +12,12 @@ checkpoint holds the trainable weights and the torch RNG state (safetensors), th
 state (torch.save of tensors, loaded with weights_only=True) and counters/scheduler/early-stopping
 state (JSON) — nothing is unpickled. Resuming after a kill -9 therefore replays exactly the
 steps the killed run would have taken, and reaches the same final weights.
+
+Data parallel (`accelerate launch --num_processes N`): every process builds the same model (same
+seed), a step takes N x batch_size rows of the epoch's permutation and process r trains on the
+rows r, r+N, ... of it; DDP averages the gradients. Only the main process writes files; the
+checkpoint keeps every process's RNG state, so resuming with the same N is exact too. At the end
+the processes check that their trainable weights agree.
 """
 
 from __future__ import annotations
@@ -127,17 +133,28 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def process_share(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rows of one global batch that process `rank` of `world` trains on: every world-th row. A
+    final batch with fewer rows than processes repeats rows so that no process is left empty
+    (an empty process would stall DDP's gradient all-reduce)."""
+    if len(batch) >= world:
+        return batch[rank::world]
+    return batch[[rank % len(batch)]]
+
+
 class Batches:
     """Collates rows into model batches with the processor."""
 
-    def __init__(self, processor: LlamaDNAProcessor, rows: list[dict], labels: list[str]):
-        self.processor, self.rows = processor, rows
+    def __init__(self, processor: LlamaDNAProcessor, rows: list[dict], labels: list[str],
+                 device: torch.device | str = "cpu"):
+        self.processor, self.rows, self.device = processor, rows, torch.device(device)
         self.class_index = {lab: i for i, lab in enumerate(labels)}
 
     def __call__(self, idx) -> dict[str, torch.Tensor]:
         rows = [self.rows[i] for i in idx]
-        return self.processor(rows, targets=[r["Annotation"] for r in rows],
-                              class_ids=[self.class_index[r["Dataset"]] for r in rows])
+        b = self.processor(rows, targets=[r["Annotation"] for r in rows],
+                           class_ids=[self.class_index[r["Dataset"]] for r in rows])
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
 # ------------------------------------------------------------------------------------ building
@@ -261,14 +278,31 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: Path, model, opt, sched, state: dict, keep: int) -> Path:
-    """Atomic: written into a temporary folder, renamed into place, older ones pruned."""
+def rng_states() -> dict[str, torch.Tensor]:
+    """This process's RNG states: torch CPU, and CUDA when in use (dropout on the GPU)."""
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def set_rng_states(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
+
+
+def save_checkpoint(run_dir: Path, model, opt, sched, state: dict, keep: int,
+                    rng: dict[str, torch.Tensor] | None = None) -> Path:
+    """Atomic: written into a temporary folder, renamed into place, older ones pruned. `rng`:
+    the RNG states to keep (default: this process's, as `torch`/`cuda`; data-parallel runs pass
+    every process's, as `torch.<rank>`/`cuda.<rank>`)."""
     final = run_dir / f"{CKPT_PREFIX}{state['step']:07d}"
     tmp = run_dir / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(_trainable_state(model), tmp / "trainable.safetensors")
-    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+    save_file(rng if rng is not None else rng_states(), tmp / "rng.safetensors")
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
@@ -283,7 +317,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def load_checkpoint(ckpt: Path, model, opt, sched) -> dict:
+def load_checkpoint(ckpt: Path, model, opt, sched, rank: int | None = None) -> dict:
+    """Restore weights, optimizer, scheduler and RNG; `rank` picks that process's RNG states
+    from a data-parallel checkpoint."""
+    rng = load_file(ckpt / "rng.safetensors")
+    if rank is not None:
+        if f"torch.{rank}" not in rng:
+            raise ValueError(f"{ckpt}: no RNG state for process {rank}; resume with the number of "
+                             "processes the run was started with")
+        rng = {k.split(".")[0]: v for k, v in rng.items() if k.endswith(f".{rank}")}
+    elif "torch" not in rng:
+        raise ValueError(f"{ckpt}: written by a data-parallel run; resume it with `accelerate launch` "
+                         "and the same number of processes")
     weights = load_file(ckpt / "trainable.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
@@ -295,7 +340,7 @@ def load_checkpoint(ckpt: Path, model, opt, sched) -> dict:
     opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     state = json.loads((ckpt / "state.json").read_text())
     sched.load_state_dict(state.pop("scheduler"))
-    torch.set_rng_state(load_file(ckpt / "rng.safetensors")["torch"])
+    set_rng_states(rng)
     return state
 
 
@@ -321,13 +366,20 @@ def evaluate_loss(model, collate: Batches, n: int, batch_size: int) -> dict:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = None) -> dict:
     """Train and write MODEL (= cfg.out). Returns the run summary (also MODEL/train_summary.json)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_linear_schedule_with_warmup
 
     out = Path(cfg.out)
     run_dir = out / "checkpoints"
     base_dir = out / "base"  # the freshly built model (stage 1 done), so resume need not redo it
-    accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
+    # without DNA the projector gets no gradient: DDP must be told some parameters go unused
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.use_dna)
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", kwargs_handlers=[ddp])
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torchrun without a GPU: accelerate would run N independent copies writing to one OUT
+        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
+                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
     t0 = time.perf_counter()
     train_rows, val_rows, labels = load_split(cfg.dataset, cfg.split)
     train_rows = subsample(train_rows, cfg.max_train_rows, cfg.seed)
@@ -340,24 +392,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         if json.loads((out / "train_config.json").read_text()) != asdict(cfg):
             raise ValueError(f"{out}: --resume with different settings than the interrupted run")
     else:
-        if out.exists() and any(out.iterdir()) and not resume:
+        accelerator.wait_for_everyone()  # every process has looked for a checkpoint
+        if main and out.exists() and any(out.iterdir()) and not resume:
             for old in (run_dir, base_dir, out / ".best"):
                 shutil.rmtree(old, ignore_errors=True)
-        model, info = build_model(cfg, train_rows, labels, progress)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-        tmp = out / ".tmp-base"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        (tmp / "build_info.json").write_text(json.dumps(info))
-        shutil.rmtree(base_dir, ignore_errors=True)
-        os.replace(tmp, base_dir)
+        # every process builds the same model (seeded); DDP also broadcasts rank 0's weights
+        model, info = build_model(cfg, train_rows, labels, progress if main else None)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+            tmp = out / ".tmp-base"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            (tmp / "build_info.json").write_text(json.dumps(info))
+            shutil.rmtree(base_dir, ignore_errors=True)
+            os.replace(tmp, base_dir)
         ckpt = None
     processor = model.processor
-    collate = Batches(processor, train_rows, labels)
-    val_collate = Batches(processor, val_rows, labels)
+    collate = Batches(processor, train_rows, labels, accelerator.device)
+    val_collate = Batches(processor, val_rows, labels, accelerator.device)
 
-    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
+    global_batch = cfg.batch_size * world
+    steps_per_epoch = math.ceil(len(train_rows) / global_batch)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
@@ -369,16 +425,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
 
     state = {"step": 0, "epoch": 0, "batch": 0, "best_val": None, "bad_epochs": 0,
              "history": [], "stopped_early": False}
-    torch.manual_seed(cfg.seed + 1)  # dropout stream of the fine-tuning stage
+    torch.manual_seed(cfg.seed + 1 + rank)  # dropout stream of the fine-tuning stage
     if ckpt is not None:
-        state = load_checkpoint(ckpt, raw, opt, sched)
+        state = load_checkpoint(ckpt, raw, opt, sched, rank if world > 1 else None)
         log.info("resumed from %s (step %d)", ckpt.name, state["step"])
+
+    def checkpoint() -> None:
+        rng = rng_states()
+        if world > 1:  # every process's RNG states, gathered to the main one
+            rng = {f"{k}.{r}": v.cpu() for k, t in rng.items()
+                   for r, v in enumerate(accelerator.gather(t.to(accelerator.device)[None]))}
+        if main:
+            save_checkpoint(run_dir, raw, opt, sched, state, cfg.keep_checkpoints, rng)
+
     model.train()
     done = state["step"] >= total or state["stopped_early"]
     while not done and state["epoch"] < cfg.epochs:
-        batches = epoch_batches(len(train_rows), cfg.batch_size, cfg.seed, state["epoch"])
+        batches = epoch_batches(len(train_rows), global_batch, cfg.seed, state["epoch"])
         for bi in range(state["batch"], len(batches)):
-            b = collate(batches[bi])
+            b = collate(process_share(batches[bi], rank, world))
             loss = model(**b).loss
             accelerator.backward(loss)
             opt.step()
@@ -386,16 +451,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             opt.zero_grad()
             state["step"] += 1
             state["batch"] = bi + 1
-            state["history"].append(round(loss.item(), 5))
-            if progress is not None:
+            mean_loss = accelerator.reduce(loss.detach(), "mean").item() if world > 1 else loss.item()
+            state["history"].append(round(mean_loss, 5))
+            if progress is not None and main:
                 progress("fine-tuning", state["step"], total,
-                         {"loss": loss.item(), "epoch": state["epoch"] + 1})
+                         {"loss": mean_loss, "epoch": state["epoch"] + 1})
             if state["step"] >= total:
                 break
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                save_checkpoint(run_dir, raw, opt, sched, state, cfg.keep_checkpoints)
+                checkpoint()
         epoch_end = state["batch"] >= len(batches)
         if epoch_end or state["step"] >= total:
+            # every process scores the whole val set on the same weights: same early-stopping call
             ev = evaluate_loss(raw, val_collate, len(val_rows), cfg.batch_size) if val_rows else {}
             ev["epoch"] = state["epoch"] + 1
             ev["step"] = state["step"]
@@ -405,7 +472,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             vl = ev.get("val_loss")
             if vl is not None and (state["best_val"] is None or vl < state["best_val"] - 1e-4):
                 state["best_val"], state["bad_epochs"] = vl, 0
-                _save_best(raw, out / ".best", ev)
+                if main:
+                    _save_best(raw, out / ".best", ev)
             elif vl is not None:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.patience:
@@ -413,9 +481,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             if epoch_end:
                 state["epoch"] += 1
                 state["batch"] = 0
-            save_checkpoint(run_dir, raw, opt, sched, state, cfg.keep_checkpoints)
+            checkpoint()
         done = state["step"] >= total or state["stopped_early"]
 
+    if world > 1:
+        _check_replicas_agree(accelerator, raw)
+    accelerator.wait_for_everyone()
+    summary = {
+        "config": asdict(cfg), "labels": labels, "train_rows": len(train_rows),
+        "val_rows": len(val_rows), "processes": world, "rows_per_step": global_batch,
+        "steps": state["step"], "epochs_done": state["epoch"],
+        "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
+        "val": state.get("val", []), "losses": state["history"],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in raw.parameters()), **info,
+    }
+    if not main:
+        return summary
     # MODEL = best-validation weights (the last ones without validation rows)
     final = raw
     if (out / ".best" / "trainable.safetensors").exists():
@@ -425,17 +508,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             for n, t in weights.items():
                 params[n].copy_(t)
     _publish(final, out)
-    summary = {
-        "config": asdict(cfg), "labels": labels, "train_rows": len(train_rows),
-        "val_rows": len(val_rows), "steps": state["step"], "epochs_done": state["epoch"],
-        "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
-        "val": state.get("val", []), "losses": state["history"],
-        "seconds": round(time.perf_counter() - t0, 1),
-        "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in raw.parameters()), **info,
-    }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _check_replicas_agree(accelerator, model) -> None:
+    """Data parallel: the trainable weights must be identical on every process after training."""
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters() if p.requires_grad])
+    every = accelerator.gather(sums.to(accelerator.device)[None]).cpu()
+    if not torch.allclose(every, every[:1].expand_as(every), rtol=1e-6, atol=1e-8):
+        raise RuntimeError("data-parallel processes ended with different trainable weights")
 
 
 def _save_best(model, path: Path, ev: dict) -> None:
