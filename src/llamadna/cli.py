@@ -608,7 +608,9 @@ def evaluate_cmd(
         str, typer.Option(help="split_gene, split_chrom, split_random, or 'all' for the three.")
     ] = "split_gene",
     data: Annotated[
-        Path | None, typer.Option(help="Data bundle for the reference lookup (default: $LLAMADNA_DATA, else ../shared/data).")
+        Path | None,
+        typer.Option(help="Data bundle for the reference lookup (default: $LLAMADNA_DATA, else "
+                     "../shared/data)."),
     ] = None,
     systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
         "model,majority,no_dna,shuffled_dna,reference_lookup,seed_faithful"),
