@@ -455,6 +455,19 @@ def _header_index(path: Path, header: bytes, required: list[str], what: str) -> 
     return {c: i for i, c in enumerate(cols)}
 
 
+def _tsv_records(raw: Path, required: list[str], what: str, step: Step) -> Iterator[dict[str, str]]:
+    """The records of a headed TSV as {column: stripped value}; short lines are padded with
+    empty values, blank and `#` lines skipped."""
+    lines = _lines(raw, f"convert {raw.name}", step)
+    col = _header_index(raw, next(lines, b""), required, what)
+    for line in lines:
+        if not line or line.startswith(b"#"):
+            continue
+        f = line.decode("utf-8", errors="replace").split("\t")
+        f += [""] * (len(col) - len(f))
+        yield {k: f[i].strip() for k, i in col.items()}
+
+
 def write_regions(raws: list[tuple[str, Path]], out: Path, step: Step = _no_progress) -> dict:
     """Concatenate per-chromosome FASTA files into `out` as `>chrom` records; returns
     {chrom: length}. Each input must hold exactly that chromosome."""
@@ -569,17 +582,9 @@ def write_gene_info(raw: Path, out: Path, step: Step = _no_progress) -> int:
 def clinvar_gene_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
     """ClinVar gene_condition_source_id: one row per gene-condition pair.
     id = MIM:<DiseaseMIM> (else MedGen:<ConceptID>), related_id = MedGen concept."""
-    lines = _lines(raw, f"convert {raw.name}", step)
-    header = next(lines, b"")
     need = ["AssociatedGenes", "RelatedGenes", "ConceptID", "DiseaseName", "SourceName",
             "DiseaseMIM"]
-    col = _header_index(raw, header, need, "ClinVar gene_condition_source_id")
-    for line in lines:
-        if not line or line.startswith(b"#"):
-            continue
-        f = line.decode("utf-8", errors="replace").split("\t")
-        f += [""] * (len(col) - len(f))
-        v = {k: f[i].strip() for k, i in col.items()}
+    for v in _tsv_records(raw, need, "ClinVar gene_condition_source_id", step):
         gene = v["AssociatedGenes"] or v["RelatedGenes"]
         relation = "associated" if v["AssociatedGenes"] else "related"
         concept = f"MedGen:{v['ConceptID']}" if v["ConceptID"] else ""
@@ -613,16 +618,8 @@ def orphanet_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
 def hpo_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
     """HPO genes_to_phenotype.txt: phenotype = HPO term name, id = HP term, related_id =
     disease."""
-    lines = _lines(raw, f"convert {raw.name}", step)
-    header = next(lines, b"")
     need = ["gene_symbol", "hpo_id", "hpo_name", "frequency", "disease_id"]
-    col = _header_index(raw, header, need, "HPO genes_to_phenotype.txt")
-    for line in lines:
-        if not line or line.startswith(b"#"):
-            continue
-        f = line.decode("utf-8", errors="replace").split("\t")
-        f += [""] * (len(col) - len(f))
-        v = {k: f[i].strip() for k, i in col.items()}
+    for v in _tsv_records(raw, need, "HPO genes_to_phenotype.txt", step):
         yield (v["gene_symbol"], v["hpo_name"], "HPO", v["hpo_id"], v["disease_id"],
                f"frequency={v['frequency'] or '-'}")
 
