@@ -201,3 +201,35 @@ def test_data_parallel_two_processes(workspace, tmp_path):
     # a single-process resume of this run is refused with a clear message
     with pytest.raises(ValueError, match="data-parallel run"):
         load_checkpoint(ckpt, m, None, None)
+
+
+def test_source_class_is_learned_from_the_dna(workspace, tmp_path):
+    """Rows whose source is written only in their base composition (ClinVar GC-rich, dbSNP
+    AT-rich; same prompt for all): the model learns it, the no-DNA baseline cannot."""
+    import polars as pl
+
+    from llamadna.annotate import annotate_rows
+
+    df = pl.read_parquet(workspace / "dataset" / "dataset.parquet")
+    base, rng, rows = df.to_dicts(), np.random.default_rng(3), []
+    for i in range(240):
+        lab = ("ClinVar", "dbSNP")[i % 2]
+        p = [0.1, 0.4, 0.4, 0.1] if lab == "ClinVar" else [0.4, 0.1, 0.1, 0.4]  # A C G T
+        r = {**base[i % len(base)], "Dataset": lab, "SPLASH_Effect": None, "SPLASH_pval": None,
+             "SPLASH_entropy": None, "Sequence": "".join(rng.choice(list("ACGT"), 96, p=p)),
+             "split_random": "train" if i < 180 else "val" if i < 200 else "test"}
+        r["Annotation"] = r["Annotation"].rsplit("It is part of", 1)[0] + f"It is part of the {lab} dataset."
+        rows.append(r)
+    (tmp_path / "ds").mkdir()
+    pl.DataFrame(rows, schema=df.schema).write_parquet(tmp_path / "ds" / "dataset.parquet")
+    test = [r for r in rows if r["split_random"] == "test"]
+    acc = {}
+    for use_dna in (True, False):
+        out = tmp_path / f"m_{use_dna}"
+        train(TrainConfig(dataset=str(tmp_path / "ds"), out=str(out), encoder=str(workspace / "encoder"),
+                          split="split_random", max_steps=40, epochs=100, checkpoint_every=0, lr=5e-3,
+                          use_dna=use_dna, **{**TINY, "batch_size": 8}))
+        preds = annotate_rows(LlamaDNAForAnnotation.from_pretrained(out), test, max_new_tokens=1)
+        acc[use_dna] = np.mean([p["dataset"] == r["Dataset"] for p, r in zip(preds, test, strict=True)])
+    assert acc[True] >= 0.9, acc
+    assert acc[False] <= 0.6, acc
