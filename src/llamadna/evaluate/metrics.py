@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def confusion(labels_true: Sequence[str | None], labels_pred: Sequence[str | Non
     _check_pairs(labels_pred, labels_true)
     true, pred = _labels(labels_true), _labels(labels_pred)
     labels = _label_set(true, pred)
-    matrix = confusion_matrix(true, pred, labels=labels) if labels else []
+    with warnings.catch_warnings():  # one label in both lists: a 1x1 matrix is the right answer
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        matrix = confusion_matrix(true, pred, labels=labels) if labels else []
     return {"labels": labels, "matrix": [[int(x) for x in row] for row in matrix]}
 
 
