@@ -197,6 +197,13 @@ def test_majority_sentence():
     rows = [{"Annotation": s} for s in ("s1", "s2", "s2", "s3")]
     assert majority_sentence(rows) == "s2"
     assert majority_sentence(pl.DataFrame(rows)) == "s2"
+    rows = [{"Annotation": a, "Dataset": d} for a, d in
+            [("c1", "COSMIC"), ("c1", "COSMIC"), ("c1", "COSMIC"), ("d1", "dbSNP"), ("d2", "dbSNP"),
+             ("d2", "dbSNP"), ("d3", "dbSNP"), ("d3", "dbSNP"), ("d2", "dbSNP")]]
+    assert majority_sentence(rows) == "c1"  # the most frequent sentence overall
+    assert majority_sentence(rows, source="dbSNP") == "d2"  # ... and of the majority class
+    with pytest.raises(ValueError, match="no training rows of source"):
+        majority_sentence(rows, source="ClinVar")
 
 
 def test_shuffle_keeps_composition_only():

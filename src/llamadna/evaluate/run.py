@@ -3,7 +3,8 @@
 Per split (split_gene by default; `--split all` = split_random, split_gene, split_chrom):
 - model: the given model when it was trained on that split, else one trained here with the
   same settings on that split (same for the baselines below), cached in REPORT_DIR/models/;
-- majority: the training rows' most frequent source and most frequent sentence;
+- majority: the training rows' most frequent source, and the most frequent sentence of that
+  source's rows (so the sentence names the class it predicts);
 - no_dna: the same training with the prompt only (no sequence);
 - shuffled_dna: the model on the test sequences with their bases permuted;
 - reference_lookup: minimap2 (mappy) against the reference regions of the row's build, then
@@ -132,7 +133,12 @@ def _prediction_table(rows: list[dict], preds: list[dict]) -> dict[str, list]:
 def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> dict:
     """Run every system on every requested split; write metrics.json, report.html, predictions."""
     from llamadna.annotate import annotate_rows
-    from llamadna.evaluate.baselines import ReferenceLookup, majority_sentence, shuffle_sequence
+    from llamadna.evaluate.baselines import (
+        ReferenceLookup,
+        majority_baseline,
+        majority_sentence,
+        shuffle_sequence,
+    )
     from llamadna.evaluate.divergence import mutate
     from llamadna.evaluate.metrics import compute_metrics
     from llamadna.evaluate.report import N_EXAMPLES, write_report
@@ -184,9 +190,8 @@ def evaluate(cfg: EvalConfig, progress: Progress | None = None) -> dict:
             if name == "model":
                 preds = run_model(models.get(split, "model"), test)
             elif name == "majority":
-                labels = [r["Dataset"] for r in train_rows]
-                top = max(set(labels), key=labels.count)
-                sent = majority_sentence(train_rows)
+                top = majority_baseline([r["Dataset"] for r in train_rows], 1)[0]
+                sent = majority_sentence(train_rows, source=top)
                 preds = [{"annotation": sent, "dataset": top, "dataset_from_text": top}] * len(test)
             elif name == "no_dna":
                 preds = run_model(models.get(split, "no_dna"), test)
