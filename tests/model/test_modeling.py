@@ -135,6 +135,30 @@ def test_loss_and_gradients_reach_trainable_parts(tiny_model):
     assert any(float(g.abs().sum()) > 0 for n, g in grads.items() if n.startswith("projector."))
 
 
+def test_greedy_generation_agrees_with_the_forward_pass():
+    """Each greedily generated token is the argmax of the teacher-forced forward pass over the
+    prompt (DNA merged) + the tokens before it: generate's KV cache, positions and left padding
+    match forward's, for a batch of unequal sequences."""
+    m = make_model().eval()
+    rs = rows(2, length=60) + rows(1, length=200, seed=3)
+    b = m.processor(rs, padding_side="left")
+    n = 10
+    gen = generate(m, b, n=n)
+    assert gen.shape == (3, n)
+    eos = m.processor.text_tokenizer.eos_token_id
+    # after an end-of-sequence token generate pads: those positions are not compared
+    done = torch.cumsum((gen == eos).long(), 1) - (gen == eos).long() > 0
+    ids = torch.cat([b["input_ids"], gen], 1)
+    mask = torch.cat([b["attention_mask"], (~done).long()], 1)
+    with torch.no_grad():
+        logits = m(input_ids=ids, attention_mask=mask, dna_input_ids=b["dna_input_ids"],
+                   dna_attention_mask=b["dna_attention_mask"]).logits
+    T = b["input_ids"].shape[1]
+    pred = logits[:, T - 1 : T - 1 + n].argmax(-1)
+    assert (pred == gen)[~done].all()
+    assert (~done).sum() >= 3 * 3  # enough tokens were compared
+
+
 def test_padding_side_does_not_change_outputs():
     m = make_model().eval()
     rs = rows(2, length=60) + rows(1, length=200, seed=3)
