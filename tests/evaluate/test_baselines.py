@@ -202,6 +202,7 @@ def test_majority_sentence():
              ("d2", "dbSNP"), ("d3", "dbSNP"), ("d3", "dbSNP"), ("d2", "dbSNP")]]
     assert majority_sentence(rows) == "c1"  # the most frequent sentence overall
     assert majority_sentence(rows, source="dbSNP") == "d2"  # ... and of the majority class
+    assert majority_sentence(pl.DataFrame(rows), source="dbSNP") == "d2"
     with pytest.raises(ValueError, match="no training rows of source"):
         majority_sentence(rows, source="ClinVar")
 

@@ -329,8 +329,12 @@ def majority_baseline(train_labels: Iterable[str], n: int) -> list[str]:
 def majority_sentence(train_rows: pl.DataFrame | Iterable[Mapping], source: str | None = None) -> str:
     """The most frequent `Annotation` sentence of the training rows (a dataset frame or dicts);
     with `source`, of the rows of that source only (so the sentence names the majority class)."""
-    rows = train_rows.to_dicts() if isinstance(train_rows, pl.DataFrame) else train_rows
-    sentences = [r["Annotation"] for r in rows if source is None or r["Dataset"] == source]
+    if isinstance(train_rows, pl.DataFrame):  # two columns, not every row as a dict
+        if source is not None:
+            train_rows = train_rows.filter(pl.col("Dataset") == source)
+        sentences = train_rows["Annotation"].to_list()
+    else:
+        sentences = [r["Annotation"] for r in train_rows if source is None or r["Dataset"] == source]
     if not sentences:
         raise ValueError(f"majority_sentence: no training rows of source {source!r}")
     return majority_baseline(sentences, 1)[0]

@@ -254,7 +254,8 @@ def example_indices(genes: list[str], n: int) -> list[int]:
     for i, g in enumerate(genes):
         first.setdefault(g, i)
     picked = list(first.values())[:n]
-    rest = [i for i in range(len(genes)) if i not in set(picked)]
+    chosen = set(picked)
+    rest = [i for i in range(len(genes)) if i not in chosen]
     return sorted(picked + rest[: n - len(picked)])
 
 
