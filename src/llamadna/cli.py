@@ -55,6 +55,11 @@ def main(
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    if not verbose:
+        # bitsandbytes (when installed) tries to fetch a faster CPU 4-bit kernel from a model hub
+        # at import and reports the failure on every command; its built-in kernel is used instead
+        logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+            lambda r: "kernels-community" not in r.getMessage())
 
 
 @contextmanager
@@ -424,8 +429,10 @@ def train_cmd(
         int, typer.Option(help="tiny: steps of the small LLM's own text pretraining.")] = 300,
     bf16: Annotated[bool, typer.Option(help="full: bf16 mixed precision.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="full: gradient checkpointing.")] = False,
-    load_in_8bit: Annotated[bool, typer.Option(help="full: 8-bit LLM (bitsandbytes, CUDA).")] = False,
-    load_in_4bit: Annotated[bool, typer.Option(help="full: 4-bit LLM (bitsandbytes, CUDA).")] = False,
+    load_in_8bit: Annotated[
+        bool, typer.Option(help="full: load the LLM in 8 bits (bitsandbytes; GPU or CPU).")] = False,
+    load_in_4bit: Annotated[
+        bool, typer.Option(help="full: load the LLM in 4 bits, NF4 (QLoRA; bitsandbytes).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
 ) -> None:
     """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.

@@ -30,6 +30,8 @@ class LlamaDNAConfig(PreTrainedConfig):
     encoder_lora_target_modules : LoRA targets in the encoder when encoder_training == "lora".
     dna_model_path, llm_path : local directories of pretrained weights (full preset); when set,
         their frozen weights are loaded from there and not copied into our checkpoints.
+    llm_quantization : None, "8bit" or "4bit" (NF4): how the frozen LLM from `llm_path` is loaded
+        (bitsandbytes), at training and again whenever the saved model is loaded.
     """
 
     model_type = "llamadna"
@@ -54,6 +56,7 @@ class LlamaDNAConfig(PreTrainedConfig):
     encoder_lora_target_modules: list[str] | tuple[str, ...] = ("query", "value")
     dna_model_path: str | None = None
     llm_path: str | None = None
+    llm_quantization: str | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -69,5 +72,11 @@ class LlamaDNAConfig(PreTrainedConfig):
             )
         if self.prompt_mode not in ("leak-free", "seed-faithful"):
             raise ValueError(f"prompt_mode must be 'leak-free' or 'seed-faithful', got {self.prompt_mode!r}")
+        if self.llm_quantization not in (None, "8bit", "4bit"):
+            raise ValueError(
+                f"llm_quantization must be None, '8bit' or '4bit', got {self.llm_quantization!r}")
+        if self.llm_quantization and not self.llm_path:
+            raise ValueError("llm_quantization needs llm_path: only a pretrained LLM read from its own "
+                             "directory is loaded quantized")
         if self.dna_chunk_tokens < 3:
             raise ValueError("dna_chunk_tokens must leave room for [CLS], [SEP] and one token")

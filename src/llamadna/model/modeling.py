@@ -251,11 +251,10 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     @classmethod
     def from_base(
         cls, config: LlamaDNAConfig, torch_dtype: torch.dtype | None = None,
-        load_in_8bit: bool = False, load_in_4bit: bool = False,
     ) -> LlamaDNAForAnnotation:
         """Build around pretrained encoder/LLM directories (`config.dna_model_path`/`llm_path`);
-        parts without a path are built from their config. 8/4-bit LLM loading needs
-        bitsandbytes and a CUDA GPU."""
+        parts without a path are built from their config. `config.llm_quantization` loads the
+        LLM in 8 or 4 bits (bitsandbytes: CUDA, or CPU since bitsandbytes 0.48)."""
         enc = llm = None
         if config.dna_model_path:
             enc = AutoModel.from_pretrained(config.dna_model_path, trust_remote_code=True,
@@ -264,13 +263,28 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                 disable_triton_flash_attention(enc)
             config.dna_config = enc.config
         if config.llm_path:
-            quant = None
-            if load_in_8bit or load_in_4bit:
-                from transformers import BitsAndBytesConfig
-
-                quant = BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
-                                           bnb_4bit_compute_dtype=torch_dtype or torch.bfloat16)
-            llm = AutoModelForCausalLM.from_pretrained(config.llm_path, dtype=torch_dtype,
-                                                       quantization_config=quant)
+            llm = AutoModelForCausalLM.from_pretrained(
+                config.llm_path, dtype=torch_dtype,
+                quantization_config=quantization_config(config.llm_quantization, torch_dtype))
             config.text_config = llm.config
         return cls(config, dna_encoder=enc, language_model=llm)
+
+
+def quantization_config(mode: str | None, compute_dtype: torch.dtype | None = None):
+    """transformers' BitsAndBytesConfig for "8bit" or "4bit" (NF4, compute in `compute_dtype`,
+    default bf16); None for None."""
+    if mode is None:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"loading the LLM in {mode} needs bitsandbytes: "
+                          "pip install 'llamadna[quant]'") from e
+    from transformers import BitsAndBytesConfig
+
+    if mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if mode == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
+    raise ValueError(f"quantization must be '8bit' or '4bit', got {mode!r}")

@@ -98,6 +98,14 @@ class TrainConfig:
             raise ValueError("--preset full needs --encoder DNABERT2_DIR and --llm LLAMA_DIR")
         if self.preset == "tiny" and not self.encoder:
             raise ValueError("--preset tiny needs --encoder DIR from `llamadna pretrain-encoder`")
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ValueError("--load-in-8bit and --load-in-4bit exclude each other")
+        if self.llm_quantization and self.preset != "full":
+            raise ValueError("--load-in-8bit/--load-in-4bit quantize a pretrained LLM: --preset full only")
+
+    @property
+    def llm_quantization(self) -> str | None:
+        return "8bit" if self.load_in_8bit else "4bit" if self.load_in_4bit else None
 
 
 # ------------------------------------------------------------------------------------ data
@@ -258,11 +266,10 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
                                       use_dna=cfg.use_dna)
         config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
-                             dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm), **overrides)
+                             dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm),
+                             llm_quantization=cfg.llm_quantization, **overrides)
         dtype = torch.bfloat16 if cfg.bf16 else None
-        model = LlamaDNAForAnnotation.from_base(config, torch_dtype=dtype,
-                                                load_in_8bit=cfg.load_in_8bit,
-                                                load_in_4bit=cfg.load_in_4bit)
+        model = LlamaDNAForAnnotation.from_base(config, torch_dtype=dtype)
         if cfg.gradient_checkpointing:
             lm = model.language_model  # transformers 5 renamed the method
             (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()

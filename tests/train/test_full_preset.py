@@ -1,0 +1,132 @@
+"""The full preset's code path (`train --preset full --encoder DIR --llm DIR`), 8/4-bit included.
+
+No pretrained DNABERT-2 or Llama-2 weights exist offline, so the two local directories here are
+small models in the same formats: the encoder from `pretrain-encoder` (a BERT directory with its
+tokenizer) and a `LlamaForCausalLM` with random weights saved beside a tokenizer. What is tested
+is the loading path: the frozen weights are read from those directories, LoRA/projector/head are
+trained, only they are saved, and the model reloads (quantized again when it was trained so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llamadna.annotate import annotate_rows
+from llamadna.model.configuration import LlamaDNAConfig
+from llamadna.model.modeling import LlamaDNAForAnnotation
+from llamadna.train.train import TrainConfig, train
+from tests.conftest import model_workspace
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, bundle_factory):
+    from transformers import LlamaForCausalLM
+
+    from llamadna.model.presets import TinyLLMShape, tiny_llm_config
+    from llamadna.model.tokenizers import train_text_tokenizer
+
+    root = tmp_path_factory.mktemp("full")
+    model_workspace(root, bundle_factory, seed=11)
+    df = pl.read_parquet(root / "dataset" / "dataset.parquet")
+    tok = train_text_tokenizer(list(df["Annotation"]), vocab_size=300)
+    torch.manual_seed(0)
+    # widths that are multiples of 32: bitsandbytes' packed CPU 4-bit kernel needs them (Llama's are)
+    shape = TinyLLMShape(hidden_size=64, num_hidden_layers=2, intermediate_size=128)
+    llm = LlamaForCausalLM(tiny_llm_config(len(tok), tok, shape))
+    llm.save_pretrained(root / "llm")
+    tok.save_pretrained(root / "llm")
+    return root
+
+
+def run(ws: Path, name: str, **kw) -> Path:
+    out = ws / name
+    train(TrainConfig(dataset=str(ws / "dataset"), out=str(out), preset="full", encoder=str(ws / "encoder"),
+                      llm=str(ws / "llm"), batch_size=4, max_steps=8, epochs=100, checkpoint_every=0,
+                      max_val_rows=8, warmup_steps=2, lr=5e-3, **kw))
+    return out
+
+
+def held_out_rows(ws: Path, n: int = 4) -> list[dict]:
+    return pl.read_parquet(ws / "dataset" / "dataset.parquet").filter(
+        pl.col("split_gene") == "test").head(n).to_dicts()
+
+
+def batch_loss(model: LlamaDNAForAnnotation, rows: list[dict]) -> float:
+    labels = model.config.class_labels
+    b = model.processor(rows, targets=[r["Annotation"] for r in rows],
+                        class_ids=[labels.index(r["Dataset"]) for r in rows])
+    with torch.no_grad():
+        return float(model.eval()(**b).loss)
+
+
+def test_full_preset_reads_frozen_weights_from_their_directories(ws):
+    out = run(ws, "plain")
+    saved = load_file(out / "model.safetensors")
+    llm_keys = [k for k in saved if k.startswith("language_model.")]
+    assert llm_keys and all("lora_" in k for k in llm_keys)  # the frozen LLM is not copied
+    assert not any(k.startswith("dna_encoder.") for k in saved)
+    assert any(k.startswith("projector.") for k in saved) and any(k.startswith("cls_head.") for k in saved)
+
+    m = LlamaDNAForAnnotation.from_pretrained(out)
+    assert m.config.llm_path == str(ws / "llm") and m.config.llm_quantization is None
+    base = load_file(ws / "llm" / "model.safetensors")
+    assert torch.equal(m.language_model.model.embed_tokens.weight, base["model.embed_tokens.weight"])
+    assert torch.equal(m.language_model.model.layers[1].self_attn.q_proj.base_layer.weight,
+                       base["model.layers.1.self_attn.q_proj.weight"])
+    enc = load_file(ws / "encoder" / "model.safetensors")
+    key = next(k for k in enc if k.endswith("embeddings.word_embeddings.weight"))
+    assert torch.equal(m.dna_encoder.embeddings.word_embeddings.weight, enc[key])
+    now = m.state_dict()
+    for k, v in saved.items():
+        assert torch.equal(now[k], v), k
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # trained (LoRA B starts at zero)
+    preds = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
+    assert len(preds) == 4 and all(p["dataset"] in m.config.class_labels for p in preds)
+
+
+@pytest.mark.parametrize("mode, layer, dtype", [("8bit", "Linear8bitLt", torch.int8),
+                                                ("4bit", "Linear4bit", torch.uint8)])
+def test_quantized_llm_trains_and_reloads_quantized(ws, mode, layer, dtype):
+    """QLoRA-style: the frozen LLM in 8 or 4 bits (bitsandbytes, on the CPU here), LoRA in full
+    precision; the saved model records the quantization and reloads the LLM the same way."""
+    out = run(ws, f"q{mode}", load_in_8bit=mode == "8bit", load_in_4bit=mode == "4bit")
+    m = LlamaDNAForAnnotation.from_pretrained(out)
+    assert m.config.llm_quantization == mode
+    attn = m.language_model.model.layers[0].self_attn
+    assert type(attn.k_proj).__name__ == layer  # not a LoRA target: the bare quantized layer
+    assert type(attn.q_proj.base_layer).__name__ == layer and attn.k_proj.weight.dtype == dtype
+    saved = load_file(out / "model.safetensors")
+    assert all("lora_" in k for k in saved if k.startswith("language_model."))
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)
+
+    # the same adapter on the unquantized LLM: nearly the same loss, but not exactly
+    cfg = LlamaDNAConfig.from_pretrained(out)
+    cfg.llm_quantization = None
+    plain = LlamaDNAForAnnotation.from_base(cfg)
+    missing, unexpected = plain.load_state_dict(saved, strict=False)
+    assert not unexpected and all(k.startswith(("language_model.", "dna_encoder.")) and "lora_" not in k
+                                  for k in missing)
+    plain.processor = m.processor
+    rows = held_out_rows(ws)
+    q_loss, p_loss = batch_loss(m, rows), batch_loss(plain, rows)
+    assert q_loss != p_loss and abs(q_loss - p_loss) < 0.01 * p_loss, (q_loss, p_loss)
+    preds = annotate_rows(m, rows, max_new_tokens=6)
+    assert len(preds) == 4 and all(p["dataset"] in m.config.class_labels for p in preds)
+
+
+def test_quantization_options_are_checked():
+    with pytest.raises(ValueError, match="exclude each other"):
+        TrainConfig(dataset="d", out="o", preset="full", encoder="e", llm="l", load_in_8bit=True,
+                    load_in_4bit=True)
+    with pytest.raises(ValueError, match="--preset full only"):
+        TrainConfig(dataset="d", out="o", encoder="e", load_in_4bit=True)
+    with pytest.raises(ValueError, match="needs llm_path"):
+        LlamaDNAConfig(llm_quantization="4bit")
+    with pytest.raises(ValueError, match="llm_quantization must be"):
+        LlamaDNAConfig(llm_path="x", llm_quantization="3bit")
