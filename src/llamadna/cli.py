@@ -433,12 +433,16 @@ def train_cmd(
         bool, typer.Option(help="full: load the LLM in 8 bits (bitsandbytes; GPU or CPU).")] = False,
     load_in_4bit: Annotated[
         bool, typer.Option(help="full: load the LLM in 4 bits, NF4 (QLoRA; bitsandbytes).")] = False,
+    fsdp: Annotated[bool, typer.Option(
+        help="Shard the model over the launched processes (FSDP2, one unit per LLM layer) instead "
+             "of replicating it (DDP).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
 ) -> None:
     """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.
 
     Runs on accelerate: `accelerate launch --multi_gpu --num_processes N -m llamadna.cli train ...`
-    trains data-parallel on N GPUs (--batch-size is per process).
+    trains data-parallel on N GPUs (--batch-size is per process); add --fsdp to shard the model
+    across them instead of copying it to each.
     """
     from llamadna.train.train import TrainConfig, train
 
@@ -452,7 +456,7 @@ def train_cmd(
             max_train_rows=max_train_rows, encoder_training=encoder_training, projector_type=projector,
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             llm_pretrain_steps=llm_pretrain_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
+            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, fsdp=fsdp,
         )
         if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
             train(cfg, resume=resume)

@@ -9,8 +9,10 @@ trained, only they are saved, and the model reloads (quantized again when it was
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -130,3 +132,28 @@ def test_quantization_options_are_checked():
         LlamaDNAConfig(llm_quantization="4bit")
     with pytest.raises(ValueError, match="llm_quantization must be"):
         LlamaDNAConfig(llm_path="x", llm_quantization="3bit")
+
+
+def test_fsdp_with_bf16_weights_and_gradient_checkpointing_matches_ddp(ws):
+    """The full-scale setting on two CPU processes: frozen weights loaded in bf16 beside fp32
+    LoRA/projector/head in the same FSDP units (all-gathered in bf16), gradient checkpointing on.
+    FSDP reaches the same losses and weights as DDP with the same options."""
+    from tests.train.launch import torchrun_train
+
+    runs = {}
+    for mode in ("ddp", "fsdp"):
+        out = ws / f"bf16-{mode}"
+        r = torchrun_train("--dataset", str(ws / "dataset"), "--preset", "full", "--encoder", str(ws / "encoder"),
+                           "--llm", str(ws / "llm"), "--out", str(out), "--max-steps", "6", "--batch-size", "2",
+                           "--checkpoint-every", "0", "--bf16", "--gradient-checkpointing",
+                           *(["--fsdp"] if mode == "fsdp" else []))
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[mode] = (json.loads((out / "train_summary.json").read_text()), load_file(out / "model.safetensors"))
+    (sd, wd), (sf, wf) = runs["ddp"], runs["fsdp"]
+    assert sf["parallelism"] == "fsdp" and sf["parameters_in_process"] < 0.6 * sf["total_parameters"]
+    assert np.allclose(sf["losses"], sd["losses"], atol=1e-3) and len(sf["losses"]) == 6
+    assert sf["losses"][0] != sf["losses"][-1]
+    assert wf.keys() == wd.keys()
+    assert all(torch.allclose(wf[k].float(), wd[k].float(), rtol=1e-2, atol=1e-3) for k in wf)
+    m = LlamaDNAForAnnotation.from_pretrained(ws / "bf16-fsdp", dtype=torch.bfloat16)
+    assert m.language_model.model.embed_tokens.weight.dtype == torch.bfloat16

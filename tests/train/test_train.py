@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.train.train import TrainConfig, epoch_batches, load_checkpoint, process_share, train
 from tests.conftest import model_workspace
+from tests.train.launch import torchrun_train
 
 TINY = dict(batch_size=4, llm_pretrain_steps=40, text_vocab_size=300, llm_hidden_size=48,
             llm_layers=2, max_val_rows=8, patience=1000, warmup_steps=2)
@@ -160,33 +161,33 @@ def test_process_share_gives_every_process_rows_and_covers_the_batch():
     assert process_share(b, 0, 1).tolist() == [4, 9, 2]
 
 
-def test_data_parallel_two_processes(workspace, tmp_path):
-    """Two processes on the CPU (torchrun; accelerate picks gloo DDP): each step trains on 2 x batch rows,
-    only the main process writes, the checkpoint holds both processes' RNG states, the replicas
-    end equal (train() checks) and the model loads."""
+def _torchrun(workspace: Path, out: Path, *extra: str, use_cpu: bool = True):
+    return torchrun_train("--dataset", str(workspace / "dataset"), "--encoder", str(workspace / "encoder"),
+                          "--out", str(out), "--epochs", "2", "--batch-size", "2", "--checkpoint-every", "3",
+                          "--llm-pretrain-steps", "20", *extra, use_cpu=use_cpu)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(workspace) -> Path:
     out = workspace / "ddp"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # CPU processes: torchrun + ACCELERATE_USE_CPU (accelerate launch uses torchrun for GPUs)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "llamadna.cli", "train",
-           "--dataset", str(workspace / "dataset"), "--encoder", str(workspace / "encoder"),
-           "--out", str(out), "--epochs", "2", "--batch-size", "2", "--checkpoint-every", "3",
-           "--llm-pretrain-steps", "20"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2]),
-           "COLUMNS": "400"}
-    env.pop("ACCELERATE_USE_CPU", None)
-    # without a GPU and without ACCELERATE_USE_CPU, accelerate sees no distributed device: refused
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode != 0 and "ACCELERATE_USE_CPU" in r.stdout + r.stderr
-    assert not (out / "train_summary.json").exists()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                       env={**env, "ACCELERATE_USE_CPU": "true"})
+    r = _torchrun(workspace, out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (r.stdout + r.stderr).count("parameters trained; wrote") == 1  # only the main one reports
+    return out
+
+
+def test_data_parallel_two_processes(workspace, ddp_run, tmp_path):
+    """Two processes on the CPU: each step trains on 2 x batch rows, only the main process
+    writes, the checkpoint holds both processes' RNG states, the replicas end equal (train()
+    checks) and the model loads."""
+    # without a GPU and without ACCELERATE_USE_CPU, accelerate sees no distributed device: refused
+    r = _torchrun(workspace, tmp_path / "refused", use_cpu=False)
+    assert r.returncode != 0 and "ACCELERATE_USE_CPU" in r.stdout + r.stderr
+    assert not (tmp_path / "refused" / "train_summary.json").exists()
+    out = ddp_run
     s = json.loads((out / "train_summary.json").read_text())
-    assert s["processes"] == 2 and s["rows_per_step"] == 4
+    assert s["processes"] == 2 and s["rows_per_step"] == 4 and s["parallelism"] == "ddp"
+    assert s["parameters_in_process"] == s["total_parameters"]  # every process holds a replica
     assert s["steps"] == 2 * math.ceil(s["train_rows"] / 4) == len(s["losses"])
     assert len(s["val"]) == 2
     ckpt = sorted((out / "checkpoints").glob("checkpoint-*"))[-1]
@@ -201,6 +202,54 @@ def test_data_parallel_two_processes(workspace, tmp_path):
     # a single-process resume of this run is refused with a clear message
     with pytest.raises(ValueError, match="data-parallel run"):
         load_checkpoint(ckpt, m, None, None)
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return set(a) == set(b) and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+
+
+def test_fsdp_trains_like_ddp_on_sharded_weights_and_resumes(workspace, ddp_run):
+    """--fsdp: the same steps as DDP (same global batches; gradients reduce-scattered instead of
+    all-reduced) on parameters split between the processes. Checkpoints are gathered into the
+    unsharded format, and --resume from one in the middle of the last epoch reaches the same
+    final weights."""
+    out = workspace / "fsdp"
+    r = _torchrun(workspace, out, "--fsdp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "train_summary.json").read_text())
+    d = json.loads((ddp_run / "train_summary.json").read_text())
+    assert s["parallelism"] == "fsdp" and s["total_parameters"] == d["total_parameters"]
+    assert s["parameters_in_process"] < 0.6 * s["total_parameters"]  # rank 0 holds about half
+    assert s["steps"] == d["steps"] and np.allclose(s["losses"], d["losses"], atol=1e-5)
+    assert _close(_trainable(out), _trainable(ddp_run))
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"))
+    ddp_last = sorted((ddp_run / "checkpoints").glob("checkpoint-*"))[-1]
+    assert _close(load_file(ckpts[-1] / "trainable.safetensors"), load_file(ddp_last / "trainable.safetensors"))
+    opt_f = torch.load(ckpts[-1] / "optimizer.pt", weights_only=True)
+    opt_d = torch.load(ddp_last / "optimizer.pt", weights_only=True)
+    assert opt_f["state"].keys() == opt_d["state"].keys()
+    for i, st in opt_f["state"].items():
+        assert torch.allclose(st["exp_avg_sq"], opt_d["state"][i]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+    assert LlamaDNAForAnnotation.from_pretrained(out).config.class_labels
+
+    # interrupted after the second-to-last checkpoint (mid-epoch): resume reaches the same weights
+    final = _trainable(out)
+    state = json.loads((ckpts[-2] / "state.json").read_text())
+    assert 0 < state["batch"] and state["step"] < s["steps"]
+    shutil.rmtree(ckpts[-1])
+    for f in ("model.safetensors", "train_summary.json"):
+        (out / f).unlink()
+    r = _torchrun(workspace, out, "--fsdp", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _close(_trainable(out), final)
+    assert json.loads((out / "train_summary.json").read_text())["losses"] == s["losses"]
+
+
+def test_fsdp_needs_several_processes_and_no_quantization(workspace):
+    with pytest.raises(RuntimeError, match="several processes"):
+        train(cfg(workspace, "fsdp1", fsdp=True, max_steps=1))
+    with pytest.raises(ValueError, match="--fsdp does not shard"):
+        TrainConfig(dataset="d", out="o", preset="full", encoder="e", llm="l", fsdp=True, load_in_4bit=True)
 
 
 def test_source_class_is_learned_from_the_dna(workspace, tmp_path):

@@ -18,6 +18,11 @@ seed), a step takes N x batch_size rows of the epoch's permutation and process r
 rows r, r+N, ... of it; DDP averages the gradients. Only the main process writes files; the
 checkpoint keeps every process's RNG state, so resuming with the same N is exact too. At the end
 the processes check that their trainable weights agree.
+
+FSDP (`--fsdp` under the same launchers): the model is sharded in place over the processes
+(`llamadna.train.sharding`) and the steps are those of DDP; checkpoints and best weights are
+gathered into the same unsharded files, and MODEL is written by rebuilding the model unsharded
+from base/ on the main process.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ from llamadna.errors import InputError
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.model.presets import PRESETS, TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
+from llamadna.train.sharding import (
+    load_optimizer_state,
+    load_trainable,
+    local_numel,
+    optimizer_state,
+    shard_model,
+    trainable_state,
+)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int, dict], None]  # (description, done, total, info)
@@ -88,6 +101,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     load_in_8bit: bool = False
     load_in_4bit: bool = False
+    fsdp: bool = False  # shard the model over the processes (FSDP2) instead of replicating it
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -102,6 +116,9 @@ class TrainConfig:
             raise ValueError("--load-in-8bit and --load-in-4bit exclude each other")
         if self.llm_quantization and self.preset != "full":
             raise ValueError("--load-in-8bit/--load-in-4bit quantize a pretrained LLM: --preset full only")
+        if self.fsdp and self.llm_quantization:
+            raise ValueError("--fsdp does not shard 8/4-bit LLMs (bitsandbytes' packed weights); "
+                             "use one or the other")
 
     @property
     def llm_quantization(self) -> str | None:
@@ -281,10 +298,6 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
 # ------------------------------------------------------------------------------------ checkpoints
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def rng_states() -> dict[str, torch.Tensor]:
     """This process's RNG states: torch CPU, and CUDA when in use (dropout on the GPU)."""
     out = {"torch": torch.get_rng_state()}
@@ -299,18 +312,19 @@ def set_rng_states(states: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def save_checkpoint(run_dir: Path, model, opt, sched, state: dict, keep: int,
-                    rng: dict[str, torch.Tensor] | None = None) -> Path:
-    """Atomic: written into a temporary folder, renamed into place, older ones pruned. `rng`:
-    the RNG states to keep (default: this process's, as `torch`/`cuda`; data-parallel runs pass
-    every process's, as `torch.<rank>`/`cuda.<rank>`)."""
+def save_checkpoint(run_dir: Path, weights: dict[str, torch.Tensor], opt_state: dict, sched,
+                    state: dict, keep: int, rng: dict[str, torch.Tensor] | None = None) -> Path:
+    """Atomic: written into a temporary folder, renamed into place, older ones pruned.
+    `weights`/`opt_state`: the full trainable weights and optimizer state (`trainable_state`,
+    `optimizer_state`). `rng`: the RNG states to keep (default: this process's, as
+    `torch`/`cuda`; data-parallel runs pass every process's, as `torch.<rank>`/`cuda.<rank>`)."""
     final = run_dir / f"{CKPT_PREFIX}{state['step']:07d}"
     tmp = run_dir / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_trainable_state(model), tmp / "trainable.safetensors")
+    save_file(weights, tmp / "trainable.safetensors")
     save_file(rng if rng is not None else rng_states(), tmp / "rng.safetensors")
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    torch.save(opt_state, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -326,7 +340,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(ckpt: Path, model, opt, sched, rank: int | None = None) -> dict:
     """Restore weights, optimizer, scheduler and RNG; `rank` picks that process's RNG states
-    from a data-parallel checkpoint."""
+    from a data-parallel checkpoint. The model and optimizer may be sharded (FSDP): every
+    process then calls this."""
     rng = load_file(ckpt / "rng.safetensors")
     if rank is not None:
         if f"torch.{rank}" not in rng:
@@ -336,15 +351,8 @@ def load_checkpoint(ckpt: Path, model, opt, sched, rank: int | None = None) -> d
     elif "torch" not in rng:
         raise ValueError(f"{ckpt}: written by a data-parallel run; resume it with `accelerate launch` "
                          "and the same number of processes")
-    weights = load_file(ckpt / "trainable.safetensors")
-    params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
-    if missing:
-        raise ValueError(f"{ckpt}: checkpoint lacks trainable weights {missing[:3]}")
-    with torch.no_grad():
-        for n, t in weights.items():
-            params[n].copy_(t)
-    opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    load_trainable(model, load_file(ckpt / "trainable.safetensors"), origin=str(ckpt))
+    load_optimizer_state(opt, torch.load(ckpt / "optimizer.pt", weights_only=True))
     state = json.loads((ckpt / "state.json").read_text())
     sched.load_state_dict(state.pop("scheduler"))
     set_rng_states(rng)
@@ -373,7 +381,7 @@ def evaluate_loss(model, collate: Batches, n: int, batch_size: int) -> dict:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = None) -> dict:
     """Train and write MODEL (= cfg.out). Returns the run summary (also MODEL/train_summary.json)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DistributedDataParallelKwargs, DistributedType
     from transformers import get_linear_schedule_with_warmup
 
     out = Path(cfg.out)
@@ -387,6 +395,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         # torchrun without a GPU: accelerate would run N independent copies writing to one OUT
         raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
                            "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise RuntimeError("accelerate's own FSDP wrapping is not used: launch without --use_fsdp "
+                           "(e.g. accelerate launch --multi_gpu) and pass --fsdp to llamadna train")
+    if cfg.fsdp and world == 1:
+        raise RuntimeError("--fsdp shards the model over several processes: start them with "
+                           "`accelerate launch --multi_gpu --num_processes N` or torchrun")
     t0 = time.perf_counter()
     train_rows, val_rows, labels = load_split(cfg.dataset, cfg.split)
     train_rows = subsample(train_rows, cfg.max_train_rows, cfg.seed)
@@ -424,10 +438,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
+    if cfg.fsdp:  # shard in place (FSDP2), then build the optimizer on the sharded parameters
+        shard_model(model, accelerator.device, world, bf16=cfg.bf16)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total)
-    model, opt = accelerator.prepare(model, opt)
+    if not cfg.fsdp:
+        model, opt = accelerator.prepare(model, opt)
     raw = accelerator.unwrap_model(model)
 
     state = {"step": 0, "epoch": 0, "batch": 0, "best_val": None, "bad_epochs": 0,
@@ -442,8 +459,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         if world > 1:  # every process's RNG states, gathered to the main one
             rng = {f"{k}.{r}": v.cpu() for k, t in rng.items()
                    for r, v in enumerate(accelerator.gather(t.to(accelerator.device)[None]))}
+        weights, opt_state = trainable_state(raw), optimizer_state(opt)  # collectives under FSDP
         if main:
-            save_checkpoint(run_dir, raw, opt, sched, state, cfg.keep_checkpoints, rng)
+            save_checkpoint(run_dir, weights, opt_state, sched, state, cfg.keep_checkpoints, rng)
 
     model.train()
     done = state["step"] >= total or state["stopped_early"]
@@ -479,8 +497,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             vl = ev.get("val_loss")
             if vl is not None and (state["best_val"] is None or vl < state["best_val"] - 1e-4):
                 state["best_val"], state["bad_epochs"] = vl, 0
+                weights = trainable_state(raw)  # a collective under FSDP
                 if main:
-                    _save_best(raw, out / ".best", ev)
+                    _save_best(weights, out / ".best", ev)
             elif vl is not None:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.patience:
@@ -491,29 +510,37 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             checkpoint()
         done = state["step"] >= total or state["stopped_early"]
 
-    if world > 1:
+    if world > 1 and not cfg.fsdp:
         _check_replicas_agree(accelerator, raw)
+    last = None
+    if cfg.fsdp:
+        last = trainable_state(raw)  # gathered by every process
+        raw.reshard()  # the root unit stays gathered after a forward pass; count what is held
     accelerator.wait_for_everyone()
     summary = {
         "config": asdict(cfg), "labels": labels, "train_rows": len(train_rows),
         "val_rows": len(val_rows), "processes": world, "rows_per_step": global_batch,
+        "parallelism": "fsdp" if cfg.fsdp else "ddp" if world > 1 else "none",
         "steps": state["step"], "epochs_done": state["epoch"],
         "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
         "val": state.get("val", []), "losses": state["history"],
         "seconds": round(time.perf_counter() - t0, 1),
         "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in raw.parameters()), **info,
+        "total_parameters": sum(p.numel() for p in raw.parameters()),
+        # what this process holds: all of them under DDP, about 1/N of them under FSDP
+        "parameters_in_process": sum(local_numel(p) for p in raw.parameters()), **info,
     }
     if not main:
         return summary
     # MODEL = best-validation weights (the last ones without validation rows)
-    final = raw
-    if (out / ".best" / "trainable.safetensors").exists():
-        weights = load_file(out / ".best" / "trainable.safetensors")
-        params = dict(raw.named_parameters())
-        with torch.no_grad():
-            for n, t in weights.items():
-                params[n].copy_(t)
+    best = out / ".best" / "trainable.safetensors"
+    if cfg.fsdp:  # the sharded model cannot be saved whole: rebuild it unsharded from base/
+        final = LlamaDNAForAnnotation.from_pretrained(base_dir)
+        load_trainable(final, load_file(best) if best.exists() else last, origin=str(best))
+    else:
+        final = raw
+        if best.exists():
+            load_trainable(final, load_file(best), origin=str(best))
     _publish(final, out)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -527,11 +554,11 @@ def _check_replicas_agree(accelerator, model) -> None:
         raise RuntimeError("data-parallel processes ended with different trainable weights")
 
 
-def _save_best(model, path: Path, ev: dict) -> None:
+def _save_best(weights: dict[str, torch.Tensor], path: Path, ev: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_trainable_state(model), tmp / "trainable.safetensors")
+    save_file(weights, tmp / "trainable.safetensors")
     (tmp / "val.json").write_text(json.dumps(ev))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)

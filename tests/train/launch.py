@@ -1,0 +1,24 @@
+"""`llamadna train` as two CPU processes (torchrun; accelerate picks gloo), for the tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def torchrun_train(*args: str, use_cpu: bool = True, nproc: int = 2) -> subprocess.CompletedProcess:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # CPU processes: torchrun + ACCELERATE_USE_CPU (accelerate launch uses torchrun for GPUs)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "llamadna.cli", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2]),
+           "COLUMNS": "400"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    if use_cpu:
+        env["ACCELERATE_USE_CPU"] = "true"
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
