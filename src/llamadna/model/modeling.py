@@ -254,7 +254,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     ) -> LlamaDNAForAnnotation:
         """Build around pretrained encoder/LLM directories (`config.dna_model_path`/`llm_path`);
         parts without a path are built from their config. `config.llm_quantization` loads the
-        LLM in 8 or 4 bits (bitsandbytes: CUDA, or CPU since bitsandbytes 0.48)."""
+        LLM in 8 or 4 bits (bitsandbytes >= 0.50, on CUDA or the CPU)."""
         enc = llm = None
         if config.dna_model_path:
             enc = AutoModel.from_pretrained(config.dna_model_path, trust_remote_code=True,
