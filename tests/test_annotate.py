@@ -495,3 +495,50 @@ def test_cli_annotate(model_dir, fasta, tmp_path):
     r = runner.invoke(app, ["annotate", str(bad), "--model", str(model_dir), "--out", str(out)])
     assert r.exit_code == 2 and "error:" in r.output and "invalid character 'X'" in r.output
     assert "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------------------ dtype, compiled generation
+def test_prompt_bucket_padding_keeps_predictions(model_dir):
+    """Compiled generation left-pads prompts to a multiple of PROMPT_BUCKET tokens; the extra
+    padding is masked, so predictions stay those of the plain path."""
+    plain = annotate_rows(load_model(model_dir, device="cpu"), _rows(), batch_size=3, max_new_tokens=MAX_NEW)
+    m = load_model(model_dir, device="cpu")
+    m.prompt_bucket = 64
+    seen = []
+    orig = m.generate
+    m.generate = lambda **kw: seen.append(kw["input_ids"].shape[1]) or orig(**kw)
+    padded = annotate_rows(m, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
+    assert seen and all(t % 64 == 0 for t in seen)
+    assert [p["annotation"] for p in padded] == [p["annotation"] for p in plain]
+    for a, b in zip(plain, padded):
+        assert a["dataset"] == b["dataset"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+        assert a["dataset_prob"] == pytest.approx(b["dataset_prob"], abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own
+def test_compiled_generation_gives_the_plain_predictions(model_dir):
+    """--compile: static KV cache + torch.compile (inductor on the CPU here, CUDA graphs on a GPU)."""
+    plain = annotate_rows(load_model(model_dir, device="cpu"), _rows(), batch_size=2, max_new_tokens=MAX_NEW)
+    m = load_model(model_dir, device="cpu", compile=True)
+    assert m.language_model.generation_config.cache_implementation == "static"
+    fast = annotate_rows(m, _rows(), batch_size=2, max_new_tokens=MAX_NEW)
+    assert [p["annotation"] for p in fast] == [p["annotation"] for p in plain]
+    for a, b in zip(plain, fast):
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+
+
+def test_load_model_in_bfloat16(model_dir, fasta, tmp_path):
+    m = load_model(model_dir, device="cpu", dtype="bfloat16")
+    assert {p.dtype for p in m.parameters()} == {torch.bfloat16}
+    preds = annotate_rows(m, _rows(), max_new_tokens=MAX_NEW)
+    assert len(preds) == len(SEQS) and all(p["dataset"] in m.config.class_labels for p in preds)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_model(model_dir, device="cpu", dtype="float8")
+    from llamadna.cli import app
+
+    out = tmp_path / "bf16.tsv"
+    r = CliRunner().invoke(app, ["annotate", str(fasta), "--model", str(model_dir), "--out", str(out),
+                                 "--max-new-tokens", "3", "--dtype", "bfloat16"])
+    assert r.exit_code == 0, r.output
+    assert [x["id"] for x in _read_tsv(out)] == IDS

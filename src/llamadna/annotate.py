@@ -204,21 +204,63 @@ def count_fasta(path: str | Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------- model
-def load_model(path: str | Path, device: str | torch.device | None = None):
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_BUCKET = 64  # compiled generation: prompts left-padded to a multiple of this many tokens
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None, dtype: str | None = None,
+               compile: bool = False):
     """A trained model directory (`save_pretrained` output with its processor), in eval mode on
-    `device` (default: CUDA when available, else CPU)."""
+    `device` (default: CUDA when available, else CPU), in `dtype` (float32, bfloat16 or
+    float16; default float32; an 8/4-bit LLM keeps its quantized weights). `compile`: see
+    `compile_generation`."""
     from llamadna.model.modeling import LlamaDNAForAnnotation
 
     path = Path(path)
     if not (path / "config.json").exists():
         raise InputError(path, "not a model directory (no config.json; expected a trained "
                          "LlamaDNAForAnnotation saved with save_pretrained)")
-    model = LlamaDNAForAnnotation.from_pretrained(path)
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    torch_dtype = DTYPES[dtype] if dtype else None
+    model = LlamaDNAForAnnotation.from_pretrained(path, **({"dtype": torch_dtype} if torch_dtype else {}))
     if model.processor is None:
         raise InputError(path, "the model directory has no processor (processor_config.json and "
                          "the tokenizers); save the model with its processor attached")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval()
+    model = model.to(device)
+    if torch_dtype is not None and not model.config.llm_quantization:
+        model = model.to(torch_dtype)  # LoRA, projector and head too
+    model.eval()
+    if compile:
+        compile_generation(model)
+    return model
+
+
+def compile_generation(model, bucket: int = PROMPT_BUCKET) -> None:
+    """Faster generation for long runs: the LLM decodes with a static KV cache and its forward
+    is compiled (torch.compile; CUDA graphs on a GPU). Prompts are then left-padded to a multiple
+    of `bucket` tokens, so that a few shapes are compiled rather than one per batch. The first
+    batches of each shape pay the compilation. Predictions are those of the plain path (tested)."""
+    lm = model.language_model
+    lm.generation_config.cache_implementation = "static"
+    mode = "reduce-overhead" if model.device.type == "cuda" else None
+    lm.forward = torch.compile(lm.forward, mode=mode, dynamic=False)
+    model.prompt_bucket = bucket
+
+
+def _left_pad_to_multiple(batch: dict[str, torch.Tensor], multiple: int, pad_id: int) -> dict:
+    """Left-pad the (B, T) prompt tensors to T rounded up to `multiple`."""
+    T = batch["input_ids"].shape[1]
+    extra = -T % multiple
+    if not extra:
+        return batch
+    fill = {"input_ids": pad_id, "attention_mask": 0, "prompt_mask": 0}
+    out = dict(batch)
+    for k, v in fill.items():
+        if k in batch:
+            out[k] = torch.nn.functional.pad(batch[k], (extra, 0), value=v)
+    return out
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:
@@ -252,6 +294,8 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     keys = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask")
 
     gen_in = proc(rows, padding_side="left")
+    if getattr(model, "prompt_bucket", None):  # compiled generation: a few prompt lengths only
+        gen_in = _left_pad_to_multiple(gen_in, model.prompt_bucket, tt.pad_token_id)
     # class head on the prompt (positions follow the mask, so left padding is fine)
     cls_logits = model.classify(**{k: v.to(dev) for k, v in gen_in.items()}).float()  # (B, K)
     probs = torch.softmax(cls_logits, dim=-1)
@@ -429,13 +473,15 @@ def _read_anchors(spec: str | Path):
 def annotate_fasta(
     model, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, dtype: str | None = None,
+    compile: bool = False,
 ) -> dict:
     """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
 
     Parameters
     ----------
-    model : a LlamaDNAForAnnotation with its processor, or a model directory (see load_model).
+    model : a LlamaDNAForAnnotation with its processor, or a model directory (see load_model;
+        `dtype` and `compile` apply to a directory).
     fasta : FASTA of the sequences (plain or gzip); validated first (see iter_fasta).
     out : output path; the format comes from the suffix. Written atomically.
     splash : anchors TSV (`llamadna splash` output): SPLASH scores per sequence, as
@@ -453,7 +499,7 @@ def annotate_fasta(
     anchors = _read_anchors(splash) if splash is not None else None
     total = count_fasta(fasta)
     if isinstance(model, (str, Path)):
-        model = load_model(model)
+        model = load_model(model, dtype=dtype, compile=compile)
     if model.processor is None:
         raise ValueError("the model has no processor attached (model.processor)")
     if model.processor.prompt_mode == "seed-faithful":

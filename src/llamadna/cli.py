@@ -516,6 +516,10 @@ def annotate_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,  # = annotate.DEFAULT_*
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per sequence.")] = 96,
+    dtype: Annotated[str | None, typer.Option(
+        help="float32 (default), bfloat16 or float16: the model's weights and compute.")] = None,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="Static KV cache + torch.compile, for long runs on a GPU.")] = False,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
     dataset from the class head and a confidence (mean log-probability of the sentence's tokens).
@@ -525,7 +529,8 @@ def annotate_cmd(
     with _errors():
         with _record_progress("annotate") as step:
             summary = annotate_fasta(model, seqs, out, splash=splash, batch_size=batch_size,
-                                     max_new_tokens=max_new_tokens, progress=step)
+                                     max_new_tokens=max_new_tokens, progress=step, dtype=dtype,
+                                     compile=compile)
     if summary["splash_scored"] is not None:
         console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['records']} "
                       "sequences hold a tested anchor")
