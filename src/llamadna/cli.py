@@ -502,6 +502,13 @@ def _record_progress(desc: str) -> Iterator:
         yield step
 
 
+# model loading options shared by `annotate` and `predict`
+DtypeOption = Annotated[str | None, typer.Option(
+    help="float32 (default), bfloat16 or float16: the model's weights and compute.")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="Static KV cache + torch.compile, for long runs on a GPU.")]
+
+
 @app.command("annotate")
 def annotate_cmd(
     seqs: Annotated[Path, typer.Argument(metavar="SEQS.fa",
@@ -516,10 +523,8 @@ def annotate_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,  # = annotate.DEFAULT_*
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per sequence.")] = 96,
-    dtype: Annotated[str | None, typer.Option(
-        help="float32 (default), bfloat16 or float16: the model's weights and compute.")] = None,
-    compile: Annotated[bool, typer.Option(
-        "--compile", help="Static KV cache + torch.compile, for long runs on a GPU.")] = False,
+    dtype: DtypeOption = None,
+    compile: CompileOption = False,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
     dataset from the class head and a confidence (mean log-probability of the sentence's tokens).
@@ -593,13 +598,16 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="Longest annotation in tokens.")] = 96,
     show: Annotated[int, typer.Option(help="Print this many predictions next to the truth.")] = 5,
+    dtype: DtypeOption = None,
+    compile: CompileOption = False,
 ) -> None:
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
     each prediction, for `llamadna score` and for reading."""
-    from llamadna.annotate import predict_dataset
+    from llamadna.annotate import load_model, predict_dataset
 
     with _errors(), _record_progress(f"predict {split}={subset}") as step:
-        summary = predict_dataset(model, dataset, out, split=split, subset=subset, limit=limit,
+        summary = predict_dataset(load_model(model, dtype=dtype, compile=compile), dataset, out,
+                                  split=split, subset=subset, limit=limit,
                                   batch_size=batch_size, max_new_tokens=max_new_tokens,
                                   progress=step)
     for ex in summary["examples"][:show]:
