@@ -536,7 +536,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
     best = out / ".best" / "trainable.safetensors"
     if cfg.fsdp:  # the sharded model cannot be saved whole: rebuild it unsharded from base/
         final = LlamaDNAForAnnotation.from_pretrained(base_dir)
-        load_trainable(final, load_file(best) if best.exists() else last, origin=str(best))
+        if best.exists():
+            load_trainable(final, load_file(best), origin=str(best))
+        else:
+            load_trainable(final, last, origin="the final trained weights")
     else:
         final = raw
         if best.exists():
