@@ -228,9 +228,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
         raise InputError(path, "the model directory has no processor (processor_config.json and "
                          "the tokenizers); save the model with its processor attached")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-    if torch_dtype is not None and not model.config.llm_quantization:
-        model = model.to(torch_dtype)  # LoRA, projector and head too
+    cast = torch_dtype is not None and not model.config.llm_quantization  # LoRA, projector, head too
+    model = model.to(device, torch_dtype) if cast else model.to(device)
     model.eval()
     if compile:
         compile_generation(model)
