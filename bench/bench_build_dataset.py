@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+from llamadna.data.build import BuildOptions, build_dataset
 from llamadna.data.synthetic import make_bundle
+from llamadna.io.dataset import write_dataset
 
 
 def run(scale: float, window: int, workdir: Path) -> dict:

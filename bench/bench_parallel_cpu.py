@@ -74,8 +74,9 @@ def main() -> None:
 
     from accelerate import Accelerator
 
+    from llamadna.train.config import TrainConfig
     from llamadna.train.sharding import local_numel, shard_model
-    from llamadna.train.train import Batches, TrainConfig, build_model, epoch_batches, load_split
+    from llamadna.train.train import Batches, build_model, epoch_batches, load_split
 
     acc = Accelerator()
     world, rank = acc.num_processes, acc.process_index

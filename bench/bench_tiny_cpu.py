@@ -18,7 +18,8 @@ import time
 import torch
 
 from llamadna.annotate import annotate_rows
-from llamadna.train.train import Batches, TrainConfig, build_model, epoch_batches, load_split
+from llamadna.train.config import TrainConfig
+from llamadna.train.train import Batches, build_model, epoch_batches, load_split
 
 
 def main() -> None:

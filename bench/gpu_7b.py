@@ -9,7 +9,7 @@ with random weights in bf16, LoRA r=16 on q_proj/v_proj, and measures in one run
    Model FLOPs per LLM token = 4 x N_llm (forward 2N + activation gradients 2N; the frozen base
    gets no weight gradients) + the encoder's forward 2 x N_enc per DNA token.
 2. annotations/s: 64 new tokens after a 512-token DNA input + prompt, batch 32, greedy, with
-   the LLM's static KV cache and torch.compile (`llamadna.annotate.compile_generation`, what
+   the LLM's static KV cache and torch.compile (`llamadna.model.loading.compile_generation`, what
    `annotate --compile` does), against plain HF generate.
 
     python bench/gpu_7b.py                  # H100/H200, full shapes
@@ -162,7 +162,7 @@ def main() -> None:
     t_plain = time_steps(gen_plain, 2, device)
     res["annotations_per_s_plain"] = round(G / t_plain, 2)
     if device == "cuda" or args.shapes == "tiny":  # tiny: the CPU smoke run covers this path too
-        from llamadna.annotate import compile_generation
+        from llamadna.model.loading import compile_generation
 
         compile_generation(model)  # what `llamadna annotate --compile` does
 

@@ -42,7 +42,8 @@ def model_workspace(root: Path, bundle_factory, seed: int, n_variants: int = 160
     """A generated bundle -> dataset (W = 96) -> a tiny pretrained encoder, under `root`.
 
     Returns the bundle path; `root/dataset` and `root/encoder` are ready for `train`."""
-    from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+    from llamadna.data.build import BuildOptions, build_dataset
+    from llamadna.io.dataset import write_dataset
     from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
 
     b = bundle_factory(seed=seed, n_variants=n_variants,

@@ -1,9 +1,11 @@
 import json
+from dataclasses import asdict
 
 import polars as pl
 from typer.testing import CliRunner
 
 from llamadna.cli import app
+from llamadna.train.config import TrainConfig
 
 runner = CliRunner()
 
@@ -45,3 +47,58 @@ def test_default_data_dir_error(monkeypatch, tmp_path):
     monkeypatch.setenv("LLAMADNA_DATA", str(tmp_path / "missing"))
     r = runner.invoke(app, ["build-dataset", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "LLAMADNA_DATA" in r.output
+
+
+def test_error_lines_are_printed_verbatim(tmp_path, small_bundle):
+    # rich would turn ":100:" into an emoji and "[b]" into markup
+    import shutil
+
+    d = tmp_path / "bundle"
+    shutil.copytree(small_bundle.path, d)
+    (d / "regions.fa").write_text(">chr1\n" + "ACGT\n" * 98 + "AC[b]T\n")
+    r = runner.invoke(app, ["build-dataset", "--data", str(d), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert "regions.fa:100 (record 'chr1'): invalid character '['" in " ".join(r.output.split())
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, small_bundle, tmp_path):
+    """Only the errors a user can fix become one line; an internal ValueError is a bug."""
+    import llamadna.data.build
+
+    def broken(*args, **kwargs):
+        raise ValueError("internal invariant broken")
+
+    monkeypatch.setattr(llamadna.data.build, "build_dataset", broken)
+    r = runner.invoke(app, ["build-dataset", "--data", str(small_bundle.path), "--out",
+                            str(tmp_path / "o")])
+    assert r.exit_code == 1 and isinstance(r.exception, ValueError)
+    assert "error:" not in r.output
+
+
+def test_train_options_map_onto_the_config(monkeypatch, tmp_path):
+    """Every option lands in its TrainConfig field; the rest keep the config's own defaults."""
+    import llamadna.train.train
+
+    seen = {}
+    monkeypatch.setattr(llamadna.train.train, "train", lambda cfg, **kw: seen.setdefault("cfg", cfg)
+                        and {"steps": 0, "seconds": 0, "val": [], "trainable_parameters": 0,
+                             "total_parameters": 0})
+    r = runner.invoke(app, ["train", "--dataset", "ds", "--out", str(tmp_path / "m"), "--encoder",
+                            "enc", "--no-dna", "--projector", "linear", "--lora-r", "4",
+                            "--epochs", "7"])
+    assert r.exit_code == 0, r.output
+    got = asdict(seen["cfg"])
+    want = asdict(TrainConfig(dataset="ds", out=str(tmp_path / "m"), encoder="enc", use_dna=False,
+                              projector_type="linear", lora_r=4, epochs=7))
+    assert got == want
+
+
+def test_build_dataset_refuses_an_output_that_is_a_file_before_any_work(tmp_path, monkeypatch):
+    import llamadna.data.build
+
+    out = tmp_path / "ds"
+    out.write_text("not a directory")
+    monkeypatch.setattr(llamadna.data.build, "build_dataset", lambda *a, **k: 1 / 0)  # never reached
+    r = runner.invoke(app, ["build-dataset", "--data", str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 2 and "exists and is not a directory" in r.output
+    assert out.read_text() == "not a directory"

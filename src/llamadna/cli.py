@@ -1,6 +1,8 @@
 """Command line: parses arguments and calls the package; nothing else.
 
-Each command catches the package's input errors and prints them as one clear line (exit 2).
+Defaults come from the package's config dataclasses and constants (one home each). Each command
+prints the errors a user can fix (bad input files, a missing data directory, invalid settings)
+as one line and exits 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -19,15 +24,18 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from llamadna import __version__
-from llamadna.constants import (
-    DEFAULT_MAX_PER_GENE_SOURCE,
-    DEFAULT_SOURCES,
-    DEFAULT_WINDOW,
-)
+from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
-from llamadna.errors import DataDirError, InputError
+from llamadna.data.build import BuildOptions
+from llamadna.data.simulate import SimulateOptions
+from llamadna.errors import ConfigError, DataDirError, InputError
+from llamadna.evaluate.run import SYSTEMS, EvalConfig
+from llamadna.splash.run import SplashConfig
+from llamadna.splash.stats import FilterConfig
+from llamadna.train.config import PretrainConfig, TrainConfig
 
 app = typer.Typer(
     help="Llama-DNA: functional annotation of unknown human DNA sequences.",
@@ -60,16 +68,35 @@ def main(
         # at import and reports the failure on every command; its built-in kernel is used instead
         logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
             lambda r: "kernels-community" not in r.getMessage())
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C (exit 143), so that partial outputs and temporary files are
+    removed on the way out (io.atomic) instead of being left behind."""
+    raise SystemExit(128 + signum)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn input problems into a one-line message and exit code 2 (no traceback)."""
+    """The errors a user can fix become one line and exit code 2; anything else is a bug and
+    keeps its traceback. The message is printed as plain text: no markup, no emoji codes (a
+    `file:100:` must not become an emoji)."""
     try:
         yield
-    except (InputError, DataDirError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    except (InputError, DataDirError, ConfigError) as exc:
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True,
+                      highlight=False)
         raise typer.Exit(2) from None
+
+
+def _config(cls, values: dict, **extra):
+    """An instance of the config dataclass `cls` from a command's arguments (`locals()`): the
+    ones named like its fields, paths as strings (as configs store them), plus `extra`."""
+    names = {f.name for f in fields(cls)}
+    args = {k: str(v) if isinstance(v, Path) else v for k, v in values.items() if k in names}
+    return cls(**(args | extra))
 
 
 @contextmanager
@@ -100,23 +127,23 @@ def build_dataset_cmd(
         Path | None,
         typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
-    window: Annotated[int, typer.Option(help="Window length W in bases.")] = DEFAULT_WINDOW,
+    window: Annotated[int, typer.Option(help="Window length W in bases.")] = BuildOptions.window,
     sources: Annotated[
         str, typer.Option(help="Comma-separated variant sources to keep.")
-    ] = ",".join(DEFAULT_SOURCES),
+    ] = ",".join(BuildOptions.sources),
     max_per_gene_source: Annotated[
         int, typer.Option(help="Cap of rows per (gene, source) for --cap-sources; 0 = no cap.")
-    ] = DEFAULT_MAX_PER_GENE_SOURCE,
+    ] = BuildOptions.max_per_gene_source,
     cap_sources: Annotated[str, typer.Option(help="Comma-separated sources the cap applies to.")] = (
-        "dbSNP"
+        ",".join(BuildOptions.capped_sources)
     ),
     edge: Annotated[
         str, typer.Option(help="Windows running off the sequence: 'shift' inside or 'drop'.")
-    ] = "shift",
+    ] = BuildOptions.edge,
     max_n_fraction: Annotated[
         float, typer.Option(help="Drop windows with a larger fraction of N bases.")
-    ] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for the cap and the splits.")] = 0,
+    ] = BuildOptions.max_n_fraction,
+    seed: Annotated[int, typer.Option(help="Seed for the cap and the splits.")] = BuildOptions.seed,
     splash: Annotated[
         list[str] | None,
         typer.Option(
@@ -127,17 +154,18 @@ def build_dataset_cmd(
     ] = None,
 ) -> None:
     """Build the annotation dataset (one row per variant in a gene) from a data bundle."""
-    from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+    from llamadna.data.build import build_dataset
     from llamadna.data.paths import default_data_dir
+    from llamadna.io.dataset import check_output_dir, write_dataset
 
     with _errors():
+        check_output_dir(out)  # before the work, not after it
         data_dir = data if data is not None else default_data_dir()
-        opts = BuildOptions(
-            window=window, sources=_csv(sources), max_per_gene_source=max_per_gene_source,
-            capped_sources=_csv(cap_sources), seed=seed, edge=edge, max_n_fraction=max_n_fraction,
-        )
+        opts = _config(BuildOptions, locals(), sources=_csv(sources),
+                       capped_sources=_csv(cap_sources))
         with _progress() as step:
-            df, summary = build_dataset(data_dir, opts, step=step, splash_anchors=splash or None)
+            df, summary = build_dataset(data_dir, opts, progress=step,
+                                        splash_anchors=splash or None)
         pq, js = write_dataset(df, summary, out)
     _print_summary(summary)
     if splash:
@@ -246,29 +274,30 @@ def simulate_samples_cmd(
         Path | None,
         typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
-    n_samples: Annotated[int, typer.Option(help="Samples; group A = first half, B = the rest.")] = 8,
-    depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = 30.0,
-    read_len: Annotated[int, typer.Option(help="Read length in bases.")] = 100,
-    error_rate: Annotated[float, typer.Option(help="Per-base substitution error rate.")] = 0.001,
-    seed: Annotated[int, typer.Option(help="Seed for genotypes, drawn alleles and reads.")] = 0,
+    n_samples: Annotated[int, typer.Option(help="Samples; group A = first half, B = the rest.")] = (
+        SimulateOptions.n_samples),
+    depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = SimulateOptions.depth,
+    read_len: Annotated[int, typer.Option(help="Read length in bases.")] = SimulateOptions.read_len,
+    error_rate: Annotated[float, typer.Option(help="Per-base substitution error rate.")] = (
+        SimulateOptions.error_rate),
+    seed: Annotated[int, typer.Option(help="Seed for genotypes, drawn alleles and reads.")] = (
+        SimulateOptions.seed),
     default_af: Annotated[
         float, typer.Option(help="ALT frequency of germline records without a maf.")
-    ] = 0.001,
-    threads: Annotated[int, typer.Option(help="Parallel FASTQ writers; 0 = one per CPU.")] = 0,
+    ] = SimulateOptions.default_af,
+    threads: Annotated[int, typer.Option(help="Parallel FASTQ writers; 0 = one per CPU.")] = (
+        SimulateOptions.threads),
 ) -> None:
     """Write SIMULATED FASTQ samples (not real data) for SPLASH: the bundle's reference regions
     with its real variants applied (germline at their frequencies, COSMIC/ClinVar/HGMD in group A)."""
     from llamadna.data.paths import default_data_dir
-    from llamadna.data.simulate import SimulateOptions, simulate_samples
+    from llamadna.data.simulate import simulate_samples
 
     with _errors():
         data_dir = data if data is not None else default_data_dir()
-        opts = SimulateOptions(
-            n_samples=n_samples, depth=depth, read_len=read_len, error_rate=error_rate, seed=seed,
-            default_af=default_af, threads=threads,
-        )
+        opts = _config(SimulateOptions, locals())
         with _progress() as step:
-            summary = simulate_samples(data_dir, out, opts, step=step)
+            summary = simulate_samples(data_dir, out, opts, progress=step)
     t = Table(title=f"simulated samples (SIMULATED, not real data) in {summary['seconds']} s")
     for c in ("build", "sample", "group", "reads", "depth", "germline", "events"):
         t.add_column(c)
@@ -292,62 +321,50 @@ def splash_cmd(
     samples: Annotated[
         Path | None, typer.Option(help="Sample sheet TSV with columns sample, path.")
     ] = None,
-    anchor_len: Annotated[int, typer.Option(help="Anchor length a (<= 32).")] = 31,
-    target_len: Annotated[int, typer.Option(help="Target length t (<= 32).")] = 31,
+    anchor_len: Annotated[int, typer.Option(help="Anchor length a (<= 32).")] = SplashConfig.anchor_len,
+    target_len: Annotated[int, typer.Option(help="Target length t (<= 32).")] = SplashConfig.target_len,
     gap: Annotated[
         str, typer.Option(help="Bases between anchor and target, or 'auto' = (L - a - t) // 2.")
-    ] = "0",
-    splits: Annotated[int, typer.Option(help="Train/test splits (p = min over splits x splits).")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the splits and random starts.")] = 0,
-    threads: Annotated[int, typer.Option(help="Samples counted in parallel.")] = 1,
+    ] = str(SplashConfig.gap),
+    splits: Annotated[int, typer.Option(help="Train/test splits (p = min over splits x splits).")] = (
+        SplashConfig.splits),
+    seed: Annotated[int, typer.Option(help="Seed of the splits and random starts.")] = SplashConfig.seed,
+    threads: Annotated[int, typer.Option(help="Samples counted in parallel.")] = SplashConfig.threads,
     min_sample_count: Annotated[
         int, typer.Option(help="Drop an anchor's counts in a sample when they total <= this.")
-    ] = 5,
+    ] = FilterConfig.min_sample_count,
     min_anchor_count: Annotated[
         int, typer.Option(help="Drop anchors whose total count M is <= this.")
-    ] = 50,
+    ] = FilterConfig.min_anchor_count,
     min_targets: Annotated[
         int, typer.Option(help="Drop anchors with fewer distinct targets.")
-    ] = 2,
-    min_samples: Annotated[int, typer.Option(help="Drop anchors seen in fewer samples.")] = 2,
+    ] = FilterConfig.min_targets,
+    min_samples: Annotated[int, typer.Option(help="Drop anchors seen in fewer samples.")] = (
+        FilterConfig.min_samples),
     max_run: Annotated[
         int, typer.Option(help="Drop anchors with a single-base run of >= this; 0 = off.")
-    ] = 8,
+    ] = FilterConfig.max_run,
     max_memory_gb: Annotated[
         float, typer.Option(help="Budget for the distinct (anchor, target) count tables.")
-    ] = 8.0,
+    ] = SplashConfig.max_memory_gb,
 ) -> None:
     """Run SPLASH (reference-free, sample-specific target usage after anchors) on read files.
 
     Reads FASTQ/FASTA (plain or gzip) or BAM (reads as sequenced); writes one row per anchor
     that passes the filters, sorted by pval_opt.
     """
-    from llamadna.splash.run import (
-        SplashConfig,
-        parse_sample_arg,
-        read_sample_sheet,
-        run_splash,
-        write_results,
-    )
-    from llamadna.splash.stats import FilterConfig
+    from llamadna.splash.run import parse_sample_arg, read_sample_sheet, run_splash, write_results
 
     with _errors():
         if (sample is None) == (samples is None):
-            raise ValueError("give the samples with --sample NAME=PATH (twice or more) "
-                             "or with --samples SHEET.tsv, not both")
+            raise ConfigError("give the samples with --sample NAME=PATH (twice or more) "
+                              "or with --samples SHEET.tsv, not both")
         sample_list = (read_sample_sheet(samples) if samples is not None
                        else [parse_sample_arg(s) for s in sample])
         if gap != "auto" and not gap.isdigit():
-            raise ValueError(f"--gap {gap!r}: expected a number >= 0 or 'auto'")
-        cfg = SplashConfig(
-            anchor_len=anchor_len, target_len=target_len,
-            gap="auto" if gap == "auto" else int(gap), splits=splits, seed=seed,
-            threads=threads, max_memory_gb=max_memory_gb,
-            filters=FilterConfig(
-                min_sample_count=min_sample_count, min_anchor_count=min_anchor_count,
-                min_targets=min_targets, min_samples=min_samples, max_run=max_run,
-            ),
-        )
+            raise ConfigError(f"--gap {gap!r}: expected a number >= 0 or 'auto'")
+        cfg = _config(SplashConfig, locals(), gap="auto" if gap == "auto" else int(gap),
+                      filters=_config(FilterConfig, locals()))
         with _progress() as step:
             df, summary = run_splash(sample_list, cfg, progress=step)
         tsv, js = write_results(df, summary, out)
@@ -362,8 +379,8 @@ def splash_cmd(
     console.print(f"wrote [bold]{escape(str(tsv))}[/] and [bold]{escape(str(js))}[/]")
 
 
-@app.command("splash-annotate")
-def splash_annotate_cmd(
+@app.command("splash-scores")
+def splash_scores_cmd(
     dataset_dir: Annotated[Path, typer.Argument(help="build-dataset output (dataset.parquet).")],
     anchors: Annotated[
         list[str],
@@ -382,10 +399,10 @@ def splash_annotate_cmd(
     Per row: the tested anchor (either strand) with the smallest pval_opt, Bonferroni-corrected
     over the n_a anchors found; rows without a tested anchor stay null and are counted.
     """
-    from llamadna.splash.annotate import annotate_dataset_dir
+    from llamadna.splash.scores import score_dataset_dir
 
     with _errors():
-        pq, js, summary = annotate_dataset_dir(dataset_dir, anchors, out)
+        pq, js, summary = score_dataset_dir(dataset_dir, anchors, out)
     for scope, st in summary["splash_runs"].items():
         console.print(f"SPLASH scores ({scope}): {st['rows_scored']} of {st['rows']} rows scored "
                       f"({st['anchors']} anchors, k={st['k']})")
@@ -399,8 +416,9 @@ def train_cmd(
     dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     split: Annotated[str, typer.Option(help="split_gene (leak-free default), split_chrom, split_random.")] = (
-        "split_gene"),
-    preset: Annotated[str, typer.Option(help="tiny (offline) or full (local DNABERT-2 + Llama-2).")] = "tiny",
+        TrainConfig.split),
+    preset: Annotated[str, typer.Option(help="tiny (offline) or full (local DNABERT-2 + Llama-2).")] = (
+        TrainConfig.preset),
     encoder: Annotated[
         Path | None,
         typer.Option(help="tiny: `pretrain-encoder` output; full: local DNABERT-2 directory."),
@@ -408,34 +426,42 @@ def train_cmd(
     llm: Annotated[Path | None, typer.Option(help="full: local Llama-2-7b-hf directory.")] = None,
     prompt_mode: Annotated[
         str, typer.Option(help="leak-free (sequence + SPLASH) or seed-faithful (adds gene metadata).")
-    ] = "leak-free",
-    no_dna: Annotated[
-        bool, typer.Option("--no-dna", help="Baseline: the same training with the prompt only.")
-    ] = False,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 3,
+    ] = TrainConfig.prompt_mode,
+    use_dna: Annotated[
+        bool, typer.Option("--dna/--no-dna", help="--no-dna: the baseline trained on the prompt only.")
+    ] = TrainConfig.use_dna,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (LoRA, projector, head).")] = 2e-3,
-    seed: Annotated[int, typer.Option(help="Seed (model init, batch order, dropout).")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = epoch ends).")] = 50,
-    patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (LoRA, projector, head).")] = TrainConfig.lr,
+    seed: Annotated[int, typer.Option(help="Seed (model init, batch order, dropout).")] = TrainConfig.seed,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = epoch ends).")] = (
+        TrainConfig.checkpoint_every),
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without val improvement.")] = (
+        TrainConfig.patience),
     max_train_rows: Annotated[int | None, typer.Option(help="Seeded subsample of the train rows.")] = None,
-    encoder_training: Annotated[str, typer.Option(help="frozen, full or lora.")] = "frozen",
-    projector: Annotated[str, typer.Option(help="mlp2x_gelu or linear.")] = "mlp2x_gelu",
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
+    encoder_training: Annotated[str, typer.Option(help="frozen, full or lora.")] = (
+        TrainConfig.encoder_training),
+    projector_type: Annotated[str, typer.Option("--projector", help="mlp2x_gelu or linear.")] = (
+        TrainConfig.projector_type),
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = TrainConfig.lora_r,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = TrainConfig.lora_alpha,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = TrainConfig.lora_dropout,
     llm_pretrain_steps: Annotated[
-        int, typer.Option(help="tiny: steps of the small LLM's own text pretraining.")] = 300,
-    bf16: Annotated[bool, typer.Option(help="full: bf16 mixed precision.")] = False,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="full: gradient checkpointing.")] = False,
+        int, typer.Option(help="tiny: steps of the small LLM's own text pretraining.")] = (
+        TrainConfig.llm_pretrain_steps),
+    bf16: Annotated[bool, typer.Option(help="full: bf16 mixed precision.")] = TrainConfig.bf16,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="full: gradient checkpointing.")] = (
+        TrainConfig.gradient_checkpointing),
     load_in_8bit: Annotated[
-        bool, typer.Option(help="full: load the LLM in 8 bits (bitsandbytes; GPU or CPU).")] = False,
+        bool, typer.Option(help="full: load the LLM in 8 bits (bitsandbytes; GPU or CPU).")] = (
+        TrainConfig.load_in_8bit),
     load_in_4bit: Annotated[
-        bool, typer.Option(help="full: load the LLM in 4 bits, NF4 (QLoRA; bitsandbytes).")] = False,
+        bool, typer.Option(help="full: load the LLM in 4 bits, NF4 (QLoRA; bitsandbytes).")] = (
+        TrainConfig.load_in_4bit),
     fsdp: Annotated[bool, typer.Option(
         help="Shard the model over the launched processes (FSDP2, one unit per LLM layer) instead "
-             "of replicating it (DDP).")] = False,
+             "of replicating it (DDP).")] = TrainConfig.fsdp,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
 ) -> None:
     """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.
@@ -444,26 +470,15 @@ def train_cmd(
     trains data-parallel on N GPUs (--batch-size is per process); add --fsdp to shard the model
     across them instead of copying it to each.
     """
-    from llamadna.train.train import TrainConfig, train
+    from llamadna.train.train import train
 
     with _errors():
-        cfg = TrainConfig(
-            dataset=str(dataset), out=str(out), split=split, preset=preset,
-            encoder=str(encoder) if encoder else None, llm=str(llm) if llm else None,
-            prompt_mode=prompt_mode, use_dna=not no_dna, epochs=epochs, max_steps=max_steps,
-            batch_size=batch_size, lr=lr,
-            seed=seed, checkpoint_every=checkpoint_every, patience=patience,
-            max_train_rows=max_train_rows, encoder_training=encoder_training, projector_type=projector,
-            lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-            llm_pretrain_steps=llm_pretrain_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, fsdp=fsdp,
-        )
+        cfg = _config(TrainConfig, locals())
         if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
             train(cfg, resume=resume)
             return
         with _progress() as step:
-            summary = train(cfg, resume=resume,
-                            progress=lambda d, i, n, info: step(_with_loss(d, info), i, n))
+            summary = train(cfg, resume=resume, progress=step)
     t = Table(title=f"trained {summary['steps']} steps in {summary['seconds']} s")
     t.add_column("epoch")
     for c in ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy"):
@@ -476,15 +491,10 @@ def train_cmd(
                   f"trained; wrote [bold]{escape(str(out))}[/]")
 
 
-def _with_loss(desc: str, info: dict) -> str:
-    return f"{desc}: loss {info['loss']:.3f}" if "loss" in info else desc
-
-
 @contextmanager
-def _record_progress(desc: str) -> Iterator:
-    """One progress bar in records, with records/s."""
+def _record_progress() -> Iterator:
+    """One progress bar in records, with records/s (a `progress.Progress` callback)."""
     from rich.progress import MofNCompleteColumn, ProgressColumn
-    from rich.text import Text
 
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
@@ -494,19 +504,25 @@ def _record_progress(desc: str) -> Iterator:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
         TimeElapsedColumn(), console=console, transient=False,
     ) as prog:
-        task = prog.add_task(desc, total=None)
+        task = prog.add_task("", total=None)
 
-        def step(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total)
+        def step(desc: str, done: int, total: int | None) -> None:
+            prog.update(task, description=desc, completed=done, total=total)
 
         yield step
 
 
-# model loading options shared by `annotate` and `predict`
+# model loading options shared by `annotate`, `predict` and `evaluate`
 DtypeOption = Annotated[str | None, typer.Option(
     help="float32 (default), bfloat16 or float16: the model's weights and compute.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="Static KV cache + torch.compile, for long runs on a GPU.")]
+LlmOption = Annotated[Path | None, typer.Option(
+    help="full preset: the local Llama-2 directory, when it is no longer where training found it.")]
+EncoderOption = Annotated[Path | None, typer.Option(
+    help="full preset: the local DNABERT-2 directory, when it is no longer where training found it.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Sequences per batch.")]
+MaxNewTokensOption = Annotated[int, typer.Option(help="Most tokens generated per sequence.")]
 
 
 @app.command("annotate")
@@ -521,21 +537,25 @@ def annotate_cmd(
                      help="SPLASH anchors TSV (`llamadna splash` output) giving each sequence its "
                      "SPLASH scores; without it the prompt says they are not available."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,  # = annotate.DEFAULT_*
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per sequence.")] = 96,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
+    llm: LlmOption = None,
+    encoder: EncoderOption = None,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
-    dataset from the class head and a confidence (mean log-probability of the sentence's tokens).
+    database from the class head and a confidence (mean log-probability of the sentence's tokens).
     """
     from llamadna.annotate import annotate_fasta
+    from llamadna.model.loading import load_model
 
     with _errors():
-        with _record_progress("annotate") as step:
-            summary = annotate_fasta(model, seqs, out, splash=splash, batch_size=batch_size,
-                                     max_new_tokens=max_new_tokens, progress=step, dtype=dtype,
-                                     compile=compile)
+        with _record_progress() as step:
+            summary = annotate_fasta(
+                lambda: load_model(model, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
+                seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                progress=step)
     if summary["splash_scored"] is not None:
         console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['records']} "
                       "sequences hold a tested anchor")
@@ -552,16 +572,18 @@ def pretrain_encoder_cmd(
         Path | None,
         typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Masked-LM training steps.")] = 300,
-    vocab_size: Annotated[int, typer.Option(help="DNA BPE vocabulary size.")] = 4096,
+    steps: Annotated[int, typer.Option(help="Masked-LM training steps.")] = PretrainConfig.steps,
+    vocab_size: Annotated[int, typer.Option(help="DNA BPE vocabulary size.")] = PretrainConfig.vocab_size,
     hidden_size: Annotated[
         int, typer.Option(help="BERT hidden size (4 heads; feed-forward 4 x hidden).")
-    ] = 128,
-    layers: Annotated[int, typer.Option(help="BERT layers.")] = 2,
-    window: Annotated[int, typer.Option(help="Bases per training window.")] = 1024,
-    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed for the model, batches and masking.")] = 0,
+    ] = PretrainConfig.hidden_size,
+    num_hidden_layers: Annotated[int, typer.Option("--layers", help="BERT layers.")] = (
+        PretrainConfig.num_hidden_layers),
+    window: Annotated[int, typer.Option(help="Bases per training window.")] = PretrainConfig.window,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = PretrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = PretrainConfig.lr,
+    seed: Annotated[int, typer.Option(help="Seed for the model, batches and masking.")] = (
+        PretrainConfig.seed),
 ) -> None:
     """Train the DNA tokenizer (BPE) and a small BERT (masked-LM) on the bundle's reference.
 
@@ -569,15 +591,11 @@ def pretrain_encoder_cmd(
     AutoModel/AutoTokenizer.from_pretrained and is the DNA encoder of the tiny preset.
     """
     from llamadna.data.paths import default_data_dir
-    from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
+    from llamadna.train.pretrain_encoder import pretrain_encoder
 
     with _errors():
         data_dir = data if data is not None else default_data_dir()
-        cfg = PretrainConfig(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
-            intermediate_size=4 * hidden_size, window=window, steps=steps, batch_size=batch_size,
-            lr=lr, seed=seed,
-        )
+        cfg = _config(PretrainConfig, locals(), intermediate_size=4 * hidden_size)
         with _progress() as step:
             s = pretrain_encoder(data_dir, out, cfg, progress=step)
     console.print(f"masked-LM loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} in {s['steps']} "
@@ -595,21 +613,24 @@ def predict_cmd(
     split: Annotated[str, typer.Option(help="Split column.")] = "split_gene",
     subset: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Only the first N rows of the subset.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest annotation in tokens.")] = 96,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     show: Annotated[int, typer.Option(help="Print this many predictions next to the truth.")] = 5,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
+    llm: LlmOption = None,
+    encoder: EncoderOption = None,
 ) -> None:
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
     each prediction, for `llamadna score` and for reading."""
-    from llamadna.annotate import load_model, predict_dataset
+    from llamadna.evaluate.predict import predict_dataset
+    from llamadna.model.loading import load_model
 
-    with _errors(), _record_progress(f"predict {split}={subset}") as step:
-        summary = predict_dataset(load_model(model, dtype=dtype, compile=compile), dataset, out,
-                                  split=split, subset=subset, limit=limit,
-                                  batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                  progress=step)
+    with _errors(), _record_progress() as step:
+        summary = predict_dataset(
+            load_model(model, dtype=dtype, compile=compile, llm=llm, encoder=encoder), dataset, out,
+            split=split, subset=subset, limit=limit, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, progress=step)
     for ex in summary["examples"][:show]:
         t = Table(show_header=False, title=f"{ex['id']} ({ex['gene_name']})", title_justify="left")
         t.add_column(style="bold")
@@ -636,30 +657,32 @@ def evaluate_cmd(
         typer.Option(help="Data bundle for the reference lookup (default: $LLAMADNA_DATA, else "
                      "../shared/data)."),
     ] = None,
-    systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
-        "model,majority,no_dna,shuffled_dna,reference_lookup,seed_faithful"),
+    systems: Annotated[str | None, typer.Option(
+        help=f"Comma-separated systems to run (default: all: {','.join(SYSTEMS)}).")] = None,
     limit: Annotated[int | None, typer.Option(help="Seeded subsample of test rows per split.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the models trained here.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Steps of the models trained here.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of subsampling, shuffling and mutations.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of subsampling, shuffling and mutations.")] = (
+        EvalConfig.seed),
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
 ) -> None:
     """Evaluate the model against baselines (majority, no-DNA, shuffled DNA, reference lookup,
     seed-faithful) and the poster's reported numbers, with a divergence curve; HTML report.
 
-    Baseline models and models for other splits are trained here with the model's own settings.
+    Baseline models and models for other splits are trained here with the model's own settings
+    and cached in OUT/models.
     """
-    from llamadna.evaluate.run import EvalConfig, evaluate
+    from llamadna.evaluate.run import evaluate
+    from llamadna.train.cache import TrainedModels
 
     with _errors():
-        cfg = EvalConfig(
-            model=str(model), dataset=str(dataset), out=str(out),
-            splits=tuple(SPLIT_NAMES) if split == "all" else (split,),
-            data_dir=str(data) if data else None, systems=_csv(systems), limit=limit, seed=seed,
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-        )
+        cfg = _config(EvalConfig, locals(), splits=tuple(SPLIT_NAMES) if split == "all" else (split,),
+                      data_dir=str(data) if data else None,
+                      systems=_csv(systems) if systems else None)
+        models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps)
         with _progress() as step:
-            metrics = evaluate(cfg, progress=step)
+            metrics = evaluate(cfg, models, progress=step)
     for sp, res in metrics["splits"].items():
         t = Table(title=f"{sp}: {res['rows']} test rows")
         cols = ("accuracy", "f1_macro", "bleu", "rougeL", "meteor", "semantic_similarity")

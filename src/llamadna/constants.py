@@ -61,3 +61,32 @@ DNA_PLACEHOLDER = "<dna>"  # one text token per DNA encoder state, replaced by p
 TEXT_SPECIAL_TOKENS = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}
 DNA_SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 PROMPT_MODES = ("leak-free", "seed-faithful")
+# Row fields the seed-faithful prompt reads (gene metadata); a FASTA of unknown sequences has none.
+SEED_FAITHFUL_FIELDS = ("gene_name", "gene_description", "phenotype")
+PRESETS = ("tiny", "full")  # tiny: offline, weights trained here; full: local DNABERT-2 + Llama-2
+
+# LoRA on the LLM (and on the encoder with encoder_training="lora"): the model config's defaults,
+# which training and the CLI read.
+LORA_R = 16
+LORA_ALPHA = 32
+LORA_DROPOUT = 0.1
+
+# ---- inference (annotate, predict, evaluate)
+DEFAULT_BATCH_SIZE = 16  # sequences per generation batch
+DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; room for long descriptions
+N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
+
+# One row per annotated sequence: what `annotate` writes (TSV/JSONL columns, GFF3 attributes).
+PREDICTION_COLUMNS = [
+    "id",
+    "annotation",  # the generated sentence
+    "source",  # class head: argmax label over model.config.class_labels
+    "source_prob",  # class head: its softmax probability
+    "source_from_text",  # the source database the sentence itself names
+    "chrom",
+    "gene",
+    "description",
+    "transcript_type",
+    "phenotype",
+    "confidence",  # mean log-probability of the generated tokens (eos included)
+]

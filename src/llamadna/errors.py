@@ -1,4 +1,5 @@
-"""Errors that name the file, the line and what was expected."""
+"""The errors a user sees as one line: bad input files (file, line, what was expected), a
+missing data directory, and invalid settings. Everything else is a bug and shows its traceback."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ class InputError(ValueError):
 
 class DataDirError(FileNotFoundError):
     """The data directory is missing or incomplete."""
+
+
+class ConfigError(ValueError):
+    """A setting the user chose is invalid or inconsistent (an option, a config value).
+
+    The CLI prints it as one line; any other exception is a bug and keeps its traceback.
+    """

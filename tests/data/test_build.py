@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 
 from llamadna.constants import DATASET_COLUMNS
-from llamadna.data.build import BuildOptions, build_dataset, write_dataset
+from llamadna.data.build import BuildOptions, build_dataset
 from llamadna.data.synthetic import _write_fasta, random_sequence, write_vcf
 from llamadna.data.template import annotation_sentence
 from llamadna.errors import DataDirError, InputError
+from llamadna.io.dataset import write_dataset
 
 
 def custom_bundle(path, seq, genes, variants, fasta_name="chr1", chrom_len=None, vcf_chrom=None):

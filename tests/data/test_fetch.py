@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from llamadna.cli import app
 from llamadna.data.build import BuildOptions, build_dataset
 from llamadna.data.fetch import (
-    GENE_INFO_COLUMNS,
-    PHENOTYPE_COLUMNS,
+    GENE_INFO_WRITTEN_COLUMNS,
+    PHENOTYPE_WRITTEN_COLUMNS,
     SOURCES,
     FetchError,
     FetchOptions,
@@ -32,7 +32,12 @@ from llamadna.data.fetch import (
     resolve_sources,
 )
 from llamadna.io.fasta import read_reference
-from llamadna.io.tables import read_gene_info, read_gene_phenotypes
+from llamadna.io.tables import (
+    GENE_INFO_REQUIRED_COLUMNS,
+    PHENOTYPE_REQUIRED_COLUMNS,
+    read_gene_info,
+    read_gene_phenotypes,
+)
 from llamadna.io.variants import read_variants
 
 CHROMS = ("chr1", "chrM")
@@ -274,6 +279,12 @@ def test_source_table_mirror_and_overrides():
         parse_chromosomes(["chrUn_KI270302v1"])
 
 
+def test_written_columns_cover_the_required_ones():
+    # fetch writes the bundle's full schema; the readers check a subset of it
+    assert set(GENE_INFO_REQUIRED_COLUMNS) <= set(GENE_INFO_WRITTEN_COLUMNS)
+    assert set(PHENOTYPE_REQUIRED_COLUMNS) <= set(PHENOTYPE_WRITTEN_COLUMNS)
+
+
 def test_parse_md5_lists():
     h = "d41d8cd98f00b204e9800998ecf8427e"
     assert parse_md5_list(f"{'1' * 32}  chr2.fa.gz\n{h}  chr1.fa.gz\n", "chr1.fa.gz") == h
@@ -299,7 +310,7 @@ def test_full_fetch_writes_the_bundle_format(fetched, sources):
     assert {ln.split("\t")[0] for ln in gtf if not ln.startswith("#")} == {"chr1", "chrM"}
 
     info = read_gene_info(out / "gene_info.tsv.gz")
-    assert [c for c in info.columns if c != "line"] == GENE_INFO_COLUMNS
+    assert [c for c in info.columns if c != "line"] == GENE_INFO_WRITTEN_COLUMNS
     a = info.filter(pl.col("symbol") == "GENEA").row(0, named=True)
     assert (a["entrez_id"], a["ensembl_ids"], a["omim_ids"], a["aliases"], a["gene_type"]) == (
         "101", "ENSG00000000001", "100100", "GA1,GA2,GENEA", "protein-coding")
@@ -307,7 +318,7 @@ def test_full_fetch_writes_the_bundle_format(fetched, sources):
     assert b["ensembl_ids"] is None and b["map_location"] == "1p36.32"
 
     ph = read_gene_phenotypes(out / "gene_phenotypes.tsv.gz")
-    assert [c for c in ph.columns if c != "line"] == PHENOTYPE_COLUMNS
+    assert [c for c in ph.columns if c != "line"] == PHENOTYPE_WRITTEN_COLUMNS
     rows = {(r["gene_symbol"], r["source"]): r for r in ph.iter_rows(named=True)}
     assert rows[("GENEA", "ClinVar")]["phenotype"] == "Gene A syndrome"
     assert rows[("GENEA", "ClinVar")]["id"] == "MIM:600001"

@@ -5,7 +5,7 @@ import pytest
 
 from llamadna.data.build import build_dataset
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # the module fixture builds the real dataset
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 
 import mappy
@@ -32,7 +31,7 @@ def _expected_sentence(row: dict, res: dict) -> str:
     """The row's sentence with the two fields a lookup cannot know taken from the lookup."""
     return annotation_sentence(
         chrom=row["chrom"], gene_name=row["gene_name"], gene_description=row["gene_description"],
-        transcript_type=row["transcript_type"], phenotype=res["phenotype"], Dataset=res["dataset"],
+        transcript_type=row["transcript_type"], phenotype=res["phenotype"], Dataset=res["source"],
     )
 
 
@@ -45,11 +44,8 @@ def synthetic(small_bundle):
 def test_recovers_every_row_of_a_generated_bundle(synthetic):
     bundle, df, lk = synthetic
     rows = df.to_dicts()
-    t0 = time.perf_counter()
-    res = lk.lookup_many([r["Sequence"] for r in rows], "GRCh38")
-    rate = len(rows) / (time.perf_counter() - t0)
-    log.info("lookup_many: %.0f windows of %d bp per second", rate, W)
-    assert len(rows) >= 200 and rate >= 200  # the speed the evaluation needs
+    res = lk.lookup_many([r["Sequence"] for r in rows], "GRCh38")  # speed: bench/, not here
+    assert len(rows) >= 200
     assert set(res[0]) == set(LOOKUP_FIELDS)
     var_pos = Counter(bundle.variants["pos"].to_list())
     for row, r in zip(rows, res):
@@ -60,11 +56,19 @@ def test_recovers_every_row_of_a_generated_bundle(synthetic):
         # no variant of the generated VCF has its own phenotype: the row's is the gene's
         assert r["phenotype"] == row["phenotype"]
         assert r["annotation"] == _expected_sentence(row, r)
-        if row["start"] == row["variant_pos"] - W // 2:  # window centred (not shifted inside)
-            assert r["position"] == row["variant_pos"]
-            if var_pos[row["variant_pos"]] == 1:  # its own variant is the nearest one
-                assert r["dataset"] == row["Dataset"]
-                assert r["annotation"] == row["Annotation"]
+        # the window's centre base (1-based start + W // 2); the variant's own position exactly
+        # when the window is centred on it (not shifted inside a chromosome end)
+        assert r["position"] == row["start"] + W // 2
+        centred = row["start"] == row["variant_pos"] - W // 2
+        assert (r["position"] == row["variant_pos"]) == centred
+    # a centred window whose variant is the only one at its position: that variant is the
+    # nearest, so the lookup gives the row's own label and sentence
+    own = [(row, r) for row, r in zip(rows, res)
+           if row["start"] == row["variant_pos"] - W // 2 and var_pos[row["variant_pos"]] == 1]
+    assert len(own) >= len(rows) // 2
+    for row, r in own:
+        assert r["source"] == row["Dataset"]
+        assert r["annotation"] == row["Annotation"]
 
 
 def test_reverse_complement_maps_to_the_same_place(synthetic):
@@ -72,6 +76,10 @@ def test_reverse_complement_maps_to_the_same_place(synthetic):
     rows = df.head(20).to_dicts()
     fwd = lk.lookup_many([r["Sequence"] for r in rows], "GRCh38")
     rev = lk.lookup_many([mappy.revcomp(r["Sequence"]) for r in rows], "GRCh38")
+    # both strands found a hit (two unmapped results would compare equal too)
+    assert all(r["mapped"] for r in fwd) and all(r["mapped"] for r in rev)
+    assert [(r["chrom"], r["position"]) for r in fwd] == [
+        (row["chrom"], row["start"] + W // 2) for row in rows]
     assert fwd == rev
 
 
@@ -94,11 +102,13 @@ def test_region_records_map_back_to_chromosome_coordinates(bundle_factory):
     df, _ = build_dataset(bundle.path)
     rows = df.to_dicts()
     res = ReferenceLookup(bundle.path).lookup_many([r["Sequence"] for r in rows], "GRCh38")
+    assert rows
     for row, r in zip(rows, res):
         assert (r["chrom"], r["gene"]) == (row["chrom"], row["gene_name"])
-        assert row["start"] <= r["position"] <= row["end"]  # chromosome, not record, coordinates
-        if row["start"] == row["variant_pos"] - W // 2:
-            assert r["position"] == row["variant_pos"]
+        # chromosome, not record, coordinates: the window's centre base
+        assert r["position"] == row["start"] + W // 2
+        centred = row["start"] == row["variant_pos"] - W // 2
+        assert (r["position"] == row["variant_pos"]) == centred
 
 
 def test_outside_genes_maps_without_a_sentence(synthetic):
@@ -113,7 +123,7 @@ def test_outside_genes_maps_without_a_sentence(synthetic):
     win0 = x - 1 - W // 2
     r = lk.lookup(bundle.genome["chr1"][1][win0 : win0 + W].tobytes().decode(), "GRCh38")
     assert r["mapped"] and (r["chrom"], r["position"]) == ("chr1", x)
-    assert r["dataset"] is not None
+    assert r["source"] is not None
     assert r["gene"] is None and r["description"] is None and r["annotation"] == ""
 
 
@@ -148,7 +158,7 @@ def test_source_label_is_the_nearest_variants(bundle_factory):
         win0 = x - 1 - W // 2  # 0-based window start whose centre base is 1-based x
         res = lk.lookup(seq[win0 : win0 + W].tobytes().decode(), "GRCh38")
         assert res["position"] == x
-        return res["dataset"]
+        return res["source"]
 
     assert label_at(1000) == "dbSNP"  # upstream of every variant
     assert label_at(2049) == "dbSNP"  # nearer 2000
@@ -158,9 +168,10 @@ def test_source_label_is_the_nearest_variants(bundle_factory):
     assert label_at(2201) == "COSMIC"
     assert label_at(2450) == "COSMIC"  # HGMD-PUBLIC at 2400 is not selected
     assert ReferenceLookup(bundle.path, sources=("dbSNP",)).lookup(
-        seq[2100 - 1 - W // 2 : 2100 - 1 + W // 2].tobytes().decode(), "GRCh38")["dataset"] == "dbSNP"
+        seq[2100 - 1 - W // 2 : 2100 - 1 + W // 2].tobytes().decode(), "GRCh38")["source"] == "dbSNP"
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_recovers_real_rows(real_data):
     df, _ = build_dataset(real_data)
@@ -173,11 +184,11 @@ def test_recovers_real_rows(real_data):
             ok = (r["chrom"], r["gene"]) == (row["chrom"], row["gene_name"])
             total += 1
             exact += ok
-            if r["mapped"] and r["mapq"] >= 30:  # unique: no repeat can excuse a miss
-                assert ok, (row["variant_id"], row["gene_name"], r)
-            if ok:
-                assert r["annotation"] == _expected_sentence(row, r)
-                assert r["phenotype"] == NOT_SPECIFIED or r["phenotype"]
+            unique = r["mapped"] and r["mapq"] >= 30  # no repeat can excuse a miss
+            assert ok or not unique, (row["variant_id"], row["gene_name"], r)
+            # a right gene gives the row's sentence (phenotype and label from the lookup)
+            assert not ok or r["annotation"] == _expected_sentence(row, r), (row["variant_id"], r)
+            assert not ok or r["phenotype"] == NOT_SPECIFIED or r["phenotype"]
     log.info("real bundle: %d / %d rows with exact gene and chromosome", exact, total)
     assert exact / total >= 0.98
 

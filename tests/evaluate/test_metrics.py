@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import socket
 
@@ -88,6 +89,19 @@ def test_rouge_l_by_lcs():
         (1 + 8 / 11) / 2)
 
 
+def test_rouge_l_keeps_rouge_score_logging_quiet(caplog, capfd):
+    # rouge-score logs "Using default tokenizer." (absl, INFO) per RougeScorer; the CLI's root
+    # logger is at INFO, so without silencing, `evaluate` printed it once per scored row
+    caplog.set_level(logging.DEBUG)
+    absl = logging.getLogger("absl")
+    level_before = absl.level
+    M.rouge_l(["the cat on a mat"], ["the cat sat on the mat"])
+    assert not [r for r in caplog.records if "tokenizer" in r.getMessage()]
+    out, err = capfd.readouterr()
+    assert "tokenizer" not in out + err
+    assert absl.level == level_before  # silenced around the scorer only, then restored
+
+
 def test_field_accuracy_from_template_sentences():
     refs = [sentence(), sentence(chrom="chr22", gene="BCR", ds="dbSNP")]
     preds = [
@@ -96,7 +110,7 @@ def test_field_accuracy_from_template_sentences():
     ]
     fa = M.field_accuracy(preds, refs)
     assert fa == {"chrom": 1.0, "gene": 0.5, "description": 0.5, "transcript_type": 0.5,
-                  "phenotype": 0.0, "dataset": 0.5}
+                  "phenotype": 0.0, "source": 0.5}
     assert M.field_accuracy(refs, refs) == dict.fromkeys(fa, 1.0)
 
 
@@ -110,6 +124,7 @@ def test_input_checks():
 
 
 # ---------------------------------------------------------------------------------------- METEOR
+@pytest.mark.slow
 def test_wordnet_built_offline_with_lexnames_from_man_page(offline_wordnet):
     root = offline_wordnet["cache"] / "nltk_data" / "corpora" / "wordnet"
     lexnames = (root / "lexnames").read_text().splitlines()
@@ -124,6 +139,7 @@ def test_wordnet_built_offline_with_lexnames_from_man_page(offline_wordnet):
     assert (root / "lexnames").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_meteor_identical_sentence(offline_wordnet):
     s = "This gene is described as amyloid beta precursor protein and a protein coding transcript ."
     n = len(s.split())  # 15 Treebank tokens: one chunk, penalty 0.5 * (1 / n) ** 3
@@ -131,6 +147,7 @@ def test_meteor_identical_sentence(offline_wordnet):
     assert M.meteor([s], [s], wordnet=offline_wordnet["reader"]) == pytest.approx(0.9998, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_meteor_synonym_needs_wordnet(offline_wordnet):
     hyp, ref = ["the patient is ill"], ["the patient is sick"]
     # with WordNet: ill ~ sick, 4/4 matched in 1 chunk -> 1 - 0.5 * (1/4)^3
@@ -185,7 +202,7 @@ def test_score_file_and_cli(tmp_path, offline_wordnet, monkeypatch):
     assert m["f1_macro"] == pytest.approx((2 / 3 + 0) / 2)  # ClinVar P 1/2 R 1; dbSNP 0
     assert m["f1_from_text"] == pytest.approx((1 + 0) / 2)  # missing text label: dbSNP missed
     assert m["confusion"] == {"labels": ["ClinVar", "dbSNP"], "matrix": [[1, 0], [1, 0]]}
-    assert m["field_accuracy"]["dataset"] == 0.5 and m["field_accuracy"]["gene"] == 1.0
+    assert m["field_accuracy"]["source"] == 0.5 and m["field_accuracy"]["gene"] == 1.0
     assert 0 < m["bleu"] < 1 and 0 < m["rougeL"] < 1 and 0 < m["meteor"] < 1
     assert 0.9 < m["semantic_similarity"] <= 1.0 + 1e-6
     assert M.compute_metrics([ref1, pred2], [ref1, ref2], ["ClinVar", "dbSNP"], ["ClinVar", "ClinVar"],
@@ -199,6 +216,7 @@ def test_score_file_and_cli(tmp_path, offline_wordnet, monkeypatch):
     assert cli["semantic_similarity"] is None and cli["bleu"] == m["bleu"]
 
 
+@pytest.mark.slow
 def test_score_file_without_labels(tmp_path, offline_wordnet, monkeypatch):
     monkeypatch.setenv(W.ENV_CACHE, str(offline_wordnet["cache"]))
     p = _write_tsv(tmp_path / "p.tsv", [(sentence(), sentence())], header=("reference", "prediction"))

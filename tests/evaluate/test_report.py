@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from llamadna.evaluate.parse import FIELDS
+from llamadna.data.template import SENTENCE_FIELDS as FIELDS
 from llamadna.evaluate.report import MISSING, REPORTED_LABEL, diff_html, word_diff, write_report
 
 SPLITS = ["split_random", "split_gene", "split_chrom"]

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from llamadna.evaluate.run import REPORTED, SYSTEMS, EvalConfig, evaluate
-from llamadna.train.train import TrainConfig, train
+from llamadna.train.cache import TrainedModels
+from llamadna.train.config import TrainConfig
+from llamadna.train.train import train
 from tests.conftest import model_workspace
 
 TINY = dict(batch_size=4, llm_pretrain_steps=10, text_vocab_size=300, llm_hidden_size=32,
@@ -28,8 +30,8 @@ def test_evaluate_all_systems_and_report(trained):
     root, data = trained
     cfg = EvalConfig(model=str(root / "model"), dataset=str(root / "dataset"),
                      out=str(root / "report"), splits=("split_random",), data_dir=str(data),
-                     limit=8, divergence_rates=(0.0, 0.3), max_steps=3, max_new_tokens=24)
-    m = evaluate(cfg)
+                     limit=8, divergence_rates=(0.0, 0.3), max_new_tokens=24)
+    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
     res = m["splits"]["split_random"]
     assert res["rows"] == 8 and set(res["systems"]) == set(SYSTEMS)
     for name, sm in res["systems"].items():
@@ -57,7 +59,7 @@ def test_evaluate_all_systems_and_report(trained):
 
 
 def test_example_indices_cover_different_genes_first():
-    from llamadna.evaluate.run import example_indices
+    from llamadna.evaluate.predict import example_indices
 
     genes = ["A", "A", "A", "B", "B", "C", "A", "D"]
     assert example_indices(genes, 3) == [0, 3, 5]

@@ -45,10 +45,27 @@ def test_missing_source_is_an_error_unless_defaulted(tmp_path):
     assert read_vcf(p, default_source="ClinVar")["source"].to_list() == ["ClinVar"]
 
 
-def test_malformed_vcf_record_names_line(tmp_path):
+def test_malformed_vcf_record_names_line_and_cause(tmp_path):
     body = "chr1\t10\trs1\tA\tG\t.\t.\tSOURCE=dbSNP\nchr1\tXX\trs2\tA\n"
-    with pytest.raises(InputError, match=r"v\.vcf:8: malformed VCF record"):
+    with pytest.raises(InputError, match=r"v\.vcf:8: 4 tab-separated columns: expected the 8\+ VCF"):
         read_vcf(vcf(tmp_path, body))
+    for pos in ("abc", "-5", "0", "1.5"):
+        body = f"chr1\t10\trs1\tA\tG\t.\t.\tSOURCE=dbSNP\nchr1\t{pos}\trs2\tA\tG\t.\t.\tSOURCE=dbSNP\n"
+        with pytest.raises(InputError, match=rf"v\.vcf:8: POS '{pos}': expected a 1-based position"):
+            read_vcf(vcf(tmp_path, body))
+
+
+def test_vcf_position_past_the_header_contig_length(tmp_path):
+    body = "chr1\t1001\trs1\tA\tG\t.\t.\tSOURCE=dbSNP\n"  # the header gives chr1 1000 bp
+    with pytest.raises(InputError, match=r"v\.vcf:7: POS 1001 is past the end of chr1 \(1000 bp"):
+        read_vcf(vcf(tmp_path, body))
+
+
+def test_plain_gzip_vcf_is_read(tmp_path):
+    plain = vcf(tmp_path, "chr1\t10\trs1\tA\tG\t.\t.\tSOURCE=dbSNP\n")
+    gz = tmp_path / "plain.vcf.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))  # gzip, not bgzip: htslib cannot seek it
+    assert read_vcf(gz).equals(read_vcf(plain))
 
 
 def test_vcf_bad_ref_and_unknown_chrom(tmp_path):

@@ -142,11 +142,19 @@ def test_sample_arguments_and_sheet(tmp_path):
     with pytest.raises(ValueError, match="NAME=PATH"):
         parse_sample_arg("just/a/path.fq")
     sheet = tmp_path / "s.tsv"
-    sheet.write_text("sample\tpath\tgroup\na\ta.fq\tA\nb\t/abs/b1.fq,b2.fq\tB\n")
+    absolute = tmp_path / "elsewhere" / "b1.fq"
+    absolute.parent.mkdir()
+    for f in (tmp_path / "a.fq", absolute, tmp_path / "b2.fq"):
+        f.write_text("@r\nACGT\n+\nIIII\n")
+    sheet.write_text(f"sample\tpath\tgroup\na\ta.fq\tA\nb\t{absolute},b2.fq\tB\n")
     got = read_sample_sheet(sheet)
     assert [x.name for x in got] == ["a", "b"]
     assert got[0].paths == (tmp_path / "a.fq",)
-    assert got[1].paths == (Path("/abs/b1.fq"), tmp_path / "b2.fq")
+    assert got[1].paths == (absolute, tmp_path / "b2.fq")
+    # a missing reads file is named with the sheet and its line
+    sheet.write_text("sample\tpath\na\ta.fq\nb\tb2.fq,gone.fq\n")
+    with pytest.raises(InputError, match=r"s\.tsv:3: sample 'b': reads file .*gone\.fq not found"):
+        read_sample_sheet(sheet)
     bad = tmp_path / "bad.tsv"
     bad.write_text("name\tfile\na\ta.fq\n")
     with pytest.raises(InputError, match=r"bad\.tsv:1: missing column\(s\) sample, path"):

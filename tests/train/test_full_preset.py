@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from llamadna.annotate import annotate_rows
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.modeling import LlamaDNAForAnnotation
-from llamadna.train.train import TrainConfig, train
+from llamadna.train.config import TrainConfig
+from llamadna.train.train import train
 from tests.conftest import model_workspace
 
 
@@ -66,6 +67,7 @@ def batch_loss(model: LlamaDNAForAnnotation, rows: list[dict]) -> float:
         return float(model.eval()(**b).loss)
 
 
+@pytest.mark.slow
 def test_full_preset_reads_frozen_weights_from_their_directories(ws):
     out = run(ws, "plain")
     saved = load_file(out / "model.safetensors")
@@ -89,9 +91,10 @@ def test_full_preset_reads_frozen_weights_from_their_directories(ws):
     lora_b = [v for k, v in saved.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # trained (LoRA B starts at zero)
     preds = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
-    assert len(preds) == 4 and all(p["dataset"] in m.config.class_labels for p in preds)
+    assert len(preds) == 4 and all(p["source"] in m.config.class_labels for p in preds)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, layer, dtype", [("8bit", "Linear8bitLt", torch.int8),
                                                 ("4bit", "Linear4bit", torch.uint8)])
 def test_quantized_llm_trains_and_reloads_quantized(ws, mode, layer, dtype):
@@ -119,7 +122,7 @@ def test_quantized_llm_trains_and_reloads_quantized(ws, mode, layer, dtype):
     q_loss, p_loss = batch_loss(m, rows), batch_loss(plain, rows)
     assert q_loss != p_loss and abs(q_loss - p_loss) < 0.01 * p_loss, (q_loss, p_loss)
     preds = annotate_rows(m, rows, max_new_tokens=6)
-    assert len(preds) == 4 and all(p["dataset"] in m.config.class_labels for p in preds)
+    assert len(preds) == 4 and all(p["source"] in m.config.class_labels for p in preds)
 
 
 def test_quantization_options_are_checked():
@@ -134,6 +137,7 @@ def test_quantization_options_are_checked():
         LlamaDNAConfig(llm_path="x", llm_quantization="3bit")
 
 
+@pytest.mark.slow
 def test_fsdp_with_bf16_weights_and_gradient_checkpointing_matches_ddp(ws):
     """The full-scale setting on two CPU processes: frozen weights loaded in bf16 beside fp32
     LoRA/projector/head in the same FSDP units (all-gathered in bf16), gradient checkpointing on.

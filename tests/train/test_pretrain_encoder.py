@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from llamadna.cli import app
 from llamadna.constants import IGNORE_INDEX
-from llamadna.model.tokenizers import reference_windows, train_dna_tokenizer
+from llamadna.data.windows import reference_windows
+from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.train.pretrain_encoder import (
     PretrainConfig,
     mask_tokens,

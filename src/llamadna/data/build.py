@@ -14,10 +14,8 @@ Every record that does not become a row is counted in the summary by reason.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,19 +37,18 @@ from llamadna.data.genes import gene_phenotype_table, phenotype_expr, resolve_ge
 from llamadna.data.paths import AssemblySet, discover_sets, shared_table
 from llamadna.data.splits import add_splits
 from llamadna.data.template import annotation_expr
-from llamadna.errors import InputError
-from llamadna.io.annotation import read_genes
-from llamadna.io.atomic import atomic_write
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.fasta import Reference, read_reference, ref_allele_matches
+from llamadna.io.genes import read_genes
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
 from llamadna.io.variants import read_variants
+from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
 # Extra column beyond the issue's list: the variant's own 1-based position (start/end are the
 # window's), which later stages (divergence, reference lookup) need.
 EXTRA_COLUMNS = ["variant_pos"]
-Step = Callable[[str, int, int], None]  # (description, done, total) progress callback
 
 
 @dataclass
@@ -66,11 +63,11 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
+            raise ConfigError(f"window must be >= 1, got {self.window}")
         if self.edge not in ("shift", "drop"):
-            raise ValueError(f"edge must be 'shift' or 'drop', got {self.edge!r}")
+            raise ConfigError(f"edge must be 'shift' or 'drop', got {self.edge!r}")
         if not 0 <= self.max_n_fraction <= 1:
-            raise ValueError("max_n_fraction must be in [0, 1]")
+            raise ConfigError("max_n_fraction must be in [0, 1]")
         self.sources = tuple(self.sources)
         self.capped_sources = tuple(self.capped_sources)
 
@@ -85,9 +82,6 @@ class Tally:
         if n:
             self.dropped[build][reason] += int(n)
 
-
-def _no_progress(desc: str, done: int, total: int) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------- genes
@@ -224,18 +218,18 @@ def build_set(
     opts: BuildOptions,
     tally: Tally,
     stats: dict,
-    step: Step = _no_progress,
+    progress: Progress = no_progress,
 ) -> pl.DataFrame:
     """Rows of one assembly set (without splits)."""
     b = aset.build
-    step(f"{b}: reading reference {aset.fasta.name}", 0, 5)
+    progress(f"{b}: reading reference {aset.fasta.name}", 0, 5)
     ref = read_reference(aset.fasta)
     stats["iupac_to_n"] = stats.get("iupac_to_n", 0) + ref.iupac_to_n
     stats.setdefault("reference_bp", {})[b] = ref.total_length
-    step(f"{b}: reading annotation", 1, 5)
+    progress(f"{b}: reading annotation", 1, 5)
     genes = resolve_genes(load_genes(aset), info)
     _check_genes_fit(genes, ref, aset)
-    step(f"{b}: reading variants {aset.variants.name}", 2, 5)
+    progress(f"{b}: reading variants {aset.variants.name}", 2, 5)
     var = read_variants(aset.variants).with_row_index("row")
     stats.setdefault("variants_read", {})[b] = var.height
 
@@ -294,7 +288,7 @@ def build_set(
     var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
 
     # inside an annotated gene
-    step(f"{b}: assigning genes", 3, 5)
+    progress(f"{b}: assigning genes", 3, 5)
     var = var.with_columns(pl.Series("contig", contig), pl.Series("pos0", pos0),
                            pl.Series("ref_len", ref_len))
     n_before = var.height
@@ -326,7 +320,7 @@ def build_set(
     var = var.filter(~too_many_n)
 
     # cap per (gene, source)
-    step(f"{b}: capping and annotating", 4, 5)
+    progress(f"{b}: capping and annotating", 4, 5)
     var = cap_per_gene_source(var, opts, b, tally, stats)
 
     out = add_gene_phenotypes(var, gene_pheno)
@@ -345,7 +339,7 @@ def build_set(
         pl.col("pos").alias("variant_pos"),
         *[pl.lit(None, pl.Float64).alias(c) for c in SPLASH_COLUMNS],
     ).with_columns(annotation_expr())
-    step(f"{b}: done", 5, 5)
+    progress(f"{b}: done", 5, 5)
     return out.select([c for c in DATASET_COLUMNS if c not in SPLIT_COLUMNS] + EXTRA_COLUMNS)
 
 
@@ -383,19 +377,19 @@ def build_dataset(
     data_dir: str | Path,
     opts: BuildOptions | None = None,
     sets: list[AssemblySet] | None = None,
-    step: Step = _no_progress,
+    progress: Progress = no_progress,
     splash_anchors: str | Path | list[str | Path] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Build the dataset from a bundle directory. Returns (table, summary).
 
     splash_anchors : optional `llamadna splash` anchors table(s), `ANCHORS.tsv` for all rows or
-        `BUILD=ANCHORS.tsv` per build; fill the SPLASH_* columns (llamadna.splash.annotate),
+        `BUILD=ANCHORS.tsv` per build; fill the SPLASH_* columns (llamadna.splash.scores),
         else they stay null.
     """
     opts = opts or BuildOptions()
     anchors = None
     if splash_anchors is not None:
-        from llamadna.splash.annotate import read_anchor_tables
+        from llamadna.splash.scores import read_anchor_tables
 
         anchors = read_anchor_tables(splash_anchors)  # a bad anchors file fails before the build
     data_dir = Path(data_dir)
@@ -405,7 +399,7 @@ def build_dataset(
         read_gene_phenotypes(shared_table(data_dir, "gene_phenotypes.tsv.gz"))
     )
     tally, stats = Tally(), {}
-    frames = [build_set(s, info, gene_pheno, opts, tally, stats, step) for s in sets]
+    frames = [build_set(s, info, gene_pheno, opts, tally, stats, progress) for s in sets]
     df = pl.concat(frames)
     if df.height == 0:
         raise InputError(data_dir, "no dataset rows: no selected variant lies in an annotated gene "
@@ -413,7 +407,7 @@ def build_dataset(
     df, notes = add_splits(df, opts.seed)
     df = df.select(DATASET_COLUMNS + EXTRA_COLUMNS)
     if anchors is not None:
-        from llamadna.splash.annotate import apply_splash
+        from llamadna.splash.scores import apply_splash
 
         df, splash_summary = apply_splash(df, anchors)
         stats.update(splash_summary)
@@ -457,12 +451,3 @@ def make_summary(df, opts, sets, tally, stats, notes) -> dict:
         "split_notes": notes,
         **{k: (dict(v) if isinstance(v, Counter) else v) for k, v in stats.items()},
     }
-
-
-def write_dataset(df: pl.DataFrame, summary: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write OUT/dataset.parquet and OUT/summary.json atomically."""
-    out = Path(out_dir)
-    pq, js = out / "dataset.parquet", out / "summary.json"
-    atomic_write(pq, lambda p: df.write_parquet(p, compression="zstd", statistics=True))
-    atomic_write(js, lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
-    return pq, js

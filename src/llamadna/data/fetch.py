@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 from urllib.error import HTTPError, URLError
 from urllib.parse import urljoin, urlsplit
 from urllib.request import Request, urlopen
@@ -59,11 +59,13 @@ DEFAULT_CHROMOSOMES = ("chr21", "chr22", "chrM")
 DOWNLOAD_DIR = ".download"
 CHUNK = 1 << 20  # bytes per read while downloading and copying
 
-GENE_INFO_COLUMNS = [
+# Columns of the files fetch writes: the bundle's full schemas, a superset of the columns the
+# readers require (llamadna.io.tables.GENE_INFO_REQUIRED_COLUMNS, PHENOTYPE_REQUIRED_COLUMNS).
+GENE_INFO_WRITTEN_COLUMNS = [
     "entrez_id", "symbol", "description", "gene_type", "chromosome", "map_location",
     "ensembl_ids", "omim_ids", "aliases", "hg38_location",
 ]
-PHENOTYPE_COLUMNS = ["gene_symbol", "phenotype", "source", "id", "related_id", "detail"]
+PHENOTYPE_WRITTEN_COLUMNS = ["gene_symbol", "phenotype", "source", "id", "related_id", "detail"]
 _PRIMARY = re.compile(r"^chr([1-9]|1\d|2[0-2]|X|Y|M)$")
 _NO_VALUE = {"", "-"}  # NCBI's "none" marker
 
@@ -254,6 +256,90 @@ def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
     return int(m[1]), (int(m[2]) if m[2] != "*" else None)
 
 
+def _open_for_attempt(url: str, part: Path, offset: int, attempt: int, retries: int,
+                      timeout: float) -> http.client.HTTPResponse | None:
+    """Open `url` from byte `offset`; None when this attempt failed and should be retried
+    (a stale `.part` is removed first). Raises FetchError when no retry is left or useful."""
+    try:
+        return urlopen(_request(url, offset), timeout=timeout)
+    except HTTPError as exc:
+        if exc.code == 416 and offset:  # the .part is as long as the file or longer: stale
+            exc.close()
+            log.warning("%s: server refused to resume at byte %d; restarting", url, offset)
+            part.unlink()
+            return None
+        if exc.code >= 500 and attempt < retries:  # server trouble, often transient
+            exc.close()
+            log.warning("%s: HTTP %d %s; retrying", url, exc.code, exc.reason)
+            return None
+        raise _http_error(url, exc) from None
+    except (URLError, OSError, http.client.HTTPException) as exc:
+        if attempt < retries:
+            log.warning("%s: %s; retrying", url, getattr(exc, "reason", exc))
+            return None
+        raise FetchError(url, f"could not download: {getattr(exc, 'reason', exc)}") from None
+
+
+def _transfer_plan(resp: http.client.HTTPResponse, url: str, part: Path,
+                   offset: int) -> tuple[int, str, int | None] | None:
+    """(start byte, file mode, total bytes or None) for the response: append when the server
+    honoured the Range request, else start over. None (and the `.part` removed) when the
+    Content-Range does not match the `.part`."""
+    length = resp.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    if offset and resp.status == 206:
+        cr = _content_range_start(resp.headers.get("Content-Range"))
+        if cr is None or cr[0] != offset:
+            log.warning("%s: bad Content-Range %r; restarting", url, resp.headers.get("Content-Range"))
+            part.unlink()
+            return None
+        total = cr[1] if cr[1] is not None else (offset + length if length is not None else None)
+        log.info("resuming %s at byte %d", part.name.removesuffix(".part"), offset)
+        return offset, "ab", total
+    if offset:
+        log.warning("%s: server ignored the Range request; downloading from the start", url)
+    return 0, "wb", length
+
+
+def _download_attempt(url: str, part: Path, desc: str, step: Step, attempt: int, retries: int,
+                      timeout: float) -> bool:
+    """One try at completing `part` (resuming what is there); True when it holds the whole file."""
+    offset = part.stat().st_size if part.exists() else 0
+    resp = _open_for_attempt(url, part, offset, attempt, retries, timeout)
+    if resp is None:
+        return False
+    with resp:
+        plan = _transfer_plan(resp, url, part, offset)
+        if plan is None:
+            return False
+        done, mode, total = plan
+        step(desc, done, total)
+        try:
+            with open(part, mode) as fh:
+                while buf := resp.read(CHUNK):
+                    fh.write(buf)
+                    done += len(buf)
+                    step(desc, done, total)
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            log.warning("%s: interrupted after %d bytes (%s); resuming", url, done, exc)
+            return False
+    if total is not None and done < total:
+        log.warning("%s: interrupted after %d of %d bytes; resuming", url, done, total)
+        return False
+    return True
+
+
+def _check_md5(url: str, part: Path, dest: Path, expected_md5: str) -> None:
+    """Remove `part` and raise FetchError when its md5 is not `expected_md5`."""
+    actual = file_md5(part)
+    if actual != expected_md5:
+        part.unlink()
+        raise FetchError(
+            url, f"md5 checksum mismatch for {dest.name}: expected {expected_md5}, got "
+            f"{actual}; the file was removed, run again to download it again",
+        )
+
+
 def download(
     url: str,
     dest: Path,
@@ -275,70 +361,13 @@ def download(
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(retry_wait * attempt)
-        offset = part.stat().st_size if part.exists() else 0
-        try:
-            resp = urlopen(_request(url, offset), timeout=timeout)
-        except HTTPError as exc:
-            if exc.code == 416 and offset:  # the .part is as long as the file or longer: stale
-                exc.close()
-                log.warning("%s: server refused to resume at byte %d; restarting", url, offset)
-                part.unlink()
-                continue
-            if exc.code >= 500 and attempt < retries:  # server trouble, often transient
-                exc.close()
-                log.warning("%s: HTTP %d %s; retrying", url, exc.code, exc.reason)
-                continue
-            raise _http_error(url, exc) from None
-        except (URLError, OSError, http.client.HTTPException) as exc:
-            if attempt < retries:
-                log.warning("%s: %s; retrying", url, getattr(exc, "reason", exc))
-                continue
-            raise FetchError(url, f"could not download: {getattr(exc, 'reason', exc)}") from None
-        with resp:
-            length = resp.headers.get("Content-Length")
-            length = int(length) if length and length.isdigit() else None
-            if offset and resp.status == 206:
-                cr = _content_range_start(resp.headers.get("Content-Range"))
-                if cr is None or cr[0] != offset:
-                    log.warning("%s: bad Content-Range %r; restarting",
-                                url, resp.headers.get("Content-Range"))
-                    part.unlink()
-                    continue
-                total = cr[1] if cr[1] is not None else (
-                    offset + length if length is not None else None)
-                mode = "ab"
-                log.info("resuming %s at byte %d", dest.name, offset)
-            else:
-                if offset:
-                    log.warning("%s: server ignored the Range request; downloading from the "
-                                "start", url)
-                offset, mode, total = 0, "wb", length
-            done = offset
-            step(desc, done, total)
-            try:
-                with open(part, mode) as fh:
-                    while buf := resp.read(CHUNK):
-                        fh.write(buf)
-                        done += len(buf)
-                        step(desc, done, total)
-            except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-                log.warning("%s: interrupted after %d bytes (%s); resuming", url, done, exc)
-                continue
-        if total is not None and done < total:
-            log.warning("%s: interrupted after %d of %d bytes; resuming", url, done, total)
-            continue
-        break
+        if _download_attempt(url, part, desc, step, attempt, retries, timeout):
+            break
     else:
         raise FetchError(url, f"download interrupted {retries + 1} times; run again to resume "
                          f"from {part}")
     if expected_md5 is not None:
-        actual = file_md5(part)
-        if actual != expected_md5:
-            part.unlink()
-            raise FetchError(
-                url, f"md5 checksum mismatch for {dest.name}: expected {expected_md5}, got "
-                f"{actual}; the file was removed, run again to download it again",
-            )
+        _check_md5(url, part, dest, expected_md5)
     os.replace(part, dest)
     return dest
 
@@ -575,7 +604,7 @@ def write_gene_info(raw: Path, out: Path, step: Step = _no_progress) -> int:
                 ",".join(sorted({v["Symbol"], *syn} - {""})), "",
             ]
 
-    _write_tsv_gz(out, GENE_INFO_COLUMNS, rows())
+    _write_tsv_gz(out, GENE_INFO_WRITTEN_COLUMNS, rows())
     return count[0]
 
 
@@ -627,7 +656,7 @@ def hpo_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
 def write_phenotypes(rows: Iterable[tuple], out: Path) -> dict[str, int]:
     """Distinct rows with a gene symbol and a phenotype; returns rows per source."""
     kept = dict.fromkeys(r for r in rows if _clean(r[0]) and _clean(r[1]))
-    _write_tsv_gz(out, PHENOTYPE_COLUMNS, kept)
+    _write_tsv_gz(out, PHENOTYPE_WRITTEN_COLUMNS, kept)
     return dict(Counter(r[2] for r in kept))
 
 
@@ -664,6 +693,80 @@ def _vcf_offset(vf: pysam.VariantFile, size: int) -> int:
         return 0
 
 
+def _write_vcf_header(fo: TextIO, chroms: tuple[str, ...], lengths: dict[str, int], source: str) -> None:
+    fo.write("##fileformat=VCFv4.2\n")
+    fo.write(f"##source=llamadna fetch-data from {source}\n")
+    fo.write("##reference=GRCh38\n")
+    for c in chroms:
+        fo.write(f"##contig=<ID={c},length={lengths[c]},assembly=GRCh38>\n")
+    fo.write("\n".join(_INFO_HEADER) + "\n")
+    fo.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+
+
+def _bundle_chrom(name: str, chroms: tuple[str, ...], cache: dict[str, str | None]) -> str | None:
+    """The UCSC name of VCF contig `name` when it is one of `chroms`, else None (memoised)."""
+    if name not in cache:
+        try:
+            c: str | None = normalise_chrom(name)
+        except UnknownChromosomeError:
+            c = None
+        cache[name] = c if c in chroms else None
+    return cache[name]
+
+
+def _variant_info(r_info: pysam.VariantRecordInfo, has: dict[str, bool]) -> list[tuple[str, str]]:
+    """The bundle INFO fields of one ClinVar record (`has`: which ClinVar keys the header declares)."""
+    fields = [("SOURCE", "ClinVar")]
+    for key, src in (("CLNSIG", "CLNSIG"), ("PHENO", "CLNDN")):
+        val = _info_text(r_info.get(src)) if has[src] else None
+        if val:
+            fields.append((key, val))
+    if has["GENEINFO"]:
+        gi = _info_text(r_info.get("GENEINFO"))
+        genes = [g.split(":")[0] for g in gi.split("|")] if gi else []
+        if genes:
+            fields.append(("GENE", "|".join(dict.fromkeys(genes))))
+    return fields
+
+
+def _convert_records(vf: pysam.VariantFile, fo: TextIO, chroms: tuple[str, ...], size: int, desc: str,
+                     step: Step) -> tuple[Counter, Counter]:
+    """Write the kept records of `vf` as bundle VCF lines; returns (kept per chromosome,
+    skipped per reason)."""
+    counts: Counter = Counter()
+    skipped: Counter = Counter()
+    names: dict[str, str | None] = {}
+    has = {k: k in vf.header.info for k in ("CLNSIG", "CLNDN", "GENEINFO")}
+    for i, rec in enumerate(vf):
+        if i % 20000 == 0:
+            step(desc, _vcf_offset(vf, size), size)
+        c = _bundle_chrom(rec.chrom, chroms, names)
+        if c is None:
+            continue
+        ref = rec.ref or ""
+        if not ref or any(b not in "ACGTNacgtn" for b in ref):
+            skipped["ref_not_ACGTN"] += 1
+            continue
+        fields = _variant_info(rec.info, has)
+        alts = ",".join(rec.alts) if rec.alts else "."
+        fo.write(f"{c}\t{rec.pos}\t{rec.id or '.'}\t{ref}\t{alts}\t.\t.\t"
+                 + ";".join(f"{k}={v}" for k, v in fields) + "\n")
+        counts[c] += 1
+    return counts, skipped
+
+
+def _bgzip_index_to(plain: Path, raw: Path, out: Path) -> None:
+    """bgzip + tabix-index `plain`, then move the result to `out` and `out.tbi` atomically."""
+    try:
+        gz = Path(pysam.tabix_index(str(plain), preset="vcf", force=True))
+    except (OSError, ValueError) as exc:
+        raise FetchError(raw, f"could not bgzip/index the converted VCF ({exc}); is the "
+                         "input sorted by position?") from None
+    atomic_write(out, lambda p: os.replace(gz, p))
+    atomic_write(out.with_name(out.name + ".tbi"),
+                 lambda p: os.replace(gz.with_name(gz.name + ".tbi"), p))
+
+
 def write_variants(raw: Path, chroms: tuple[str, ...], lengths: dict[str, int], out: Path,
                    source_url: str = "", step: Step = _no_progress) -> dict[str, int]:
     """ClinVar VCF -> bundle VCF (UCSC names, `##contig` lengths, INFO SOURCE/CLNSIG/PHENO/
@@ -673,9 +776,6 @@ def write_variants(raw: Path, chroms: tuple[str, ...], lengths: dict[str, int], 
     records whose REF is not A/C/G/T/N (the bundle's readers reject them).
     """
     size, desc = raw.stat().st_size, f"convert {raw.name}"
-    counts: Counter = Counter()
-    skipped: Counter = Counter()
-    names: dict[str, str | None] = {}
     pysam.set_verbosity(0)  # ClinVar declares no ##contig lines; htslib would warn per contig
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmpdir:
         plain = Path(tmpdir) / "variants.vcf"
@@ -684,61 +784,16 @@ def write_variants(raw: Path, chroms: tuple[str, ...], lengths: dict[str, int], 
         except (OSError, ValueError) as exc:
             raise FetchError(raw, f"could not open VCF: {exc}") from None
         try:
-            info = vf.header.info
-            keys = {k: k in info for k in ("CLNSIG", "CLNDN", "GENEINFO")}
             with open(plain, "w") as fo:
-                fo.write("##fileformat=VCFv4.2\n")
-                fo.write(f"##source=llamadna fetch-data from {source_url or raw.name}\n")
-                fo.write("##reference=GRCh38\n")
-                for c in chroms:
-                    fo.write(f"##contig=<ID={c},length={lengths[c]},assembly=GRCh38>\n")
-                fo.write("\n".join(_INFO_HEADER) + "\n")
-                fo.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-                for i, rec in enumerate(vf):
-                    if i % 20000 == 0:
-                        step(desc, _vcf_offset(vf, size), size)
-                    c = names.get(rec.chrom, "")
-                    if c == "":
-                        try:
-                            c = normalise_chrom(rec.chrom)
-                        except UnknownChromosomeError:
-                            c = None
-                        names[rec.chrom] = c = c if c in chroms else None
-                    if c is None:
-                        continue
-                    ref = rec.ref or ""
-                    if not ref or any(b not in "ACGTNacgtn" for b in ref):
-                        skipped["ref_not_ACGTN"] += 1
-                        continue
-                    fields = [("SOURCE", "ClinVar")]
-                    r_info = rec.info
-                    for key, src in (("CLNSIG", "CLNSIG"), ("PHENO", "CLNDN")):
-                        val = _info_text(r_info.get(src)) if keys[src] else None
-                        if val:
-                            fields.append((key, val))
-                    if keys["GENEINFO"]:
-                        gi = _info_text(r_info.get("GENEINFO"))
-                        genes = [g.split(":")[0] for g in gi.split("|")] if gi else []
-                        if genes:
-                            fields.append(("GENE", "|".join(dict.fromkeys(genes))))
-                    alts = ",".join(rec.alts) if rec.alts else "."
-                    fo.write(f"{c}\t{rec.pos}\t{rec.id or '.'}\t{ref}\t{alts}\t.\t.\t"
-                             + ";".join(f"{k}={v}" for k, v in fields) + "\n")
-                    counts[c] += 1
+                _write_vcf_header(fo, chroms, lengths, source_url or raw.name)
+                counts, skipped = _convert_records(vf, fo, chroms, size, desc, step)
         except (OSError, ValueError) as exc:
             raise FetchError(raw, f"could not read VCF: {exc}") from None
         finally:
             vf.close()
         if skipped:
             log.info("%s: skipped %s", raw.name, dict(skipped))
-        try:
-            gz = Path(pysam.tabix_index(str(plain), preset="vcf", force=True))
-        except (OSError, ValueError) as exc:
-            raise FetchError(raw, f"could not bgzip/index the converted VCF ({exc}); is the "
-                             "input sorted by position?") from None
-        atomic_write(out, lambda p: os.replace(gz, p))
-        atomic_write(out.with_name(out.name + ".tbi"),
-                     lambda p: os.replace(gz.with_name(gz.name + ".tbi"), p))
+        _bgzip_index_to(plain, raw, out)
     step(desc, size, size)
     return {c: counts.get(c, 0) for c in chroms}
 

@@ -52,8 +52,8 @@ def discover_sets(data_dir: str | Path) -> list[AssemblySet]:
 
     Per build tag t ("" for GRCh38, ".grch37" for GRCh37): `regions{t}.fa[.gz]`,
     `annotation{t}.gtf.gz` and/or `annotation{t}.features.tsv.gz`, `variants{t}.vcf.gz`
-    (or `variants{t}.tsv.gz`). A build whose reference is absent is skipped; one whose
-    reference is present but annotation or variants are missing is an error.
+    (or `variants{t}.tsv.gz`). A build with none of its files is skipped; one with some but not
+    all of them is an error naming what is missing.
     """
     d = Path(data_dir)
     if not d.is_dir():
@@ -61,8 +61,6 @@ def discover_sets(data_dir: str | Path) -> list[AssemblySet]:
     sets = []
     for build, t in BUILD_FILE_TAGS.items():
         fasta = _first(d, [f"regions{t}.fa", f"regions{t}.fa.gz", f"regions{t}.fasta"])
-        if fasta is None:
-            continue
         ann = [
             p for p in (
                 _first(d, [f"annotation{t}.gtf.gz", f"annotation{t}.gtf"]),
@@ -70,11 +68,16 @@ def discover_sets(data_dir: str | Path) -> list[AssemblySet]:
             ) if p is not None
         ]
         var = _first(d, [f"variants{t}.vcf.gz", f"variants{t}.vcf", f"variants{t}.tsv.gz"])
+        if fasta is None:
+            if ann or var is not None:  # a build's files without its reference: never skip quietly
+                found = ", ".join(p.name for p in [*ann, var] if p is not None)
+                raise DataDirError(f"{d}: found {found} ({build}) but not its reference "
+                                   f"regions{t}.fa (or regions{t}.fa.gz)")
+            continue
         if not ann or var is None:
-            raise DataDirError(
-                f"{d}: found {fasta.name} ({build}) but not its "
-                + ("annotation (annotation{t}.gtf.gz)" if not ann else f"variants{t}.vcf.gz")
-            )
+            missing = (f"annotation (annotation{t}.gtf.gz or annotation{t}.features.tsv.gz)"
+                       if not ann else f"variants (variants{t}.vcf.gz)")
+            raise DataDirError(f"{d}: found {fasta.name} ({build}) but not its {missing}")
         sets.append(AssemblySet(build=build, fasta=fasta, annotations=ann, variants=var))
     if not sets:
         raise DataDirError(
@@ -88,4 +91,16 @@ def shared_table(data_dir: str | Path, name: str) -> Path:
     p = Path(data_dir) / name
     if not p.exists():
         raise DataDirError(f"{p} not found (expected the bundle's {name})")
+    return p
+
+
+def dataset_parquet(path: str | Path) -> Path:
+    """The dataset table: `path` itself, or `path/dataset.parquet` for a build-dataset directory;
+    an error naming the path when it is missing."""
+    from llamadna.errors import InputError
+
+    p = Path(path)
+    p = p / "dataset.parquet" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
     return p

@@ -42,7 +42,6 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,12 +51,13 @@ import polars as pl
 
 from llamadna.constants import BUILDS
 from llamadna.data.paths import AssemblySet, discover_sets
-from llamadna.errors import InputError
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
 from llamadna.io.fasta import Reference, read_reference, ref_allele_matches
 from llamadna.io.tables import read_tsv
 from llamadna.io.variants import TSV_COLUMNS, read_variants
+from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,7 @@ _COMP = np.arange(256, dtype=np.uint8)
 for _a, _b in zip(b"ACGTN", b"TGCAN"):
     _COMP[_a] = _b
 
-Step = Callable[[str, int, int], None]
 
-
-def _no_progress(desc: str, done: int, total: int) -> None:
-    pass
 
 
 @dataclass
@@ -103,20 +99,20 @@ class SimulateOptions:
 
     def __post_init__(self) -> None:
         if self.n_samples < 2:
-            raise ValueError(f"n_samples must be >= 2 (groups A and B), got {self.n_samples}")
+            raise ConfigError(f"n_samples must be >= 2 (groups A and B), got {self.n_samples}")
         if self.depth <= 0:
-            raise ValueError(f"depth must be > 0, got {self.depth}")
+            raise ConfigError(f"depth must be > 0, got {self.depth}")
         if self.read_len < 1:
-            raise ValueError(f"read_len must be >= 1, got {self.read_len}")
+            raise ConfigError(f"read_len must be >= 1, got {self.read_len}")
         if not 0 <= self.error_rate < 0.75:
-            raise ValueError(f"error_rate must be in [0, 0.75), got {self.error_rate}")
+            raise ConfigError(f"error_rate must be in [0, 0.75), got {self.error_rate}")
         if not 0 <= self.default_af <= 1:
-            raise ValueError(f"default_af must be in [0, 1], got {self.default_af}")
+            raise ConfigError(f"default_af must be in [0, 1], got {self.default_af}")
         self.germline_sources = tuple(self.germline_sources)
         self.event_sources = tuple(self.event_sources)
         both = set(self.germline_sources) & set(self.event_sources)
         if both:
-            raise ValueError(f"sources {sorted(both)} are both germline and event sources")
+            raise ConfigError(f"sources {sorted(both)} are both germline and event sources")
 
     @property
     def samples(self) -> list[str]:
@@ -474,7 +470,7 @@ def _rng(seed: int, build: str, *key: int) -> np.random.Generator:
 
 def simulate_samples(
     data_dir: str | Path, out_dir: str | Path, opts: SimulateOptions | None = None,
-    sets: list[AssemblySet] | None = None, step: Step = _no_progress,
+    sets: list[AssemblySet] | None = None, progress: Progress = no_progress,
 ) -> dict:
     """Simulate FASTQ samples for every build of a bundle into OUT/<build>/. -> summary dict.
 
@@ -489,10 +485,10 @@ def simulate_samples(
     jobs = []
     for aset in sets:
         b = aset.build
-        step(f"{b}: reading reference and variants", 0, 2)
+        progress(f"{b}: reading reference and variants", 0, 2)
         ref = read_reference(aset.fasta)
         sv = prepare_variants(aset, ref, opts, _rng(opts.seed, b, 0))
-        step(f"{b}: drawing genotypes", 1, 2)
+        progress(f"{b}: drawing genotypes", 1, 2)
         carry, dropped = draw_genotypes(sv, opts, _rng(opts.seed, b, 1))
         truth = truth_table(sv, carry, opts)
         bdir = out / b
@@ -521,7 +517,7 @@ def simulate_samples(
             },
             "samples": {},
         }
-        step(f"{b}: variants placed", 2, 2)
+        progress(f"{b}: variants placed", 2, 2)
         for si, s in enumerate(opts.samples):
             jobs.append((b, si, s, ref, sv, carry, bdir / f"SIMULATED_{s}.fastq.gz"))
 
@@ -539,7 +535,7 @@ def simulate_samples(
                 "depth": st["bases"] / max(1, summary["builds"][b]["reference_bp"]),
             }
             done += 1
-            step("writing FASTQ", done, len(jobs))
+            progress("writing FASTQ", done, len(jobs))
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     atomic_write(out / "README.txt", lambda p: p.write_text(_readme(opts, None, None)))
     atomic_write(out / "simulation.json",

@@ -83,3 +83,12 @@ def add_splits(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, dict]:
             s: sorted(set(chroms[cs == s].tolist())) for s in ("val", "test")
         }
     return out, notes
+
+
+def subsample(rows: list, n: int | None, seed: int) -> list:
+    """`n` rows drawn without replacement (seeded), kept in their original order; all of them
+    when n is None or there are no more than n (quick runs of training and evaluation)."""
+    if n is None or len(rows) <= n:
+        return rows
+    idx = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
+    return [rows[i] for i in idx]

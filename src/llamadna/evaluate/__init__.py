@@ -1,6 +1,7 @@
 """Evaluation of generated annotations.
 
-`parse.parse_annotation` turns a generated sentence back into its fields (chrom, gene,
-description, transcript_type, phenotype, dataset), so that predictions can be scored field by
-field against the dataset's columns.
+`predict` keeps every system's predictions beside the truth; `metrics` scores them (field by
+field through `data.template.parse_annotation`, which reads a generated sentence back into its
+fields); `baselines` and `divergence` supply the alternatives and the mutated inputs; `run`
+puts them together for `llamadna evaluate`; `report` renders the result.
 """

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PRESET = "map-ont"
 # Fields of a lookup result, in order (those of a prediction, plus how the query mapped).
 LOOKUP_FIELDS = (
-    "annotation", "chrom", "gene", "description", "transcript_type", "phenotype", "dataset",
+    "annotation", "chrom", "gene", "description", "transcript_type", "phenotype", "source",
     "mapped", "mapq", "position",
 )
 # CIGAR operation codes (minimap2 / BAM): which consume the query and the reference.
@@ -258,8 +258,8 @@ class ReferenceLookup:
         """The annotation at the position `sequence` maps to on `build` (LOOKUP_FIELDS).
 
         Unmapped -> `unmapped_result()`. Mapped outside every annotated gene -> chrom,
-        position, mapq and dataset set, the gene fields None and annotation "" (the sentence
-        needs a gene). `dataset` is None where the chromosome has no selected variant (the
+        position, mapq and source set, the gene fields None and annotation "" (the sentence
+        needs a gene). `source` is None where the chromosome has no selected variant (the
         sentence then says "not specified").
         """
         return self.lookup_many([sequence], build)[0]
@@ -289,26 +289,26 @@ class ReferenceLookup:
             {"row": rows, "chrom": chroms, "pos": positions, "mapq": mapqs},
             schema={"row": pl.Int64, "chrom": pl.Utf8, "pos": pl.Int64, "mapq": pl.Int64},
         )
-        dataset = np.empty(hits.height, dtype=object)
+        source = np.empty(hits.height, dtype=object)
         chrom_arr = hits["chrom"].to_numpy()
         pos_arr = hits["pos"].to_numpy()
         for chrom in np.unique(chrom_arr):
             sel = np.flatnonzero(chrom_arr == chrom)
-            dataset[sel] = idx.variants.nearest(str(chrom), pos_arr[sel])
-        hits = hits.with_columns(pl.Series("dataset", dataset.tolist(), dtype=pl.Utf8))
+            source[sel] = idx.variants.nearest(str(chrom), pos_arr[sel])
+        hits = hits.with_columns(pl.Series("source", source.tolist(), dtype=pl.Utf8))
         assigned = assign_genes(hits, idx.genes)
         gene_of = dict(zip(assigned["row"].to_list(), assigned["gene_name"].to_list()))
         for h in hits.iter_rows(named=True):
             res = out[h["row"]]
             res.update(mapped=True, chrom=h["chrom"], position=h["pos"], mapq=h["mapq"],
-                       dataset=h["dataset"])
+                       source=h["source"])
             if h["row"] not in gene_of:
                 continue
             res.update(idx.fields[(h["chrom"], gene_of[h["row"]])])
             res["annotation"] = annotation_sentence(
                 chrom=res["chrom"], gene_name=res["gene"], gene_description=res["description"],
                 transcript_type=res["transcript_type"], phenotype=res["phenotype"],
-                Dataset=res["dataset"] if res["dataset"] is not None else NOT_SPECIFIED,
+                Dataset=res["source"] if res["source"] is not None else NOT_SPECIFIED,
             )
         return out
 

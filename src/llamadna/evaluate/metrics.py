@@ -15,7 +15,7 @@ Definitions (fixed; `compute_metrics` returns all of them):
 - ``meteor``: mean over pairs of nltk's ``meteor_score([ref_tokens], hyp_tokens)`` (defaults:
   alpha 0.9, beta 3, gamma 0.5, lower-cased, Porter stems, WordNet synonyms), tokens from nltk's
   ``TreebankWordTokenizer``, WordNet 3.0 read offline (`llamadna.evaluate.wordnet`).
-- ``field_accuracy``: per field (chrom, gene, description, transcript_type, phenotype, dataset),
+- ``field_accuracy``: per field (chrom, gene, description, transcript_type, phenotype, source),
   the fraction of pairs whose prediction gives exactly the reference's value, both parsed with
   `parse.parse_annotation`; a field missing from the prediction counts as wrong. Pairs whose
   reference lacks the field are left out (None when no reference has it).
@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import InputError
-from llamadna.evaluate.parse import FIELDS, parse_annotation
 from llamadna.io.atomic import atomic_write
 
 # Predictions TSV columns (`llamadna predict` writes them).
@@ -110,12 +112,26 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     return float(min(1.0, score))  # exp(log(1)) rounding can give 1.0000000000000004
 
 
+@contextmanager
+def _quiet_logger(name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Hold a third-party logger at `level` or above (its chatter stays out of the user's
+    terminal), then restore its own level."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Mean ROUGE-L F-measure (rouge-score, no stemming) over the pairs."""
     from rouge_score.rouge_scorer import RougeScorer
 
     _check_pairs(predictions, references)
-    scorer = RougeScorer(["rougeL"], use_stemmer=False)
+    with _quiet_logger("absl"):  # RougeScorer logs "Using default tokenizer." at INFO
+        scorer = RougeScorer(["rougeL"], use_stemmer=False)
     scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
     return float(sum(scores) / len(scores))
 
@@ -142,16 +158,16 @@ def meteor(predictions: Sequence[str], references: Sequence[str], wordnet=None) 
 def field_accuracy(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float | None]:
     """Per field, the fraction of pairs whose prediction parses to the reference's exact value."""
     _check_pairs(predictions, references)
-    hits = dict.fromkeys(FIELDS, 0)
-    totals = dict.fromkeys(FIELDS, 0)
+    hits = dict.fromkeys(SENTENCE_FIELDS, 0)
+    totals = dict.fromkeys(SENTENCE_FIELDS, 0)
     for p, r in zip(predictions, references):
         pf, rf = parse_annotation(p), parse_annotation(r)
-        for k in FIELDS:
+        for k in SENTENCE_FIELDS:
             if rf[k] is None:
                 continue
             totals[k] += 1
             hits[k] += pf[k] is not None and pf[k] == rf[k]
-    return {k: (hits[k] / totals[k] if totals[k] else None) for k in FIELDS}
+    return {k: (hits[k] / totals[k] if totals[k] else None) for k in SENTENCE_FIELDS}
 
 
 @functools.lru_cache(maxsize=1)

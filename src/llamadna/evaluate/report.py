@@ -32,8 +32,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from llamadna.constants import SPLIT_COLUMNS
-from llamadna.evaluate.parse import FIELDS
+from llamadna.constants import N_EXAMPLES, SPLIT_COLUMNS
+from llamadna.data.template import SENTENCE_FIELDS
 from llamadna.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,9 @@ TABLE_METRICS = {
 }
 # Metrics of the one-line summary per split: key -> label.
 SUMMARY_METRICS = {"accuracy": "accuracy", "f1_macro": "F1", "bleu": "BLEU"}
-FIELD_NAMES = tuple(FIELDS)  # chrom, gene, description, transcript_type, phenotype, dataset
+FIELD_NAMES = tuple(SENTENCE_FIELDS)  # chrom, gene, description, transcript_type, phenotype, source
 MISSING = "\u2013"  # en dash: metric not applicable / not measured
 REPORTED_LABEL = "reported, not measured"
-N_EXAMPLES = 10
 
 _DPI = 80
 # One colour per field, shared by the divergence curves and the field bars.

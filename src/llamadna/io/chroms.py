@@ -8,7 +8,6 @@ unchanged so that whole-genome files work; anything else is an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 _PRIMARY = {str(i) for i in range(1, 23)} | {"X", "Y"}
 _MITO = {"M", "MT"}
@@ -50,8 +49,3 @@ def normalise_chrom(name: str) -> str:
         f"unknown chromosome name {name!r}: expected 1-22/X/Y/M(T) with or without 'chr', "
         "or a known non-primary contig (e.g. chrUn_..., KI270728.1)"
     )
-
-
-def normalise_many(names: Iterable[str]) -> dict[str, str]:
-    """Map each distinct name to its normalised form (raises on the first unknown one)."""
-    return {n: normalise_chrom(n) for n in set(names)}

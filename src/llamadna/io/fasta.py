@@ -1,40 +1,183 @@
-"""Reference FASTA: whole chromosomes (`chr21`) or samtools-style regions (`chr21:1001-2000`).
+"""FASTA: one validated, streaming record reader, and the reference built on it.
 
-Records are parsed by pysam (`FastxFile`, plain or gzip), held as upper-case uint8 arrays and
-validated: A/C/G/T/N pass, IUPAC ambiguity codes become N (counted), anything else is an error
-naming the file and line. In memory a contig spans [start0, end0) on its chromosome (0-based).
+`iter_fasta` is the project's only FASTA parser: reference regions (`read_reference`), the
+sequences `llamadna annotate` reads and FASTA reads for SPLASH (`io.reads`) all go through it.
+It reads plain or gzip/bgzip text line by line, so memory holds one record at a time, and it
+validates as it goes:
+
+- A/C/G/T/N pass (upper-cased); IUPAC ambiguity codes (and U) become N and are counted; any
+  other character is an error naming the file, the line, the record and the position.
+- A missing or empty file, FASTQ, text before the first header, a header without an id, a
+  duplicate id, a record without sequence (unless allowed) and a truncated or corrupt gzip
+  stream are errors naming the file and line.
+
+pysam's `FastxFile` is not used here: it does not validate bases, knows no line numbers, and
+returns the partial last record of a truncated gzip file without complaint.
+
+Reference records are whole chromosomes (`chr21`) or samtools-style regions
+(`chr21:1001-2000`); in memory a contig spans [start0, end0) on its chromosome (0-based).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pysam
 
 from llamadna.errors import InputError
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
-from llamadna.io.text import is_gzip, read_bytes
+from llamadna.io.text import GZIP_MAGIC
 
 log = logging.getLogger(__name__)
 
 _REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
 
-# Byte lookup: ACGTN (any case) -> upper case; IUPAC ambiguity -> N (flagged 1 in _IUPAC);
-# everything else -> 0 (invalid).
-_LUT = np.zeros(256, dtype=np.uint8)
-_IUPAC = np.zeros(256, dtype=bool)
+# The one table of sequence characters: A/C/G/T/N (any case) -> upper case; IUPAC ambiguity
+# codes (and U, RNA's T) -> N; every other byte -> 0, which marks it invalid.
+IUPAC_CODES = "RYKMSWBDHVU"
+_TO_UPPER_N = bytearray(256)
 for _c in "ACGTN":
-    _LUT[ord(_c)] = _LUT[ord(_c.lower())] = ord(_c)
-for _c in "RYKMSWBDHVU":
-    _LUT[ord(_c)] = _LUT[ord(_c.lower())] = ord("N")
-    _IUPAC[ord(_c)] = _IUPAC[ord(_c.lower())] = True
+    _TO_UPPER_N[ord(_c)] = _TO_UPPER_N[ord(_c.lower())] = ord(_c)
+for _c in IUPAC_CODES:
+    _TO_UPPER_N[ord(_c)] = _TO_UPPER_N[ord(_c.lower())] = ord("N")
+_TO_UPPER_N = bytes(_TO_UPPER_N)
+_PLAIN = b"ACGTNacgtn"
 
 
+@dataclass
+class FastaRecord:
+    """One validated FASTA record."""
+
+    id: str  # the header's first word
+    seq: bytes  # upper-case A/C/G/T/N
+    line: int  # 1-based line of the header
+    iupac: int = 0  # ambiguity codes (and U) replaced by N
+    bytes_read: int = 0  # of the (compressed) file so far, for progress bars
+
+    @property
+    def sequence(self) -> str:
+        return self.seq.decode("ascii")
+
+
+def _record(path: Path, rid: str, line: int, parts: list[bytes], part_lines: list[int],
+            allow_empty: bool) -> FastaRecord:
+    """Join, upper-case and check the sequence lines of one record."""
+    raw = b"".join(parts)
+    if not raw and not allow_empty:
+        raise InputError(path, "record has no sequence", line=line, record=rid)
+    seq = raw.translate(_TO_UPPER_N)
+    bad = seq.find(0)
+    if bad >= 0:
+        k, start = 0, 0  # the line holding offset `bad`
+        while start + len(parts[k]) <= bad:
+            start += len(parts[k])
+            k += 1
+        raise InputError(
+            path, f"invalid character {chr(raw[bad])!r} at sequence position {bad + 1}: expected "
+            "A, C, G, T, N or an IUPAC ambiguity code", line=part_lines[k], record=rid)
+    return FastaRecord(rid, seq, line, len(raw.translate(None, _PLAIN)))
+
+
+def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = False,
+               unique_ids: bool = True) -> Iterator[FastaRecord]:
+    """Validated records of a FASTA file (plain or gzip/bgzip), read lazily one at a time.
+
+    Parameters
+    ----------
+    path : the file.
+    what : a few words naming the expected content, for error messages.
+    allow_empty : a record without sequence is an empty record rather than an error (reads).
+    unique_ids : a repeated id is an error (only the ids are kept, never the sequences).
+
+    Blank lines and trailing whitespace are ignored; sequence lines may have any length.
+    Raises InputError naming the file, line and record (see the module doc).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if path.is_dir():
+        raise InputError(path, f"is a directory, expected a {what}")
+    if path.stat().st_size == 0:
+        raise InputError(path, f"empty file (expected a {what})")
+    first_seen: dict[str, int] = {}
+    rid, head, n, lineno = None, 0, 0, 0
+    parts: list[bytes] = []
+    part_lines: list[int] = []
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        try:
+            for lineno, text in enumerate(fh, start=1):
+                if text[:1] == b">":
+                    if rid is not None:
+                        yield _done(path, rid, head, parts, part_lines, allow_empty, raw.tell())
+                        n += 1
+                    rid, head, parts, part_lines = _header(path, text, lineno, n, first_seen,
+                                                           unique_ids), lineno, [], []
+                    continue
+                body = text.rstrip()
+                if rid is None and body:
+                    _not_fasta(path, body, lineno)
+                if body:
+                    parts.append(body)
+                    part_lines.append(lineno)
+        except EOFError:
+            raise InputError(
+                path, f"truncated gzip file: the compressed stream ends at line {lineno} (record "
+                f"{n + (rid is not None)}); expected a complete gzip/bgzip file: was the download "
+                "interrupted?", line=lineno) from None
+        except (OSError, zlib.error) as exc:
+            raise InputError(path, f"corrupt gzip data after line {lineno} ({exc})",
+                             line=lineno) from None
+        if rid is not None:
+            yield _done(path, rid, head, parts, part_lines, allow_empty, raw.tell())
+            n += 1
+    if n == 0:
+        raise InputError(path, f"no FASTA records found (expected a {what} with lines starting "
+                         "with '>')")
+
+
+def _done(path, rid, head, parts, part_lines, allow_empty, bytes_read) -> FastaRecord:
+    rec = _record(path, rid, head, parts, part_lines, allow_empty)
+    rec.bytes_read = bytes_read
+    return rec
+
+
+def _header(path: Path, text: bytes, lineno: int, n: int, first_seen: dict[str, int],
+            unique_ids: bool) -> str:
+    """The id of a header line (its first word), checked."""
+    words = text[1:].decode("utf-8", "replace").split()
+    if not words:
+        raise InputError(path, f"record {n + 1} has no id (a header must be '>id')", line=lineno)
+    rid = words[0]
+    if unique_ids:
+        if rid in first_seen:
+            raise InputError(path, f"duplicate id (also record {first_seen[rid] + 1}): ids must be "
+                             "unique", line=lineno, record=rid)
+        first_seen[rid] = n
+    return rid
+
+
+def _not_fasta(path: Path, body: bytes, lineno: int) -> None:
+    """Text before the first header: FASTQ, or not FASTA at all."""
+    if body[:1] == b"@":
+        raise InputError(path, "this is FASTQ (a record starts with '@'); expected FASTA", line=lineno)
+    raise InputError(path, "not FASTA: expected the first record's header ('>id') here", line=lineno)
+
+
+def count_fasta(path: str | Path, what: str = "FASTA file") -> int:
+    """Validate a whole FASTA file (see iter_fasta) and return its number of records."""
+    return sum(1 for _ in iter_fasta(path, what))
+
+
+# ---------------------------------------------------------------------------------------- reference
 def parse_region_name(name: str) -> tuple[str, int, int | None]:
     """`chr21:24985581-26023859` -> ("chr21", 24985580, 26023859); `chr21` -> ("chr21", 0, None).
 
@@ -115,27 +258,10 @@ class Reference:
         return out
 
 
-def _line_of_offset(path: Path, record: str, offset: int) -> int:
-    """1-based file line holding sequence offset `offset` of `record` (error path only)."""
-    text = read_bytes(path, "FASTA file").decode("latin-1").split("\n")
-    inside, seen = False, 0
-    for i, line in enumerate(text, start=1):
-        if line.startswith(">"):
-            inside = line[1:].split()[0] == record if len(line) > 1 else False
-            seen = 0
-            continue
-        if inside:
-            n = len(line.rstrip("\r"))
-            if seen + n > offset:
-                return i
-            seen += n
-    return len(text)
-
-
 def read_reference(
     path: str | Path, on_record: Callable[[str, int], None] | None = None
 ) -> Reference:
-    """Read and validate a reference FASTA (plain or gzip).
+    """Read and validate a reference FASTA (plain or gzip) into memory.
 
     Parameters
     ----------
@@ -143,62 +269,24 @@ def read_reference(
     on_record : optional callback(name, length) after each record (progress reporting).
     """
     path = Path(path)
-    # Empty/missing/truncated files get the same clear errors as every other input.
-    if not path.exists():
-        raise InputError(path, "reference FASTA not found")
-    if path.stat().st_size == 0:
-        raise InputError(path, "empty file (expected a reference FASTA)")
     contigs: list[Contig] = []
-    names: set[str] = set()
     iupac = 0
-    try:
-        with pysam.FastxFile(str(path)) as fh:
-            for rec in fh:
-                if rec.quality is not None:
-                    raise InputError(path, "this is FASTQ; expected a reference FASTA")
-                name = rec.name
-                if name in names:
-                    raise InputError(path, "duplicate record name", record=name)
-                names.add(name)
-                raw = np.frombuffer(rec.sequence.encode("latin-1"), dtype=np.uint8)
-                if raw.size == 0:
-                    raise InputError(path, "record has no sequence", record=name)
-                seq = _LUT[raw]
-                bad = np.flatnonzero(seq == 0)
-                if bad.size:
-                    off = int(bad[0])
-                    line = _line_of_offset(path, name, off)
-                    raise InputError(
-                        path,
-                        f"invalid character {chr(raw[off])!r} in record {name!r} at sequence "
-                        f"offset {off + 1}: expected A, C, G, T, N or an IUPAC ambiguity code",
-                        line=line,
-                    )
-                iupac += int(_IUPAC[raw].sum())
-                try:
-                    chrom, start0, end0 = parse_region_name(name)
-                    chrom = normalise_chrom(chrom)
-                except (ValueError, UnknownChromosomeError) as exc:
-                    raise InputError(path, str(exc), record=name) from None
-                if end0 is not None and end0 - start0 != seq.size:
-                    raise InputError(
-                        path,
-                        f"region name says {end0 - start0} bp but the record holds {seq.size} bp",
-                        record=name,
-                    )
-                contigs.append(
-                    Contig(name=name, chrom=chrom, start0=start0, seq=seq, is_region=end0 is not None)
-                )
-                if on_record is not None:
-                    on_record(name, int(seq.size))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        if is_gzip(path):
-            read_bytes(path, "reference FASTA")  # raises a precise truncation/corruption error
-        raise InputError(path, f"could not parse FASTA after {len(contigs)} records: {exc}") from None
-    if not contigs:
-        raise InputError(path, "no FASTA records found (expected lines starting with '>')")
+    for rec in iter_fasta(path, "reference FASTA"):
+        try:
+            chrom, start0, end0 = parse_region_name(rec.id)
+            chrom = normalise_chrom(chrom)
+        except (ValueError, UnknownChromosomeError) as exc:
+            raise InputError(path, str(exc), line=rec.line, record=rec.id) from None
+        if end0 is not None and end0 - start0 != len(rec.seq):
+            raise InputError(
+                path, f"region name says {end0 - start0} bp but the record holds {len(rec.seq)} bp",
+                line=rec.line, record=rec.id)
+        seq = np.frombuffer(rec.seq, dtype=np.uint8)  # read-only view, no copy
+        contigs.append(Contig(name=rec.id, chrom=chrom, start0=start0, seq=seq,
+                              is_region=end0 is not None))
+        iupac += rec.iupac
+        if on_record is not None:
+            on_record(rec.id, len(rec.seq))
     if iupac:
         log.info("%s: %d IUPAC ambiguity codes replaced by N", path, iupac)
     return Reference(path=path, contigs=contigs, iupac_to_n=iupac)

@@ -9,7 +9,8 @@ Python strings per read.
   record, a header not starting with '@', a separator not starting with '+', a sequence/quality
   length mismatch or a base outside ACGTN (any case) raises `InputError` naming the file, the
   line and the record. Validation is vectorised over each chunk.
-* FASTA records may span lines; the same base check applies.
+* FASTA is read by `io.fasta.iter_fasta` (records may span lines; IUPAC ambiguity codes become
+  N there, as in every FASTA the project reads; other characters are errors).
 * SAM/BAM/CRAM via pysam: secondary (0x100) and supplementary (0x800) records are skipped, reverse
   strand records (0x10) are reverse-complemented back to the sequenced strand, so a BAM gives the
   same reads as the FASTQ it was aligned from (hard-clipped bases are lost, as in the BAM).
@@ -32,7 +33,8 @@ import numpy as np
 import pysam
 
 from llamadna.errors import InputError
-from llamadna.io.text import GZIP_MAGIC
+from llamadna.io.fasta import iter_fasta
+from llamadna.io.text import GZIP_MAGIC, gzip_damage
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +190,10 @@ class _CorruptGzip(Exception):
     pass
 
 
-def _gzip_error(path: Path, exc: Exception, what: str) -> InputError:
-    if isinstance(exc, _TruncatedGzip):
-        return InputError(
-            path, f"truncated gzip file: the compressed stream ends after {what} "
-            "(expected a complete gzip/bgzip file; was the download interrupted?)",
-        )
-    return InputError(path, f"corrupt gzip data after {what} ({exc})")
+def _gzip_error(path: Path, exc: Exception) -> InputError:
+    """The damaged stream's error, naming the last complete line (found by a second, streamed
+    pass: the chunked read only knows that a chunk failed)."""
+    return gzip_damage(path) or InputError(path, f"corrupt gzip data ({exc})")
 
 
 def _line_bounds(arr: np.ndarray, nl: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +279,7 @@ def _iter_fastq(path: Path, chunk_bytes: int) -> Iterator[ReadBatch]:
             lines_before += use
             carry = buf[int(nl[use - 1]) + 1 :]
     except (_TruncatedGzip, _CorruptGzip) as exc:
-        raise _gzip_error(path, exc, f"FASTQ record {records} (line {lines_before})") from None
+        raise _gzip_error(path, exc) from None
 
 
 def _drop_trailing_blank_lines(buf: bytes) -> bytes:
@@ -338,60 +337,26 @@ def _parse_fastq_lines(
 
 
 def _iter_fasta(path: Path, chunk_bytes: int) -> Iterator[ReadBatch]:
-    pending: list[bytes] = []  # text of a record still being read
-    lines_before = 0
-    records = 0
-    try:
-        for data, done, total in _iter_blocks(path, chunk_bytes):
-            eof = not data
-            if not eof and b"\n>" not in data:
-                pending.append(data)  # no record ends here: skip the scan (long records)
-                continue
-            buf = b"".join(pending) + data
-            pending = []
-            if eof:
-                if not buf.strip():
-                    break
-                if not buf.endswith(b"\n"):
-                    buf += b"\n"
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            nl = np.flatnonzero(arr == _NL)
-            starts, ends = _line_bounds(arr, nl, 0)
-            is_head = (ends > starts) & (arr[np.minimum(starts, len(arr) - 1)] == ord(">"))
-            heads = np.flatnonzero(is_head)
-            if not heads.size or heads[0] != 0:
-                # Text is carried from a header on, so this is the start of the file.
-                raise InputError(path, "expected a FASTA header line starting with '>'",
-                                 line=lines_before + 1)
-            # A record is complete when another header follows it (or at the end of the file).
-            n_lines = len(nl) if eof else int(heads[-1])
-            if n_lines == 0:
-                pending = [buf]
-                continue
-            starts, ends, is_head = starts[:n_lines], ends[:n_lines], is_head[:n_lines]
-            heads = np.flatnonzero(is_head)
-            body = np.flatnonzero(~is_head)
-            body_len = ends[body] - starts[body]
-            raw, line_off = _gather(arr, starts[body], body_len)
-            rec_len = np.bincount(
-                np.cumsum(is_head)[body] - 1, weights=body_len, minlength=len(heads)
-            ).astype(np.int64)
-            offsets = np.zeros(len(heads) + 1, dtype=np.int64)
-            np.cumsum(rec_len, out=offsets[1:])
+    """FASTA reads through the project's one FASTA reader (`io.fasta.iter_fasta`: IUPAC codes
+    become N, anything else outside ACGTN is an error), gathered into batches of about
+    `chunk_bytes` bases. Empty records are empty reads; ids may repeat."""
+    total = path.stat().st_size
+    seqs: list[bytes] = []
+    n_bases = 0
+    for rec in iter_fasta(path, "FASTA reads file", allow_empty=True, unique_ids=False):
+        seqs.append(rec.seq)
+        n_bases += len(rec.seq)
+        if n_bases >= chunk_bytes:
+            yield _fasta_batch(path, seqs, rec.bytes_read, total)
+            seqs, n_bases = [], 0
+    if seqs:
+        yield _fasta_batch(path, seqs, total, total)
 
-            def where(k, off, arr=arr, starts=starts, ends=ends, heads=heads, body=body,
-                      line_off=line_off, offsets=offsets, lines_before=lines_before):
-                li = int(body[np.searchsorted(line_off, int(offsets[k]) + off, side="right") - 1])
-                return lines_before + li + 1, _name(arr, int(starts[heads[k]]), int(ends[heads[k]]))
 
-            seq = _check_bases(path, raw, offsets, where)
-            yield ReadBatch(seq, offsets, path, done, total)
-            records += len(heads)
-            lines_before += n_lines
-            if n_lines < len(nl):
-                pending = [buf[int(nl[n_lines - 1]) + 1 :]]
-    except (_TruncatedGzip, _CorruptGzip) as exc:
-        raise _gzip_error(path, exc, f"FASTA record {records} (line {lines_before})") from None
+def _fasta_batch(path: Path, seqs: list[bytes], done: int, total: int) -> ReadBatch:
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in seqs], out=offsets[1:])
+    return ReadBatch(np.frombuffer(b"".join(seqs), dtype=np.uint8), offsets, path, done, total)
 
 
 # ----------------------------------------------------------------------------------------------

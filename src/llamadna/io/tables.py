@@ -15,9 +15,12 @@ from llamadna.errors import InputError
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
 from llamadna.io.text import read_bytes
 
-# Columns each table must have (schemas of the bundle's files, see MANIFEST.md).
-GENE_INFO_COLUMNS = ["entrez_id", "symbol", "description", "gene_type", "ensembl_ids", "aliases"]
-PHENOTYPE_COLUMNS = ["gene_symbol", "phenotype", "source"]
+# Columns each table must have (the reader checks these; the files may have more, see
+# MANIFEST.md). `llamadna.data.fetch` writes a superset (GENE_INFO_WRITTEN_COLUMNS, ...).
+GENE_INFO_REQUIRED_COLUMNS = [
+    "entrez_id", "symbol", "description", "gene_type", "ensembl_ids", "aliases",
+]
+PHENOTYPE_REQUIRED_COLUMNS = ["gene_symbol", "phenotype", "source"]
 
 
 def _first_ragged_line(text: str, n_fields: int) -> tuple[int, int] | None:
@@ -95,9 +98,9 @@ def normalise_chrom_column(df: pl.DataFrame, path: str | Path) -> pl.DataFrame:
 
 def read_gene_info(path: str | Path) -> pl.DataFrame:
     """Entrez gene descriptions (`gene_info.tsv.gz`): symbol, description, Ensembl IDs, aliases."""
-    return read_tsv(path, GENE_INFO_COLUMNS, "gene description table (gene_info)")
+    return read_tsv(path, GENE_INFO_REQUIRED_COLUMNS, "gene description table (gene_info)")
 
 
 def read_gene_phenotypes(path: str | Path) -> pl.DataFrame:
     """Gene -> phenotype rows (`gene_phenotypes.tsv.gz`) with their source database."""
-    return read_tsv(path, PHENOTYPE_COLUMNS, "gene-phenotype table")
+    return read_tsv(path, PHENOTYPE_REQUIRED_COLUMNS, "gene-phenotype table")

@@ -44,6 +44,30 @@ def _gunzip_all(path: Path, raw: bytes) -> bytes:
     return b"".join(out)
 
 
+def gzip_damage(path: str | Path, chunk: int = 1 << 20) -> InputError | None:
+    """Where a gzip/bgzip file is truncated or corrupt, as an error naming the last complete line
+    (streamed, bounded memory; for error paths); None when it decompresses to its end."""
+    p = Path(path)
+    lines = 0
+    d = zlib.decompressobj(wbits=31)
+    with open(p, "rb") as fh:
+        while True:
+            data = d.unused_data or fh.read(chunk)
+            if not data:
+                break
+            if d.eof:  # next member (bgzip files are many)
+                d = zlib.decompressobj(wbits=31)
+            try:
+                lines += d.decompress(data).count(b"\n")
+            except zlib.error as exc:
+                return InputError(p, f"corrupt gzip data after line {lines} ({exc})", line=lines + 1)
+    if not d.eof:
+        return InputError(
+            p, f"truncated gzip file: the compressed stream ends after line {lines} (expected a "
+            "complete gzip/bgzip file; was the download interrupted?)", line=lines + 1)
+    return None
+
+
 def read_bytes(path: str | Path, what: str = "file") -> bytes:
     """Read a whole text input, decompressing gzip/bgzip, with clear errors.
 

@@ -11,6 +11,7 @@ values (a `,` in the original text).
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -69,13 +70,29 @@ def _info_values(value) -> list[str]:
     return out
 
 
-def _vcf_header_lines(path: Path) -> int:
-    n = 0
-    for line in read_bytes(path, "VCF").split(b"\n"):
-        if not line.startswith(b"#"):
-            break
-        n += 1
-    return n
+def _is_bgzf(raw: bytes) -> bool:
+    """BGZF (bgzip) blocks are gzip members whose extra field holds the 'BC' subfield."""
+    return raw[:2] == b"\x1f\x8b" and len(raw) > 14 and bool(raw[3] & 4) and raw[12:14] == b"BC"
+
+
+def _check_data_lines(path: Path, text: bytes, n_header: int) -> None:
+    """What htslib would misreport ("truncated file") or pass silently, named with its line:
+    fewer than 8 columns, and a POS that is not a whole number >= 1."""
+    lines = pl.Series("l", text.split(b"\n")[n_header:], dtype=pl.Binary).cast(pl.Utf8)
+    df = pl.DataFrame({"line": pl.int_range(n_header + 1, n_header + 1 + len(lines), eager=True),
+                       "text": lines}).filter(pl.col("text").str.strip_chars() != "")
+    cols = df["text"].str.count_matches("\t") + 1
+    bad = df.filter(cols < 8)
+    if bad.height:
+        raise InputError(path, f"{int(cols.filter(cols < 8)[0])} tab-separated columns: expected the 8+ "
+                         "VCF columns (CHROM POS ID REF ALT QUAL FILTER INFO)", line=int(bad["line"][0]))
+    pos_text = df["text"].str.split_exact("\t", 2).struct.field("field_1")
+    pos = pos_text.cast(pl.Int64, strict=False)
+    bad_mask = pos.is_null() | (pos < 1)
+    if bad_mask.any():
+        k = int(bad_mask.arg_true()[0])
+        raise InputError(path, f"POS {pos_text[k]!r}: expected a 1-based position (a whole number "
+                         ">= 1)", line=int(df["line"][k]))
 
 
 def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFrame:
@@ -85,6 +102,10 @@ def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFram
     ----------
     default_source : source label for records without INFO SOURCE (e.g. "ClinVar" for the
         official ClinVar VCF). Without it, a record lacking SOURCE is an error.
+
+    Every data line is checked first (8+ columns, POS >= 1); a POS past the length the header's
+    `##contig` line gives is an error too. A plain-gzip VCF (not bgzip) is read through a
+    decompressed temporary copy, since htslib reads only bgzip streams.
     """
     path = Path(path)
     raw = read_bytes(path, "VCF")  # missing / empty / truncated gzip -> clear error
@@ -95,14 +116,29 @@ def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFram
         if not line.startswith(b"#"):
             break
         n_header += 1
+    _check_data_lines(path, raw, n_header)
+    with open(path, "rb") as fh:
+        plain_gzip = (head := fh.read(18))[:2] == b"\x1f\x8b" and not _is_bgzf(head)
+    if plain_gzip:
+        with tempfile.TemporaryDirectory(prefix="llamadna-vcf-") as tmp:
+            copy = Path(tmp) / "variants.vcf"
+            copy.write_bytes(raw)
+            return _read_vcf_records(path, copy, n_header, default_source)
+    return _read_vcf_records(path, path, n_header, default_source)
+
+
+def _read_vcf_records(path: Path, source_file: Path, n_header: int,
+                      default_source: str | None) -> pl.DataFrame:
+    """The records of `source_file` (plain or bgzip VCF); errors name `path`, the user's file."""
     cols: dict[str, list] = {k: [] for k in VARIANT_SCHEMA}
     chrom_map: dict[str, str] = {}
     i = 0
     pysam.set_verbosity(0)
     try:
-        vf = pysam.VariantFile(str(path))
+        vf = pysam.VariantFile(str(source_file))
     except (OSError, ValueError) as exc:
         raise InputError(path, f"could not open VCF: {exc}") from None
+    lengths = {c: vf.header.contigs[c].length for c in vf.header.contigs}
     has_source = "SOURCE" in vf.header.info
     has_clnsig = "CLNSIG" in vf.header.info
     has_pheno = "PHENO" in vf.header.info
@@ -135,6 +171,9 @@ def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFram
             pheno = _info_values(info.get("PHENO")) if has_pheno else []
             if has_clndn:
                 pheno += _info_values(info.get("CLNDN"))
+            if lengths.get(chrom) and rec.pos > lengths[chrom]:
+                raise InputError(path, f"POS {rec.pos} is past the end of {chrom} ({lengths[chrom]} bp "
+                                 "by the header's ##contig line)", line=line)
             cols["chrom"].append(norm)
             cols["pos"].append(rec.pos)
             cols["ref"].append(ref.upper())

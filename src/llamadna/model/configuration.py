@@ -10,7 +10,8 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from llamadna.constants import DEFAULT_SOURCES
+from llamadna.constants import DEFAULT_SOURCES, LORA_ALPHA, LORA_DROPOUT, LORA_R, PROMPT_MODES
+from llamadna.errors import ConfigError
 
 
 class LlamaDNAConfig(PreTrainedConfig):
@@ -49,9 +50,9 @@ class LlamaDNAConfig(PreTrainedConfig):
     cls_loss_weight: float = 0.5
     prompt_mode: str = "leak-free"
     encoder_training: str = "frozen"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
+    lora_r: int = LORA_R
+    lora_alpha: int = LORA_ALPHA
+    lora_dropout: float = LORA_DROPOUT
     lora_target_modules: list[str] | tuple[str, ...] = ("q_proj", "v_proj")
     encoder_lora_target_modules: list[str] | tuple[str, ...] = ("query", "value")
     dna_model_path: str | None = None
@@ -65,18 +66,18 @@ class LlamaDNAConfig(PreTrainedConfig):
         self.lora_target_modules = list(self.lora_target_modules)
         self.encoder_lora_target_modules = list(self.encoder_lora_target_modules)
         if self.projector_type not in ("linear", "mlp2x_gelu"):
-            raise ValueError(f"projector_type must be 'linear' or 'mlp2x_gelu', got {self.projector_type!r}")
+            raise ConfigError(f"projector_type must be 'linear' or 'mlp2x_gelu', got {self.projector_type!r}")
         if self.encoder_training not in ("frozen", "full", "lora"):
-            raise ValueError(
+            raise ConfigError(
                 f"encoder_training must be 'frozen', 'full' or 'lora', got {self.encoder_training!r}"
             )
-        if self.prompt_mode not in ("leak-free", "seed-faithful"):
-            raise ValueError(f"prompt_mode must be 'leak-free' or 'seed-faithful', got {self.prompt_mode!r}")
+        if self.prompt_mode not in PROMPT_MODES:
+            raise ConfigError(f"prompt_mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
         if self.llm_quantization not in (None, "8bit", "4bit"):
-            raise ValueError(
+            raise ConfigError(
                 f"llm_quantization must be None, '8bit' or '4bit', got {self.llm_quantization!r}")
         if self.llm_quantization and not self.llm_path:
-            raise ValueError("llm_quantization needs llm_path: only a pretrained LLM read from its own "
-                             "directory is loaded quantized")
+            raise ConfigError("llm_quantization needs llm_path: only a pretrained LLM read from its own "
+                              "directory is loaded quantized")
         if self.dna_chunk_tokens < 3:
-            raise ValueError("dna_chunk_tokens must leave room for [CLS], [SEP] and one token")
+            raise ConfigError("dna_chunk_tokens must leave room for [CLS], [SEP] and one token")

@@ -27,6 +27,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from llamadna.constants import IGNORE_INDEX
+from llamadna.errors import ConfigError, InputError
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.model.projector import build_projector
@@ -226,11 +227,22 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             self.processor.save_pretrained(save_directory)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *args, **kwargs) -> LlamaDNAForAnnotation:
-        """Load a saved model directory (never unpickles: safetensors + JSON only)."""
+    def from_pretrained(cls, path: str | Path, *args, llm_path: str | Path | None = None,
+                        dna_model_path: str | Path | None = None, **kwargs) -> LlamaDNAForAnnotation:
+        """Load a saved model directory (never unpickles: safetensors + JSON only).
+
+        A full-preset model records the directories of its frozen pretrained parts as they were
+        given at training (`llm_path`, `dna_model_path`; a relative path is taken from the
+        current directory); `llm_path`/`dna_model_path` here point at them elsewhere.
+        """
         path = Path(path)
         config = LlamaDNAConfig.from_pretrained(path)
+        if llm_path is not None:
+            config.llm_path = str(llm_path)
+        if dna_model_path is not None:
+            config.dna_model_path = str(dna_model_path)
         if config.dna_model_path or config.llm_path:
+            _check_base_dirs(path, config)
             model = cls.from_base(config, torch_dtype=kwargs.get("dtype"))
             from safetensors.torch import load_file
 
@@ -239,8 +251,8 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             ext = model._external_prefixes()
             bad = [k for k in missing if not k.startswith(ext) or "lora_" in k]
             if bad or unexpected:
-                raise ValueError(f"{path}: checkpoint does not match the model: missing {bad[:5]}, "
-                                 f"unexpected {list(unexpected)[:5]}")
+                raise InputError(path / "model.safetensors", "checkpoint does not match the model: "
+                                 f"missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
         else:
             model = super().from_pretrained(path, *args, use_safetensors=True, **kwargs)
         if (path / "processor_config.json").exists():
@@ -270,6 +282,18 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return cls(config, dna_encoder=enc, language_model=llm)
 
 
+def _check_base_dirs(path: Path, config: LlamaDNAConfig) -> None:
+    """The pretrained directories a full-preset model reads must exist; say which one is missing
+    and how to point at it."""
+    for value, what, option in ((config.llm_path, "LLM (Llama-2)", "--llm"),
+                                (config.dna_model_path, "DNA encoder (DNABERT-2)", "--encoder")):
+        if value and not (Path(value) / "config.json").exists():
+            raise InputError(
+                path / "config.json", f"this model reads its frozen {what} weights from {value!r} "
+                f"(as given at training; relative paths start at the current directory "
+                f"{Path.cwd()}), which holds no config.json; pass that directory with {option} DIR")
+
+
 def quantization_config(mode: str | None, compute_dtype: torch.dtype | None = None):
     """transformers' BitsAndBytesConfig for "8bit" or "4bit" (NF4, compute in `compute_dtype`,
     default bf16); None for None."""
@@ -287,4 +311,4 @@ def quantization_config(mode: str | None, compute_dtype: torch.dtype | None = No
     if mode == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                   bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
-    raise ValueError(f"quantization must be '8bit' or '4bit', got {mode!r}")
+    raise ConfigError(f"quantization must be '8bit' or '4bit', got {mode!r}")

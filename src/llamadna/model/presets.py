@@ -20,10 +20,9 @@ from pathlib import Path
 from transformers import AutoTokenizer, LlamaConfig
 
 from llamadna.constants import DNA_PLACEHOLDER
+from llamadna.errors import InputError
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.processing import LlamaDNAProcessor
-
-PRESETS = ("tiny", "full")
 
 
 @dataclass
@@ -51,8 +50,8 @@ def tiny_llm_config(vocab_size: int, tok, shape: TinyLLMShape | None = None) -> 
 def check_local_dir(path: str | Path, what: str) -> Path:
     p = Path(path)
     if not (p / "config.json").exists():
-        raise FileNotFoundError(
-            f"{p}: no config.json — expected a local {what} directory (model hubs are not used; "
+        raise InputError(
+            p, f"no config.json — expected a local {what} directory (model hubs are not used; "
             "download the weights yourself and pass their folder)")
     return p
 

@@ -23,6 +23,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES
+from llamadna.errors import ConfigError
 
 PROCESSOR_FILE = "processor_config.json"
 NOT_AVAILABLE = "not available"
@@ -62,7 +63,7 @@ class LlamaDNAProcessor:
         prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512, use_dna: bool = True,
     ):
         if prompt_mode not in PROMPT_MODES:
-            raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
+            raise ConfigError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
         self.dna_tokenizer = dna_tokenizer
         self.text_tokenizer = text_tokenizer
         self.prompt_mode = prompt_mode
@@ -70,11 +71,11 @@ class LlamaDNAProcessor:
         self.use_dna = use_dna  # False: the no-DNA baseline (prompt only, same training)
         ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
         if ph is None or ph == text_tokenizer.unk_token_id:
-            raise ValueError(f"the text tokenizer has no {DNA_PLACEHOLDER!r} token")
+            raise ConfigError(f"the text tokenizer has no {DNA_PLACEHOLDER!r} token")
         self.placeholder_id = int(ph)
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             if getattr(text_tokenizer, name) is None:
-                raise ValueError(f"the text tokenizer needs {name}")
+                raise ConfigError(f"the text tokenizer needs {name}")
 
     # ------------------------------------------------------------------ text
     def _text_ids(self, text: str) -> list[int]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from llamadna.io.reads import DEFAULT_CHUNK_BYTES, ReadBatch, iter_reads
+from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -328,12 +329,12 @@ class PairCounter:
 def count_sample(
     paths: Sequence[str | Path], anchor_len: int, gap: int, target_len: int, name: str = "sample",
     budget: MemoryBudget | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
 ) -> tuple[PairCounts, dict]:
     """Count the (anchor, target) pairs of one sample's reads files (e.g. R1 and R2).
 
-    Returns the pair table and a summary {reads, windows, distinct_pairs}. `progress(done,
-    total)` is called after each chunk with bytes of the input files consumed.
+    Returns the pair table and a summary {reads, windows, distinct_pairs}. `progress(f"counting
+    {name}", done, total)` is called after each chunk with bytes of the input files consumed.
     """
     counter = PairCounter(anchor_len, gap, target_len, name=name, budget=budget)
     sizes = [Path(p).stat().st_size if Path(p).exists() else 0 for p in paths]
@@ -341,8 +342,7 @@ def count_sample(
     for i, path in enumerate(paths):
         for batch in iter_reads(path, chunk_bytes=chunk_bytes):
             counter.add(batch)
-            if progress is not None:
-                progress(before + batch.bytes_done, sum(sizes))
+            progress(f"counting {name}", before + batch.bytes_done, sum(sizes))
         before += sizes[i]
     table = counter.result()
     summary = {"reads": counter.reads, "windows": counter.windows, "distinct_pairs": len(table)}

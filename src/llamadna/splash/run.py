@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llamadna.errors import InputError
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.reads import DEFAULT_CHUNK_BYTES, detect_format, read_length_mode
+from llamadna.progress import Progress, no_progress
 from llamadna.splash import stats
 from llamadna.splash.kmers import (
     CountTable,
@@ -50,8 +51,6 @@ OUTPUT_COLUMNS = [
 ]
 SHEET_COLUMNS = ("sample", "path")
 
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass
 class SplashConfig:
@@ -74,11 +73,11 @@ class SplashConfig:
     def resolved_gap(self, read_length: int | None) -> int:
         if self.gap == "auto":
             if read_length is None:
-                raise ValueError("gap 'auto' needs the read length")
+                raise ConfigError("gap 'auto' needs the read length")
             return max(0, (read_length - self.anchor_len - self.target_len) // 2)
         gap = int(self.gap)
         if gap < 0:
-            raise ValueError(f"gap must be >= 0 or 'auto', got {self.gap!r}")
+            raise ConfigError(f"gap must be >= 0 or 'auto', got {self.gap!r}")
         return gap
 
 
@@ -97,7 +96,7 @@ def parse_sample_arg(text: str) -> Sample:
     name, sep, paths = text.partition("=")
     name = name.strip()
     if not sep or not name or not paths.strip():
-        raise ValueError(f"--sample {text!r}: expected NAME=PATH or NAME=R1.fq.gz,R2.fq.gz")
+        raise ConfigError(f"--sample {text!r}: expected NAME=PATH or NAME=R1.fq.gz,R2.fq.gz")
     return Sample(name, tuple(Path(p.strip()) for p in paths.split(",") if p.strip()))
 
 
@@ -125,7 +124,10 @@ def read_sample_sheet(path: str | Path) -> list[Sample]:
         ps = []
         for p in paths.split(","):
             p = Path(p.strip())
-            ps.append(p if p.is_absolute() else path.parent / p)
+            p = p if p.is_absolute() else path.parent / p
+            if not p.exists():  # named here with the sheet's line, not later as a bare path
+                raise InputError(path, f"sample {name!r}: reads file {p} not found", line=i)
+            ps.append(p)
         samples.append(Sample(name, tuple(ps)))
     return samples
 
@@ -133,17 +135,17 @@ def read_sample_sheet(path: str | Path) -> list[Sample]:
 def check_samples(samples: Sequence[Sample]) -> None:
     """At least 2 samples, unique names, every file present and readable as reads."""
     if len(samples) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"SPLASH needs at least 2 samples (got {len(samples)}): the statistic compares "
             "target usage between samples and is undefined for one"
         )
     names = [s.name for s in samples]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"duplicate sample name(s): {', '.join(dup)}")
+        raise ConfigError(f"duplicate sample name(s): {', '.join(dup)}")
     for s in samples:
         if not s.paths:
-            raise ValueError(f"sample {s.name!r} has no files")
+            raise ConfigError(f"sample {s.name!r} has no files")
         for p in s.paths:
             detect_format(p)  # raises InputError naming the file
 
@@ -153,20 +155,16 @@ def check_samples(samples: Sequence[Sample]) -> None:
 
 
 def count_samples(
-    samples: Sequence[Sample], cfg: SplashConfig, gap: int, progress: Progress | None = None
+    samples: Sequence[Sample], cfg: SplashConfig, gap: int, progress: Progress = no_progress
 ) -> CountTable:
     """Count (anchor, target) per sample (in parallel with cfg.threads) and join them."""
     budget = MemoryBudget(cfg.max_memory_gb * 2**30)
 
     def one(s: Sample):
-        def prog(done: int, total: int) -> None:
-            if progress is not None:
-                progress(f"counting {s.name}", done, total)
-
         t0 = time.perf_counter()
         table, summary = count_sample(
             s.paths, cfg.anchor_len, gap, cfg.target_len, name=s.name, budget=budget,
-            chunk_bytes=cfg.chunk_bytes, progress=prog,
+            chunk_bytes=cfg.chunk_bytes, progress=progress,
         )
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("%s: %d reads, %d windows, %d distinct (anchor, target) pairs (%.1f s)",
@@ -204,7 +202,7 @@ def _anchor_batches(anchor: np.ndarray, batch_cells: int) -> list[tuple[int, int
 
 
 def anchor_statistics(
-    table: CountTable, cfg: SplashConfig, progress: Progress | None = None
+    table: CountTable, cfg: SplashConfig, progress: Progress = no_progress
 ) -> tuple[pd.DataFrame, dict]:
     """Filter the anchors of `table` and compute their statistics (unsorted, no BY yet)."""
     J = len(table.samples)
@@ -219,8 +217,7 @@ def anchor_statistics(
         keep[lo:hi] = k
         for name, v in rem.items():
             removed[name] += v
-        if progress is not None:
-            progress("filtering", i + 1, len(batches))
+        progress("filtering", i + 1, len(batches))
     n_anchors = int(np.count_nonzero(np.diff(table.anchor)) + 1) if len(table) else 0
     filt = {"anchors_counted": n_anchors, "removed": removed,
             "anchors_tested": n_anchors - sum(removed.values())}
@@ -235,8 +232,7 @@ def anchor_statistics(
     batches = _anchor_batches(a, cfg.batch_cells)
     for i, (lo, hi) in enumerate(batches):
         parts.append(_batch_statistics(a[lo:hi], t[lo:hi], s[lo:hi], c[lo:hi], J, table, cfg, rng))
-        if progress is not None:
-            progress("statistics", i + 1, len(batches))
+        progress("statistics", i + 1, len(batches))
     df = pd.concat(parts, ignore_index=True) if parts else _empty_frame()
     return df, filt
 
@@ -292,7 +288,7 @@ def finish_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_splash(
-    samples: Sequence[Sample], cfg: SplashConfig, progress: Progress | None = None
+    samples: Sequence[Sample], cfg: SplashConfig, progress: Progress = no_progress
 ) -> tuple[pd.DataFrame, dict]:
     """Run SPLASH on samples; return the anchors table (sorted by pval_opt) and a summary."""
     check_samples(samples)

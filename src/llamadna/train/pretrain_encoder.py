@@ -16,8 +16,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,59 +28,16 @@ from transformers.utils import logging as hf_logging
 
 from llamadna import __version__
 from llamadna.constants import IGNORE_INDEX
-from llamadna.model.tokenizers import reference_windows, train_dna_tokenizer
+from llamadna.data.windows import reference_windows
+from llamadna.errors import ConfigError
+from llamadna.model.tokenizers import train_dna_tokenizer
+from llamadna.progress import Progress, no_progress
+from llamadna.train.config import PretrainConfig
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "pretrain_config.json"
 MLM_SUBDIR = "mlm"
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class PretrainConfig:
-    """Tokenizer, model and training settings (defaults: ~50 s on 2 CPU cores for ../shared/data)."""
-
-    vocab_size: int = 4096  # DNA BPE vocabulary, as DNABERT-2
-    hidden_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    intermediate_size: int = 512  # 4 x hidden, as BERT
-    # DNA tokens per input, [CLS]/[SEP] included; a 1,024-base window is ~200 tokens.
-    max_position_embeddings: int = 512
-    window: int = 1024  # bases per training window (non-overlapping, N fraction <= max_n_fraction)
-    steps: int = 300  # ~1 epoch over ../shared/data's ~4,600 windows at batch 16
-    batch_size: int = 16
-    # Peak AdamW rate (linear warm-up, then linear decay to 0). On ../shared/data (300 steps) the
-    # final loss was 7.12 at 5e-4, 7.04 at 1e-3, 7.00 at 2e-3 and 7.15 at 3e-3: 1e-3 keeps a margin.
-    lr: float = 1e-3
-    mlm_probability: float = 0.15  # BERT's: of these, 80% [MASK], 10% random token, 10% kept
-    seed: int = 0
-    max_windows: int | None = None  # seeded subset of the windows (None = all)
-    min_frequency: int = 2  # BPE merges need a pair seen this often
-    max_n_fraction: float = 0.1
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01  # on weight matrices only (not biases, LayerNorm)
-    hidden_dropout_prob: float = 0.1
-    # 0: attention dropout draws a (B, heads, T, T) mask that costs ~30% of a CPU step, and
-    # ~1 epoch of training does not overfit.
-    attention_probs_dropout_prob: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden size {self.hidden_size} is not a multiple of "
-                             f"{self.num_attention_heads} attention heads")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "window", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_position_embeddings < 3:
-            raise ValueError("max_position_embeddings must be >= 3 ([CLS], a token, [SEP])")
-        if not 0 < self.mlm_probability < 1:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.max_windows is not None and self.max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
 
 
 def bert_config(cfg: PretrainConfig, tokenizer: PreTrainedTokenizerFast) -> BertConfig:
@@ -149,7 +106,7 @@ def _mean(xs: list[float]) -> float:
 
 def train_masked_lm(
     windows: Sequence[str], tokenizer: PreTrainedTokenizerFast, cfg: PretrainConfig,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> tuple[BertForMaskedLM, dict]:
     """Train a `BertForMaskedLM` from scratch on tokenized windows (CPU, seeded, deterministic).
 
@@ -163,7 +120,7 @@ def train_masked_lm(
     `unigram_loss` is the context-free baseline (entropy of the token frequencies).
     """
     if not windows:
-        raise ValueError("no DNA windows to train on (reference shorter than the window, or all N)")
+        raise ConfigError("no DNA windows to train on (reference shorter than the window, or all N)")
     t0 = time.perf_counter()
     ids, tokens_per_window, truncated = _encode(windows, tokenizer, cfg.max_position_embeddings)
     if truncated:
@@ -216,8 +173,7 @@ def train_masked_lm(
         opt.step()
         sched.step()
         losses.append(round(loss.item(), 5))
-        if progress is not None:
-            progress(f"masked-LM training: loss {losses[-1]:.3f}", step + 1, cfg.steps)
+        progress(f"masked-LM training: loss {losses[-1]:.3f}", step + 1, cfg.steps)
         if (step + 1) % every == 0 or step + 1 == cfg.steps:
             log.info("masked-LM step %d/%d: loss %.4f (lr %.2e)", step + 1, cfg.steps,
                      _mean(losses[-every:]), sched.get_last_lr()[0])
@@ -249,7 +205,7 @@ def encoder_from_mlm(mlm: BertForMaskedLM) -> BertModel:
 
 def _check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_NAME).exists())):
-        raise ValueError(f"{out} exists and is not an encoder directory (no {CONFIG_NAME}); "
+        raise ConfigError(f"{out} exists and is not an encoder directory (no {CONFIG_NAME}); "
                          "give a new or empty --out")
 
 
@@ -296,7 +252,7 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
 
 def pretrain_encoder(
     data_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> dict:
     """Train the DNA tokenizer and a masked-LM BERT on a bundle's reference windows; save both.
 
@@ -316,24 +272,21 @@ def pretrain_encoder(
     cfg = cfg or PretrainConfig()
     t0 = time.perf_counter()
     _check_out_dir(Path(out_dir))  # fail before training, not after
-    if progress is not None:
-        progress("reading reference windows", 0, 1)
+    progress("reading reference windows", 0, 1)
     windows = list(reference_windows(data_dir, cfg.window, max_n_fraction=cfg.max_n_fraction))
     if cfg.max_windows is not None and len(windows) > cfg.max_windows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(windows), cfg.max_windows, replace=False))
         windows = [windows[i] for i in keep]
     if not windows:
-        raise ValueError(f"{data_dir}: no reference window of {cfg.window} bases with at most "
+        raise ConfigError(f"{data_dir}: no reference window of {cfg.window} bases with at most "
                          f"{cfg.max_n_fraction:.0%} N")
-    if progress is not None:
-        progress("reading reference windows", 1, 1)
-        progress("training DNA tokenizer", 0, 1)
+    progress("reading reference windows", 1, 1)
+    progress("training DNA tokenizer", 0, 1)
     log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
              len(windows) * cfg.window / 1e6)
     tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
                                     model_max_length=cfg.max_position_embeddings)
-    if progress is not None:
-        progress("training DNA tokenizer", 1, 1)
+    progress("training DNA tokenizer", 1, 1)
     mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     record = {

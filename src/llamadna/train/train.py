@@ -33,9 +33,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +42,15 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from llamadna.constants import DEFAULT_SOURCES, SPLIT_COLUMNS
-from llamadna.errors import InputError
+from llamadna.constants import DEFAULT_SOURCES
+from llamadna.data.paths import dataset_parquet
+from llamadna.data.splits import subsample
+from llamadna.errors import ConfigError, InputError
 from llamadna.model.modeling import LlamaDNAForAnnotation
-from llamadna.model.presets import PRESETS, TinyLLMShape, make_config, tiny_llm_config
+from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
+from llamadna.progress import Progress, no_progress
+from llamadna.train.config import TrainConfig
 from llamadna.train.sharding import (
     load_optimizer_state,
     load_trainable,
@@ -58,71 +61,7 @@ from llamadna.train.sharding import (
 )
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int, dict], None]  # (description, done, total, info)
 CKPT_PREFIX = "checkpoint-"
-
-
-@dataclass
-class TrainConfig:
-    dataset: str
-    out: str
-    split: str = "split_gene"
-    preset: str = "tiny"
-    encoder: str | None = None  # tiny: `pretrain-encoder` output; full: DNABERT-2 directory
-    llm: str | None = None  # full: Llama-2-7b-hf directory
-    prompt_mode: str = "leak-free"
-    use_dna: bool = True  # False = the no-DNA baseline: same training, prompt only
-    epochs: int = 3
-    max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
-    seed: int = 0
-    checkpoint_every: int = 50  # steps; 0 = only at epoch ends
-    keep_checkpoints: int = 2
-    patience: int = 2  # epochs without val-loss improvement before stopping
-    max_train_rows: int | None = None  # subsample (seeded) for quick runs
-    max_val_rows: int | None = 256
-    projector_type: str = "mlp2x_gelu"
-    encoder_training: str = "frozen"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    cls_loss_weight: float = 0.5
-    # tiny preset: the text tokenizer and the LLM's own text pretraining (stage 1)
-    text_vocab_size: int = 2048
-    llm_pretrain_steps: int = 300
-    llm_pretrain_lr: float = 3e-3
-    llm_hidden_size: int = 192
-    llm_layers: int = 4
-    # full preset
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    load_in_8bit: bool = False
-    load_in_4bit: bool = False
-    fsdp: bool = False  # shard the model over the processes (FSDP2) instead of replicating it
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {PRESETS}, got {self.preset!r}")
-        if self.split not in SPLIT_COLUMNS:
-            raise ValueError(f"--split must be one of {SPLIT_COLUMNS}, got {self.split!r}")
-        if self.preset == "full" and not (self.encoder and self.llm):
-            raise ValueError("--preset full needs --encoder DNABERT2_DIR and --llm LLAMA_DIR")
-        if self.preset == "tiny" and not self.encoder:
-            raise ValueError("--preset tiny needs --encoder DIR from `llamadna pretrain-encoder`")
-        if self.load_in_8bit and self.load_in_4bit:
-            raise ValueError("--load-in-8bit and --load-in-4bit exclude each other")
-        if self.llm_quantization and self.preset != "full":
-            raise ValueError("--load-in-8bit/--load-in-4bit quantize a pretrained LLM: --preset full only")
-        if self.fsdp and self.llm_quantization:
-            raise ValueError("--fsdp does not shard 8/4-bit LLMs (bitsandbytes' packed weights); "
-                             "use one or the other")
-
-    @property
-    def llm_quantization(self) -> str | None:
-        return "8bit" if self.load_in_8bit else "4bit" if self.load_in_4bit else None
 
 
 # ------------------------------------------------------------------------------------ data
@@ -130,10 +69,7 @@ class TrainConfig:
 
 def load_split(dataset: str | Path, split: str) -> tuple[list[dict], list[dict], list[str]]:
     """Train and val rows (dicts) of a split column, and the class labels of the dataset."""
-    p = Path(dataset)
-    p = p / "dataset.parquet" if p.is_dir() else p
-    if not p.exists():
-        raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
+    p = dataset_parquet(dataset)
     df = pl.read_parquet(p)
     if split not in df.columns or df[split].is_null().all():
         raise InputError(p, f"split column {split!r} is missing or empty")
@@ -144,13 +80,6 @@ def load_split(dataset: str | Path, split: str) -> tuple[list[dict], list[dict],
     if not train:
         raise InputError(p, f"no training rows in {split!r}")
     return train, val, labels
-
-
-def subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
-    if n is None or len(rows) <= n:
-        return rows
-    idx = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
-    return [rows[i] for i in idx]
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -199,7 +128,7 @@ def _text_corpus(rows: list[dict], mode: str) -> list[str]:
 
 
 def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed: int,
-                      batch_size: int = 16, progress: Progress | None = None) -> list[float]:
+                      batch_size: int = 16, progress: Progress = no_progress) -> list[float]:
     """Stage 1 of the tiny preset: train the small Llama as a language model on the training
     split's annotation text (full weights), as Llama-2 was pretrained before being adapted."""
     torch.manual_seed(seed)
@@ -224,8 +153,7 @@ def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed:
         sched.step()
         opt.zero_grad()
         losses.append(loss.item())
-        if progress is not None:
-            progress("pretraining the tiny LLM on train text", step + 1, steps, {"loss": losses[-1]})
+        progress(f"pretraining the tiny LLM on train text: loss {losses[-1]:.3f}", step + 1, steps)
     return losses
 
 
@@ -242,7 +170,7 @@ def _quiet_transformers():
 
 
 def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
-                progress: Progress | None = None) -> tuple[LlamaDNAForAnnotation, dict]:
+                progress: Progress = no_progress) -> tuple[LlamaDNAForAnnotation, dict]:
     """The model for a fresh run (deterministic for cfg.seed)."""
     from transformers import AutoModel, AutoTokenizer, LlamaForCausalLM
 
@@ -257,13 +185,15 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
 
         enc_dir = Path(cfg.encoder)
         if not (enc_dir / "config.json").exists():
-            raise FileNotFoundError(f"{enc_dir}: no encoder here; run `llamadna pretrain-encoder` first")
+            raise InputError(enc_dir, "no encoder here (no config.json); run `llamadna "
+                             "pretrain-encoder` first and pass its output as --encoder")
         dna_tok = AutoTokenizer.from_pretrained(enc_dir)
         with _quiet_transformers():  # the saved pooler is not used: no load report for it
             encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False)
         text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode),
                                         vocab_size=cfg.text_vocab_size)
-        shape = TinyLLMShape(hidden_size=cfg.llm_hidden_size, num_hidden_layers=cfg.llm_layers)
+        shape = TinyLLMShape(**{k: v for k, v in (("hidden_size", cfg.llm_hidden_size),
+                                                  ("num_hidden_layers", cfg.llm_layers)) if v is not None})
         llm = LlamaForCausalLM(tiny_llm_config(len(text_tok), text_tok, shape))
         losses = pretrain_tiny_llm(llm, text_tok, [r["Annotation"] for r in train_rows],
                                    cfg.llm_pretrain_steps, cfg.llm_pretrain_lr, cfg.seed,
@@ -345,11 +275,11 @@ def load_checkpoint(ckpt: Path, model, opt, sched, rank: int | None = None) -> d
     rng = load_file(ckpt / "rng.safetensors")
     if rank is not None:
         if f"torch.{rank}" not in rng:
-            raise ValueError(f"{ckpt}: no RNG state for process {rank}; resume with the number of "
+            raise ConfigError(f"{ckpt}: no RNG state for process {rank}; resume with the number of "
                              "processes the run was started with")
         rng = {k.split(".")[0]: v for k, v in rng.items() if k.endswith(f".{rank}")}
     elif "torch" not in rng:
-        raise ValueError(f"{ckpt}: written by a data-parallel run; resume it with `accelerate launch` "
+        raise ConfigError(f"{ckpt}: written by a data-parallel run; resume it with `accelerate launch` "
                          "and the same number of processes")
     load_trainable(model, load_file(ckpt / "trainable.safetensors"), origin=str(ckpt))
     load_optimizer_state(opt, torch.load(ckpt / "optimizer.pt", weights_only=True))
@@ -379,174 +309,243 @@ def evaluate_loss(model, collate: Batches, n: int, batch_size: int) -> dict:
             "val_cls_loss": tot["cls_loss"] / n, "val_cls_accuracy": tot["correct"] / n}
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = None) -> dict:
-    """Train and write MODEL (= cfg.out). Returns the run summary (also MODEL/train_summary.json)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs, DistributedType
-    from transformers import get_linear_schedule_with_warmup
+class Trainer:
+    """One training run, step by step; `train()` calls the steps in this order:
 
-    out = Path(cfg.out)
-    run_dir = out / "checkpoints"
-    base_dir = out / "base"  # the freshly built model (stage 1 done), so resume need not redo it
-    # without DNA the projector gets no gradient: DDP must be told some parameters go unused
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.use_dna)
-    accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", kwargs_handlers=[ddp])
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    if world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # torchrun without a GPU: accelerate would run N independent copies writing to one OUT
-        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
-                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
-    if accelerator.distributed_type == DistributedType.FSDP:
-        raise RuntimeError("accelerate's own FSDP wrapping is not used: launch without --use_fsdp "
-                           "(e.g. accelerate launch --multi_gpu) and pass --fsdp to llamadna train")
-    if cfg.fsdp and world == 1:
-        raise RuntimeError("--fsdp shards the model over several processes: start them with "
-                           "`accelerate launch --multi_gpu --num_processes N` or torchrun")
-    t0 = time.perf_counter()
-    train_rows, val_rows, labels = load_split(cfg.dataset, cfg.split)
-    train_rows = subsample(train_rows, cfg.max_train_rows, cfg.seed)
-    val_rows = subsample(val_rows, cfg.max_val_rows, cfg.seed)
+    check_launch    the process layout (one process, DDP or FSDP) is one we can run
+    load_data       train/val rows of the split (seeded subsamples for quick runs)
+    build_or_resume a fresh model, published to MODEL/base/ (stage 1 done), or base/ on --resume
+    prepare         sharding, optimizer, schedule, accelerate; the last checkpoint on --resume
+    fit             epochs of steps; checkpoints; validation and early stopping at epoch ends
+    finish          replica check, summary, MODEL/ = the best-validation weights
+    """
 
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if resume and (base_dir / "config.json").exists():
-        model = LlamaDNAForAnnotation.from_pretrained(base_dir)
-        info = json.loads((base_dir / "build_info.json").read_text())
-        if json.loads((out / "train_config.json").read_text()) != asdict(cfg):
-            raise ValueError(f"{out}: --resume with different settings than the interrupted run")
-    else:
-        accelerator.wait_for_everyone()  # every process has looked for a checkpoint
-        if main and out.exists() and any(out.iterdir()) and not resume:
-            for old in (run_dir, base_dir, out / ".best"):
+    def __init__(self, cfg: TrainConfig, progress: Progress = no_progress):
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        self.cfg, self.t0 = cfg, time.perf_counter()
+        self.out = Path(cfg.out)
+        self.run_dir = self.out / "checkpoints"
+        self.base_dir = self.out / "base"  # the freshly built model, so resume need not rebuild it
+        # without DNA the projector gets no gradient: DDP must be told some parameters go unused
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.use_dna)
+        self.accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no",
+                                       kwargs_handlers=[ddp])
+        acc = self.accelerator
+        self.world, self.rank, self.main = acc.num_processes, acc.process_index, acc.is_main_process
+        self.progress = progress if self.main else no_progress
+        self.state = {"step": 0, "epoch": 0, "batch": 0, "best_val": None, "bad_epochs": 0,
+                      "history": [], "stopped_early": False}
+
+    def check_launch(self) -> None:
+        from accelerate import DistributedType
+
+        if self.world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # torchrun without a GPU: accelerate would run N independent copies writing to one OUT
+            raise ConfigError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found "
+                              "no distributed device; on CPUs set ACCELERATE_USE_CPU=true")
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            raise ConfigError("accelerate's own FSDP wrapping is not used: launch without --use_fsdp "
+                              "(e.g. accelerate launch --multi_gpu) and pass --fsdp to llamadna train")
+        if self.cfg.fsdp and self.world == 1:
+            raise ConfigError("--fsdp shards the model over several processes: start them with "
+                              "`accelerate launch --multi_gpu --num_processes N` or torchrun")
+
+    def load_data(self) -> None:
+        cfg = self.cfg
+        train_rows, val_rows, self.labels = load_split(cfg.dataset, cfg.split)
+        self.train_rows = subsample(train_rows, cfg.max_train_rows, cfg.seed)
+        self.val_rows = subsample(val_rows, cfg.max_val_rows, cfg.seed)
+
+    def build_or_resume(self, resume: bool) -> None:
+        """A fresh model (deterministic for the seed), or the one an interrupted run built."""
+        cfg, out = self.cfg, self.out
+        self.ckpt = latest_checkpoint(self.run_dir) if resume else None
+        if resume and (self.base_dir / "config.json").exists():
+            _check_same_settings(out / "train_config.json", cfg)
+            self.model = LlamaDNAForAnnotation.from_pretrained(self.base_dir)
+            self.info = json.loads((self.base_dir / "build_info.json").read_text())
+            return
+        self.accelerator.wait_for_everyone()  # every process has looked for a checkpoint
+        if self.main and out.exists() and any(out.iterdir()) and not resume:
+            for old in (self.run_dir, self.base_dir, out / ".best"):
                 shutil.rmtree(old, ignore_errors=True)
         # every process builds the same model (seeded); DDP also broadcasts rank 0's weights
-        model, info = build_model(cfg, train_rows, labels, progress if main else None)
-        if main:
+        self.model, self.info = build_model(cfg, self.train_rows, self.labels, self.progress)
+        if self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
             tmp = out / ".tmp-base"
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
-            (tmp / "build_info.json").write_text(json.dumps(info))
-            shutil.rmtree(base_dir, ignore_errors=True)
-            os.replace(tmp, base_dir)
-        ckpt = None
-    processor = model.processor
-    collate = Batches(processor, train_rows, labels, accelerator.device)
-    val_collate = Batches(processor, val_rows, labels, accelerator.device)
+            self.model.save_pretrained(tmp)
+            (tmp / "build_info.json").write_text(json.dumps(self.info))
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            os.replace(tmp, self.base_dir)
+        self.ckpt = None
 
-    global_batch = cfg.batch_size * world
-    steps_per_epoch = math.ceil(len(train_rows) / global_batch)
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    if cfg.fsdp:  # shard in place (FSDP2), then build the optimizer on the sharded parameters
-        shard_model(model, accelerator.device, world, bf16=cfg.bf16)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total)
-    if not cfg.fsdp:
-        model, opt = accelerator.prepare(model, opt)
-    raw = accelerator.unwrap_model(model)
+    def prepare(self) -> None:
+        """Batches, step counts, sharding (FSDP), optimizer and schedule, accelerate; then the
+        dropout stream and, on resume, everything the last checkpoint holds."""
+        from transformers import get_linear_schedule_with_warmup
 
-    state = {"step": 0, "epoch": 0, "batch": 0, "best_val": None, "bad_epochs": 0,
-             "history": [], "stopped_early": False}
-    torch.manual_seed(cfg.seed + 1 + rank)  # dropout stream of the fine-tuning stage
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, raw, opt, sched, rank if world > 1 else None)
-        log.info("resumed from %s (step %d)", ckpt.name, state["step"])
+        cfg, acc = self.cfg, self.accelerator
+        processor = self.model.processor
+        self.collate = Batches(processor, self.train_rows, self.labels, acc.device)
+        self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device)
+        self.global_batch = cfg.batch_size * self.world
+        self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch)
+        self.total = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            self.total = min(self.total, cfg.max_steps)
+        if cfg.fsdp:  # shard in place (FSDP2), then build the optimizer on the sharded parameters
+            shard_model(self.model, acc.device, self.world, bf16=cfg.bf16)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = get_linear_schedule_with_warmup(self.opt, min(cfg.warmup_steps, self.total),
+                                                     self.total)
+        if not cfg.fsdp:
+            self.model, self.opt = acc.prepare(self.model, self.opt)
+        self.raw = acc.unwrap_model(self.model)
+        torch.manual_seed(cfg.seed + 1 + self.rank)  # dropout stream of the fine-tuning stage
+        if self.ckpt is not None:
+            self.state = load_checkpoint(self.ckpt, self.raw, self.opt, self.sched,
+                                         self.rank if self.world > 1 else None)
+            log.info("resumed from %s (step %d)", self.ckpt.name, self.state["step"])
 
-    def checkpoint() -> None:
-        rng = rng_states()
-        if world > 1:  # every process's RNG states, gathered to the main one
-            rng = {f"{k}.{r}": v.cpu() for k, t in rng.items()
-                   for r, v in enumerate(accelerator.gather(t.to(accelerator.device)[None]))}
-        weights, opt_state = trainable_state(raw), optimizer_state(opt)  # collectives under FSDP
-        if main:
-            save_checkpoint(run_dir, weights, opt_state, sched, state, cfg.keep_checkpoints, rng)
+    # -------------------------------------------------------------------------------- the loop
+    def _done(self) -> bool:
+        return self.state["step"] >= self.total or self.state["stopped_early"]
 
-    model.train()
-    done = state["step"] >= total or state["stopped_early"]
-    while not done and state["epoch"] < cfg.epochs:
-        batches = epoch_batches(len(train_rows), global_batch, cfg.seed, state["epoch"])
-        for bi in range(state["batch"], len(batches)):
-            b = collate(process_share(batches[bi], rank, world))
-            loss = model(**b).loss
-            accelerator.backward(loss)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            state["step"] += 1
-            state["batch"] = bi + 1
-            mean_loss = accelerator.reduce(loss.detach(), "mean").item() if world > 1 else loss.item()
-            state["history"].append(round(mean_loss, 5))
-            if progress is not None and main:
-                progress("fine-tuning", state["step"], total,
-                         {"loss": mean_loss, "epoch": state["epoch"] + 1})
-            if state["step"] >= total:
-                break
-            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                checkpoint()
-        epoch_end = state["batch"] >= len(batches)
-        if epoch_end or state["step"] >= total:
-            # every process scores the whole val set on the same weights: same early-stopping call
-            ev = evaluate_loss(raw, val_collate, len(val_rows), cfg.batch_size) if val_rows else {}
-            ev["epoch"] = state["epoch"] + 1
-            ev["step"] = state["step"]
-            state.setdefault("val", []).append(ev)
-            log.info("epoch %d: %s", ev["epoch"], {k: round(v, 4) for k, v in ev.items()
-                                                  if isinstance(v, float)})
-            vl = ev.get("val_loss")
-            if vl is not None and (state["best_val"] is None or vl < state["best_val"] - 1e-4):
-                state["best_val"], state["bad_epochs"] = vl, 0
-                weights = trainable_state(raw)  # a collective under FSDP
-                if main:
-                    _save_best(weights, out / ".best", ev)
-            elif vl is not None:
-                state["bad_epochs"] += 1
-                if state["bad_epochs"] >= cfg.patience:
-                    state["stopped_early"] = True
-            if epoch_end:
-                state["epoch"] += 1
-                state["batch"] = 0
-            checkpoint()
-        done = state["step"] >= total or state["stopped_early"]
+    def fit(self) -> None:
+        cfg, state = self.cfg, self.state
+        self.model.train()
+        while not self._done() and state["epoch"] < cfg.epochs:
+            batches = epoch_batches(len(self.train_rows), self.global_batch, cfg.seed, state["epoch"])
+            for bi in range(state["batch"], len(batches)):
+                self._step(batches[bi])
+                state["batch"] = bi + 1
+                if state["step"] >= self.total:
+                    break
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                    self._checkpoint()
+            epoch_end = state["batch"] >= len(batches)
+            if epoch_end or state["step"] >= self.total:
+                self._validate()
+                if epoch_end:
+                    state["epoch"] += 1
+                    state["batch"] = 0
+                self._checkpoint()
 
-    if world > 1 and not cfg.fsdp:
-        _check_replicas_agree(accelerator, raw)
-    last = None
-    if cfg.fsdp:
-        last = trainable_state(raw)  # gathered by every process
-        raw.reshard()  # the root unit stays gathered after a forward pass; count what is held
-    accelerator.wait_for_everyone()
-    summary = {
-        "config": asdict(cfg), "labels": labels, "train_rows": len(train_rows),
-        "val_rows": len(val_rows), "processes": world, "rows_per_step": global_batch,
-        "parallelism": "fsdp" if cfg.fsdp else "ddp" if world > 1 else "none",
-        "steps": state["step"], "epochs_done": state["epoch"],
-        "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
-        "val": state.get("val", []), "losses": state["history"],
-        "seconds": round(time.perf_counter() - t0, 1),
-        "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in raw.parameters()),
-        # what this process holds: all of them under DDP, about 1/N of them under FSDP
-        "parameters_in_process": sum(local_numel(p) for p in raw.parameters()), **info,
-    }
-    if not main:
-        return summary
-    # MODEL = best-validation weights (the last ones without validation rows)
-    best = out / ".best" / "trainable.safetensors"
-    if cfg.fsdp:  # the sharded model cannot be saved whole: rebuild it unsharded from base/
-        final = LlamaDNAForAnnotation.from_pretrained(base_dir)
-        if best.exists():
-            load_trainable(final, load_file(best), origin=str(best))
+    def _step(self, batch: np.ndarray) -> None:
+        """One optimizer step on this process's share of a global batch."""
+        acc, state = self.accelerator, self.state
+        loss = self.model(**self.collate(process_share(batch, self.rank, self.world))).loss
+        acc.backward(loss)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad()
+        state["step"] += 1
+        mean_loss = acc.reduce(loss.detach(), "mean").item() if self.world > 1 else loss.item()
+        state["history"].append(round(mean_loss, 5))
+        self.progress(f"fine-tuning: loss {mean_loss:.3f}, epoch {state['epoch'] + 1}",
+                      state["step"], self.total)
+
+    def _validate(self) -> None:
+        """Validation loss on the same weights in every process (the same early-stopping call);
+        the best weights so far are kept in MODEL/.best."""
+        state, cfg = self.state, self.cfg
+        ev = evaluate_loss(self.raw, self.val_collate, len(self.val_rows), cfg.batch_size) \
+            if self.val_rows else {}
+        ev["epoch"], ev["step"] = state["epoch"] + 1, state["step"]
+        state.setdefault("val", []).append(ev)
+        log.info("epoch %d: %s", ev["epoch"], {k: round(v, 4) for k, v in ev.items()
+                                              if isinstance(v, float)})
+        vl = ev.get("val_loss")
+        if vl is None:
+            return
+        if state["best_val"] is None or vl < state["best_val"] - 1e-4:
+            state["best_val"], state["bad_epochs"] = vl, 0
+            weights = trainable_state(self.raw)  # a collective under FSDP
+            if self.main:
+                _save_best(weights, self.out / ".best", ev)
         else:
-            load_trainable(final, last, origin="the final trained weights")
-    else:
-        final = raw
+            state["bad_epochs"] += 1
+            if state["bad_epochs"] >= cfg.patience:
+                state["stopped_early"] = True
+
+    def _checkpoint(self) -> None:
+        acc = self.accelerator
+        rng = rng_states()
+        if self.world > 1:  # every process's RNG states, gathered to the main one
+            rng = {f"{k}.{r}": v.cpu() for k, t in rng.items()
+                   for r, v in enumerate(acc.gather(t.to(acc.device)[None]))}
+        weights, opt_state = trainable_state(self.raw), optimizer_state(self.opt)  # collectives (FSDP)
+        if self.main:
+            save_checkpoint(self.run_dir, weights, opt_state, self.sched, self.state,
+                            self.cfg.keep_checkpoints, rng)
+
+    # -------------------------------------------------------------------------------- the end
+    def finish(self) -> dict:
+        """Check the replicas, write MODEL (best-validation weights, else the last) and the summary
+        (main process); every process returns the summary."""
+        cfg, raw, state = self.cfg, self.raw, self.state
+        if self.world > 1 and not cfg.fsdp:
+            _check_replicas_agree(self.accelerator, raw)
+        last = None
+        if cfg.fsdp:
+            last = trainable_state(raw)  # gathered by every process
+            raw.reshard()  # the root unit stays gathered after a forward pass; count what is held
+        self.accelerator.wait_for_everyone()
+        summary = {
+            "config": asdict(cfg), "labels": self.labels, "train_rows": len(self.train_rows),
+            "val_rows": len(self.val_rows), "processes": self.world,
+            "rows_per_step": self.global_batch,
+            "parallelism": "fsdp" if cfg.fsdp else "ddp" if self.world > 1 else "none",
+            "steps": state["step"], "epochs_done": state["epoch"],
+            "stopped_early": state["stopped_early"], "best_val_loss": state["best_val"],
+            "val": state.get("val", []), "losses": state["history"],
+            "seconds": round(time.perf_counter() - self.t0, 1),
+            "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in raw.parameters()),
+            # what this process holds: all of them under DDP, about 1/N of them under FSDP
+            "parameters_in_process": sum(local_numel(p) for p in raw.parameters()), **self.info,
+        }
+        if not self.main:
+            return summary
+        best = self.out / ".best" / "trainable.safetensors"
+        # the sharded model cannot be saved whole: rebuild it unsharded from base/
+        final = LlamaDNAForAnnotation.from_pretrained(self.base_dir) if cfg.fsdp else raw
         if best.exists():
             load_trainable(final, load_file(best), origin=str(best))
-    _publish(final, out)
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+        elif cfg.fsdp:
+            load_trainable(final, last, origin="the final trained weights")
+        _publish(final, self.out)
+        (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Progress = no_progress) -> dict:
+    """Train and write MODEL (= cfg.out). Returns the run summary (also MODEL/train_summary.json).
+    `progress(description, step, total)` reports the stages (main process only)."""
+    trainer = Trainer(cfg, progress)
+    trainer.check_launch()
+    trainer.load_data()
+    trainer.build_or_resume(resume)
+    trainer.prepare()
+    trainer.fit()
+    return trainer.finish()
+
+
+def _check_same_settings(saved: Path, cfg: TrainConfig) -> None:
+    """--resume continues a run only with the settings it was started with; name the ones that
+    differ."""
+    old = json.loads(saved.read_text())
+    new = asdict(cfg)
+    diff = [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+    if diff:
+        raise ConfigError(f"{saved.parent}: --resume with other settings than the interrupted run: "
+                          + ", ".join(diff))
 
 
 def _check_replicas_agree(accelerator, model) -> None:

@@ -18,7 +18,6 @@ N (or any non-ACGT byte) are skipped.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,8 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import BUILDS
-from llamadna.errors import InputError
-from llamadna.io.atomic import atomic_write
+from llamadna.errors import ConfigError, InputError
+from llamadna.io.dataset import read_summary, write_dataset
 from llamadna.io.tables import read_tsv
 
 log = logging.getLogger(__name__)
@@ -285,13 +284,13 @@ def parse_anchor_specs(specs: Sequence[str | Path] | str | Path) -> dict[str | N
         head, sep, tail = text.partition("=")
         build, path = (head, Path(tail)) if sep and head in BUILDS else (None, Path(text))
         if build in out:
-            raise ValueError(f"anchors given twice for {build or 'all rows'}: {out[build]}, {path}")
+            raise ConfigError(f"anchors given twice for {build or 'all rows'}: {out[build]}, {path}")
         out[build] = path
     if None in out and len(out) > 1:
-        raise ValueError("give either one anchors table for all rows (ANCHORS.tsv) or one per "
+        raise ConfigError("give either one anchors table for all rows (ANCHORS.tsv) or one per "
                          f"build ({'/'.join(BUILDS)}=ANCHORS.tsv), not both")
     if not out:
-        raise ValueError("no anchors table given")
+        raise ConfigError("no anchors table given")
     return out
 
 
@@ -306,11 +305,11 @@ def add_splash_scores(
     if not isinstance(anchors, Anchors):
         anchors = read_anchors(anchors)
     if "Sequence" not in df.columns:
-        raise ValueError("dataset table has no 'Sequence' column")
+        raise ConfigError("dataset table has no 'Sequence' column")
     if build is None:
         mask = np.ones(df.height, dtype=bool)
     elif "build" not in df.columns:
-        raise ValueError(f"anchors given for build {build} but the table has no 'build' column")
+        raise ConfigError(f"anchors given for build {build} but the table has no 'build' column")
     else:
         mask = (df["build"] == build).fill_null(False).to_numpy()
         if not mask.any():
@@ -379,7 +378,7 @@ def read_anchor_tables(specs: Sequence[str | Path] | str | Path) -> dict[str | N
     return {b: read_anchors(p) for b, p in parse_anchor_specs(specs).items()}
 
 
-def annotate_dataset_dir(
+def score_dataset_dir(
     dataset_dir: str | Path, anchors: Sequence[str | Path] | str | Path,
     out_dir: str | Path | None = None,
 ) -> tuple[Path, Path, dict]:
@@ -399,16 +398,8 @@ def annotate_dataset_dir(
         raise InputError(pq_in, f"could not read the dataset: {exc}") from None
     if "Sequence" not in df.columns:
         raise InputError(pq_in, "no 'Sequence' column (expected `llamadna build-dataset` output)")
-    js_in = src / "summary.json"
-    summary = {}
-    if js_in.exists():
-        try:
-            summary = json.loads(js_in.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(js_in, f"not valid JSON: {exc}", line=exc.lineno) from None
+    summary = read_summary(src)
     df, summary = apply_splash(df, tables, summary)
     out = Path(out_dir) if out_dir is not None else src
-    pq, js = out / "dataset.parquet", out / "summary.json"
-    atomic_write(pq, lambda p: df.write_parquet(p, compression="zstd", statistics=True))
-    atomic_write(js, lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
+    pq, js = write_dataset(df, summary, out)
     return pq, js, summary

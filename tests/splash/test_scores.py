@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from llamadna.cli import app
 from llamadna.data.build import BuildOptions, build_dataset
 from llamadna.errors import InputError
-from llamadna.splash import annotate
-from llamadna.splash.annotate import annotate_dataset_dir, read_anchors, score_sequences
+from llamadna.splash import scores
+from llamadna.splash.scores import read_anchors, score_dataset_dir, score_sequences
 
 HEADER = ("anchor\tpval_opt\tpval_opt_corrected\teffect_size_bin\ttarget_entropy\tM\tanch_uniqTargs\t"
           "number_nonzero_samples\tmost_freq_target_1\tcnt_most_freq_target_1\tmost_freq_target_2\t"
@@ -75,7 +75,7 @@ def test_kmers_do_not_cross_rows_or_ns(anchors):
 
 @pytest.mark.parametrize("scan_limit", [16, 0])  # 0: every lookup takes the binary-search path
 def test_matches_brute_force(tmp_path, monkeypatch, scan_limit):
-    monkeypatch.setattr(annotate, "_SCAN_LIMIT", scan_limit)
+    monkeypatch.setattr(scores, "_SCAN_LIMIT", scan_limit)
     rng = np.random.default_rng(0)
     k = 4
     comp = str.maketrans("ACGT", "TGCA")
@@ -112,7 +112,7 @@ def test_dataset_dir_rewrite_and_summary(tmp_path, anchors):
     df.write_parquet(d / "dataset.parquet")
     (d / "summary.json").write_text(json.dumps({"rows": 3, "splash_missing_rows": 3}))
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["splash-annotate", str(d), str(anchors.path), "--out", str(out)])
+    r = CliRunner().invoke(app, ["splash-scores", str(d), str(anchors.path), "--out", str(out)])
     assert r.exit_code == 0, r.output
     got = pl.read_parquet(out / "dataset.parquet")
     assert got.columns == df.columns  # columns replaced in place
@@ -123,7 +123,7 @@ def test_dataset_dir_rewrite_and_summary(tmp_path, anchors):
     assert s["splash_anchors_file"] == str(anchors.path.resolve())
     assert s["splash_runs"]["all"]["k"] == 5 and s["splash_runs"]["all"]["anchors"] == 4
     assert pl.read_parquet(d / "dataset.parquet")["SPLASH_pval"].null_count() == 3  # untouched
-    pq, _, stats = annotate_dataset_dir(d, anchors.path)  # in place
+    pq, _, stats = score_dataset_dir(d, anchors.path)  # in place
     assert pq == d / "dataset.parquet" and stats["splash_missing_rows"] == 1
     assert json.loads((d / "summary.json").read_text())["splash_rows_scored"] == 2
 
@@ -138,11 +138,11 @@ def test_per_build_anchors_never_mix_builds(tmp_path, anchors):
     }, schema_overrides={c: pl.Float64 for c in ("SPLASH_Effect", "SPLASH_pval", "SPLASH_entropy")}
     ).write_parquet(d / "dataset.parquet")
     other = read_anchors(write_anchors(tmp_path / "b.tsv", [("AAAAA", 0.3, 0.2, 0.1)]))
-    _, _, s = annotate_dataset_dir(d, [f"GRCh38={anchors.path}"])
+    _, _, s = score_dataset_dir(d, [f"GRCh38={anchors.path}"])
     got = pl.read_parquet(d / "dataset.parquet")
     assert got["SPLASH_pval"][0] == pytest.approx(0.002) and got["SPLASH_pval"][1:].null_count() == 2
     assert s["splash_missing_rows"] == 2 and s["splash_runs"]["GRCh38"]["rows"] == 1
-    r = CliRunner().invoke(app, ["splash-annotate", str(d), f"GRCh37={other.path}"])
+    r = CliRunner().invoke(app, ["splash-scores", str(d), f"GRCh37={other.path}"])
     assert r.exit_code == 0, r.output
     got = pl.read_parquet(d / "dataset.parquet")
     # GRCh38 row keeps its score; the GRCh37 row with GGGCC stays null (its build's table lacks it)
@@ -150,9 +150,9 @@ def test_per_build_anchors_never_mix_builds(tmp_path, anchors):
     assert got["SPLASH_pval"][1] is None and got["SPLASH_pval"][2] == pytest.approx(0.3)
     s = json.loads((d / "summary.json").read_text())
     assert set(s["splash_anchors_file"]) == {"GRCh38", "GRCh37"} and s["splash_missing_rows"] == 1
-    r = CliRunner().invoke(app, ["splash-annotate", str(d), str(anchors.path), f"GRCh37={other.path}"])
+    r = CliRunner().invoke(app, ["splash-scores", str(d), str(anchors.path), f"GRCh37={other.path}"])
     assert r.exit_code == 2 and "not both" in r.output
-    r = CliRunner().invoke(app, ["splash-annotate", str(d), f"GRCh37={other.path}", f"GRCh37={other.path}"])
+    r = CliRunner().invoke(app, ["splash-scores", str(d), f"GRCh37={other.path}", f"GRCh37={other.path}"])
     assert r.exit_code == 2 and "twice" in r.output
 
 

@@ -1,4 +1,4 @@
-"""Gene annotation: GTF (GENCODE/Ensembl) or a gene feature table, to one gene table.
+"""Gene models: GTF (GENCODE/Ensembl) or a gene feature table, read into one gene table.
 
 Gene table columns: chrom (normalised), start, end (1-based inclusive), strand, gene_id
 (versionless Ensembl ID, or null when the annotation has none), gene_name, gene_type, line.
@@ -45,9 +45,10 @@ def _check_coords(df: pl.DataFrame, path: Path) -> None:
     )
     if bad.height:
         r = bad.row(0, named=True)
+        start, end = r.get("start_text", r["start"]), r.get("end_text", r["end"])  # as written
         raise InputError(
             path,
-            f"bad coordinates start={r['start']!r} end={r['end']!r}: "
+            f"bad coordinates start={start!r} end={end!r}: "
             "expected integers with 1 <= start <= end",
             line=int(r["line"]),
         )
@@ -79,18 +80,18 @@ def read_gtf_genes(path: str | Path) -> pl.DataFrame:
         )
     df = lines.with_columns(
         pl.col("raw").str.split_exact("\t", 8).struct.rename_fields(_GTF_FIELDS)
-    ).unnest("raw")
+    ).unnest("raw").with_columns(
+        pl.col("start").alias("start_text"), pl.col("end").alias("end_text"),
+        pl.col("start").cast(pl.Int64, strict=False), pl.col("end").cast(pl.Int64, strict=False))
+    _check_coords(df, path)  # every record, not only the ones used: a damaged line is never passed
     has_genes = (df["feature"] == "gene").any()
     sel = df.filter(pl.col("feature") == "gene") if has_genes else df
     sel = sel.with_columns(
-        pl.col("start").cast(pl.Int64, strict=False),
-        pl.col("end").cast(pl.Int64, strict=False),
         _attr("gene_id").alias("gene_id_raw"),
         _attr("gene_name").alias("gene_name"),
         pl.coalesce(_attr("gene_type"), _attr("gene_biotype")).alias("gene_type"),
         pl.col("seqname").alias("chrom"),
     )
-    _check_coords(sel, path)
     missing = sel.filter(pl.col("gene_id_raw").is_null())
     if missing.height:
         raise InputError(path, "GTF record without gene_id attribute", line=int(missing["line"][0]))

@@ -3,7 +3,7 @@ import gzip
 import pytest
 
 from llamadna.errors import InputError
-from llamadna.io.annotation import read_feature_table_genes, read_genes, read_gtf_genes
+from llamadna.io.genes import read_feature_table_genes, read_genes, read_gtf_genes
 
 GENE = 'chr1\tHAVANA\tgene\t100\t200\t.\t+\t.\tgene_id "ENSG00000000001.5_2"; gene_name "AAA"; gene_type "protein_coding";'
 TX = 'chr1\tHAVANA\ttranscript\t120\t180\t.\t+\t.\tgene_id "ENSG00000000001.5_2"; transcript_id "T1"; gene_name "AAA";'
@@ -45,6 +45,12 @@ def test_bad_coordinates(tmp_path, start, end):
     line = GENE.replace("\t100\t200\t", f"\t{start}\t{end}\t")
     with pytest.raises(InputError, match=r":2: bad coordinates"):
         read_gtf_genes(gtf(tmp_path, [line]))
+
+
+def test_a_damaged_line_that_is_not_a_gene_still_stops(tmp_path):
+    exon = 'chr1\tHAVANA\texon\t12x45\t180\t.\t+\t.\tgene_id "ENSG00000000001.5_2";'
+    with pytest.raises(InputError, match=r"a\.gtf\.gz:3: bad coordinates start='12x45' end='180'"):
+        read_gtf_genes(gtf(tmp_path, [GENE, exon]))
 
 
 def test_bad_strand_and_chrom(tmp_path):

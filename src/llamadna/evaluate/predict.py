@@ -1,0 +1,99 @@
+"""Model (or baseline) predictions for dataset rows, with the truth beside each one.
+
+`prediction_table` is the one layout every system's predictions are kept in (`llamadna predict`
+writes it, `llamadna evaluate` writes one per system, `llamadna score` reads it):
+
+    id, reference, prediction, label_true, label_pred, label_prob, label_from_text, confidence,
+    build, chrom, gene_name
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
+from llamadna.data.paths import dataset_parquet
+from llamadna.errors import InputError
+from llamadna.io.atomic import atomic_write
+from llamadna.progress import Progress, no_progress
+
+
+def row_id(row: dict) -> str:
+    """A dataset row's id in prediction tables: build:variant_id:row number."""
+    return f"{row['build']}:{row['variant_id']}:{row['row']}"
+
+
+def prediction_table(rows: list[dict], preds: list[dict]) -> dict[str, list]:
+    """Truth beside prediction, one entry per row (columns as in the module doc).
+
+    rows : dataset rows with a `row` number (`split_rows`); preds : the same number of
+    prediction dicts (`annotation`, `source`; `source_prob`, `source_from_text`, `confidence`
+    where the system gives them).
+    """
+    return {
+        "id": [row_id(r) for r in rows],
+        "reference": [r["Annotation"] for r in rows],
+        "prediction": [p["annotation"] or "" for p in preds],
+        "label_true": [r["Dataset"] for r in rows],
+        "label_pred": [p["source"] for p in preds],
+        "label_prob": [p.get("source_prob") for p in preds],
+        "label_from_text": [p.get("source_from_text") for p in preds],
+        "confidence": [p.get("confidence") for p in preds],
+        "build": [r["build"] for r in rows],
+        "chrom": [r["chrom"] for r in rows],
+        "gene_name": [r["gene_name"] for r in rows],
+    }
+
+
+def split_rows(dataset: str | Path, split: str, subset: str) -> list[dict]:
+    """The rows of one subset (train/val/test) of a split column, each with its `row` number."""
+    p = dataset_parquet(dataset)
+    df = pl.read_parquet(p)
+    if split not in df.columns:
+        raise InputError(p, f"no split column {split!r}")
+    return df.with_row_index("row").filter(pl.col(split) == subset).to_dicts()
+
+
+def predict_dataset(
+    model, dataset: str | Path, out: str | Path, split: str = "split_gene",
+    subset: str = "test", limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress = no_progress,
+) -> dict:
+    """Annotate one subset (train/val/test) of a dataset split with a loaded model and write the
+    prediction table (module doc) as TSV, for `llamadna score` and for reading.
+
+    Returns rows, seconds, records_per_s, output and `examples` (N_EXAMPLES rows of the table,
+    see example_indices).
+    """
+    from llamadna.annotate import iter_annotations
+
+    rows = split_rows(dataset, split, subset)[:limit]
+    if not rows:
+        raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
+    t0 = time.perf_counter()
+    preds = []
+    for pred in iter_annotations(model, rows, batch_size, max_new_tokens):
+        preds.append(pred)
+        progress(f"predict {split}={subset}", len(preds), len(rows))
+    seconds = time.perf_counter() - t0
+    table = pl.DataFrame(prediction_table(rows, preds))
+    atomic_write(out, lambda tmp: table.write_csv(tmp, separator="\t"))
+    examples = [table.row(i, named=True) for i in example_indices(table["gene_name"].to_list())]
+    return {"rows": len(preds), "seconds": round(seconds, 2),
+            "records_per_s": round(len(preds) / seconds, 2), "output": str(out),
+            "examples": examples}
+
+
+def example_indices(genes: list[str], n: int = N_EXAMPLES) -> list[int]:
+    """Rows shown as examples: the first row of each gene in order (so the examples cover up to
+    n different genes), then further rows in order when there are fewer genes than n."""
+    first: dict[str, int] = {}
+    for i, g in enumerate(genes):
+        first.setdefault(g, i)
+    picked = list(first.values())[:n]
+    chosen = set(picked)
+    rest = [i for i in range(len(genes)) if i not in chosen]
+    return sorted(picked + rest[: n - len(picked)])

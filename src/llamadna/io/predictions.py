@@ -1,0 +1,90 @@
+"""Prediction writers: one row per annotated sequence, as TSV, JSON lines or GFF3.
+
+The format comes from the output's suffix (`output_format`). Every writer takes a prediction
+dict keyed by `constants.PREDICTION_COLUMNS` and the sequence length (GFF3's feature end).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import IO
+
+from llamadna.constants import PREDICTION_COLUMNS
+from llamadna.errors import ConfigError
+
+OUTPUT_FORMATS = (".tsv", ".jsonl", ".gff3")
+_GFF_SEQID_OK = re.compile(r"[a-zA-Z0-9.:^*$@!+_?\-|]")
+
+
+def gff3_escape(value: str) -> str:
+    """Percent-escape what GFF3 column 9 reserves: ; = & , % tab, newline, CR, control chars."""
+    return "".join(f"%{ord(c):02X}" if c in ";=&,%" or ord(c) < 0x20 or ord(c) == 0x7F else c
+                   for c in value)
+
+
+def gff3_escape_seqid(value: str) -> str:
+    """Percent-escape a GFF3 seqid: everything outside [a-zA-Z0-9.:^*$@!+_?-|]."""
+    return "".join(c if _GFF_SEQID_OK.fullmatch(c) else
+                   "".join(f"%{b:02X}" for b in c.encode("utf-8")) for c in value)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class TsvWriter:
+    def __init__(self, fh: IO[str]):
+        self.w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        self.w.writerow(PREDICTION_COLUMNS)
+
+    def write(self, pred: dict, length: int) -> None:
+        self.w.writerow([_cell(pred[c]) for c in PREDICTION_COLUMNS])
+
+
+class JsonlWriter:
+    def __init__(self, fh: IO[str]):
+        self.fh = fh
+
+    def write(self, pred: dict, length: int) -> None:
+        self.fh.write(json.dumps({c: pred[c] for c in PREDICTION_COLUMNS}) + "\n")
+
+
+class Gff3Writer:
+    """One `region` feature per record, 1..len on the record itself (seqid = record id)."""
+
+    def __init__(self, fh: IO[str]):
+        self.fh = fh
+        fh.write("##gff-version 3\n")
+
+    def write(self, pred: dict, length: int) -> None:
+        attrs = [("ID", str(pred["id"]))]
+        if pred["gene"] is not None:
+            attrs.append(("Name", pred["gene"]))
+        attrs += [("Note", pred["annotation"]), ("source", pred["source"]),
+                  ("source_prob", repr(pred["source_prob"]))]
+        col9 = ";".join(f"{k}={gff3_escape(v)}" for k, v in attrs)
+        cols = [gff3_escape_seqid(str(pred["id"])), "llamadna", "region", "1", str(length),
+                repr(pred["confidence"]), ".", ".", col9]
+        self.fh.write("\t".join(cols) + "\n")
+
+
+WRITERS = {".tsv": TsvWriter, ".jsonl": JsonlWriter, ".gff3": Gff3Writer}
+
+
+def output_format(path: str | Path) -> str:
+    """The output format from the file suffix; a clear error for any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITERS:
+        raise ConfigError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; "
+                          f"expected one of {', '.join(OUTPUT_FORMATS)}")
+    return suffix
+
+
+def prediction_writer(fmt: str, fh: IO[str]):
+    """A writer of format `fmt` (see output_format) over an open text file."""
+    return WRITERS[fmt](fh)

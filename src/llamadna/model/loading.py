@@ -1,0 +1,70 @@
+"""A trained model directory -> a model ready for inference (device, dtype, compiled decoding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from llamadna.errors import ConfigError, InputError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_BUCKET = 64  # compiled generation: prompts left-padded to a multiple of this many tokens
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None, dtype: str | None = None,
+               compile: bool = False, llm: str | Path | None = None,
+               encoder: str | Path | None = None):
+    """A trained model directory (`save_pretrained` output with its processor), in eval mode on
+    `device` (default: CUDA when available, else CPU), in `dtype` (float32, bfloat16 or
+    float16; default float32; an 8/4-bit LLM keeps its quantized weights). `compile`: see
+    `compile_generation`. `llm`/`encoder`: where a full-preset model's pretrained Llama-2 /
+    DNABERT-2 directories are now (default: the paths recorded at training)."""
+    from llamadna.model.modeling import LlamaDNAForAnnotation
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise InputError(path, "not a model directory (no config.json; expected a trained "
+                         "LlamaDNAForAnnotation saved with save_pretrained)")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    torch_dtype = DTYPES[dtype] if dtype else None
+    model = LlamaDNAForAnnotation.from_pretrained(
+        path, llm_path=llm, dna_model_path=encoder, **({"dtype": torch_dtype} if torch_dtype else {}))
+    if model.processor is None:
+        raise InputError(path, "the model directory has no processor (processor_config.json and "
+                         "the tokenizers); save the model with its processor attached")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cast = torch_dtype is not None and not model.config.llm_quantization  # LoRA, projector, head too
+    model = model.to(device, torch_dtype) if cast else model.to(device)
+    model.eval()
+    if compile:
+        compile_generation(model)
+    return model
+
+
+def compile_generation(model, bucket: int = PROMPT_BUCKET) -> None:
+    """Faster generation for long runs: the LLM decodes with a static KV cache and its forward
+    is compiled (torch.compile; CUDA graphs on a GPU). Prompts are then left-padded to a multiple
+    of `bucket` tokens (`pad_to_bucket`), so that a few shapes are compiled rather than one per
+    batch. The first batches of each shape pay the compilation. Predictions are those of the
+    plain path (tested)."""
+    lm = model.language_model
+    lm.generation_config.cache_implementation = "static"
+    mode = "reduce-overhead" if model.device.type == "cuda" else None
+    lm.forward = torch.compile(lm.forward, mode=mode, dynamic=False)
+    model.prompt_bucket = bucket
+
+
+def pad_to_bucket(batch: dict[str, torch.Tensor], multiple: int, pad_id: int) -> dict:
+    """Left-pad the (B, T) prompt tensors to T rounded up to `multiple` (masked padding)."""
+    T = batch["input_ids"].shape[1]
+    extra = -T % multiple
+    if not extra:
+        return batch
+    fill = {"input_ids": pad_id, "attention_mask": 0, "prompt_mask": 0}
+    out = dict(batch)
+    for k, v in fill.items():
+        if k in batch:
+            out[k] = torch.nn.functional.pad(batch[k], (extra, 0), value=v)
+    return out

@@ -1,0 +1,73 @@
+"""The models an evaluation compares, trained on demand and cached on disk.
+
+`TrainedModels(model_dir, dataset, out_dir)` hands `llamadna evaluate` (`evaluate.run.ModelSource`)
+the given model for the split it was trained on, and for every other (split, variant) a model
+trained here with the given model's own settings, in OUT_DIR/models/SPLIT/VARIANT. A cached
+model is reused when its train_config.json equals the settings it would be trained with now.
+
+Variants: "model" (as given), "no_dna" (the prompt without the sequence) and "seed_faithful"
+(gene metadata in the prompt, the original poster's setting).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from llamadna.errors import InputError
+from llamadna.model.loading import load_model
+from llamadna.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("model", "no_dna", "seed_faithful")
+
+
+class TrainedModels:
+    def __init__(self, model_dir: str | Path, dataset: str | Path, out_dir: str | Path,
+                 epochs: int | None = None, max_steps: int | None = None):
+        self.model_dir, self.dataset, self.out_dir = Path(model_dir), str(dataset), Path(out_dir)
+        cfg_path = self.model_dir / "train_config.json"
+        if not cfg_path.exists():
+            raise InputError(self.model_dir, "no train_config.json: expected a model directory "
+                             "written by `llamadna train`")
+        self.base = TrainConfig(**json.loads(cfg_path.read_text()))
+        self.train_config = asdict(self.base)
+        self.epochs, self.max_steps = epochs, max_steps
+        self.loaded: dict[tuple[str, str], object] = {}
+
+    def config_for(self, split: str, variant: str) -> TrainConfig | None:
+        """The settings a (split, variant) model is trained with; None for the given model."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {variant!r}: expected one of {VARIANTS}")
+        b = self.base
+        if variant == "model" and b.split == split and b.use_dna and b.prompt_mode == "leak-free":
+            return None
+        return replace(
+            b, dataset=self.dataset, out=str(self.out_dir / "models" / split / variant), split=split,
+            use_dna=variant != "no_dna",
+            prompt_mode="seed-faithful" if variant == "seed_faithful" else "leak-free",
+            epochs=self.epochs or b.epochs,
+            max_steps=self.max_steps if self.max_steps is not None else b.max_steps,
+        )
+
+    def get(self, split: str, variant: str):
+        """The (split, variant) model, loaded once; trained first unless cached."""
+        from llamadna.train.train import train
+
+        key = (split, variant)
+        if key not in self.loaded:
+            tc = self.config_for(split, variant)
+            path = self.model_dir if tc is None else Path(tc.out)
+            if tc is not None and not _cached(path, tc):
+                log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
+                train(tc)
+            self.loaded[key] = load_model(path)
+        return self.loaded[key]
+
+
+def _cached(path: Path, tc: TrainConfig) -> bool:
+    return (path / "train_summary.json").exists() and (
+        json.loads((path / "train_config.json").read_text()) == asdict(tc))

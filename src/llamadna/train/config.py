@@ -1,0 +1,125 @@
+"""Training settings: the one home of their defaults (the CLI reads them from here).
+
+Plain dataclasses with no heavy imports, so that `llamadna --help` stays fast. Every run writes
+its resolved config beside its outputs (train_config.json, pretrain_config.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llamadna.constants import LORA_ALPHA, LORA_DROPOUT, LORA_R, PRESETS, PROMPT_MODES, SPLIT_COLUMNS
+from llamadna.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """`llamadna train`: the model, the data it is trained on, and the optimisation."""
+
+    dataset: str
+    out: str
+    split: str = "split_gene"
+    preset: str = "tiny"
+    encoder: str | None = None  # tiny: `pretrain-encoder` output; full: DNABERT-2 directory
+    llm: str | None = None  # full: Llama-2-7b-hf directory
+    prompt_mode: str = "leak-free"
+    use_dna: bool = True  # False = the no-DNA baseline: same training, prompt only
+    epochs: int = 3
+    max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
+    batch_size: int = 8  # rows per step and process
+    lr: float = 2e-3  # peak rate (LoRA, projector, head): linear warm-up, then linear decay
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    seed: int = 0  # model init, batch order, dropout
+    checkpoint_every: int = 50  # steps; 0 = only at epoch ends
+    keep_checkpoints: int = 2
+    patience: int = 2  # epochs without val-loss improvement before stopping
+    max_train_rows: int | None = None  # subsample (seeded) for quick runs
+    max_val_rows: int | None = 256
+    projector_type: str = "mlp2x_gelu"  # or "linear"
+    encoder_training: str = "frozen"  # or "full", "lora"
+    lora_r: int = LORA_R
+    lora_alpha: int = LORA_ALPHA
+    lora_dropout: float = LORA_DROPOUT
+    cls_loss_weight: float = 0.5  # the source-class loss, added to the LM loss
+    # tiny preset: the text tokenizer and the LLM's own text pretraining (stage 1)
+    text_vocab_size: int = 2048
+    llm_pretrain_steps: int = 300
+    llm_pretrain_lr: float = 3e-3
+    llm_hidden_size: int | None = None  # None: model.presets.TinyLLMShape's
+    llm_layers: int | None = None  # None: model.presets.TinyLLMShape's
+    # full preset
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    fsdp: bool = False  # shard the model over the processes (FSDP2) instead of replicating it
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"--preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.split not in SPLIT_COLUMNS:
+            raise ConfigError(f"--split must be one of {SPLIT_COLUMNS}, got {self.split!r}")
+        if self.prompt_mode not in PROMPT_MODES:
+            raise ConfigError(f"--prompt-mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
+        if self.preset == "full" and not (self.encoder and self.llm):
+            raise ConfigError("--preset full needs --encoder DNABERT2_DIR and --llm LLAMA_DIR")
+        if self.preset == "tiny" and not self.encoder:
+            raise ConfigError("--preset tiny needs --encoder DIR from `llamadna pretrain-encoder`")
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ConfigError("--load-in-8bit and --load-in-4bit exclude each other")
+        if self.llm_quantization and self.preset != "full":
+            raise ConfigError("--load-in-8bit/--load-in-4bit quantize a pretrained LLM: --preset full only")
+        if self.fsdp and self.llm_quantization:
+            raise ConfigError("--fsdp does not shard 8/4-bit LLMs (bitsandbytes' packed weights); "
+                              "use one or the other")
+
+    @property
+    def llm_quantization(self) -> str | None:
+        return "8bit" if self.load_in_8bit else "4bit" if self.load_in_4bit else None
+
+
+@dataclass
+class PretrainConfig:
+    """Tokenizer, model and training settings (defaults: ~50 s on 2 CPU cores for ../shared/data)."""
+
+    vocab_size: int = 4096  # DNA BPE vocabulary, as DNABERT-2
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 512  # 4 x hidden, as BERT
+    # DNA tokens per input, [CLS]/[SEP] included; a 1,024-base window is ~200 tokens.
+    max_position_embeddings: int = 512
+    window: int = 1024  # bases per training window (non-overlapping, N fraction <= max_n_fraction)
+    steps: int = 300  # ~1 epoch over ../shared/data's ~4,600 windows at batch 16
+    batch_size: int = 16
+    # Peak AdamW rate (linear warm-up, then linear decay to 0). On ../shared/data (300 steps) the
+    # final loss was 7.12 at 5e-4, 7.04 at 1e-3, 7.00 at 2e-3 and 7.15 at 3e-3: 1e-3 keeps a margin.
+    lr: float = 1e-3
+    mlm_probability: float = 0.15  # BERT's: of these, 80% [MASK], 10% random token, 10% kept
+    seed: int = 0
+    max_windows: int | None = None  # seeded subset of the windows (None = all)
+    min_frequency: int = 2  # BPE merges need a pair seen this often
+    max_n_fraction: float = 0.1
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01  # on weight matrices only (not biases, LayerNorm)
+    hidden_dropout_prob: float = 0.1
+    # 0: attention dropout draws a (B, heads, T, T) mask that costs ~30% of a CPU step, and
+    # ~1 epoch of training does not overfit.
+    attention_probs_dropout_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"hidden size {self.hidden_size} is not a multiple of "
+                             f"{self.num_attention_heads} attention heads")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "window", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_position_embeddings < 3:
+            raise ConfigError("max_position_embeddings must be >= 3 ([CLS], a token, [SEP])")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ConfigError(f"max_windows must be >= 1 or None, got {self.max_windows}")
