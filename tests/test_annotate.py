@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from llamadna import annotate as ann
 from llamadna.annotate import annotate_fasta, annotate_rows, iter_annotations
-from llamadna.constants import PREDICTION_COLUMNS
+from llamadna.constants import OUTPUT_COLUMNS, PREDICTION_COLUMNS
 from llamadna.errors import ConfigError
 from llamadna.io.predictions import gff3_escape, output_format
 from llamadna.model.loading import load_model
@@ -270,11 +270,12 @@ def test_seed_faithful_model_refuses_a_fasta(model, fasta, tmp_path):
 def _read_tsv(path):
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh, delimiter="\t"))
-    assert rows[0] == PREDICTION_COLUMNS
+    assert rows[0] == OUTPUT_COLUMNS
     out = []
     for r in rows[1:]:
         d = {k: (v if v != "" else None) for k, v in zip(rows[0], r)}
         d["source_prob"], d["confidence"] = float(d["source_prob"]), float(d["confidence"])
+        d["start"], d["end"] = int(d["start"]), int(d["end"])
         out.append(d)
     return out
 
@@ -285,10 +286,10 @@ def _read_gff3(path):
     out = []
     for line in lines[1:]:
         cols = line.split("\t")
-        assert len(cols) == 9 and cols[1:4] == ["llamadna", "region", "1"] and cols[6:8] == [".", "."]
+        assert len(cols) == 9 and cols[1:3] == ["llamadna", "region"] and cols[6:8] == [".", "."]
         attrs = dict(kv.split("=") for kv in cols[8].split(";"))  # escaping keeps ; and = unique
-        out.append({"seqid": unquote(cols[0]), "end": int(cols[4]), "score": float(cols[5]),
-                    **{k: unquote(v) for k, v in attrs.items()}})
+        out.append({"seqid": unquote(cols[0]), "start": int(cols[3]), "end": int(cols[4]),
+                    "score": float(cols[5]), **{k: unquote(v) for k, v in attrs.items()}})
     return out
 
 
@@ -297,7 +298,8 @@ def test_three_formats_round_trip(model, fasta, tmp_path):
     assert summary["records"] == 4 and summary["format"] == "jsonl" and summary["records_per_s"] > 0
     assert summary["splash_scored"] is None
     ref = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in ref] == IDS and all(list(r) == PREDICTION_COLUMNS for r in ref)
+    assert [r["id"] for r in ref] == IDS and all(list(r) == OUTPUT_COLUMNS for r in ref)
+    assert [(r["record"], r["start"], r["end"]) for r in ref] == [(i, 1, len(s)) for i, s in zip(IDS, SEQS)]
 
     annotate_fasta(model, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=MAX_NEW)
     tsv = _read_tsv(tmp_path / "p.tsv")
@@ -309,7 +311,7 @@ def test_three_formats_round_trip(model, fasta, tmp_path):
     annotate_fasta(model, fasta, tmp_path / "p.gff3", batch_size=4, max_new_tokens=MAX_NEW)
     gff = _read_gff3(tmp_path / "p.gff3")
     for g, r, s in zip(gff, ref, SEQS):
-        assert g["seqid"] == g["ID"] == r["id"] and g["end"] == len(s)
+        assert g["seqid"] == g["ID"] == r["id"] and (g["start"], g["end"]) == (1, len(s))
         assert g["Note"] == r["annotation"] and g["source"] == r["source"]
         assert float(g["source_prob"]) == pytest.approx(r["source_prob"], abs=1e-5)
         assert g["score"] == pytest.approx(r["confidence"], abs=1e-5)
@@ -400,7 +402,7 @@ def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
                 fh.write(f">r{i}\n{'ACGT' * 1000}\n")  # 4 kb per record
         tracemalloc.start()
         try:
-            s = annotate_fasta(Stub(), fa, tmp_path / "p.jsonl", batch_size=16)
+            s = annotate_fasta(Stub(), fa, tmp_path / "p.jsonl", batch_size=16, tile=4000)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -485,3 +487,83 @@ def test_load_model_in_bfloat16(model_dir, fasta, tmp_path):
                                  "--max-new-tokens", "3", "--dtype", "bfloat16"])
     assert r.exit_code == 0, r.output
     assert [x["id"] for x in _read_tsv(out)] == IDS
+
+
+# ------------------------------------------------------------------------------ long and RNA input
+def test_long_records_are_annotated_tile_by_tile(model, tmp_path):
+    assert ann.tiles(1300, 512) == [(0, 512), (512, 1024), (788, 1300)]  # the last shifted inside
+    assert ann.tiles(512, 512) == [(0, 512)] and ann.tiles(30, 512) == [(0, 30)]
+    long = "".join(RNG.choice(list("ACGT"), 130))
+    fa = _fasta(tmp_path / "l.fa", [("long", long), ("short", SEQS[1])])
+    s = annotate_fasta(model, fa, tmp_path / "p.gff3", max_new_tokens=2, tile=50)
+    assert (s["records"], s["tiles"]) == (2, 4)
+    gff = _read_gff3(tmp_path / "p.gff3")
+    assert [(g["seqid"], g["ID"], g["start"], g["end"]) for g in gff] == [
+        ("long", "long:1-50", 1, 50), ("long", "long:51-100", 51, 100), ("long", "long:81-130", 81, 130),
+        ("short", "short", 1, len(SEQS[1]))]
+    # each tile is annotated as that piece of sequence alone
+    (alone,) = annotate_rows(model, [{"id": "x", "Sequence": long[80:130], "SPLASH_Effect": None,
+                                      "SPLASH_pval": None, "SPLASH_entropy": None}], max_new_tokens=2)
+    assert gff[2]["Note"] == alone["annotation"]
+
+
+def test_a_prompt_past_the_llm_context_is_refused_not_truncated(model_dir, tmp_path):
+    from llamadna.cli import app
+
+    m = load_model(model_dir, device="cpu")
+    limit = m.language_model.config.max_position_embeddings  # 256 in this fixture
+    long = "".join(RNG.choice(list("ACGT"), 20 * limit))
+    rows = [{"id": "huge", "Sequence": long, "SPLASH_Effect": None, "SPLASH_pval": None,
+             "SPLASH_entropy": None}]
+    with pytest.raises(ConfigError, match=rf"sequence 'huge': its prompt holds \d+ tokens; .* past the "
+                       rf"LLM's {limit} positions"):
+        annotate_rows(m, rows, max_new_tokens=2)
+    fa = _fasta(tmp_path / "huge.fa", [("huge", long)])
+    out = tmp_path / "p.tsv"
+    r = CliRunner().invoke(app, ["annotate", str(fa), "--model", str(model_dir), "--out", str(out),
+                                 "--tile", str(len(long))])
+    assert r.exit_code == 2 and "past the LLM's" in r.output and "--tile" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.fa"]  # no output, no temporary
+    r = CliRunner().invoke(app, ["annotate", str(fa), "--model", str(model_dir), "--out", str(out),
+                                 "--max-new-tokens", "2", "--tile", "100"])  # what the error advises
+    assert r.exit_code == 0, r.output
+    assert len(_read_tsv(out)) == len(ann.tiles(len(long), 100))
+
+
+def test_rna_is_read_as_dna_and_counted(model, tmp_path):
+    rna = SEQS[0].replace("T", "U")
+    fa = _fasta(tmp_path / "r.fa", [("rna", rna), ("dna", SEQS[0]), ("amb", "ACGRYT")])
+    s = annotate_fasta(model, fa, tmp_path / "p.tsv", max_new_tokens=MAX_NEW)
+    assert s["u_to_t"] == rna.count("U") > 0 and s["iupac_to_n"] == 2
+    a, b, _ = _read_tsv(tmp_path / "p.tsv")
+    assert a["annotation"] == b["annotation"] and a["confidence"] == pytest.approx(b["confidence"])
+
+
+# ------------------------------------------------------------------------------ damaged model directories
+@pytest.mark.parametrize("damage, named, cause", [
+    ("no_weights", "model.safetensors", "missing: the model directory holds no weights"),
+    ("truncated_weights", "model.safetensors", "not a complete safetensors file"),
+    ("no_tokenizer", "text_tokenizer", "missing: the model's tokenizer folder"),
+    ("bad_config", "config.json", "not valid JSON"),
+])
+def test_a_damaged_model_directory_is_one_line(model_dir, fasta, tmp_path, damage, named, cause):
+    import shutil
+
+    from llamadna.cli import app
+
+    d = shutil.copytree(model_dir, tmp_path / "m")
+    if damage == "no_weights":
+        (d / "model.safetensors").unlink()
+    elif damage == "truncated_weights":
+        data = (d / "model.safetensors").read_bytes()
+        (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "no_tokenizer":
+        shutil.rmtree(d / "text_tokenizer")
+    else:
+        (d / "config.json").write_text("{\n  \"model_type\": \n")
+    out = tmp_path / "out" / "p.tsv"
+    r = CliRunner().invoke(app, ["annotate", str(fasta), "--model", str(d), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.output.split())
+    assert f"error: {d / named}" in line and cause in line and "Traceback" not in r.output
+    assert not out.parent.exists() or not any(out.parent.iterdir())

@@ -38,13 +38,14 @@ import torch
 from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TILE,
     SEED_FAITHFUL_FIELDS,
     SPLASH_COLUMNS,
 )
 from llamadna.data.template import parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_write
-from llamadna.io.fasta import FastaRecord, count_fasta, iter_fasta
+from llamadna.io.fasta import FastaRecord, iter_fasta
 from llamadna.io.predictions import output_format, prediction_writer
 from llamadna.model.loading import load_model, pad_to_bucket
 from llamadna.progress import Progress, no_progress
@@ -72,6 +73,20 @@ def _check_rows(rows: Sequence[dict], prompt_mode: str) -> None:
                     f"prompt), but a row has no {', '.join(missing)}")
 
 
+def _check_context(model, rows: Sequence[dict], prompt_lengths: torch.Tensor, max_new_tokens: int) -> None:
+    """A prompt plus the tokens to generate must fit the LLM's positions: never run past them
+    silently (the positions beyond are untrained and the sentence comes out malformed)."""
+    limit = getattr(model.language_model.config, "max_position_embeddings", None)
+    worst = int(prompt_lengths.argmax())
+    need = int(prompt_lengths[worst]) + max_new_tokens
+    if limit is not None and need > limit:
+        name = rows[worst].get("id", worst)
+        raise ConfigError(
+            f"sequence {name!r}: its prompt holds {int(prompt_lengths[worst])} tokens; with "
+            f"{max_new_tokens} new tokens that is {need}, past the LLM's {limit} positions. Annotate "
+            "it in shorter pieces (annotate --tile) or lower --max-new-tokens")
+
+
 @torch.inference_mode()
 def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
                   ) -> list[dict]:
@@ -85,6 +100,7 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     keys = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask")
 
     gen_in = proc(rows, padding_side="left")
+    _check_context(model, rows, gen_in["attention_mask"].sum(1), max_new_tokens)
     if getattr(model, "prompt_bucket", None):  # compiled generation: a few prompt lengths only
         gen_in = pad_to_bucket(gen_in, model.prompt_bucket, tt.pad_token_id)
     # class head on the prompt (positions follow the mask, so left padding is fine)
@@ -165,19 +181,53 @@ def annotate_rows(
     return list(iter_annotations(model, rows, batch_size, max_new_tokens))
 
 
-def _fasta_rows(records: Iterable[FastaRecord], anchors, chunk: int) -> Iterator[dict]:
-    """Records -> prompt rows with SPLASH scores (the per-sequence rule of splash.scores), a chunk
-    of records at a time; without anchors the scores are null ("not available" in the prompt)."""
+def tiles(length: int, tile: int) -> list[tuple[int, int]]:
+    """[start, end) 0-based spans a record of `length` bases is annotated in: the whole record
+    when it fits in one tile, else consecutive tiles of `tile` bases, the last shifted inside so
+    that every tile has the full length (as dataset windows are)."""
+    if length <= tile:
+        return [(0, length)]
+    starts = list(range(0, length - tile + 1, tile))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return [(s, s + tile) for s in starts]
+
+
+def _tile_rows(records: Iterable[FastaRecord], tile: int) -> Iterator[dict]:
+    """One row per tile: `id` (the record's id, `id:start-end` when it has several tiles),
+    `record`, 1-based inclusive `start`/`end` on the record, and the tile's `Sequence`."""
+    for r in records:
+        seq = r.sequence
+        spans = tiles(len(seq), tile)
+        for s, e in spans:
+            rid = r.id if len(spans) == 1 else f"{r.id}:{s + 1}-{e}"
+            yield {"id": rid, "record": r.id, "start": s + 1, "end": e, "Sequence": seq[s:e]}
+
+
+def _fasta_rows(rows: Iterable[dict], anchors, chunk: int) -> Iterator[dict]:
+    """Tile rows with SPLASH scores (the per-sequence rule of splash.scores), a chunk of rows at
+    a time; without anchors the scores are null ("not available" in the prompt)."""
     from llamadna.splash.scores import score_sequences
 
-    for batch in _batched(records, chunk):
+    for batch in _batched(rows, chunk):
         if anchors is not None:
-            sc = score_sequences([r.sequence for r in batch], anchors)
+            sc = score_sequences([r["Sequence"] for r in batch], anchors)
             cols = {c: sc[c].to_list() for c in SPLASH_COLUMNS}
-        for i, r in enumerate(batch):
-            row = {"id": r.id, "Sequence": r.sequence}
+        for i, row in enumerate(batch):
             row.update({c: cols[c][i] if anchors is not None else None for c in SPLASH_COLUMNS})
             yield row
+
+
+def _survey(fasta: str | Path, tile: int) -> dict:
+    """Validate the whole FASTA before any model work (a bad record at the end of a large file
+    is reported first) and count records, tiles and the bases read differently from written."""
+    n = {"records": 0, "tiles": 0, "u_to_t": 0, "iupac_to_n": 0}
+    for rec in iter_fasta(fasta):
+        n["records"] += 1
+        n["tiles"] += len(tiles(len(rec.seq), tile))
+        n["u_to_t"] += rec.u_to_t
+        n["iupac_to_n"] += rec.iupac
+    return n
 
 
 def _read_anchors(spec: str | Path):
@@ -193,9 +243,13 @@ def _read_anchors(spec: str | Path):
 def annotate_fasta(
     model, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    progress: Progress = no_progress,
+    progress: Progress = no_progress, tile: int = DEFAULT_TILE,
 ) -> dict:
     """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
+
+    A record longer than `tile` bases is annotated tile by tile (`tiles`): one prediction per
+    tile, with its start and end on the record, so that a long sequence never overflows the
+    LLM's context and each part of it gets its own annotation.
 
     Parameters
     ----------
@@ -206,18 +260,21 @@ def annotate_fasta(
     out : output path; the format comes from the suffix. Written atomically.
     splash : anchors TSV (`llamadna splash` output): SPLASH scores per sequence, as
         `splash-scores` computes them; without it the prompt says "not available".
-    progress : callback("annotate", records_done, records_total) after each batch.
+    progress : callback("annotate", tiles_done, tiles_total) after each batch.
+    tile : bases per annotated tile (default: the dataset's window, what the model was trained on).
 
     Returns
     -------
-    summary : records, seconds, records_per_s, splash_scored (records with a tested anchor,
-        None without --splash), output, format.
+    summary : records, tiles, seconds, records_per_s (tiles per second), splash_scored (tiles
+        with a tested anchor, None without --splash), u_to_t and iupac_to_n (bases read as T or
+        N), output, format.
     """
     fmt = output_format(out)
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ConfigError("--batch-size and --max-new-tokens must be >= 1")
+    if batch_size < 1 or max_new_tokens < 1 or tile < 1:
+        raise ConfigError("--batch-size, --max-new-tokens and --tile must be >= 1")
     anchors = _read_anchors(splash) if splash is not None else None
-    total = count_fasta(fasta)
+    survey = _survey(fasta, tile)
+    total = survey["tiles"]
     if isinstance(model, (str, Path)):
         model = load_model(model)
     elif not hasattr(model, "processor"):
@@ -230,28 +287,32 @@ def annotate_fasta(
             "description and phenotype; a FASTA of unknown sequences has none of them. Annotate "
             "FASTA with a leak-free model (or dataset rows with annotate_rows)")
     start = time.perf_counter()
-    stats = {"records": 0, "splash_scored": 0}
+    stats = {"tiles": 0, "splash_scored": 0}
 
     def write(tmp: Path) -> None:
         # SPLASH matching is vectorised over a chunk of records; without it, one batch at a time
         chunk = max(batch_size, _SPLASH_CHUNK) if anchors is not None else batch_size
-        rows = _fasta_rows(iter_fasta(fasta), anchors, chunk)
+        rows = _fasta_rows(_tile_rows(iter_fasta(fasta), tile), anchors, chunk)
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = prediction_writer(fmt, fh)
             for batch in _batched(rows, batch_size):
                 for row, pred in zip(batch, iter_annotations(model, batch, batch_size, max_new_tokens)):
-                    writer.write(pred, len(row["Sequence"]))
+                    writer.write({**pred, "record": row["record"], "start": row["start"],
+                                  "end": row["end"]})
                     stats["splash_scored"] += row["SPLASH_pval"] is not None
-                stats["records"] += len(batch)
-                progress("annotate", stats["records"], total)
+                stats["tiles"] += len(batch)
+                progress("annotate", stats["tiles"], total)
 
     atomic_write(out, write)
     seconds = time.perf_counter() - start
-    n = stats["records"]
-    log.debug("annotated %d records in %.1f s (%.2f records/s) -> %s", n, seconds,
+    n = stats["tiles"]
+    log.debug("annotated %d tiles in %.1f s (%.2f tiles/s) -> %s", n, seconds,
              n / seconds if seconds else math.inf, out)
     return {
-        "records": n,
+        "records": survey["records"],
+        "tiles": n,
+        "u_to_t": survey["u_to_t"],
+        "iupac_to_n": survey["iupac_to_n"],
         "seconds": round(seconds, 3),
         "records_per_s": round(n / seconds, 3) if seconds else None,
         "splash_scored": stats["splash_scored"] if anchors is not None else None,

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llamadna import __version__
-from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
+from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TILE
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildOptions
 from llamadna.data.simulate import SimulateOptions
@@ -543,9 +543,13 @@ def annotate_cmd(
     compile: CompileOption = False,
     llm: LlmOption = None,
     encoder: EncoderOption = None,
+    tile: Annotated[int, typer.Option(
+        help="Records longer than this many bases are annotated tile by tile (one row per tile, "
+             "with its start and end on the record).")] = DEFAULT_TILE,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
     database from the class head and a confidence (mean log-probability of the sentence's tokens).
+    U (RNA) is read as T and IUPAC ambiguity codes as N; both are counted in the summary.
     """
     from llamadna.annotate import annotate_fasta
     from llamadna.model.loading import load_model
@@ -555,11 +559,17 @@ def annotate_cmd(
             summary = annotate_fasta(
                 lambda: load_model(model, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                progress=step)
+                progress=step, tile=tile)
     if summary["splash_scored"] is not None:
-        console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['records']} "
-                      "sequences hold a tested anchor")
-    console.print(f"annotated {summary['records']} records in {summary['seconds']} s "
+        console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['tiles']} "
+                      "tiles hold a tested anchor")
+    for key, what in (("u_to_t", "RNA bases U read as T"),
+                      ("iupac_to_n", "IUPAC ambiguity codes read as N")):
+        if summary[key]:
+            console.print(f"{summary[key]} {what}")
+    tiled = (f" ({summary['tiles']} tiles of <= {tile} bases)"
+             if summary["tiles"] != summary["records"] else "")
+    console.print(f"annotated {summary['records']} records{tiled} in {summary['seconds']} s "
                   f"({summary['records_per_s']} records/s); wrote [bold]{escape(str(out))}[/]")
 
 

@@ -76,7 +76,9 @@ DEFAULT_BATCH_SIZE = 16  # sequences per generation batch
 DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; room for long descriptions
 N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
 
-# One row per annotated sequence: what `annotate` writes (TSV/JSONL columns, GFF3 attributes).
+DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles of this many bases
+
+# One prediction per sequence (annotate_rows, iter_annotations).
 PREDICTION_COLUMNS = [
     "id",
     "annotation",  # the generated sentence
@@ -90,3 +92,6 @@ PREDICTION_COLUMNS = [
     "phenotype",
     "confidence",  # mean log-probability of the generated tokens (eos included)
 ]
+# What `annotate` writes for a FASTA (TSV/JSONL columns; GFF3 features and attributes): the
+# tile's place on its record, then the prediction.
+OUTPUT_COLUMNS = ["id", "record", "start", "end", *PREDICTION_COLUMNS[1:]]

@@ -82,7 +82,8 @@ def test_fasta_reader(tmp_path):
     fa = tmp_path / "a.fa.gz"
     fa.write_bytes(gzip.compress(b">x one\nacgtRYn\nAC\r\n\n>y\nGGUu\n"))
     recs = list(iter_fasta(fa))
-    assert [(r.id, r.sequence) for r in recs] == [("x", "ACGTNNNAC"), ("y", "GGNN")]
+    assert [(r.id, r.sequence) for r in recs] == [("x", "ACGTNNNAC"), ("y", "GGTT")]
+    assert [(r.iupac, r.u_to_t) for r in recs] == [(2, 0), (0, 2)]  # RNA U is read as T
     assert count_fasta(fa) == 2
 
 
@@ -123,3 +124,11 @@ def test_bad_fasta_files(tmp_path):
     with pytest.raises(InputError, match="truncated gzip") as exc:
         count_fasta(p)
     assert exc.value.path == str(p) and exc.value.line > 1
+
+
+def test_truncated_gzip_reference_is_named_as_such_not_as_a_region_mismatch(tmp_path):
+    data = gzip.compress((">chr1:1-200000\n" + "ACGT" * 50_000 + "\n").encode())
+    (tmp_path / "r.fa.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"r\.fa\.gz:\d+: truncated gzip file") as exc:
+        read_reference(tmp_path / "r.fa.gz")
+    assert "region name says" not in str(exc.value)

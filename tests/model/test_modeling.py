@@ -170,30 +170,90 @@ def test_padding_side_does_not_change_outputs():
     torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
 
 
-def test_triton_flash_attention_switched_off_for_cpu(monkeypatch):
-    """DNABERT-2's remote code keeps a module-level `flash_attn_qkvpacked_func` and uses the Triton
-    kernel when it is set; on CPU the model must fall back to PyTorch attention."""
-    import sys
-    import types
+def _dnabert2_dir(d, vocab_size: int, marker):
+    """A tiny DNABERT-2 directory in the hub layout: config.json with an `auto_map` into its own
+    `bert_layers.py`, which here writes `marker` when imported or run."""
+    import json
 
-    from torch import nn
+    from safetensors.torch import save_file
+    from transformers import BertConfig
 
-    from llamadna.model.modeling import disable_triton_flash_attention
+    from llamadna.model.dnabert2 import DnaBert2Model
 
-    mod = types.ModuleType("fake_bert_layers")
-    mod.flash_attn_qkvpacked_func = lambda *a: (_ for _ in ()).throw(RuntimeError("triton on CPU"))
+    d.mkdir()
+    raw = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "alibi_starting_size": 32,
+           "auto_map": {"AutoModel": "bert_layers.BertModel", "AutoConfig": "configuration_bert.BertConfig"},
+           "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "intermediate_size": 48, "max_position_embeddings": 32, "attention_probs_dropout_prob": 0.0}
+    (d / "config.json").write_text(json.dumps(raw))
+    for name in ("bert_layers.py", "configuration_bert.py"):
+        (d / name).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    torch.manual_seed(0)
+    enc = DnaBert2Model(BertConfig(**{k: v for k, v in raw.items() if k != "auto_map"}),
+                        add_pooling_layer=False)
+    save_file({f"bert.{k}": v.contiguous() for k, v in enc.state_dict().items()},
+              str(d / "model.safetensors"))
+    return d
 
-    class RemoteAttention(nn.Module):
-        def forward(self, x):
-            f = sys.modules[type(self).__module__].flash_attn_qkvpacked_func
-            return x if f is None else f(x)
 
-    RemoteAttention.__module__ = "fake_bert_layers"
-    monkeypatch.setitem(sys.modules, "fake_bert_layers", mod)
-    enc = nn.Sequential(nn.Linear(2, 2), RemoteAttention())
-    with pytest.raises(RuntimeError, match="triton on CPU"):
-        enc(torch.zeros(1, 2))
-    assert disable_triton_flash_attention(enc) == 1
-    assert mod.flash_attn_qkvpacked_func is None
-    assert enc(torch.zeros(1, 2)).shape == (1, 2)
-    assert disable_triton_flash_attention(enc) == 0
+def test_a_model_directory_never_runs_code(tmp_path, caplog):
+    """A saved model whose config points at an encoder folder with code and an `auto_map`: loading
+    and annotating run none of it (the marker is never written), and the log says why."""
+    import logging
+    import runpy
+
+    from transformers import LlamaConfig
+
+    from llamadna.annotate import annotate_rows
+    from llamadna.model.configuration import LlamaDNAConfig
+    from llamadna.model.dnabert2 import DnaBert2Model
+    from llamadna.model.loading import load_model
+    from llamadna.model.processing import LlamaDNAProcessor
+    from tests.model.conftest import make_tokenizers
+
+    marker = tmp_path / "REMOTE_CODE_RAN"
+    dna, txt = make_tokenizers()
+    enc_dir = _dnabert2_dir(tmp_path / "dnabert2", len(dna), marker)
+    proc = LlamaDNAProcessor(dna, txt, dna_chunk_tokens=32)
+    cfg = LlamaDNAConfig(
+        dna_config={"model_type": "bert"},
+        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                                max_position_embeddings=1024).to_dict(),
+        dna_placeholder_id=proc.placeholder_id, dna_chunk_tokens=32, dna_model_path=str(enc_dir))
+    with caplog.at_level(logging.WARNING):
+        model = LlamaDNAForAnnotation.from_base(cfg)
+        model.processor = proc
+        model.save_pretrained(tmp_path / "model")
+        loaded = load_model(tmp_path / "model", device="cpu")
+        preds = annotate_rows(loaded, rows(2), max_new_tokens=3)
+    assert len(preds) == 2 and isinstance(loaded.dna_encoder, DnaBert2Model)
+    assert not marker.exists()
+    assert "auto_map ignored" in caplog.text and "never runs code" in caplog.text
+    runpy.run_path(str(enc_dir / "bert_layers.py"))  # the payload is live: run, it does write
+    assert marker.exists()
+
+
+def test_encoders_that_exist_only_as_their_own_code_and_hub_ids_are_refused(tmp_path):
+    import json
+
+    from llamadna.errors import InputError
+    from llamadna.model.modeling import load_dna_encoder
+
+    d = tmp_path / "custom"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "hyena", "auto_map": {"AutoModel": "m.M"}}))
+    with pytest.raises(InputError, match=r"unsupported DNA encoder \(model_type 'hyena', with an "
+                       r"auto_map into its own code\).*never run"):
+        load_dna_encoder(d)
+    with pytest.raises(InputError, match="looks like a model hub id, and model hubs are not used"):
+        load_dna_encoder("zhihan1996/DNABERT-2-117M")
+
+
+def test_saved_model_files_have_the_usual_permissions(tiny_model, tmp_path):
+    """safetensors writes 0600; a model directory is shared with colleagues (issue: 0600 weights)."""
+    from llamadna.io.atomic import current_umask
+
+    tiny_model.save_pretrained(tmp_path / "m")
+    for p in (tmp_path / "m").rglob("*"):
+        assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~current_umask(), p

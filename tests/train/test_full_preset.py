@@ -48,10 +48,41 @@ def ws(tmp_path_factory, bundle_factory):
 
 def run(ws: Path, name: str, **kw) -> Path:
     out = ws / name
-    train(TrainConfig(dataset=str(ws / "dataset"), out=str(out), preset="full", encoder=str(ws / "encoder"),
+    kw = {"encoder": str(ws / "encoder"), **kw}
+    train(TrainConfig(dataset=str(ws / "dataset"), out=str(out), preset="full",
                       llm=str(ws / "llm"), batch_size=4, max_steps=8, epochs=100, checkpoint_every=0,
                       max_val_rows=8, warmup_steps=2, lr=5e-3, **kw))
     return out
+
+
+def dnabert2_dir(ws: Path) -> Path:
+    """A small encoder in DNABERT-2's hub layout (config with `auto_map` and
+    `alibi_starting_size`, `bert.`-prefixed weights, code files that must never run), with the
+    workspace's DNA tokenizer."""
+    import shutil
+
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, BertConfig
+
+    from llamadna.model.dnabert2 import DnaBert2Model
+
+    d = ws / "dnabert2"
+    if d.exists():
+        return d
+    tok = AutoTokenizer.from_pretrained(ws / "encoder")
+    raw = {"model_type": "bert", "alibi_starting_size": 512, "vocab_size": len(tok), "hidden_size": 32,
+           "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+           "max_position_embeddings": 512, "pad_token_id": tok.pad_token_id}
+    torch.manual_seed(0)
+    enc = DnaBert2Model(BertConfig(**raw), add_pooling_layer=False)
+    d.mkdir()
+    save_file({f"bert.{k}": v.contiguous() for k, v in enc.state_dict().items()}, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({**raw, "auto_map": {"AutoModel": "bert_layers.BertModel"}}))
+    (d / "bert_layers.py").write_text(f"raise SystemExit('remote code ran: {d}')\n")
+    for f in (ws / "encoder").iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            shutil.copy(f, d / f.name)
+    return d
 
 
 def held_out_rows(ws: Path, n: int = 4) -> list[dict]:
@@ -92,6 +123,37 @@ def test_full_preset_reads_frozen_weights_from_their_directories(ws):
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # trained (LoRA B starts at zero)
     preds = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
     assert len(preds) == 4 and all(p["source"] in m.config.class_labels for p in preds)
+
+
+@pytest.mark.slow
+def test_full_preset_with_a_dnabert2_encoder_and_moved_directories(ws, tmp_path):
+    """DNABERT-2's layout through the project's own implementation (no code from its directory
+    runs), LoRA on its fused `Wqkv`; the saved model names its base directories as given and,
+    once they move, loads with --llm/--encoder pointing at them."""
+    import shutil
+
+    from llamadna.errors import InputError
+    from llamadna.model.dnabert2 import DnaBert2Model
+    from llamadna.model.loading import load_model
+
+    enc = dnabert2_dir(ws)
+    out = run(ws, "dnabert2-lora", encoder=str(enc), encoder_training="lora")
+    m = load_model(out, device="cpu")
+    assert isinstance(m.dna_encoder, DnaBert2Model) and m.config.encoder_lora_target_modules == ["Wqkv"]
+    saved = load_file(out / "model.safetensors")
+    enc_lora = [k for k in saved if k.startswith("dna_encoder.") and "lora_" in k]
+    assert enc_lora and all("Wqkv" in k for k in enc_lora)
+    before = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
+    # the base directories move: the error names the missing one; --llm/--encoder point at them
+    moved_enc, moved_llm = shutil.copytree(enc, tmp_path / "e"), shutil.copytree(ws / "llm", tmp_path / "l")
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "dna_model_path": "gone/dnabert2",
+                                                 "llm_path": "gone/llama"}))
+    with pytest.raises(InputError, match=r"reads its frozen LLM \(Llama-2\) weights from 'gone/llama'.*--llm DIR"):
+        load_model(out, device="cpu")
+    m2 = load_model(out, device="cpu", llm=moved_llm, encoder=moved_enc)
+    after = annotate_rows(m2, held_out_rows(ws), max_new_tokens=6)
+    assert [p["annotation"] for p in after] == [p["annotation"] for p in before]
 
 
 @pytest.mark.slow

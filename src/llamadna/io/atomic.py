@@ -48,3 +48,13 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def usual_permissions(path: str | Path) -> None:
+    """Give `path` (a file, or a directory and everything below it) the permissions a plain
+    `open` would: 0666 / 0777 less the umask. safetensors writes 0600 files and mkdtemp makes
+    0700 directories, which would keep a shared model directory from its other readers."""
+    umask = current_umask()
+    root = Path(path)
+    for p in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)

@@ -5,8 +5,9 @@ sequences `llamadna annotate` reads and FASTA reads for SPLASH (`io.reads`) all 
 It reads plain or gzip/bgzip text line by line, so memory holds one record at a time, and it
 validates as it goes:
 
-- A/C/G/T/N pass (upper-cased); IUPAC ambiguity codes (and U) become N and are counted; any
-  other character is an error naming the file, the line, the record and the position.
+- A/C/G/T/N pass (upper-cased); U (RNA) is read as T and IUPAC ambiguity codes as N, both
+  counted per record; any other character is an error naming the file, the line, the record
+  and the position.
 - A missing or empty file, FASTQ, text before the first header, a header without an id, a
   duplicate id, a record without sequence (unless allowed) and a truncated or corrupt gzip
   stream are errors naming the file and line.
@@ -38,14 +39,15 @@ log = logging.getLogger(__name__)
 
 _REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
 
-# The one table of sequence characters: A/C/G/T/N (any case) -> upper case; IUPAC ambiguity
-# codes (and U, RNA's T) -> N; every other byte -> 0, which marks it invalid.
-IUPAC_CODES = "RYKMSWBDHVU"
+# The one table of sequence characters: A/C/G/T/N (any case) -> upper case; U (RNA) -> T; IUPAC
+# ambiguity codes -> N; every other byte -> 0, which marks it invalid.
+IUPAC_CODES = "RYKMSWBDHV"
 _TO_UPPER_N = bytearray(256)
 for _c in "ACGTN":
     _TO_UPPER_N[ord(_c)] = _TO_UPPER_N[ord(_c.lower())] = ord(_c)
 for _c in IUPAC_CODES:
     _TO_UPPER_N[ord(_c)] = _TO_UPPER_N[ord(_c.lower())] = ord("N")
+_TO_UPPER_N[ord("U")] = _TO_UPPER_N[ord("u")] = ord("T")
 _TO_UPPER_N = bytes(_TO_UPPER_N)
 _PLAIN = b"ACGTNacgtn"
 
@@ -57,7 +59,8 @@ class FastaRecord:
     id: str  # the header's first word
     seq: bytes  # upper-case A/C/G/T/N
     line: int  # 1-based line of the header
-    iupac: int = 0  # ambiguity codes (and U) replaced by N
+    iupac: int = 0  # ambiguity codes replaced by N
+    u_to_t: int = 0  # RNA bases U read as T
     bytes_read: int = 0  # of the (compressed) file so far, for progress bars
 
     @property
@@ -80,8 +83,9 @@ def _record(path: Path, rid: str, line: int, parts: list[bytes], part_lines: lis
             k += 1
         raise InputError(
             path, f"invalid character {chr(raw[bad])!r} at sequence position {bad + 1}: expected "
-            "A, C, G, T, N or an IUPAC ambiguity code", line=part_lines[k], record=rid)
-    return FastaRecord(rid, seq, line, len(raw.translate(None, _PLAIN)))
+            "A, C, G, T (or U), N or an IUPAC ambiguity code", line=part_lines[k], record=rid)
+    u = raw.count(b"U") + raw.count(b"u")
+    return FastaRecord(rid, seq, line, len(raw.translate(None, _PLAIN)) - u, u)
 
 
 def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = False,

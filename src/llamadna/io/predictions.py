@@ -1,7 +1,9 @@
-"""Prediction writers: one row per annotated sequence, as TSV, JSON lines or GFF3.
+"""Prediction writers: one row per annotated tile of a sequence, as TSV, JSON lines or GFF3.
 
 The format comes from the output's suffix (`output_format`). Every writer takes a prediction
-dict keyed by `constants.PREDICTION_COLUMNS` and the sequence length (GFF3's feature end).
+dict keyed by `constants.OUTPUT_COLUMNS`: the tile's id, its record and 1-based inclusive
+start/end on the record, then the prediction. GFF3 gives each tile as a `region` feature on its
+record (seqid = record id).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from pathlib import Path
 from typing import IO
 
-from llamadna.constants import PREDICTION_COLUMNS
+from llamadna.constants import OUTPUT_COLUMNS
 from llamadna.errors import ConfigError
 
 OUTPUT_FORMATS = (".tsv", ".jsonl", ".gff3")
@@ -40,36 +42,36 @@ def _cell(value) -> str:
 class TsvWriter:
     def __init__(self, fh: IO[str]):
         self.w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        self.w.writerow(PREDICTION_COLUMNS)
+        self.w.writerow(OUTPUT_COLUMNS)
 
-    def write(self, pred: dict, length: int) -> None:
-        self.w.writerow([_cell(pred[c]) for c in PREDICTION_COLUMNS])
+    def write(self, pred: dict) -> None:
+        self.w.writerow([_cell(pred[c]) for c in OUTPUT_COLUMNS])
 
 
 class JsonlWriter:
     def __init__(self, fh: IO[str]):
         self.fh = fh
 
-    def write(self, pred: dict, length: int) -> None:
-        self.fh.write(json.dumps({c: pred[c] for c in PREDICTION_COLUMNS}) + "\n")
+    def write(self, pred: dict) -> None:
+        self.fh.write(json.dumps({c: pred[c] for c in OUTPUT_COLUMNS}) + "\n")
 
 
 class Gff3Writer:
-    """One `region` feature per record, 1..len on the record itself (seqid = record id)."""
+    """One `region` feature per tile, start..end on its record (seqid = record id)."""
 
     def __init__(self, fh: IO[str]):
         self.fh = fh
         fh.write("##gff-version 3\n")
 
-    def write(self, pred: dict, length: int) -> None:
+    def write(self, pred: dict) -> None:
         attrs = [("ID", str(pred["id"]))]
         if pred["gene"] is not None:
             attrs.append(("Name", pred["gene"]))
         attrs += [("Note", pred["annotation"]), ("source", pred["source"]),
                   ("source_prob", repr(pred["source_prob"]))]
         col9 = ";".join(f"{k}={gff3_escape(v)}" for k, v in attrs)
-        cols = [gff3_escape_seqid(str(pred["id"])), "llamadna", "region", "1", str(length),
-                repr(pred["confidence"]), ".", ".", col9]
+        cols = [gff3_escape_seqid(str(pred["record"])), "llamadna", "region", str(pred["start"]),
+                str(pred["end"]), repr(pred["confidence"]), ".", ".", col9]
         self.fh.write("\t".join(cols) + "\n")
 
 

@@ -41,6 +41,7 @@ dtype's minimum, which gives the same (zero) weights.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from llamadna.errors import ConfigError, InputError
 
+log = logging.getLogger(__name__)
 DEFAULT_ALIBI_STARTING_SIZE = 512  # DNABERT-2's config value; in the original only a cache-size hint
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
 ENCODER_PREFIX = "bert."  # the published checkpoint was saved from BertForMaskedLM (self.bert, self.cls)
@@ -374,6 +376,8 @@ def read_dnabert2_config(directory: str | Path) -> BertConfig:
     except (OSError, ValueError, TypeError) as e:
         raise InputError(path, f"not a readable BERT config: {e}") from e
     if hasattr(config, "auto_map"):
+        log.warning("%s: auto_map ignored: llamadna carries DNABERT-2's architecture itself "
+                    "(llamadna.model.dnabert2) and never runs code shipped in a model directory", path)
         del config.auto_map
     if getattr(config, "alibi_starting_size", None) is None:
         config.alibi_starting_size = DEFAULT_ALIBI_STARTING_SIZE

@@ -22,10 +22,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     DNABERT-2 directories are now (default: the paths recorded at training)."""
     from llamadna.model.modeling import LlamaDNAForAnnotation
 
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise InputError(path, "not a model directory (no config.json; expected a trained "
-                         "LlamaDNAForAnnotation saved with save_pretrained)")
+    path = check_model_dir(path)
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     torch_dtype = DTYPES[dtype] if dtype else None
@@ -41,6 +38,45 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     if compile:
         compile_generation(model)
     return model
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """What a trained model directory must hold, checked before anything is loaded, each problem
+    named with its file: config.json (valid JSON), model.safetensors (complete), and the
+    processor's two tokenizer folders."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from llamadna.model.processing import PROCESSOR_FILE
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "model directory not found (expected the output of `llamadna train`)")
+    cfg = path / "config.json"
+    if not cfg.exists():
+        raise InputError(path, "not a model directory (no config.json; expected a trained "
+                         "LlamaDNAForAnnotation saved with save_pretrained)")
+    try:
+        json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(cfg, f"not valid JSON: {exc}", line=exc.lineno) from None
+    weights = path / "model.safetensors"
+    if not weights.exists():
+        raise InputError(weights, "missing: the model directory holds no weights (copy the whole "
+                         "directory `llamadna train` wrote)")
+    try:
+        with safe_open(weights, "pt") as fh:  # the header must cover the file: truncation fails here
+            fh.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(weights, f"not a complete safetensors file (truncated or damaged copy?): "
+                         f"{exc}") from None
+    if (path / PROCESSOR_FILE).exists():
+        for sub in ("dna_tokenizer", "text_tokenizer"):
+            if not (path / sub / "tokenizer_config.json").exists():
+                raise InputError(path / sub, "missing: the model's tokenizer folder (copy the whole "
+                                 "directory `llamadna train` wrote)")
+    return path
 
 
 def compile_generation(model, bucket: int = PROMPT_BUCKET) -> None:

@@ -15,7 +15,6 @@ read from those directories and not copied into our checkpoints.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,10 @@ from transformers.utils import ModelOutput
 
 from llamadna.constants import IGNORE_INDEX
 from llamadna.errors import ConfigError, InputError
+from llamadna.io.atomic import usual_permissions
 from llamadna.model.configuration import LlamaDNAConfig
+from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnabert2
+from llamadna.model.presets import check_local_dir
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.model.projector import build_projector
 
@@ -42,17 +44,35 @@ class LlamaDNAOutput(ModelOutput):
     cls_logits: torch.Tensor | None = None  # (B, K)
 
 
-def disable_triton_flash_attention(module: nn.Module) -> int:
-    """DNABERT-2's remote code calls a Triton flash-attention kernel when it can import one; that
-    path fails on CPU. Setting the module-level `flash_attn_qkvpacked_func` to None makes it use
-    PyTorch attention. Returns how many code modules were patched."""
-    patched = 0
-    for name in {type(m).__module__ for m in module.modules()}:
-        mod = sys.modules.get(name)
-        if mod is not None and getattr(mod, "flash_attn_qkvpacked_func", None) is not None:
-            mod.flash_attn_qkvpacked_func = None
-            patched += 1
-    return patched
+def build_dna_encoder(dna_config) -> nn.Module:
+    """The encoder a config describes: DNABERT-2 (the project's own implementation,
+    `model.dnabert2`) or a plain Hugging Face BERT (the tiny preset's); never remote code."""
+    if is_dnabert2_config(dna_config):
+        return DnaBert2Model(dna_config, add_pooling_layer=False)
+    return AutoModel.from_config(dna_config, add_pooling_layer=False)
+
+
+def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
+    """A local pretrained DNA encoder directory: DNABERT-2 (config.json with
+    `alibi_starting_size` or an `auto_map` into its `bert_layers.py`) loaded into the project's
+    own architecture, or a plain BERT directory (`model_type` "bert", no `auto_map`). Code files
+    in the directory are never imported; any other architecture is refused."""
+    import json
+
+    d = check_local_dir(path, "DNA encoder (DNABERT-2)")
+    try:
+        raw = json.loads((d / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(d / "config.json", f"not valid JSON: {exc}", line=exc.lineno) from None
+    if is_dnabert2_config(raw):
+        return load_dnabert2(d, dtype=dtype, add_pooling_layer=False)
+    if raw.get("model_type") == "bert" and "auto_map" not in raw:
+        from transformers import BertModel
+
+        return BertModel.from_pretrained(d, dtype=dtype, add_pooling_layer=False)
+    raise InputError(d / "config.json", f"unsupported DNA encoder (model_type {raw.get('model_type')!r}"
+                     f"{', with an auto_map into its own code' if 'auto_map' in raw else ''}): expected "
+                     "DNABERT-2 or a BERT directory; code shipped in a model directory is never run")
 
 
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -65,15 +85,15 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     config_class = LlamaDNAConfig
     base_model_prefix = "llamadna"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["LlamaDecoderLayer", "BertLayer"]
+    _no_split_modules = ["LlamaDecoderLayer", "BertLayer", "DnaBert2Layer"]
 
     def __init__(
         self, config: LlamaDNAConfig, dna_encoder: nn.Module | None = None,
         language_model: nn.Module | None = None,
     ):
         super().__init__(config)
-        self.dna_encoder = dna_encoder if dna_encoder is not None else AutoModel.from_config(
-            config.dna_config, add_pooling_layer=False)
+        self.dna_encoder = (dna_encoder if dna_encoder is not None
+                            else build_dna_encoder(config.dna_config))
         self.language_model = (language_model if language_model is not None
                                else AutoModelForCausalLM.from_config(config.text_config))
         h_dna, h_txt = config.dna_config.hidden_size, config.text_config.hidden_size
@@ -225,6 +245,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
         if self.processor is not None:
             self.processor.save_pretrained(save_directory)
+        usual_permissions(save_directory)  # safetensors writes 0600
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *args, llm_path: str | Path | None = None,
@@ -269,17 +290,27 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         LLM in 8 or 4 bits (bitsandbytes >= 0.50, on CUDA or the CPU)."""
         enc = llm = None
         if config.dna_model_path:
-            enc = AutoModel.from_pretrained(config.dna_model_path, trust_remote_code=True,
-                                            dtype=torch_dtype)
-            if not torch.cuda.is_available():
-                disable_triton_flash_attention(enc)
+            enc = load_dna_encoder(config.dna_model_path, torch_dtype)
             config.dna_config = enc.config
         if config.llm_path:
-            llm = AutoModelForCausalLM.from_pretrained(
-                config.llm_path, dtype=torch_dtype,
-                quantization_config=quantization_config(config.llm_quantization, torch_dtype))
+            llm = load_llm(config.llm_path, torch_dtype, config.llm_quantization)
             config.text_config = llm.config
         return cls(config, dna_encoder=enc, language_model=llm)
+
+
+def load_llm(path: str | Path, dtype: torch.dtype | None = None, quantization: str | None = None):
+    """A local pretrained causal LM directory (Llama-2) with transformers' own classes; a
+    directory whose architecture exists only as its own code (`auto_map`) is refused."""
+    d = check_local_dir(path, "LLM (Llama-2)")
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            d, dtype=dtype, trust_remote_code=False,
+            quantization_config=quantization_config(quantization, dtype))
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise InputError(d / "config.json", "this LLM's architecture exists only as code shipped in "
+                         "its directory, which is never run: expected a Llama(-2) directory") from None
 
 
 def _check_base_dirs(path: Path, config: LlamaDNAConfig) -> None:

@@ -7,7 +7,8 @@ the pretrained parts come from differ.
   reference regions); a small `LlamaForCausalLM` built from a `LlamaConfig` with a byte-level BPE
   tokenizer trained on the training split's text, first pretrained as a language model on that
   text (full weights), then frozen and fine-tuned with LoRA like the full preset.
-- full: `--encoder` = a local DNABERT-2-117M directory (trust_remote_code), `--llm` = a local
+- full: `--encoder` = a local DNABERT-2-117M directory (loaded into the project's own DNABERT-2
+  implementation, `model.dnabert2`: no code from the directory runs), `--llm` = a local
   Llama-2-7b-hf directory; bf16 and gradient checkpointing available; the `<dna>` placeholder
   is added to the Llama tokenizer (its embedding row is never used: placeholders are replaced).
 """
@@ -48,7 +49,12 @@ def tiny_llm_config(vocab_size: int, tok, shape: TinyLLMShape | None = None) -> 
 
 
 def check_local_dir(path: str | Path, what: str) -> Path:
+    """A local model directory (config.json inside); a model hub id or a missing path is refused
+    with what to do instead."""
     p = Path(path)
+    if not p.exists() and len(p.parts) == 2 and not str(path).startswith((".", "/", "~")):
+        raise InputError(p, f"not a local directory: this looks like a model hub id, and model hubs "
+                         f"are not used; download the {what} weights yourself and pass their folder")
     if not (p / "config.json").exists():
         raise InputError(
             p, f"no config.json — expected a local {what} directory (model hubs are not used; "
@@ -58,7 +64,8 @@ def check_local_dir(path: str | Path, what: str) -> Path:
 
 def full_text_tokenizer(llm_path: str | Path):
     """The Llama tokenizer with `<dna>` and a pad token added."""
-    tok = AutoTokenizer.from_pretrained(check_local_dir(llm_path, "Llama-2-7b-hf"))
+    tok = AutoTokenizer.from_pretrained(check_local_dir(llm_path, "Llama-2-7b-hf"),
+                                        trust_remote_code=False)
     tok.add_special_tokens({"additional_special_tokens": [DNA_PLACEHOLDER]})
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token or tok.eos_token

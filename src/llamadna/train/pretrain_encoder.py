@@ -30,6 +30,7 @@ from llamadna import __version__
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.windows import reference_windows
 from llamadna.errors import ConfigError
+from llamadna.io.atomic import usual_permissions
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
@@ -230,10 +231,7 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
         tokenizer.save_pretrained(tmp)
         mlm.save_pretrained(tmp / MLM_SUBDIR)
         (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        for p in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700, safetensors files come as 0600
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+        usual_permissions(tmp)  # mkdtemp makes 0700, safetensors files come as 0600
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old)  # onto the empty directory mkdtemp made

@@ -46,6 +46,7 @@ from llamadna.constants import DEFAULT_SOURCES
 from llamadna.data.paths import dataset_parquet
 from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError, InputError
+from llamadna.io.atomic import usual_permissions
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
@@ -205,11 +206,14 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         config = make_config(encoder.config, llm.config, processor, labels, **overrides)
         model = LlamaDNAForAnnotation(config, dna_encoder=encoder, language_model=llm)
     else:
+        from llamadna.model.dnabert2 import is_dnabert2_config
         from llamadna.model.presets import check_local_dir, full_text_tokenizer
 
-        check_local_dir(cfg.encoder, "DNABERT-2")
+        enc_dir = check_local_dir(cfg.encoder, "DNABERT-2")
+        if is_dnabert2_config(json.loads((enc_dir / "config.json").read_text())):
+            overrides["encoder_lora_target_modules"] = ("Wqkv",)  # its fused attention projection
         text_tok = full_text_tokenizer(cfg.llm)
-        dna_tok = AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=True)
+        dna_tok = AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=False)
         processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
                                       use_dna=cfg.use_dna)
         config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
@@ -256,6 +260,7 @@ def save_checkpoint(run_dir: Path, weights: dict[str, torch.Tensor], opt_state: 
     save_file(rng if rng is not None else rng_states(), tmp / "rng.safetensors")
     torch.save(opt_state, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
+    usual_permissions(tmp)  # safetensors writes 0600
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in sorted(run_dir.glob(f"{CKPT_PREFIX}*"))[:-keep]:
@@ -562,6 +567,7 @@ def _save_best(weights: dict[str, torch.Tensor], path: Path, ev: dict) -> None:
     tmp.mkdir(parents=True)
     save_file(weights, tmp / "trainable.safetensors")
     (tmp / "val.json").write_text(json.dumps(ev))
+    usual_permissions(tmp)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
