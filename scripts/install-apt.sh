@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing.
 set -euo pipefail
-# wordnet: METEOR's WordNet 3.0; gcc + zlib headers: mappy (minimap2) builds from source
-PKGS=(wordnet-base wordnet-sense-index build-essential zlib1g-dev)
+# wordnet: METEOR's WordNet 3.0; gcc + zlib headers: mappy (minimap2) builds from source;
+# ncbi-blast+: blastn / makeblastdb for the blastn reference lookup (evaluate/baselines.py)
+PKGS=(wordnet-base wordnet-sense-index build-essential zlib1g-dev ncbi-blast+)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -676,20 +676,37 @@ def evaluate_cmd(
         EvalConfig.seed),
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    folds: Annotated[int, typer.Option(
+        help="split_gene as k-fold over genes (every gene a test gene once; 1 = the dataset's "
+             "split_gene only).")] = EvalConfig.folds,
+    splash: Annotated[list[str] | None, typer.Option(
+        metavar="BUILD=ANCHORS.tsv",
+        help="SPLASH anchors per build (`llamadna splash` output): the SPLASH scores of mutated "
+             "test sequences are recomputed from them (without: null, never carried over).")] = None,
+    benchmark: Annotated[Path | None, typer.Option(
+        help="A real benchmark directory (queries.fa + truth.tsv, e.g. ../shared/benchmarks/mito): "
+             "field accuracy per species and identity bin.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals.")] = EvalConfig.n_boot,
 ) -> None:
-    """Evaluate the model against baselines (majority, no-DNA, shuffled DNA, reference lookup,
-    seed-faithful) and the poster's reported numbers, with a divergence curve; HTML report.
+    """Evaluate the model against the alternatives a user has (majority, SPLASH-only and
+    SPLASH-prompt baselines, shuffled DNA, minimap2 and BLASTN reference lookups whose source comes
+    from training variants only, seed-faithful) on the same rows: per-field accuracy with 95 %
+    intervals, the template floor, divergence curves, a leak audit; HTML report.
 
-    Baseline models and models for other splits are trained here with the model's own settings
-    and cached in OUT/models.
+    Baseline models and models for other splits or folds are trained here with the model's own
+    settings and cached in OUT/models.
     """
     from llamadna.evaluate.run import evaluate
+    from llamadna.splash.scores import parse_anchor_specs
     from llamadna.train.cache import TrainedModels
 
     with _errors():
+        specs = parse_anchor_specs(splash) if splash else {}
         cfg = _config(EvalConfig, locals(), splits=tuple(SPLIT_NAMES) if split == "all" else (split,),
                       data_dir=str(data) if data else None,
-                      systems=_csv(systems) if systems else None)
+                      systems=_csv(systems) if systems else None,
+                      splash={(b or ""): str(p) for b, p in specs.items()},
+                      benchmark=str(benchmark) if benchmark else None)
         models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps)
         with _progress() as step:
             metrics = evaluate(cfg, models, progress=step)

@@ -28,6 +28,7 @@ DATASET_COLUMNS = [
 ]
 SPLASH_COLUMNS = ["SPLASH_Effect", "SPLASH_pval", "SPLASH_entropy"]
 SPLIT_COLUMNS = ["split_random", "split_gene", "split_chrom"]
+FOLD_PREFIX = "split_gene_fold"  # k-fold evaluation over genes: split_gene_fold1, ... (data.splits)
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 

@@ -43,3 +43,33 @@ def test_chrom_split_needs_three_chromosomes():
                        "gene_name": ["A", "B"]})
     out, notes = add_splits(df, seed=0)
     assert out["split_chrom"].is_null().all() and "split_chrom" in notes
+
+
+def test_gene_folds_make_every_gene_a_test_gene_once():
+    import numpy as np
+    import polars as pl
+
+    from llamadna.data.splits import add_splits, gene_folds, gene_key
+
+    rng = np.random.default_rng(3)
+    n = 600
+    genes = rng.integers(0, 40, n)
+    df = pl.DataFrame({"gene_id": [f"ENSG{g:03d}" for g in genes], "build": ["GRCh38"] * n,
+                       "gene_name": [f"G{g}" for g in genes],
+                       "chrom": [f"chr{1 + g % 4}" for g in genes]})
+    df, _ = add_splits(df, seed=0)
+    folds = gene_folds(df, 5, seed=0)
+    assert list(folds) == ["split_gene", "split_gene_fold1", "split_gene_fold2", "split_gene_fold3",
+                           "split_gene_fold4"]
+    assert (folds["split_gene"] == df["split_gene"].to_numpy()).all()  # fold 0 is the dataset's own
+    key = gene_key(df)
+    tested = [set(key[labels == "test"]) for labels in folds.values()]
+    assert sum(len(t) for t in tested) == len(set(key)) and set().union(*tested) == set(key)
+    for labels in folds.values():
+        for split in ("train", "val", "test"):  # whole genes: no gene in two parts of a fold
+            others = set(key[labels != split])
+            assert not (set(key[labels == split]) & others)
+        assert (labels == "val").any() and (labels == "train").sum() > (labels == "test").sum()
+    assert gene_folds(df, 5, seed=0).keys() == folds.keys()
+    again = gene_folds(df, 5, seed=0)
+    assert all((again[k] == folds[k]).all() for k in folds)  # deterministic

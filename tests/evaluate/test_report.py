@@ -9,7 +9,8 @@ from llamadna.data.template import SENTENCE_FIELDS as FIELDS
 from llamadna.evaluate.report import MISSING, REPORTED_LABEL, diff_html, word_diff, write_report
 
 SPLITS = ["split_random", "split_gene", "split_chrom"]
-SYSTEMS = ["model", "majority", "no_dna", "shuffled_dna", "reference_lookup", "seed_faithful"]
+SYSTEMS = ["model", "majority", "splash_prompt", "shuffled_dna", "reference_lookup", "minimap2_sensitive",
+           "blastn", "splash_only", "seed_faithful"]
 RATES = [0, 0.01, 0.05, 0.1, 0.2, 0.3]
 REPORTED = {
     "poster (reported)": {"accuracy": 0.8719, "f1_macro": 0.6422, "bleu": 0.6118, "rougeL": 0.7591, "meteor": 0.8413},
@@ -29,7 +30,9 @@ def _system_metrics(base: float, k: int) -> dict:
         "accuracy_from_text": round(v - 0.01, 4), "f1_from_text": round(v - 0.21, 4),
         "field_accuracy": {f: round(max(0.0, v - 0.08 * i), 4) for i, f in enumerate(FIELDS)},
         "confusion": {"labels": ["ClinVar", "COSMIC", "dbSNP"], "matrix": [[40 - k, 3, 2], [5, 20, 1], [2, 1, 26 + k]]},
-        "n": 100,
+        "n": 100, "field_mean": round(v - 0.1, 4),
+        "intervals": {k: [round(v - 0.3, 4), round(v, 4)] for k in (
+            *(f"field_{f}" for f in FIELDS), "field_mean", "accuracy", "f1_macro", "bleu", "rougeL", "meteor")},
     }
 
 
@@ -47,13 +50,25 @@ def fake_metrics() -> dict:
                                    for i, f in enumerate(FIELDS)},
                 "accuracy": [round(max(0.0, top - r), 4) for r in RATES],
             }
-        splits[split] = {"rows": 100, "systems": systems, "divergence": {"rates": RATES, "systems": div}}
+        floor = _system_metrics(0.5, 0)
+        floor["field_accuracy"] = dict.fromkeys(FIELDS, 0.0)
+        splits[split] = {"rows": 100, "systems": systems, "divergence": {"rates": RATES, "systems": div},
+                         "template_floor": floor, "genes": 12, "units": [split],
+                         "ceiling": {"ceiling": 0.98, "n_conflicting_groups": 2},
+                         "leak_audit": {split: {"overlapping": 3, "duplicate_sequences": 1}}}
     return {
         "meta": {"dataset": "ds/dataset.parquet", "data_dir": "../shared/data", "model": "runs/tiny",
                  "model_config": {"preset": "tiny", "hidden": 32}, "train_config": {"lr": 1e-4, "epochs": 1},
                  "seed": 7, "splits": SPLITS, "created": "2025-01-01T00:00:00", "rows_per_split": dict.fromkeys(SPLITS, 100)},
         "splits": splits,
         "reported": REPORTED,
+        "systems": {"seed_faithful": "gene metadata in the prompt (a label flag)"},
+        "benchmark": {"directory": "bench/mito", "queries": 4, "model_split": "split_gene", "systems": {
+            name: {"all": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4},
+                   "species": {"cow": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4}},
+                   "identity": {"<75": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4}},
+                   "all_intervals": {"gene": [g - 0.25, g]}}
+            for name, g in (("model", 0.25), ("blastn", 0.75))}},
     }
 
 
@@ -221,6 +236,7 @@ def test_summary_says_when_model_is_below_a_baseline(tmp_path):
     del metrics["splits"]["split_random"], metrics["splits"]["split_chrom"]
     metrics["splits"]["split_gene"]["systems"]["reference_lookup"]["bleu"] = 0.99
     metrics["splits"]["split_gene"]["systems"].pop("seed_faithful")
+    metrics.pop("systems"), metrics.pop("benchmark")
     del metrics["splits"]["split_gene"]["divergence"]
     html = write_report(metrics, [], tmp_path).read_text()
     assert "BLEU 0.700 vs 0.990 (reference_lookup, -0.290)" in html
@@ -313,3 +329,18 @@ def test_divergence_with_missing_points_still_plots(tmp_path):
     del div["reference_lookup"]["field_accuracy"]["phenotype"]
     html = write_report(metrics, [], tmp_path).read_text()
     assert html.count("<img") == 3  # confusion, divergence, field bars
+
+
+def test_headline_intervals_floor_audits_and_benchmark(report):
+    html = report["html"]
+    tables = _tables(html, "headline")
+    assert len(tables) == len(SPLITS)
+    for table in tables:
+        names = re.findall(r"<tr(?: class=\"\w+\")?><td>([^<]+?)</td>", table)
+        assert names == SYSTEMS + ["template floor"]
+    assert "<small>[0.600, 0.900]</small>" in tables[0]  # model accuracy of split_random with its interval
+    text = " ".join(report["page"].text)
+    assert "cluster bootstrap over genes" in text and "n_conflicting_groups" in text
+    assert "label flag" in text and "Real divergence: cross-species benchmark" in text
+    bench = _tables(html, "benchmark")[0]
+    assert "0.750 <small>[0.500, 0.750]</small>" in bench and "cow (n=4)" in bench

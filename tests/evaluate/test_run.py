@@ -1,13 +1,14 @@
-"""`evaluate` end to end on a generated bundle: every system on the same rows, the divergence
-curve, metrics.json and report.html."""
+"""`evaluate` end to end on a generated bundle: every system on the same rows, intervals, the
+template floor, the audits, the nested divergence curves, folds and a benchmark directory."""
 
 from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 
-from llamadna.evaluate.run import REPORTED, SYSTEMS, EvalConfig, evaluate
+from llamadna.evaluate.run import LOOKUPS, REPORTED, SYSTEMS, EvalConfig, evaluate
 from llamadna.train.cache import TrainedModels
 from llamadna.train.config import TrainConfig
 from llamadna.train.train import train
@@ -26,36 +27,73 @@ def trained(tmp_path_factory, bundle_factory):
     return root, data
 
 
+def _cfg(root, data, **kw):
+    return EvalConfig(model=str(root / "model"), dataset=str(root / "dataset"), data_dir=str(data),
+                      max_new_tokens=24, n_boot=50, **kw)
+
+
+@pytest.mark.slow
 def test_evaluate_all_systems_and_report(trained):
     root, data = trained
-    cfg = EvalConfig(model=str(root / "model"), dataset=str(root / "dataset"),
-                     out=str(root / "report"), splits=("split_random",), data_dir=str(data),
-                     limit=8, divergence_rates=(0.0, 0.3), max_new_tokens=24)
+    cfg = _cfg(root, data, out=str(root / "report"), splits=("split_random",), limit=8,
+               divergence_rates=(0.0, 0.3))
     m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
     res = m["splits"]["split_random"]
     assert res["rows"] == 8 and set(res["systems"]) == set(SYSTEMS)
     for name, sm in res["systems"].items():
-        for k in ("accuracy", "f1_macro", "bleu", "rougeL", "meteor"):
-            assert 0 <= sm[k] <= 1, (name, k)
-    # the reference lookup recovers chromosome and gene of undiverged reference windows
-    look = res["divergence"]["systems"]["reference_lookup"]["field_accuracy"]
-    assert look["chrom"][0] == 1.0 and look["gene"][0] == 1.0
-    assert set(res["divergence"]["systems"]) == {"model", "reference_lookup"}
-    assert m["reported"] == REPORTED
+        for k in ("accuracy", "rougeL", "meteor", "field_mean"):  # means: the point lies inside
+            lo, hi = sm["intervals"][k]
+            assert 0 <= lo <= sm[k] + 1e-9 and sm[k] <= hi + 1e-9 <= 1 + 1e-9, (name, k)
+        for k in ("f1_macro", "bleu"):  # not means: a percentile interval may miss the point on 8 rows
+            lo, hi = sm["intervals"][k]
+            assert 0 <= lo <= hi <= 1, (name, k)
+    # the template floor: every field wrong, the text metrics it gets for free
+    floor = res["template_floor"]
+    assert all(v == 0 for v in floor["field_accuracy"].values() if v is not None) and floor["rougeL"] > 0.3
+    assert 0 < res["ceiling"]["ceiling"] <= 1 and "n_conflicting_groups" in res["ceiling"]
+    assert set(res["leak_audit"]) == {"split_random"}
+    # the lookups recover chromosome and gene of undiverged reference windows
+    div = res["divergence"]
+    assert set(div["systems"]) == {"model", *LOOKUPS} and div["rates"] == [0.0, 0.3]
+    for name in LOOKUPS:
+        look = div["systems"][name]["field_accuracy"]
+        assert look["chrom"][0] == 1.0 and look["gene"][0] == 1.0, name
+    assert m["reported"] == REPORTED and "training split" in " ".join(m["systems"].values())
     saved = json.loads((root / "report" / "metrics.json").read_text())
     assert saved["splits"]["split_random"]["rows"] == 8
     html = (root / "report" / "report.html").read_text()
-    assert "reference_lookup" in html and "reported" in html
+    assert "blastn" in html and "template floor" in html and "reported" in html
     for name in SYSTEMS:
         assert (root / "report" / "predictions" / f"split_random.{name}.tsv").exists()
     # the given model was used for its own split; baselines were trained with its settings
     assert not (root / "report" / "models" / "split_random" / "model").exists()
-    tc = json.loads((root / "report" / "models" / "split_random" / "no_dna" / "train_config.json")
+    tc = json.loads((root / "report" / "models" / "split_random" / "splash_prompt" / "train_config.json")
                     .read_text())
     assert tc["use_dna"] is False and tc["split"] == "split_random" and tc["max_steps"] == 3
-    tc = json.loads((root / "report" / "models" / "split_random" / "seed_faithful"
-                     / "train_config.json").read_text())
-    assert tc["prompt_mode"] == "seed-faithful"
+
+
+@pytest.mark.slow
+def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_path):
+    root, data = trained
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    df = pl.read_parquet(root / "dataset" / "dataset.parquet")
+    r0 = df.row(0, named=True)
+    (bench / "queries.fa").write_text(f">q_00\n{r0['Sequence']}\n")
+    (bench / "truth.tsv").write_text(
+        "id\tspecies\tgene\ttranscript_type\tchrom\tidentity_to_human\n"
+        f"q_00\thuman\t{r0['gene_name']}\t{r0['transcript_type']}\t{r0['chrom']}\t100\n")
+    cfg = _cfg(root, data, out=str(tmp_path / "r"), splits=("split_gene",), folds=2,
+               systems=("model", "majority", "reference_lookup"), divergence_rates=(0.0,),
+               benchmark=str(bench))
+    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2))
+    res = m["splits"]["split_gene"]
+    assert res["units"] == ["split_gene", "split_gene_fold1"]
+    genes = df.select("gene_id", "gene_name").unique().height
+    assert res["genes"] == genes and res["rows"] == df.height - 0  # every row tested once
+    assert (tmp_path / "r" / "models" / "split_gene_fold1" / "model" / "train_summary.json").exists()
+    b = m["benchmark"]["systems"]
+    assert b["reference_lookup"]["all"]["gene"] == 1.0 and b["model"]["all"]["n"] == 1
 
 
 def test_example_indices_cover_different_genes_first():
@@ -67,3 +105,12 @@ def test_example_indices_cover_different_genes_first():
     assert example_indices(genes, 6) == [0, 1, 2, 3, 5, 7]
     assert example_indices(genes, 20) == list(range(8))
     assert example_indices([], 10) == []
+
+
+def test_config_checks():
+    from llamadna.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown system 'no_dna'"):
+        EvalConfig(model="m", dataset="d", out="o", systems=("no_dna",))
+    with pytest.raises(ConfigError, match="--folds must be >= 1"):
+        EvalConfig(model="m", dataset="d", out="o", folds=0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from llamadna.constants import SPLIT_FRACTIONS, SPLITS
+from llamadna.constants import FOLD_PREFIX, SPLIT_FRACTIONS, SPLITS
 
 
 def random_split(n: int, seed: int) -> np.ndarray:
@@ -63,11 +63,52 @@ def chrom_split(chroms: np.ndarray, seed: int) -> np.ndarray | None:
     return np.array(SPLITS, dtype=object)[assign[inv]]
 
 
+def gene_key(df: pl.DataFrame) -> np.ndarray:
+    """The gene a row belongs to (gene_id, else build:gene_name): the unit of split_gene."""
+    key = pl.coalesce("gene_id", pl.concat_str(["build", "gene_name"], separator=":"))
+    return df.select(key).to_series().to_numpy()
+
+
+def gene_folds(df: pl.DataFrame, k: int, seed: int) -> dict[str, np.ndarray]:
+    """k folds over genes built around the dataset's own `split_gene`, so that every gene is a
+    test gene exactly once: fold 0 is `split_gene` itself; folds 1..k-1 split the genes that
+    are not in its test set into k-1 test sets (whole genes, greedily balanced by rows, seeded).
+    In each fold the genes outside its test set are cut into train and val (val ~ 10 % of
+    their rows, whole genes, seeded); fold 0 keeps split_gene's own train/val.
+
+    Returns {"split_gene" or f"{FOLD_PREFIX}{i}": (N,) labels train/val/test}.
+    """
+    if k < 2:
+        return {"split_gene": df["split_gene"].to_numpy()}
+    genes = gene_key(df)
+    base = df["split_gene"].to_numpy()
+    uniq, inv, counts = np.unique(genes, return_inverse=True, return_counts=True)
+    in_test0 = np.zeros(len(uniq), dtype=bool)
+    in_test0[inv[base == "test"]] = True
+    rng = np.random.default_rng([seed, k])
+    fold_of = np.zeros(len(uniq), dtype=np.int64)  # 0 = split_gene's test genes
+    filled = np.zeros(k - 1)
+    for g in rng.permutation(np.flatnonzero(~in_test0)):
+        f = int(np.argmin(filled))
+        fold_of[g], filled[f] = f + 1, filled[f] + counts[g]
+    out = {"split_gene": base}
+    for f in range(1, k):
+        test = fold_of == f
+        label = np.where(test, "test", "train").astype(object)
+        rest = np.flatnonzero(~test)
+        target, got = 0.1 * counts[rest].sum(), 0
+        for g in np.random.default_rng([seed, k, f]).permutation(rest):
+            if got >= target:
+                break
+            label[g], got = "val", got + counts[g]
+        out[f"{FOLD_PREFIX}{f}"] = label[inv]
+    return out
+
+
 def add_splits(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, dict]:
     """Add the three split columns; returns the frame and notes for the summary."""
     n = df.height
-    gene_key = pl.coalesce("gene_id", pl.concat_str(["build", "gene_name"], separator=":"))
-    genes = df.select(gene_key).to_series().to_numpy()
+    genes = gene_key(df)
     chroms = df["chrom"].to_numpy()
     cs = chrom_split(chroms, seed)
     notes = {}

@@ -40,6 +40,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
@@ -192,6 +194,62 @@ def semantic_similarity(predictions: Sequence[str], references: Sequence[str]) -
     n = len(predictions)
     cos = (emb[:n] * emb[n:]).sum(axis=1)  # (N,)
     return float(cos.mean())
+
+
+# ---------------------------------------------------------------------------------------- per row
+def bleu_statistics(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """(N, 10) sacrebleu sufficient statistics per pair: 4 n-gram match counts, 4 n-gram totals,
+    hypothesis length, reference length. Summed over any subset of rows they give that subset's
+    corpus BLEU (`bleu_from_statistics`), so a bootstrap needs no re-tokenisation."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(predictions, references)
+    metric = BLEU()
+    out = np.zeros((len(predictions), 10), dtype=np.int64)
+    for i, (p, r) in enumerate(zip(predictions, references)):
+        st = metric.corpus_score([p], [[r]])
+        out[i] = [*st.counts, *st.totals, st.sys_len, st.ref_len]
+    return out
+
+
+def bleu_from_statistics(stats: np.ndarray) -> float:
+    """Corpus BLEU in [0, 1] of the rows whose statistics are `stats` (N, 10)."""
+    from sacrebleu.metrics import BLEU
+
+    t = stats.sum(0)
+    score = BLEU.compute_bleu(t[:4].tolist(), t[4:8].tolist(), int(t[8]), int(t[9])).score / 100.0
+    return float(min(1.0, score))
+
+
+def row_scores(predictions: Sequence[str], references: Sequence[str], wordnet=None) -> dict[str, np.ndarray]:
+    """Per-pair scores, the material of intervals: `rougeL` and `meteor` (N,) floats,
+    `bleu_stats` (N, 10), and per parsed field a (N,) float of exact matches (1/0; NaN where the
+    reference lacks the field). Means over rows give `compute_metrics`' values."""
+    from nltk.tokenize import TreebankWordTokenizer
+    from nltk.translate.meteor_score import meteor_score
+    from rouge_score.rouge_scorer import RougeScorer
+
+    from llamadna.evaluate.wordnet import load_wordnet
+
+    _check_pairs(predictions, references)
+    with _quiet_logger("absl"):
+        scorer = RougeScorer(["rougeL"], use_stemmer=False)
+    wn = load_wordnet() if wordnet is None else wordnet
+    tok = TreebankWordTokenizer().tokenize
+    out = {
+        "rougeL": np.array([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]),
+        "meteor": np.array([meteor_score([tok(r)], tok(p), wordnet=wn)
+                            for p, r in zip(predictions, references)]),
+        "bleu_stats": bleu_statistics(predictions, references),
+    }
+    for k in SENTENCE_FIELDS:
+        out[f"field_{k}"] = np.full(len(predictions), np.nan)
+    for i, (p, r) in enumerate(zip(predictions, references)):
+        pf, rf = parse_annotation(p), parse_annotation(r)
+        for k in SENTENCE_FIELDS:
+            if rf[k] is not None:
+                out[f"field_{k}"][i] = float(pf[k] == rf[k])
+    return out
 
 
 def compute_metrics(

@@ -42,7 +42,9 @@ REPORT_NAME = "report.html"
 METRICS_NAME = "metrics.json"
 
 # Systems in the order they are listed; systems not named here follow, sorted.
-SYSTEM_ORDER = ("model", "majority", "no_dna", "shuffled_dna", "reference_lookup", "seed_faithful")
+SYSTEM_ORDER = ("model", "majority", "splash_prompt", "shuffled_dna", "reference_lookup",
+                "minimap2_sensitive", "blastn", "splash_only", "seed_faithful")
+FLOOR = "template floor"  # the template with every field wrong: what text metrics give for free
 MODEL = "model"
 # Columns of the metric table: key -> header.
 TABLE_METRICS = {
@@ -64,7 +66,8 @@ _DPI = 80
 _FIELD_COLOURS = dict(zip(FIELD_NAMES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
 _ACCURACY_COLOUR = "#222222"
 # Divergence curves: line style and marker per system.
-_SYSTEM_STYLES = {MODEL: ("-", "o"), "reference_lookup": ("--", "s")}
+_SYSTEM_STYLES = {MODEL: ("-", "o"), "reference_lookup": ("--", "s"), "minimap2_sensitive": ("-.", "^"),
+                  "blastn": (":", "D")}
 _OTHER_STYLES = ((":", "^"), ("-.", "v"), ((0, (1, 1)), "D"))
 
 
@@ -359,6 +362,8 @@ del.only-truth { background: #cfe3ff; color: #003a8c; text-decoration: none;
 ins.only-pred { background: #ffd9b0; color: #7a3300; text-decoration: none;
                 border-bottom: 2px dotted #c05a00; }
 nav a { margin-right: 14px; }
+tr.floor td { font-style: italic; color: #555; }
+td small { color: #666; }
 """
 
 
@@ -473,6 +478,98 @@ def _field_table(systems: dict) -> str:
     return f'<table class="fields">{head}{"".join(rows)}</table>'
 
 
+def _with_interval(value: Any, interval: Any) -> str:
+    """"0.812 [0.771, 0.850]" (the 95 % interval of a cluster bootstrap over genes)."""
+    if _num(value) is None:
+        return MISSING
+    if not interval or _num(interval[0]) is None:
+        return _fmt(value, 3)
+    return f"{_num(value):.3f} <small>[{_num(interval[0]):.3f}, {_num(interval[1]):.3f}]</small>"
+
+
+HEADLINE = (*(f"field_{f}" for f in FIELD_NAMES), "field_mean", "accuracy", "f1_macro", "bleu",
+            "rougeL", "meteor")
+
+
+def _headline_value(m: dict, key: str) -> Any:
+    if key.startswith("field_") and key != "field_mean":
+        return _field_acc(m, key.removeprefix("field_"))
+    return m.get(key)
+
+
+def _headline_table(systems: dict, floor: dict | None) -> str:
+    """Per-field accuracy and their mean first (what carries information), then source accuracy
+    / F1 and the text metrics, each with its 95 % interval; the template floor last."""
+    names = [s for s in _ordered_systems(list(systems)) if systems[s]]
+    heads = [h.removeprefix("field_") for h in HEADLINE]
+    head = "<tr><th>system</th>" + "".join(f"<th>{_esc(h)}</th>" for h in heads) + "</tr>"
+    rows = []
+    for name, m in [*((n, systems[n]) for n in names), *([(FLOOR, floor)] if floor else [])]:
+        iv = m.get("intervals") or {}
+        cells = "".join(f'<td class="num">{_with_interval(_headline_value(m, k), iv.get(k))}</td>'
+                        for k in HEADLINE)
+        cls = ' class="model"' if name == MODEL else ' class="floor"' if name == FLOOR else ""
+        rows.append(f"<tr{cls}><td>{_esc(name)}</td>{cells}</tr>")
+    note = ('<p class="note">Brackets: 95 % interval, cluster bootstrap over genes (whole genes '
+            f'resampled). <i>{FLOOR}</i>: the template sentence with every field wrong (real values '
+            "of other rows): BLEU, ROUGE-L and METEOR it reaches are free; only the field accuracies "
+            "carry information.</p>")
+    return f'<table class="headline">{head}{"".join(rows)}</table>{note}'
+
+
+def _audit_html(entry: dict) -> str:
+    """The accuracy ceiling (identical windows with conflicting labels) and the leak audit."""
+    out = []
+    c = entry.get("ceiling") or {}
+    if c:
+        out.append(f'<p class="note">Accuracy ceiling of any sequence-only system: '
+                   f'{_esc(json.dumps(_to_jsonable(c)))}</p>')
+    leaks = entry.get("leak_audit") or {}
+    if leaks:
+        rows = "".join(f"<tr><td>{_esc(u)}</td><td>{_esc(json.dumps(_to_jsonable(v)))}</td></tr>"
+                       for u, v in leaks.items())
+        out.append(f"<table><tr><th>unit</th><th>test windows overlapping or equal to a training window"
+                   f"</th></tr>{rows}</table>")
+    return "\n".join(out)
+
+
+def _benchmark_html(bench: dict) -> str:
+    systems = bench.get("systems") or {}
+    if not systems:
+        return '<p class="note">No benchmark results.</p>'
+    names = _ordered_systems(list(systems))
+    first = systems[names[0]]
+    groups = [("all", {"all": first.get("all") or {}})]
+    groups += [("species", first.get("species") or {}), ("identity to human", first.get("identity") or {})]
+    head = "<tr><th>field</th><th>group</th>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
+    rows = []
+    for field in ("gene", "transcript_type", "chrom"):
+        for kind, members in groups:
+            for g in members:
+                cells = []
+                for n in names:
+                    res = systems[n]
+                    part = res.get("all") if kind == "all" else (res.get(
+                        "species" if kind == "species" else "identity") or {}).get(g) or {}
+                    iv = (res.get("all_intervals") or {}).get(field) if kind == "all" else None
+                    cells.append(f'<td class="num">{_with_interval(part.get(field), iv)}</td>')
+                label = g if kind != "all" else "all"
+                n_q = (members.get(g) or {}).get("n")
+                rows.append(f"<tr><td>{_esc(field)}</td><td>{_esc(label)} (n={_fmt(n_q)})</td>"
+                            f"{''.join(cells)}</tr>")
+    note = (f'<p class="note">{_esc(bench.get("directory"))}: {_fmt(bench.get("queries"))} real divergent '
+            "queries (a test set: never trained, tuned or indexed on); the model is the given one "
+            f"(trained on {_esc(bench.get('model_split'))}). Intervals: bootstrap over genes.</p>")
+    return f'{note}<table class="benchmark">{head}{"".join(rows)}</table>'
+
+
+def _systems_html(notes: dict) -> str:
+    if not notes:
+        return ""
+    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in notes.items())
+    return f"<h3>What each system saw</h3><table>{rows}</table>"
+
+
 def _examples_html(examples: list[dict]) -> str:
     if not examples:
         return f'<p class="note">No examples {MISSING} none were given for this split.</p>'
@@ -495,8 +592,12 @@ def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]
     systems = entry.get("systems") or {}
     out = [f'<h2 id="{_esc(split)}">{_esc(split)}</h2>',
            f'<p class="note">test rows: {_fmt(entry.get("rows"))}; systems: '
-           f"{_esc(', '.join(_ordered_systems(list(systems))) or MISSING)}</p>",
-           "<h3>Metrics</h3>", _metric_table(systems, reported)]
+           f"{_esc(', '.join(_ordered_systems(list(systems))) or MISSING)}; genes: "
+           f"{_fmt(entry.get('genes'))}; units: {_esc(', '.join(entry.get('units') or [split]))}</p>",
+           "<h3>Field accuracy and metrics, with intervals</h3>",
+           _headline_table(systems, entry.get("template_floor")),
+           "<h3>Metrics beside the poster's reported numbers</h3>", _metric_table(systems, reported),
+           "<h3>Ceiling and leak audit</h3>", _audit_html(entry)]
 
     out.append("<h3>Source class: confusion matrix of the model</h3>")
     model = systems.get(MODEL) or {}
@@ -554,8 +655,12 @@ def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMP
         out.append(_figure_or_note(plot_split_comparison(splits), "accuracy across splits",
                                    "No model accuracy to compare across splits."))
 
+    out.append(_systems_html(metrics.get("systems") or {}))
     for name in names:
         out.append(_split_section(name, splits[name] or {}, reported, by_split.pop(name, [])[:n_examples]))
+    if metrics.get("benchmark"):
+        out.append('<h2 id="benchmark">Real divergence: cross-species benchmark</h2>')
+        out.append(_benchmark_html(metrics["benchmark"]))
     for name, rest in by_split.items():  # examples of splits that have no metrics
         out.append(f"<h2>Examples of {_esc(name)} (no metrics for this split)</h2>")
         out.append(_examples_html(rest[:n_examples]))

@@ -1,21 +1,28 @@
-"""`llamadna evaluate`: the model against the alternatives a user has, on the same test rows.
+"""`llamadna evaluate`: the model against the alternatives a user has, on the same test rows,
+every number with a 95 % interval and beside the floor a trivial system gets.
 
-Per split (split_gene by default; `--split all` = split_random, split_gene, split_chrom), every
-system in `SYSTEM_RUNNERS` annotates the same test rows:
-- model: the given model when it was trained on that split, else one trained with the same
-  settings on that split (the `ModelSource` supplies models; `train.cache.TrainedModels` trains
-  and caches them, so this module never trains);
-- majority: the training rows' most frequent source, and the most frequent sentence of that
-  source's rows (so the sentence names the class it predicts);
-- no_dna: the same training with the prompt only (no sequence);
+Evaluation units: each requested split (split_random, split_gene, split_chrom); split_gene is
+k-fold over genes (`folds`, default 5: fold 0 is the dataset's own split_gene, the others are
+`data.splits.gene_folds`), so every gene is a test gene once and its numbers pool all folds.
+In every unit, every system of `SYSTEM_RUNNERS` annotates the same test rows:
+- model: the given model where it was trained on that unit, else one trained with the same
+  settings (the `ModelSource` supplies models; `train.cache.TrainedModels` trains and caches
+  them, so this module never trains);
+- majority: the training rows' most frequent source and that source's most frequent sentence;
+- splash_prompt: the same training with the prompt only (SPLASH scores, no sequence);
 - shuffled_dna: the model on the test sequences with their bases permuted;
-- reference_lookup: minimap2 (mappy) against the reference regions of the row's build, then
-  the annotation tables fill the same sentence; source = the nearest known variant's;
-- seed_faithful: the same training with gene metadata in the prompt (the poster's setting);
-- the poster's reported numbers, labelled as reported, not measured.
-Divergence: the test sequences mutated at 0-30 % substitutions plus small indels (seeded), the
-model and the reference lookup re-run, per-field accuracy per rate.
-Writes REPORT_DIR/metrics.json, REPORT_DIR/report.html and the predictions of every system.
+- reference_lookup / minimap2_sensitive / blastn: the sequence aligned to the build's reference
+  (minimap2 map-ont; minimap2 with sensitive settings; BLASTN), the annotation tables fill the
+  sentence, source = the nearest variant OF THE UNIT'S TRAINING ROWS (majority when nothing maps);
+- splash_only: gradient-boosted trees on the SPLASH columns for the source, the majority sentence;
+- seed_faithful: the gene's name, description, phenotype and clinical significance in the prompt
+  (the original poster's setting: a label leak, kept to reproduce it).
+Per split: metrics of every system with cluster-bootstrap intervals over genes, the template
+floor (every field wrong), the accuracy ceiling of identical windows with conflicting labels,
+and a leak audit. Divergence: nested mutations at DIVERGENCE_RATES, SPLASH scores recomputed
+from the anchors tables (null without them, never carried over), the model and every lookup
+re-run. `benchmark`: a real cross-species set (evaluate.benchmark), per species and identity bin.
+Writes REPORT_DIR/metrics.json, report.html and every system's predictions.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -32,13 +39,19 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, SPLIT_COLUMNS
+from llamadna.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    FOLD_PREFIX,
+    SPLASH_COLUMNS,
+    SPLIT_COLUMNS,
+)
 from llamadna.data.paths import dataset_parquet
-from llamadna.data.splits import subsample
-from llamadna.data.template import SENTENCE_FIELDS
+from llamadna.data.splits import gene_key, subsample
+from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.evaluate.divergence import DIVERGENCE_RATES
-from llamadna.evaluate.predict import example_indices, prediction_table, split_rows
+from llamadna.evaluate.predict import example_indices, prediction_table
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -50,16 +63,22 @@ REPORTED = {
     "poster baseline (reported)": {"accuracy": 0.8065, "f1_macro": 0.4464, "bleu": 0.5685,
                                    "rougeL": 0.7172, "meteor": 0.7833},
 }
-DIVERGENCE_SYSTEMS = ("model", "reference_lookup")  # re-run on mutated test sequences
+# lookup system -> evaluate.baselines aligner: minimap2's map-ont preset (what it was), minimap2
+# with the sensitive settings of a measured sweep, NCBI BLAST+ blastn
+LOOKUP_ALIGNERS = {"reference_lookup": "map-ont", "minimap2_sensitive": "minimap2", "blastn": "blastn"}
+LOOKUPS = tuple(LOOKUP_ALIGNERS)
+DIVERGENCE_SYSTEMS = ("model", *LOOKUPS)  # re-run on mutated test sequences
+N_BOOT = 1000
 
 
 class ModelSource(Protocol):
-    """Supplies the models `evaluate` runs: `get(split, variant)` with variant "model",
-    "no_dna" or "seed_faithful"; `train_config` is the given model's training settings."""
+    """Supplies the models `evaluate` runs: `get(split, variant, dataset)` with variant "model",
+    "splash_prompt" or "seed_faithful" (`dataset`: the table holding that split column);
+    `train_config` is the given model's training settings."""
 
     train_config: dict
 
-    def get(self, split: str, variant: str): ...
+    def get(self, split: str, variant: str, dataset: str | None = None): ...
 
 
 @dataclass
@@ -68,16 +87,17 @@ class EvalConfig:
     dataset: str
     out: str
     splits: tuple[str, ...] = ("split_gene",)
-    data_dir: str | None = None  # reference bundle for the lookup (default: the dataset's)
+    data_dir: str | None = None  # reference bundle for the lookups (default: the dataset's)
     systems: tuple[str, ...] | None = None  # default: every system of SYSTEM_RUNNERS
     divergence_rates: tuple[float, ...] = DIVERGENCE_RATES
     seed: int = 0
-    limit: int | None = None  # test rows per split (seeded subsample) for quick runs
+    limit: int | None = None  # test rows per unit (seeded subsample) for quick runs
     batch_size: int = DEFAULT_BATCH_SIZE
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    # overrides for the models trained for evaluation (same settings as the given model otherwise)
-    epochs: int | None = None
-    max_steps: int | None = None
+    folds: int = 5  # split_gene as k-fold over genes (1 = the dataset's split_gene only)
+    splash: dict[str, str] = field(default_factory=dict)  # build ("" = all) -> anchors TSV
+    benchmark: str | None = None  # a real benchmark directory (evaluate.benchmark)
+    n_boot: int = N_BOOT  # bootstrap resamples for the intervals
 
     def __post_init__(self) -> None:
         self.systems = tuple(SYSTEM_RUNNERS) if self.systems is None else tuple(self.systems)
@@ -87,75 +107,156 @@ class EvalConfig:
         for name in self.systems:
             if name not in SYSTEM_RUNNERS:
                 raise ConfigError(f"unknown system {name!r}: expected one of {tuple(SYSTEM_RUNNERS)}")
+        if self.folds < 1:
+            raise ConfigError(f"--folds must be >= 1, got {self.folds}")
 
 
 # ------------------------------------------------------------------------------------ systems
 
 
 @dataclass
-class SplitRun:
-    """What the systems of one split share."""
+class Unit:
+    """One train/test partition (a split, or one fold of split_gene) and what its systems share."""
 
     cfg: EvalConfig
-    split: str
+    split: str  # the reported split (split_gene for every fold)
+    column: str  # the split column of this unit (split_gene, split_gene_fold2, ...)
+    dataset: str  # the table holding `column`
     models: ModelSource
     train_rows: list[dict]
-    lookup: object | None  # baselines.ReferenceLookup, built once when a system needs it
+    lookups: dict  # name -> lookup object (evaluate.baselines), shared by every unit
     rng: np.random.Generator  # shuffled DNA
+    test_rows: list[dict] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)  # per-unit objects built once (splash_only, ...)
 
     def annotate(self, variant: str, rows: list[dict]) -> list[dict]:
         from llamadna.annotate import annotate_rows
 
-        return annotate_rows(self.models.get(self.split, variant), rows,
-                             batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens)
+        model = self.models.get(self.column, variant, self.dataset)
+        return annotate_rows(model, rows, batch_size=self.cfg.batch_size,
+                             max_new_tokens=self.cfg.max_new_tokens)
+
+    @property
+    def majority(self) -> str:
+        from llamadna.evaluate.baselines import majority_baseline
+
+        return majority_baseline([r["Dataset"] for r in self.train_rows], 1)[0]
+
+    @property
+    def majority_sentence(self) -> str:
+        from llamadna.evaluate.baselines import majority_sentence
+
+        if "sentence" not in self.cache:
+            self.cache["sentence"] = majority_sentence(self.train_rows, source=self.majority)
+        return self.cache["sentence"]
+
+    def lookup(self, name: str, rows: list[dict]) -> list[dict]:
+        """A reference lookup whose source comes from this unit's training rows only (the
+        training majority where nothing maps); the reference index is shared by every unit."""
+        key = f"lookup:{name}"
+        if key not in self.cache:
+            self.cache[key] = self.lookups[name].with_variants(
+                self.train_rows, self.majority, f"training split of {self.column}")
+        res = self.cache[key].lookup_many([r["Sequence"] for r in rows], [r["build"] for r in rows])
+        return [{"annotation": h.get("annotation") or "", "source": h.get("source"),
+                 "source_from_text": h.get("source")} for h in res]
 
 
-def _model(run: SplitRun, rows: list[dict]) -> list[dict]:
-    return run.annotate("model", rows)
+def _model(unit: Unit, rows: list[dict]) -> list[dict]:
+    return unit.annotate("model", rows)
 
 
-def _majority(run: SplitRun, rows: list[dict]) -> list[dict]:
-    from llamadna.evaluate.baselines import majority_baseline, majority_sentence
-
-    top = majority_baseline([r["Dataset"] for r in run.train_rows], 1)[0]
-    sentence = majority_sentence(run.train_rows, source=top)
-    return [{"annotation": sentence, "source": top, "source_from_text": top}] * len(rows)
+def _majority(unit: Unit, rows: list[dict]) -> list[dict]:
+    top = unit.majority
+    return [{"annotation": unit.majority_sentence, "source": top, "source_from_text": top}] * len(rows)
 
 
-def _no_dna(run: SplitRun, rows: list[dict]) -> list[dict]:
-    return run.annotate("no_dna", rows)
+def _splash_prompt(unit: Unit, rows: list[dict]) -> list[dict]:
+    return unit.annotate("splash_prompt", rows)
 
 
-def _shuffled_dna(run: SplitRun, rows: list[dict]) -> list[dict]:
+def _shuffled_dna(unit: Unit, rows: list[dict]) -> list[dict]:
     from llamadna.evaluate.baselines import shuffle_sequence
 
-    return run.annotate("model", [{**r, "Sequence": shuffle_sequence(r["Sequence"], run.rng)}
-                                  for r in rows])
+    return unit.annotate("model", [{**r, "Sequence": shuffle_sequence(r["Sequence"], unit.rng)}
+                                   for r in rows])
 
 
-def _reference_lookup(run: SplitRun, rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        hit = run.lookup.lookup(r["Sequence"], r["build"])
-        out.append({"annotation": hit.get("annotation") or "", "source": hit.get("source"),
-                    "source_from_text": hit.get("source")})
-    return out
+def _lookup_runner(name: str) -> Callable[[Unit, list[dict]], list[dict]]:
+    def run(unit: Unit, rows: list[dict]) -> list[dict]:
+        return unit.lookup(name, rows)
+
+    run.__name__ = f"_{name}"
+    return run
 
 
-def _seed_faithful(run: SplitRun, rows: list[dict]) -> list[dict]:
-    return run.annotate("seed_faithful", rows)
+def _splash_only(unit: Unit, rows: list[dict]) -> list[dict]:
+    from llamadna.evaluate.splash_baseline import SplashOnlyBaseline
+
+    if "splash_only" not in unit.cache:
+        unit.cache["splash_only"] = SplashOnlyBaseline().fit(unit.train_rows)
+    labels = unit.cache["splash_only"].predict(rows)
+    return [{"annotation": unit.majority_sentence, "source": lab, "source_from_text": unit.majority}
+            for lab in labels]
 
 
-# name -> runner(split run, test rows) -> one prediction dict per row (`annotation`, `source`, ...)
-SYSTEM_RUNNERS: dict[str, Callable[[SplitRun, list[dict]], list[dict]]] = {
+def _seed_faithful(unit: Unit, rows: list[dict]) -> list[dict]:
+    return unit.annotate("seed_faithful", rows)
+
+
+# name -> runner(unit, test rows) -> one prediction dict per row (`annotation`, `source`, ...)
+SYSTEM_RUNNERS: dict[str, Callable[[Unit, list[dict]], list[dict]]] = {
     "model": _model,
     "majority": _majority,
-    "no_dna": _no_dna,
+    "splash_prompt": _splash_prompt,
     "shuffled_dna": _shuffled_dna,
-    "reference_lookup": _reference_lookup,
+    **{name: _lookup_runner(name) for name in LOOKUPS},
+    "splash_only": _splash_only,
     "seed_faithful": _seed_faithful,
 }
 SYSTEMS = tuple(SYSTEM_RUNNERS)
+# What each system saw, for the report (the label flag of seed_faithful stated plainly).
+SYSTEM_NOTES = {
+    "model": "DNA slots + SPLASH scores in the prompt",
+    "majority": "the training rows' most frequent source and its most frequent sentence",
+    "splash_prompt": "the same training with the SPLASH scores only in the prompt (no sequence)",
+    "shuffled_dna": "the model on the test sequences with their bases permuted",
+    "splash_only": "gradient-boosted trees on the SPLASH columns for the source; majority sentence",
+    "seed_faithful": "gene name, description, phenotype and clinical significance in the prompt "
+                     "(the poster's setting); clinical significance is filled for every ClinVar "
+                     "row and no other, so the prompt carries the source label",
+}
+
+
+# ------------------------------------------------------------------------------------ units
+
+
+def _units(cfg: EvalConfig, df: pl.DataFrame, out: Path) -> tuple[list[tuple[str, str]], str]:
+    """(reported split, split column) per unit, and the table holding every column (the dataset,
+    or a copy under OUT/folds/ with the fold columns of split_gene added)."""
+    from llamadna.data.splits import gene_folds
+    from llamadna.io.atomic import atomic_write
+
+    units, dataset = [], str(dataset_parquet(cfg.dataset))
+    extra = {}
+    for split in cfg.splits:
+        if split == "split_gene" and cfg.folds > 1:
+            folds = gene_folds(df, cfg.folds, cfg.seed)
+            extra = {k: v for k, v in folds.items() if k.startswith(FOLD_PREFIX)}
+            units += [(split, col) for col in folds]
+        else:
+            units.append((split, split))
+    if extra:
+        path = out / "folds" / "dataset.parquet"
+        table = df.drop("row").with_columns(*[pl.Series(k, v, dtype=pl.Utf8) for k, v in extra.items()])
+        if not path.exists() or not pl.read_parquet(path).equals(table):  # keeps cached models valid
+            atomic_write(path, lambda p: table.write_parquet(p))
+        dataset = str(path)
+    return units, dataset
+
+
+def _rows(df: pl.DataFrame, column: str, subset: str) -> list[dict]:
+    return df.filter(pl.col(column) == subset).to_dicts()
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -167,37 +268,36 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    ds = dataset_parquet(cfg.dataset)
-    lookup = None
-    if "reference_lookup" in cfg.systems:
-        from llamadna.data.paths import default_data_dir
-        from llamadna.evaluate.baselines import ReferenceLookup
-
-        lookup = ReferenceLookup(cfg.data_dir or default_data_dir())
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions").mkdir(exist_ok=True)
-    metrics: dict = {"meta": {}, "splits": {}, "reported": REPORTED}
+    ds = dataset_parquet(cfg.dataset)
+    df = pl.read_parquet(ds).with_row_index("row")
+    units, unit_dataset = _units(cfg, df, out)
+    if unit_dataset != str(ds):
+        df = pl.read_parquet(unit_dataset).with_row_index("row")
+    lookups = _make_lookups(cfg)
+    anchors = _read_anchors(cfg.splash)
+    metrics: dict = {"meta": {}, "splits": {}, "reported": REPORTED, "systems": {}}
     examples: list[dict] = []
     for split in cfg.splits:
-        test = subsample(split_rows(ds, split, "test"), cfg.limit, cfg.seed)
-        if not test:
-            log.warning("%s: no test rows, skipped", split)
+        parts = [u for u in units if u[0] == split]
+        pooled = _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress)
+        if pooled is None:
             continue
-        run = SplitRun(cfg, split, models, split_rows(ds, split, "train"), lookup,
-                       np.random.default_rng([cfg.seed, SPLIT_COLUMNS.index(split)]))
-        systems, model_table = _score_systems(run, test, out / "predictions", progress)
-        metrics["splits"][split] = {"rows": len(test), "systems": systems,
-                                    "divergence": _divergence(run, test)}
-        if model_table is not None:
-            examples += [{"split": split, "system": "model", "id": model_table["id"][i],
-                          "reference": model_table["reference"][i],
-                          "prediction": model_table["prediction"][i]}
-                         for i in example_indices(model_table["gene_name"])]
+        metrics["splits"][split] = pooled.pop("_entry")
+        table = pooled.get("model")
+        if table is not None:
+            examples += [{"split": split, "system": "model", "id": table["id"][i],
+                          "reference": table["reference"][i], "prediction": table["prediction"][i]}
+                         for i in example_indices(table["gene_name"])]
+    if cfg.benchmark:
+        metrics["benchmark"] = _benchmark(cfg, models, lookups, df, units, unit_dataset, progress)
+    metrics["systems"] = {n: SYSTEM_NOTES.get(n) or _lookup_note(lookups[n]) for n in cfg.systems
+                          if n in SYSTEM_NOTES or n in lookups}
     model_cfg = json.loads((Path(cfg.model) / "config.json").read_text())
     metrics["meta"] = {
         "dataset": str(ds), "data_dir": str(cfg.data_dir or ""), "model": str(cfg.model),
-        "model_config": {k: v for k, v in model_cfg.items()
-                         if k not in ("dna_config", "text_config")},
+        "model_config": {k: v for k, v in model_cfg.items() if k not in ("dna_config", "text_config")},
         "train_config": models.train_config, "seed": cfg.seed, "splits": list(cfg.splits),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows_per_split": {s: v["rows"] for s, v in metrics["splits"].items()},
@@ -207,48 +307,218 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     return metrics
 
 
-def _score_systems(run: SplitRun, test: list[dict], pred_dir: Path, progress: Progress
-                   ) -> tuple[dict, dict | None]:
-    """Every requested system on the test rows: metrics per system (predictions written to
-    pred_dir), and the model's prediction table (None when the model is not evaluated)."""
-    from llamadna.evaluate.metrics import compute_metrics
+def _make_lookups(cfg: EvalConfig) -> dict:
+    wanted = [n for n in LOOKUPS if n in cfg.systems]
+    if not wanted:
+        return {}
+    from llamadna.data.paths import default_data_dir
+    from llamadna.evaluate.baselines import ReferenceLookup
 
-    systems, model_table = {}, None
-    names = run.cfg.systems
-    for k, name in enumerate(names):
-        progress(f"{run.split}: {name}", k, len(names))
-        table = prediction_table(test, SYSTEM_RUNNERS[name](run, test))
-        pl.DataFrame(table).write_csv(pred_dir / f"{run.split}.{name}.tsv", separator="\t")
-        systems[name] = compute_metrics(
-            table["prediction"], table["reference"], table["label_true"], table["label_pred"],
-            table["label_from_text"])
-        if name == "model":
-            model_table = table
-    return systems, model_table
+    data_dir = cfg.data_dir or default_data_dir()
+    return {n: ReferenceLookup(data_dir, [], "", aligner=LOOKUP_ALIGNERS[n], variants_name="none yet")
+            for n in wanted}
 
 
-def _divergence(run: SplitRun, test: list[dict]) -> dict:
-    """Per-field accuracy of the model and the reference lookup on mutated test sequences."""
-    from llamadna.evaluate.divergence import mutate
-    from llamadna.evaluate.metrics import compute_metrics
+def _lookup_note(lookup) -> str:
+    return (f"{lookup.aligner.description}; source: the nearest variant of the unit's training rows "
+            "(training split of that split or fold), the training majority where nothing maps")
 
-    cfg = run.cfg
-    div = {"rates": list(cfg.divergence_rates), "systems": {}}
-    for name in DIVERGENCE_SYSTEMS:
-        if name not in cfg.systems:
+
+def _read_anchors(specs: dict[str, str]) -> dict:
+    if not specs:
+        return {}
+    from llamadna.splash.scores import read_anchor_tables
+
+    return read_anchor_tables([f"{b}={p}" if b else p for b, p in specs.items()])
+
+
+def _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress):
+    """Every system on every unit of one split; pooled prediction tables and the split's entry."""
+    tables: dict[str, list[dict]] = {}
+    test_rows: list[dict] = []
+    units = []
+    for k, (_, column) in enumerate(parts):
+        test = subsample(_rows(df, column, "test"), cfg.limit, cfg.seed)
+        if not test:
+            log.warning("%s: no test rows, skipped", column)
             continue
-        per_rate = {"field_accuracy": {f: [] for f in SENTENCE_FIELDS}, "accuracy": []}
-        for k, rate in enumerate(cfg.divergence_rates):
-            mrng = np.random.default_rng([cfg.seed, SPLIT_COLUMNS.index(run.split), k])
-            mutated = [{**r, "Sequence": mutate(r["Sequence"], rate, mrng)} for r in test]
-            tab = prediction_table(test, SYSTEM_RUNNERS[name](run, mutated))
-            m = compute_metrics(tab["prediction"], tab["reference"], tab["label_true"],
-                                tab["label_pred"], tab["label_from_text"], semantic=False)
-            for f in SENTENCE_FIELDS:
-                per_rate["field_accuracy"][f].append(m["field_accuracy"][f])
-            per_rate["accuracy"].append(m["accuracy"])
-        div["systems"][name] = per_rate
+        unit = Unit(cfg, split, column, unit_dataset, models, _rows(df, column, "train"), lookups,
+                    np.random.default_rng([cfg.seed, SPLIT_COLUMNS.index(split), k]), test)
+        units.append(unit)
+        test_rows += test
+        for i, name in enumerate(cfg.systems):
+            progress(f"{column}: {name}", i, len(cfg.systems))
+            tables.setdefault(name, []).extend(SYSTEM_RUNNERS[name](unit, test))
+    if not test_rows:
+        return None
+    pooled = {name: prediction_table(test_rows, preds) for name, preds in tables.items()}
+    for name, table in pooled.items():
+        pl.DataFrame(table).write_csv(out / "predictions" / f"{split}.{name}.tsv", separator="\t")
+    entry = _split_entry(cfg, test_rows, units, pooled, anchors, progress)
+    entry["variant_tables"] = {u.column: {k.removeprefix("lookup:"): v.description
+                                          for k, v in u.cache.items() if k.startswith("lookup:")}
+                               for u in units}
+    return {**pooled, "_entry": entry}
+
+
+def _split_entry(cfg, test_rows, units, pooled, anchors, progress) -> dict:
+    from llamadna.evaluate.stats import accuracy_ceiling, leak_audit, template_floor_sentences
+
+    clusters = gene_key(pl.DataFrame(test_rows).select("gene_id", "build", "gene_name"))
+    systems = {name: scored(table, clusters, cfg) for name, table in pooled.items()}
+    refs = [r["Annotation"] for r in test_rows]
+    floor = template_floor_sentences(test_rows, np.random.default_rng([cfg.seed, 7]))
+    floor_sources = [parse_annotation(s)["source"] or "" for s in floor]
+    floor_table = {"prediction": floor, "reference": refs, "label_true": [r["Dataset"] for r in test_rows],
+                   "label_pred": floor_sources, "label_from_text": floor_sources}
+    return {
+        "rows": len(test_rows), "units": [u.column for u in units],
+        "genes": int(len(set(clusters.tolist()))),
+        "systems": systems,
+        "template_floor": scored(floor_table, clusters, cfg, semantic=False),
+        "ceiling": accuracy_ceiling([r["Sequence"] for r in test_rows], [r["Dataset"] for r in test_rows]),
+        "leak_audit": {u.column: leak_audit(u.train_rows, u.test_rows) for u in units},
+        "divergence": _divergence(cfg, units, clusters, anchors, progress),
+    }
+
+
+def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = True) -> dict:
+    """compute_metrics of a prediction table, plus 95 % intervals (cluster bootstrap over genes)
+    for the field accuracies, their mean, source accuracy / macro F1 and the text metrics."""
+    from llamadna.evaluate.metrics import bleu_from_statistics, compute_metrics, row_scores
+    from llamadna.evaluate.stats import cluster_bootstrap_indices, label_codes, macro_f1_codes
+
+    m = compute_metrics(table["prediction"], table["reference"], table["label_true"], table["label_pred"],
+                        table["label_from_text"], semantic=semantic)
+    rs = row_scores(table["prediction"], table["reference"])
+    fields = np.stack([rs[f"field_{f}"] for f in SENTENCE_FIELDS], axis=1)  # (N, F), NaN = no field
+    true, pred, _ = label_codes(table["label_true"], table["label_pred"])
+
+    def stats(idx: np.ndarray) -> list[float]:
+        f = np.nanmean(fields[idx], axis=0)
+        return [*f, float(np.nanmean(f)), float((true[idx] == pred[idx]).mean()),
+                macro_f1_codes(true[idx], pred[idx]),
+                bleu_from_statistics(rs["bleu_stats"][idx]), float(rs["rougeL"][idx].mean()),
+                float(rs["meteor"][idx].mean())]
+
+    names = [*(f"field_{f}" for f in SENTENCE_FIELDS), "field_mean", "accuracy", "f1_macro", "bleu",
+             "rougeL", "meteor"]
+    point = stats(np.arange(len(true)))
+    boots = np.array([stats(idx) for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)])
+    lo, hi = np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
+    m["field_mean"] = point[len(SENTENCE_FIELDS)]
+    m["intervals"] = {n: [float(lo[i]), float(hi[i])] for i, n in enumerate(names)}
+    return m
+
+
+def field_scores(preds: list[dict], refs: list[str], true: list[str], clusters: np.ndarray,
+                 cfg: EvalConfig) -> dict:
+    """Per-field accuracy, their mean and source accuracy with 95 % intervals (no text metrics:
+    the divergence curves and the benchmark)."""
+    from llamadna.evaluate.stats import cluster_bootstrap_indices
+
+    hits = np.full((len(preds), len(SENTENCE_FIELDS)), np.nan)  # (N, F)
+    for i, (p, r) in enumerate(zip(preds, refs)):
+        pf, rf = parse_annotation(p["annotation"]), parse_annotation(r)
+        hits[i] = [np.nan if rf[f] is None else float(pf[f] == rf[f]) for f in SENTENCE_FIELDS]
+    src = np.array([p["source"] == t for p, t in zip(preds, true)], dtype=float)
+
+    def stats(idx: np.ndarray) -> np.ndarray:
+        f = np.nanmean(hits[idx], axis=0)
+        return np.array([*f, np.nanmean(f), src[idx].mean()])
+
+    point = stats(np.arange(len(preds)))
+    boots = np.array([stats(idx) for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)])
+    lo, hi = np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
+    names = [*SENTENCE_FIELDS, "field_mean", "accuracy"]
+    return {n: {"value": float(point[i]), "interval": [float(lo[i]), float(hi[i])]}
+            for i, n in enumerate(names)}
+
+
+def _mutated(unit: Unit, rates, anchors: dict) -> dict[float, list[dict]]:
+    """The unit's test rows at every rate: nested mutations seeded by (seed, dataset row), SPLASH
+    scores recomputed from the build's anchors table (null without one; never carried over)."""
+    from llamadna.evaluate.divergence import mutate_nested, row_seed
+
+    per_row = [mutate_nested(r["Sequence"], rates, row_seed(unit.cfg.seed, int(r["row"])))
+               for r in unit.test_rows]
+    out = {}
+    for k, rate in enumerate(rates):
+        rows = [{**r, "Sequence": m[k]} for r, m in zip(unit.test_rows, per_row)]
+        out[rate] = _rescore_splash(rows, anchors)
+    return out
+
+
+def _rescore_splash(rows: list[dict], anchors: dict) -> list[dict]:
+    from llamadna.splash.scores import score_sequences
+
+    out = [{**r, **dict.fromkeys(SPLASH_COLUMNS)} for r in rows]
+    for build in {r["build"] for r in rows}:
+        table = anchors.get(build, anchors.get(None))
+        if table is None:
+            continue
+        idx = [i for i, r in enumerate(out) if r["build"] == build]
+        sc = score_sequences([out[i]["Sequence"] for i in idx], table)
+        for c in SPLASH_COLUMNS:
+            for i, v in zip(idx, sc[c].to_list()):
+                out[i][c] = v
+    return out
+
+
+def _divergence(cfg: EvalConfig, units: list[Unit], clusters: np.ndarray, anchors: dict,
+                progress: Progress) -> dict:
+    """Field accuracies of the model and every lookup on nested mutations of the test rows."""
+    rates = list(cfg.divergence_rates)
+    names = [n for n in DIVERGENCE_SYSTEMS if n in cfg.systems]
+    mutated = [_mutated(u, rates, anchors) for u in units]
+    refs = [r["Annotation"] for u in units for r in u.test_rows]
+    true = [r["Dataset"] for u in units for r in u.test_rows]
+    div = {"rates": rates, "splash_recomputed": bool(anchors), "systems": {}}
+    for name in names:
+        per_rate = []
+        for k, rate in enumerate(rates):
+            progress(f"divergence: {name}", k, len(rates))
+            preds = [p for u, m in zip(units, mutated) for p in SYSTEM_RUNNERS[name](u, m[rate])]
+            per_rate.append(field_scores(preds, refs, true, clusters, cfg))
+        div["systems"][name] = {
+            "field_accuracy": {f: [r[f]["value"] for r in per_rate] for f in SENTENCE_FIELDS},
+            "accuracy": [r["accuracy"]["value"] for r in per_rate],
+            "field_mean": [r["field_mean"]["value"] for r in per_rate],
+            "intervals": {f: [r[f]["interval"] for r in per_rate]
+                          for f in (*SENTENCE_FIELDS, "field_mean", "accuracy")},
+        }
     return div
 
 
-__all__ = ["EvalConfig", "ModelSource", "REPORTED", "SYSTEMS", "SYSTEM_RUNNERS", "evaluate"]
+def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataFrame, units,
+               unit_dataset: str, progress: Progress) -> dict:
+    """The given model and every lookup on a real benchmark (never trained, tuned or indexed on):
+    field accuracy per species and identity bin, intervals by bootstrap over genes."""
+    from llamadna.annotate import annotate_rows
+    from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, read_benchmark, score_benchmark
+    from llamadna.evaluate.stats import cluster_bootstrap_indices
+
+    rows, truth = read_benchmark(cfg.benchmark)
+    given = models.train_config["split"]
+    train_rows = _rows(df, given, "train")
+    unit = Unit(cfg, given, given, unit_dataset, models, train_rows, lookups, np.random.default_rng(0), rows)
+    out = {"directory": str(cfg.benchmark), "queries": len(rows), "model_split": given, "systems": {}}
+    names = [n for n in ("model", *LOOKUPS) if n in cfg.systems]
+    clusters = truth["gene"].to_numpy()
+    for k, name in enumerate(names):
+        progress("benchmark", k, len(names))
+        if name == "model":
+            preds = annotate_rows(models.get(given, "model", unit_dataset), rows,
+                                  batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+        else:
+            preds = unit.lookup(name, rows)
+        fields = [parse_annotation(p["annotation"]) for p in preds]
+        res = score_benchmark(truth, fields)
+        hits = {f: np.array([p.get(f) == t for p, t in zip(fields, truth[f].to_list())], dtype=float)
+                for f in BENCHMARK_FIELDS}
+        boots = [[hits[f][idx].mean() for f in BENCHMARK_FIELDS]
+                 for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)]
+        lo, hi = np.percentile(boots, 2.5, axis=0), np.percentile(boots, 97.5, axis=0)
+        res["all_intervals"] = {f: [float(lo[i]), float(hi[i])] for i, f in enumerate(BENCHMARK_FIELDS)}
+        out["systems"][name] = res
+    return out

@@ -5,8 +5,8 @@ the given model for the split it was trained on, and for every other (split, var
 trained here with the given model's own settings, in OUT_DIR/models/SPLIT/VARIANT. A cached
 model is reused when its train_config.json equals the settings it would be trained with now.
 
-Variants: "model" (as given), "no_dna" (the prompt without the sequence) and "seed_faithful"
-(gene metadata in the prompt, the original poster's setting).
+Variants: "model" (as given), "splash_prompt" (the prompt with the SPLASH scores and without the
+sequence) and "seed_faithful" (gene metadata in the prompt, the original poster's setting).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from llamadna.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("model", "no_dna", "seed_faithful")
+VARIANTS = ("model", "splash_prompt", "seed_faithful")
 
 
 class TrainedModels:
@@ -38,28 +38,29 @@ class TrainedModels:
         self.epochs, self.max_steps = epochs, max_steps
         self.loaded: dict[tuple[str, str], object] = {}
 
-    def config_for(self, split: str, variant: str) -> TrainConfig | None:
-        """The settings a (split, variant) model is trained with; None for the given model."""
+    def config_for(self, split: str, variant: str, dataset: str | None = None) -> TrainConfig | None:
+        """The settings a (split, variant) model is trained with; None for the given model.
+        `dataset`: the table holding the split column (evaluation folds live in a copy)."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown model variant {variant!r}: expected one of {VARIANTS}")
         b = self.base
         if variant == "model" and b.split == split and b.use_dna and b.prompt_mode == "leak-free":
             return None
         return replace(
-            b, dataset=self.dataset, out=str(self.out_dir / "models" / split / variant), split=split,
-            use_dna=variant != "no_dna",
+            b, dataset=dataset or self.dataset, out=str(self.out_dir / "models" / split / variant),
+            split=split, use_dna=variant != "splash_prompt",
             prompt_mode="seed-faithful" if variant == "seed_faithful" else "leak-free",
             epochs=self.epochs or b.epochs,
             max_steps=self.max_steps if self.max_steps is not None else b.max_steps,
         )
 
-    def get(self, split: str, variant: str):
+    def get(self, split: str, variant: str, dataset: str | None = None):
         """The (split, variant) model, loaded once; trained first unless cached."""
         from llamadna.train.train import train
 
         key = (split, variant)
         if key not in self.loaded:
-            tc = self.config_for(split, variant)
+            tc = self.config_for(split, variant, dataset)
             path = self.model_dir if tc is None else Path(tc.out)
             if tc is not None and not _cached(path, tc):
                 log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)

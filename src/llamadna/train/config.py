@@ -6,9 +6,18 @@ its resolved config beside its outputs (train_config.json, pretrain_config.json)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from llamadna.constants import LORA_ALPHA, LORA_DROPOUT, LORA_R, PRESETS, PROMPT_MODES, SPLIT_COLUMNS
+from llamadna.constants import (
+    FOLD_PREFIX,
+    LORA_ALPHA,
+    LORA_DROPOUT,
+    LORA_R,
+    PRESETS,
+    PROMPT_MODES,
+    SPLIT_COLUMNS,
+)
 from llamadna.errors import ConfigError
 
 
@@ -58,8 +67,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {PRESETS}, got {self.preset!r}")
-        if self.split not in SPLIT_COLUMNS:
-            raise ConfigError(f"--split must be one of {SPLIT_COLUMNS}, got {self.split!r}")
+        if self.split not in SPLIT_COLUMNS and not re.fullmatch(rf"{FOLD_PREFIX}\d+", self.split):
+            raise ConfigError(f"--split must be one of {SPLIT_COLUMNS} (or an evaluation fold "
+                              f"{FOLD_PREFIX}N), got {self.split!r}")
         if self.prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"--prompt-mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
         if self.preset == "full" and not (self.encoder and self.llm):

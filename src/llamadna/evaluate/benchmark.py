@@ -1,0 +1,94 @@
+"""A real cross-species benchmark (`../shared/benchmarks/mito/`): annotate real divergent
+sequences whose human ortholog is known, and score the fields that the truth holds.
+
+A benchmark directory holds `queries.fa` (ids carry no label) and `truth.tsv` (id, species,
+gene = the human ortholog, transcript_type, chrom, identity_to_human in %, ...). It is a test
+set: never trained, tuned or indexed on. Queries are scored per species and per identity bin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from llamadna.constants import SPLASH_COLUMNS
+from llamadna.errors import InputError
+from llamadna.io.fasta import iter_fasta
+from llamadna.io.tables import read_tsv
+
+TRUTH_COLUMNS = ["id", "species", "gene", "transcript_type", "chrom", "identity_to_human"]
+BENCHMARK_FIELDS = ("gene", "transcript_type", "chrom")  # what the truth holds
+# identity to the human copy (%): label, [low, high)
+IDENTITY_BINS = ((">95", 95.0, 101.0), ("85-95", 85.0, 95.0), ("75-85", 75.0, 85.0), ("<75", 0.0, 75.0))
+UNKNOWN_IDENTITY = "unknown"  # the truth gives no identity for a few genes
+BENCHMARK_BUILD = "GRCh38"  # the human reference the truth is stated against (rCRS = chrM of GRCh38)
+
+
+def read_benchmark(directory: str | Path) -> tuple[list[dict], pl.DataFrame]:
+    """Query rows (id, Sequence, build, SPLASH_* null: no reads exist for them) and the truth
+    table in the same order; every query must have exactly one truth row."""
+    d = Path(directory)
+    truth = read_tsv(d / "truth.tsv", TRUTH_COLUMNS, "benchmark truth table")
+    ident = pl.col("identity_to_human")
+    bad = truth.filter((ident != "") & ident.cast(pl.Float64, strict=False).is_null())
+    if bad.height:
+        raise InputError(d / "truth.tsv", "identity_to_human: expected a number or nothing",
+                         line=int(bad["line"][0]))
+    truth = truth.with_columns(
+        pl.when(ident == "").then(None).otherwise(ident).cast(pl.Float64).alias("identity_to_human"))
+    by_id = {r["id"]: r for r in truth.iter_rows(named=True)}
+    rows, order = [], []
+    for rec in iter_fasta(d / "queries.fa", "benchmark FASTA"):
+        if rec.id not in by_id:
+            raise InputError(d / "queries.fa", "query without a truth row", line=rec.line, record=rec.id)
+        rows.append({"id": rec.id, "Sequence": rec.sequence, "build": BENCHMARK_BUILD,
+                     **dict.fromkeys(SPLASH_COLUMNS)})
+        order.append(rec.id)
+    missing = set(by_id) - set(order)
+    if missing:
+        raise InputError(d / "truth.tsv",
+                         f"{len(missing)} truth rows without a query, e.g. {sorted(missing)[0]!r}")
+    truth = pl.DataFrame([by_id[i] for i in order]).drop("line")
+    return rows, truth
+
+
+def identity_bin(identity: float | None) -> str:
+    if identity is None:
+        return UNKNOWN_IDENTITY
+    for label, lo, hi in IDENTITY_BINS:
+        if lo <= identity < hi:
+            return label
+    raise ValueError(f"identity {identity} outside 0-100 %")
+
+
+def field_hits(truth: pl.DataFrame, preds: list[dict]) -> dict[str, np.ndarray]:
+    """(N,) booleans per field: the prediction's value equals the truth's (a missing one is wrong)."""
+    return {f: np.array([p.get(f) == t for p, t in zip(preds, truth[f].to_list())], dtype=bool)
+            for f in BENCHMARK_FIELDS}
+
+
+def score_benchmark(truth: pl.DataFrame, preds: list[dict]) -> dict:
+    """Field accuracy over all queries, per species and per identity bin.
+
+    preds : one dict per truth row, in order, with the fields parsed from the annotation
+        (gene, transcript_type, chrom).
+
+    Returns {"all": {field: acc, "n": n}, "species": {name: {...}}, "identity": {bin: {...}}}.
+    """
+    if len(preds) != truth.height:
+        raise ValueError(f"{len(preds)} predictions for {truth.height} benchmark queries")
+    hits = field_hits(truth, preds)
+
+    def summarise(sel: np.ndarray) -> dict:
+        return {**{f: float(h[sel].mean()) for f, h in hits.items()}, "n": int(sel.sum())}
+
+    species = truth["species"].to_numpy()
+    bins = np.array([identity_bin(x) for x in truth["identity_to_human"].to_list()])
+    return {
+        "all": summarise(np.ones(truth.height, dtype=bool)),
+        "species": {s: summarise(species == s) for s in dict.fromkeys(species.tolist())},
+        "identity": {b: summarise(bins == b) for b in [*(x[0] for x in IDENTITY_BINS), UNKNOWN_IDENTITY]
+                     if (bins == b).any()},
+    }
