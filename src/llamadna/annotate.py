@@ -1,6 +1,7 @@
 """Model + DNA sequences -> predictions, streamed batch by batch.
 
-    SEQS.fa --io.fasta.iter_fasta--> records --[splash.scores per chunk, with --splash]--> rows
+    SEQS.fa --io.fasta.iter_fasta--> records --tiles (longer than --tile)--> rows
+    rows --[splash.scores per chunk, with --splash]--> rows with SPLASH scores
     rows --processor (left-padded prompt)--> class head softmax --> source, source_prob
                                          --> greedy generate --> sentence, confidence
     sentence --data.template.parse_annotation--> chrom, gene, description, transcript_type,

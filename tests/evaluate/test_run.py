@@ -114,3 +114,12 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", systems=("no_dna",))
     with pytest.raises(ConfigError, match="--folds must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", folds=0)
+
+
+def test_gene_clusters_read_only_the_gene_columns():
+    from llamadna.evaluate.run import gene_clusters
+
+    rows = [{"gene_id": None, "build": "GRCh37", "gene_name": "A", "clinical_significance": None},
+            {"gene_id": "ENSG1", "build": "GRCh38", "gene_name": "B", "clinical_significance": "pathogenic"},
+            {"gene_id": "ENSG1", "build": "GRCh38", "gene_name": "B", "clinical_significance": 5}]
+    assert gene_clusters(rows).tolist() == ["GRCh37:A", "ENSG1", "ENSG1"]

@@ -361,10 +361,17 @@ def _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, ou
     return {**pooled, "_entry": entry}
 
 
+def gene_clusters(rows: list[dict]) -> np.ndarray:
+    """(N,) the gene of each dataset row (split_gene's unit): the clusters of the bootstrap."""
+    cols = ("gene_id", "build", "gene_name")  # only these: other columns may mix None and values
+    return gene_key(pl.DataFrame({c: [r[c] for r in rows] for c in cols},
+                                 schema=dict.fromkeys(cols, pl.Utf8)))
+
+
 def _split_entry(cfg, test_rows, units, pooled, anchors, progress) -> dict:
     from llamadna.evaluate.stats import accuracy_ceiling, leak_audit, template_floor_sentences
 
-    clusters = gene_key(pl.DataFrame(test_rows).select("gene_id", "build", "gene_name"))
+    clusters = gene_clusters(test_rows)
     systems = {name: scored(table, clusters, cfg) for name, table in pooled.items()}
     refs = [r["Annotation"] for r in test_rows]
     floor = template_floor_sentences(test_rows, np.random.default_rng([cfg.seed, 7]))
