@@ -92,15 +92,3 @@ def shared_table(data_dir: str | Path, name: str) -> Path:
     if not p.exists():
         raise DataDirError(f"{p} not found (expected the bundle's {name})")
     return p
-
-
-def dataset_parquet(path: str | Path) -> Path:
-    """The dataset table: `path` itself, or `path/dataset.parquet` for a build-dataset directory;
-    an error naming the path when it is missing."""
-    from llamadna.errors import InputError
-
-    p = Path(path)
-    p = p / "dataset.parquet" if p.is_dir() else p
-    if not p.exists():
-        raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
-    return p

@@ -157,19 +157,28 @@ def meteor(predictions: Sequence[str], references: Sequence[str], wordnet=None) 
     return float(sum(scores) / len(scores))
 
 
-def field_accuracy(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float | None]:
-    """Per field, the fraction of pairs whose prediction parses to the reference's exact value."""
+def field_hits(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """(N, F) exact matches per pair and field of SENTENCE_FIELDS: 1.0 where the prediction parses
+    to the reference's value, 0.0 where not (a field missing from the prediction is wrong), NaN
+    where the reference lacks the field."""
     _check_pairs(predictions, references)
-    hits = dict.fromkeys(SENTENCE_FIELDS, 0)
-    totals = dict.fromkeys(SENTENCE_FIELDS, 0)
-    for p, r in zip(predictions, references):
+    out = np.full((len(predictions), len(SENTENCE_FIELDS)), np.nan)
+    for i, (p, r) in enumerate(zip(predictions, references)):
         pf, rf = parse_annotation(p), parse_annotation(r)
-        for k in SENTENCE_FIELDS:
-            if rf[k] is None:
-                continue
-            totals[k] += 1
-            hits[k] += pf[k] is not None and pf[k] == rf[k]
-    return {k: (hits[k] / totals[k] if totals[k] else None) for k in SENTENCE_FIELDS}
+        out[i] = [np.nan if rf[k] is None else float(pf[k] == rf[k]) for k in SENTENCE_FIELDS]
+    return out
+
+
+def field_accuracy(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float | None]:
+    """Per field, the fraction of pairs whose prediction parses to the reference's exact value
+    (pairs whose reference lacks the field not counted; None when no reference has it)."""
+    return _field_means(field_hits(predictions, references))
+
+
+def _field_means(hits: np.ndarray) -> dict[str, float | None]:
+    seen = ~np.isnan(hits)
+    return {k: (float(np.nansum(hits[:, j]) / seen[:, j].sum()) if seen[:, j].any() else None)
+            for j, k in enumerate(SENTENCE_FIELDS)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -244,13 +253,9 @@ def row_scores(predictions: Sequence[str], references: Sequence[str], wordnet=No
                             for p, r in zip(predictions, references)]),
         "bleu_stats": bleu_statistics(predictions, references),
     }
-    for k in SENTENCE_FIELDS:
-        out[f"field_{k}"] = np.full(len(predictions), np.nan)
-    for i, (p, r) in enumerate(zip(predictions, references)):
-        pf, rf = parse_annotation(p), parse_annotation(r)
-        for k in SENTENCE_FIELDS:
-            if rf[k] is not None:
-                out[f"field_{k}"][i] = float(pf[k] == rf[k])
+    hits = field_hits(predictions, references)
+    for j, k in enumerate(SENTENCE_FIELDS):
+        out[f"field_{k}"] = hits[:, j]
     return out
 
 
@@ -293,7 +298,8 @@ def compute_metrics(
         "rougeL": rouge_l(predictions, references) if rows is None else float(rows["rougeL"].mean()),
         "meteor": meteor(predictions, references) if rows is None else float(rows["meteor"].mean()),
         "semantic_similarity": semantic_similarity(predictions, references) if semantic else None,
-        "field_accuracy": field_accuracy(predictions, references),
+        "field_accuracy": field_accuracy(predictions, references) if rows is None else _field_means(
+            np.stack([rows[f"field_{k}"] for k in SENTENCE_FIELDS], axis=1)),
         "accuracy_from_text": accuracy(labels_true, labels_from_text) if has_text else None,
         "f1_from_text": f1_macro(labels_true, labels_from_text) if has_text else None,
         "confusion": confusion(labels_true, labels_pred) if has_labels else None,

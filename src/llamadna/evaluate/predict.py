@@ -15,9 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
-from llamadna.data.paths import dataset_parquet
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
+from llamadna.io.dataset import dataset_parquet
 from llamadna.progress import Progress, no_progress
 
 

@@ -46,12 +46,12 @@ from llamadna.constants import (
     SPLASH_COLUMNS,
     SPLIT_COLUMNS,
 )
-from llamadna.data.paths import dataset_parquet
 from llamadna.data.splits import gene_key, subsample
 from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.evaluate.divergence import DIVERGENCE_RATES
 from llamadna.evaluate.predict import example_indices, prediction_table
+from llamadna.io.dataset import DATASET_FILE, dataset_parquet
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ class Unit:
     def majority(self) -> str:
         from llamadna.evaluate.baselines import majority_baseline
 
-        return majority_baseline([r["Dataset"] for r in self.train_rows], 1)[0]
+        if "majority" not in self.cache:
+            self.cache["majority"] = majority_baseline([r["Dataset"] for r in self.train_rows], 1)[0]
+        return self.cache["majority"]
 
     @property
     def majority_sentence(self) -> str:
@@ -247,7 +249,7 @@ def _units(cfg: EvalConfig, df: pl.DataFrame, out: Path) -> tuple[list[tuple[str
         else:
             units.append((split, split))
     if extra:
-        path = out / "folds" / "dataset.parquet"
+        path = out / "folds" / DATASET_FILE
         table = df.drop("row").with_columns(*[pl.Series(k, v, dtype=pl.Utf8) for k, v in extra.items()])
         if not path.exists() or not pl.read_parquet(path).equals(table):  # keeps cached models valid
             atomic_write(path, lambda p: table.write_parquet(p))
@@ -393,7 +395,7 @@ def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = 
     """compute_metrics of a prediction table, plus 95 % intervals (cluster bootstrap over genes)
     for the field accuracies, their mean, source accuracy / macro F1 and the text metrics."""
     from llamadna.evaluate.metrics import bleu_from_statistics, compute_metrics, row_scores
-    from llamadna.evaluate.stats import cluster_bootstrap_indices, label_codes, macro_f1_codes
+    from llamadna.evaluate.stats import label_codes, macro_f1_codes
 
     rs = row_scores(table["prediction"], table["reference"])
     m = compute_metrics(table["prediction"], table["reference"], table["label_true"], table["label_pred"],
@@ -410,33 +412,33 @@ def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = 
 
     names = [*(f"field_{f}" for f in SENTENCE_FIELDS), "field_mean", "accuracy", "f1_macro", "bleu",
              "rougeL", "meteor"]
-    point = stats(np.arange(len(true)))
-    boots = np.array([stats(idx) for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)])
-    lo, hi = np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
-    m["field_mean"] = point[len(SENTENCE_FIELDS)]
+    point, lo, hi = _intervals(stats, clusters, cfg)
+    m["field_mean"] = float(point[len(SENTENCE_FIELDS)])
     m["intervals"] = {n: [float(lo[i]), float(hi[i])] for i, n in enumerate(names)}
     return m
+
+
+def _intervals(stats, clusters: np.ndarray, cfg: EvalConfig):
+    """95 % cluster-bootstrap intervals over genes of the statistics `stats(row indices)`."""
+    from llamadna.evaluate.stats import cluster_bootstrap_intervals
+
+    return cluster_bootstrap_intervals(stats, clusters, cfg.n_boot, cfg.seed)
 
 
 def field_scores(preds: list[dict], refs: list[str], true: list[str], clusters: np.ndarray,
                  cfg: EvalConfig) -> dict:
     """Per-field accuracy, their mean and source accuracy with 95 % intervals (no text metrics:
-    the divergence curves and the benchmark)."""
-    from llamadna.evaluate.stats import cluster_bootstrap_indices
+    the divergence curves)."""
+    from llamadna.evaluate.metrics import field_hits
 
-    hits = np.full((len(preds), len(SENTENCE_FIELDS)), np.nan)  # (N, F)
-    for i, (p, r) in enumerate(zip(preds, refs)):
-        pf, rf = parse_annotation(p["annotation"]), parse_annotation(r)
-        hits[i] = [np.nan if rf[f] is None else float(pf[f] == rf[f]) for f in SENTENCE_FIELDS]
+    hits = field_hits([p["annotation"] for p in preds], refs)  # (N, F), NaN = no field
     src = np.array([p["source"] == t for p, t in zip(preds, true)], dtype=float)
 
     def stats(idx: np.ndarray) -> np.ndarray:
         f = np.nanmean(hits[idx], axis=0)
         return np.array([*f, np.nanmean(f), src[idx].mean()])
 
-    point = stats(np.arange(len(preds)))
-    boots = np.array([stats(idx) for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)])
-    lo, hi = np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
+    point, lo, hi = _intervals(stats, clusters, cfg)
     names = [*SENTENCE_FIELDS, "field_mean", "accuracy"]
     return {n: {"value": float(point[i]), "interval": [float(lo[i]), float(hi[i])]}
             for i, n in enumerate(names)}
@@ -502,8 +504,7 @@ def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataF
     """The given model and every lookup on a real benchmark (never trained, tuned or indexed on):
     field accuracy per species and identity bin, intervals by bootstrap over genes."""
     from llamadna.annotate import annotate_rows
-    from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, read_benchmark, score_benchmark
-    from llamadna.evaluate.stats import cluster_bootstrap_indices
+    from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, field_hits, read_benchmark, score_benchmark
 
     rows, truth = read_benchmark(cfg.benchmark)
     given = models.train_config["split"]
@@ -521,11 +522,9 @@ def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataF
             preds = unit.lookup(name, rows)
         fields = [parse_annotation(p["annotation"]) for p in preds]
         res = score_benchmark(truth, fields)
-        hits = {f: np.array([p.get(f) == t for p, t in zip(fields, truth[f].to_list())], dtype=float)
-                for f in BENCHMARK_FIELDS}
-        boots = [[hits[f][idx].mean() for f in BENCHMARK_FIELDS]
-                 for idx in cluster_bootstrap_indices(clusters, cfg.n_boot, cfg.seed)]
-        lo, hi = np.percentile(boots, 2.5, axis=0), np.percentile(boots, 97.5, axis=0)
+        hits = field_hits(truth, fields)
+        _, lo, hi = _intervals(lambda idx, h=hits: [h[f][idx].mean() for f in BENCHMARK_FIELDS],
+                               clusters, cfg)
         res["all_intervals"] = {f: [float(lo[i]), float(hi[i])] for i, f in enumerate(BENCHMARK_FIELDS)}
         out["systems"][name] = res
     return out

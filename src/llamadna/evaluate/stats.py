@@ -110,16 +110,43 @@ def cluster_bootstrap_ci(
     (point, low, high): the statistic on all rows, then the interval. With one cluster every
     resample is the full data and the interval collapses to the point.
     """
+    cols = _columns(values, len(clusters))
+    point, low, high = cluster_bootstrap_intervals(
+        lambda idx: [statistic(*(c[idx] for c in cols))], clusters, n_boot, seed, alpha)
+    return float(point[0]), float(low[0]), float(high[0])
+
+
+def cluster_bootstrap_intervals(
+    statistic: Callable[[np.ndarray], Sequence[float]],
+    clusters: Sequence,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several statistics of the same rows with their cluster-bootstrap percentile intervals,
+    every resample drawn once for all of them.
+
+    Parameters
+    ----------
+    statistic : row indices (M,) -> K numbers (e.g. per-field accuracies, their mean, BLEU...).
+    clusters : N cluster ids (see `cluster_bootstrap_indices`).
+    n_boot, seed, alpha : as in `cluster_bootstrap_ci`.
+
+    Returns
+    -------
+    (point, low, high), each (K,): the statistics on all rows, then the intervals; a resample
+    where a statistic is NaN (e.g. a field no resampled reference holds) is left out of its
+    interval.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    cols = _columns(values, len(clusters))
-    point = float(statistic(*cols))
-    boot = np.array([statistic(*(c[idx] for c in cols))
-                     for idx in cluster_bootstrap_indices(clusters, n_boot, seed)], dtype=float)
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return point, float(low), float(high)
+    point = np.asarray(statistic(np.arange(len(clusters))), dtype=float)
+    boot = np.array([statistic(idx) for idx in cluster_bootstrap_indices(clusters, n_boot, seed)],
+                    dtype=float)  # (n_boot, K)
+    low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    return point, low, high
 
 
 def label_codes(labels_true: Sequence, labels_pred: Sequence) -> tuple[np.ndarray, np.ndarray, list[str]]:

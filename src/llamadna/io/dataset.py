@@ -23,6 +23,16 @@ SUMMARY_FILE = "summary.json"
 BUILD_ID = "llamadna_build_id"
 
 
+def dataset_parquet(path: str | Path) -> Path:
+    """The dataset table: `path` itself, or `path/dataset.parquet` for a build-dataset directory;
+    an error naming the path when it is missing."""
+    p = Path(path)
+    p = p / DATASET_FILE if p.is_dir() else p
+    if not p.exists():
+        raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
+    return p
+
+
 def check_output_dir(out: str | Path) -> Path:
     """Before any work: OUT must be a directory or not exist yet (it is created)."""
     out = Path(out)

@@ -69,7 +69,7 @@ class FastaRecord:
 
 
 def _record(path: Path, rid: str, line: int, parts: list[bytes], part_lines: list[int],
-            allow_empty: bool) -> FastaRecord:
+            allow_empty: bool, bytes_read: int) -> FastaRecord:
     """Join, upper-case and check the sequence lines of one record."""
     raw = b"".join(parts)
     if not raw and not allow_empty:
@@ -85,7 +85,7 @@ def _record(path: Path, rid: str, line: int, parts: list[bytes], part_lines: lis
             path, f"invalid character {chr(raw[bad])!r} at sequence position {bad + 1}: expected "
             "A, C, G, T (or U), N or an IUPAC ambiguity code", line=part_lines[k], record=rid)
     u = raw.count(b"U") + raw.count(b"u")
-    return FastaRecord(rid, seq, line, len(raw.translate(None, _PLAIN)) - u, u)
+    return FastaRecord(rid, seq, line, len(raw.translate(None, _PLAIN)) - u, u, bytes_read)
 
 
 def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = False,
@@ -121,7 +121,7 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
             for lineno, text in enumerate(fh, start=1):
                 if text[:1] == b">":
                     if rid is not None:
-                        yield _done(path, rid, head, parts, part_lines, allow_empty, raw.tell())
+                        yield _record(path, rid, head, parts, part_lines, allow_empty, raw.tell())
                         n += 1
                     rid, head, parts, part_lines = _header(path, text, lineno, n, first_seen,
                                                            unique_ids), lineno, [], []
@@ -141,17 +141,11 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
             raise InputError(path, f"corrupt gzip data after line {lineno} ({exc})",
                              line=lineno) from None
         if rid is not None:
-            yield _done(path, rid, head, parts, part_lines, allow_empty, raw.tell())
+            yield _record(path, rid, head, parts, part_lines, allow_empty, raw.tell())
             n += 1
     if n == 0:
         raise InputError(path, f"no FASTA records found (expected a {what} with lines starting "
                          "with '>')")
-
-
-def _done(path, rid, head, parts, part_lines, allow_empty, bytes_read) -> FastaRecord:
-    rec = _record(path, rid, head, parts, part_lines, allow_empty)
-    rec.bytes_read = bytes_read
-    return rec
 
 
 def _header(path: Path, text: bytes, lineno: int, n: int, first_seen: dict[str, int],

@@ -28,7 +28,7 @@ import polars as pl
 
 from llamadna.constants import BUILDS
 from llamadna.errors import ConfigError, InputError
-from llamadna.io.dataset import read_summary, write_dataset
+from llamadna.io.dataset import DATASET_FILE, read_summary, write_dataset
 from llamadna.io.tables import read_tsv
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def score_dataset_dir(
     anchors : `ANCHORS.tsv` or `BUILD=ANCHORS.tsv` spec(s), see parse_anchor_specs.
     """
     src = Path(dataset_dir)
-    pq_in = src / "dataset.parquet"
+    pq_in = src / DATASET_FILE
     if not pq_in.exists():
         raise InputError(pq_in, "dataset not found (expected `llamadna build-dataset` output)")
     tables = read_anchor_tables(anchors)  # check the anchors before the (larger) dataset

@@ -43,10 +43,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llamadna.constants import DEFAULT_SOURCES
-from llamadna.data.paths import dataset_parquet
 from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
+from llamadna.io.dataset import dataset_parquet
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
