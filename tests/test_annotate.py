@@ -159,6 +159,20 @@ def test_confidence_is_the_mean_log_probability_of_the_generated_tokens(model):
     assert p["confidence"] == pytest.approx(float(logp[:k].mean()), abs=1e-4)
 
 
+def _script_generation(model, monkeypatch, output) -> list[dict]:
+    """Generation replaced by `output` (the class head still reads the prompt); returns the
+    keyword arguments of each call."""
+    calls = []
+
+    def scripted(**kw):
+        calls.append(kw)
+        keys = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask", "prompt_mask")
+        return output, model.classify(**{k: kw[k] for k in keys if k in kw})
+
+    monkeypatch.setattr(model, "generate_with_class", scripted)
+    return calls
+
+
 def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
     # scripted generate: row 0 says "A" then eos (then padding), row 1 never stops
     from transformers.generation.utils import GenerateDecoderOnlyOutput
@@ -174,12 +188,10 @@ def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
         step[:, other] = math.log(1 - p)
         logits.append(step)
 
-    def fake_generate(*args, **kwargs):
-        assert kwargs["do_sample"] is False and kwargs["eos_token_id"] == eos
-        return GenerateDecoderOnlyOutput(sequences=seqs, logits=tuple(logits))
-
-    monkeypatch.setattr(model, "generate", fake_generate)
+    out = _script_generation(model, monkeypatch,
+                             GenerateDecoderOnlyOutput(sequences=seqs, logits=tuple(logits)))
     p0, p1 = annotate_rows(model, _rows()[:2], batch_size=2)
+    assert out[0]["do_sample"] is False and out[0]["eos_token_id"] == eos
     assert p0["annotation"] == "A" and p1["annotation"] == "AAA"
     lp = [math.log(x) for x in (0.5, 0.25, 0.125)]
     assert p0["confidence"] == pytest.approx((lp[0] + lp[1]) / 2, abs=1e-6)  # eos in, padding out
@@ -195,7 +207,7 @@ def test_parsed_fields_come_from_the_sentence(model, monkeypatch, tmp_path):
     from transformers.generation.utils import GenerateDecoderOnlyOutput
 
     logits = tuple(torch.zeros(1, len(tt)) for _ in ids)
-    monkeypatch.setattr(model, "generate", lambda *a, **k: GenerateDecoderOnlyOutput(
+    _script_generation(model, monkeypatch, GenerateDecoderOnlyOutput(
         sequences=torch.tensor([ids]), logits=logits))
     (p,) = annotate_rows(model, _rows()[:1])
     assert p["annotation"] == sentence
@@ -444,8 +456,8 @@ def test_prompt_bucket_padding_keeps_predictions(model_dir):
     m = load_model(model_dir, device="cpu")
     m.prompt_bucket = 64
     seen = []
-    orig = m.generate
-    m.generate = lambda **kw: seen.append(kw["input_ids"].shape[1]) or orig(**kw)
+    orig = m.generate_with_class
+    m.generate_with_class = lambda **kw: seen.append(kw["input_ids"].shape[1]) or orig(**kw)
     padded = annotate_rows(m, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
     assert seen and all(t % 64 == 0 for t in seen)
     assert [p["annotation"] for p in padded] == [p["annotation"] for p in plain]

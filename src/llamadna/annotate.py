@@ -98,22 +98,19 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     proc = model.processor
     tt = proc.text_tokenizer
     eos, dev = tt.eos_token_id, model.device
-    keys = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask")
 
     gen_in = proc(rows, padding_side="left")
     _check_context(model, rows, gen_in["attention_mask"].sum(1), max_new_tokens)
     if getattr(model, "prompt_bucket", None):  # compiled generation: a few prompt lengths only
         gen_in = pad_to_bucket(gen_in, model.prompt_bucket, tt.pad_token_id)
-    # class head on the prompt (positions follow the mask, so left padding is fine)
-    cls_logits = model.classify(**{k: v.to(dev) for k, v in gen_in.items()}).float()  # (B, K)
-    probs = torch.softmax(cls_logits, dim=-1)
-    prob, label = probs.max(dim=-1)  # (B,)
-
-    out = model.generate(
-        **{k: gen_in[k].to(dev) for k in keys if k in gen_in}, max_new_tokens=max_new_tokens, do_sample=False,
-        num_beams=1, eos_token_id=eos, pad_token_id=tt.pad_token_id, return_dict_in_generate=True,
-        output_logits=True,
+    # one pass over the prompt: generation, and the class head on its prefill states (positions
+    # follow the mask, so left padding is fine)
+    out, cls_logits = model.generate_with_class(
+        **{k: v.to(dev) for k, v in gen_in.items()}, max_new_tokens=max_new_tokens, do_sample=False,
+        num_beams=1, eos_token_id=eos, pad_token_id=tt.pad_token_id, output_logits=True,
     )
+    probs = torch.softmax(cls_logits.float(), dim=-1)  # (B, K)
+    prob, label = probs.max(dim=-1)  # (B,)
     seqs = out.sequences  # (B, S) new tokens only (generation ran on inputs_embeds)
     logp = torch.stack([  # (B, S) log-probability of each generated token
         torch.log_softmax(step.float(), dim=-1).gather(1, seqs[:, t : t + 1]).squeeze(1)

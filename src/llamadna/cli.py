@@ -674,7 +674,7 @@ def evaluate_cmd(
     max_steps: Annotated[int | None, typer.Option(help="Steps of the models trained here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of subsampling, shuffling and mutations.")] = (
         EvalConfig.seed),
-    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = EvalConfig.batch_size,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     folds: Annotated[int, typer.Option(
         help="split_gene as k-fold over genes (every gene a test gene once; 1 = the dataset's "
@@ -687,6 +687,9 @@ def evaluate_cmd(
         help="A real benchmark directory (queries.fa + truth.tsv, e.g. ../shared/benchmarks/mito): "
              "field accuracy per species and identity bin.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals.")] = EvalConfig.n_boot,
+    divergence_rows: Annotated[int, typer.Option(
+        help="Test rows per split in the divergence curves (a seeded subsample; 0 = all).")] = (
+        EvalConfig.divergence_rows),
 ) -> None:
     """Evaluate the model against the alternatives a user has (majority, SPLASH-only and
     SPLASH-prompt baselines, shuffled DNA, minimap2 and BLASTN reference lookups whose source comes
@@ -706,7 +709,8 @@ def evaluate_cmd(
                       data_dir=str(data) if data else None,
                       systems=_csv(systems) if systems else None,
                       splash={(b or ""): str(p) for b, p in specs.items()},
-                      benchmark=str(benchmark) if benchmark else None)
+                      benchmark=str(benchmark) if benchmark else None,
+                      divergence_rows=divergence_rows or None)
         models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps)
         with _progress() as step:
             metrics = evaluate(cfg, models, progress=step)

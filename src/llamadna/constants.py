@@ -74,6 +74,9 @@ LORA_DROPOUT = 0.1
 
 # ---- inference (annotate, predict, evaluate)
 DEFAULT_BATCH_SIZE = 16  # sequences per generation batch
+# evaluate generates ~15,000 sentences: the tiny model on 2 CPU cores makes 52 rows/s at 64 a
+# batch against 40 at 16 (docs/BENCHMARKS.md)
+DEFAULT_EVAL_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; room for long descriptions
 N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
 

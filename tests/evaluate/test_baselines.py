@@ -430,3 +430,24 @@ def test_shuffle_keeps_composition_only():
     assert sum(x == y for x, y in zip(a, seq)) < 0.5 * len(seq)  # order destroyed (~25 % expected)
     assert a == shuffle_sequence(seq, np.random.default_rng(1))
     assert a != shuffle_sequence(seq, np.random.default_rng(2))
+
+
+def test_each_distinct_query_is_aligned_once(synthetic, lookups):
+    """Hits are remembered per query (a repeated window, the unmutated divergence rate, other
+    folds), and a lookup with other variants shares them; the results are those of fresh
+    alignment."""
+    _, df, _ = synthetic
+    rows = df.filter(pl.col("split_random") == "test").head(6).to_dicts()
+    seqs = [r["Sequence"] for r in rows]
+    build = rows[0]["build"]
+    fresh = ReferenceLookup(synthetic[0].path, synthetic[2], FALLBACK, aligner="blastn")
+    index = fresh._index[build].map_fn
+    calls = []
+    inner = index.map_fn
+    index.map_fn = lambda qs: calls.append(list(qs)) or inner(qs)
+    first = fresh.lookup_many([*seqs, seqs[0]], build)
+    again = fresh.with_variants(synthetic[2], "OTHER").lookup_many(seqs[::-1], build)
+    assert calls == [seqs]  # once each, duplicates and the second lookup included
+    assert first[-1] == first[0]
+    assert [r["position"] for r in again] == [r["position"] for r in first[:-1]][::-1]
+    assert first[:-1] == lookups["blastn"].lookup_many(seqs, build)

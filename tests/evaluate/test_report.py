@@ -49,10 +49,13 @@ def fake_metrics() -> dict:
                 "field_accuracy": {f: [round(max(0.0, top - 0.04 * i - 2 * r * (i + 1) / 3), 4) for r in RATES]
                                    for i, f in enumerate(FIELDS)},
                 "accuracy": [round(max(0.0, top - r), 4) for r in RATES],
+                "field_mean": [round(max(0.0, top - r) / 2, 4) for r in RATES],
+                "intervals": {"gene": [[0.1, 0.2] for _ in RATES]},
             }
         floor = _system_metrics(0.5, 0)
         floor["field_accuracy"] = dict.fromkeys(FIELDS, 0.0)
-        splits[split] = {"rows": 100, "systems": systems, "divergence": {"rates": RATES, "systems": div},
+        splits[split] = {"rows": 100, "systems": systems, "divergence": {"rates": RATES, "systems": div, "rows": 60,
+                                                                   "of_rows": 100, "splash_recomputed": True},
                          "template_floor": floor, "genes": 12, "units": [split],
                          "ceiling": {"ceiling": 0.98, "n_conflicting_groups": 2},
                          "leak_audit": {split: {"overlapping": 3, "duplicate_sequences": 1}}}
@@ -344,3 +347,15 @@ def test_headline_intervals_floor_audits_and_benchmark(report):
     assert "label flag" in text and "Real divergence: cross-species benchmark" in text
     bench = _tables(html, "benchmark")[0]
     assert "0.750 <small>[0.500, 0.750]</small>" in bench and "cow (n=4)" in bench
+
+
+def test_divergence_table_gives_values_intervals_and_rows(report):
+    html = report["html"]
+    assert html.count("60 of 100 test rows (a seeded subsample)") == len(SPLITS)
+    assert "SPLASH scores recomputed from the anchors tables" in html
+    rates = fake_metrics()["splits"]["split_gene"]["divergence"]
+    gene = rates["systems"]["reference_lookup"]["field_accuracy"]["gene"]
+    row = re.search(r"<tr><td>reference_lookup</td><td>gene</td>(.*?)</tr>", html).group(1)
+    assert row.count("[0.100, 0.200]") == len(RATES) and f"{gene[-1]:.3f}" in row
+    mean = re.search(r"<tr><td>model</td><td>field mean</td>(.*?)</tr>", html).group(1)
+    assert mean.count("<td") == len(RATES) and "[" not in mean  # no interval given: none shown

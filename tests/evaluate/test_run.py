@@ -36,7 +36,7 @@ def _cfg(root, data, **kw):
 def test_evaluate_all_systems_and_report(trained):
     root, data = trained
     cfg = _cfg(root, data, out=str(root / "report"), splits=("split_random",), limit=8,
-               divergence_rates=(0.0, 0.3))
+               divergence_rates=(0.0, 0.3), divergence_rows=5)
     m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
     res = m["splits"]["split_random"]
     assert res["rows"] == 8 and set(res["systems"]) == set(SYSTEMS)
@@ -55,6 +55,7 @@ def test_evaluate_all_systems_and_report(trained):
     # the lookups recover chromosome and gene of undiverged reference windows
     div = res["divergence"]
     assert set(div["systems"]) == {"model", *LOOKUPS} and div["rates"] == [0.0, 0.3]
+    assert (div["rows"], div["of_rows"]) == (5, 8)
     for name in LOOKUPS:
         look = div["systems"][name]["field_accuracy"]
         assert look["chrom"][0] == 1.0 and look["gene"][0] == 1.0, name
@@ -114,6 +115,26 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", systems=("no_dna",))
     with pytest.raises(ConfigError, match="--folds must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", folds=0)
+    with pytest.raises(ConfigError, match="--divergence-rows must be >= 1"):
+        EvalConfig(model="m", dataset="d", out="o", divergence_rows=0)
+
+
+def test_divergence_subsample_is_seeded_and_spread_over_units():
+    from llamadna.evaluate.run import divergence_subsample
+
+    cfg = EvalConfig(model="m", dataset="d", out="o", divergence_rows=10)
+    picks = divergence_subsample(cfg, [7, 0, 12, 5])
+    assert sum(len(p) for p in picks) == 10 and len(picks[1]) == 0
+    for p, n in zip(picks, [7, 0, 12, 5]):
+        assert list(p) == sorted(set(p)) and all(0 <= i < n for i in p)
+    again = divergence_subsample(cfg, [7, 0, 12, 5])
+    assert all((a == b).all() for a, b in zip(picks, again))
+    other = divergence_subsample(EvalConfig(model="m", dataset="d", out="o", divergence_rows=10, seed=1),
+                                 [7, 0, 12, 5])
+    assert any(len(a) != len(b) or (a != b).any() for a, b in zip(picks, other))
+    every = divergence_subsample(EvalConfig(model="m", dataset="d", out="o", divergence_rows=None), [3, 2])
+    assert [p.tolist() for p in every] == [[0, 1, 2], [0, 1]]
+    assert [p.tolist() for p in divergence_subsample(cfg, [3, 2])] == [[0, 1, 2], [0, 1]]  # 10 > 5 rows
 
 
 def test_gene_clusters_read_only_the_gene_columns():

@@ -170,6 +170,19 @@ def test_padding_side_does_not_change_outputs():
     torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
 
 
+def test_generate_with_class_is_generate_and_classify_in_one_pass():
+    m = make_model().eval()
+    left = m.processor(rows(2, length=60) + rows(1, length=200, seed=3), padding_side="left")
+    eos = m.processor.text_tokenizer.eos_token_id
+    kw = dict(max_new_tokens=6, do_sample=False, eos_token_id=eos,
+              pad_token_id=m.processor.text_tokenizer.pad_token_id)
+    out, cls = m.generate_with_class(**left, **kw)
+    alone = m.generate(**{k: v for k, v in left.items() if k != "prompt_mask"}, **kw)
+    torch.testing.assert_close(cls, m.classify(**left), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out.sequences, alone)
+    assert out.hidden_states is None  # not kept
+
+
 def _dnabert2_dir(d, vocab_size: int, marker):
     """A tiny DNABERT-2 directory in the hub layout: config.json with an `auto_map` into its own
     `bert_layers.py`, which here writes `marker` when imported or run."""

@@ -412,7 +412,23 @@ def index_reference(fasta: str | Path, aligner: Aligner) -> tuple[MapFn, list[tu
         map_fn = aligner.index(Path(tmp))
     finally:
         os.unlink(tmp)
-    return map_fn, records
+    return _RememberedMap(map_fn), records
+
+
+class _RememberedMap:
+    """A map function that aligns each distinct query once: hits depend on the query and the
+    reference only, so repeated windows, the unmutated rate of a divergence curve and the folds
+    of one evaluation share them. Remembers every query it saw (~0.5 kB a window)."""
+
+    def __init__(self, map_fn: MapFn) -> None:
+        self.map_fn = map_fn
+        self.hits: dict[str, Hit | None] = {}
+
+    def __call__(self, sequences: Sequence[str]) -> list[Hit | None]:
+        new = [s for s in dict.fromkeys(sequences) if s not in self.hits]
+        if new:
+            self.hits.update(zip(new, self.map_fn(new)))
+        return [self.hits[s] for s in sequences]
 
 
 def _gene_fields(genes: pl.DataFrame, gene_pheno: pl.DataFrame) -> dict[tuple[str, str], dict]:

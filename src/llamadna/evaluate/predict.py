@@ -21,6 +21,24 @@ from llamadna.io.dataset import dataset_parquet
 from llamadna.progress import Progress, no_progress
 
 
+def annotate_distinct(model, rows: list[dict], seen: dict, batch_size: int = DEFAULT_BATCH_SIZE,
+                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[dict]:
+    """`annotate_rows` generating once per distinct model input (the sequence when the model
+    reads DNA, and the prompt text): repeated windows, and the unmutated rate of a divergence
+    curve, reuse a prediction. `seen` (input -> prediction) is kept by the caller, one per model.
+    Predictions are those of `annotate_rows` up to float rounding of other batch layouts."""
+    from llamadna.annotate import annotate_rows
+
+    proc = model.processor
+    keys = [(r["Sequence"] if proc.use_dna else "", proc.prompt_parts(r)) for r in rows]
+    todo = {k: r for k, r in zip(keys, rows) if k not in seen}
+    if todo:
+        preds = annotate_rows(model, list(todo.values()), batch_size=batch_size,
+                              max_new_tokens=max_new_tokens)
+        seen.update(zip(todo, ({k: v for k, v in p.items() if k != "id"} for p in preds)))
+    return [dict(seen[k]) for k in keys]
+
+
 def row_id(row: dict) -> str:
     """A dataset row's id in prediction tables: build:variant_id:row number."""
     return f"{row['build']}:{row['variant_id']}:{row['row']}"

@@ -588,6 +588,30 @@ def _figure_or_note(uri: str | None, alt: str, missing: str) -> str:
     return _img(uri, alt) if uri else f'<p class="note">{_esc(missing)}</p>'
 
 
+def _divergence_table(div: dict) -> str:
+    """Gene-field accuracy and the mean of the field accuracies per rate, with intervals, and
+    which rows the curves ran on."""
+    rates, systems = div.get("rates") or [], div.get("systems") or {}
+    if not rates or not systems:
+        return ""
+    head = "".join(f"<th>{_num(r) * 100:g} %</th>" for r in rates)
+    body = []
+    for name in _ordered_systems(list(systems)):
+        d = systems[name]
+        for label, values, ivs in (
+                ("gene", (d.get("field_accuracy") or {}).get("gene"), (d.get("intervals") or {}).get("gene")),
+                ("field mean", d.get("field_mean"), (d.get("intervals") or {}).get("field_mean"))):
+            values, ivs = values or [None] * len(rates), ivs or [None] * len(rates)
+            cells = "".join(f'<td class="num">{_with_interval(v, iv)}</td>' for v, iv in zip(values, ivs))
+            body.append(f"<tr><td>{_esc(name)}</td><td>{label}</td>{cells}</tr>")
+    rows = div.get("rows")
+    note = (f'<p class="note">{_fmt(rows)} of {_fmt(div.get("of_rows"))} test rows (a seeded '
+            "subsample), each mutated once per rate with nested substitutions; SPLASH scores "
+            + ("recomputed from the anchors tables" if div.get("splash_recomputed")
+               else "null (no anchors tables given)") + ".</p>") if rows is not None else ""
+    return (f"{note}<table><tr><th>system</th><th>field</th>{head}</tr>{''.join(body)}</table>")
+
+
 def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]) -> str:
     systems = entry.get("systems") or {}
     out = [f'<h2 id="{_esc(split)}">{_esc(split)}</h2>',
@@ -607,6 +631,7 @@ def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]
     out.append("<h3>Divergence: field accuracy vs % substituted bases</h3>")
     out.append(_figure_or_note(plot_divergence(entry.get("divergence") or {}, f"{split}: divergence"),
                                f"{split} divergence curve", "No divergence results for this split."))
+    out.append(_divergence_table(entry.get("divergence") or {}))
 
     out.append("<h3>Per-field accuracy</h3>")
     out.append(_figure_or_note(plot_field_bars(systems, f"{split}: field accuracy"),

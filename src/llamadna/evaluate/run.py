@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import (
-    DEFAULT_BATCH_SIZE,
+    DEFAULT_EVAL_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     FOLD_PREFIX,
     SPLASH_COLUMNS,
@@ -69,6 +69,7 @@ LOOKUP_ALIGNERS = {"reference_lookup": "map-ont", "minimap2_sensitive": "minimap
 LOOKUPS = tuple(LOOKUP_ALIGNERS)
 DIVERGENCE_SYSTEMS = ("model", *LOOKUPS)  # re-run on mutated test sequences
 N_BOOT = 1000
+DIVERGENCE_ROWS = 500
 
 
 class ModelSource(Protocol):
@@ -92,12 +93,15 @@ class EvalConfig:
     divergence_rates: tuple[float, ...] = DIVERGENCE_RATES
     seed: int = 0
     limit: int | None = None  # test rows per unit (seeded subsample) for quick runs
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_EVAL_BATCH_SIZE
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     folds: int = 5  # split_gene as k-fold over genes (1 = the dataset's split_gene only)
     splash: dict[str, str] = field(default_factory=dict)  # build ("" = all) -> anchors TSV
     benchmark: str | None = None  # a real benchmark directory (evaluate.benchmark)
     n_boot: int = N_BOOT  # bootstrap resamples for the intervals
+    # test rows per split in the divergence curves (seeded subsample of the pooled test rows;
+    # None = all): the curves re-run the model and every lookup at each rate
+    divergence_rows: int | None = DIVERGENCE_ROWS
 
     def __post_init__(self) -> None:
         self.systems = tuple(SYSTEM_RUNNERS) if self.systems is None else tuple(self.systems)
@@ -109,6 +113,8 @@ class EvalConfig:
                 raise ConfigError(f"unknown system {name!r}: expected one of {tuple(SYSTEM_RUNNERS)}")
         if self.folds < 1:
             raise ConfigError(f"--folds must be >= 1, got {self.folds}")
+        if self.divergence_rows is not None and self.divergence_rows < 1:
+            raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
 
 
 # ------------------------------------------------------------------------------------ systems
@@ -130,11 +136,12 @@ class Unit:
     cache: dict = field(default_factory=dict)  # per-unit objects built once (splash_only, ...)
 
     def annotate(self, variant: str, rows: list[dict]) -> list[dict]:
-        from llamadna.annotate import annotate_rows
+        """The (unit, variant) model's predictions, generated once per distinct model input."""
+        from llamadna.evaluate.predict import annotate_distinct
 
         model = self.models.get(self.column, variant, self.dataset)
-        return annotate_rows(model, rows, batch_size=self.cfg.batch_size,
-                             max_new_tokens=self.cfg.max_new_tokens)
+        return annotate_distinct(model, rows, self.cache.setdefault(f"generated:{variant}", {}),
+                                 batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens)
 
     @property
     def majority(self) -> str:
@@ -444,17 +451,27 @@ def field_scores(preds: list[dict], refs: list[str], true: list[str], clusters: 
             for i, n in enumerate(names)}
 
 
-def _mutated(unit: Unit, rates, anchors: dict) -> dict[float, list[dict]]:
-    """The unit's test rows at every rate: nested mutations seeded by (seed, dataset row), SPLASH
-    scores recomputed from the build's anchors table (null without one; never carried over)."""
+def divergence_subsample(cfg: EvalConfig, sizes: list[int]) -> list[np.ndarray]:
+    """Per unit (`sizes`: its test rows), the indices of its rows in the divergence curves: a
+    seeded subsample of `cfg.divergence_rows` of the split's pooled test rows (all when None or
+    when there are no more), in row order."""
+    total = sum(sizes)
+    n = total if cfg.divergence_rows is None else min(cfg.divergence_rows, total)
+    pick = np.sort(np.random.default_rng([cfg.seed, 11]).choice(total, n, replace=False))
+    ends = np.cumsum(sizes)
+    return [pick[(pick >= e - k) & (pick < e)] - (e - k) for k, e in zip(sizes, ends)]
+
+
+def _mutated(unit: Unit, rows: list[dict], rates, anchors: dict) -> dict[float, list[dict]]:
+    """`rows` (of the unit's test rows) at every rate: nested mutations seeded by (seed, dataset
+    row), SPLASH scores recomputed from the build's anchors table (null without one; never
+    carried over)."""
     from llamadna.evaluate.divergence import mutate_nested, row_seed
 
-    per_row = [mutate_nested(r["Sequence"], rates, row_seed(unit.cfg.seed, int(r["row"])))
-               for r in unit.test_rows]
+    per_row = [mutate_nested(r["Sequence"], rates, row_seed(unit.cfg.seed, int(r["row"]))) for r in rows]
     out = {}
     for k, rate in enumerate(rates):
-        rows = [{**r, "Sequence": m[k]} for r, m in zip(unit.test_rows, per_row)]
-        out[rate] = _rescore_splash(rows, anchors)
+        out[rate] = _rescore_splash([{**r, "Sequence": m[k]} for r, m in zip(rows, per_row)], anchors)
     return out
 
 
@@ -479,10 +496,15 @@ def _divergence(cfg: EvalConfig, units: list[Unit], clusters: np.ndarray, anchor
     """Field accuracies of the model and every lookup on nested mutations of the test rows."""
     rates = list(cfg.divergence_rates)
     names = [n for n in DIVERGENCE_SYSTEMS if n in cfg.systems]
-    mutated = [_mutated(u, rates, anchors) for u in units]
-    refs = [r["Annotation"] for u in units for r in u.test_rows]
-    true = [r["Dataset"] for u in units for r in u.test_rows]
-    div = {"rates": rates, "splash_recomputed": bool(anchors), "systems": {}}
+    picks = divergence_subsample(cfg, [len(u.test_rows) for u in units])
+    chosen = [[u.test_rows[i] for i in idx] for u, idx in zip(units, picks)]
+    mutated = [_mutated(u, rows, rates, anchors) for u, rows in zip(units, chosen)]
+    refs = [r["Annotation"] for rows in chosen for r in rows]
+    true = [r["Dataset"] for rows in chosen for r in rows]
+    starts = np.cumsum([0, *(len(u.test_rows) for u in units)])
+    clusters = clusters[np.concatenate([s + idx for s, idx in zip(starts, picks)]).astype(int)]
+    div = {"rates": rates, "splash_recomputed": bool(anchors), "rows": len(refs),
+           "of_rows": int(starts[-1]), "systems": {}}
     for name in names:
         per_rate = []
         for k, rate in enumerate(rates):

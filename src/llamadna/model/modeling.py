@@ -224,6 +224,25 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return self.language_model.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
+    @torch.no_grad()
+    def generate_with_class(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None, **generate_kwargs,
+    ) -> tuple[object, torch.Tensor]:
+        """`generate` and `classify` in one pass over the prompt: the class logits (B, K) come
+        from the last hidden states of generation's prefill, which are the states `classify`
+        computes (tested), so the DNA encoder and the LLM read the prompt once, not twice.
+        Returns (the `generate` output with `return_dict_in_generate`, class logits)."""
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        out = self.language_model.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True,
+            return_dict_in_generate=True, **generate_kwargs)
+        prefill = out.hidden_states[0][-1]  # (B, T, H): the final (normed) states of the prompt
+        cls_logits = self._class_logits(prefill, prompt_mask, attention_mask)
+        out.hidden_states = None  # every layer of every step: not kept
+        return out, cls_logits
+
     # ------------------------------------------------------------------ save / load
     def _external_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes whose frozen weights come from local pretrained directories."""
