@@ -37,17 +37,11 @@ import polars as pl
 from llamadna.data.build import load_genes
 from llamadna.data.paths import default_data_dir, discover_sets
 from llamadna.data.synthetic import random_sequence
-from llamadna.evaluate.baselines import (
-    KNOWN_VARIANT_COLUMNS,
-    Aligner,
-    BlastnAligner,
-    Minimap2Aligner,
-    ReferenceLookup,
-    index_reference,
-    make_aligner,
-)
+from llamadna.evaluate.baselines import ReferenceLookup
 from llamadna.evaluate.divergence import mutate
 from llamadna.io.fasta import read_reference
+from llamadna.retrieve.align import Aligner, BlastnAligner, Minimap2Aligner, index_reference, make_aligner
+from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS
 
 THRESHOLDS = {  # name -> (min_cnt, min_chain_score, min_dp_score); minimap2's defaults: 3, 40, 80
     "default": {},

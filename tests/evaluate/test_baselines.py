@@ -17,22 +17,18 @@ from llamadna.data.build import build_dataset
 from llamadna.data.synthetic import random_sequence
 from llamadna.data.template import annotation_sentence
 from llamadna.errors import ConfigError
-from llamadna.evaluate import baselines
 from llamadna.evaluate.baselines import (
-    KNOWN_VARIANT_COLUMNS,
     LOOKUP_FIELDS,
-    MINIMAP2_SENSITIVE,
-    BlastnAligner,
-    Hit,
     ReferenceLookup,
     majority_baseline,
     majority_sentence,
-    make_aligner,
-    parse_blast_hits,
     shuffle_sequence,
     unmapped_result,
 )
 from llamadna.evaluate.divergence import mutate
+from llamadna.retrieve import align
+from llamadna.retrieve.align import MINIMAP2_SENSITIVE, BlastnAligner, Hit, make_aligner, parse_blast_hits
+from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS
 
 log = logging.getLogger(__name__)
 W = 512  # the dataset's default window
@@ -359,7 +355,7 @@ def test_parse_blast_hits_walks_the_gapped_hsp_on_both_strands():
 
 
 def test_blastn_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(baselines.shutil, "which", lambda name: None)
+    monkeypatch.setattr(align.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="ncbi-blast\\+"):
         BlastnAligner()
     with pytest.raises(ConfigError, match="unknown lookup aligner"):

@@ -21,7 +21,8 @@ Per split: metrics of every system with cluster-bootstrap intervals over genes, 
 floor (every field wrong), the accuracy ceiling of identical windows with conflicting labels,
 and a leak audit. Divergence: nested mutations at DIVERGENCE_RATES of a seeded subsample of
 each split's test rows (`divergence_rows`), SPLASH scores recomputed from the anchors tables
-(null without them, never carried over), the model and every lookup re-run. `benchmark`: a real cross-species set (evaluate.benchmark), per species and identity bin.
+(null without them, never carried over), the model and every lookup re-run. `benchmark`: a
+real cross-species set (evaluate.benchmark), per species and identity bin.
 Writes REPORT_DIR/metrics.json, report.html and every system's predictions.
 """
 
