@@ -33,6 +33,7 @@ from llamadna.data.build import BuildOptions
 from llamadna.data.simulate import SimulateOptions
 from llamadna.errors import ConfigError, DataDirError, InputError
 from llamadna.evaluate.run import SYSTEMS, EvalConfig
+from llamadna.retrieve.config import DEFAULT_K, FAISS_KINDS, IndexConfig
 from llamadna.splash.run import SplashConfig
 from llamadna.splash.stats import FilterConfig
 from llamadna.train.config import PretrainConfig, TrainConfig
@@ -613,6 +614,93 @@ def pretrain_encoder_cmd(
                   f"({s['tokens_per_window']:.1f} tokens per {window}-base window, vocabulary "
                   f"{s['vocab_size']}), {s['seconds']:.1f} s")
     console.print(f"wrote [bold]{escape(str(out))}[/]")
+
+
+def _read_gene_list(path: Path) -> tuple[str, ...]:
+    """One gene name or id per line (blank lines and # comments skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the gene list: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a text file (expected one gene name or id per line)") from None
+    genes = tuple(dict.fromkeys(x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")))
+    if not genes:
+        raise InputError(path, "no gene name in the list")
+    return genes
+
+
+@app.command("index")
+def index_cmd(
+    encoder: Annotated[Path, typer.Option(
+        help="DNA encoder directory (`pretrain-encoder` output, or DNABERT-2).")],
+    out: Annotated[Path, typer.Option(help="Index directory to write.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data).")] = None,
+    window: Annotated[int, typer.Option(help="Bases per index window.")] = IndexConfig.window,
+    stride: Annotated[int, typer.Option(help="Bases between window starts.")] = IndexConfig.stride,
+    flank: Annotated[int, typer.Option(help="Bases around each gene tiled too.")] = IndexConfig.flank,
+    dataset: Annotated[Path | None, typer.Option(
+        help="build-dataset output: the windows carry the known variants of its --split TRAINING "
+             "rows (never validation or test rows).")] = None,
+    split: Annotated[str, typer.Option(help="Split whose training rows give the variants.")] = (
+        IndexConfig.split),
+    exclude_genes: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Gene names or ids (one per line) left out of the index, e.g. a fold's "
+        "held-out genes for a novel-gene test.")] = None,
+    faiss: Annotated[str, typer.Option(
+        help=f"FAISS index: {' or '.join(FAISS_KINDS)} (IVF-PQ for large references).")] = IndexConfig.faiss,
+    nlist: Annotated[int | None, typer.Option(help="IVF lists (ivfpq; default 4 x sqrt(windows)).")] = None,
+    pq_m: Annotated[int, typer.Option(help="PQ sub-quantizers (ivfpq).")] = IndexConfig.pq_m,
+) -> None:
+    """Build a reference index: the reference of each build tiled over every annotated gene
+    (flanks included), each window with the dataset builder's fields at its centre and the
+    training variants inside it; a minimap2 index and a FAISS index of the encoder's embeddings.
+    """
+    from llamadna.retrieve.index import ReferenceIndex
+
+    with _errors():
+        cfg = _config(IndexConfig, locals(), data=str(data) if data else None,
+                      dataset=str(dataset) if dataset else None,
+                      exclude_genes=_read_gene_list(exclude_genes) if exclude_genes else ())
+        with _progress() as step:
+            index = ReferenceIndex.build(cfg, progress=step)
+    m = index.meta
+    console.print(f"{m['windows']:,} windows of {cfg.window} bases over {m['genes']:,} genes "
+                  f"({', '.join(m['builds'])}; {m['segment_bases']:,} bases aligned-indexed), "
+                  f"variants: {m['variants']}; {m['seconds']} s")
+    console.print(f"wrote [bold]{escape(str(out))}[/]")
+
+
+@app.command("search")
+def search_cmd(
+    seqs: Annotated[Path, typer.Argument(metavar="SEQS.fa", help="FASTA of the query sequences.")],
+    index: Annotated[Path, typer.Option(help="Index directory (`llamadna index` output).")],
+    out: Annotated[Path, typer.Option(help="Candidates: .tsv or .jsonl (by suffix).")],
+    k: Annotated[int, typer.Option(help="Candidates per query.")] = DEFAULT_K,
+    mode: Annotated[str, typer.Option(
+        help="hybrid, align (minimap2 only) or embed (FAISS only).")] = "hybrid",
+    encoder: Annotated[Path | None, typer.Option(
+        help="DNA encoder directory (default: the one the index was built with).")] = None,
+) -> None:
+    """The reference genes each query resembles: alignment (minimap2) and embedding (FAISS)
+    candidates merged per gene, ranked, with their evidence (identity, aligned fraction, cosine,
+    position, the nearest training variant's source)."""
+    from llamadna.retrieve.index import ReferenceIndex
+    from llamadna.retrieve.retriever import MODES, Retriever
+    from llamadna.retrieve.search import search_fasta, search_format
+
+    with _errors():
+        search_format(out)
+        if mode not in MODES:
+            raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+        if k < 1:
+            raise ConfigError(f"--k must be >= 1, got {k}")
+        retriever = Retriever(ReferenceIndex.load(index), str(encoder) if encoder else None, k=k, mode=mode)
+        with _record_progress() as step:
+            s = search_fasta(retriever, seqs, out, progress=step)
+    console.print(f"{s['queries']} queries, {s['with_candidates']} with candidates, in {s['seconds']} s "
+                  f"({s['queries_per_s']} queries/s); wrote [bold]{escape(str(out))}[/]")
 
 
 @app.command("predict")

@@ -15,6 +15,7 @@ read from those directories and not copied into our checkpoints.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def build_dna_encoder(dna_config) -> nn.Module:
     return AutoModel.from_config(dna_config, add_pooling_layer=False)
 
 
+@contextmanager
+def quiet_transformers():
+    """transformers' own log at error level only (e.g. no load report for a saved pooler that
+    is deliberately not loaded)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
     """A local pretrained DNA encoder directory: DNABERT-2 (config.json with
     `alibi_starting_size` or an `auto_map` into its `bert_layers.py`) loaded into the project's
@@ -69,7 +84,8 @@ def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.M
     if raw.get("model_type") == "bert" and "auto_map" not in raw:
         from transformers import BertModel
 
-        return BertModel.from_pretrained(d, dtype=dtype, add_pooling_layer=False)
+        with quiet_transformers():  # a saved pooler is not used: no load report for it
+            return BertModel.from_pretrained(d, dtype=dtype, add_pooling_layer=False)
     raise InputError(d / "config.json", f"unsupported DNA encoder (model_type {raw.get('model_type')!r}"
                      f"{', with an auto_map into its own code' if 'auto_map' in raw else ''}): expected "
                      "DNABERT-2 or a BERT directory; code shipped in a model directory is never run")

@@ -39,6 +39,12 @@ from llamadna.io.fasta import read_reference
 # "Reference lookups"): on the bundle's GRCh38 regions they map back 93 % of windows at 30 %
 # divergence (map-ont 0 %, blastn 84 %), no random sequence, at ~1.9x blastn's speed.
 MINIMAP2_SENSITIVE: dict = {"k": 8, "w": 2, "min_cnt": 2, "min_chain_score": 20, "min_dp_score": 40}
+# minimap2 settings of the reference index (llamadna.retrieve): k=9, w=3 with the same low chain
+# and DP thresholds map 6.6x more queries per CPU-second than MINIMAP2_SENSITIVE (636 vs 96 on
+# undiverged dataset windows against the bundle's GRCh38 regions) and lose some at 30 %
+# divergence (102 vs 120 of 150 mapped), which the embedding half of the retriever is there for
+# (docs/BENCHMARKS.md "Reference index and retriever").
+MINIMAP2_INDEX: dict = {"k": 9, "w": 3, "min_cnt": 2, "min_chain_score": 20, "min_dp_score": 40}
 # blastn settings: word size 11 (-task blastn), both strands; few targets and HSPs per query,
 # since only the best HSP over the centre base is used.
 BLASTN_SETTINGS: dict = {"evalue": 1e-5, "max_target_seqs": 5, "max_hsps": 5}

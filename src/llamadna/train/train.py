@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
 from llamadna.io.dataset import dataset_parquet
-from llamadna.model.modeling import LlamaDNAForAnnotation
+from llamadna.model.modeling import LlamaDNAForAnnotation, quiet_transformers
 from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.progress import Progress, no_progress
@@ -158,18 +157,6 @@ def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed:
     return losses
 
 
-@contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-
-
 def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
                 progress: Progress = no_progress) -> tuple[LlamaDNAForAnnotation, dict]:
     """The model for a fresh run (deterministic for cfg.seed)."""
@@ -189,7 +176,7 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
             raise InputError(enc_dir, "no encoder here (no config.json); run `llamadna "
                              "pretrain-encoder` first and pass its output as --encoder")
         dna_tok = AutoTokenizer.from_pretrained(enc_dir)
-        with _quiet_transformers():  # the saved pooler is not used: no load report for it
+        with quiet_transformers():  # the saved pooler is not used: no load report for it
             encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False)
         text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode),
                                         vocab_size=cfg.text_vocab_size)

@@ -1,0 +1,40 @@
+"""Settings of the reference index (`llamadna index`; the CLI reads its defaults here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llamadna.constants import DEFAULT_WINDOW
+from llamadna.errors import ConfigError
+from llamadna.retrieve.align import MINIMAP2_INDEX
+
+EMBED_BATCH = 64  # chunks per encoder forward
+FAISS_KINDS = ("flat", "ivfpq")
+DEFAULT_STRIDE = 128
+DEFAULT_FLANK = 1000  # bases around each gene tiled too
+DEFAULT_NPROBE = 16  # IVF lists searched per query
+DEFAULT_K = 4  # candidates per query
+
+
+@dataclass
+class IndexConfig:
+    """Settings of `llamadna index`."""
+
+    encoder: str
+    out: str
+    data: str | None = None  # bundle (default: $LLAMADNA_DATA, else ../shared/data)
+    window: int = DEFAULT_WINDOW
+    stride: int = DEFAULT_STRIDE
+    flank: int = DEFAULT_FLANK
+    dataset: str | None = None  # the windows carry this dataset's `split` training variants
+    split: str = "split_gene"
+    exclude_genes: tuple[str, ...] = ()  # gene names or ids left out (a fold's held-out genes)
+    faiss: str = "flat"
+    nlist: int | None = None  # ivfpq: default 4 * sqrt(windows)
+    pq_m: int = 16
+    minimap2: dict = field(default_factory=lambda: dict(MINIMAP2_INDEX))
+    batch_size: int = EMBED_BATCH
+
+    def __post_init__(self) -> None:
+        if self.faiss not in FAISS_KINDS:
+            raise ConfigError(f"unknown FAISS index {self.faiss!r}: expected one of {FAISS_KINDS}")

@@ -1,0 +1,77 @@
+"""Sequence embeddings for retrieval: the DNA encoder's last hidden states, mean-pooled over
+every token of the sequence (longer sequences in chunks of the encoder's length, pooled together),
+L2-normalised, so that an inner product is a cosine similarity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llamadna.progress import Progress, no_progress
+from llamadna.retrieve.config import EMBED_BATCH
+
+
+class SequenceEmbedder:
+    """`SequenceEmbedder(encoder_dir)(sequences) -> (N, H) float32`, unit rows (a sequence with
+    no token, e.g. empty, gets a zero row)."""
+
+    def __init__(self, encoder_dir: str | Path, device: str | torch.device = "cpu",
+                 batch_size: int = EMBED_BATCH) -> None:
+        from transformers import AutoTokenizer
+
+        from llamadna.model.modeling import load_dna_encoder
+
+        self.path = Path(encoder_dir)
+        self.encoder = load_dna_encoder(self.path).to(device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        limit = getattr(self.encoder.config, "max_position_embeddings", 512)
+        self.chunk = min(int(limit), 512) - 2  # tokens per chunk, [CLS] and [SEP] added
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.config.hidden_size)
+
+    def _chunks(self, sequences: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        tok = self.tokenizer
+        encs = tok.backend_tokenizer.encode_batch([s.upper() for s in sequences], add_special_tokens=False)
+        chunks, owner = [], []
+        for i, e in enumerate(encs):
+            ids = e.ids
+            for a in range(0, len(ids), self.chunk):
+                chunks.append([tok.cls_token_id, *ids[a : a + self.chunk], tok.sep_token_id])
+                owner.append(i)
+        return chunks, np.asarray(owner, dtype=np.int64)
+
+    @torch.inference_mode()
+    def __call__(self, sequences: Sequence[str], progress: Progress = no_progress,
+                 desc: str = "embedding") -> np.ndarray:
+        chunks, owner = self._chunks(sequences)
+        sums = np.zeros((len(sequences), self.dim), dtype=np.float64)
+        counts = np.zeros(len(sequences), dtype=np.int64)
+        order = np.argsort([len(c) for c in chunks], kind="stable")  # similar lengths batch together
+        pad = self.tokenizer.pad_token_id
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            width = max(len(chunks[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, : len(chunks[i])] = torch.tensor(chunks[i])
+                mask[r, : len(chunks[i])] = 1
+            out = self.encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
+            body = mask.to(self.device).clone()
+            body[:, 0] = 0  # [CLS] and [SEP] are not the sequence
+            body[torch.arange(len(idx)), mask.sum(1) - 1] = 0
+            summed = (states * body.unsqueeze(-1)).sum(1).cpu().numpy()
+            np.add.at(sums, owner[idx], summed)
+            np.add.at(counts, owner[idx], body.sum(1).cpu().numpy())
+            progress(desc, min(b + self.batch_size, len(order)), len(order))
+        vec = sums / np.maximum(counts, 1)[:, None]
+        norm = np.linalg.norm(vec, axis=1, keepdims=True)
+        return (vec / np.where(norm > 0, norm, 1)).astype(np.float32)

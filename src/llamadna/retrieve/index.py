@@ -1,0 +1,207 @@
+"""The reference index `llamadna index` writes and `llamadna search` / the retriever read.
+
+INDEX/ holds:
+- `windows.parquet`: the index windows (`retrieve.windows.WINDOW_COLUMNS`);
+- `genes.parquet`: the genes they were annotated from (`retrieve.windows.GENE_COLUMNS`; excluded
+  genes left out), to annotate the exact position an alignment lands on with the builder's rule;
+- `variants.parquet`: the known-variant table the windows carry (a split's training rows only;
+  `index.json` names which), for the nearest-variant source of a candidate;
+- `minimap2.mmi`: a minimap2 index (mappy, `minimap2` settings in index.json) of the windows'
+  sequence, merged into segments where windows overlap (`segments.parquet`: build, chrom,
+  0-based start and length of each index record), so that an excluded gene is absent from it;
+- `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
+  "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
+  `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome;
+- `index.json`: the settings, counts, variant table and encoder; written last, so an index
+  without it is incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mappy
+import numpy as np
+import polars as pl
+
+from llamadna.errors import ConfigError, InputError
+from llamadna.io.atomic import atomic_write
+from llamadna.progress import Progress, no_progress
+from llamadna.retrieve.config import DEFAULT_NPROBE, IndexConfig
+from llamadna.retrieve.embed import SequenceEmbedder
+from llamadna.retrieve.evidence import known_variant_table
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+INDEX_FILES = ("windows.parquet", "genes.parquet", "variants.parquet", "segments.parquet",
+               "minimap2.mmi", "embeddings.faiss", "index.json")
+def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """Overlapping or adjacent windows (same build and chromosome) merged into index records:
+    (build, chrom, start0, length) per record and its sequence."""
+    w = windows.select("build", "chrom", "start0", "end0", "Sequence").sort("build", "chrom", "start0")
+    rows, seqs = [], []
+    for build, chrom, s, e, seq in w.iter_rows():
+        if rows and rows[-1][:2] == [build, chrom] and s <= rows[-1][3]:
+            last = rows[-1]
+            if e > last[3]:
+                seqs[-1].append(seq[last[3] - s :])
+                last[3] = e
+        else:
+            rows.append([build, chrom, s, e])
+            seqs.append([seq])
+    table = pl.DataFrame({"build": [r[0] for r in rows], "chrom": [r[1] for r in rows],
+                          "start0": [r[2] for r in rows], "length": [r[3] - r[2] for r in rows]},
+                         schema={"build": pl.Utf8, "chrom": pl.Utf8, "start0": pl.Int64, "length": pl.Int64})
+    return table, ["".join(s) for s in seqs]
+
+
+def _faiss_index(vectors: np.ndarray, kind: str, nlist: int | None, pq_m: int):
+    import faiss
+
+    d = vectors.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    else:
+        n = len(vectors)
+        nlist = nlist or max(1, int(4 * np.sqrt(n)))
+        if n < 39 * nlist:
+            raise ConfigError(f"--faiss ivfpq with {nlist} lists needs >= {39 * nlist} windows to train "
+                              f"(have {n}); use --faiss flat or a smaller --nlist")
+        if d % pq_m:
+            raise ConfigError(f"--pq-m {pq_m} must divide the embedding size {d}")
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(DEFAULT_NPROBE, nlist)
+    index.add(vectors)
+    return index
+
+
+class ReferenceIndex:
+    """Windows + minimap2 index + FAISS index of one reference; `build` or `load`."""
+
+    def __init__(self, windows: pl.DataFrame, genes: pl.DataFrame, variants: pl.DataFrame,
+                 segments: pl.DataFrame, aligner: mappy.Aligner, vectors, meta: dict,
+                 path: Path | None = None) -> None:
+        self.windows, self.genes, self.variants, self.segments = windows, genes, variants, segments
+        self.aligner, self.vectors, self.meta, self.path = aligner, vectors, meta, path
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, cfg: IndexConfig, progress: Progress = no_progress) -> ReferenceIndex:
+        """Tile, annotate, align-index and embed the bundle's reference; written to cfg.out."""
+        from llamadna.data.paths import default_data_dir
+        from llamadna.retrieve.windows import index_tables
+
+        t0 = time.perf_counter()
+        data = Path(cfg.data) if cfg.data else default_data_dir()
+        out = Path(cfg.out)
+        if out.exists() and not out.is_dir():
+            raise InputError(out, "exists and is not a directory (expected the index directory)")
+        known, variants_name = _training_variants(cfg)
+        progress("windows", 0, 1)
+        windows, genes = index_tables(data, cfg.window, cfg.stride, cfg.flank, known, cfg.exclude_genes)
+        if windows.height == 0:
+            raise InputError(data, "no index window: the bundle's reference holds no annotated gene")
+        progress("windows", 1, 1)
+        segments, seqs = _segments(windows)
+        out.mkdir(parents=True, exist_ok=True)
+        aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
+        embedder = SequenceEmbedder(cfg.encoder, batch_size=cfg.batch_size)
+        vectors = _faiss_index(embedder(windows["Sequence"].to_list(), progress, "embedding windows"),
+                               cfg.faiss, cfg.nlist, cfg.pq_m)
+        variants = known if known is not None else known_variant_table(pl.DataFrame(
+            schema={"build": pl.Utf8, "chrom": pl.Utf8, "variant_pos": pl.Int64, "Dataset": pl.Utf8}))
+        meta = {
+            "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
+            "encoder": str(cfg.encoder), "embedding_dim": embedder.dim, "windows": windows.height,
+            "builds": windows["build"].unique(maintain_order=True).to_list(),
+            "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
+            "segment_bases": int(segments["length"].sum()), "variants": variants_name,
+            "variant_rows": variants.height, "exclude_genes": list(cfg.exclude_genes),
+            "faiss": {"kind": cfg.faiss, "ntotal": int(vectors.ntotal),
+                      "nlist": int(getattr(vectors, "nlist", 0)) or None},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        meta = json.loads(json.dumps(meta))  # as `load` reads it back (tuples as lists)
+        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out)
+        index.save(out)
+        return index
+
+    def save(self, out: str | Path) -> None:
+        """Every file atomically, index.json last (minimap2.mmi is written by `build`)."""
+        import faiss
+
+        out = Path(out)
+        atomic_write(out / "windows.parquet", lambda p: self.windows.write_parquet(p, compression="zstd"))
+        atomic_write(out / "genes.parquet", lambda p: self.genes.write_parquet(p))
+        atomic_write(out / "variants.parquet", lambda p: self.variants.write_parquet(p))
+        atomic_write(out / "segments.parquet", lambda p: self.segments.write_parquet(p))
+        atomic_write(out / "embeddings.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
+        atomic_write(out / "index.json", lambda p: p.write_text(json.dumps(self.meta, indent=1) + "\n"))
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceIndex:
+        import faiss
+
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError(path, "no such index directory (`llamadna index --out` writes one)")
+        missing = [f for f in INDEX_FILES if not (path / f).exists()]
+        if missing:
+            raise InputError(path, f"incomplete index: {', '.join(missing)} missing (rebuild it with "
+                             "`llamadna index`)")
+        meta = json.loads((path / "index.json").read_text())
+        if meta.get("format") != INDEX_FORMAT:
+            raise InputError(path / "index.json", f"index format {meta.get('format')}, this version reads "
+                             f"{INDEX_FORMAT}: rebuild it with `llamadna index`")
+        settings = {k: v for k, v in meta["config"]["minimap2"].items() if k not in ("k", "w")}
+        aligner = mappy.Aligner(str(path / "minimap2.mmi"), **settings)
+        if not aligner:
+            raise InputError(path / "minimap2.mmi", "minimap2 could not load this index")
+        vectors = faiss.read_index(str(path / "embeddings.faiss"))
+        if hasattr(vectors, "nprobe"):
+            vectors.nprobe = min(DEFAULT_NPROBE, vectors.nlist)
+        names = ("windows", "genes", "variants", "segments")
+        tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
+        return cls(*tables, aligner, vectors, meta, path)
+
+
+def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:
+    """The known variants the windows carry: the training rows of cfg.split of cfg.dataset only."""
+    if not cfg.dataset:
+        return None, "none"
+    from llamadna.io.dataset import dataset_parquet
+
+    ds = dataset_parquet(cfg.dataset)
+    df = pl.read_parquet(ds)
+    if cfg.split not in df.columns:
+        raise ConfigError(f"{ds}: no split column {cfg.split!r}")
+    train = df.filter(pl.col(cfg.split) == "train")
+    return known_variant_table(train), f"training split of {cfg.split} in {ds} ({train.height:,} rows)"
+
+
+def _minimap2_index(seqs: list[str], mmi: Path, settings: dict) -> mappy.Aligner:
+    fd, tmp = tempfile.mkstemp(suffix=".fa", prefix="llamadna_index_")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            for i, s in enumerate(seqs):
+                fh.write(f">{i}\n{s}\n")
+        part = mmi.with_name(f".{mmi.name}.{uuid.uuid4().hex[:8]}.tmp")
+        aligner = mappy.Aligner(fn_idx_in=tmp, fn_idx_out=str(part), **settings)
+        if not aligner:
+            raise RuntimeError(f"minimap2 could not index the windows ({settings})")
+        os.replace(part, mmi)
+    finally:
+        os.unlink(tmp)
+    return aligner

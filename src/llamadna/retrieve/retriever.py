@@ -1,0 +1,185 @@
+"""The hybrid retriever: the reference genes a query resembles, found by alignment and by
+embedding, merged per gene into one ranked list.
+
+For each query (batch API, deterministic):
+- **alignment candidates**: every minimap2 hit of the query on the index (`ReferenceIndex`,
+  `retrieve.align.MINIMAP2_INDEX` settings), with the identity (matching bases / alignment
+  length), the aligned fraction of the query, the strand, and the reference position of the
+  query's centre base; the hit's gene is the one the dataset builder gives at that position
+  (`assign_genes` on the index's gene table), so a small gene inside a window is named exactly;
+- **embedding candidates**: the `n_embed` windows nearest the query's encoder embedding (FAISS,
+  cosine similarity), each for the gene at its window's centre;
+- per gene: alignment score = max over its hits of identity x aligned fraction, cosine = max
+  over its windows. An alignment outranks any embedding similarity: aligned genes score
+  1 + alignment score + EMBED_WEIGHT x cosine, the others EMBED_WEIGHT x cosine (cosine < 0
+  counts as 0); ranked by score, then gene name; top `k`. The embeddings of the MLM-pretrained
+  tiny encoder are close to collinear (cosines of ~0.99 for unrelated windows), so their
+  similarity orders candidates but cannot outweigh an alignment (docs/BENCHMARKS.md).
+Windows and positions without a gene (flanks) give no candidate. A query with fewer unambiguous
+bases than the index's k-mer size (all N, or shorter than k) gets an empty list. `source` is the
+label of the training variant nearest the candidate's position (the index's variant table; None
+without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from llamadna.progress import Progress, no_progress
+from llamadna.retrieve.align import hit_position
+from llamadna.retrieve.config import DEFAULT_K
+from llamadna.retrieve.embed import SequenceEmbedder
+from llamadna.retrieve.evidence import NearestVariants
+from llamadna.retrieve.index import ReferenceIndex
+
+EMBED_WEIGHT = 0.1
+N_EMBED = 32  # FAISS neighbours read per query
+MODES = ("hybrid", "align", "embed")
+# Fields of a candidate, in order (`llamadna search` writes these columns after query and rank).
+CANDIDATE_FIELDS = (
+    "gene", "gene_id", "build", "chrom", "description", "transcript_type", "phenotype", "source",
+    "score", "identity", "aligned_fraction", "cosine", "strand", "position", "window", "via",
+)
+
+
+@dataclass
+class _Gene:
+    key: tuple[str, str, str]  # gene, build, chrom
+    window: int
+    align: float = 0.0
+    identity: float | None = None
+    aligned_fraction: float | None = None
+    strand: str | None = None
+    position: int | None = None
+    cosine: float | None = None
+
+    @property
+    def score(self) -> float:
+        e = EMBED_WEIGHT * max(self.cosine or 0.0, 0.0)
+        return 1.0 + self.align + e if self.identity is not None else e
+
+
+class Retriever:
+    """`Retriever(index, encoder_dir)(sequences) -> list[list[dict]]`: per query its top-`k`
+    candidates (dicts keyed by CANDIDATE_FIELDS, best first). `mode`: "hybrid", or one source
+    alone ("align", "embed") for comparison."""
+
+    def __init__(self, index: ReferenceIndex, encoder: str | None = None, k: int = DEFAULT_K,
+                 mode: str = "hybrid", n_embed: int = N_EMBED, embedder: SequenceEmbedder | None = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {MODES}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.index, self.k, self.mode, self.n_embed = index, k, mode, n_embed
+        self.embedder = embedder
+        if self.embedder is None and mode != "align":
+            self.embedder = SequenceEmbedder(encoder or index.meta["encoder"])
+        w = index.windows
+        self.window_key = list(zip(w["gene"].to_list(), w["build"].to_list(), w["chrom"].to_list()))
+        self.centres = ((w["start0"] + w["end0"]) // 2 + 1).to_numpy()
+        # (build, chrom) -> window ids sorted by centre, and those centres
+        self.by_chrom: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for (build, chrom), g in w.with_row_index("i").group_by(["build", "chrom"]):
+            order = np.argsort(self.centres[g["i"].to_numpy()], kind="stable")
+            ids = g["i"].to_numpy()[order]
+            self.by_chrom[(build, chrom)] = (ids, self.centres[ids])
+        self.genes = {b: g for (b,), g in index.genes.group_by(["build"])}
+        self.fields = {(r["gene_name"], r["build"], r["chrom"]): r for r in index.genes.iter_rows(named=True)}
+        self.segments = index.segments.rows()
+        self.variants = NearestVariants.from_table(index.variants)
+        self.min_bases = int(index.meta["config"]["minimap2"].get("k", 15))
+
+    def __call__(self, sequences: Sequence[str], progress: Progress = no_progress) -> list[list[dict]]:
+        seqs = [s.upper() for s in sequences]
+        ok = [sum(s.count(b) for b in "ACGT") >= self.min_bases for s in seqs]
+        genes: list[dict[tuple[str, str, str], _Gene]] = [{} for _ in seqs]
+        if self.mode != "embed":
+            self._align(seqs, ok, genes)
+        if self.mode != "align":
+            self._embed(seqs, ok, genes, progress)
+        return [self._ranked(g) for g in genes]
+
+    # ------------------------------------------------------------------ candidates
+    def _window_at(self, build: str, chrom: str, pos: int) -> int | None:
+        ids, centres = self.by_chrom.get((build, chrom), (None, None))
+        if ids is None:
+            return None
+        j = int(np.searchsorted(centres, pos))
+        near = [x for x in (j - 1, j) if 0 <= x < len(ids)]
+        return int(ids[min(near, key=lambda x: (abs(centres[x] - pos), x))])
+
+    def _align(self, seqs: list[str], ok: list[bool], genes: list[dict]) -> None:
+        from llamadna.data.build import assign_genes
+
+        hits = []  # (query, build, chrom, position, identity, aligned fraction, strand)
+        for i, seq in enumerate(seqs):
+            if not ok[i]:
+                continue
+            for h in self.index.aligner.map(seq):
+                build, chrom, start0, _ = self.segments[int(h.ctg)]
+                hits.append((i, build, chrom, start0 + hit_position(h, len(seq)) + 1,
+                             h.mlen / h.blen if h.blen else 0.0, (h.q_en - h.q_st) / len(seq),
+                             "+" if h.strand >= 0 else "-"))
+        gene_of: dict[int, str] = {}
+        for build in dict.fromkeys(h[1] for h in hits):
+            rows = [k for k, h in enumerate(hits) if h[1] == build]
+            table = pl.DataFrame({"row": rows, "chrom": [hits[k][2] for k in rows],
+                                  "pos": [hits[k][3] for k in rows]},
+                                 schema={"row": pl.Int64, "chrom": pl.Utf8, "pos": pl.Int64})
+            if build in self.genes:
+                gene_of.update(assign_genes(table, self.genes[build]).select("row", "gene_name").iter_rows())
+        for k, (i, build, chrom, pos, ident, frac, strand) in enumerate(hits):
+            if k not in gene_of:
+                continue
+            key = (gene_of[k], build, chrom)
+            g = genes[i].setdefault(key, _Gene(key, self._window_at(build, chrom, pos)))
+            if g.identity is None or ident * frac > g.align:
+                g.align, g.identity, g.aligned_fraction = ident * frac, ident, frac
+                g.strand, g.position = strand, pos
+
+    def _embed(self, seqs: list[str], ok: list[bool], genes: list[dict], progress: Progress) -> None:
+        todo = [i for i, good in enumerate(ok) if good]
+        if not todo:
+            return
+        vec = self.embedder([seqs[i] for i in todo], progress, "embedding queries")
+        sims, ids = self.index.vectors.search(vec, min(self.n_embed, self.index.vectors.ntotal))
+        for i, row_s, row_w in zip(todo, sims, ids):
+            for sim, w in zip(row_s.tolist(), row_w.tolist()):
+                if w < 0 or self.window_key[w][0] is None:
+                    continue
+                g = genes[i].setdefault(self.window_key[w], _Gene(self.window_key[w], w))
+                if g.cosine is None or sim > g.cosine:
+                    g.cosine = sim
+                    if g.identity is None:
+                        g.window = w
+
+    def _ranked(self, genes: dict[tuple[str, str, str], _Gene]) -> list[dict]:
+        out = []
+        for g in sorted(genes.values(), key=lambda g: (-g.score, g.key))[: self.k]:
+            pos = g.position if g.position is not None else int(self.centres[g.window])
+            f = self.fields[g.key]
+            src = self.variants.nearest(f["build"], f["chrom"], np.array([pos]))[0]
+            via = "both" if g.identity is not None and g.cosine is not None else (
+                "align" if g.identity is not None else "embed")
+            out.append({"gene": f["gene_name"], "gene_id": f["gene_id"], "build": f["build"],
+                        "chrom": f["chrom"], "description": f["description"],
+                        "transcript_type": f["transcript_type"], "phenotype": f["phenotype"],
+                        "source": src, "score": round(g.score, 6), "identity": g.identity,
+                        "aligned_fraction": g.aligned_fraction, "cosine": g.cosine, "strand": g.strand,
+                        "position": pos, "window": g.window, "via": via})
+        return out
+
+
+def candidates_table(queries: Sequence[str], hits: Sequence[list[dict]]) -> pl.DataFrame:
+    """One row per (query, candidate): query id, rank (1 = best), CANDIDATE_FIELDS."""
+    rows = [{"query": q, "rank": r + 1, **c} for q, cands in zip(queries, hits) for r, c in enumerate(cands)]
+    schema = {"query": pl.Utf8, "rank": pl.Int64, "gene": pl.Utf8, "gene_id": pl.Utf8, "build": pl.Utf8,
+              "chrom": pl.Utf8, "description": pl.Utf8, "transcript_type": pl.Utf8, "phenotype": pl.Utf8,
+              "source": pl.Utf8, "score": pl.Float64, "identity": pl.Float64, "aligned_fraction": pl.Float64,
+              "cosine": pl.Float64, "strand": pl.Utf8, "position": pl.Int64, "window": pl.Int64,
+              "via": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,178 @@
+"""Reference index and hybrid retriever on a generated bundle with a tiny encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from llamadna.data.build import BuildOptions, build_dataset
+from llamadna.evaluate.divergence import mutate
+from llamadna.io.dataset import write_dataset
+from llamadna.retrieve.index import INDEX_FILES, IndexConfig, ReferenceIndex, _faiss_index
+from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever, candidates_table
+from llamadna.retrieve.windows import build_windows
+from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
+
+W = 96
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, bundle_factory):
+    root = tmp_path_factory.mktemp("index")
+    b = bundle_factory(seed=5, n_variants=120, n_genes=8, gene_len=(1_000, 3_000),
+                       chrom_lengths={"chr1": 12_000, "chr2": 10_000})
+    df, summary = build_dataset(b.path, BuildOptions(window=W))
+    write_dataset(df, summary, root / "dataset")
+    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
+        max_windows=40))
+    index = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(root / "index"),
+                                             data=str(b.path), dataset=str(root / "dataset"),
+                                             window=W, stride=32, flank=100))
+    return root, b, df, index
+
+
+def test_window_fields_are_what_build_dataset_gives_there(workspace):
+    _, b, df, _ = workspace
+    windows = build_windows(b.path, W, 1, 0)  # every position: each row's centre has a window
+    centre = windows.with_columns(((pl.col("start0") + pl.col("end0")) // 2 + 1).alias("pos"))
+    rows = df.with_columns(pl.col("variant_pos").alias("pos"))  # a dataset window is centred on it
+    joined = rows.join(centre.filter(pl.col("end0") - pl.col("start0") == W),
+                       on=["build", "chrom", "pos"], how="inner", suffix="_w")
+    assert joined.height >= 0.9 * df.height  # rows near a chromosome end have no full window
+    for r in joined.iter_rows(named=True):
+        assert r["Sequence_w"] == r["Sequence"]
+        assert (r["gene"], r["gene_id_w"]) == (r["gene_name"], r["gene_id"])
+        assert (r["description"], r["transcript_type_w"]) == (r["gene_description"], r["transcript_type"])
+    # the phenotype is the gene's: equal to the row's wherever the variant has none of its own
+    by_gene = joined.group_by("gene").agg(pl.col("phenotype_w").n_unique())
+    assert (by_gene["phenotype_w"] == 1).all()
+
+
+def test_training_index_holds_no_validation_or_test_variant(workspace):
+    root, _, df, index = workspace
+    train = df.filter(pl.col("split_gene") == "train")
+    allowed = set(zip(train["build"], train["chrom"], train["variant_pos"], train["Dataset"]))
+    held = df.filter(pl.col("split_gene") != "train")
+    held_only = set(zip(held["build"], held["chrom"], held["variant_pos"], held["Dataset"])) - allowed
+    assert held_only  # the check below can fail
+    w = index.windows.explode("variant_pos", "variant_source").drop_nulls("variant_pos")
+    carried = set(zip(w["build"], w["chrom"], w["variant_pos"], w["variant_source"]))
+    table = set(index.variants.iter_rows())
+    assert carried and carried <= allowed and table <= allowed
+    assert not (carried | table) & held_only
+    assert "training split of split_gene" in index.meta["variants"]
+
+
+def test_mutated_windows_retrieve_their_gene(workspace):
+    root, _, df, index = workspace
+    r = Retriever(index, str(root / "encoder"))
+    rows = df.filter(pl.col("gene_name").is_not_null()).head(40)
+    rng = np.random.default_rng(0)
+    queries = [mutate(s, 0.1, rng) for s in rows["Sequence"]]
+    hits = r(queries)
+    assert all(len(h) <= 4 for h in hits) and all(set(c) == set(CANDIDATE_FIELDS) for h in hits for c in h)
+    top1 = np.mean([bool(h) and h[0]["gene"] == g for h, g in zip(hits, rows["gene_name"])])
+    assert top1 >= 0.9
+    for h in hits:  # best first, deterministic order
+        assert [c["score"] for c in h] == sorted((c["score"] for c in h), reverse=True)
+    assert r(queries) == hits
+    emb = Retriever(index, str(root / "encoder"), mode="embed", embedder=r.embedder)(rows["Sequence"].to_list())
+    assert all(c["via"] == "embed" and c["identity"] is None for h in emb for c in h)
+    assert np.mean([bool(h) and h[0]["gene"] == g for h, g in zip(emb, rows["gene_name"])]) > 0.5
+
+
+def test_save_load_round_trips(workspace):
+    root, _, df, index = workspace
+    assert all((root / "index" / f).exists() for f in INDEX_FILES)
+    loaded = ReferenceIndex.load(root / "index")
+    assert loaded.windows.equals(index.windows) and loaded.segments.equals(index.segments)
+    assert loaded.meta == index.meta and loaded.vectors.ntotal == index.windows.height
+    q = df["Sequence"].head(10).to_list()
+    a = Retriever(index, str(root / "encoder"))(q)
+    assert Retriever(loaded)(q) == a  # the encoder named in index.json
+
+
+def test_empty_candidates_for_n_or_too_short_queries(workspace):
+    root, _, df, index = workspace
+    for mode in ("hybrid", "align", "embed"):
+        r = Retriever(index, str(root / "encoder"), mode=mode)
+        out = r(["N" * 200, "ACGTACG", "", "nnnnACGTAnnnn", df["Sequence"][0]])
+        assert out[:4] == [[], [], [], []] and out[4]
+    table = candidates_table(["a", "b"], [[], Retriever(index)([df["Sequence"][0]])[0]])
+    assert table["query"].unique().to_list() == ["b"] and table["rank"][0] == 1
+
+
+def test_excluded_genes_are_absent(workspace, tmp_path):
+    root, b, df, _ = workspace
+    gene = df.filter(pl.col("gene_name").is_not_null())["gene_name"][0]
+    idx = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(tmp_path / "ix"),
+                                           data=str(b.path), window=W, stride=32, flank=100,
+                                           exclude_genes=(gene,)))
+    assert gene not in idx.windows["gene"].to_list() and idx.meta["exclude_genes"] == [gene]
+    rows = df.filter(pl.col("gene_name") == gene)
+    hits = Retriever(idx)(rows["Sequence"].to_list())
+    assert all(c["gene"] != gene for h in hits for c in h)
+
+
+def test_ivfpq_option_and_its_limits():
+    from llamadna.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(2_000, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ix = _faiss_index(v, "ivfpq", 16, 8)
+    _, ids = ix.search(v[:50], 5)
+    assert np.mean(ids[:, 0] == np.arange(50)) > 0.8  # compressed, but finds itself
+    with pytest.raises(ConfigError, match="needs >= "):
+        _faiss_index(v[:100], "ivfpq", 16, 8)
+    with pytest.raises(ConfigError, match="must divide"):
+        _faiss_index(v, "ivfpq", 16, 5)
+
+
+def test_index_and_search_commands(workspace, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llamadna.cli import app
+
+    root, b, df, _ = workspace
+    genes = tmp_path / "held_out.txt"
+    gene = df.filter(pl.col("gene_name").is_not_null())["gene_name"][0]
+    genes.write_text(f"# a fold's held-out genes\n{gene}\n\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", "--encoder", str(root / "encoder"), "--out", str(tmp_path / "ix"),
+                              "--data", str(b.path), "--window", str(W), "--stride", "48",
+                              "--exclude-genes", str(genes), "--dataset", str(root / "dataset")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
+    assert meta["exclude_genes"] == [gene] and meta["config"]["stride"] == 48
+    fa = tmp_path / "q.fa"
+    seqs = df["Sequence"].head(5).to_list()
+    fa.write_text("".join(f">q{i}\n{s}\n" for i, s in enumerate(seqs)) + ">allN\n" + "N" * 100 + "\n")
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "h.tsv")])
+    assert res.exit_code == 0, res.output
+    t = pl.read_csv(tmp_path / "h.tsv", separator="\t")
+    assert t.columns == ["query", "rank", *CANDIDATE_FIELDS]
+    assert set(t["query"]) == {f"q{i}" for i in range(5)} | {"allN"}  # no query lost
+    assert t.filter(pl.col("query") == "allN")["rank"].to_list() == [0]
+    assert t.filter(pl.col("query") != "allN")["rank"].max() <= 4
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out",
+                              str(tmp_path / "h.jsonl"), "--k", "2", "--mode", "align"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [x["query"] for x in lines] == [*(f"q{i}" for i in range(5)), "allN"]
+    assert lines[-1]["candidates"] == [] and all(len(x["candidates"]) <= 2 for x in lines)
+    # clear one-line errors, nothing written
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\nACGT\n>y\nAC!T\n")
+    res = runner.invoke(app, ["search", str(bad), "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "b.tsv")])
+    assert res.exit_code != 0 and "bad.fa:4" in res.output.replace("\n", "")
+    assert not (tmp_path / "b.tsv").exists()
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "c.tsv")])
+    assert res.exit_code != 0 and "no such index directory" in res.output
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "c.txt")])
+    assert res.exit_code != 0 and "unknown output format" in res.output
