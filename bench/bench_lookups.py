@@ -3,7 +3,7 @@
 Windows of the real bundle's GRCh38 reference (`regions.fa`; never the benchmark directory, never
 dataset rows): `--n` windows of `--window` bases centred on uniformly random bases inside annotated
 genes (seeded), half of them reverse-complemented, each mutated with
-`llamadna.evaluate.divergence.mutate` at every `--rates` level (substitutions + 10 % indels).
+`llamadna.data.mutate.mutate` at every `--rates` level (substitutions + 10 % indels).
 A query is recovered when its centre base maps to the right chromosome within `--tolerance`
 bases of the true centre. `random` = fraction of `--n` random sequences that map at all (spurious
 hits). q/s = queries per CPU-second (user + system time of this process and its children, so
@@ -35,10 +35,10 @@ import numpy as np
 import polars as pl
 
 from llamadna.data.build import load_genes
+from llamadna.data.mutate import mutate
 from llamadna.data.paths import default_data_dir, discover_sets
 from llamadna.data.synthetic import random_sequence
 from llamadna.evaluate.baselines import ReferenceLookup
-from llamadna.evaluate.divergence import mutate
 from llamadna.io.fasta import read_reference
 from llamadna.retrieve.align import Aligner, BlastnAligner, Minimap2Aligner, index_reference, make_aligner
 from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS

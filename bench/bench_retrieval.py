@@ -23,10 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
+from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.paths import default_data_dir
 from llamadna.evaluate.baselines import ReferenceLookup
 from llamadna.evaluate.benchmark import read_benchmark
-from llamadna.evaluate.divergence import mutate_nested, row_seed
 from llamadna.retrieve.index import IndexConfig, ReferenceIndex
 from llamadna.retrieve.retriever import Retriever
 

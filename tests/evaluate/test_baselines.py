@@ -14,6 +14,7 @@ import pytest
 
 from llamadna.constants import NOT_SPECIFIED
 from llamadna.data.build import build_dataset
+from llamadna.data.mutate import mutate
 from llamadna.data.synthetic import random_sequence
 from llamadna.data.template import annotation_sentence
 from llamadna.errors import ConfigError
@@ -25,7 +26,6 @@ from llamadna.evaluate.baselines import (
     shuffle_sequence,
     unmapped_result,
 )
-from llamadna.evaluate.divergence import mutate
 from llamadna.retrieve import align
 from llamadna.retrieve.align import MINIMAP2_SENSITIVE, BlastnAligner, Hit, make_aligner, parse_blast_hits
 from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS

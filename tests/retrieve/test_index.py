@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from llamadna.data.build import BuildOptions, build_dataset
-from llamadna.evaluate.divergence import mutate
+from llamadna.data.mutate import mutate
 from llamadna.io.dataset import write_dataset
 from llamadna.retrieve.index import INDEX_FILES, IndexConfig, ReferenceIndex, _faiss_index
 from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever, candidates_table

@@ -47,10 +47,10 @@ from llamadna.constants import (
     SPLASH_COLUMNS,
     SPLIT_COLUMNS,
 )
+from llamadna.data.mutate import DIVERGENCE_RATES
 from llamadna.data.splits import gene_key, subsample
 from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import ConfigError
-from llamadna.evaluate.divergence import DIVERGENCE_RATES
 from llamadna.evaluate.predict import example_indices, prediction_table
 from llamadna.io.dataset import DATASET_FILE, dataset_parquet
 from llamadna.progress import Progress, no_progress
@@ -467,7 +467,7 @@ def _mutated(unit: Unit, rows: list[dict], rates, anchors: dict) -> dict[float, 
     """`rows` (of the unit's test rows) at every rate: nested mutations seeded by (seed, dataset
     row), SPLASH scores recomputed from the build's anchors table (null without one; never
     carried over)."""
-    from llamadna.evaluate.divergence import mutate_nested, row_seed
+    from llamadna.data.mutate import mutate_nested, row_seed
 
     per_row = [mutate_nested(r["Sequence"], rates, row_seed(unit.cfg.seed, int(r["row"]))) for r in rows]
     out = {}

@@ -8,8 +8,7 @@ import mappy
 import numpy as np
 import pytest
 
-from llamadna.data.synthetic import random_sequence
-from llamadna.evaluate.divergence import (
+from llamadna.data.mutate import (
     _CODE,
     DIVERGENCE_RATES,
     _Draws,
@@ -19,6 +18,7 @@ from llamadna.evaluate.divergence import (
     mutate_rows,
     row_seed,
 )
+from llamadna.data.synthetic import random_sequence
 
 
 def _seq(n: int, seed: int = 0) -> str:
