@@ -595,8 +595,20 @@ def pretrain_encoder_cmd(
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = PretrainConfig.lr,
     seed: Annotated[int, typer.Option(help="Seed for the model, batches and masking.")] = (
         PretrainConfig.seed),
+    contrastive_steps: Annotated[int, typer.Option(
+        help="Contrastive steps after masked-LM (a window and its mutated copy are positives; "
+             "mutation-robust embeddings for retrieval). 0 = none.")] = PretrainConfig.contrastive_steps,
+    contrastive_batch: Annotated[int, typer.Option(help="Windows per contrastive step.")] = (
+        PretrainConfig.contrastive_batch),
+    contrastive_max_rate: Annotated[float, typer.Option(
+        help="Highest divergence of a positive (substitutions + indels).")] = (
+        PretrainConfig.contrastive_max_rate),
+    init: Annotated[Path | None, typer.Option(
+        help="An encoder directory written here: keep its tokenizer and masked-LM training and "
+             "run only the contrastive stage on it.")] = None,
 ) -> None:
-    """Train the DNA tokenizer (BPE) and a small BERT (masked-LM) on the bundle's reference.
+    """Train the DNA tokenizer (BPE) and a small BERT (masked-LM) on the bundle's reference, then
+    optionally a contrastive stage (--contrastive-steps).
 
     Uses every reference FASTA (both builds), cut into windows; the output directory loads with
     AutoModel/AutoTokenizer.from_pretrained and is the DNA encoder of the tiny preset.
@@ -608,11 +620,16 @@ def pretrain_encoder_cmd(
         data_dir = data if data is not None else default_data_dir()
         cfg = _config(PretrainConfig, locals(), intermediate_size=4 * hidden_size)
         with _progress() as step:
-            s = pretrain_encoder(data_dir, out, cfg, progress=step)
+            s = pretrain_encoder(data_dir, out, cfg, progress=step, init=init)
     console.print(f"masked-LM loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} in {s['steps']} "
                   f"steps (context-free baseline {s['unigram_loss']:.3f}) on {s['windows']} windows "
-                  f"({s['tokens_per_window']:.1f} tokens per {window}-base window, vocabulary "
-                  f"{s['vocab_size']}), {s['seconds']:.1f} s")
+                  f"({s['tokens_per_window']:.1f} tokens per window, vocabulary "
+                  f"{s['vocab_size']}){' (kept from ' + escape(str(init)) + ')' if init else ''}")
+    if s.get("contrastive_steps"):
+        console.print(f"contrastive loss {s['contrastive_initial_loss']:.3f} -> "
+                      f"{s['contrastive_final_loss']:.3f} in {s['contrastive_steps']} steps (chance "
+                      f"{s['contrastive_chance_loss']:.3f}), {s['contrastive_seconds']:.1f} s")
+    console.print(f"{s['seconds']:.1f} s in all")
     console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 

@@ -137,3 +137,48 @@ def test_cli_pretrain_encoder(small_bundle, tmp_path):
     assert AutoModel.from_pretrained(tmp_path / "enc").config.hidden_size == 16
     r = runner.invoke(app, [*args[:5], "--hidden-size", "30"])
     assert r.exit_code == 2 and "error:" in r.output and "attention heads" in r.output
+
+
+def _separation(encoder_dir, windows, mutated) -> float:
+    """Fraction of mutated copies whose most similar window (cosine of the retrieval embeddings)
+    is their own."""
+    from llamadna.retrieve.embed import SequenceEmbedder
+
+    emb = SequenceEmbedder(encoder_dir)
+    sims = emb(mutated) @ emb(windows).T
+    return float(np.mean(sims.argmax(1) == np.arange(len(windows))))
+
+
+@pytest.mark.slow
+def test_contrastive_stage_separates_mutated_copies(pretrained, small_bundle, tmp_path):
+    from llamadna.data.mutate import mutate
+    from llamadna.train.contrastive import reverse_complement
+
+    enc, _ = pretrained
+    cfg = replace(CFG, contrastive_steps=120, contrastive_batch=16, contrastive_window=300,
+                  contrastive_lr=2e-3, contrastive_max_rate=0.15)
+    out = tmp_path / "contrastive"
+    s = pretrain_encoder(small_bundle.path, out, cfg, init=enc)
+    assert s["contrastive_steps"] == 120 and s["contrastive_final_loss"] < s["contrastive_initial_loss"]
+    assert s["contrastive_initial_loss"] == pytest.approx(np.log(16), abs=0.7)  # ~chance at first
+    assert s["steps"] == 30 and s["final_loss"] == pytest.approx(json.loads(
+        (enc / "pretrain_config.json").read_text())["final_loss"])  # masked-LM record kept
+    record = json.loads((out / "pretrain_config.json").read_text())
+    assert record["init"] == str(enc.resolve()) and record["config"]["contrastive_steps"] == 120
+    assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(enc).get_vocab()
+    rng = np.random.default_rng(3)
+    windows = list(reference_windows(small_bundle.path, 300))[::7][:24]
+    mutated = [reverse_complement(mutate(w, 0.1, rng)) for w in windows]
+    before, after = _separation(enc, windows, mutated), _separation(out, windows, mutated)
+    assert after >= before + 0.25, (before, after)
+
+
+def test_contrastive_needs_steps_and_reverse_complement():
+    from llamadna.errors import ConfigError
+    from llamadna.train.contrastive import reverse_complement
+
+    assert reverse_complement("AACGTN") == "NACGTT"
+    with pytest.raises(ConfigError, match="contrastive_steps"):
+        replace(CFG, contrastive_steps=-1)
+    with pytest.raises(ConfigError, match="give --contrastive-steps"):
+        pretrain_encoder("unused", "/tmp/unused-encoder-dir", CFG, init="/tmp/x")

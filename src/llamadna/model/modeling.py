@@ -91,6 +91,16 @@ def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.M
                      "DNABERT-2 or a BERT directory; code shipped in a model directory is never run")
 
 
+def mean_pool_body(states: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the encoder states (B, T, H) over each chunk's sequence tokens (its first token,
+    [CLS], and last valid token, [SEP], left out) and their count (B,): a sequence's embedding is
+    the sum over its chunks divided by the count (retrieval, contrastive training)."""
+    body = attention_mask.clone()
+    body[:, 0] = 0
+    body[torch.arange(len(body)), attention_mask.sum(1) - 1] = 0
+    return (states * body.unsqueeze(-1).to(states.dtype)).sum(1), body.sum(1)
+
+
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only, so left and right padding give the same result."""
     pos = attention_mask.long().cumsum(-1) - 1

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llamadna.model.modeling import mean_pool_body
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.config import EMBED_BATCH
 
@@ -65,12 +66,9 @@ class SequenceEmbedder:
                 mask[r, : len(chunks[i])] = 1
             out = self.encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
             states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
-            body = mask.to(self.device).clone()
-            body[:, 0] = 0  # [CLS] and [SEP] are not the sequence
-            body[torch.arange(len(idx)), mask.sum(1) - 1] = 0
-            summed = (states * body.unsqueeze(-1)).sum(1).cpu().numpy()
-            np.add.at(sums, owner[idx], summed)
-            np.add.at(counts, owner[idx], body.sum(1).cpu().numpy())
+            summed, n = mean_pool_body(states, mask.to(self.device))  # [CLS], [SEP] left out
+            np.add.at(sums, owner[idx], summed.cpu().numpy())
+            np.add.at(counts, owner[idx], n.cpu().numpy())
             progress(desc, min(b + self.batch_size, len(order)), len(order))
         vec = sums / np.maximum(counts, 1)[:, None]
         norm = np.linalg.norm(vec, axis=1, keepdims=True)

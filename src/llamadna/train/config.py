@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from llamadna.constants import (
+    DEFAULT_WINDOW,
     FOLD_PREFIX,
     LORA_ALPHA,
     LORA_DROPOUT,
@@ -117,6 +118,14 @@ class PretrainConfig:
     # 0: attention dropout draws a (B, heads, T, T) mask that costs ~30% of a CPU step, and
     # ~1 epoch of training does not overfit.
     attention_probs_dropout_prob: float = 0.0
+    # Contrastive stage after masked-LM (train.contrastive; 0 = none): a window and its mutated
+    # copy (0 to contrastive_max_rate divergence, half on the reverse strand) are positives.
+    contrastive_steps: int = 0
+    contrastive_batch: int = 32
+    contrastive_window: int = DEFAULT_WINDOW  # bases: the windows retrieval embeds
+    contrastive_max_rate: float = 0.35
+    contrastive_temperature: float = 0.05
+    contrastive_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -131,5 +140,9 @@ class PretrainConfig:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.contrastive_steps < 0 or self.contrastive_batch < 2:
+            raise ConfigError("contrastive_steps must be >= 0 and contrastive_batch >= 2")
+        if not 0 <= self.contrastive_max_rate < 1 or self.contrastive_temperature <= 0:
+            raise ConfigError("contrastive_max_rate must be in [0, 1) and contrastive_temperature > 0")
         if self.max_windows is not None and self.max_windows < 1:
             raise ConfigError(f"max_windows must be >= 1 or None, got {self.max_windows}")

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,10 @@ from llamadna.train.config import PretrainConfig
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "pretrain_config.json"
+# settings an encoder's weights and tokenizer fix: kept from the --init encoder
+_ARCHITECTURE = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "intermediate_size", "max_position_embeddings", "window", "steps", "lr",
+                 "mlm_probability", "min_frequency")
 MLM_SUBDIR = "mlm"
 
 
@@ -248,11 +252,37 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
     return out
 
 
+def _windows(data_dir, window: int, cfg: PretrainConfig) -> list[str]:
+    windows = list(reference_windows(data_dir, window, max_n_fraction=cfg.max_n_fraction))
+    if cfg.max_windows is not None and len(windows) > cfg.max_windows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(windows), cfg.max_windows, replace=False))
+        windows = [windows[i] for i in keep]
+    if not windows:
+        raise ConfigError(f"{data_dir}: no reference window of {window} bases with at most "
+                         f"{cfg.max_n_fraction:.0%} N")
+    return windows
+
+
+def load_mlm(encoder_dir: str | Path) -> tuple[BertForMaskedLM, PreTrainedTokenizerFast, dict]:
+    """An encoder directory written here: its masked-LM model (`mlm/`), tokenizer and record."""
+    from transformers import AutoTokenizer
+
+    from llamadna.errors import InputError
+
+    d = Path(encoder_dir)
+    if not (d / CONFIG_NAME).exists() or not (d / MLM_SUBDIR).is_dir():
+        raise InputError(d, f"not an encoder directory written by `llamadna pretrain-encoder` (no "
+                         f"{CONFIG_NAME} and {MLM_SUBDIR}/)")
+    mlm = BertForMaskedLM.from_pretrained(d / MLM_SUBDIR)
+    return mlm, AutoTokenizer.from_pretrained(d), json.loads((d / CONFIG_NAME).read_text())
+
+
 def pretrain_encoder(
     data_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
-    progress: Progress = no_progress,
+    progress: Progress = no_progress, init: str | Path | None = None,
 ) -> dict:
-    """Train the DNA tokenizer and a masked-LM BERT on a bundle's reference windows; save both.
+    """Train the DNA tokenizer and a masked-LM BERT on a bundle's reference windows, then the
+    contrastive stage (`cfg.contrastive_steps`, train.contrastive); save both.
 
     Parameters
     ----------
@@ -260,32 +290,44 @@ def pretrain_encoder(
     out_dir : encoder directory (see the module docstring); replaced if it holds an earlier one.
     cfg : settings (default `PretrainConfig()`).
     progress : optional callback(description, done, total).
+    init : an encoder directory written here: its tokenizer and masked-LM model are kept (no
+        tokenizer or masked-LM training) and only the contrastive stage runs on them.
 
     Returns
     -------
     {steps, initial_loss, final_loss, unigram_loss, tokens_per_window, seconds, windows,
-    windows_truncated, vocab_size, loss_curve, out_dir}; the same numbers go to
-    `out_dir/pretrain_config.json`.
+    windows_truncated, vocab_size, loss_curve, out_dir} (+ the contrastive_* figures); the same
+    numbers go to `out_dir/pretrain_config.json`.
     """
     cfg = cfg or PretrainConfig()
     t0 = time.perf_counter()
     _check_out_dir(Path(out_dir))  # fail before training, not after
-    progress("reading reference windows", 0, 1)
-    windows = list(reference_windows(data_dir, cfg.window, max_n_fraction=cfg.max_n_fraction))
-    if cfg.max_windows is not None and len(windows) > cfg.max_windows:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(windows), cfg.max_windows, replace=False))
-        windows = [windows[i] for i in keep]
-    if not windows:
-        raise ConfigError(f"{data_dir}: no reference window of {cfg.window} bases with at most "
-                         f"{cfg.max_n_fraction:.0%} N")
-    progress("reading reference windows", 1, 1)
-    progress("training DNA tokenizer", 0, 1)
-    log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
-             len(windows) * cfg.window / 1e6)
-    tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
-                                    model_max_length=cfg.max_position_embeddings)
-    progress("training DNA tokenizer", 1, 1)
-    mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
+    if init is not None:
+        if not cfg.contrastive_steps:
+            raise ConfigError("--init keeps the encoder's masked-LM training: give --contrastive-steps")
+        mlm, tokenizer, before = load_mlm(init)
+        stats = {k: before[k] for k in ("steps", "final_loss", "initial_loss", "unigram_loss",
+                                        "tokens_per_window", "windows", "windows_truncated",
+                                        "vocab_size", "loss_curve")}
+        stats["init"] = str(Path(init).resolve())
+        cfg = replace(cfg, **{k: v for k, v in before["config"].items()
+                              if k in _ARCHITECTURE and k in before["config"]})
+    else:
+        progress("reading reference windows", 0, 1)
+        windows = _windows(data_dir, cfg.window, cfg)
+        progress("reading reference windows", 1, 1)
+        progress("training DNA tokenizer", 0, 1)
+        log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
+                 len(windows) * cfg.window / 1e6)
+        tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
+                                        model_max_length=cfg.max_position_embeddings)
+        progress("training DNA tokenizer", 1, 1)
+        mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
+    if cfg.contrastive_steps:
+        from llamadna.train.contrastive import contrastive_stage
+
+        stats.update(contrastive_stage(mlm.bert, tokenizer, _windows(data_dir, cfg.contrastive_window, cfg),
+                                       cfg, progress))
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     record = {
         "config": asdict(cfg), "data_dir": str(Path(data_dir).resolve()), **stats,
@@ -293,11 +335,9 @@ def pretrain_encoder(
                      "transformers": transformers.__version__},
     }
     save_encoder(out_dir, mlm, tokenizer, record)
-    summary = {k: stats[k] for k in ("steps", "final_loss", "initial_loss", "unigram_loss",
-                                     "tokens_per_window", "seconds", "windows", "windows_truncated",
-                                     "vocab_size", "loss_curve")}
+    summary = {k: v for k, v in stats.items() if k not in ("contrastive_loss_curve",)}
     summary["out_dir"] = str(out_dir)
     log.info("pretrain-encoder: loss %.3f -> %.3f in %d steps (context-free baseline %.3f), "
              "%.1f tokens per window, %.1f s; wrote %s", stats["initial_loss"], stats["final_loss"],
-             cfg.steps, stats["unigram_loss"], stats["tokens_per_window"], stats["seconds"], out_dir)
+             stats["steps"], stats["unigram_loss"], stats["tokens_per_window"], stats["seconds"], out_dir)
     return summary
