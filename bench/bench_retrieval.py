@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--benchmark", default="../shared/benchmarks/mito")
     ap.add_argument("--limit", type=int, default=None, help="test rows (first N)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-lookups", action="store_true", help="retrievers only (no blastn/minimap2 lookups)")
     a = ap.parse_args()
     data = Path(a.data) if a.data else default_data_dir()
     report: dict = {"machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
@@ -80,7 +81,8 @@ def main() -> None:
     df = pl.read_parquet(Path(a.dataset) / "dataset.parquet").with_row_index("row").filter(
         pl.col("split_gene") == "test")
     train = pl.read_parquet(Path(a.dataset) / "dataset.parquet").filter(pl.col("split_gene") == "train")
-    lookups = {n: ReferenceLookup(data, train, "dbSNP", aligner=al) for n, al in LOOKUPS.items()}
+    lookups = {} if a.no_lookups else {
+        n: ReferenceLookup(data, train, "dbSNP", aligner=al) for n, al in LOOKUPS.items()}
     if a.limit:
         df = df.head(a.limit)
     rates = [float(x) for x in a.rates.split(",")]

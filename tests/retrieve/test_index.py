@@ -176,3 +176,16 @@ def test_index_and_search_commands(workspace, tmp_path):
     assert res.exit_code != 0 and "no such index directory" in res.output
     res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "c.txt")])
     assert res.exit_code != 0 and "unknown output format" in res.output
+
+
+def test_gene_table_names_every_window_gene_and_keeps_genes_without_id(workspace):
+    from llamadna.retrieve.windows import _named
+
+    _, _, _, index = workspace
+    w = index.windows.drop_nulls("gene").select("gene", "build", "chrom", "description", "phenotype").unique()
+    g = index.genes.select(pl.col("gene_name").alias("gene"), "build", "chrom", "description", "phenotype")
+    assert w.join(g, on=["gene", "build", "chrom"], how="anti").height == 0  # every window gene
+    assert w.join(g, on=w.columns, how="anti").height == 0  # with the same fields
+    genes = pl.DataFrame({"gene_name": ["A", "B", None], "gene_id": [None, "ENSG2", "ENSG3"]})
+    assert genes.filter(~_named(set()))["gene_id"].to_list() == [None, "ENSG2", "ENSG3"]
+    assert genes.filter(~_named({"A", "ENSG3"}))["gene_name"].to_list() == ["B"]

@@ -114,9 +114,15 @@ GENE_COLUMNS = ("build", "chrom", "start", "end", "strand", "gene_id", "gene_nam
                 "gene_description", "entrez_symbol", *FIELD_COLUMNS)
 
 
+def _named(names: set[str]) -> pl.Expr:
+    """Genes whose name or id is in `names` (a null id or name is not a match)."""
+    return (pl.col("gene_name").is_in(list(names)).fill_null(False)
+            | pl.col("gene_id").is_in(list(names)).fill_null(False))
+
+
 def _gene_table(build: str, genes: pl.DataFrame, pheno: pl.DataFrame, excluded: set[str]) -> pl.DataFrame:
     fields = gene_fields(genes, pheno)
-    g = genes.filter(~(pl.col("gene_name").is_in(excluded) | pl.col("gene_id").is_in(excluded)))
+    g = genes.filter(~_named(excluded))
     keys = list(zip(g["chrom"].to_list(), g["gene_name"].to_list()))
     cols = {c: pl.Series(c, [(fields.get(k) or {}).get(c) for k in keys], dtype=pl.Utf8)
             for c in FIELD_COLUMNS}
@@ -156,7 +162,7 @@ def _build_set_windows(build, ref, genes, pheno, window, stride, flank, known, e
 
 def _drop_excluded(df: pl.DataFrame, genes: pl.DataFrame, excluded: set[str]) -> pl.DataFrame:
     """Windows overlapping (or centred in) an excluded gene removed."""
-    ex = genes.filter(pl.col("gene_name").is_in(excluded) | pl.col("gene_id").is_in(excluded))
+    ex = genes.filter(_named(excluded))
     if ex.height == 0:
         log.warning("--exclude-genes: none of the %d names is a gene of this build", len(excluded))
         return df
