@@ -189,3 +189,25 @@ def test_gene_table_names_every_window_gene_and_keeps_genes_without_id(workspace
     genes = pl.DataFrame({"gene_name": ["A", "B", None], "gene_id": [None, "ENSG2", "ENSG3"]})
     assert genes.filter(~_named(set()))["gene_id"].to_list() == [None, "ENSG2", "ENSG3"]
     assert genes.filter(~_named({"A", "ENSG3"}))["gene_name"].to_list() == ["B"]
+
+
+def test_poorly_mapped_queries_get_the_sensitive_pass_and_threads_do_not_matter(workspace):
+    import copy
+
+    root, _, df, index = workspace
+    rows = df.filter(pl.col("gene_name").is_not_null()).head(12)
+    q = rows["Sequence"].to_list()
+    assert index.sensitive is not None and index.meta["config"]["minimap2_sensitive"]
+
+    class Blind:  # a first index that maps nothing
+        def map(self, seq, buf=None):
+            return iter(())
+
+    blind = copy.copy(index)
+    blind.aligner = Blind()
+    hits = Retriever(blind, mode="align")(q)
+    assert [h[0]["gene"] for h in hits] == rows["gene_name"].to_list()  # found by the second pass
+    blind.sensitive = None
+    assert Retriever(blind, mode="align")(q) == [[] for _ in q]
+    one, three = Retriever(index, threads=1)(q), Retriever(index, threads=3)(q)
+    assert one == three

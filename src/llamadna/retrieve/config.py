@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from llamadna.constants import DEFAULT_WINDOW
 from llamadna.errors import ConfigError
-from llamadna.retrieve.align import MINIMAP2_INDEX
+from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_SENSITIVE
 
 EMBED_BATCH = 64  # chunks per encoder forward
 FAISS_KINDS = ("flat", "ivfpq")
@@ -14,6 +14,7 @@ DEFAULT_STRIDE = 128
 DEFAULT_FLANK = 1000  # bases around each gene tiled too
 DEFAULT_NPROBE = 16  # IVF lists searched per query
 DEFAULT_K = 4  # candidates per query
+CASCADE_BELOW = 0.5  # best identity x aligned fraction under which the sensitive index is tried
 
 
 @dataclass
@@ -33,6 +34,9 @@ class IndexConfig:
     nlist: int | None = None  # ivfpq: default 4 * sqrt(windows)
     pq_m: int = 16
     minimap2: dict = field(default_factory=lambda: dict(MINIMAP2_INDEX))
+    # second, sensitive minimap2 index: queries the first one maps poorly (best identity x
+    # aligned fraction below CASCADE_BELOW) are aligned again on it; None = no second pass
+    minimap2_sensitive: dict | None = field(default_factory=lambda: dict(MINIMAP2_SENSITIVE))
     batch_size: int = EMBED_BATCH
 
     def __post_init__(self) -> None:

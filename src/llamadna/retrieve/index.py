@@ -9,6 +9,8 @@ INDEX/ holds:
 - `minimap2.mmi`: a minimap2 index (mappy, `minimap2` settings in index.json) of the windows'
   sequence, merged into segments where windows overlap (`segments.parquet`: build, chrom,
   0-based start and length of each index record), so that an excluded gene is absent from it;
+  `minimap2_sensitive.mmi`: the same records with the sensitive settings (`minimap2_sensitive`),
+  for a second pass on queries the first index maps poorly;
 - `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
   "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
   `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome;
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 INDEX_FILES = ("windows.parquet", "genes.parquet", "variants.parquet", "segments.parquet",
                "minimap2.mmi", "embeddings.faiss", "index.json")
+SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensitive`
 def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """Overlapping or adjacent windows (same build and chromosome) merged into index records:
     (build, chrom, start0, length) per record and its sequence."""
@@ -90,9 +93,10 @@ class ReferenceIndex:
 
     def __init__(self, windows: pl.DataFrame, genes: pl.DataFrame, variants: pl.DataFrame,
                  segments: pl.DataFrame, aligner: mappy.Aligner, vectors, meta: dict,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, sensitive: mappy.Aligner | None = None) -> None:
         self.windows, self.genes, self.variants, self.segments = windows, genes, variants, segments
         self.aligner, self.vectors, self.meta, self.path = aligner, vectors, meta, path
+        self.sensitive = sensitive
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -115,6 +119,8 @@ class ReferenceIndex:
         segments, seqs = _segments(windows)
         out.mkdir(parents=True, exist_ok=True)
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
+        sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
+                     if cfg.minimap2_sensitive else None)
         embedder = SequenceEmbedder(cfg.encoder, batch_size=cfg.batch_size)
         vectors = _faiss_index(embedder(windows["Sequence"].to_list(), progress, "embedding windows"),
                                cfg.faiss, cfg.nlist, cfg.pq_m)
@@ -133,7 +139,7 @@ class ReferenceIndex:
             "seconds": round(time.perf_counter() - t0, 1),
         }
         meta = json.loads(json.dumps(meta))  # as `load` reads it back (tuples as lists)
-        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out)
+        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, sensitive)
         index.save(out)
         return index
 
@@ -165,16 +171,18 @@ class ReferenceIndex:
         if meta.get("format") != INDEX_FORMAT:
             raise InputError(path / "index.json", f"index format {meta.get('format')}, this version reads "
                              f"{INDEX_FORMAT}: rebuild it with `llamadna index`")
-        settings = {k: v for k, v in meta["config"]["minimap2"].items() if k not in ("k", "w")}
-        aligner = mappy.Aligner(str(path / "minimap2.mmi"), **settings)
-        if not aligner:
-            raise InputError(path / "minimap2.mmi", "minimap2 could not load this index")
+        aligner = _load_mmi(path / "minimap2.mmi", meta["config"]["minimap2"])
+        sens = meta["config"].get("minimap2_sensitive")
+        if sens and not (path / SENSITIVE_MMI).exists():
+            raise InputError(path, f"incomplete index: {SENSITIVE_MMI} missing (rebuild it with "
+                             "`llamadna index`)")
+        sensitive = _load_mmi(path / SENSITIVE_MMI, sens) if sens else None
         vectors = faiss.read_index(str(path / "embeddings.faiss"))
         if hasattr(vectors, "nprobe"):
             vectors.nprobe = min(DEFAULT_NPROBE, vectors.nlist)
         names = ("windows", "genes", "variants", "segments")
         tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
-        return cls(*tables, aligner, vectors, meta, path)
+        return cls(*tables, aligner, vectors, meta, path, sensitive)
 
 
 def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:
@@ -189,6 +197,14 @@ def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:
         raise ConfigError(f"{ds}: no split column {cfg.split!r}")
     train = df.filter(pl.col(cfg.split) == "train")
     return known_variant_table(train), f"training split of {cfg.split} in {ds} ({train.height:,} rows)"
+
+
+def _load_mmi(path: Path, settings: dict) -> mappy.Aligner:
+    """A saved minimap2 index with its mapping settings (k and w are the index's own)."""
+    aligner = mappy.Aligner(str(path), **{k: v for k, v in settings.items() if k not in ("k", "w")})
+    if not aligner:
+        raise InputError(path, "minimap2 could not load this index")
+    return aligner
 
 
 def _minimap2_index(seqs: list[str], mmi: Path, settings: dict) -> mappy.Aligner:

@@ -3,10 +3,12 @@ embedding, merged per gene into one ranked list.
 
 For each query (batch API, deterministic):
 - **alignment candidates**: every minimap2 hit of the query on the index (`ReferenceIndex`,
-  `retrieve.align.MINIMAP2_INDEX` settings), with the identity (matching bases / alignment
-  length), the aligned fraction of the query, the strand, and the reference position of the
-  query's centre base; the hit's gene is the one the dataset builder gives at that position
-  (`assign_genes` on the index's gene table), so a small gene inside a window is named exactly;
+  `retrieve.align.MINIMAP2_INDEX` settings; queries whose best identity x aligned fraction there
+  is under CASCADE_BELOW are aligned again on the sensitive index, MINIMAP2_SENSITIVE, and keep
+  the hits of both), with the identity (matching bases / alignment length), the aligned fraction
+  of the query, the strand, and the reference position of the query's centre base; the hit's
+  gene is the one the dataset builder gives at that position (`assign_genes` on the index's gene
+  table), so a small gene inside a window is named exactly;
 - **embedding candidates**: the `n_embed` windows nearest the query's encoder embedding (FAISS,
   cosine similarity), each for the gene at its window's centre;
 - per gene: alignment score = max over its hits of identity x aligned fraction, cosine = max
@@ -23,15 +25,18 @@ without one).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import mappy
 import numpy as np
 import polars as pl
 
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import hit_position
-from llamadna.retrieve.config import DEFAULT_K
+from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_K
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import NearestVariants
 from llamadna.retrieve.index import ReferenceIndex
@@ -69,12 +74,14 @@ class Retriever:
     alone ("align", "embed") for comparison."""
 
     def __init__(self, index: ReferenceIndex, encoder: str | None = None, k: int = DEFAULT_K,
-                 mode: str = "hybrid", n_embed: int = N_EMBED, embedder: SequenceEmbedder | None = None):
+                 mode: str = "hybrid", n_embed: int = N_EMBED, embedder: SequenceEmbedder | None = None,
+                 threads: int | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {MODES}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.index, self.k, self.mode, self.n_embed = index, k, mode, n_embed
+        self.threads = max(1, threads or os.cpu_count() or 1)
         self.embedder = embedder
         if self.embedder is None and mode != "align":
             self.embedder = SequenceEmbedder(encoder or index.meta["encoder"])
@@ -115,15 +122,13 @@ class Retriever:
     def _align(self, seqs: list[str], ok: list[bool], genes: list[dict]) -> None:
         from llamadna.data.build import assign_genes
 
-        hits = []  # (query, build, chrom, position, identity, aligned fraction, strand)
-        for i, seq in enumerate(seqs):
-            if not ok[i]:
-                continue
-            for h in self.index.aligner.map(seq):
-                build, chrom, start0, _ = self.segments[int(h.ctg)]
-                hits.append((i, build, chrom, start0 + hit_position(h, len(seq)) + 1,
-                             h.mlen / h.blen if h.blen else 0.0, (h.q_en - h.q_st) / len(seq),
-                             "+" if h.strand >= 0 else "-"))
+        todo = [i for i, good in enumerate(ok) if good]
+        hits = self._map(self.index.aligner, seqs, todo)
+        if self.index.sensitive is not None:  # second pass: queries the fast index maps poorly
+            best = dict.fromkeys(todo, 0.0)
+            for h in hits:
+                best[h[0]] = max(best[h[0]], h[4] * h[5])
+            hits += self._map(self.index.sensitive, seqs, [i for i in todo if best[i] < CASCADE_BELOW])
         gene_of: dict[int, str] = {}
         for build in dict.fromkeys(h[1] for h in hits):
             rows = [k for k, h in enumerate(hits) if h[1] == build]
@@ -140,6 +145,26 @@ class Retriever:
             if g.identity is None or ident * frac > g.align:
                 g.align, g.identity, g.aligned_fraction = ident * frac, ident, frac
                 g.strand, g.position = strand, pos
+
+    def _map(self, aligner, seqs: list[str], which: list[int]) -> list[tuple]:
+        """(query, build, chrom, position of the centre, identity, aligned fraction, strand) of
+        every hit of the queries `which`, mapped on `self.threads` threads (mappy releases the
+        GIL; one buffer per thread)."""
+        def run(part: list[int]) -> list[tuple]:
+            buf, out = mappy.ThreadBuffer(), []
+            for i in part:
+                seq = seqs[i]
+                for h in aligner.map(seq, buf=buf):
+                    build, chrom, start0, _ = self.segments[int(h.ctg)]
+                    out.append((i, build, chrom, start0 + hit_position(h, len(seq)) + 1,
+                                h.mlen / h.blen if h.blen else 0.0, (h.q_en - h.q_st) / len(seq),
+                                "+" if h.strand >= 0 else "-"))
+            return out
+
+        parts = [which[t :: self.threads] for t in range(self.threads)]
+        with ThreadPoolExecutor(self.threads) as pool:
+            found = [h for part in pool.map(run, parts) for h in part]
+        return sorted(found, key=lambda h: h[0])  # query order: the same result on any thread count
 
     def _embed(self, seqs: list[str], ok: list[bool], genes: list[dict], progress: Progress) -> None:
         todo = [i for i, good in enumerate(ok) if good]
