@@ -1,0 +1,132 @@
+"""Markdown tables of an evaluation's metrics.json, for docs/RESULTS.md (numbers are copied by
+this script, never by hand).
+
+    .venv/bin/python scripts/results_tables.py REPORT_DIR/metrics.json > tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+FIELDS = ("gene", "description", "transcript_type", "phenotype", "chrom", "source")
+SPECIES = ("neanderthal", "chimpanzee", "orangutan", "cow", "chicken")
+BINS = (">95", "85-95", "75-85", "<75", "unknown")
+
+
+def ci(value, interval, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if not interval or interval[0] is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def headline(split: str, entry: dict) -> list[str]:
+    out = [
+        f"### {split}: {entry['rows']} test rows, {entry['genes']} genes, units {', '.join(entry['units'])}",
+        "",
+        "| system | " + " | ".join(FIELDS) + " | field mean | source acc. (head) | source F1 | BLEU | "
+        "ROUGE-L | METEOR |",
+        "|---" * 13 + "|",
+    ]
+    rows = list(entry["systems"].items()) + [("*template floor*", entry["template_floor"])]
+    for name, m in rows:
+        iv, fa = m.get("intervals") or {}, m.get("field_accuracy") or {}
+        cells = [ci(fa.get(f), iv.get(f"field_{f}")) for f in FIELDS]
+        cells += [
+            ci(m.get(k), iv.get(k))
+            for k in ("field_mean", "accuracy", "f1_macro", "bleu", "rougeL", "meteor")
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    c = entry["ceiling"]
+    out += [
+        "",
+        f"Ceiling: {c['ceiling']:.3f} ({c['n_conflicting_groups']} groups of identical windows "
+        f"with conflicting labels; {c['duplicate_row_fraction']:.1%} of rows share their sequence). "
+        "Leak audit (test windows overlapping a training window / exact duplicates across the "
+        "split): "
+        + "; ".join(
+            f"{u}: {a['overlapping']} / {a['duplicate_sequences']} of {a['n_test']}"
+            for u, a in entry["leak_audit"].items()
+        )
+        + ".",
+    ]
+    return out
+
+
+def divergence(split: str, div: dict) -> list[str]:
+    rates = div["rates"]
+    out = [
+        "",
+        f"Divergence ({split}; {div.get('rows')} of {div.get('of_rows')} test rows; SPLASH "
+        f"{'recomputed' if div.get('splash_recomputed') else 'null'}), gene field [95 % interval] "
+        "and field mean:",
+        "",
+        "| system | field | " + " | ".join(f"{r * 100:g} %" for r in rates) + " |",
+        "|---|---" + "|---" * len(rates) + "|",
+    ]
+    for name, d in div["systems"].items():
+        iv = d.get("intervals") or {}
+        out.append(
+            f"| {name} | gene | "
+            + " | ".join(
+                ci(v, i, 2)
+                for v, i in zip(d["field_accuracy"]["gene"], iv.get("gene") or [None] * len(rates))
+            )
+            + " |"
+        )
+        out.append("| | field mean | " + " | ".join(f"{v:.2f}" for v in d["field_mean"]) + " |")
+    return out
+
+
+def benchmark(b: dict) -> list[str]:
+    out = [
+        "",
+        f"### Mito benchmark ({b['queries']} queries, model of {b['model_split']}), gene field",
+        "",
+        "| system | " + " | ".join(SPECIES) + " | all [95 % interval] | transcript type, all |",
+        "|---" * (len(SPECIES) + 3) + "|",
+    ]
+    for name, r in b["systems"].items():
+        sp = [f"{r['species'].get(s, {}).get('gene', float('nan')):.2f}" for s in SPECIES]
+        out.append(
+            f"| {name} | " + " | ".join(sp) + f" | {ci(r['all']['gene'], r['all_intervals']['gene'], 2)} | "
+            f"{r['all']['transcript_type']:.2f} |"
+        )
+    out += [
+        "",
+        "| gene field by identity to human | " + " | ".join(BINS) + " |",
+        "|---" * (len(BINS) + 1) + "|",
+    ]
+    for name, r in b["systems"].items():
+        out.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{r['identity'][k]['gene']:.2f} (n={r['identity'][k]['n']})" if k in r["identity"] else "–"
+                for k in BINS
+            )
+            + " |"
+        )
+    return out
+
+
+def main(path: str) -> None:
+    m = json.load(open(path))
+    lines = [
+        f"Run: {m['meta']['created']}, {m['meta']['seconds']} s, splits {', '.join(m['meta']['splits'])}, "
+        f"seed {m['meta']['seed']}.",
+        "",
+    ]
+    for split, entry in m["splits"].items():
+        lines += headline(split, entry)
+        if entry.get("divergence"):
+            lines += divergence(split, entry["divergence"])
+        lines.append("")
+    if m.get("benchmark"):
+        lines += benchmark(m["benchmark"])
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
