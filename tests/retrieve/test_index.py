@@ -79,6 +79,9 @@ def test_mutated_windows_retrieve_their_gene(workspace):
     for h in hits:  # best first, deterministic order
         assert [c["score"] for c in h] == sorted((c["score"] for c in h), reverse=True)
     assert r(queries) == hits
+    aligned = Retriever(index, mode="align")(queries)
+    for h, a in zip(hits, aligned):  # an alignment outranks any embedding similarity
+        assert not a or (h[0]["gene"], h[0]["via"] != "embed") == (a[0]["gene"], True)
     emb = Retriever(index, str(root / "encoder"), mode="embed", embedder=r.embedder)(rows["Sequence"].to_list())
     assert all(c["via"] == "embed" and c["identity"] is None for h in emb for c in h)
     assert np.mean([bool(h) and h[0]["gene"] == g for h, g in zip(emb, rows["gene_name"])]) > 0.5

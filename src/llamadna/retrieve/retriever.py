@@ -13,10 +13,11 @@ For each query (batch API, deterministic):
   cosine similarity), each for the gene at its window's centre;
 - per gene: alignment score = max over its hits of identity x aligned fraction, cosine = max
   over its windows. An alignment outranks any embedding similarity: aligned genes score
-  1 + alignment score + EMBED_WEIGHT x cosine, the others EMBED_WEIGHT x cosine (cosine < 0
-  counts as 0); ranked by score, then gene name; top `k`. The embeddings of the MLM-pretrained
-  tiny encoder are close to collinear (cosines of ~0.99 for unrelated windows), so their
-  similarity orders candidates but cannot outweigh an alignment (docs/BENCHMARKS.md).
+  1 + alignment score, the others EMBED_WEIGHT x cosine (cosine < 0 counts as 0); ranked by
+  score, then cosine, then gene name; top `k`. So the hybrid's first candidate is the
+  alignment's whenever a query aligns, and embedding fills the list and answers queries that do
+  not align. The tiny encoder's embeddings (masked-LM, even after the contrastive stage) find
+  little beyond 10 % divergence (docs/BENCHMARKS.md), so they cannot be trusted over an alignment.
 Windows and positions without a gene (flanks) give no candidate. A query with fewer unambiguous
 bases than the index's k-mer size (all N, or shorter than k) gets an empty list. `source` is the
 label of the training variant nearest the candidate's position (the index's variant table; None
@@ -64,8 +65,12 @@ class _Gene:
 
     @property
     def score(self) -> float:
-        e = EMBED_WEIGHT * max(self.cosine or 0.0, 0.0)
-        return 1.0 + self.align + e if self.identity is not None else e
+        return 1.0 + self.align if self.identity is not None else EMBED_WEIGHT * max(self.cosine or 0.0, 0.0)
+
+    @property
+    def order(self) -> tuple:
+        """Sort key: score (higher first), then cosine (ties of aligned genes), then the key."""
+        return (-self.score, -(self.cosine if self.cosine is not None else -2.0), self.key)
 
 
 class Retriever:
@@ -184,7 +189,7 @@ class Retriever:
 
     def _ranked(self, genes: dict[tuple[str, str, str], _Gene]) -> list[dict]:
         out = []
-        for g in sorted(genes.values(), key=lambda g: (-g.score, g.key))[: self.k]:
+        for g in sorted(genes.values(), key=lambda g: g.order)[: self.k]:
             pos = g.position if g.position is not None else int(self.centres[g.window])
             f = self.fields[g.key]
             src = self.variants.nearest(f["build"], f["chrom"], np.array([pos]))[0]
