@@ -78,12 +78,12 @@ class Gff3Writer:
 WRITERS = {".tsv": TsvWriter, ".jsonl": JsonlWriter, ".gff3": Gff3Writer}
 
 
-def output_format(path: str | Path) -> str:
-    """The output format from the file suffix; a clear error for any other suffix."""
+def output_format(path: str | Path, formats: tuple[str, ...] = OUTPUT_FORMATS) -> str:
+    """The output format from the file suffix (one of `formats`); a clear error for any other."""
     suffix = Path(path).suffix.lower()
-    if suffix not in WRITERS:
+    if suffix not in formats:
         raise ConfigError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; "
-                          f"expected one of {', '.join(OUTPUT_FORMATS)}")
+                          f"expected one of {', '.join(formats)}")
     return suffix
 
 

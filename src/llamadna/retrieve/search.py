@@ -13,9 +13,9 @@ import json
 import time
 from pathlib import Path
 
-from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import iter_fasta
+from llamadna.io.predictions import output_format
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever
 
@@ -24,11 +24,7 @@ SEARCH_BATCH = 256  # queries per retriever call
 
 
 def search_format(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in SEARCH_FORMATS:
-        raise ConfigError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; expected one of "
-                          f"{', '.join(SEARCH_FORMATS)}")
-    return suffix
+    return output_format(path, SEARCH_FORMATS)
 
 
 def _cell(v) -> str:

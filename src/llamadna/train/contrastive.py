@@ -49,6 +49,19 @@ def embed_batch(bert: BertModel, tokenizer: PreTrainedTokenizerFast, seqs: Seque
     return F.normalize(summed / n.clamp(min=1).unsqueeze(-1), dim=-1)
 
 
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, what: str,
+                   step: int) -> float:
+    """Backward, clip the gradient norm to 1, step; a non-finite loss stops with what to change.
+    Returns the loss (rounded to 5 decimals, for the loss curve)."""
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(f"{what} loss is {loss.item()} at step {step + 1}; lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return round(loss.item(), 5)
+
+
 def contrastive_stage(bert: BertModel, tokenizer: PreTrainedTokenizerFast, windows: Sequence[str],
                       cfg: PretrainConfig, progress: Progress = no_progress) -> dict:
     """Train `bert` in place; returns {contrastive_steps, contrastive_initial_loss,
@@ -72,13 +85,7 @@ def contrastive_stage(bert: BertModel, tokenizer: PreTrainedTokenizerFast, windo
         logits = za @ zb.T / cfg.contrastive_temperature  # (B, B): the diagonal are the pairs
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"contrastive loss is {loss.item()} at step {step + 1}; lower the lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(bert.parameters(), 1.0)
-        opt.step()
-        losses.append(round(loss.item(), 5))
+        losses.append(optimizer_step(loss, bert, opt, "contrastive", step))
         progress(f"contrastive training: loss {losses[-1]:.3f}", step + 1, steps)
         if (step + 1) % every == 0 or step + 1 == steps:
             log.info("contrastive step %d/%d: loss %.4f", step + 1, steps, float(np.mean(losses[-every:])))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from llamadna.io.atomic import usual_permissions
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
+from llamadna.train.contrastive import contrastive_stage, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,8 @@ def train_masked_lm(
         picked = labels != IGNORE_INDEX
         logits = model.cls(hidden[picked])  # (N_masked, V)
         loss = torch.nn.functional.cross_entropy(logits, labels[picked])
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"masked-LM loss is {loss.item()} at step {step + 1}; lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        losses.append(optimizer_step(loss, model, opt, "masked-LM", step))
         sched.step()
-        losses.append(round(loss.item(), 5))
         progress(f"masked-LM training: loss {losses[-1]:.3f}", step + 1, cfg.steps)
         if (step + 1) % every == 0 or step + 1 == cfg.steps:
             log.info("masked-LM step %d/%d: loss %.4f (lr %.2e)", step + 1, cfg.steps,
@@ -324,8 +318,6 @@ def pretrain_encoder(
         progress("training DNA tokenizer", 1, 1)
         mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
     if cfg.contrastive_steps:
-        from llamadna.train.contrastive import contrastive_stage
-
         stats.update(contrastive_stage(mlm.bert, tokenizer, _windows(data_dir, cfg.contrastive_window, cfg),
                                        cfg, progress))
     stats["seconds"] = round(time.perf_counter() - t0, 2)
