@@ -69,6 +69,7 @@ def main(
         # at import and reports the failure on every command; its built-in kernel is used instead
         logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
             lambda r: "kernels-community" not in r.getMessage())
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
 
@@ -673,6 +674,7 @@ def index_cmd(
     """Build a reference index: the reference of each build tiled over every annotated gene
     (flanks included), each window with the dataset builder's fields at its centre and the
     training variants inside it; a minimap2 index and a FAISS index of the encoder's embeddings.
+    Embedding runs data-parallel under `accelerate launch --num_processes N` (one share a GPU).
     """
     from llamadna.retrieve.index import ReferenceIndex
 
@@ -682,6 +684,8 @@ def index_cmd(
                       exclude_genes=_read_gene_list(exclude_genes) if exclude_genes else ())
         with _progress() as step:
             index = ReferenceIndex.build(cfg, progress=step)
+    if index is None:  # a data-parallel process other than the main one
+        return
     m = index.meta
     console.print(f"{m['windows']:,} windows of {cfg.window} bases over {m['genes']:,} genes "
                   f"({', '.join(m['builds'])}; {m['segment_bases']:,} bases aligned-indexed), "

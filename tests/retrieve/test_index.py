@@ -214,3 +214,22 @@ def test_poorly_mapped_queries_get_the_sensitive_pass_and_threads_do_not_matter(
     assert Retriever(blind, mode="align")(q) == [[] for _ in q]
     one, three = Retriever(index, threads=1)(q), Retriever(index, threads=3)(q)
     assert one == three
+
+
+@pytest.mark.slow
+def test_data_parallel_embedding_gives_the_single_process_index(workspace, tmp_path):
+    from tests.train.launch import torchrun_cli
+
+    root, b, _, _ = workspace
+    args = ["--encoder", str(root / "encoder"), "--data", str(b.path), "--window", str(W), "--stride", "32",
+            "--flank", "100", "--dataset", str(root / "dataset")]
+    one = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(tmp_path / "one"),
+                                           data=str(b.path), dataset=str(root / "dataset"), window=W,
+                                           stride=32, flank=100))
+    res = torchrun_cli("index", *args, "--out", str(tmp_path / "two"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("wrote") == 1  # the main process writes and reports
+    two = ReferenceIndex.load(tmp_path / "two")
+    assert two.windows.equals(one.windows) and two.meta["windows"] == one.meta["windows"]
+    a, c = one.vectors.reconstruct_n(0, one.vectors.ntotal), two.vectors.reconstruct_n(0, two.vectors.ntotal)
+    np.testing.assert_allclose(a, c, atol=1e-5)

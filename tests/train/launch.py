@@ -1,4 +1,5 @@
-"""`llamadna train` as two CPU processes (torchrun; accelerate picks gloo), for the tests."""
+"""`llamadna train` (or another command) as CPU processes (torchrun; accelerate picks gloo), for
+the tests."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from pathlib import Path
 
 
 def torchrun_train(*args: str, use_cpu: bool = True, nproc: int = 2) -> subprocess.CompletedProcess:
+    return torchrun_cli("train", *args, use_cpu=use_cpu, nproc=nproc)
+
+
+def torchrun_cli(command: str, *args: str, use_cpu: bool = True, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`llamadna COMMAND ARGS` as `nproc` processes."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # CPU processes: torchrun + ACCELERATE_USE_CPU (accelerate launch uses torchrun for GPUs)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "llamadna.cli", "train", *args]
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "llamadna.cli", command, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2]),
            "COLUMNS": "400"}
     env.pop("ACCELERATE_USE_CPU", None)

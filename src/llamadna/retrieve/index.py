@@ -100,8 +100,12 @@ class ReferenceIndex:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, cfg: IndexConfig, progress: Progress = no_progress) -> ReferenceIndex:
-        """Tile, annotate, align-index and embed the bundle's reference; written to cfg.out."""
+    def build(cls, cfg: IndexConfig, progress: Progress = no_progress) -> ReferenceIndex | None:
+        """Tile, annotate, align-index and embed the bundle's reference; written to cfg.out.
+
+        Under `accelerate launch` (or torchrun) with N processes, each embeds every N-th window
+        on its own device and the main process gathers them, writes the index and returns it;
+        the others return None."""
         from llamadna.data.paths import default_data_dir
         from llamadna.retrieve.windows import index_tables
 
@@ -116,19 +120,20 @@ class ReferenceIndex:
         if windows.height == 0:
             raise InputError(data, "no index window: the bundle's reference holds no annotated gene")
         progress("windows", 1, 1)
+        embedded, dim = _embed_windows(cfg, windows["Sequence"].to_list(), progress)
+        if embedded is None:  # a data-parallel process other than the main one: its share is sent
+            return None
         segments, seqs = _segments(windows)
         out.mkdir(parents=True, exist_ok=True)
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
         sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
                      if cfg.minimap2_sensitive else None)
-        embedder = SequenceEmbedder(cfg.encoder, batch_size=cfg.batch_size)
-        vectors = _faiss_index(embedder(windows["Sequence"].to_list(), progress, "embedding windows"),
-                               cfg.faiss, cfg.nlist, cfg.pq_m)
+        vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m)
         variants = known if known is not None else known_variant_table(pl.DataFrame(
             schema={"build": pl.Utf8, "chrom": pl.Utf8, "variant_pos": pl.Int64, "Dataset": pl.Utf8}))
         meta = {
             "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
-            "encoder": str(cfg.encoder), "embedding_dim": embedder.dim, "windows": windows.height,
+            "encoder": str(cfg.encoder), "embedding_dim": dim, "windows": windows.height,
             "builds": windows["build"].unique(maintain_order=True).to_list(),
             "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
             "segment_bases": int(segments["length"].sum()), "variants": variants_name,
@@ -183,6 +188,33 @@ class ReferenceIndex:
         names = ("windows", "genes", "variants", "segments")
         tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
         return cls(*tables, aligner, vectors, meta, path, sensitive)
+
+
+def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tuple[np.ndarray | None, int]:
+    """(N, H) window embeddings on the main process (None on the others) and H."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as Accelerator() reads it
+    world, rank = state.num_processes, state.process_index
+    if world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
+                          "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
+    embedder = SequenceEmbedder(cfg.encoder, device=state.device, batch_size=cfg.batch_size)
+    mine = embedder(seqs[rank::world], progress if state.is_main_process else no_progress,
+                    "embedding windows")
+    if world == 1:
+        return mine, embedder.dim
+    from accelerate.utils import gather_object
+
+    shares = gather_object([mine])  # one (n_r, H) array per process, in rank order
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None, embedder.dim
+    out = np.empty((len(seqs), embedder.dim), dtype=np.float32)
+    for r, part in enumerate(shares):
+        out[r::world] = part
+    return out, embedder.dim
 
 
 def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:
