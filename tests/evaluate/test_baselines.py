@@ -447,3 +447,20 @@ def test_each_distinct_query_is_aligned_once(synthetic, lookups):
     assert first[-1] == first[0]
     assert [r["position"] for r in again] == [r["position"] for r in first[:-1]][::-1]
     assert first[:-1] == lookups["blastn"].lookup_many(seqs, build)
+
+
+def test_blastn_culling_keeps_the_hits(synthetic):
+    """-culling_limit 1 only deletes HSPs inside a higher-scoring one, never the best HSP over
+    the centre base: the same hits as without it, undiverged and diverged."""
+    from llamadna.retrieve.align import index_reference
+
+    bundle, df, _ = synthetic
+    rng = np.random.default_rng(4)
+    seqs = df["Sequence"].head(40).to_list()
+    queries = seqs + [mutate(s, r, rng) for s in seqs for r in (0.2, 0.3)]
+    fasta = next(bundle.path.glob("regions*.fa"))
+    culled, _ = index_reference(fasta, BlastnAligner())
+    plain, _ = index_reference(fasta, BlastnAligner(culling_limit=None))
+    assert "-culling_limit 1" in BlastnAligner().description
+    hits = culled(queries)
+    assert sum(h is not None for h in hits) >= 60 and hits == plain(queries)
