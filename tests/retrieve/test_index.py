@@ -11,7 +11,7 @@ from llamadna.data.mutate import mutate
 from llamadna.io.dataset import write_dataset
 from llamadna.retrieve.index import INDEX_FILES, IndexConfig, ReferenceIndex, _faiss_index
 from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever, candidates_table
-from llamadna.retrieve.windows import build_windows
+from llamadna.retrieve.windows import index_tables
 from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
 
 W = 96
@@ -36,7 +36,7 @@ def workspace(tmp_path_factory, bundle_factory):
 
 def test_window_fields_are_what_build_dataset_gives_there(workspace):
     _, b, df, _ = workspace
-    windows = build_windows(b.path, W, 1, 0)  # every position: each row's centre has a window
+    windows, _ = index_tables(b.path, W, 1, 0)  # every position: each row's centre has a window
     centre = windows.with_columns(((pl.col("start0") + pl.col("end0")) // 2 + 1).alias("pos"))
     rows = df.with_columns(pl.col("variant_pos").alias("pos"))  # a dataset window is centred on it
     joined = rows.join(centre.filter(pl.col("end0") - pl.col("start0") == W),

@@ -101,6 +101,34 @@ def mean_pool_body(states: torch.Tensor, attention_mask: torch.Tensor) -> tuple[
     return (states * body.unsqueeze(-1).to(states.dtype)).sum(1), body.sum(1)
 
 
+def dna_token_chunks(tokenizer, sequences: list[str], body: int) -> tuple[list[list[int]], list[int]]:
+    """Each sequence's DNA tokens cut into [CLS] + at most `body` tokens + [SEP] chunks, and the
+    sequence each chunk belongs to (a sequence with no token has no chunk)."""
+    encs = tokenizer.backend_tokenizer.encode_batch([s.upper() for s in sequences], add_special_tokens=False)
+    chunks, owner = [], []
+    for i, e in enumerate(encs):
+        for a in range(0, len(e.ids), body):
+            chunks.append([tokenizer.cls_token_id, *e.ids[a : a + body], tokenizer.sep_token_id])
+            owner.append(i)
+    return chunks, owner
+
+
+def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
+                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`mean_pool_body` of the encoder's last states over token chunks (padded on the right):
+    per chunk the sum of its sequence tokens' states (C, H) and their count (C,)."""
+    width = max(map(len, chunks))
+    ids = torch.full((len(chunks), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(chunks), width), dtype=torch.long)
+    for r, c in enumerate(chunks):
+        ids[r, : len(c)] = torch.tensor(c)
+        mask[r, : len(c)] = 1
+    mask = mask.to(device)
+    out = encoder(input_ids=ids.to(device), attention_mask=mask)
+    states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
+    return mean_pool_body(states, mask)
+
+
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only, so left and right padding give the same result."""
     pos = attention_mask.long().cumsum(-1) - 1

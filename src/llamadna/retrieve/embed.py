@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llamadna.model.modeling import mean_pool_body
+from llamadna.model.modeling import dna_token_chunks, encode_chunks
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.config import EMBED_BATCH
 
@@ -37,36 +37,18 @@ class SequenceEmbedder:
     def dim(self) -> int:
         return int(self.encoder.config.hidden_size)
 
-    def _chunks(self, sequences: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-        tok = self.tokenizer
-        encs = tok.backend_tokenizer.encode_batch([s.upper() for s in sequences], add_special_tokens=False)
-        chunks, owner = [], []
-        for i, e in enumerate(encs):
-            ids = e.ids
-            for a in range(0, len(ids), self.chunk):
-                chunks.append([tok.cls_token_id, *ids[a : a + self.chunk], tok.sep_token_id])
-                owner.append(i)
-        return chunks, np.asarray(owner, dtype=np.int64)
-
     @torch.inference_mode()
     def __call__(self, sequences: Sequence[str], progress: Progress = no_progress,
                  desc: str = "embedding") -> np.ndarray:
-        chunks, owner = self._chunks(sequences)
+        chunks, owner = dna_token_chunks(self.tokenizer, list(sequences), self.chunk)
+        owner = np.asarray(owner, dtype=np.int64)
         sums = np.zeros((len(sequences), self.dim), dtype=np.float64)
         counts = np.zeros(len(sequences), dtype=np.int64)
         order = np.argsort([len(c) for c in chunks], kind="stable")  # similar lengths batch together
-        pad = self.tokenizer.pad_token_id
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            width = max(len(chunks[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                ids[r, : len(chunks[i])] = torch.tensor(chunks[i])
-                mask[r, : len(chunks[i])] = 1
-            out = self.encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-            states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
-            summed, n = mean_pool_body(states, mask.to(self.device))  # [CLS], [SEP] left out
+            summed, n = encode_chunks(self.encoder, [chunks[i] for i in idx], self.tokenizer.pad_token_id,
+                                      self.device)
             np.add.at(sums, owner[idx], summed.cpu().numpy())
             np.add.at(counts, owner[idx], n.cpu().numpy())
             progress(desc, min(b + self.batch_size, len(order)), len(order))

@@ -82,8 +82,6 @@ class NearestVariants:
         return self.label[(build, chrom)][pick].tolist()
 
 
-
-
 def gene_fields(genes: pl.DataFrame, gene_pheno: pl.DataFrame) -> dict[tuple[str, str], dict]:
     """(chrom, gene_name) -> gene, description, transcript_type, phenotype, filled as the builder
     fills a row whose variant has no phenotype of its own."""

@@ -129,8 +129,7 @@ class ReferenceIndex:
         sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
                      if cfg.minimap2_sensitive else None)
         vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m)
-        variants = known if known is not None else known_variant_table(pl.DataFrame(
-            schema={"build": pl.Utf8, "chrom": pl.Utf8, "variant_pos": pl.Int64, "Dataset": pl.Utf8}))
+        variants = known if known is not None else known_variant_table([])
         meta = {
             "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
             "encoder": str(cfg.encoder), "embedding_dim": dim, "windows": windows.height,

@@ -66,16 +66,6 @@ def _tile(length: int, window: int, stride: int) -> np.ndarray:
     return starts
 
 
-def build_windows(
-    data_dir: str | Path, window: int, stride: int, flank: int,
-    known_variants: pl.DataFrame | Iterable | None = None,
-    exclude_genes: Iterable[str] = (), sets: list[AssemblySet] | None = None,
-) -> pl.DataFrame:
-    """Every index window of a bundle (columns `WINDOW_COLUMNS`), builds in bundle order
-    (`index_tables` gives the genes too)."""
-    return index_tables(data_dir, window, stride, flank, known_variants, exclude_genes, sets)[0]
-
-
 def index_tables(
     data_dir: str | Path, window: int, stride: int, flank: int,
     known_variants: pl.DataFrame | Iterable | None = None,
@@ -101,9 +91,10 @@ def index_tables(
     for aset in sets if sets is not None else discover_sets(data_dir):
         ref = read_reference(aset.fasta)
         genes = resolve_genes(load_genes(aset), info)
-        frames.append(_build_set_windows(aset.build, ref, genes, pheno, window, stride, flank, known,
+        table = _gene_table(aset.build, genes, pheno)
+        frames.append(_build_set_windows(aset.build, ref, genes, table, window, stride, flank, known,
                                          excluded))
-        gene_frames.append(_gene_table(aset.build, genes, pheno, excluded))
+        gene_frames.append(table.filter(~_named(excluded)))
         log.info("index windows %s: %d", aset.build, frames[-1].height)
     out = pl.concat(frames) if frames else pl.DataFrame()
     out = out.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("window")).select(WINDOW_COLUMNS)
@@ -120,16 +111,17 @@ def _named(names: set[str]) -> pl.Expr:
             | pl.col("gene_id").is_in(list(names)).fill_null(False))
 
 
-def _gene_table(build: str, genes: pl.DataFrame, pheno: pl.DataFrame, excluded: set[str]) -> pl.DataFrame:
+def _gene_table(build: str, genes: pl.DataFrame, pheno: pl.DataFrame) -> pl.DataFrame:
+    """The build's genes (`GENE_COLUMNS`) with their sentence fields (`gene_fields`)."""
     fields = gene_fields(genes, pheno)
-    g = genes.filter(~_named(excluded))
-    keys = list(zip(g["chrom"].to_list(), g["gene_name"].to_list()))
+    keys = list(zip(genes["chrom"].to_list(), genes["gene_name"].to_list()))
     cols = {c: pl.Series(c, [(fields.get(k) or {}).get(c) for k in keys], dtype=pl.Utf8)
             for c in FIELD_COLUMNS}
-    return g.with_columns(pl.lit(build).alias("build"), *cols.values()).select(GENE_COLUMNS)
+    return genes.with_columns(pl.lit(build).alias("build"), *cols.values()).select(GENE_COLUMNS)
 
 
-def _build_set_windows(build, ref, genes, pheno, window, stride, flank, known, excluded) -> pl.DataFrame:
+def _build_set_windows(build, ref, genes, table, window, stride, flank, known, excluded) -> pl.DataFrame:
+    """Windows of one build; `table`: its genes with their fields (`_gene_table`)."""
     rec, start0 = [], []
     for ci, s, e in gene_spans(genes, ref, flank):
         for t in _tile(e - s, window, stride):
@@ -147,17 +139,12 @@ def _build_set_windows(build, ref, genes, pheno, window, stride, flank, known, e
                               "end0": pl.Int64, "Sequence": pl.Utf8})
     centre = df.select("row", "chrom", ((pl.col("start0") + pl.col("end0")) // 2 + 1).alias("pos"))
     hit = assign_genes(centre, genes).select("row", "gene_id", "gene_name")
-    fields = gene_fields(genes, pheno)
-    df = df.join(hit, on="row", how="left")
-    vals = {c: [] for c in FIELD_COLUMNS}
-    for chrom, name in zip(df["chrom"].to_list(), df["gene_name"].to_list()):
-        f = fields.get((chrom, name)) if name is not None else None
-        for c in FIELD_COLUMNS:
-            vals[c].append(None if f is None else f[c])
-    df = df.drop("gene_name").with_columns(pl.Series(c, v, dtype=pl.Utf8) for c, v in vals.items())
+    df = df.join(hit, on="row", how="left").join(  # (chrom, gene_name) is unique (load_genes)
+        table.select("chrom", "gene_name", *FIELD_COLUMNS), on=["chrom", "gene_name"], how="left",
+    ).drop("gene_name")
     if excluded:
         df = _drop_excluded(df, genes, excluded)
-    return _add_variants(df, build, known)
+    return _add_variants(df, build, known).sort("row")  # joins need not keep the row order
 
 
 def _drop_excluded(df: pl.DataFrame, genes: pl.DataFrame, excluded: set[str]) -> pl.DataFrame:

@@ -4,7 +4,7 @@ at toy scale), run after masked-LM or on an existing encoder.
 Each step draws `contrastive_batch` reference windows; a window's positive is a diverged copy of
 it (`data.mutate.mutate`: substitutions plus indels at a rate drawn uniformly from
 [0, contrastive_max_rate]), read on the reverse strand half of the time; the batch's other
-windows are the negatives. Embeddings are those retrieval uses (`model.modeling.mean_pool_body`,
+windows are the negatives. Embeddings are those retrieval uses (`model.modeling.encode_chunks`,
 L2-normalised); the loss is the symmetric InfoNCE with temperature `contrastive_temperature`.
 Seeded and deterministic on the CPU.
 """
@@ -16,37 +16,29 @@ import math
 import time
 from collections.abc import Sequence
 
+import mappy
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BertModel, PreTrainedTokenizerFast
 
 from llamadna.data.mutate import mutate
-from llamadna.model.modeling import mean_pool_body
+from llamadna.model.modeling import dna_token_chunks, encode_chunks
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
 
 log = logging.getLogger(__name__)
 
-_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
-
-
-def reverse_complement(seq: str) -> str:
-    return seq.encode("ascii").translate(_COMPLEMENT)[::-1].decode("ascii")
-
-
 def embed_batch(bert: BertModel, tokenizer: PreTrainedTokenizerFast, seqs: Sequence[str],
                 max_len: int) -> torch.Tensor:
-    """(B, H) unit embeddings, one chunk per sequence (cut to `max_len` tokens)."""
-    encs = tokenizer.backend_tokenizer.encode_batch(list(seqs), add_special_tokens=False)
-    body = max_len - 2
-    rows = [[tokenizer.cls_token_id, *e.ids[:body], tokenizer.sep_token_id] for e in encs]
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    states = bert(input_ids=ids, attention_mask=mask).last_hidden_state
-    summed, n = mean_pool_body(states, mask)
-    return F.normalize(summed / n.clamp(min=1).unsqueeze(-1), dim=-1)
+    """(B, H) unit embeddings, pooled over chunks of `max_len` tokens as retrieval pools them
+    (`retrieve.embed`), with gradients."""
+    chunks, owner = dna_token_chunks(tokenizer, list(seqs), max_len - 2)
+    summed, n = encode_chunks(bert, chunks, tokenizer.pad_token_id, bert.device)
+    owner = torch.as_tensor(owner, device=summed.device)
+    sums = torch.zeros(len(seqs), summed.shape[1], device=summed.device).index_add(0, owner, summed)
+    counts = torch.zeros(len(seqs), device=summed.device).index_add(0, owner, n.to(summed.dtype))
+    return F.normalize(sums / counts.clamp(min=1).unsqueeze(-1), dim=-1)
 
 
 def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, what: str,
@@ -79,7 +71,7 @@ def contrastive_stage(bert: BertModel, tokenizer: PreTrainedTokenizerFast, windo
         idx = rng.choice(len(windows), batch, replace=False)
         anchors = [windows[i] for i in idx]
         positives = [mutate(w, float(rng.uniform(0, cfg.contrastive_max_rate)), rng) for w in anchors]
-        positives = [reverse_complement(p) if rng.random() < 0.5 else p for p in positives]
+        positives = [mappy.revcomp(p) if rng.random() < 0.5 else p for p in positives]
         za = embed_batch(bert, tokenizer, anchors, cfg.max_position_embeddings)
         zb = embed_batch(bert, tokenizer, positives, cfg.max_position_embeddings)
         logits = za @ zb.T / cfg.contrastive_temperature  # (B, B): the diagonal are the pairs

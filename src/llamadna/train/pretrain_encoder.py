@@ -28,7 +28,7 @@ from transformers.utils import logging as hf_logging
 from llamadna import __version__
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.windows import reference_windows
-from llamadna.errors import ConfigError
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.progress import Progress, no_progress
@@ -38,8 +38,8 @@ from llamadna.train.contrastive import contrastive_stage, optimizer_step
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "pretrain_config.json"
-# settings an encoder's weights and tokenizer fix: kept from the --init encoder
-_ARCHITECTURE = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+# the settings that made an --init encoder's tokenizer and masked-LM weights: kept from its record
+_MASKED_LM_SETTINGS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                  "intermediate_size", "max_position_embeddings", "window", "steps", "lr",
                  "mlm_probability", "min_frequency")
 MLM_SUBDIR = "mlm"
@@ -261,8 +261,6 @@ def load_mlm(encoder_dir: str | Path) -> tuple[BertForMaskedLM, PreTrainedTokeni
     """An encoder directory written here: its masked-LM model (`mlm/`), tokenizer and record."""
     from transformers import AutoTokenizer
 
-    from llamadna.errors import InputError
-
     d = Path(encoder_dir)
     if not (d / CONFIG_NAME).exists() or not (d / MLM_SUBDIR).is_dir():
         raise InputError(d, f"not an encoder directory written by `llamadna pretrain-encoder` (no "
@@ -305,7 +303,7 @@ def pretrain_encoder(
                                         "vocab_size", "loss_curve")}
         stats["init"] = str(Path(init).resolve())
         cfg = replace(cfg, **{k: v for k, v in before["config"].items()
-                              if k in _ARCHITECTURE and k in before["config"]})
+                              if k in _MASKED_LM_SETTINGS})
     else:
         progress("reading reference windows", 0, 1)
         windows = _windows(data_dir, cfg.window, cfg)
