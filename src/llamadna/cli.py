@@ -670,6 +670,10 @@ def index_cmd(
         help=f"FAISS index: {' or '.join(FAISS_KINDS)} (IVF-PQ for large references).")] = IndexConfig.faiss,
     nlist: Annotated[int | None, typer.Option(help="IVF lists (ivfpq; default 4 x sqrt(windows)).")] = None,
     pq_m: Annotated[int, typer.Option(help="PQ sub-quantizers (ivfpq).")] = IndexConfig.pq_m,
+    scale_k: Annotated[bool, typer.Option(
+        help="Raise minimap2's k with the reference size (log4 of indexed bases over the 3.1 Mb "
+             "the settings were tuned on), so a large reference does not flood chaining.")] = (
+        IndexConfig.scale_k),
 ) -> None:
     """Build a reference index: the reference of each build tiled over every annotated gene
     (flanks included), each window with the dataset builder's fields at its centre and the

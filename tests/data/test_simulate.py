@@ -231,3 +231,36 @@ def test_bad_options_and_cli(sim_bundle, tmp_path):
     r = CliRunner().invoke(app, ["simulate-samples", "--data", str(path), "--out", str(tmp_path / "o"),
                                  "--n-samples", "1"])
     assert r.exit_code == 2 and "n_samples must be >= 2" in r.output
+
+
+def test_planted_gene_families_have_their_divergence(tmp_path):
+    from llamadna.data.synthetic import FAMILY_DIVERGENCE
+
+    kw = dict(chrom_lengths={"chr1": 400_000, "chr2": 300_000}, n_genes=40, n_variants=50, seed=1,
+              gene_len=(3_000, 4_000))
+    plain = make_bundle(tmp_path / "plain", **kw)
+    b = make_bundle(tmp_path / "fam", families=3, **kw)
+    assert [g["start"] for g in b.genes] == [g["start"] for g in plain.genes]  # same genes drawn
+    members = [g for g in b.genes if "family" in g]
+    assert len(members) == 3 * len(FAMILY_DIVERGENCE)
+    assert {g["divergence"] for g in members} == set(FAMILY_DIVERGENCE)
+    seq = {c.split(":")[0]: s for c, (_, s) in b.genome.items()}
+
+    def body(g, n=2_000):  # first n bases (before indels have shifted much)
+        return seq[g["chrom"]][g["start"] - 1 : g["start"] - 1 + n]
+
+    for f in range(3):
+        fam = sorted((g for g in members if g["family"] == f), key=lambda g: g["divergence"])
+        # two members differ by about the sum of their divergences from the founder (indels
+        # shift the tail, so count in the first 200 bases); unrelated genes by ~75 %
+        a, b2 = body(fam[0], 200), body(fam[1], 200)
+        mismatch = float(np.mean(a != b2))
+        assert mismatch < 0.25, mismatch
+        other = next(g for g in b.genes if "family" not in g)
+        assert float(np.mean(body(fam[0]) != body(other))) > 0.6
+    # the FASTA holds the planted bases and the VCF's REF matches them
+    ref = pysam.FastaFile(str(b.path / "regions.fa"))
+    g = members[0]
+    assert ref.fetch(g["chrom"], g["start"] - 1, g["start"] + 99) == body(g, 100).tobytes().decode()
+    for r in b.variants.head(20).iter_rows(named=True):
+        assert ref.fetch(r["chrom"], r["pos"] - 1, r["pos"]) == r["ref"]

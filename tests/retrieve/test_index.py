@@ -233,3 +233,31 @@ def test_data_parallel_embedding_gives_the_single_process_index(workspace, tmp_p
     assert two.windows.equals(one.windows) and two.meta["windows"] == one.meta["windows"]
     a, c = one.vectors.reconstruct_n(0, one.vectors.ntotal), two.vectors.reconstruct_n(0, two.vectors.ntotal)
     np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_minimap2_k_grows_with_the_reference_and_the_index_records_it(workspace):
+    from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_TUNED_BASES, scaled_minimap2
+
+    assert scaled_minimap2(MINIMAP2_INDEX, 10_000) == MINIMAP2_INDEX  # never lowered
+    assert scaled_minimap2(MINIMAP2_INDEX, 16 * MINIMAP2_TUNED_BASES)["k"] == MINIMAP2_INDEX["k"] + 2
+    assert scaled_minimap2(MINIMAP2_INDEX, 3_100_000_000)["k"] == MINIMAP2_INDEX["k"] + 5  # a genome
+    assert scaled_minimap2(MINIMAP2_INDEX, 10**30)["k"] == 28  # minimap2's limit
+    assert scaled_minimap2({"preset": "map-ont"}, 10**10) == {"preset": "map-ont"}
+    _, _, _, index = workspace  # a small reference keeps the tuned settings, as index.json says
+    assert index.meta["config"]["minimap2"] == MINIMAP2_INDEX
+    assert index.meta["config"]["scale_k"] is True
+
+
+def test_segment_records_are_what_minimap2_indexes(workspace, tmp_path):
+    import mappy
+
+    from llamadna.retrieve.index import segment_sequences, write_records
+
+    _, _, _, index = workspace
+    seqs = segment_sequences(index.windows)
+    assert len(seqs) == index.segments.height
+    assert [len(s) for s in seqs] == index.segments["length"].to_list()
+    write_records(seqs, tmp_path / "seg.fa")
+    names = [name for name, _, _ in mappy.fastx_read(str(tmp_path / "seg.fa"))]
+    assert names == [str(i) for i in range(len(seqs))]
+    assert index.aligner.seq("0") == seqs[0]  # the minimap2 index holds the same record 0

@@ -8,6 +8,7 @@ genome, and small gene_info / gene_phenotypes tables, laid out like ../shared/da
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pysam
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 SOURCES = ("dbSNP", "ClinVar", "COSMIC")
 GENE_TYPES = ("protein_coding", "lncRNA", "processed_pseudogene")
+# divergence of the members of a planted gene family from their founder (`plant_families`)
+FAMILY_DIVERGENCE = (0.02, 0.05, 0.10, 0.15)
 
 
 @dataclass
@@ -56,6 +59,8 @@ def make_bundle(
     regions: bool = False,
     gene_len: tuple[int, int] = (2_000, 20_000),
     source_weights: tuple[float, ...] = (0.6, 0.25, 0.15),
+    families: int = 0,
+    family_divergence: tuple[float, ...] = FAMILY_DIVERGENCE,
 ) -> SyntheticBundle:
     """Write a bundle directory; returns what was written (for assertions).
 
@@ -64,6 +69,12 @@ def make_bundle(
     chrom_lengths : chromosome -> length (default three small chromosomes).
     regions : write each chromosome as one samtools-style region record starting at 1,001
         instead of a whole chromosome.
+    families : gene families planted in the genome (`plant_families`): genes 0 .. families x
+        len(family_divergence) - 1 get a copy of their family's founder sequence, gene i in
+        family i % families, diverged from the founder by family_divergence[i // families]
+        (`data.mutate.mutate`: substitutions and indels); each such gene dict gets "family" and
+        "divergence". 0 = none (the genome stays uniform random). The genome, the genes and the
+        variants drawn do not depend on it except through the planted bases.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,8 +88,6 @@ def make_bundle(
             genome[f"{chrom}:{start0 + 1}-{start0 + n}"] = (start0, seq)
         else:
             genome[chrom] = (0, seq)
-    _write_fasta(out / "regions.fa", genome)
-
     # genes: random spans, some overlapping, on every chromosome
     chroms = list(chrom_lengths)
     per = np.maximum(1, np.round(n_genes * np.array(list(chrom_lengths.values()))
@@ -95,6 +104,10 @@ def make_bundle(
                 "gene_name": f"GENE{i}", "gene_type": GENE_TYPES[i % len(GENE_TYPES)],
                 "description": f"synthetic gene {i}",
             })
+    if families:
+        plant_families(genome, genes, families, family_divergence, gene_len[1],
+                       np.random.default_rng([seed, 1]))
+    _write_fasta(out / "regions.fa", genome)
     gtf_lines = ["#description: synthetic GTF"]
     for g in genes:
         attrs = (f'gene_id "{g["gene_id"]}.3"; gene_name "{g["gene_name"]}"; '
@@ -150,6 +163,28 @@ def make_bundle(
             fh.write(f"{g['gene_name']}\tsynthetic disease {i}\tOMIM\tMIM:{i}\t\t\n")
             fh.write(f"{g['gene_name']}\tsynthetic trait {i}\tGWAS\t{i}\t\t\n")
     return SyntheticBundle(path=out, genome=genome, genes=genes, variants=variants)
+
+
+def plant_families(genome: dict[str, tuple[int, np.ndarray]], genes: list[dict], families: int,
+                   divergence: Sequence[float], founder_len: int, rng: np.random.Generator) -> None:
+    """Overwrite gene bodies with diverged copies of `families` random founder sequences (in
+    place; see `make_bundle`). A later gene overwrites an earlier one where they overlap."""
+    from llamadna.data.mutate import mutate
+
+    n = families * len(divergence)
+    if n > len(genes):
+        raise ValueError(f"{families} families x {len(divergence)} members need {n} genes, "
+                         f"have {len(genes)}")
+    founders = [random_sequence(rng, founder_len).tobytes().decode() for _ in range(families)]
+    by_chrom = {name.split(":")[0]: rec for name, rec in genome.items()}
+    for i, g in enumerate(genes[:n]):
+        f, d = i % families, float(divergence[i // families])
+        start0, seq = by_chrom[g["chrom"]]
+        length = min(g["end"] - g["start"] + 1, founder_len)
+        copy = mutate(founders[f][:length], d, rng)
+        a = g["start"] - 1 - start0
+        seq[a : a + length] = np.frombuffer(copy.encode(), dtype=np.uint8)
+        g["family"], g["divergence"] = f, d
 
 
 def write_vcf(path: Path, variants: pl.DataFrame, chrom_lengths: dict[str, int]) -> None:

@@ -19,6 +19,7 @@ base; none = unmapped.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -45,6 +46,13 @@ MINIMAP2_SENSITIVE: dict = {"k": 8, "w": 2, "min_cnt": 2, "min_chain_score": 20,
 # divergence (102 vs 120 of 150 mapped), which the embedding half of the retriever is there for
 # (docs/BENCHMARKS.md "Reference index and retriever").
 MINIMAP2_INDEX: dict = {"k": 9, "w": 3, "min_cnt": 2, "min_chain_score": 20, "min_dp_score": 40}
+# Indexed bases of the reference those two settings were chosen on (the bundle's index windows,
+# both builds). On a larger reference a k-mer of that size recurs by chance ~bases / 4^k times
+# and floods the chaining step, so `scaled_minimap2` raises k by log4(bases / MINIMAP2_TUNED_BASES)
+# (rounded), keeping the chance recurrence of a seed what it was on the tuned reference: +2 at
+# ~50 Mb, +5 (k=14) for a whole genome's ~3.1 Gb.
+MINIMAP2_TUNED_BASES = 3_090_000
+MINIMAP2_MAX_K = 28  # minimap2's limit
 # blastn settings: word size 11 (-task blastn), both strands; few targets and HSPs per query,
 # since only the best HSP over the centre base is used.
 # culling_limit 1 deletes an HSP whose query range lies inside a higher-scoring HSP's: such an HSP
@@ -79,6 +87,17 @@ MapFn = Callable[[Sequence[str]], "list[Hit | None]"]
 
 
 # --------------------------------------------------------------------------- minimap2
+
+
+def scaled_minimap2(settings: dict, bases: int) -> dict:
+    """minimap2 settings for a reference of `bases` indexed bases: `settings`' k raised by
+    round(log4(bases / MINIMAP2_TUNED_BASES)) when that is positive (never lowered; at most
+    MINIMAP2_MAX_K); the rest unchanged. Settings without k (a preset) are returned as they are."""
+    if "k" not in settings or bases <= MINIMAP2_TUNED_BASES:
+        return dict(settings)
+    shift = max(0, round(math.log(bases / MINIMAP2_TUNED_BASES, 4)))
+    return {**settings, "k": min(MINIMAP2_MAX_K, settings["k"] + shift)}
+
 
 
 def _ref_offset(cigar: list, r_st: int, o: int) -> int:

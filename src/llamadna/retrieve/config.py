@@ -37,6 +37,9 @@ class IndexConfig:
     # second, sensitive minimap2 index: queries the first one maps poorly (best identity x
     # aligned fraction below CASCADE_BELOW) are aligned again on it; None = no second pass
     minimap2_sensitive: dict | None = field(default_factory=lambda: dict(MINIMAP2_SENSITIVE))
+    # raise both settings' k with the size of the reference (`retrieve.align.scaled_minimap2`);
+    # index.json records the settings used
+    scale_k: bool = True
     batch_size: int = EMBED_BATCH
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +37,7 @@ import polars as pl
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.progress import Progress, no_progress
+from llamadna.retrieve.align import scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import known_variant_table
@@ -124,6 +125,11 @@ class ReferenceIndex:
         if embedded is None:  # a data-parallel process other than the main one: its share is sent
             return None
         segments, seqs = _segments(windows)
+        if cfg.scale_k:  # settings for this reference's size, recorded in index.json
+            bases = int(segments["length"].sum())
+            cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases),
+                          minimap2_sensitive=cfg.minimap2_sensitive and scaled_minimap2(
+                              cfg.minimap2_sensitive, bases))
         out.mkdir(parents=True, exist_ok=True)
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
         sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
@@ -238,12 +244,24 @@ def _load_mmi(path: Path, settings: dict) -> mappy.Aligner:
     return aligner
 
 
+def write_records(seqs: list[str], path: str | Path) -> None:
+    """A FASTA of index records named by their index (0, 1, ...), as the minimap2 index holds
+    them: `segment_sequences()` gives them, so another aligner can search the same records."""
+    with open(path, "w") as fh:
+        for i, s in enumerate(seqs):
+            fh.write(f">{i}\n{s}\n")
+
+
+def segment_sequences(windows: pl.DataFrame) -> list[str]:
+    """The sequence of each index record (`segments.parquet` row), from the index windows."""
+    return _segments(windows)[1]
+
+
 def _minimap2_index(seqs: list[str], mmi: Path, settings: dict) -> mappy.Aligner:
     fd, tmp = tempfile.mkstemp(suffix=".fa", prefix="llamadna_index_")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            for i, s in enumerate(seqs):
-                fh.write(f">{i}\n{s}\n")
+        write_records(seqs, tmp)
         part = mmi.with_name(f".{mmi.name}.{uuid.uuid4().hex[:8]}.tmp")
         aligner = mappy.Aligner(fn_idx_in=tmp, fn_idx_out=str(part), **settings)
         if not aligner:
