@@ -147,7 +147,8 @@ def main() -> None:
         r: dict = {"queries": len(seqs), "search_q_per_s": round(len(seqs) / t_search, 1),
                    "blastn_q_per_s": round(len(seqs) / t_blast, 2)}
         r["speed_ratio"] = round(r["search_q_per_s"] / r["blastn_q_per_s"], 2)
-        for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", [not f for f in family])):
+        other = [not f for f in family]
+        for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", other)):
             r[label] = {"search_r1": score(ours, truth, sel, 1), "search_r4": score(ours, truth, sel, 4),
                         "blastn_r1": score(theirs, truth, sel, 1)}
         r["recall_gap"] = round(r["all"]["search_r1"] - r["all"]["blastn_r1"], 4)

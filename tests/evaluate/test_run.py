@@ -4,12 +4,13 @@ template floor, the audits, the nested divergence curves, folds and a benchmark 
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
 
 from llamadna.evaluate.run import LOOKUPS, REPORTED, SYSTEMS, EvalConfig, evaluate
-from llamadna.train.cache import TrainedModels
+from llamadna.train.cache import FINGERPRINT_FILE, TrainedModels, _cached, split_fingerprint
 from llamadna.train.config import TrainConfig
 from llamadna.train.train import train
 from tests.conftest import model_workspace
@@ -71,6 +72,20 @@ def test_evaluate_all_systems_and_report(trained):
     tc = json.loads((root / "report" / "models" / "split_random" / "splash_prompt" / "train_config.json")
                     .read_text())
     assert tc["use_dna"] is False and tc["split"] == "split_random" and tc["max_steps"] == 3
+    # the same rows in another table (a fold copy) reuse the cached model; other rows retrain
+    cached = root / "report" / "models" / "split_random" / "splash_prompt"
+    assert (cached / FINGERPRINT_FILE).exists()
+    stamp = (cached / "train_summary.json").stat().st_mtime_ns
+    shutil.copytree(root / "dataset", root / "dataset_copy")
+    TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3).get("split_random", "splash_prompt")
+    assert (cached / "train_summary.json").stat().st_mtime_ns == stamp
+    changed = pl.read_parquet(root / "dataset" / "dataset.parquet").with_columns(
+        pl.when(pl.col("split_random") == "val").then(pl.lit("train")).otherwise(pl.col("split_random"))
+        .alias("split_random"))
+    changed.write_parquet(root / "dataset_copy" / "dataset.parquet")
+    models = TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3)
+    tc2 = models.config_for("split_random", "splash_prompt")
+    assert not _cached(cached, tc2, split_fingerprint(tc2.dataset, "split_random"))
 
 
 @pytest.mark.slow

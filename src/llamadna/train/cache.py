@@ -62,13 +62,46 @@ class TrainedModels:
         if key not in self.loaded:
             tc = self.config_for(split, variant, dataset)
             path = self.model_dir if tc is None else Path(tc.out)
-            if tc is not None and not _cached(path, tc):
-                log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
-                train(tc)
+            if tc is not None:
+                rows = split_fingerprint(tc.dataset, tc.split)
+                if not _cached(path, tc, rows):
+                    log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
+                    train(tc)
+                (path / FINGERPRINT_FILE).write_text(rows + "\n")
             self.loaded[key] = load_model(path)
         return self.loaded[key]
 
 
-def _cached(path: Path, tc: TrainConfig) -> bool:
-    return (path / "train_summary.json").exists() and (
-        json.loads((path / "train_config.json").read_text()) == asdict(tc))
+# What a cached model was trained on: a hash of its split's training and validation rows, so
+# that the same rows in another table (an evaluation's fold copy of the dataset) reuse it.
+FINGERPRINT_FILE = "split_rows.sha256"
+
+
+def split_fingerprint(dataset: str | Path, split: str) -> str:
+    """SHA-256 of the rows (sequence, sentence, label, split) a model of `split` trains and
+    validates on, in table order."""
+    import hashlib
+
+    import polars as pl
+
+    from llamadna.io.dataset import dataset_parquet
+
+    df = pl.read_parquet(dataset_parquet(dataset), columns=["Sequence", "Annotation", "Dataset", split])
+    h = hashlib.sha256()
+    for row in df.filter(pl.col(split).is_in(["train", "val"])).iter_rows():
+        h.update("\t".join(map(str, row)).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _cached(path: Path, tc: TrainConfig, rows: str) -> bool:
+    """Trained with these settings on these rows: the same config; or, where the model records
+    the rows it was trained on, the same config but for the table's path."""
+    if not (path / "train_summary.json").exists():
+        return False
+    saved, now = json.loads((path / "train_config.json").read_text()), asdict(tc)
+    if saved == now:
+        return True
+    fp = path / FINGERPRINT_FILE
+    saved.pop("dataset", None)
+    now.pop("dataset")
+    return fp.exists() and fp.read_text().strip() == rows and saved == now
