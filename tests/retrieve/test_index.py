@@ -261,3 +261,26 @@ def test_segment_records_are_what_minimap2_indexes(workspace, tmp_path):
     names = [name for name, _, _ in mappy.fastx_read(str(tmp_path / "seg.fa"))]
     assert names == [str(i) for i in range(len(seqs))]
     assert index.aligner.seq("0") == seqs[0]  # the minimap2 index holds the same record 0
+
+
+def test_derived_index_masks_genes_and_swaps_variants(workspace):
+    root, b, df, index = workspace
+    gene = index.windows["gene"].drop_nulls().value_counts(sort=True)["gene"][0]
+    rows = df.filter(pl.col("gene_name") == gene)
+    masked = index.derive(exclude_genes=[gene])
+    assert gene not in masked.windows["gene"].to_list() and gene not in masked.genes["gene_name"].to_list()
+    assert masked.vectors.ntotal == masked.windows.height < index.windows.height
+    assert masked.windows["window"].to_list() == list(range(masked.windows.height))
+    # the kept windows keep their embeddings (same vectors as in the full index)
+    w0 = index.windows.filter(pl.col("Sequence") == masked.windows["Sequence"][0])["window"][0]
+    assert np.allclose(masked.vectors.reconstruct(0), index.vectors.reconstruct(int(w0)))
+    # the masked gene is found by neither retriever half; the full index finds it
+    q = rows["Sequence"].head(5).to_list()
+    assert all(c[0]["gene"] == gene for c in Retriever(index, str(root / "encoder"))(q))
+    for hits in Retriever(masked, str(root / "encoder"), k=8)(q):
+        assert gene not in [c["gene"] for c in hits]
+    # another variant table: none of the rows given -> no variant carried, no source
+    none = index.derive(variants=df.head(0))
+    assert none.variants.height == 0 and none.windows["variant_pos"].list.len().sum() == 0
+    assert all(c["source"] is None for h in Retriever(none, str(root / "encoder"))(q) for c in h)
+    assert index.derive(variants=df).variants.height >= index.variants.height

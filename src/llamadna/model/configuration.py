@@ -27,6 +27,9 @@ class LlamaDNAConfig(PreTrainedConfig):
     cls_loss_weight : weight of the classification loss added to the LM loss.
     prompt_mode : "leak-free" (sequence + SPLASH) or "seed-faithful" (adds gene metadata).
     encoder_training : "frozen" (default), "full", or "lora" (LoRA on the encoder's attention).
+    llm_training : "lora" (default: LoRA adapters on the frozen LLM, peft) or "full" (every
+        LLM weight trained, no adapter; for the tiny preset's own LLM, not a pretrained one read
+        from `llm_path`, whose weights our checkpoints do not hold).
     lora_r, lora_alpha, lora_dropout, lora_target_modules : LoRA on the LLM (peft).
     encoder_lora_target_modules : LoRA targets in the encoder when encoder_training == "lora".
     dna_model_path, llm_path : local directories of pretrained weights (full preset); when set,
@@ -50,6 +53,7 @@ class LlamaDNAConfig(PreTrainedConfig):
     cls_loss_weight: float = 0.5
     prompt_mode: str = "leak-free"
     encoder_training: str = "frozen"
+    llm_training: str = "lora"
     lora_r: int = LORA_R
     lora_alpha: int = LORA_ALPHA
     lora_dropout: float = LORA_DROPOUT
@@ -71,6 +75,11 @@ class LlamaDNAConfig(PreTrainedConfig):
             raise ConfigError(
                 f"encoder_training must be 'frozen', 'full' or 'lora', got {self.encoder_training!r}"
             )
+        if self.llm_training not in ("lora", "full"):
+            raise ConfigError(f"llm_training must be 'lora' or 'full', got {self.llm_training!r}")
+        if self.llm_training == "full" and self.llm_path:
+            raise ConfigError("llm_training 'full' trains the tiny preset's own LLM; a pretrained LLM "
+                              "(llm_path) is adapted with LoRA")
         if self.prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"prompt_mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
         if self.llm_quantization not in (None, "8bit", "4bit"):

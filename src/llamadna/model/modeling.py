@@ -153,9 +153,10 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         h_dna, h_txt = config.dna_config.hidden_size, config.text_config.hidden_size
         self.projector = build_projector(config.projector_type, h_dna, h_txt)
         self.cls_head = nn.Linear(h_txt, len(config.class_labels))
-        inject_adapter_in_model(LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_target_modules)), self.language_model)
+        if config.llm_training == "lora":
+            inject_adapter_in_model(LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_target_modules)), self.language_model)
         if config.encoder_training == "lora":
             inject_adapter_in_model(LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -173,13 +174,14 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     def set_trainable(self) -> None:
-        """Default: LoRA (LLM) + projector + head trainable; the encoder per `encoder_training`."""
-        mode = self.config.encoder_training
+        """Projector + head trainable; the LLM per `llm_training` (its LoRA adapters, or all of
+        it), the encoder per `encoder_training`."""
+        mode, full_llm = self.config.encoder_training, self.config.llm_training == "full"
         for name, p in self.named_parameters():
             if name.startswith(("projector.", "cls_head.")):
                 p.requires_grad = True
             elif name.startswith("language_model."):
-                p.requires_grad = "lora_" in name
+                p.requires_grad = full_llm or "lora_" in name
             elif name.startswith("dna_encoder."):
                 p.requires_grad = mode == "full" or (mode == "lora" and "lora_" in name)
 

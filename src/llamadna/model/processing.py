@@ -10,6 +10,18 @@ model replaces by the projected encoder states. Prompt layout (token ids):
 The leak-free prompt carries only the sequence and the SPLASH scores; the seed-faithful prompt
 adds gene name, description, phenotype and clinical significance, as the original poster's code
 did (only to reproduce that setting).
+
+With `retrieval` on, the leak-free prompt ends with the reference evidence a search of the
+reference index found for the sequence (`row["evidence"]`: the retriever's candidates, best
+first; never the row's own fields), worded like the annotation sentence so that a field can be
+copied:
+
+    ... " Reference evidence: [1] TUFT1 gene on chr1, described as tuftelin 1, protein coding
+    transcript type, skin fragility ... phenotype, nearest known variant ClinVar, aligned 0.98."
+    " Annotation:"
+
+or " Reference evidence: no reference match." `use_splash` False leaves the SPLASH text out
+(an ablation).
 """
 
 from __future__ import annotations
@@ -41,6 +53,23 @@ def splash_text(row: dict) -> str:
     return f"SPLASH effect {e:.2f}, p-value {p:.1e}, entropy {h:.2f}"
 
 
+def candidate_text(rank: int, c: dict) -> str:
+    """One retrieved candidate in the prompt's words (`evidence_text`)."""
+    how = (f"aligned {c['score'] - 1:.2f}" if c.get("identity") is not None
+           else f"similar {max(c.get('cosine') or 0.0, 0.0):.2f}")
+    src = c.get("source") or NOT_AVAILABLE
+    return (f" [{rank}] {c.get('gene')} gene on {c.get('chrom')}, described as {c.get('description')}, "
+            f"{c.get('transcript_type')} transcript type, {c.get('phenotype')} phenotype, "
+            f"nearest known variant {src}, {how}.")
+
+
+def evidence_text(candidates: Sequence[dict] | None) -> str:
+    """The prompt's reference evidence: the candidates in rank order, or no match."""
+    if not candidates:
+        return " Reference evidence: no reference match."
+    return " Reference evidence:" + "".join(candidate_text(i + 1, c) for i, c in enumerate(candidates))
+
+
 def metadata_text(row: dict) -> str:
     """The seed-faithful prompt's extra fields (gene metadata, as the poster's code gave it)."""
     sig = row.get("clinical_significance") or "not provided"
@@ -61,6 +90,7 @@ class LlamaDNAProcessor:
     def __init__(
         self, dna_tokenizer: PreTrainedTokenizerBase, text_tokenizer: PreTrainedTokenizerBase,
         prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512, use_dna: bool = True,
+        retrieval: bool = False, use_splash: bool = True,
     ):
         if prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
@@ -69,6 +99,11 @@ class LlamaDNAProcessor:
         self.prompt_mode = prompt_mode
         self.dna_chunk_tokens = dna_chunk_tokens
         self.use_dna = use_dna  # False: the no-DNA baseline (prompt only, same training)
+        if retrieval and prompt_mode == "seed-faithful":
+            raise ConfigError("retrieval puts retrieved gene fields in the prompt; the seed-faithful "
+                              "prompt holds the row's own: use one or the other")
+        self.retrieval = retrieval  # the prompt holds the retrieved reference evidence
+        self.use_splash = use_splash
         ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
         if ph is None or ph == text_tokenizer.unk_token_id:
             raise ConfigError(f"the text tokenizer has no {DNA_PLACEHOLDER!r} token")
@@ -83,9 +118,14 @@ class LlamaDNAProcessor:
 
     def prompt_parts(self, row: dict) -> tuple[str, str]:
         """Text before and after the DNA placeholders."""
-        after = f" {splash_text(row)}."
+        after = f" {splash_text(row)}." if self.use_splash else ""
         if self.prompt_mode == "seed-faithful":
             after += metadata_text(row)
+        if self.retrieval:
+            if "evidence" not in row:
+                raise ValueError("this model reads reference evidence: the row has no 'evidence' "
+                                 "(attach the retriever's candidates, annotate --index)")
+            after += evidence_text(row["evidence"])
         return "DNA:", after + " Annotation:"
 
     def prompt_text(self, row: dict, n_dna: int = 1) -> str:
@@ -165,7 +205,8 @@ class LlamaDNAProcessor:
         self.text_tokenizer.save_pretrained(d / "text_tokenizer")
         (d / PROCESSOR_FILE).write_text(json.dumps(
             {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
-             "use_dna": self.use_dna}, indent=1))
+             "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash},
+            indent=1))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LlamaDNAProcessor:
@@ -175,5 +216,6 @@ class LlamaDNAProcessor:
             AutoTokenizer.from_pretrained(d / "dna_tokenizer"),
             AutoTokenizer.from_pretrained(d / "text_tokenizer"),
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
-            use_dna=cfg.get("use_dna", True),
+            use_dna=cfg.get("use_dna", True), retrieval=cfg.get("retrieval", False),
+            use_splash=cfg.get("use_splash", True),
         )

@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,8 @@ from llamadna.retrieve.align import scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import known_variant_table
+from llamadna.retrieve.windows import carry_variants, index_tables
+from llamadna.retrieve.windows import exclude_genes as exclude_genes_from
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,6 @@ class ReferenceIndex:
         on its own device and the main process gathers them, writes the index and returns it;
         the others return None."""
         from llamadna.data.paths import default_data_dir
-        from llamadna.retrieve.windows import index_tables
 
         t0 = time.perf_counter()
         data = Path(cfg.data) if cfg.data else default_data_dir()
@@ -164,6 +166,47 @@ class ReferenceIndex:
         atomic_write(out / "segments.parquet", lambda p: self.segments.write_parquet(p))
         atomic_write(out / "embeddings.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
         atomic_write(out / "index.json", lambda p: p.write_text(json.dumps(self.meta, indent=1) + "\n"))
+
+    # ------------------------------------------------------------------ derived indexes
+    def derive(self, exclude_genes: Iterable[str] = (), variants=None) -> ReferenceIndex:
+        """This index (in memory, nothing written) without the windows of the genes named (names
+        or ids; `index_tables`' rule) and/or with another known-variant table (dataset rows, e.g.
+        a fold's training rows; `known_variant_table`). The embeddings are not recomputed: the
+        FAISS index keeps the kept windows' vectors, and the minimap2 indexes are rebuilt over the
+        kept windows' records, so an excluded gene cannot be aligned to either."""
+        import faiss
+
+        names = tuple(dict.fromkeys(exclude_genes))
+        windows, genes = self.windows, self.genes
+        meta = json.loads(json.dumps(self.meta))
+        if variants is not None:
+            known = known_variant_table(variants)
+            windows = carry_variants(windows, known)
+            meta["variants"], meta["variant_rows"] = "given to ReferenceIndex.derive", known.height
+        else:
+            known = self.variants
+        vectors, aligner, sensitive, segments = self.vectors, self.aligner, self.sensitive, self.segments
+        if names:
+            windows, genes = exclude_genes_from(windows, genes, names)
+            if windows.height == 0:
+                raise ConfigError("excluding those genes leaves no index window")
+            keep = windows["window"].to_numpy()
+            if hasattr(self.vectors, "make_direct_map"):
+                self.vectors.make_direct_map()
+            vectors = faiss.clone_index(self.vectors)
+            vectors.reset()
+            vectors.add(self.vectors.reconstruct_batch(keep.astype(np.int64)))
+            windows = windows.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("window"))
+            segments, seqs = _segments(windows)
+            cfg = meta["config"]
+            aligner = _minimap2_index(seqs, None, cfg["minimap2"])
+            sensitive = _minimap2_index(seqs, None, cfg["minimap2_sensitive"]) if cfg.get(
+                "minimap2_sensitive") else None
+            meta["exclude_genes"] = list(dict.fromkeys([*meta.get("exclude_genes", []), *names]))
+            meta.update(windows=windows.height, genes=windows["gene"].drop_nulls().n_unique(),
+                        segments=segments.height, segment_bases=int(segments["length"].sum()))
+        meta["derived_from"] = self.meta.get("index_id")
+        return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, sensitive)
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -257,16 +300,18 @@ def segment_sequences(windows: pl.DataFrame) -> list[str]:
     return _segments(windows)[1]
 
 
-def _minimap2_index(seqs: list[str], mmi: Path, settings: dict) -> mappy.Aligner:
+def _minimap2_index(seqs: list[str], mmi: Path | None, settings: dict) -> mappy.Aligner:
+    """A minimap2 index of the records, written to `mmi` atomically (None: in memory only)."""
     fd, tmp = tempfile.mkstemp(suffix=".fa", prefix="llamadna_index_")
     os.close(fd)
     try:
         write_records(seqs, tmp)
-        part = mmi.with_name(f".{mmi.name}.{uuid.uuid4().hex[:8]}.tmp")
-        aligner = mappy.Aligner(fn_idx_in=tmp, fn_idx_out=str(part), **settings)
+        part = None if mmi is None else mmi.with_name(f".{mmi.name}.{uuid.uuid4().hex[:8]}.tmp")
+        aligner = mappy.Aligner(fn_idx_in=tmp, **({"fn_idx_out": str(part)} if part else {}), **settings)
         if not aligner:
             raise RuntimeError(f"minimap2 could not index the windows ({settings})")
-        os.replace(part, mmi)
+        if part is not None:
+            os.replace(part, mmi)
     finally:
         os.unlink(tmp)
     return aligner

@@ -147,6 +147,28 @@ def _build_set_windows(build, ref, genes, table, window, stride, flank, known, e
     return _add_variants(df, build, known).sort("row")  # joins need not keep the row order
 
 
+def exclude_genes(windows: pl.DataFrame, genes: pl.DataFrame, names: Iterable[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An index's windows (`WINDOW_COLUMNS`) and gene table (`GENE_COLUMNS`) without the genes
+    named (names or ids), by the rule of `index_tables(exclude_genes=...)`; window ids kept."""
+    excluded = set(names)
+    parts = []
+    for (build,), w in windows.group_by("build", maintain_order=True):
+        g = genes.filter(pl.col("build") == build)
+        parts.append(_drop_excluded(w.rename({"window": "row"}), g, excluded).rename({"row": "window"}))
+    kept = pl.concat(parts).sort("window") if parts else windows
+    return kept, genes.filter(~_named(excluded))
+
+
+def carry_variants(windows: pl.DataFrame, known: pl.DataFrame | None) -> pl.DataFrame:
+    """An index's windows with their `variant_pos` / `variant_source` recomputed from another
+    known-variant table (`known_variant_table`; None = none)."""
+    parts = []
+    for (build,), w in windows.group_by("build", maintain_order=True):
+        base = w.drop("variant_pos", "variant_source").rename({"window": "row"})
+        parts.append(_add_variants(base, build, known).rename({"row": "window"}))
+    return pl.concat(parts).sort("window").select(WINDOW_COLUMNS) if parts else windows
+
+
 def _drop_excluded(df: pl.DataFrame, genes: pl.DataFrame, excluded: set[str]) -> pl.DataFrame:
     """Windows overlapping (or centred in) an excluded gene removed."""
     ex = genes.filter(_named(excluded))
