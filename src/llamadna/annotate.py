@@ -98,6 +98,8 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     proc = model.processor
     tt = proc.text_tokenizer
     eos, dev = tt.eos_token_id, model.device
+    if proc.retrieval and any("evidence" not in r for r in rows):
+        rows = with_evidence(model, rows)
 
     gen_in = proc(rows, padding_side="left")
     _check_context(model, rows, gen_in["attention_mask"].sum(1), max_new_tokens)
@@ -121,11 +123,13 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     confidence = (logp * keep).sum(1) / keep.sum(1)  # (B,)
 
     labels = model.config.class_labels
+    calibration = getattr(model, "calibration", None)
     preds = []
     for b in range(len(rows)):
         ids = seqs[b][keep[b] & ~is_eos[b]].tolist()
         text = " ".join(tt.decode(ids, skip_special_tokens=True).split())
         fields = parse_annotation(text)
+        top = (rows[b].get("evidence") or [None])[0] if proc.retrieval else None
         preds.append({
             "annotation": text,
             "source": labels[int(label[b])],
@@ -137,8 +141,45 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
             "transcript_type": fields["transcript_type"],
             "phenotype": fields["phenotype"],
             "confidence": float(confidence[b]),
+            "gene_confidence": (calibration.gene_confidence(float(confidence[b]), fields["gene"],
+                                                            rows[b]["evidence"])
+                                if calibration is not None else None),
+            "evidence_gene": top["gene"] if top else None,
+            "evidence_score": top["score"] if top else None,
+            "evidence_via": top["via"] if top else None,
         })
     return preds
+
+
+def use_index(model, index=None):
+    """Give a retrieval model its retriever: on `index` (a `llamadna index` directory, or a loaded
+    `ReferenceIndex`, e.g. a user's own reference), else on the index it was trained with.
+    Returns the retriever (None for a model without retrieval)."""
+    from llamadna.retrieve.index import ReferenceIndex
+    from llamadna.retrieve.retriever import Retriever
+
+    proc = model.processor
+    if not proc.retrieval:
+        if index is not None:
+            raise ConfigError("this model was trained without reference evidence: --index does not apply")
+        return None
+    if index is None:
+        if not proc.index:
+            raise ConfigError("the model records no reference index: give one (--index)")
+        index = proc.index
+    if not isinstance(index, ReferenceIndex):
+        index = ReferenceIndex.load(index)
+    model.retriever = Retriever(index, k=proc.evidence_k)
+    return model.retriever
+
+
+def with_evidence(model, rows: Sequence[dict]) -> list[dict]:
+    """Rows with the reference evidence of their sequence (`evidence`), found by the model's
+    retriever (`use_index`; the index it was trained with unless another was given)."""
+    from llamadna.retrieve.retriever import attach_evidence
+
+    retriever = getattr(model, "retriever", None) or use_index(model)
+    return attach_evidence(rows, retriever([r["Sequence"] for r in rows]))
 
 
 def iter_annotations(

@@ -432,6 +432,23 @@ def train_cmd(
     use_dna: Annotated[
         bool, typer.Option("--dna/--no-dna", help="--no-dna: the baseline trained on the prompt only.")
     ] = TrainConfig.use_dna,
+    use_splash: Annotated[
+        bool, typer.Option("--splash/--no-splash", help="--no-splash: the SPLASH text left out of the "
+                           "prompt (an ablation).")] = TrainConfig.use_splash,
+    index: Annotated[Path | None, typer.Option(
+        help="Reference index (`llamadna index`): the prompt holds the candidates a search of it "
+             "finds (reference evidence), genes held out of the split masked out while training. "
+             "Without it: no retrieval (the seed's architecture).")] = None,
+    evidence_k: Annotated[int, typer.Option(help="Candidates in the prompt.")] = TrainConfig.evidence_k,
+    evidence_max_rate: Annotated[float, typer.Option(
+        help="Training queries diverged at a rate drawn in [0, this].")] = TrainConfig.evidence_max_rate,
+    evidence_swap: Annotated[float, typer.Option(
+        help="Probability that a row's gene is renamed in evidence and target (copying).")] = (
+        TrainConfig.evidence_swap),
+    evidence_drop: Annotated[float, typer.Option(
+        help="Probability that a row's gene is removed from its candidates.")] = TrainConfig.evidence_drop,
+    llm_training: Annotated[str | None, typer.Option(
+        help="lora or full (default: full for tiny, whose LLM is ours; lora for full).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = TrainConfig.batch_size,
@@ -481,6 +498,13 @@ def train_cmd(
             return
         with _progress() as step:
             summary = train(cfg, resume=resume, progress=step)
+        if cfg.index is not None:
+            from llamadna.calibrate import calibrate_model
+
+            cal = calibrate_model(cfg.out, cfg)
+            if cal is not None:
+                console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
+                              f"({cal.right} with the right gene)")
     t = Table(title=f"trained {summary['steps']} steps in {summary['seconds']} s")
     t.add_column("epoch")
     for c in ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy"):
@@ -523,6 +547,9 @@ LlmOption = Annotated[Path | None, typer.Option(
     help="full preset: the local Llama-2 directory, when it is no longer where training found it.")]
 EncoderOption = Annotated[Path | None, typer.Option(
     help="full preset: the local DNABERT-2 directory, when it is no longer where training found it.")]
+IndexOption = Annotated[Path | None, typer.Option(
+    help="Retrieval models: the reference index to search (`llamadna index`; e.g. your own "
+         "reference); default: the index the model was trained with.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Sequences per batch.")]
 MaxNewTokensOption = Annotated[int, typer.Option(help="Most tokens generated per sequence.")]
 
@@ -548,18 +575,21 @@ def annotate_cmd(
     tile: Annotated[int, typer.Option(
         help="Records longer than this many bases are annotated tile by tile (one row per tile, "
              "with its start and end on the record).")] = DEFAULT_TILE,
+    index: IndexOption = None,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
     database from the class head and a confidence (mean log-probability of the sentence's tokens).
+    A retrieval model also reports the reference evidence it read (top candidate, its score, the
+    retriever that found it) and a calibrated gene confidence.
     U (RNA) is read as T and IUPAC ambiguity codes as N; both are counted in the summary.
     """
     from llamadna.annotate import annotate_fasta
-    from llamadna.model.loading import load_model
 
     with _errors():
         with _record_progress() as step:
             summary = annotate_fasta(
-                lambda: load_model(model, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
+                lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
+                                         encoder=encoder),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
                 progress=step, tile=tile)
     if summary["splash_scored"] is not None:
@@ -573,6 +603,17 @@ def annotate_cmd(
              if summary["tiles"] != summary["records"] else "")
     console.print(f"annotated {summary['records']} records{tiled} in {summary['seconds']} s "
                   f"({summary['records_per_s']} records/s); wrote [bold]{escape(str(out))}[/]")
+
+
+def _load_with_index(model: Path, index: Path | None, **kw):
+    """A trained model, a retrieval model with its retriever on `index` (default: the index it
+    was trained with)."""
+    from llamadna.annotate import use_index
+    from llamadna.model.loading import load_model
+
+    m = load_model(model, **kw)
+    use_index(m, index) if (index is not None or m.processor.retrieval) else None
+    return m
 
 
 @app.command("pretrain-encoder")
@@ -743,15 +784,16 @@ def predict_cmd(
     compile: CompileOption = False,
     llm: LlmOption = None,
     encoder: EncoderOption = None,
+    index: IndexOption = None,
 ) -> None:
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
     each prediction, for `llamadna score` and for reading."""
     from llamadna.evaluate.predict import predict_dataset
-    from llamadna.model.loading import load_model
 
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
-            load_model(model, dtype=dtype, compile=compile, llm=llm, encoder=encoder), dataset, out,
+            _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
+            dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step)
     for ex in summary["examples"][:show]:

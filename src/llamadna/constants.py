@@ -64,6 +64,8 @@ DNA_SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[S
 PROMPT_MODES = ("leak-free", "seed-faithful")
 # Row fields the seed-faithful prompt reads (gene metadata); a FASTA of unknown sequences has none.
 SEED_FAITHFUL_FIELDS = ("gene_name", "gene_description", "phenotype")
+# Reference candidates per query: `llamadna search`'s default and what the retrieval prompt holds.
+RETRIEVAL_K = 4
 PRESETS = ("tiny", "full")  # tiny: offline, weights trained here; full: local DNABERT-2 + Llama-2
 
 # LoRA on the LLM (and on the encoder with encoder_training="lora"): the model config's defaults,
@@ -95,6 +97,11 @@ PREDICTION_COLUMNS = [
     "transcript_type",
     "phenotype",
     "confidence",  # mean log-probability of the generated tokens (eos included)
+    # retrieval models: the calibrated probability that the gene is right (fitted on validation)
+    "gene_confidence",
+    "evidence_gene",  # retrieval models: the top reference candidate in the prompt,
+    "evidence_score",  # its score (1 + identity x aligned fraction when aligned, else 0.1 x cosine)
+    "evidence_via",  # and which retriever found it (align, embed, both)
 ]
 # What `annotate` writes for a FASTA (TSV/JSONL columns; GFF3 features and attributes): the
 # tile's place on its record, then the prediction.

@@ -4,7 +4,7 @@
 writes it, `llamadna evaluate` writes one per system, `llamadna score` reads it):
 
     id, reference, prediction, label_true, label_pred, label_prob, label_from_text, confidence,
-    build, chrom, gene_name
+    gene_confidence, evidence_gene, evidence_score, evidence_via, build, chrom, gene_name
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def annotate_distinct(model, rows: list[dict], seen: dict, batch_size: int = DEF
     return [dict(seen[k]) for k in keys]
 
 
+# retrieval models' extra columns (None for every other system)
+EVIDENCE_COLUMNS = ("gene_confidence", "evidence_gene", "evidence_score", "evidence_via")
+
+
 def row_id(row: dict) -> str:
     """A dataset row's id in prediction tables: build:variant_id:row number."""
     return f"{row['build']}:{row['variant_id']}:{row['row']}"
@@ -60,6 +64,7 @@ def prediction_table(rows: list[dict], preds: list[dict]) -> dict[str, list]:
         "label_prob": [p.get("source_prob") for p in preds],
         "label_from_text": [p.get("source_from_text") for p in preds],
         "confidence": [p.get("confidence") for p in preds],
+        **{c: [p.get(c) for p in preds] for c in EVIDENCE_COLUMNS},
         "build": [r["build"] for r in rows],
         "chrom": [r["chrom"] for r in rows],
         "gene_name": [r["gene_name"] for r in rows],

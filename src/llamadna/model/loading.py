@@ -20,6 +20,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     float16; default float32; an 8/4-bit LLM keeps its quantized weights). `compile`: see
     `compile_generation`. `llm`/`encoder`: where a full-preset model's pretrained Llama-2 /
     DNABERT-2 directories are now (default: the paths recorded at training)."""
+    from llamadna.model.calibration import GeneCalibration
     from llamadna.model.modeling import LlamaDNAForAnnotation
 
     path = check_model_dir(path)
@@ -35,6 +36,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     cast = torch_dtype is not None and not model.config.llm_quantization  # LoRA, projector, head too
     model = model.to(device, torch_dtype) if cast else model.to(device)
     model.eval()
+    model.calibration = GeneCalibration.load(path)  # retrieval models: gene_confidence
     if compile:
         compile_generation(model)
     return model

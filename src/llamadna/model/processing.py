@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES
+from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES, RETRIEVAL_K
 from llamadna.errors import ConfigError
 
 PROCESSOR_FILE = "processor_config.json"
@@ -90,7 +90,8 @@ class LlamaDNAProcessor:
     def __init__(
         self, dna_tokenizer: PreTrainedTokenizerBase, text_tokenizer: PreTrainedTokenizerBase,
         prompt_mode: str = "leak-free", dna_chunk_tokens: int = 512, use_dna: bool = True,
-        retrieval: bool = False, use_splash: bool = True,
+        retrieval: bool = False, use_splash: bool = True, evidence_k: int = RETRIEVAL_K,
+        index: str | None = None,
     ):
         if prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
@@ -103,6 +104,8 @@ class LlamaDNAProcessor:
             raise ConfigError("retrieval puts retrieved gene fields in the prompt; the seed-faithful "
                               "prompt holds the row's own: use one or the other")
         self.retrieval = retrieval  # the prompt holds the retrieved reference evidence
+        self.evidence_k = evidence_k  # candidates in the prompt (the first of row["evidence"])
+        self.index = index  # the reference index the model was trained with (annotate's default)
         self.use_splash = use_splash
         ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
         if ph is None or ph == text_tokenizer.unk_token_id:
@@ -125,7 +128,7 @@ class LlamaDNAProcessor:
             if "evidence" not in row:
                 raise ValueError("this model reads reference evidence: the row has no 'evidence' "
                                  "(attach the retriever's candidates, annotate --index)")
-            after += evidence_text(row["evidence"])
+            after += evidence_text(row["evidence"][: self.evidence_k])
         return "DNA:", after + " Annotation:"
 
     def prompt_text(self, row: dict, n_dna: int = 1) -> str:
@@ -205,7 +208,8 @@ class LlamaDNAProcessor:
         self.text_tokenizer.save_pretrained(d / "text_tokenizer")
         (d / PROCESSOR_FILE).write_text(json.dumps(
             {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
-             "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash},
+             "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash,
+             "evidence_k": self.evidence_k, "index": self.index},
             indent=1))
 
     @classmethod
@@ -217,5 +221,6 @@ class LlamaDNAProcessor:
             AutoTokenizer.from_pretrained(d / "text_tokenizer"),
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
             use_dna=cfg.get("use_dna", True), retrieval=cfg.get("retrieval", False),
-            use_splash=cfg.get("use_splash", True),
+            use_splash=cfg.get("use_splash", True), evidence_k=cfg.get("evidence_k", RETRIEVAL_K),
+            index=cfg.get("index"),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llamadna.constants import DEFAULT_WINDOW
+from llamadna.constants import DEFAULT_WINDOW, RETRIEVAL_K
 from llamadna.errors import ConfigError
 from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_SENSITIVE
 
@@ -13,7 +13,7 @@ FAISS_KINDS = ("flat", "ivfpq")
 DEFAULT_STRIDE = 128
 DEFAULT_FLANK = 1000  # bases around each gene tiled too
 DEFAULT_NPROBE = 16  # IVF lists searched per query
-DEFAULT_K = 4  # candidates per query
+DEFAULT_K = RETRIEVAL_K  # candidates per query
 CASCADE_BELOW = 0.5  # best identity x aligned fraction under which the sensitive index is tried
 
 

@@ -213,3 +213,8 @@ def candidates_table(queries: Sequence[str], hits: Sequence[list[dict]]) -> pl.D
               "cosine": pl.Float64, "strand": pl.Utf8, "position": pl.Int64, "window": pl.Int64,
               "via": pl.Utf8}
     return pl.DataFrame(rows, schema=schema)
+
+
+def attach_evidence(rows: Sequence[dict], candidates: Sequence[list[dict]]) -> list[dict]:
+    """Copies of the rows with the retriever's candidates as `evidence` (the retrieval prompt's)."""
+    return [{**r, "evidence": c} for r, c in zip(rows, candidates)]

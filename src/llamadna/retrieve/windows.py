@@ -147,7 +147,8 @@ def _build_set_windows(build, ref, genes, table, window, stride, flank, known, e
     return _add_variants(df, build, known).sort("row")  # joins need not keep the row order
 
 
-def exclude_genes(windows: pl.DataFrame, genes: pl.DataFrame, names: Iterable[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def exclude_genes(windows: pl.DataFrame, genes: pl.DataFrame,
+                  names: Iterable[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An index's windows (`WINDOW_COLUMNS`) and gene table (`GENE_COLUMNS`) without the genes
     named (names or ids), by the rule of `index_tables(exclude_genes=...)`; window ids kept."""
     excluded = set(names)

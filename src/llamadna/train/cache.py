@@ -33,7 +33,7 @@ class TrainedModels:
         if not cfg_path.exists():
             raise InputError(self.model_dir, "no train_config.json: expected a model directory "
                              "written by `llamadna train`")
-        self.base = TrainConfig(**json.loads(cfg_path.read_text()))
+        self.base = TrainConfig(**saved_config(cfg_path))
         self.train_config = asdict(self.base)
         self.epochs, self.max_steps = epochs, max_steps
         self.loaded: dict[tuple[str, str], object] = {}
@@ -72,6 +72,15 @@ class TrainedModels:
         return self.loaded[key]
 
 
+def saved_config(path: Path) -> dict:
+    """A train_config.json with the settings added since it was written at the values it was
+    trained with: no `llm_training` = LoRA on the LLM (the only mode then), then every other
+    later setting at its default (TrainConfig's)."""
+    raw = json.loads(path.read_text())
+    raw.setdefault("llm_training", "lora")
+    return asdict(TrainConfig(**raw))
+
+
 # What a cached model was trained on: a hash of its split's training and validation rows, so
 # that the same rows in another table (an evaluation's fold copy of the dataset) reuse it.
 FINGERPRINT_FILE = "split_rows.sha256"
@@ -98,7 +107,7 @@ def _cached(path: Path, tc: TrainConfig, rows: str) -> bool:
     the rows it was trained on, the same config but for the table's path."""
     if not (path / "train_summary.json").exists():
         return False
-    saved, now = json.loads((path / "train_config.json").read_text()), asdict(tc)
+    saved, now = saved_config(path / "train_config.json"), asdict(tc)
     if saved == now:
         return True
     fp = path / FINGERPRINT_FILE

@@ -17,6 +17,7 @@ from llamadna.constants import (
     LORA_R,
     PRESETS,
     PROMPT_MODES,
+    RETRIEVAL_K,
     SPLIT_COLUMNS,
 )
 from llamadna.errors import ConfigError
@@ -34,6 +35,15 @@ class TrainConfig:
     llm: str | None = None  # full: Llama-2-7b-hf directory
     prompt_mode: str = "leak-free"
     use_dna: bool = True  # False = the no-DNA baseline: same training, prompt only
+    use_splash: bool = True  # False = the SPLASH text left out of the prompt (an ablation)
+    # Reference evidence (train.evidence): a `llamadna index` directory; the prompt then holds
+    # the retrieved candidates. None = no retrieval (the seed's architecture).
+    index: str | None = None
+    evidence_k: int = RETRIEVAL_K  # candidates in the prompt
+    evidence_max_rate: float = 0.4  # training queries diverged at a rate drawn in [0, this]
+    evidence_swap: float = 0.5  # the row's gene renamed in evidence and target (copying task)
+    evidence_drop: float = 0.15  # the row's gene removed from the candidates
+    evidence_shuffle: float = 0.5  # the candidates' order permuted
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8  # rows per step and process
@@ -48,6 +58,9 @@ class TrainConfig:
     max_val_rows: int | None = 256
     projector_type: str = "mlp2x_gelu"  # or "linear"
     encoder_training: str = "frozen"  # or "full", "lora"
+    # the LLM: "lora" (adapters on the frozen LLM) or "full"; None = the preset's own: "full"
+    # for tiny (its LLM is ours), "lora" for a pretrained 7B (full)
+    llm_training: str | None = None
     lora_r: int = LORA_R
     lora_alpha: int = LORA_ALPHA
     lora_dropout: float = LORA_DROPOUT
@@ -77,6 +90,19 @@ class TrainConfig:
             raise ConfigError("--preset full needs --encoder DNABERT2_DIR and --llm LLAMA_DIR")
         if self.preset == "tiny" and not self.encoder:
             raise ConfigError("--preset tiny needs --encoder DIR from `llamadna pretrain-encoder`")
+        if self.llm_training not in (None, "lora", "full"):
+            raise ConfigError(f"--llm-training must be lora or full, got {self.llm_training!r}")
+        if self.preset == "full" and self.llm_training == "full":
+            raise ConfigError("--llm-training full trains the tiny preset's own LLM; a pretrained "
+                              "Llama is adapted with LoRA (--llm-training lora)")
+        if self.index is not None and self.prompt_mode == "seed-faithful":
+            raise ConfigError("--index (retrieved evidence) and the seed-faithful prompt (the row's "
+                              "own gene fields) exclude each other")
+        for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.evidence_k < 1:
+            raise ConfigError(f"--evidence-k must be >= 1, got {self.evidence_k}")
         if self.load_in_8bit and self.load_in_4bit:
             raise ConfigError("--load-in-8bit and --load-in-4bit exclude each other")
         if self.llm_quantization and self.preset != "full":
@@ -84,6 +110,11 @@ class TrainConfig:
         if self.fsdp and self.llm_quantization:
             raise ConfigError("--fsdp does not shard 8/4-bit LLMs (bitsandbytes' packed weights); "
                               "use one or the other")
+
+    @property
+    def llm_mode(self) -> str:
+        """How the LLM is trained: `llm_training`, or the preset's default."""
+        return self.llm_training or ("full" if self.preset == "tiny" else "lora")
 
     @property
     def llm_quantization(self) -> str | None:

@@ -82,6 +82,20 @@ def load_split(dataset: str | Path, split: str) -> tuple[list[dict], list[dict],
     return train, val, labels
 
 
+def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
+    """The training index (`cfg.index` without the genes that only validation and test rows of the
+    split hold, its variants the split's training rows) and its `EvidenceSampler`."""
+    from llamadna.retrieve.retriever import Retriever
+    from llamadna.train.evidence import EvidenceSampler, training_index
+
+    index = training_index(cfg.index, cfg.dataset, cfg.split, train_rows)
+    log.info("training index: %d windows, %d genes (%d held-out genes masked)", index.windows.height,
+             index.meta["genes"], len(index.meta["exclude_genes"]))
+    retriever = Retriever(index, k=cfg.evidence_k)
+    return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
+                           cfg.evidence_shuffle)
+
+
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     order = np.random.default_rng([seed, epoch]).permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -97,26 +111,36 @@ def process_share(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 
 class Batches:
-    """Collates rows into model batches with the processor."""
+    """Collates rows into model batches with the processor.
+
+    With an `EvidenceSampler` (retrieval): `augment` batches (training) are diverged, retrieved
+    and turned into copying tasks afresh at every step, seeded by (seed, key) so a resumed run
+    replays them; other batches (validation) carry the candidates of their own sequence, found
+    once."""
 
     def __init__(self, processor: LlamaDNAProcessor, rows: list[dict], labels: list[str],
-                 device: torch.device | str = "cpu"):
-        self.processor, self.rows, self.device = processor, rows, torch.device(device)
+                 device: torch.device | str = "cpu", sampler=None, augment: bool = False, seed: int = 0):
+        self.processor, self.device = processor, torch.device(device)
+        self.sampler, self.augment, self.seed = sampler, augment, seed
+        self.rows = sampler.plain(rows) if sampler is not None and not augment else rows
         self.class_index = {lab: i for i, lab in enumerate(labels)}
 
-    def __call__(self, idx) -> dict[str, torch.Tensor]:
+    def __call__(self, idx, key: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
         rows = [self.rows[i] for i in idx]
-        b = self.processor(rows, targets=[r["Annotation"] for r in rows],
-                           class_ids=[self.class_index[r["Dataset"]] for r in rows])
+        targets = [r["Annotation"] for r in rows]
+        if self.sampler is not None and self.augment:
+            rows, targets = self.sampler.train_batch(rows, np.random.default_rng([self.seed, 7, *key]))
+        b = self.processor(rows, targets=targets, class_ids=[self.class_index[r["Dataset"]] for r in rows])
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
 # ------------------------------------------------------------------------------------ building
 
 
-def _text_corpus(rows: list[dict], mode: str) -> list[str]:
-    """What the text tokenizer is trained on: the train rows' sentences and prompts."""
-    from llamadna.model.processing import metadata_text, splash_text
+def _text_corpus(rows: list[dict], mode: str, sampler=None) -> list[str]:
+    """What the text tokenizer is trained on: the train rows' sentences and prompts, and with
+    retrieval the evidence wording of every gene of the training index."""
+    from llamadna.model.processing import evidence_text, metadata_text, splash_text
 
     out = []
     for r in rows:
@@ -124,6 +148,23 @@ def _text_corpus(rows: list[dict], mode: str) -> list[str]:
         out.append(f"DNA: {splash_text(r)}. Annotation:")
         if mode == "seed-faithful":
             out.append(metadata_text(r))
+    if sampler is not None:
+        out.append(evidence_text([]))
+        out += [evidence_text([{**g, "identity": 1.0, "score": 1.99}]) for g in sampler.genes]
+    return out
+
+
+def _pretrain_texts(rows: list[dict], sampler=None) -> list[str]:
+    """The tiny LLM's stage-1 text: the train rows' sentences, and with retrieval the sentence of
+    every gene of the training index (under each source label in turn)."""
+    from llamadna.data.template import annotation_sentence
+
+    out = [r["Annotation"] for r in rows]
+    if sampler is not None:
+        labels = sorted({r["Dataset"] for r in rows})
+        out += [annotation_sentence(g["chrom"], g["gene"], g["description"], g["transcript_type"],
+                                    g["phenotype"], labels[i % len(labels)])
+                for i, g in enumerate(sampler.genes)]
     return out
 
 
@@ -158,8 +199,9 @@ def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed:
 
 
 def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
-                progress: Progress = no_progress) -> tuple[LlamaDNAForAnnotation, dict]:
-    """The model for a fresh run (deterministic for cfg.seed)."""
+                progress: Progress = no_progress, sampler=None) -> tuple[LlamaDNAForAnnotation, dict]:
+    """The model for a fresh run (deterministic for cfg.seed); `sampler`: the training index's
+    evidence (`train.evidence.EvidenceSampler`) with retrieval."""
     from transformers import AutoModel, AutoTokenizer, LlamaForCausalLM
 
     torch.manual_seed(cfg.seed)
@@ -167,7 +209,11 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
     overrides = dict(
         projector_type=cfg.projector_type, encoder_training=cfg.encoder_training, lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, cls_loss_weight=cfg.cls_loss_weight,
+        llm_training=cfg.llm_mode,
     )
+    prompt = dict(prompt_mode=cfg.prompt_mode, use_dna=cfg.use_dna, use_splash=cfg.use_splash,
+                  retrieval=cfg.index is not None, evidence_k=cfg.evidence_k,
+                  index=str(Path(cfg.index).resolve()) if cfg.index else None)
     if cfg.preset == "tiny":
         from llamadna.model.tokenizers import train_text_tokenizer
 
@@ -178,18 +224,17 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         dna_tok = AutoTokenizer.from_pretrained(enc_dir)
         with quiet_transformers():  # the saved pooler is not used: no load report for it
             encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False)
-        text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode),
+        text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode, sampler),
                                         vocab_size=cfg.text_vocab_size)
         shape = TinyLLMShape(**{k: v for k, v in (("hidden_size", cfg.llm_hidden_size),
                                                   ("num_hidden_layers", cfg.llm_layers)) if v is not None})
         llm = LlamaForCausalLM(tiny_llm_config(len(text_tok), text_tok, shape))
-        losses = pretrain_tiny_llm(llm, text_tok, [r["Annotation"] for r in train_rows],
+        losses = pretrain_tiny_llm(llm, text_tok, _pretrain_texts(train_rows, sampler),
                                    cfg.llm_pretrain_steps, cfg.llm_pretrain_lr, cfg.seed,
                                    progress=progress)
         info["llm_pretrain_loss"] = {"first": losses[0], "last": losses[-1]} if losses else {}
-        processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
-                                      dna_chunk_tokens=encoder.config.max_position_embeddings,
-                                      use_dna=cfg.use_dna)
+        processor = LlamaDNAProcessor(dna_tok, text_tok,
+                                      dna_chunk_tokens=encoder.config.max_position_embeddings, **prompt)
         config = make_config(encoder.config, llm.config, processor, labels, **overrides)
         model = LlamaDNAForAnnotation(config, dna_encoder=encoder, language_model=llm)
     else:
@@ -201,8 +246,7 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
             overrides["encoder_lora_target_modules"] = ("Wqkv",)  # its fused attention projection
         text_tok = full_text_tokenizer(cfg.llm)
         dna_tok = AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=False)
-        processor = LlamaDNAProcessor(dna_tok, text_tok, prompt_mode=cfg.prompt_mode,
-                                      use_dna=cfg.use_dna)
+        processor = LlamaDNAProcessor(dna_tok, text_tok, **prompt)
         config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
                              dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm),
                              llm_quantization=cfg.llm_quantization, **overrides)
@@ -346,6 +390,7 @@ class Trainer:
     def load_data(self) -> None:
         cfg = self.cfg
         train_rows, val_rows, self.labels = load_split(cfg.dataset, cfg.split)
+        self.sampler = evidence_sampler(cfg, train_rows) if cfg.index else None
         self.train_rows = subsample(train_rows, cfg.max_train_rows, cfg.seed)
         self.val_rows = subsample(val_rows, cfg.max_val_rows, cfg.seed)
 
@@ -363,7 +408,7 @@ class Trainer:
             for old in (self.run_dir, self.base_dir, out / ".best"):
                 shutil.rmtree(old, ignore_errors=True)
         # every process builds the same model (seeded); DDP also broadcasts rank 0's weights
-        self.model, self.info = build_model(cfg, self.train_rows, self.labels, self.progress)
+        self.model, self.info = build_model(cfg, self.train_rows, self.labels, self.progress, self.sampler)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
@@ -382,8 +427,9 @@ class Trainer:
 
         cfg, acc = self.cfg, self.accelerator
         processor = self.model.processor
-        self.collate = Batches(processor, self.train_rows, self.labels, acc.device)
-        self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device)
+        self.collate = Batches(processor, self.train_rows, self.labels, acc.device, self.sampler,
+                               augment=True, seed=cfg.seed)
+        self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device, self.sampler)
         self.global_batch = cfg.batch_size * self.world
         self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch)
         self.total = self.steps_per_epoch * cfg.epochs
@@ -431,7 +477,8 @@ class Trainer:
     def _step(self, batch: np.ndarray) -> None:
         """One optimizer step on this process's share of a global batch."""
         acc, state = self.accelerator, self.state
-        loss = self.model(**self.collate(process_share(batch, self.rank, self.world))).loss
+        share = process_share(batch, self.rank, self.world)
+        loss = self.model(**self.collate(share, key=(state["epoch"], state["step"], self.rank))).loss
         acc.backward(loss)
         self.opt.step()
         self.sched.step()

@@ -1,0 +1,121 @@
+"""Training examples whose prompt holds reference evidence, made so that the model learns to read
+the evidence rather than memorize the ~50 gene names of the training split.
+
+`EvidenceSampler(index, cfg)` wraps a reference index from which every validation and test gene
+of the split is masked out (`ReferenceIndex.derive`; its variants are the split's training rows)
+and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), each row is:
+
+1. **diverged**: its sequence mutated at a rate drawn uniformly in [0, cfg.evidence_max_rate]
+   (`data.mutate.mutate`: substitutions and indels), and reverse-complemented half the time, so
+   the model meets what evaluation and users give it (a homologue, the other strand);
+2. **retrieved**: the retriever's top-k candidates for the diverged sequence, exactly as at
+   annotation time;
+3. **made a copying task**: with probability cfg.evidence_swap the row's gene is renamed in both
+   the evidence and the target sentence, to another training gene of the index (its name,
+   description, transcript type and phenotype) or, half of those times, to a synthetic name never
+   seen anywhere, so the only way to write the right name is to read it from the evidence;
+4. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
+   the candidates, so the model learns what to write when the reference lacks the gene;
+5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
+   stay in the text).
+
+Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
+masked out of the index, so validation measures the novel-gene case.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+import mappy
+import numpy as np
+import polars as pl
+
+from llamadna.data.mutate import mutate
+from llamadna.data.template import annotation_sentence
+from llamadna.retrieve.retriever import attach_evidence
+
+# The fields of a gene that are renamed together (candidate key, dataset row key).
+GENE_FIELDS = (("gene", "gene_name"), ("description", "gene_description"),
+               ("transcript_type", "transcript_type"), ("phenotype", "phenotype"))
+
+
+def synthetic_name(rng: np.random.Generator) -> str:
+    """A gene-symbol-like name no reference holds: 3-6 capitals and 0-2 digits, "Z" first."""
+    letters = "".join(rng.choice(list(string.ascii_uppercase), int(rng.integers(2, 6))))
+    digits = "".join(rng.choice(list(string.digits), int(rng.integers(0, 3))))
+    return f"Z{letters}{digits}"
+
+
+def split_genes(rows: Sequence[dict]) -> set[str]:
+    """Gene names and ids of dataset rows (what to mask out of a training index)."""
+    return {v for r in rows for v in (r.get("gene_name"), r.get("gene_id")) if v}
+
+
+def training_index(index, dataset, split: str, train_rows: Sequence[dict], keep: str | None = None):
+    """The reference index (a directory or a loaded `ReferenceIndex`) as a model of `split` may see
+    it: the genes that only the split's held-out rows hold masked out (validation and test; with
+    keep="val" the test ones only, for calibration on validation), its variants the training rows."""
+    from llamadna.io.dataset import dataset_parquet
+    from llamadna.retrieve.index import ReferenceIndex
+
+    df = pl.read_parquet(dataset_parquet(dataset), columns=["gene_name", "gene_id", split])
+    held_sets = ["test"] if keep == "val" else ["val", "test"]
+    seen = ["train", "val"] if keep == "val" else ["train"]
+    held = split_genes(df.filter(pl.col(split).is_in(held_sets)).to_dicts())
+    known = split_genes(df.filter(pl.col(split).is_in(seen)).to_dicts())
+    full = index if isinstance(index, ReferenceIndex) else ReferenceIndex.load(index)
+    return full.derive(exclude_genes=sorted(held - known), variants=train_rows)
+
+
+class EvidenceSampler:
+    """Reference evidence for training and validation rows (module doc)."""
+
+    def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float):
+        self.retriever = retriever
+        self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
+        g = retriever.index.genes.filter(pl.col("gene").is_not_null())
+        # one entry per gene name: its fields and chromosome (swaps; the text tokenizer's corpus)
+        self.genes = g.select("gene", "chrom", "description", "transcript_type", "phenotype").unique(
+            subset="gene", keep="first", maintain_order=True).to_dicts()
+
+    def plain(self, rows: Sequence[dict]) -> list[dict]:
+        """Rows with the candidates of their own (unchanged) sequence."""
+        return attach_evidence(rows, self.retriever([r["Sequence"] for r in rows]))
+
+    def train_batch(self, rows: Sequence[dict], rng: np.random.Generator) -> tuple[list[dict], list[str]]:
+        """Diverged rows with their evidence, and the target sentences (module doc)."""
+        seqs = []
+        for r in rows:
+            s = mutate(r["Sequence"], float(rng.uniform(0, self.max_rate)), rng)
+            seqs.append(mappy.revcomp(s) if rng.random() < 0.5 else s)
+        found = self.retriever(seqs)
+        out, targets = [], []
+        for r, seq, cands in zip(rows, seqs, found):
+            cands = [dict(c) for c in cands]
+            fields = {k: r[k] for _, k in GENE_FIELDS}
+            if rng.random() < self.swap:
+                new = self._other_gene(r["gene_name"], rng)
+                for c in cands:
+                    if c["gene"] == r["gene_name"]:
+                        c.update({ck: new[ck] for ck, _ in GENE_FIELDS})
+                fields = {rk: new[ck] for ck, rk in GENE_FIELDS}
+            if rng.random() < self.drop:
+                cands = [c for c in cands if c["gene"] != fields["gene_name"]]
+            if len(cands) > 1 and rng.random() < self.shuffle:
+                cands = [cands[i] for i in rng.permutation(len(cands))]
+            out.append({**r, "Sequence": seq, "evidence": cands})
+            targets.append(annotation_sentence(r["chrom"], fields["gene_name"], fields["gene_description"],
+                                               fields["transcript_type"], fields["phenotype"], r["Dataset"]))
+        return out, targets
+
+    def _other_gene(self, gene: str, rng: np.random.Generator) -> dict:
+        """Another training gene's fields, or (half the time, or when there is none) the fields of
+        one under a synthetic name."""
+        others = [g for g in self.genes if g["gene"] != gene]
+        new = dict(others[int(rng.integers(len(others)))]) if others else {
+            "description": "not specified", "transcript_type": "protein coding", "phenotype": "not specified"}
+        if not others or rng.random() < 0.5:
+            new["gene"] = synthetic_name(rng)
+        return new
