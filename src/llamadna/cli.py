@@ -499,9 +499,10 @@ def train_cmd(
         with _progress() as step:
             summary = train(cfg, resume=resume, progress=step)
         if cfg.index is not None:
-            from llamadna.calibrate import calibrate_model
+            from llamadna.model.calibration import GeneCalibration
 
-            cal = calibrate_model(cfg.out, cfg)
+            _calibrate(Path(cfg.out), cfg)
+            cal = GeneCalibration.load(cfg.out)
             if cal is not None:
                 console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
                               f"({cal.right} with the right gene)")
@@ -603,6 +604,13 @@ def annotate_cmd(
              if summary["tiles"] != summary["records"] else "")
     console.print(f"annotated {summary['records']} records{tiled} in {summary['seconds']} s "
                   f"({summary['records_per_s']} records/s); wrote [bold]{escape(str(out))}[/]")
+
+
+def _calibrate(model_dir: Path, cfg) -> None:
+    """After a retrieval model is trained: its gene confidence, fitted on validation rows."""
+    from llamadna.calibrate import calibrate_model
+
+    calibrate_model(model_dir, cfg)
 
 
 def _load_with_index(model: Path, index: Path | None, **kw):
@@ -845,6 +853,10 @@ def evaluate_cmd(
     divergence_rows: Annotated[int, typer.Option(
         help="Test rows per split in the divergence curves (a seeded subsample; 0 = all).")] = (
         EvalConfig.divergence_rows),
+    index: Annotated[Path | None, typer.Option(
+        help="Retrieval models: the full reference index searched for the test rows (default: "
+             "the model's own); each split or fold reads it with that unit's training variants "
+             "only, and model_novel without the unit's test genes.")] = None,
 ) -> None:
     """Evaluate the model against the alternatives a user has (majority, SPLASH-only and
     SPLASH-prompt baselines, shuffled DNA, minimap2 and BLASTN reference lookups whose source comes
@@ -865,8 +877,9 @@ def evaluate_cmd(
                       systems=_csv(systems) if systems else None,
                       splash={(b or ""): str(p) for b, p in specs.items()},
                       benchmark=str(benchmark) if benchmark else None,
-                      divergence_rows=divergence_rows or None)
-        models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps)
+                      divergence_rows=divergence_rows or None, index=str(index) if index else None)
+        models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps,
+                               after_train=_calibrate)
         with _progress() as step:
             metrics = evaluate(cfg, models, progress=step)
     for sp, res in metrics["splits"].items():

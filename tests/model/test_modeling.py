@@ -270,3 +270,78 @@ def test_saved_model_files_have_the_usual_permissions(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "m")
     for p in (tmp_path / "m").rglob("*"):
         assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~current_umask(), p
+
+
+def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
+    from llamadna.model.processing import LlamaDNAProcessor, evidence_text
+
+    base = make_model().processor
+    proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, evidence_k=2)
+    r = rows(1)[0]  # its gene fields: GENE0, "secret" description, ...
+    cand = {"gene": "TUFT1", "chrom": "chr1", "description": "tuftelin 1",
+            "transcript_type": "protein coding", "phenotype": "not specified", "source": "ClinVar",
+            "score": 1.97, "identity": 0.98, "aligned_fraction": 0.99, "cosine": 0.4, "via": "both"}
+    emb = {**cand, "gene": "OTHER", "identity": None, "score": 0.05, "cosine": 0.5, "via": "embed"}
+    third = {**cand, "gene": "THIRD"}
+    p = proc.prompt_text({**r, "evidence": [cand, emb, third]})
+    for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
+        assert r[field] not in p  # only retrieved fields
+    assert p.endswith(" Reference evidence: [1] TUFT1 gene on chr1, described as tuftelin 1, protein "
+                      "coding transcript type, not specified phenotype, nearest known variant ClinVar, "
+                      "aligned 0.97. [2] OTHER gene on chr1, described as tuftelin 1, protein coding "
+                      "transcript type, not specified phenotype, nearest known variant ClinVar, similar "
+                      "0.50. Annotation:")
+    assert "THIRD" not in p  # evidence_k candidates only
+    assert proc.prompt_text({**r, "evidence": []}).endswith(
+        " Reference evidence: no reference match. Annotation:")
+    assert evidence_text(None) == " Reference evidence: no reference match."
+    with pytest.raises(ValueError, match="no 'evidence'"):
+        proc.prompt_text(r)
+    # without retrieval the prompt is the previous architecture's, to the character
+    assert base.prompt_text(r) == "DNA:<dna> SPLASH effect 0.50, p-value 1.0e-01, entropy 1.25. Annotation:"
+    no_splash = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, use_splash=False)
+    assert no_splash.prompt_text(r) == "DNA:<dna> Annotation:"
+    with pytest.raises(Exception, match="exclude|one or the other"):
+        LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, prompt_mode="seed-faithful", retrieval=True)
+
+
+def test_processor_settings_round_trip(tmp_path):
+    from llamadna.model.processing import LlamaDNAProcessor
+
+    base = make_model().processor
+    proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, evidence_k=3,
+                             use_splash=False, index="/some/index")
+    proc.save_pretrained(tmp_path)
+    back = LlamaDNAProcessor.from_pretrained(tmp_path)
+    assert (back.retrieval, back.evidence_k, back.use_splash, back.index) == (True, 3, False, "/some/index")
+
+
+def test_full_llm_training_trains_every_llm_weight_and_no_adapter():
+    m = make_model(llm_training="full")
+    names = [n for n, p in m.named_parameters() if n.startswith("language_model.")]
+    assert names and not any("lora_" in n for n in names)
+    assert all(p.requires_grad for n, p in m.named_parameters() if n.startswith("language_model."))
+    from llamadna.errors import ConfigError
+    from llamadna.model.configuration import LlamaDNAConfig
+
+    with pytest.raises(ConfigError, match="LoRA"):
+        LlamaDNAConfig(llm_training="full", llm_path="/x/llama")
+
+
+def test_gene_confidence_calibration(tmp_path):
+    from llamadna.model.calibration import GeneCalibration, calibration_features
+
+    ev = [{"gene": "A", "score": 1.9}, {"gene": "B", "score": 1.2}]
+    assert calibration_features(-0.1, "A", ev) == [-0.1, 1.9, 1.0, 1.9, 1.0]
+    assert calibration_features(-0.1, "B", ev) == [-0.1, 1.9, 1.0, 1.2, 0.0]
+    assert calibration_features(-0.1, "C", ev) == [-0.1, 1.9, 0.0, 0.0, 0.0]
+    assert calibration_features(-0.1, None, []) == [-0.1, 0.0, 0.0, 0.0, 0.0]
+    # right when the gene is the top aligned candidate, wrong otherwise
+    X = [calibration_features(-0.2, "A", ev)] * 20 + [calibration_features(-0.9, "C", ev)] * 20
+    cal = GeneCalibration.fit(X, [True] * 20 + [False] * 20)
+    assert cal.gene_confidence(-0.2, "A", ev) > 0.8 > 0.2 > cal.gene_confidence(-0.9, "C", ev)
+    cal.save(tmp_path)
+    assert GeneCalibration.load(tmp_path) == cal
+    assert GeneCalibration.load(tmp_path / "none") is None
+    const = GeneCalibration.fit(X, [False] * 40)  # one class: its smoothed rate
+    assert const.gene_confidence(0, "A", ev) == pytest.approx(0.5 / 41)

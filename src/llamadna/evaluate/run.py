@@ -17,6 +17,12 @@ In every unit, every system of `SYSTEM_RUNNERS` annotates the same test rows:
 - splash_only: gradient-boosted trees on the SPLASH columns for the source, the majority sentence;
 - seed_faithful: the gene's name, description, phenotype and clinical significance in the prompt
   (the original poster's setting: a label leak, kept to reproduce it).
+A retrieval model (trained with an index) reads the candidates a search of the full reference
+index (`index`; its variants the unit's training rows) finds for each test sequence, and adds:
+- model_novel: the same model with the unit's test genes masked out of the index (the novel-gene
+  setting: the reference lacks the gene);
+- no_retrieval / no_dna / no_splash: the ablations, trained with the same settings without the
+  evidence (the seed's architecture), without the DNA slots, without the SPLASH text.
 Per split: metrics of every system with cluster-bootstrap intervals over genes, the template
 floor (every field wrong), the accuracy ceiling of identical windows with conflicting labels,
 and a leak audit. Divergence: nested mutations at DIVERGENCE_RATES of a seeded subsample of
@@ -69,6 +75,7 @@ REPORTED = {
 LOOKUP_ALIGNERS = {"reference_lookup": "map-ont", "minimap2_sensitive": "minimap2", "blastn": "blastn"}
 LOOKUPS = tuple(LOOKUP_ALIGNERS)
 DIVERGENCE_SYSTEMS = ("model", *LOOKUPS)  # re-run on mutated test sequences
+SENTENCE_FIELDS_INDEX = {f: i for i, f in enumerate(SENTENCE_FIELDS)}
 N_BOOT = 1000
 DIVERGENCE_ROWS = 300  # per split: ~0.4 s of lookups and generation per row on 2 cores
 
@@ -103,6 +110,9 @@ class EvalConfig:
     # test rows per split in the divergence curves (seeded subsample of the pooled test rows;
     # None = all): the curves re-run the model and every lookup at each rate
     divergence_rows: int | None = DIVERGENCE_ROWS
+    # retrieval models: the full reference index they search (default: the one the given model
+    # was trained with); each unit's copy carries that unit's training variants only
+    index: str | None = None
 
     def __post_init__(self) -> None:
         self.systems = tuple(SYSTEM_RUNNERS) if self.systems is None else tuple(self.systems)
@@ -135,14 +145,42 @@ class Unit:
     rng: np.random.Generator  # shuffled DNA
     test_rows: list[dict] = field(default_factory=list)
     cache: dict = field(default_factory=dict)  # per-unit objects built once (splash_only, ...)
+    reference: object = None  # retrieval models: the full ReferenceIndex (shared by every unit)
 
-    def annotate(self, variant: str, rows: list[dict]) -> list[dict]:
-        """The (unit, variant) model's predictions, generated once per distinct model input."""
+    def annotate(self, variant: str, rows: list[dict], setting: str = "full") -> list[dict]:
+        """The (unit, variant) model's predictions, generated once per distinct model input; a
+        retrieval model reads the evidence of `setting` ("full" or "novel", `evidence`)."""
         from llamadna.evaluate.predict import annotate_distinct
 
         model = self.models.get(self.column, variant, self.dataset)
-        return annotate_distinct(model, rows, self.cache.setdefault(f"generated:{variant}", {}),
+        if model.processor.retrieval:
+            rows = self.evidence(rows, setting)
+        return annotate_distinct(model, rows, self.cache.setdefault(f"generated:{variant}:{setting}", {}),
                                  batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens)
+
+    def evidence(self, rows: list[dict], setting: str) -> list[dict]:
+        """Rows with the candidates the unit's index finds for their sequence, searched once per
+        distinct sequence: "full" = the whole reference (variants: this unit's training rows),
+        "novel" = the same without the unit's test genes."""
+        store = self.cache.setdefault(f"evidence:{setting}", {})
+        new = [s for s in dict.fromkeys(r["Sequence"] for r in rows) if s not in store]
+        if new:
+            store.update(zip(new, self.retriever(setting)(new)))
+        return [{**r, "evidence": store[r["Sequence"]]} for r in rows]
+
+    def retriever(self, setting: str):
+        from llamadna.retrieve.retriever import Retriever
+
+        key = f"retriever:{setting}"
+        if key not in self.cache:
+            if self.reference is None:
+                raise ConfigError("a retrieval model needs a reference index (--index)")
+            trained = {r["gene_name"] for r in self.train_rows} | {r["gene_id"] for r in self.train_rows}
+            held = sorted({v for r in self.test_rows for v in (r["gene_name"], r["gene_id"])
+                           if v and v not in trained}) if setting == "novel" else []
+            index = self.reference.derive(exclude_genes=held, variants=self.train_rows)
+            self.cache[key] = Retriever(index, k=self.models.train_config["evidence_k"])
+        return self.cache[key]
 
     @property
     def majority(self) -> str:
@@ -214,6 +252,18 @@ def _seed_faithful(unit: Unit, rows: list[dict]) -> list[dict]:
     return unit.annotate("seed_faithful", rows)
 
 
+def _model_novel(unit: Unit, rows: list[dict]) -> list[dict]:
+    return unit.annotate("model", rows, setting="novel")
+
+
+def _ablation_runner(variant: str) -> Callable[[Unit, list[dict]], list[dict]]:
+    def run(unit: Unit, rows: list[dict]) -> list[dict]:
+        return unit.annotate(variant, rows)
+
+    run.__name__ = f"_{variant}"
+    return run
+
+
 # name -> runner(unit, test rows) -> one prediction dict per row (`annotation`, `source`, ...)
 SYSTEM_RUNNERS: dict[str, Callable[[Unit, list[dict]], list[dict]]] = {
     "model": _model,
@@ -223,8 +273,12 @@ SYSTEM_RUNNERS: dict[str, Callable[[Unit, list[dict]], list[dict]]] = {
     **{name: _lookup_runner(name) for name in LOOKUPS},
     "splash_only": _splash_only,
     "seed_faithful": _seed_faithful,
+    "model_novel": _model_novel,
+    **{name: _ablation_runner(name) for name in ("no_retrieval", "no_dna", "no_splash")},
 }
 SYSTEMS = tuple(SYSTEM_RUNNERS)
+# systems of a retrieval model only (left out of the default set for any other model)
+RETRIEVAL_SYSTEMS = ("model_novel", "no_retrieval", "no_dna", "no_splash")
 # What each system saw, for the report (the label flag of seed_faithful stated plainly).
 SYSTEM_NOTES = {
     "model": "DNA slots + SPLASH scores in the prompt",
@@ -235,7 +289,14 @@ SYSTEM_NOTES = {
     "seed_faithful": "gene name, description, phenotype and clinical significance in the prompt "
                      "(the poster's setting); clinical significance is filled for every ClinVar "
                      "row and no other, so the prompt carries the source label",
+    "model_novel": "the retrieval model with the unit's test genes masked out of the reference "
+                   "index (novel-gene setting)",
+    "no_retrieval": "ablation: the same training without reference evidence (the seed's architecture)",
+    "no_dna": "ablation: reference evidence and SPLASH scores, no DNA slots",
+    "no_splash": "ablation: DNA slots and reference evidence, no SPLASH scores",
 }
+RETRIEVAL_NOTE = ("DNA slots + SPLASH scores + the reference evidence a search of the full index "
+                  "finds (variants: the unit's training rows)")
 
 
 # ------------------------------------------------------------------------------------ units
@@ -280,6 +341,7 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions").mkdir(exist_ok=True)
+    cfg, reference = _retrieval_setup(cfg, models)
     ds = dataset_parquet(cfg.dataset)
     df = pl.read_parquet(ds).with_row_index("row")
     units, unit_dataset = _units(cfg, df, out)
@@ -291,7 +353,8 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     examples: list[dict] = []
     for split in cfg.splits:
         parts = [u for u in units if u[0] == split]
-        pooled = _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress)
+        pooled = _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress,
+                            reference)
         if pooled is None:
             continue
         metrics["splits"][split] = pooled.pop("_entry")
@@ -301,9 +364,12 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
                           "reference": table["reference"][i], "prediction": table["prediction"][i]}
                          for i in example_indices(table["gene_name"])]
     if cfg.benchmark:
-        metrics["benchmark"] = _benchmark(cfg, models, lookups, df, units, unit_dataset, progress)
+        metrics["benchmark"] = _benchmark(cfg, models, lookups, df, units, unit_dataset, progress,
+                                          reference)
     metrics["systems"] = {n: SYSTEM_NOTES.get(n) or _lookup_note(lookups[n]) for n in cfg.systems
                           if n in SYSTEM_NOTES or n in lookups}
+    if reference is not None and "model" in metrics["systems"]:
+        metrics["systems"]["model"] = RETRIEVAL_NOTE
     model_cfg = json.loads((Path(cfg.model) / "config.json").read_text())
     metrics["meta"] = {
         "dataset": str(ds), "data_dir": str(cfg.data_dir or ""), "model": str(cfg.model),
@@ -315,6 +381,24 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     }
     write_report(metrics, examples, out)
     return metrics
+
+
+def _retrieval_setup(cfg: EvalConfig, models: ModelSource):
+    """The systems to run (the retrieval ones only for a retrieval model) and the full reference
+    index of a retrieval model (None otherwise)."""
+    from dataclasses import replace
+
+    retrieval = getattr(models, "retrieval", False)
+    asked = [s for s in cfg.systems if s in RETRIEVAL_SYSTEMS]
+    if not retrieval:
+        if asked and tuple(cfg.systems) != SYSTEMS:
+            raise ConfigError(f"{', '.join(asked)}: systems of a retrieval model; {cfg.model} was "
+                              "trained without --index")
+        return replace(cfg, systems=tuple(s for s in cfg.systems if s not in RETRIEVAL_SYSTEMS)), None
+    from llamadna.retrieve.index import ReferenceIndex
+
+    path = cfg.index or models.train_config["index"]
+    return replace(cfg, index=str(path)), ReferenceIndex.load(path)
 
 
 def _make_lookups(cfg: EvalConfig) -> dict:
@@ -342,7 +426,7 @@ def _read_anchors(specs: dict[str, str]) -> dict:
     return read_anchor_tables([f"{b}={p}" if b else p for b, p in specs.items()])
 
 
-def _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress):
+def _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, out, progress, reference=None):
     """Every system on every unit of one split; pooled prediction tables and the split's entry."""
     tables: dict[str, list[dict]] = {}
     test_rows: list[dict] = []
@@ -353,7 +437,8 @@ def _run_split(cfg, df, split, parts, unit_dataset, models, lookups, anchors, ou
             log.warning("%s: no test rows, skipped", column)
             continue
         unit = Unit(cfg, split, column, unit_dataset, models, _rows(df, column, "train"), lookups,
-                    np.random.default_rng([cfg.seed, SPLIT_COLUMNS.index(split), k]), test)
+                    np.random.default_rng([cfg.seed, SPLIT_COLUMNS.index(split), k]), test,
+                    reference=reference)
         units.append(unit)
         test_rows += test
         for i, name in enumerate(cfg.systems):
@@ -388,15 +473,34 @@ def _split_entry(cfg, test_rows, units, pooled, anchors, progress) -> dict:
     floor_sources = [parse_annotation(s)["source"] or "" for s in floor]
     floor_table = {"prediction": floor, "reference": refs, "label_true": [r["Dataset"] for r in test_rows],
                    "label_pred": floor_sources, "label_from_text": floor_sources}
-    return {
+    div = _divergence(cfg, units, clusters, anchors, progress)
+    pairs = div.pop("_confidence")
+    entry = {
         "rows": len(test_rows), "units": [u.column for u in units],
         "genes": int(len(set(clusters.tolist()))),
         "systems": systems,
         "template_floor": scored(floor_table, clusters, cfg, semantic=False),
         "ceiling": accuracy_ceiling([r["Sequence"] for r in test_rows], [r["Dataset"] for r in test_rows]),
         "leak_audit": {u.column: leak_audit(u.train_rows, u.test_rows) for u in units},
-        "divergence": _divergence(cfg, units, clusters, anchors, progress),
+        "divergence": div,
     }
+    for name in ("model", "model_novel"):
+        if name in pooled:
+            pairs += _confidence_pairs(pooled[name]["prediction"], refs, pooled[name]["gene_confidence"])
+    if any(c is not None for _, c in pairs):
+        from llamadna.evaluate.stats import auroc
+
+        # every setting pooled: the full and the masked index, every divergence rate
+        entry["gene_confidence_auroc_all"] = auroc(*zip(*pairs))
+    return entry
+
+
+def _confidence_pairs(predictions: list[str], refs: list[str], confidence: list) -> list[tuple]:
+    """(gene right 1/0/NaN, gene confidence) per row."""
+    from llamadna.evaluate.metrics import field_hits
+
+    gene = field_hits(predictions, refs)[:, SENTENCE_FIELDS_INDEX["gene"]]
+    return list(zip(gene.tolist(), confidence))
 
 
 def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = True) -> dict:
@@ -422,6 +526,11 @@ def scored(table: dict, clusters: np.ndarray, cfg: EvalConfig, semantic: bool = 
              "rougeL", "meteor"]
     point, lo, hi = _intervals(stats, clusters, cfg)
     m["field_mean"] = float(point[len(SENTENCE_FIELDS)])
+    if any(c is not None for c in table.get("gene_confidence", [])):
+        from llamadna.evaluate.stats import auroc
+
+        # how well the calibrated gene confidence tells a right gene from a wrong one
+        m["gene_confidence_auroc"] = auroc(rs["field_gene"], table["gene_confidence"])
     m["intervals"] = {n: [float(lo[i]), float(hi[i])] for i, n in enumerate(names)}
     return m
 
@@ -505,13 +614,16 @@ def _divergence(cfg: EvalConfig, units: list[Unit], clusters: np.ndarray, anchor
     starts = np.cumsum([0, *(len(u.test_rows) for u in units)])
     clusters = clusters[np.concatenate([s + idx for s, idx in zip(starts, picks)]).astype(int)]
     div = {"rates": rates, "splash_recomputed": bool(anchors), "rows": len(refs),
-           "of_rows": int(starts[-1]), "systems": {}}
+           "of_rows": int(starts[-1]), "systems": {}, "_confidence": []}
     for name in names:
         per_rate = []
         for k, rate in enumerate(rates):
             progress(f"divergence: {name}", k, len(rates))
             preds = [p for u, m in zip(units, mutated) for p in SYSTEM_RUNNERS[name](u, m[rate])]
             per_rate.append(field_scores(preds, refs, true, clusters, cfg))
+            if name == "model":
+                div["_confidence"] += _confidence_pairs([p["annotation"] for p in preds], refs,
+                                                        [p.get("gene_confidence") for p in preds])
         div["systems"][name] = {
             "field_accuracy": {f: [r[f]["value"] for r in per_rate] for f in SENTENCE_FIELDS},
             "accuracy": [r["accuracy"]["value"] for r in per_rate],
@@ -523,7 +635,7 @@ def _divergence(cfg: EvalConfig, units: list[Unit], clusters: np.ndarray, anchor
 
 
 def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataFrame, units,
-               unit_dataset: str, progress: Progress) -> dict:
+               unit_dataset: str, progress: Progress, reference=None) -> dict:
     """The given model and every lookup on a real benchmark (never trained, tuned or indexed on):
     field accuracy per species and identity bin, intervals by bootstrap over genes."""
     from llamadna.annotate import annotate_rows
@@ -532,14 +644,16 @@ def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataF
     rows, truth = read_benchmark(cfg.benchmark)
     given = models.train_config["split"]
     train_rows = _rows(df, given, "train")
-    unit = Unit(cfg, given, given, unit_dataset, models, train_rows, lookups, np.random.default_rng(0), rows)
+    unit = Unit(cfg, given, given, unit_dataset, models, train_rows, lookups, np.random.default_rng(0), rows,
+                reference=reference)
     out = {"directory": str(cfg.benchmark), "queries": len(rows), "model_split": given, "systems": {}}
     names = [n for n in ("model", *LOOKUPS) if n in cfg.systems]
     clusters = truth["gene"].to_numpy()
     for k, name in enumerate(names):
         progress("benchmark", k, len(names))
         if name == "model":
-            preds = annotate_rows(models.get(given, "model", unit_dataset), rows,
+            model = models.get(given, "model", unit_dataset)
+            preds = annotate_rows(model, unit.evidence(rows, "full") if model.processor.retrieval else rows,
                                   batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
         else:
             preds = unit.lookup(name, rows)

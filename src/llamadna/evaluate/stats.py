@@ -372,3 +372,15 @@ def leak_audit_splits(rows: pl.DataFrame, split_columns: Sequence[str]) -> dict[
         train = rows.filter(pl.col(col) == SPLITS[0])
         out[col] = {part: leak_audit(train, rows.filter(pl.col(col) == part)) for part in SPLITS[1:]}
     return out
+
+
+def auroc(right: Sequence[float], score: Sequence[float | None]) -> float | None:
+    """Area under the ROC curve of `score` for telling right (1) from wrong (0) predictions,
+    over the rows that have both (a NaN or None is left out); None with one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    pairs = [(float(r), float(c)) for r, c in zip(right, score)
+             if c is not None and r is not None and not np.isnan(r) and not np.isnan(c)]
+    if len({r for r, _ in pairs}) < 2:
+        return None
+    return float(roc_auc_score([r for r, _ in pairs], [c for _, c in pairs]))

@@ -6,7 +6,12 @@ trained here with the given model's own settings, in OUT_DIR/models/SPLIT/VARIAN
 model is reused when its train_config.json equals the settings it would be trained with now.
 
 Variants: "model" (as given), "splash_prompt" (the prompt with the SPLASH scores and without the
-sequence) and "seed_faithful" (gene metadata in the prompt, the original poster's setting).
+sequence, no reference evidence) and "seed_faithful" (gene metadata in the prompt, the original
+poster's setting). The ablations of a retrieval model (trained with an index): "no_retrieval"
+(the same training without reference evidence: the seed's architecture), "no_dna" (evidence and
+SPLASH, no DNA slots) and "no_splash" (DNA and evidence, no SPLASH text).
+`after_train(model_dir, config)` runs after each model is trained here (the CLI passes the gene
+confidence calibration, `llamadna.calibrate`).
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from llamadna.errors import InputError
+from llamadna.model.calibration import CALIBRATION_FILE
 from llamadna.model.loading import load_model
 from llamadna.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("model", "splash_prompt", "seed_faithful")
+ABLATIONS = ("no_retrieval", "no_dna", "no_splash")  # of a retrieval model only
 
 
 class TrainedModels:
     def __init__(self, model_dir: str | Path, dataset: str | Path, out_dir: str | Path,
-                 epochs: int | None = None, max_steps: int | None = None):
+                 epochs: int | None = None, max_steps: int | None = None, after_train=None):
         self.model_dir, self.dataset, self.out_dir = Path(model_dir), str(dataset), Path(out_dir)
         cfg_path = self.model_dir / "train_config.json"
         if not cfg_path.exists():
@@ -35,24 +42,34 @@ class TrainedModels:
                              "written by `llamadna train`")
         self.base = TrainConfig(**saved_config(cfg_path))
         self.train_config = asdict(self.base)
-        self.epochs, self.max_steps = epochs, max_steps
+        self.epochs, self.max_steps, self.after_train = epochs, max_steps, after_train
         self.loaded: dict[tuple[str, str], object] = {}
 
     def config_for(self, split: str, variant: str, dataset: str | None = None) -> TrainConfig | None:
         """The settings a (split, variant) model is trained with; None for the given model.
         `dataset`: the table holding the split column (evaluation folds live in a copy)."""
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown model variant {variant!r}: expected one of {VARIANTS}")
+        if variant not in VARIANTS + ABLATIONS:
+            raise ValueError(f"unknown model variant {variant!r}: expected one of {VARIANTS + ABLATIONS}")
         b = self.base
+        if variant in ABLATIONS and b.index is None:
+            raise ValueError(f"the {variant} ablation is of a retrieval model; {self.model_dir} was "
+                             "trained without --index")
         if variant == "model" and b.split == split and b.use_dna and b.prompt_mode == "leak-free":
             return None
         return replace(
             b, dataset=dataset or self.dataset, out=str(self.out_dir / "models" / split / variant),
-            split=split, use_dna=variant != "splash_prompt",
+            split=split, use_dna=variant not in ("splash_prompt", "no_dna"),
+            use_splash=b.use_splash and variant != "no_splash",
+            index=None if variant in ("splash_prompt", "seed_faithful", "no_retrieval") else b.index,
             prompt_mode="seed-faithful" if variant == "seed_faithful" else "leak-free",
             epochs=self.epochs or b.epochs,
             max_steps=self.max_steps if self.max_steps is not None else b.max_steps,
         )
+
+    @property
+    def retrieval(self) -> bool:
+        """The given model reads reference evidence (trained with an index)."""
+        return self.base.index is not None
 
     def get(self, split: str, variant: str, dataset: str | None = None):
         """The (split, variant) model, loaded once; trained first unless cached."""
@@ -64,9 +81,13 @@ class TrainedModels:
             path = self.model_dir if tc is None else Path(tc.out)
             if tc is not None:
                 rows = split_fingerprint(tc.dataset, tc.split)
-                if not _cached(path, tc, rows):
+                trained = not _cached(path, tc, rows)
+                if trained:
                     log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
                     train(tc)
+                uncalibrated = tc.index is not None and not (path / CALIBRATION_FILE).exists()
+                if self.after_train is not None and (trained or uncalibrated):
+                    self.after_train(path, tc)
                 (path / FINGERPRINT_FILE).write_text(rows + "\n")
             self.loaded[key] = load_model(path)
         return self.loaded[key]

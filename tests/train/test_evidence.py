@@ -1,0 +1,119 @@
+"""Retrieval-augmented training: the training index, the evidence sampler, and a model that
+learns to copy a gene name from the evidence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from llamadna.retrieve.index import IndexConfig, ReferenceIndex
+from llamadna.retrieve.retriever import Retriever
+from llamadna.train.evidence import EvidenceSampler, split_genes, synthetic_name, training_index
+from llamadna.train.train import load_split
+from tests.conftest import model_workspace
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, bundle_factory):
+    root = tmp_path_factory.mktemp("evidence")
+    # genes of 1-3 kb on 3 x 80 kb, so that few overlap (masking a held-out gene masks the
+    # windows it overlaps, training genes' too)
+    data = model_workspace(root, bundle_factory, seed=21, n_variants=300, gene_len=(1_000, 3_000),
+                           chrom_lengths={"chr1": 80_000, "chr2": 80_000, "chr3": 80_000})
+    ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(root / "index"), data=str(data),
+                                     dataset=str(root / "dataset"), window=96, stride=32, flank=100))
+    return root, data
+
+
+def test_training_index_masks_the_held_out_genes_and_carries_training_variants(indexed):
+    root, _ = indexed
+    df = pl.read_parquet(root / "dataset" / "dataset.parquet")
+    train_rows, val_rows, _ = load_split(root / "dataset", "split_gene")
+    test_rows = df.filter(pl.col("split_gene") == "test").to_dicts()
+    held = {r["gene_name"] for r in val_rows + test_rows}
+    assert held and not held & {r["gene_name"] for r in train_rows}
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    names = set(idx.windows["gene"].drop_nulls().to_list()) | set(idx.genes["gene_name"].to_list())
+    assert not names & held and {r["gene_name"] for r in train_rows} <= names
+    # variants: the training rows' only, never a held-out row's
+    held_pos = {(r["chrom"], r["variant_pos"]) for r in val_rows + test_rows}
+    assert not held_pos & set(zip(idx.variants["chrom"].to_list(), idx.variants["variant_pos"].to_list()))
+    # for calibration: validation genes back, test genes still out
+    cal = training_index(root / "index", root / "dataset", "split_gene", train_rows, keep="val")
+    cal_names = set(cal.genes["gene_name"].to_list())
+    assert {r["gene_name"] for r in val_rows} <= cal_names and not cal_names & {r["gene_name"] for r in test_rows}
+    # split_random: test genes are training genes too, so nothing a training row holds is masked
+    tr, _, _ = load_split(root / "dataset", "split_random")
+    rnd = training_index(root / "index", root / "dataset", "split_random", tr)
+    assert split_genes(tr) & set(rnd.genes["gene_name"].to_list()) == {r["gene_name"] for r in tr}
+
+
+def test_sampler_makes_copying_tasks(indexed):
+    root, _ = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    rows = train_rows[:24]
+    # always swap, never drop or shuffle, no divergence: the renamed gene is in the evidence and target
+    s = EvidenceSampler(Retriever(idx, k=3), max_rate=0.0, swap=1.0, drop=0.0, shuffle=0.0)
+    out, targets = s.train_batch(rows, np.random.default_rng(0))
+    renamed = 0
+    for r, o, t in zip(rows, out, targets):
+        new = t.split(" chromosome part of ")[1].split(" gene.")[0]
+        assert new != r["gene_name"]  # the target names the new gene
+        if o["evidence"] and o["evidence"][0]["gene"] == new:
+            renamed += 1
+        assert all(c["gene"] != r["gene_name"] for c in o["evidence"])
+        assert t.endswith(f"It is part of the {r['Dataset']} dataset.")
+    assert renamed >= len(rows) * 0.8  # undiverged windows find their gene first, renamed
+    # same rng seed, same batch; never swap but always drop: the gene is never in the evidence
+    again, t2 = s.train_batch(rows, np.random.default_rng(0))
+    assert t2 == targets and [o["Sequence"] for o in again] == [o["Sequence"] for o in out]
+    d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=0.0, drop=1.0, shuffle=1.0)
+    out, targets = d.train_batch(rows, np.random.default_rng(1))
+    assert targets == [r["Annotation"] for r in rows]
+    assert all(c["gene"] != r["gene_name"] for r, o in zip(rows, out) for c in o["evidence"])
+    assert any(o["Sequence"] != r["Sequence"] for r, o in zip(rows, out))  # diverged
+    names = {synthetic_name(np.random.default_rng(i)) for i in range(50)}
+    assert all(n.startswith("Z") and n.isalnum() for n in names) and len(names) > 40
+
+
+def test_validation_rows_get_their_own_evidence_unchanged(indexed):
+    root, _ = indexed
+    train_rows, val_rows, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    s = EvidenceSampler(Retriever(idx, k=3), 0.4, 0.5, 0.15, 0.5)
+    plain = s.plain(val_rows[:5])
+    assert [p["Sequence"] for p in plain] == [r["Sequence"] for r in val_rows[:5]]
+    assert all(c["gene"] != r["gene_name"] for r, p in zip(val_rows, plain) for c in p["evidence"])
+
+
+@pytest.mark.slow
+def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
+    """Trained on split_gene's training rows with their evidence (held-out genes masked from the
+    index), the model, given the full index, names held-out test genes it never saw in training."""
+    from llamadna.annotate import annotate_rows, use_index
+    from llamadna.model.loading import load_model
+    from llamadna.train.config import TrainConfig
+    from llamadna.train.train import train
+
+    root, _ = indexed
+    cfg = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
+                      index=str(root / "index"), epochs=60, batch_size=8, lr=3e-3, patience=100,
+                      llm_pretrain_steps=150, text_vocab_size=400, llm_hidden_size=64, llm_layers=2,
+                      evidence_k=2, evidence_swap=0.8, evidence_drop=0.0, evidence_max_rate=0.1,
+                      checkpoint_every=0, max_val_rows=8, max_steps=900)
+    train(cfg)
+    model = load_model(tmp_path / "m")
+    assert model.processor.retrieval and json.loads((tmp_path / "m" / "processor_config.json").read_text())[
+        "index"] == str((root / "index").resolve())
+    df = pl.read_parquet(root / "dataset" / "dataset.parquet")
+    test = df.filter(pl.col("split_gene") == "test").to_dicts()
+    train_genes = {r["gene_name"] for r in df.filter(pl.col("split_gene") == "train").to_dicts()}
+    use_index(model, ReferenceIndex.load(root / "index"))  # the full reference
+    preds = annotate_rows(model, test)
+    right = [p["gene"] == r["gene_name"] for p, r in zip(preds, test)]
+    assert not {r["gene_name"] for r in test} & train_genes
+    assert np.mean(right) >= 0.5, [(p["gene"], r["gene_name"]) for p, r in zip(preds, test)][:10]
