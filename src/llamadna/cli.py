@@ -817,6 +817,57 @@ def predict_cmd(
                   f"({summary['records_per_s']} sequences/s); wrote [bold]{escape(str(out))}[/]")
 
 
+@app.command("benchmark")
+def benchmark_cmd(
+    benchmark: Annotated[Path, typer.Argument(
+        help="A real benchmark directory (queries.fa + truth.tsv, e.g. ../shared/benchmarks/mito).")],
+    model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
+    out: Annotated[Path | None, typer.Option(help="Predictions TSV, each beside its truth.")] = None,
+    index: IndexOption = None,
+    show: Annotated[int, typer.Option(help="Print this many annotations next to their truth.")] = 6,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+) -> None:
+    """Annotate a real benchmark's queries and score the fields its truth holds (gene,
+    transcript type, chromosome) overall and per species; print a few next to their truth.
+    A test set: never train, tune or index on it."""
+    import polars as pl
+
+    from llamadna.annotate import annotate_rows
+    from llamadna.evaluate.benchmark import read_benchmark, score_benchmark
+    from llamadna.io.atomic import atomic_write
+
+    with _errors(), _record_progress():
+        rows, truth = read_benchmark(benchmark)
+        m = _load_with_index(model, index)
+        preds = annotate_rows(m, rows, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    score = score_benchmark(truth, preds)
+    table = truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds])
+                                 for c in ("gene", "transcript_type", "chrom", "gene_confidence",
+                                           "evidence_gene", "annotation")])
+    if out is not None:
+        atomic_write(out, lambda t: table.write_csv(t, separator="\t"))
+    picks = sorted({s: i for i, s in reversed(list(enumerate(truth["species"].to_list())))}.values())
+    for i in picks[:show]:
+        r = table.row(i, named=True)
+        t = Table(show_header=False, title=f"{r['id']} ({r['species']}, {r['identity_to_human']} % identical "
+                  "to human)", title_justify="left")
+        t.add_column(style="bold")
+        t.add_column()
+        t.add_row("truth", f"{r['gene']} gene, {r['transcript_type']}, {r['chrom']}")
+        c = r["predicted_gene_confidence"]
+        conf = "" if c is None else f" (gene confidence {c:.2f})"
+        t.add_row("annotation", escape(r["predicted_annotation"]) + conf)
+        console.print(t)
+    t = Table(title=f"{benchmark}: {truth.height} queries")
+    t.add_column("species")
+    for c in ("n", "gene", "transcript_type", "chrom"):
+        t.add_column(c, justify="right")
+    for name, v in {"all": score["all"], **score["species"]}.items():
+        t.add_row(name, str(v["n"]), *[f"{v[c]:.3f}" for c in ("gene", "transcript_type", "chrom")])
+    console.print(t)
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],

@@ -126,8 +126,8 @@ def test_example_indices_cover_different_genes_first():
 def test_config_checks():
     from llamadna.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown system 'no_dna'"):
-        EvalConfig(model="m", dataset="d", out="o", systems=("no_dna",))
+    with pytest.raises(ConfigError, match="unknown system 'no_such'"):
+        EvalConfig(model="m", dataset="d", out="o", systems=("no_such",))
     with pytest.raises(ConfigError, match="--folds must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", folds=0)
     with pytest.raises(ConfigError, match="--divergence-rows must be >= 1"):
@@ -159,3 +159,16 @@ def test_gene_clusters_read_only_the_gene_columns():
             {"gene_id": "ENSG1", "build": "GRCh38", "gene_name": "B", "clinical_significance": "pathogenic"},
             {"gene_id": "ENSG1", "build": "GRCh38", "gene_name": "B", "clinical_significance": 5}]
     assert gene_clusters(rows).tolist() == ["GRCh37:A", "ENSG1", "ENSG1"]
+
+
+def test_retrieval_systems_only_for_a_retrieval_model():
+    from types import SimpleNamespace
+
+    from llamadna.errors import ConfigError
+    from llamadna.evaluate.run import RETRIEVAL_SYSTEMS, _retrieval_setup
+
+    plain = SimpleNamespace(retrieval=False, train_config={})
+    cfg, ref = _retrieval_setup(EvalConfig(model="m", dataset="d", out="o"), plain)
+    assert ref is None and not set(RETRIEVAL_SYSTEMS) & set(cfg.systems) and "model" in cfg.systems
+    with pytest.raises(ConfigError, match="model_novel: systems of a retrieval model"):
+        _retrieval_setup(EvalConfig(model="m", dataset="d", out="o", systems=("model", "model_novel")), plain)

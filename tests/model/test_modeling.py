@@ -286,11 +286,10 @@ def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
     p = proc.prompt_text({**r, "evidence": [cand, emb, third]})
     for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
         assert r[field] not in p  # only retrieved fields
-    assert p.endswith(" Reference evidence: [1] TUFT1 gene on chr1, described as tuftelin 1, protein "
-                      "coding transcript type, not specified phenotype, nearest known variant ClinVar, "
-                      "aligned 0.97. [2] OTHER gene on chr1, described as tuftelin 1, protein coding "
-                      "transcript type, not specified phenotype, nearest known variant ClinVar, similar "
-                      "0.50. Annotation:")
+    assert p.endswith(" Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is "
+                      "described as tuftelin 1 and a protein coding transcript type. It is of not "
+                      "specified phenotype. Nearest known variant ClinVar, aligned 0.97. [2] OTHER gene "
+                      "on chr1, similar 0.50. Annotation:")
     assert "THIRD" not in p  # evidence_k candidates only
     assert proc.prompt_text({**r, "evidence": []}).endswith(
         " Reference evidence: no reference match. Annotation:")

@@ -16,9 +16,10 @@ reference index found for the sequence (`row["evidence"]`: the retriever's candi
 first; never the row's own fields), worded like the annotation sentence so that a field can be
 copied:
 
-    ... " Reference evidence: [1] TUFT1 gene on chr1, described as tuftelin 1, protein coding
-    transcript type, skin fragility ... phenotype, nearest known variant ClinVar, aligned 0.98."
-    " Annotation:"
+    ... " Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is
+    described as tuftelin 1 and a protein coding transcript type. It is of skin fragility ...
+    phenotype. Nearest known variant ClinVar, aligned 0.98. [2] KRTAP5-1 gene on chr11, similar
+    0.41." " Annotation:"
 
 or " Reference evidence: no reference match." `use_splash` False leaves the SPLASH text out
 (an ablation).
@@ -53,14 +54,22 @@ def splash_text(row: dict) -> str:
     return f"SPLASH effect {e:.2f}, p-value {p:.1e}, entropy {h:.2f}"
 
 
+def _how_found(c: dict) -> str:
+    if c.get("identity") is not None:
+        return f"aligned {c['score'] - 1:.2f}"
+    return f"similar {max(c.get('cosine') or 0.0, 0.0):.2f}"
+
+
 def candidate_text(rank: int, c: dict) -> str:
-    """One retrieved candidate in the prompt's words (`evidence_text`)."""
-    how = (f"aligned {c['score'] - 1:.2f}" if c.get("identity") is not None
-           else f"similar {max(c.get('cosine') or 0.0, 0.0):.2f}")
+    """One retrieved candidate in the prompt (`evidence_text`): the first in the annotation
+    template's own words (so the sentence to write is a copy of it, which even a small LM learns
+    to make: an induction pattern), the others by gene, chromosome and how they were found."""
+    if rank > 1:
+        return f" [{rank}] {c.get('gene')} gene on {c.get('chrom')}, {_how_found(c)}."
     src = c.get("source") or NOT_AVAILABLE
-    return (f" [{rank}] {c.get('gene')} gene on {c.get('chrom')}, described as {c.get('description')}, "
-            f"{c.get('transcript_type')} transcript type, {c.get('phenotype')} phenotype, "
-            f"nearest known variant {src}, {how}.")
+    return (f" [1] part of {c.get('chrom')} chromosome part of {c.get('gene')} gene. This gene is "
+            f"described as {c.get('description')} and a {c.get('transcript_type')} transcript type. "
+            f"It is of {c.get('phenotype')} phenotype. Nearest known variant {src}, {_how_found(c)}.")
 
 
 def evidence_text(candidates: Sequence[dict] | None) -> str:
