@@ -168,20 +168,47 @@ class Minimap2Aligner(Aligner):
         return _Minimap2Map(aligner)
 
 
+def map_threaded(aligner: mappy.Aligner, sequences: Sequence, each: Callable,
+                 threads: int | None = None) -> list:
+    """`each(i, sequence, hits)` for every sequence, its minimap2 hits (`aligner.map`) mapped on
+    `threads` threads (default: the CPUs; mappy releases the GIL, one buffer per thread);
+    results in input order, the same on any thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = max(1, min(threads or os.cpu_count() or 1, len(sequences)))
+
+    def run(part: range) -> list:
+        buf = mappy.ThreadBuffer()
+        return [each(i, sequences[i], aligner.map(sequences[i], buf=buf)) for i in part]
+
+    if n == 1:
+        return run(range(len(sequences)))
+    parts = [range(t, len(sequences), n) for t in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        done = list(pool.map(run, parts))
+    out: list = [None] * len(sequences)
+    for part, res in zip(parts, done):
+        for i, r in zip(part, res):
+            out[i] = r
+    return out
+
+
+def _primary(i: int, s: str, hits) -> Hit | None:
+    hit = None
+    for h in hits:  # consume all: mappy frees as it goes
+        if hit is None and h.is_primary:
+            hit = Hit(int(h.ctg), hit_position(h, len(s)), int(h.mapq))
+    return hit
+
+
 class _Minimap2Map:
+    """Primary hits, queries mapped on every CPU (`map_threaded`)."""
+
     def __init__(self, aligner: mappy.Aligner) -> None:
         self.aligner = aligner
-        self.buf = mappy.ThreadBuffer()
 
     def __call__(self, sequences: Sequence[str]) -> list[Hit | None]:
-        out: list[Hit | None] = []
-        for s in sequences:
-            hit = None
-            for h in self.aligner.map(s, buf=self.buf):  # consume all: mappy frees as it goes
-                if hit is None and h.is_primary:
-                    hit = Hit(int(h.ctg), hit_position(h, len(s)), int(h.mapq))
-            out.append(hit)
-        return out
+        return map_threaded(self.aligner, sequences, _primary)
 
 
 # --------------------------------------------------------------------------- blastn

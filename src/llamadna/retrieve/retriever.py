@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import mappy
 import numpy as np
 import polars as pl
 
 from llamadna.progress import Progress, no_progress
-from llamadna.retrieve.align import hit_position
+from llamadna.retrieve.align import hit_position, map_threaded
 from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_K
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import NearestVariants
@@ -153,23 +151,18 @@ class Retriever:
 
     def _map(self, aligner, seqs: list[str], which: list[int]) -> list[tuple]:
         """(query, build, chrom, position of the centre, identity, aligned fraction, strand) of
-        every hit of the queries `which`, mapped on `self.threads` threads (mappy releases the
-        GIL; one buffer per thread)."""
-        def run(part: list[int]) -> list[tuple]:
-            buf, out = mappy.ThreadBuffer(), []
-            for i in part:
-                seq = seqs[i]
-                for h in aligner.map(seq, buf=buf):
-                    build, chrom, start0, _ = self.segments[int(h.ctg)]
-                    out.append((i, build, chrom, start0 + hit_position(h, len(seq)) + 1,
-                                h.mlen / h.blen if h.blen else 0.0, (h.q_en - h.q_st) / len(seq),
-                                "+" if h.strand >= 0 else "-"))
+        every hit of the queries `which`, in query order, mapped on `self.threads` threads."""
+        def each(k: int, seq: str, hits) -> list[tuple]:
+            out = []
+            for h in hits:
+                build, chrom, start0, _ = self.segments[int(h.ctg)]
+                out.append((which[k], build, chrom, start0 + hit_position(h, len(seq)) + 1,
+                            h.mlen / h.blen if h.blen else 0.0, (h.q_en - h.q_st) / len(seq),
+                            "+" if h.strand >= 0 else "-"))
             return out
 
-        parts = [which[t :: self.threads] for t in range(self.threads)]
-        with ThreadPoolExecutor(self.threads) as pool:
-            found = [h for part in pool.map(run, parts) for h in part]
-        return sorted(found, key=lambda h: h[0])  # query order: the same result on any thread count
+        found = map_threaded(aligner, [seqs[i] for i in which], each, self.threads)
+        return [h for part in found for h in part]
 
     def _embed(self, seqs: list[str], ok: list[bool], genes: list[dict], progress: Progress) -> None:
         todo = [i for i, good in enumerate(ok) if good]
