@@ -344,3 +344,47 @@ def test_gene_confidence_calibration(tmp_path):
     assert GeneCalibration.load(tmp_path / "none") is None
     const = GeneCalibration.fit(X, [False] * 40)  # one class: its smoothed rate
     assert const.gene_confidence(0, "A", ev) == pytest.approx(0.5 / 41)
+
+
+def test_copy_head_decoding_is_the_forward_passs_distribution():
+    """The copy head's greedy loop (KV cache) gives, at every step, the log-probabilities the
+    training forward computes over prompt + generated tokens; it can copy a prompt token the LM
+    alone would not write."""
+    m = make_model(copy_head=True, llm_training="full").eval()
+    proc = m.processor
+    b = proc(rows(2), padding_side="left")
+    tt = proc.text_tokenizer
+    out, cls = m.generate_with_class(**b, max_new_tokens=6, eos_token_id=tt.eos_token_id,
+                                     pad_token_id=tt.pad_token_id)
+    assert torch.allclose(cls, m.classify(**b), atol=1e-5)
+    seq = out.sequences
+    ids = torch.cat([b["input_ids"], seq], 1)
+    am = torch.cat([b["attention_mask"], torch.ones_like(seq)], 1)
+    pm = torch.cat([b["prompt_mask"], torch.zeros_like(seq)], 1)
+    labels = torch.cat([torch.full_like(b["input_ids"], -100), seq], 1)
+    with torch.no_grad():
+        fwd = m(input_ids=ids, attention_mask=am, prompt_mask=pm, labels=labels,
+                dna_input_ids=b["dna_input_ids"], dna_attention_mask=b["dna_attention_mask"])
+    T = b["input_ids"].shape[1]
+    for t, step in enumerate(out.logits):  # fwd.logits[:, i] predicts token i + 1
+        assert torch.allclose(step, fwd.logits[:, T - 1 + t], atol=1e-4)
+    # a copy head forced to copy, attending to one prompt token, writes that token
+    with torch.no_grad():
+        m.copy_head.gate.weight.zero_()
+        m.copy_head.gate.bias.fill_(-30.0)
+    out, _ = m.generate_with_class(**b, max_new_tokens=1, eos_token_id=tt.eos_token_id,
+                                   pad_token_id=tt.pad_token_id)
+    copyable = m.copyable(b["input_ids"], b["prompt_mask"], b["attention_mask"])
+    for r in range(2):
+        assert int(out.sequences[r, 0]) in set(b["input_ids"][r][copyable[r]].tolist())
+
+
+def test_copy_head_round_trips(tmp_path):
+    m = make_model(copy_head=True, llm_training="full").eval()
+    m.save_pretrained(tmp_path / "m")
+    back = LlamaDNAForAnnotation.from_pretrained(tmp_path / "m").eval()
+    assert back.config.copy_head and back.copy_head is not None
+    b = m.processor(rows(2), padding_side="left")
+    tt = m.processor.text_tokenizer
+    kw = dict(max_new_tokens=5, eos_token_id=tt.eos_token_id, pad_token_id=tt.pad_token_id)
+    assert torch.equal(m.generate_with_class(**b, **kw)[0].sequences, back.generate_with_class(**b, **kw)[0].sequences)

@@ -30,6 +30,8 @@ class LlamaDNAConfig(PreTrainedConfig):
     llm_training : "lora" (default: LoRA adapters on the frozen LLM, peft) or "full" (every
         LLM weight trained, no adapter; for the tiny preset's own LLM, not a pretrained one read
         from `llm_path`, whose weights our checkpoints do not hold).
+    copy_head : a pointer-generator copy head (`model.copying`): the next token may be copied
+        from the prompt's text (the reference evidence), for the tiny LLM.
     lora_r, lora_alpha, lora_dropout, lora_target_modules : LoRA on the LLM (peft).
     encoder_lora_target_modules : LoRA targets in the encoder when encoder_training == "lora".
     dna_model_path, llm_path : local directories of pretrained weights (full preset); when set,
@@ -54,6 +56,7 @@ class LlamaDNAConfig(PreTrainedConfig):
     prompt_mode: str = "leak-free"
     encoder_training: str = "frozen"
     llm_training: str = "lora"
+    copy_head: bool = False
     lora_r: int = LORA_R
     lora_alpha: int = LORA_ALPHA
     lora_dropout: float = LORA_DROPOUT

@@ -30,6 +30,7 @@ from llamadna.constants import IGNORE_INDEX
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
 from llamadna.model.configuration import LlamaDNAConfig
+from llamadna.model.copying import CopyHead, copyable_mask, greedy_decode
 from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnabert2
 from llamadna.model.presets import check_local_dir
 from llamadna.model.processing import LlamaDNAProcessor
@@ -153,6 +154,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         h_dna, h_txt = config.dna_config.hidden_size, config.text_config.hidden_size
         self.projector = build_projector(config.projector_type, h_dna, h_txt)
         self.cls_head = nn.Linear(h_txt, len(config.class_labels))
+        self.copy_head = CopyHead(h_txt) if config.copy_head else None
         if config.llm_training == "lora":
             inject_adapter_in_model(LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -168,17 +170,19 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     # ------------------------------------------------------------------ parameters
     def _init_weights(self, module: nn.Module) -> None:
         # Only our own layers: the encoder and the LLM initialise themselves (or are pretrained).
-        if module is self.cls_head or any(module is m for m in self.projector.modules()):
+        ours = [*self.projector.modules(), *(self.copy_head.modules() if self.copy_head is not None else [])]
+        if module is self.cls_head or any(module is m for m in ours):
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def set_trainable(self) -> None:
         """Projector + head trainable; the LLM per `llm_training` (its LoRA adapters, or all of
         it), the encoder per `encoder_training`."""
         mode, full_llm = self.config.encoder_training, self.config.llm_training == "full"
         for name, p in self.named_parameters():
-            if name.startswith(("projector.", "cls_head.")):
+            if name.startswith(("projector.", "cls_head.", "copy_head.")):
                 p.requires_grad = True
             elif name.startswith("language_model."):
                 p.requires_grad = full_llm or "lora_" in name
@@ -236,17 +240,31 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                                   position_ids=position_ids_from(attention_mask),
                                   output_hidden_states=True, use_cache=False)
         logits = out.logits  # (B, T, V)
-        cls_logits = self._class_logits(out.hidden_states[-1], prompt_mask, attention_mask)
+        hidden = out.hidden_states[-1]
+        cls_logits = self._class_logits(hidden, prompt_mask, attention_mask)
         lm_loss = cls_loss = loss = None
         if labels is not None:
-            lm_loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+            if self.copy_head is not None:  # next-token log-probabilities with copying
+                copyable = self.copyable(input_ids, prompt_mask, attention_mask)
+                logits = self.copy_head.log_probs(logits[:, :-1], hidden[:, :-1], self.copy_head.k(hidden),
+                                                  input_ids, copyable)
+                lm_loss = F.nll_loss(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+            else:
+                lm_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                          ignore_index=IGNORE_INDEX)
             loss = lm_loss
         if class_labels is not None:
             cls_loss = F.cross_entropy(cls_logits.float(), class_labels)
             loss = cls_loss * self.config.cls_loss_weight + (loss if loss is not None else 0)
         return LlamaDNAOutput(loss=loss, lm_loss=lm_loss, cls_loss=cls_loss, logits=logits,
                               cls_logits=cls_logits)
+
+    def copyable(self, input_ids: torch.Tensor, prompt_mask, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) the prompt's text tokens the copy head may copy."""
+        tc = self.config.text_config
+        specials = [i for i in (tc.bos_token_id, tc.eos_token_id, tc.pad_token_id) if i is not None]
+        pm = prompt_mask if prompt_mask is not None else attention_mask
+        return copyable_mask(input_ids, pm, attention_mask, self.config.dna_placeholder_id, specials)
 
     def _class_logits(self, hidden: torch.Tensor, prompt_mask, attention_mask) -> torch.Tensor:
         """Mean of the last hidden states (B, T, H) over prompt tokens -> class logits (B, K)."""
@@ -291,6 +309,12 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         computes (tested), so the DNA encoder and the LLM read the prompt once, not twice.
         Returns (the `generate` output with `return_dict_in_generate`, class logits)."""
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        if self.copy_head is not None:  # our own greedy loop: the copy head mixes every step
+            copyable = self.copyable(input_ids, prompt_mask, attention_mask)
+            out, prefill = greedy_decode(
+                self, embeds, input_ids, attention_mask, copyable, generate_kwargs["max_new_tokens"],
+                generate_kwargs["eos_token_id"], generate_kwargs["pad_token_id"])
+            return out, self._class_logits(prefill, prompt_mask, attention_mask)
         out = self.language_model.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True,
             return_dict_in_generate=True, **generate_kwargs)

@@ -61,6 +61,9 @@ class TrainConfig:
     # the LLM: "lora" (adapters on the frozen LLM) or "full"; None = the preset's own: "full"
     # for tiny (its LLM is ours), "lora" for a pretrained 7B (full)
     llm_training: str | None = None
+    # a copy head (model.copying) that may copy prompt tokens (the evidence) into the sentence;
+    # None = on for the tiny preset with an index (its LLM does not learn to copy on its own)
+    copy_head: bool | None = None
     lora_r: int = LORA_R
     lora_alpha: int = LORA_ALPHA
     lora_dropout: float = LORA_DROPOUT
@@ -115,6 +118,13 @@ class TrainConfig:
     def llm_mode(self) -> str:
         """How the LLM is trained: `llm_training`, or the preset's default."""
         return self.llm_training or ("full" if self.preset == "tiny" else "lora")
+
+    @property
+    def copy_mode(self) -> bool:
+        """Whether the model gets a copy head: `copy_head`, or the preset's default."""
+        if self.copy_head is not None:
+            return self.copy_head
+        return self.preset == "tiny" and self.index is not None
 
     @property
     def llm_quantization(self) -> str | None:
