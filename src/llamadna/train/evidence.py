@@ -12,8 +12,9 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
    annotation time;
 3. **made a copying task**: with probability cfg.evidence_swap the row's gene is renamed in both
    the evidence and the target sentence, to another training gene of the index (its name,
-   description, transcript type and phenotype) or, half of those times, to a synthetic name never
-   seen anywhere, so the only way to write the right name is to read it from the evidence;
+   chromosome, description, transcript type and phenotype) or, half of those times, to a
+   synthetic name never seen anywhere (with that gene's other fields), so the only way to write
+   the right fields is to read them from the evidence;
 4. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
    the candidates, so the model learns what to write when the reference lacks the gene;
 5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
@@ -37,7 +38,7 @@ from llamadna.data.template import annotation_sentence
 from llamadna.retrieve.retriever import attach_evidence
 
 # The fields of a gene that are renamed together (candidate key, dataset row key).
-GENE_FIELDS = (("gene", "gene_name"), ("description", "gene_description"),
+GENE_FIELDS = (("gene", "gene_name"), ("chrom", "chrom"), ("description", "gene_description"),
                ("transcript_type", "transcript_type"), ("phenotype", "phenotype"))
 
 
@@ -106,7 +107,7 @@ class EvidenceSampler:
             if len(cands) > 1 and rng.random() < self.shuffle:
                 cands = [cands[i] for i in rng.permutation(len(cands))]
             out.append({**r, "Sequence": seq, "evidence": cands})
-            targets.append(annotation_sentence(r["chrom"], fields["gene_name"], fields["gene_description"],
+            targets.append(annotation_sentence(fields["chrom"], fields["gene_name"], fields["gene_description"],
                                                fields["transcript_type"], fields["phenotype"], r["Dataset"]))
         return out, targets
 
@@ -115,7 +116,8 @@ class EvidenceSampler:
         one under a synthetic name."""
         others = [g for g in self.genes if g["gene"] != gene]
         new = dict(others[int(rng.integers(len(others)))]) if others else {
-            "description": "not specified", "transcript_type": "protein coding", "phenotype": "not specified"}
+            "chrom": "chr1", "description": "not specified", "transcript_type": "protein coding",
+            "phenotype": "not specified"}
         if not others or rng.random() < 0.5:
             new["gene"] = synthetic_name(rng)
         return new

@@ -500,7 +500,10 @@ class Trainer:
         log.info("epoch %d: %s", ev["epoch"], {k: round(v, 4) for k, v in ev.items()
                                               if isinstance(v, float)})
         vl = ev.get("val_loss")
-        if vl is None:
+        if vl is None or self.sampler is not None:
+            # with retrieval the validation genes are masked out of the index (never seen while
+            # training), so validation measures the novel-gene case, whose loss rises as the model
+            # learns to copy: it is reported, and the last weights are kept (no early stopping)
             return
         if state["best_val"] is None or vl < state["best_val"] - 1e-4:
             state["best_val"], state["bad_epochs"] = vl, 0
