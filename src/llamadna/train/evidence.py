@@ -11,10 +11,10 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
 2. **retrieved**: the retriever's top-k candidates for the diverged sequence, exactly as at
    annotation time;
 3. **made a copying task**: with probability cfg.evidence_swap the row's gene is renamed in both
-   the evidence and the target sentence, to another training gene of the index (its name,
-   chromosome, description, transcript type and phenotype) or, half of those times, to a
-   synthetic name never seen anywhere (with that gene's other fields), so the only way to write
-   the right fields is to read them from the evidence;
+   the evidence and the target sentence: its name, chromosome, description, transcript type and
+   phenotype each drawn from an independent other gene of the index (the name, half of those
+   times, a synthetic one never seen anywhere), so no field can be guessed from another and the
+   only way to write the right fields is to read them from the evidence;
 4. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
    the candidates, so the model learns what to write when the reference lacks the gene;
 5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
@@ -112,12 +112,14 @@ class EvidenceSampler:
         return out, targets
 
     def _other_gene(self, gene: str, rng: np.random.Generator) -> dict:
-        """Another training gene's fields, or (half the time, or when there is none) the fields of
-        one under a synthetic name."""
+        """New fields for a renamed gene, each drawn from an independent other gene of the index
+        (so that no field can be guessed from another: the name does not tell the transcript
+        type), the name half the time (or when there is no other gene) a synthetic one."""
         others = [g for g in self.genes if g["gene"] != gene]
-        new = dict(others[int(rng.integers(len(others)))]) if others else {
-            "chrom": "chr1", "description": "not specified", "transcript_type": "protein coding",
-            "phenotype": "not specified"}
-        if not others or rng.random() < 0.5:
+        if not others:
+            return {"gene": synthetic_name(rng), "chrom": "chr1", "description": "not specified",
+                    "transcript_type": "protein coding", "phenotype": "not specified"}
+        new = {ck: others[int(rng.integers(len(others)))][ck] for ck, _ in GENE_FIELDS}
+        if rng.random() < 0.5:
             new["gene"] = synthetic_name(rng)
         return new
