@@ -121,3 +121,17 @@ def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
     assert not {r["gene_name"] for r in test} & train_genes
     # measured: 0.55 of the test rows with these settings (2026-11-30)
     assert np.mean(right) >= 0.3, [(p["gene"], r["gene_name"]) for p, r in zip(preds, test)][:10]
+
+
+def test_only_training_genes_lend_their_text(indexed):
+    root, _ = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    known = split_genes(train_rows)
+    s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, known=known)
+    assert s.genes and {g["gene"] for g in s.genes} <= known
+    everyone = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0)
+    assert {g["gene"] for g in everyone.genes} > {g["gene"] for g in s.genes}  # index-only genes exist
+    _, targets = s.train_batch(train_rows[:30], np.random.default_rng(3))
+    index_only = {g["gene"] for g in everyone.genes} - known
+    assert not any(f" part of {g} gene." in t for t in targets for g in index_only)

@@ -22,6 +22,11 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
 
 Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
 masked out of the index, so validation measures the novel-gene case.
+
+Only the training rows' genes lend their text to training (`known`: the renamed fields, the text
+tokenizer's corpus and the tiny LLM's pretraining sentences): a gene that is in the reference
+but in no training row (e.g. the chrM genes of the mito benchmark) can be retrieved, but its
+name and fields are never a training target.
 """
 
 from __future__ import annotations
@@ -73,10 +78,14 @@ def training_index(index, dataset, split: str, train_rows: Sequence[dict], keep:
 class EvidenceSampler:
     """Reference evidence for training and validation rows (module doc)."""
 
-    def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float):
+    def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float,
+                 known: set[str] | None = None):
         self.retriever = retriever
         self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
         g = retriever.index.genes.filter(pl.col("gene").is_not_null())
+        if known is not None:  # only the training rows' genes lend their text (swaps, corpus)
+            names = sorted(known)
+            g = g.filter(pl.col("gene_name").is_in(names) | pl.col("gene_id").is_in(names))
         # one entry per gene name: its fields and chromosome (swaps; the text tokenizer's corpus)
         self.genes = g.select("gene", "chrom", "description", "transcript_type", "phenotype").unique(
             subset="gene", keep="first", maintain_order=True).to_dicts()
@@ -107,8 +116,9 @@ class EvidenceSampler:
             if len(cands) > 1 and rng.random() < self.shuffle:
                 cands = [cands[i] for i in rng.permutation(len(cands))]
             out.append({**r, "Sequence": seq, "evidence": cands})
-            targets.append(annotation_sentence(fields["chrom"], fields["gene_name"], fields["gene_description"],
-                                               fields["transcript_type"], fields["phenotype"], r["Dataset"]))
+            targets.append(annotation_sentence(fields["chrom"], fields["gene_name"],
+                                               fields["gene_description"], fields["transcript_type"],
+                                               fields["phenotype"], r["Dataset"]))
         return out, targets
 
     def _other_gene(self, gene: str, rng: np.random.Generator) -> dict:

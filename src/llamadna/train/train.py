@@ -86,14 +86,14 @@ def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
     """The training index (`cfg.index` without the genes that only validation and test rows of the
     split hold, its variants the split's training rows) and its `EvidenceSampler`."""
     from llamadna.retrieve.retriever import Retriever
-    from llamadna.train.evidence import EvidenceSampler, training_index
+    from llamadna.train.evidence import EvidenceSampler, split_genes, training_index
 
     index = training_index(cfg.index, cfg.dataset, cfg.split, train_rows)
     log.info("training index: %d windows, %d genes (%d held-out genes masked)", index.windows.height,
              index.meta["genes"], len(index.meta["exclude_genes"]))
     retriever = Retriever(index, k=cfg.evidence_k)
     return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
-                           cfg.evidence_shuffle)
+                           cfg.evidence_shuffle, known=split_genes(train_rows))
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
