@@ -447,6 +447,10 @@ def train_cmd(
         TrainConfig.evidence_swap),
     evidence_drop: Annotated[float, typer.Option(
         help="Probability that a row's gene is removed from its candidates.")] = TrainConfig.evidence_drop,
+    evidence_names: Annotated[str, typer.Option(
+        help="Genes whose text training uses (renamed fields, tokenizer, LLM pretraining): index "
+             "(every gene of the training index) or training (the training rows' genes only).")] = (
+        TrainConfig.evidence_names),
     llm_training: Annotated[str | None, typer.Option(
         help="lora or full (default: full for tiny, whose LLM is ours; lora for full).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,

@@ -43,6 +43,10 @@ class TrainConfig:
     evidence_max_rate: float = 0.4  # training queries diverged at a rate drawn in [0, this]
     evidence_swap: float = 0.5  # the row's gene renamed in evidence and target (copying task)
     evidence_drop: float = 0.15  # the row's gene removed from the candidates
+    # the genes whose text training may use (renamed fields, text tokenizer, LLM pretraining):
+    # "index" = every gene of the training index (held-out genes are masked out of it), e.g. the
+    # reference's genes that no dataset row holds; "training" = the training rows' genes only
+    evidence_names: str = "index"
     # the candidates' order permuted; 0 by default: the first candidate is the one written in the
     # template's words, the one to copy, and shuffling would put a lower-ranked one there (not
     # measured)
@@ -101,14 +105,7 @@ class TrainConfig:
         if self.preset == "full" and self.llm_training == "full":
             raise ConfigError("--llm-training full trains the tiny preset's own LLM; a pretrained "
                               "Llama is adapted with LoRA (--llm-training lora)")
-        if self.index is not None and self.prompt_mode == "seed-faithful":
-            raise ConfigError("--index (retrieved evidence) and the seed-faithful prompt (the row's "
-                              "own gene fields) exclude each other")
-        for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.evidence_k < 1:
-            raise ConfigError(f"--evidence-k must be >= 1, got {self.evidence_k}")
+        self._check_evidence()
         if self.load_in_8bit and self.load_in_4bit:
             raise ConfigError("--load-in-8bit and --load-in-4bit exclude each other")
         if self.llm_quantization and self.preset != "full":
@@ -116,6 +113,18 @@ class TrainConfig:
         if self.fsdp and self.llm_quantization:
             raise ConfigError("--fsdp does not shard 8/4-bit LLMs (bitsandbytes' packed weights); "
                               "use one or the other")
+
+    def _check_evidence(self) -> None:
+        if self.index is not None and self.prompt_mode == "seed-faithful":
+            raise ConfigError("--index (retrieved evidence) and the seed-faithful prompt (the row's "
+                              "own gene fields) exclude each other")
+        if self.evidence_names not in ("index", "training"):
+            raise ConfigError(f"--evidence-names must be index or training, got {self.evidence_names!r}")
+        for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.evidence_k < 1:
+            raise ConfigError(f"--evidence-k must be >= 1, got {self.evidence_k}")
 
     @property
     def llm_mode(self) -> str:

@@ -23,10 +23,11 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
 Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
 masked out of the index, so validation measures the novel-gene case.
 
-Only the training rows' genes lend their text to training (`known`: the renamed fields, the text
-tokenizer's corpus and the tiny LLM's pretraining sentences): a gene that is in the reference
-but in no training row (e.g. the chrM genes of the mito benchmark) can be retrieved, but its
-name and fields are never a training target.
+The genes that lend their text to training (the renamed fields, the text tokenizer's corpus and
+the tiny LLM's pretraining sentences) are those of the training index (`TrainConfig.evidence_names`
+"index", the default: the held-out genes are masked out of it, the reference's other genes are
+in, e.g. the chrM genes that no dataset row holds) or only the training rows' genes ("training",
+`known`): then a gene in no training row can be retrieved but its name is never a training target.
 """
 
 from __future__ import annotations
