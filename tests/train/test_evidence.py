@@ -123,15 +123,50 @@ def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
     assert np.mean(right) >= 0.3, [(p["gene"], r["gene_name"]) for p, r in zip(preds, test)][:10]
 
 
-def test_only_training_genes_lend_their_text(indexed):
+def test_only_known_genes_lend_their_text(indexed):
     root, _ = indexed
     train_rows, _, _ = load_split(root / "dataset", "split_gene")
     idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
-    known = split_genes(train_rows)
+    every = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0)
+    names = sorted({g["gene"] for g in every.genes})
+    known = set(names[: len(names) // 2])
     s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, known=known)
-    assert s.genes and {g["gene"] for g in s.genes} <= known
-    everyone = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0)
-    assert {g["gene"] for g in everyone.genes} > {g["gene"] for g in s.genes}  # index-only genes exist
-    _, targets = s.train_batch(train_rows[:30], np.random.default_rng(3))
-    index_only = {g["gene"] for g in everyone.genes} - known
-    assert not any(f" part of {g} gene." in t for t in targets for g in index_only)
+    assert {g["gene"] for g in s.genes} == known
+    _, targets = s.train_batch(train_rows[:40], np.random.default_rng(3))
+    named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets]
+    assert all(n in known or n.startswith("Z") for n in named)  # a known gene's or a synthetic name
+    assert any(n in known for n in named) and any(n.startswith("Z") for n in named)
+
+
+@pytest.mark.slow
+def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(indexed, tmp_path):
+    from llamadna.calibrate import calibrate_model
+    from llamadna.evaluate.run import EvalConfig, evaluate
+    from llamadna.train.cache import TrainedModels
+    from llamadna.train.config import TrainConfig
+    from llamadna.train.train import train
+
+    root, data = indexed
+    small = dict(batch_size=4, llm_pretrain_steps=10, text_vocab_size=300, llm_hidden_size=32, llm_layers=1,
+                 max_val_rows=4, checkpoint_every=0)
+    tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
+                     index=str(root / "index"), max_steps=4, **small)
+    train(tc)
+    assert calibrate_model(tmp_path / "m", tc, max_rows=4) is not None
+    cfg = EvalConfig(model=str(tmp_path / "m"), dataset=str(root / "dataset"), data_dir=str(data),
+                     out=str(tmp_path / "r"), splits=("split_gene",), folds=1, limit=6, n_boot=20,
+                     systems=("model", "model_novel", "majority", "no_dna"), divergence_rates=(0.0, 0.3),
+                     divergence_rows=4, max_new_tokens=8)
+    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2, after_train=calibrate_model))
+    res = m["splits"]["split_gene"]
+    assert set(res["systems"]) == {"model", "model_novel", "majority", "no_dna"}
+    assert "reference evidence" in m["systems"]["model"] and "masked" in m["systems"]["model_novel"]
+    ablation = tmp_path / "r" / "models" / "split_gene" / "no_dna"
+    assert json.loads((ablation / "train_config.json").read_text())["use_dna"] is False
+    assert (ablation / "calibration.json").exists()  # calibrated after training
+    preds = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model_novel.tsv", separator="\t")
+    test_genes = set(preds["gene_name"].to_list())
+    assert not set(preds["evidence_gene"].drop_nulls().to_list()) & test_genes  # masked out
+    full = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model.tsv", separator="\t")
+    assert (full["evidence_gene"] == full["gene_name"]).mean() > 0.8  # the full index finds them
+    assert full["gene_confidence"].null_count() == 0

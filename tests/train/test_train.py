@@ -43,7 +43,8 @@ def cfg(ws: Path, out: str, **kw) -> TrainConfig:
 
 @pytest.mark.slow
 def test_loss_falls_and_model_loads(workspace):
-    s = train(cfg(workspace, "m1", max_steps=80, lr=5e-3, checkpoint_every=0, epochs=100))
+    # the LoRA path (a pretrained LLM's; the tiny preset trains its LLM fully by default)
+    s = train(cfg(workspace, "m1", max_steps=80, lr=5e-3, checkpoint_every=0, epochs=100, llm_training="lora"))
     assert s["steps"] == 80 and len(s["losses"]) == 80
     first, last = s["losses"][:10], s["losses"][-10:]
     assert sum(last) < 0.9 * sum(first)
@@ -291,7 +292,7 @@ def test_source_class_is_learned_from_the_dna(workspace, tmp_path):
         out = tmp_path / f"m_{use_dna}"
         train(TrainConfig(dataset=str(tmp_path / "ds"), out=str(out), encoder=str(workspace / "encoder"),
                           split="split_random", max_steps=40, epochs=100, checkpoint_every=0, lr=5e-3,
-                          use_dna=use_dna, **{**TINY, "batch_size": 8}))
+                          use_dna=use_dna, llm_training="lora", **{**TINY, "batch_size": 8}))
         preds = annotate_rows(LlamaDNAForAnnotation.from_pretrained(out), test, max_new_tokens=1)
         acc[use_dna] = np.mean([p["source"] == r["Dataset"] for p, r in zip(preds, test, strict=True)])
     assert acc[True] >= 0.9, acc
