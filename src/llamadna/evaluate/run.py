@@ -170,14 +170,14 @@ class Unit:
 
     def retriever(self, setting: str):
         from llamadna.retrieve.retriever import Retriever
+        from llamadna.train.evidence import split_genes
 
         key = f"retriever:{setting}"
         if key not in self.cache:
             if self.reference is None:
                 raise ConfigError("a retrieval model needs a reference index (--index)")
-            trained = {r["gene_name"] for r in self.train_rows} | {r["gene_id"] for r in self.train_rows}
-            held = sorted({v for r in self.test_rows for v in (r["gene_name"], r["gene_id"])
-                           if v and v not in trained}) if setting == "novel" else []
+            held = (sorted(split_genes(self.test_rows) - split_genes(self.train_rows))
+                    if setting == "novel" else [])
             index = self.reference.derive(exclude_genes=held, variants=self.train_rows)
             self.cache[key] = Retriever(index, k=self.models.train_config["evidence_k"])
         return self.cache[key]
