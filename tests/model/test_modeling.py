@@ -388,3 +388,27 @@ def test_copy_head_round_trips(tmp_path):
     tt = m.processor.text_tokenizer
     kw = dict(max_new_tokens=5, eos_token_id=tt.eos_token_id, pad_token_id=tt.pad_token_id)
     assert torch.equal(m.generate_with_class(**b, **kw)[0].sequences, back.generate_with_class(**b, **kw)[0].sequences)
+
+
+def test_copy_continuation_follows_the_tokens_just_written():
+    """With content attention switched off, the copy distribution goes to the prompt token that
+    follows the two tokens just written (not to every token after the last one)."""
+    from llamadna.model.copying import CopyHead
+    head = CopyHead(hidden=4, dim=2)
+    with torch.no_grad():
+        head.q.weight.zero_()
+        head.gate.weight.zero_()
+        head.gate.bias.fill_(-30.0)  # copy only
+    V = 10
+    source = torch.tensor([[3, 5, 6, 4, 5, 8]])
+    copyable = torch.ones_like(source, dtype=torch.bool)
+    keys = torch.zeros(1, 6, 2)
+    head.requires_grad_(False)
+    lp = head.log_probs(torch.zeros(1, 1, V), torch.zeros(1, 1, 4), keys, source, copyable,
+                        current=torch.tensor([[5]]), previous=torch.tensor([[4]]))[0, 0]
+    assert int(lp.argmax()) == 8  # "4 5" is followed by 8; "3 5" by 6
+    assert lp[6] > lp[3]  # after a single-token match, above unmatched tokens
+    copyable[0, 3] = False  # a non-copyable token is no context
+    lp = head.log_probs(torch.zeros(1, 1, V), torch.zeros(1, 1, 4), keys, source, copyable,
+                        current=torch.tensor([[5]]), previous=torch.tensor([[4]]))[0, 0]
+    assert lp[8] == pytest.approx(float(lp[6]), abs=1e-5)

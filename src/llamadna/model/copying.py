@@ -5,9 +5,14 @@ At every position t the next-token distribution mixes the LM's own with one that
 token:
 
     p(w) = g_t * softmax(logits_t)(w) + (1 - g_t) * sum_{j copyable, x_j = w} a_tj
-    a_t = softmax_j(q(h_t) . k(h_j) / sqrt(d)),   g_t = sigmoid(gate(h_t))
+    a_t = softmax_j(q(h_t) . k(h_j) / sqrt(d) + w1 [x_{j-1} = y_t] + w2 [x_{j-1} = y_t, x_{j-2} = y_{t-1}])
+    g_t = sigmoid(gate(h_t))
 
-h = the LLM's final (normed) hidden states; the copyable positions are the prompt's text tokens
+h = the LLM's final (normed) hidden states; y_t the token at position t (the one just written)
+and y_{t-1} the one before. The two indicator terms (learned weights w1, w2) say where a copy
+continues: the prompt position that follows the one or two tokens just written, as CopyNet's
+"selective read" (Gu et al. 2016) feeds back the location of the last copied token. Without them
+a small model copying a multi-token description loses its place ("ATP synththase Cerihe st st"). the copyable positions are the prompt's text tokens
 (not DNA slots, not padding). A pretrained 7B LLM copies from its context by itself; the tiny
 preset's LLM, trained on a few thousand rows, learns names rather than how to copy one, and the
 copy head gives it the means (docs/RESULTS.md). `CopyHead.log_probs` is used both in training
@@ -31,15 +36,20 @@ class CopyHead(nn.Module):
         self.k = nn.Linear(hidden, dim, bias=False)
         self.gate = nn.Linear(hidden, 1)
         self.scale = 1.0 / math.sqrt(dim)
+        self.continuation = nn.Parameter(torch.tensor([2.0, 2.0]))  # w1, w2
 
     def log_probs(self, logits: torch.Tensor, hidden: torch.Tensor, keys: torch.Tensor,
-                  source_ids: torch.Tensor, copyable: torch.Tensor) -> torch.Tensor:
+                  source_ids: torch.Tensor, copyable: torch.Tensor, current: torch.Tensor,
+                  previous: torch.Tensor) -> torch.Tensor:
         """Mixed next-token log-probabilities (B, T, V).
 
         logits, hidden : (B, T, V) and (B, T, H) at the positions predicted from;
         keys : (B, S, d) = self.k(final hidden states) of the prompt positions;
-        source_ids : (B, S) their token ids; copyable : (B, S) bool."""
+        source_ids : (B, S) their token ids; copyable : (B, S) bool;
+        current, previous : (B, T) the token at each position predicted from and the one before
+        (-1 where there is none)."""
         scores = torch.einsum("btd,bsd->bts", self.q(hidden), keys) * self.scale
+        scores = scores + self._continuation(source_ids, copyable, current, previous).to(scores.dtype)
         scores = scores.masked_fill(~copyable[:, None, :], float("-inf"))
         any_ok = copyable.any(-1)[:, None, None]  # (B, 1, 1): a row with nothing to copy
         attn = torch.where(any_ok, torch.softmax(scores.float(), -1).nan_to_num(0.0), 0.0)
@@ -50,6 +60,17 @@ class CopyHead(nn.Module):
         p = g * torch.softmax(logits.float(), -1) + (1 - g) * p_copy
         return torch.log(p.clamp_min(1e-12))
 
+    def _continuation(self, source_ids, copyable, current, previous) -> torch.Tensor:
+        """(B, T, S) w1 where the source token before j is `current`, + w2 where the two before
+        j are `previous, current` (only copyable tokens count as a context)."""
+        src = source_ids.masked_fill(~copyable, -1)
+        before1 = torch.nn.functional.pad(src, (1, 0), value=-1)[:, :-1]  # x_{j-1}
+        before2 = torch.nn.functional.pad(src, (2, 0), value=-1)[:, :-2]  # x_{j-2}
+        m1 = (before1[:, None, :] == current[:, :, None]) & (before1 >= 0)[:, None, :]
+        m2 = m1 & (before2[:, None, :] == previous[:, :, None]) & (before2 >= 0)[:, None, :]
+        w1, w2 = self.continuation.unbind()
+        return m1 * w1 + m2 * w2
+
 
 def copyable_mask(input_ids: torch.Tensor, prompt_mask: torch.Tensor, attention_mask: torch.Tensor,
                   placeholder_id: int, special_ids: list[int]) -> torch.Tensor:
@@ -58,6 +79,18 @@ def copyable_mask(input_ids: torch.Tensor, prompt_mask: torch.Tensor, attention_
     for s in special_ids:
         ok &= input_ids != s
     return ok
+
+
+def _previous_tokens(ids: torch.Tensor) -> torch.Tensor:
+    """(B, T): the token before each position (-1 before the first)."""
+    return torch.nn.functional.pad(ids, (1, 0), value=-1)[:, :-1]
+
+
+def teacher_forced_log_probs(head: CopyHead, logits: torch.Tensor, hidden: torch.Tensor,
+                             input_ids: torch.Tensor, copyable: torch.Tensor) -> torch.Tensor:
+    """`head.log_probs` over a whole sequence: (B, T-1, V), position t predicting token t + 1."""
+    return head.log_probs(logits[:, :-1], hidden[:, :-1], head.k(hidden), input_ids, copyable,
+                          input_ids[:, :-1], _previous_tokens(input_ids)[:, :-1])
 
 
 @dataclass
@@ -84,11 +117,13 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     keys = model.copy_head.k(prompt_h)
     cache, mask = out.cache, attention_mask
     logits, hidden = out.logits[:, -1:], prompt_h[:, -1:]
+    current, previous = input_ids[:, -1:], _previous_tokens(input_ids)[:, -1:]
     done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
     seqs, steps = [], []
     for _ in range(max_new_tokens):
-        lp = model.copy_head.log_probs(logits, hidden, keys, input_ids, copyable)[:, 0]  # (B, V)
-        nxt = lp.argmax(-1).masked_fill(done, pad_token_id)
+        lp = model.copy_head.log_probs(logits, hidden, keys, input_ids, copyable, current, previous)[:, 0]
+        nxt = lp.argmax(-1).masked_fill(done, pad_token_id)  # lp: (B, V)
+        previous, current = current, nxt[:, None]
         seqs.append(nxt)
         steps.append(lp)
         done |= nxt == eos_token_id

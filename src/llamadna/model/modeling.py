@@ -30,7 +30,7 @@ from llamadna.constants import IGNORE_INDEX
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
 from llamadna.model.configuration import LlamaDNAConfig
-from llamadna.model.copying import CopyHead, copyable_mask, greedy_decode
+from llamadna.model.copying import CopyHead, copyable_mask, greedy_decode, teacher_forced_log_probs
 from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnabert2
 from llamadna.model.presets import check_local_dir
 from llamadna.model.processing import LlamaDNAProcessor
@@ -246,8 +246,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         if labels is not None:
             if self.copy_head is not None:  # next-token log-probabilities with copying
                 copyable = self.copyable(input_ids, prompt_mask, attention_mask)
-                logits = self.copy_head.log_probs(logits[:, :-1], hidden[:, :-1], self.copy_head.k(hidden),
-                                                  input_ids, copyable)
+                logits = teacher_forced_log_probs(self.copy_head, logits, hidden, input_ids, copyable)
                 lm_loss = F.nll_loss(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
             else:
                 lm_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
