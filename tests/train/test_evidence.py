@@ -71,7 +71,8 @@ def test_sampler_makes_copying_tasks(indexed):
     # same rng seed, same batch; never swap but always drop: the gene is never in the evidence
     again, t2 = s.train_batch(rows, np.random.default_rng(0))
     assert t2 == targets and [o["Sequence"] for o in again] == [o["Sequence"] for o in out]
-    d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=0.0, drop=1.0, shuffle=1.0)
+    # always drop (and swap whenever not dropped): a dropped gene keeps its own fields as target
+    d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=1.0, drop=1.0, shuffle=1.0)
     out, targets = d.train_batch(rows, np.random.default_rng(1))
     assert targets == [r["Annotation"] for r in rows]
     assert all(c["gene"] != r["gene_name"] for r, o in zip(rows, out) for c in o["evidence"])

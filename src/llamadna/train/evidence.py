@@ -10,13 +10,16 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
    the model meets what evaluation and users give it (a homologue, the other strand);
 2. **retrieved**: the retriever's top-k candidates for the diverged sequence, exactly as at
    annotation time;
-3. **made a copying task**: with probability cfg.evidence_swap the row's gene is renamed in both
+3. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
+   the candidates, so the model learns what to write when the reference lacks the gene; the
+   target keeps the row's own fields, which the DNA and the neighbouring genes among the
+   candidates (their chromosome, their kind) partly tell (a renamed gene's fields would be a
+   random draw that nothing in the prompt tells);
+4. **made a copying task** otherwise, with probability cfg.evidence_swap: the row's gene is renamed in both
    the evidence and the target sentence: its name, chromosome, description, transcript type and
    phenotype each drawn from an independent other gene of the index (the name, half of those
    times, a synthetic one never seen anywhere), so no field can be guessed from another and the
    only way to write the right fields is to read them from the evidence;
-4. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
-   the candidates, so the model learns what to write when the reference lacks the gene;
 5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
    stay in the text).
 
@@ -106,14 +109,14 @@ class EvidenceSampler:
         for r, seq, cands in zip(rows, seqs, found):
             cands = [dict(c) for c in cands]
             fields = {k: r[k] for _, k in GENE_FIELDS}
-            if rng.random() < self.swap:
+            if rng.random() < self.drop:  # the row's own fields: inferable from the DNA and neighbours
+                cands = [c for c in cands if c["gene"] != fields["gene_name"]]
+            elif rng.random() < self.swap:
                 new = self._other_gene(r["gene_name"], rng)
                 for c in cands:
                     if c["gene"] == r["gene_name"]:
                         c.update({ck: new[ck] for ck, _ in GENE_FIELDS})
                 fields = {rk: new[ck] for ck, rk in GENE_FIELDS}
-            if rng.random() < self.drop:
-                cands = [c for c in cands if c["gene"] != fields["gene_name"]]
             if len(cands) > 1 and rng.random() < self.shuffle:
                 cands = [cands[i] for i in rng.permutation(len(cands))]
             out.append({**r, "Sequence": seq, "evidence": cands})
