@@ -443,10 +443,12 @@ def train_cmd(
     evidence_max_rate: Annotated[float, typer.Option(
         help="Training queries diverged at a rate drawn in [0, this].")] = TrainConfig.evidence_max_rate,
     evidence_swap: Annotated[float, typer.Option(
-        help="Probability that a row's gene is renamed in evidence and target (copying).")] = (
+        help="Probability that a row kept in its candidates has its gene renamed in evidence and "
+             "target (copying).")] = (
         TrainConfig.evidence_swap),
     evidence_drop: Annotated[float, typer.Option(
-        help="Probability that a row's gene is removed from its candidates.")] = TrainConfig.evidence_drop,
+        help="Probability that a row's gene is removed from its candidates (its own fields stay "
+             "the target).")] = TrainConfig.evidence_drop,
     evidence_names: Annotated[str, typer.Option(
         help="Genes whose text training uses (renamed fields, tokenizer, LLM pretraining): index "
              "(every gene of the training index) or training (the training rows' genes only).")] = (

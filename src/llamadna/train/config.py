@@ -41,8 +41,8 @@ class TrainConfig:
     index: str | None = None
     evidence_k: int = RETRIEVAL_K  # candidates in the prompt
     evidence_max_rate: float = 0.4  # training queries diverged at a rate drawn in [0, this]
-    evidence_swap: float = 0.5  # the row's gene renamed in evidence and target (copying task)
-    evidence_drop: float = 0.15  # the row's gene removed from the candidates
+    evidence_swap: float = 0.5  # a row not dropped: its gene renamed in evidence and target (copying)
+    evidence_drop: float = 0.15  # the row's gene removed from the candidates, its own fields the target
     # the genes whose text training may use (renamed fields, text tokenizer, LLM pretraining):
     # "index" = every gene of the training index (held-out genes are masked out of it), e.g. the
     # reference's genes that no dataset row holds; "training" = the training rows' genes only
