@@ -14,10 +14,11 @@ continues: the prompt position that follows the one or two tokens just written, 
 "selective read" (Gu et al. 2016) feeds back the location of the last copied token. Without them
 a small model copying a multi-token description loses its place ("ATP synththase Cerihe st st").
 The copyable positions are the prompt's text tokens (not DNA slots, not padding). A pretrained
-7B LLM copies from its context by itself; the tiny preset's LLM, trained on a few thousand rows, learns names rather than how to copy one, and the
-copy head gives it the means (docs/RESULTS.md). `CopyHead.log_probs` is used both in training
-(teacher forcing over the whole sequence) and in `greedy_decode` (one position at a time with the
-KV cache), so the two compute the same distribution.
+7B LLM copies from its context by itself; the tiny preset's LLM, trained on a few thousand rows,
+learns names rather than how to copy one, and the copy head gives it the means (docs/RESULTS.md).
+`CopyHead.log_probs` is used both in training (teacher forcing over the whole sequence) and in
+`greedy_decode` (one position at a time with the KV cache), so the two compute the same
+distribution.
 """
 
 from __future__ import annotations
