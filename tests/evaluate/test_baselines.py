@@ -464,3 +464,40 @@ def test_blastn_culling_keeps_the_hits(synthetic):
     assert "-culling_limit 1" in BlastnAligner().description
     hits = culled(queries)
     assert sum(h is not None for h in hits) >= 60 and hits == plain(queries)
+
+
+def test_blastn_crash_under_threads_is_searched_again_with_one(synthetic, monkeypatch, caplog):
+    """A multi-threaded blastn killed by a signal (BLAST+ 2.12's -mt_mode 1 segfaulted once in a
+    5-fold divergence run) is retried with one thread, same hits; a crash with one thread, or an
+    error blastn reports, still fails loudly."""
+    import subprocess
+
+    from llamadna.retrieve.align import index_reference
+
+    bundle, df, _ = synthetic
+    seqs = df["Sequence"].head(12).to_list()
+    fasta = next(bundle.path.glob("regions*.fa"))
+    expected = index_reference(fasta, BlastnAligner(threads=1))[0](seqs)
+    real = subprocess.run
+    calls = []
+
+    def crash_threaded(cmd, **kw):
+        calls.append(cmd)
+        if "-query" in cmd and "-mt_mode" in cmd:
+            return subprocess.CompletedProcess(cmd, -11, "", "Warning: [blastn] too small")
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(align.subprocess, "run", crash_threaded)
+    with caplog.at_level(logging.WARNING, logger="llamadna.retrieve.align"):
+        assert index_reference(fasta, BlastnAligner(threads=2))[0](seqs) == expected
+    assert "signal 11" in caplog.text and sum("-query" in c for c in calls) == 2
+
+    monkeypatch.setattr(align.subprocess, "run", lambda cmd, **kw: (
+        subprocess.CompletedProcess(cmd, -11, "", "") if "-query" in cmd else real(cmd, **kw)))
+    with pytest.raises(RuntimeError, match="signal 11"):
+        index_reference(fasta, BlastnAligner(threads=2))[0](seqs)
+    monkeypatch.setattr(align.subprocess, "run", lambda cmd, **kw: (
+        subprocess.CompletedProcess(cmd, 2, "", "BLAST Database error") if "-query" in cmd
+        else real(cmd, **kw)))
+    with pytest.raises(RuntimeError, match="failed \\(2\\): BLAST Database error"):
+        index_reference(fasta, BlastnAligner(threads=2))[0](seqs)

@@ -19,6 +19,7 @@ base; none = unmapped.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -34,6 +35,8 @@ import mappy
 
 from llamadna.errors import ConfigError
 from llamadna.io.fasta import read_reference
+
+log = logging.getLogger(__name__)
 
 # minimap2 settings (mappy.Aligner keyword arguments; the rest minimap2's defaults) for diverged
 # 512-base windows, chosen by the measured sweep of bench/bench_lookups.py (docs/BENCHMARKS.md,
@@ -295,6 +298,19 @@ def _run(cmd: list[str]) -> str:
     return p.stdout
 
 
+class _Crashed(RuntimeError):
+    """A tool killed by a signal (a segmentation fault), not one that reported an error."""
+
+
+def _run_blastn(cmd: list[str]) -> str:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode < 0:
+        raise _Crashed(f"blastn killed by signal {-p.returncode}: {p.stderr.strip()[-2000:]}")
+    if p.returncode != 0:
+        raise RuntimeError(f"blastn failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+    return p.stdout
+
+
 class _BlastnMap:
     """A makeblastdb database of `fasta` in a temporary directory removed with this object."""
 
@@ -320,12 +336,22 @@ class _BlastnMap:
                 if s:  # blastn rejects an empty record; an empty query stays unmapped
                     fh.write(f">q{i}\n{s}\n")
         c = self.cfg
-        stdout = _run([c.blastn, "-task", "blastn", "-db", self.db, "-query", query,
-                       "-strand", "both", "-evalue", str(c.evalue),
-                       "-max_target_seqs", str(c.max_target_seqs), "-max_hsps", str(c.max_hsps),
-                       *(["-culling_limit", str(c.culling_limit)] if c.culling_limit else []),
-                       "-num_threads", str(c.threads), *(["-mt_mode", "1"] if c.threads > 1 else []),
-                       "-outfmt", f"6 {_BLAST_FIELDS}"])
+        cmd = [c.blastn, "-task", "blastn", "-db", self.db, "-query", query,
+               "-strand", "both", "-evalue", str(c.evalue),
+               "-max_target_seqs", str(c.max_target_seqs), "-max_hsps", str(c.max_hsps),
+               *(["-culling_limit", str(c.culling_limit)] if c.culling_limit else []),
+               "-outfmt", f"6 {_BLAST_FIELDS}"]
+        threads = ["-num_threads", str(c.threads), *(["-mt_mode", "1"] if c.threads > 1 else [])]
+        try:
+            stdout = _run_blastn(cmd + threads)
+        except _Crashed as e:
+            if c.threads == 1:
+                raise
+            # BLAST+ 2.12's multi-threaded search can segfault on a batch that one thread
+            # searches fine (seen once in 1,480 x 7 divergence queries); the hits are the same
+            log.warning("%s; searching this batch of %d queries again with one thread", e,
+                        len(seqs))
+            stdout = _run_blastn(cmd + ["-num_threads", "1"])
         return parse_blast_hits(stdout.splitlines(), [len(s) for s in seqs])
 
 
