@@ -290,24 +290,17 @@ class BlastnAligner(Aligner):
         return _BlastnMap(self, fasta)
 
 
-def _run(cmd: list[str]) -> str:
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{os.path.basename(cmd[0])} failed ({p.returncode}): "
-                           f"{p.stderr.strip()[-2000:]}")
-    return p.stdout
-
-
 class _Crashed(RuntimeError):
     """A tool killed by a signal (a segmentation fault), not one that reported an error."""
 
 
-def _run_blastn(cmd: list[str]) -> str:
+def _run(cmd: list[str]) -> str:
     p = subprocess.run(cmd, capture_output=True, text=True)
+    tool, err = os.path.basename(cmd[0]), p.stderr.strip()[-2000:]
     if p.returncode < 0:
-        raise _Crashed(f"blastn killed by signal {-p.returncode}: {p.stderr.strip()[-2000:]}")
+        raise _Crashed(f"{tool} killed by signal {-p.returncode}: {err}")
     if p.returncode != 0:
-        raise RuntimeError(f"blastn failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{tool} failed ({p.returncode}): {err}")
     return p.stdout
 
 
@@ -343,15 +336,15 @@ class _BlastnMap:
                "-outfmt", f"6 {_BLAST_FIELDS}"]
         threads = ["-num_threads", str(c.threads), *(["-mt_mode", "1"] if c.threads > 1 else [])]
         try:
-            stdout = _run_blastn(cmd + threads)
+            stdout = _run(cmd + threads)
         except _Crashed as e:
             if c.threads == 1:
                 raise
             # BLAST+ 2.12's multi-threaded search can segfault on a batch that one thread
-            # searches fine (seen once in 1,480 x 7 divergence queries); the hits are the same
+            # searches fine (seen once, in a 5-fold evaluation's divergence); the hits are the same
             log.warning("%s; searching this batch of %d queries again with one thread", e,
                         len(seqs))
-            stdout = _run_blastn(cmd + ["-num_threads", "1"])
+            stdout = _run(cmd + ["-num_threads", "1"])
         return parse_blast_hits(stdout.splitlines(), [len(s) for s in seqs])
 
 
