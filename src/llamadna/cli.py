@@ -449,6 +449,10 @@ def train_cmd(
     evidence_drop: Annotated[float, typer.Option(
         help="Probability that a row's gene is removed from its candidates (its own fields stay "
              "the target).")] = TrainConfig.evidence_drop,
+    evidence_pseudo: Annotated[float, typer.Option(
+        help="Probability that a renamed gene's name, description and phenotype are made unseen "
+             "text of a real one's shape (copying any text, not only known words).")] = (
+        TrainConfig.evidence_pseudo),
     evidence_names: Annotated[str, typer.Option(
         help="Genes whose text training uses (renamed fields, tokenizer, LLM pretraining): index "
              "(every gene of the training index) or training (the training rows' genes only).")] = (

@@ -11,7 +11,14 @@ import pytest
 
 from llamadna.retrieve.index import IndexConfig, ReferenceIndex
 from llamadna.retrieve.retriever import Retriever
-from llamadna.train.evidence import EvidenceSampler, split_genes, synthetic_name, training_index
+from llamadna.train.evidence import (
+    EvidenceSampler,
+    pseudo_text,
+    pseudo_word,
+    split_genes,
+    synthetic_name,
+    training_index,
+)
 from llamadna.train.train import load_split
 from tests.conftest import model_workspace
 
@@ -57,7 +64,7 @@ def test_sampler_makes_copying_tasks(indexed):
     idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
     rows = train_rows[:24]
     # always swap, never drop or shuffle, no divergence: the renamed gene is in the evidence and target
-    s = EvidenceSampler(Retriever(idx, k=3), max_rate=0.0, swap=1.0, drop=0.0, shuffle=0.0)
+    s = EvidenceSampler(Retriever(idx, k=3), max_rate=0.0, swap=1.0, drop=0.0, shuffle=0.0, pseudo=0.0)
     out, targets = s.train_batch(rows, np.random.default_rng(0))
     renamed = 0
     for r, o, t in zip(rows, out, targets):
@@ -72,7 +79,7 @@ def test_sampler_makes_copying_tasks(indexed):
     again, t2 = s.train_batch(rows, np.random.default_rng(0))
     assert t2 == targets and [o["Sequence"] for o in again] == [o["Sequence"] for o in out]
     # always drop (and swap whenever not dropped): a dropped gene keeps its own fields as target
-    d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=1.0, drop=1.0, shuffle=1.0)
+    d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=1.0, drop=1.0, shuffle=1.0, pseudo=0.0)
     out, targets = d.train_batch(rows, np.random.default_rng(1))
     assert targets == [r["Annotation"] for r in rows]
     assert all(c["gene"] != r["gene_name"] for r, o in zip(rows, out) for c in o["evidence"])
@@ -81,11 +88,50 @@ def test_sampler_makes_copying_tasks(indexed):
     assert all(n.startswith("Z") and n.isalnum() for n in names) and len(names) > 40
 
 
+def test_pseudo_text_keeps_the_shape_and_changes_the_words():
+    rng = np.random.default_rng(5)
+    names = [pseudo_word("AP000223.42", rng) for _ in range(20)]
+    assert len(set(names)) == 20 and "AP000223.42" not in names
+    assert all(len(n) == 11 and n[:2].isupper() and n[2:8].isdigit() and n[8] == "." and n[9:].isdigit()
+               for n in names)
+    w = pseudo_word("RNA5SP-489 a", rng)
+    assert w != "RNA5SP-489 a" and all(c.isupper() for c in w[:3] + w[4:6]) and w[3].isdigit()
+    assert w[6] == "-" and w[7:10].isdigit() and w[10] == " " and w[11].islower()
+    desc = "amyloid beta precursor protein"
+    outs = [pseudo_text(desc, rng) for _ in range(50)]
+    assert all(len(o.split(" ")) == 4 and o != desc for o in outs)  # at least one word changes
+    kept = np.mean([a == b for o in outs for a, b in zip(o.split(" "), desc.split(" "))])
+    assert 0.3 < kept < 0.7  # half the words on average
+    assert pseudo_text("not specified", rng) == "not specified"
+    assert pseudo_text(desc, rng, rate=0.0) == desc
+
+
+def test_pseudo_fields_replace_a_renamed_genes_text(indexed):
+    root, _ = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    rows = train_rows[:24]
+    plain = EvidenceSampler(Retriever(idx, k=3), 0.0, 1.0, 0.0, 0.0, 0.0)
+    pseudo = EvidenceSampler(Retriever(idx, k=3), 0.0, 1.0, 0.0, 0.0, 1.0)
+    known = {g["gene"] for g in plain.genes}
+    out, targets = pseudo.train_batch(rows, np.random.default_rng(4))
+    named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets]
+    assert not set(named) & known  # the fixture's genes are GENE<n>: unseen names of that shape
+    assert all(len(n) >= 5 and n[:4].isupper() and n[4:].isdigit() for n in named)
+    for o, t, n in zip(out, targets, named):  # evidence and target carry the same unseen fields
+        first = [c for c in o["evidence"] if c["gene"] == n]
+        if first:
+            assert f"described as {first[0]['description']} and a" in t
+            assert f"It is of {first[0]['phenotype']} phenotype" in t
+    _, again = plain.train_batch(rows, np.random.default_rng(4))
+    assert set(t.split(" chromosome part of ")[1].split(" gene.")[0] for t in again) & known
+
+
 def test_validation_rows_get_their_own_evidence_unchanged(indexed):
     root, _ = indexed
     train_rows, val_rows, _ = load_split(root / "dataset", "split_gene")
     idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
-    s = EvidenceSampler(Retriever(idx, k=3), 0.4, 0.5, 0.15, 0.5)
+    s = EvidenceSampler(Retriever(idx, k=3), 0.4, 0.5, 0.15, 0.5, 0.5)
     plain = s.plain(val_rows[:5])
     assert [p["Sequence"] for p in plain] == [r["Sequence"] for r in val_rows[:5]]
     assert all(c["gene"] != r["gene_name"] for r, p in zip(val_rows, plain) for c in p["evidence"])
@@ -128,10 +174,10 @@ def test_only_known_genes_lend_their_text(indexed):
     root, _ = indexed
     train_rows, _, _ = load_split(root / "dataset", "split_gene")
     idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
-    every = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0)
+    every = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, 0.0)
     names = sorted({g["gene"] for g in every.genes})
     known = set(names[: len(names) // 2])
-    s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, known=known)
+    s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, 0.0, known=known)
     assert {g["gene"] for g in s.genes} == known
     _, targets = s.train_batch(train_rows[:40], np.random.default_rng(3))
     named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets]

@@ -43,6 +43,9 @@ class TrainConfig:
     evidence_max_rate: float = 0.4  # training queries diverged at a rate drawn in [0, this]
     evidence_swap: float = 0.5  # a row not dropped: its gene renamed in evidence and target (copying)
     evidence_drop: float = 0.15  # the row's gene removed from the candidates, its own fields the target
+    # a renamed gene's name, description and phenotype made unseen text of a real one's shape
+    # (train.evidence.pseudo_text): copying text the tokenizer splits into unfamiliar pieces
+    evidence_pseudo: float = 0.5
     # the genes whose text training may use (renamed fields, text tokenizer, LLM pretraining):
     # "index" = every gene of the training index (held-out genes are masked out of it), e.g. the
     # reference's genes that no dataset row holds; "training" = the training rows' genes only
@@ -120,7 +123,8 @@ class TrainConfig:
                               "own gene fields) exclude each other")
         if self.evidence_names not in ("index", "training"):
             raise ConfigError(f"--evidence-names must be index or training, got {self.evidence_names!r}")
-        for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle"):
+        for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle",
+                     "evidence_pseudo"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.evidence_k < 1:

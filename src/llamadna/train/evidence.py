@@ -19,7 +19,13 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
    the evidence and the target sentence: its name, chromosome, description, transcript type and
    phenotype each drawn from an independent other gene of the index (the name, half of those
    times, a synthetic one never seen anywhere), so no field can be guessed from another and the
-   only way to write the right fields is to read them from the evidence;
+   only way to write the right fields is to read them from the evidence; with probability
+   cfg.evidence_pseudo the name, the description and the phenotype are then made unseen text
+   of the same shape (`pseudo_text`: a real gene's name, e.g. "AP000223.42" -> "KQ731905.18", and
+   half the words of a real description, "amyloid beta precursor protein" -> "amyloid qzvw
+   precursor xtnbmcz"): a held-out gene's words are not in the text tokenizer's vocabulary and
+   split into short pieces that the LLM never wrote, so the model must learn to copy any token
+   sequence to its end, not only text it knows;
 5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
    stay in the text).
 
@@ -42,6 +48,7 @@ import mappy
 import numpy as np
 import polars as pl
 
+from llamadna.constants import NOT_SPECIFIED
 from llamadna.data.mutate import mutate
 from llamadna.data.template import annotation_sentence
 from llamadna.retrieve.retriever import attach_evidence
@@ -56,6 +63,33 @@ def synthetic_name(rng: np.random.Generator) -> str:
     letters = "".join(rng.choice(list(string.ascii_uppercase), int(rng.integers(2, 6))))
     digits = "".join(rng.choice(list(string.digits), int(rng.integers(0, 3))))
     return f"Z{letters}{digits}"
+
+
+def pseudo_word(word: str, rng: np.random.Generator) -> str:
+    """A word of the same shape: each letter a random one of its case, each digit a random digit,
+    anything else kept ("AP000223.42" -> "KQ731905.18", "5S" -> "8T")."""
+    out = []
+    for ch in word:
+        if ch.isdigit():
+            out.append(str(int(rng.integers(10))))
+        elif ch.isalpha() and ch.isascii():
+            pool = string.ascii_uppercase if ch.isupper() else string.ascii_lowercase
+            out.append(pool[int(rng.integers(26))])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def pseudo_text(text: str, rng: np.random.Generator, rate: float = 0.5) -> str:
+    """`text` with each word made a `pseudo_word` with probability `rate` (at least one word when
+    rate > 0); "not specified" (no description or phenotype) is kept."""
+    if text == NOT_SPECIFIED:
+        return text
+    words = text.split(" ")
+    hit = rng.random(len(words)) < rate
+    if rate > 0 and not hit.any():
+        hit[int(rng.integers(len(words)))] = True
+    return " ".join(pseudo_word(w, rng) if h else w for w, h in zip(words, hit))
 
 
 def split_genes(rows: Sequence[dict]) -> set[str]:
@@ -83,9 +117,10 @@ class EvidenceSampler:
     """Reference evidence for training and validation rows (module doc)."""
 
     def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float,
-                 known: set[str] | None = None):
+                 pseudo: float, known: set[str] | None = None):
         self.retriever = retriever
         self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
+        self.pseudo = pseudo
         g = retriever.index.genes.filter(pl.col("gene").is_not_null())
         if known is not None:  # only the training rows' genes lend their text (swaps, corpus)
             names = sorted(known)
@@ -128,12 +163,18 @@ class EvidenceSampler:
     def _other_gene(self, gene: str, rng: np.random.Generator) -> dict:
         """New fields for a renamed gene, each drawn from an independent other gene of the index
         (so that no field can be guessed from another: the name does not tell the transcript
-        type), the name half the time (or when there is no other gene) a synthetic one."""
+        type), the name half the time (or when there is no other gene) a synthetic one; with
+        probability `self.pseudo` the name, description and phenotype made unseen text of a real
+        one's shape instead (`pseudo_text`)."""
         others = [g for g in self.genes if g["gene"] != gene]
         if not others:
-            return {"gene": synthetic_name(rng), "chrom": "chr1", "description": "not specified",
-                    "transcript_type": "protein coding", "phenotype": "not specified"}
+            return {"gene": synthetic_name(rng), "chrom": "chr1", "description": NOT_SPECIFIED,
+                    "transcript_type": "protein coding", "phenotype": NOT_SPECIFIED}
         new = {ck: others[int(rng.integers(len(others)))][ck] for ck, _ in GENE_FIELDS}
-        if rng.random() < 0.5:
+        if rng.random() < self.pseudo:
+            new["gene"] = pseudo_word(new["gene"], rng)
+            new["description"] = pseudo_text(new["description"], rng)
+            new["phenotype"] = pseudo_text(new["phenotype"], rng)
+        elif rng.random() < 0.5:
             new["gene"] = synthetic_name(rng)
         return new

@@ -93,7 +93,7 @@ def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
              index.meta["genes"], len(index.meta["exclude_genes"]))
     retriever = Retriever(index, k=cfg.evidence_k)
     return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
-                           cfg.evidence_shuffle,
+                           cfg.evidence_shuffle, cfg.evidence_pseudo,
                            known=split_genes(train_rows) if cfg.evidence_names == "training" else None)
 
 
