@@ -350,11 +350,11 @@ def test_failure_leaves_no_output(model, fasta, tmp_path, monkeypatch):
     calls = [0]
     real = ann.predict_batch
 
-    def flaky(m, rows, max_new_tokens):
+    def flaky(m, rows, max_new_tokens, decoding):
         calls[0] += 1
         if calls[0] == 2:
             raise RuntimeError("out of memory")
-        return real(m, rows, max_new_tokens)
+        return real(m, rows, max_new_tokens, decoding)
 
     monkeypatch.setattr(ann, "predict_batch", flaky)
     with pytest.raises(RuntimeError):
@@ -402,7 +402,7 @@ def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
         def train(self, mode=True):
             return self
 
-    def fake_predict(m, rows, max_new_tokens):
+    def fake_predict(m, rows, max_new_tokens, decoding):
         return [dict.fromkeys(PREDICTION_COLUMNS[1:], None) | {"confidence": -1.0, "source_prob": 0.5}
                 for _ in rows]
 
@@ -579,3 +579,60 @@ def test_a_damaged_model_directory_is_one_line(model_dir, fasta, tmp_path, damag
     line = " ".join(r.output.split())
     assert f"error: {d / named}" in line and cause in line and "Traceback" not in r.output
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+# ------------------------------------------------------------------------------ rerank decoding
+def _retrieval_model():
+    from tests.model.conftest import make_model
+
+    m = make_model(copy_head=True, llm_training="full").eval()
+    base = m.processor
+    m.processor = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
+                                    dna_chunk_tokens=base.dna_chunk_tokens)
+    return m
+
+
+CANDIDATE = {"gene": "GENE7", "chrom": "chr1", "description": "gene 7", "transcript_type": "protein coding",
+             "phenotype": "not specified", "source": "ClinVar", "score": 1.9, "via": "minimap2",
+             "identity": 0.9, "cosine": None}
+
+
+def test_rerank_keeps_the_sentence_the_model_scores_higher():
+    m = _retrieval_model()
+    rs = [{**r, "evidence": [CANDIDATE]} for r in _rows(SEQS[:4])]
+    rs[3]["evidence"] = []  # no reference match: nothing to rerank against
+    cand = ann.candidate_sentence(CANDIDATE, "COSMIC")
+    assert cand == ("This sequence is part of chr1 chromosome part of GENE7 gene. This gene is described "
+                    "as gene 7 and a protein coding transcript type. It is of not specified phenotype. "
+                    "It is part of the COSMIC dataset.")
+    b = m.processor(rs[1:2], targets=[ann.candidate_sentence(CANDIDATE, "ClinVar")], padding_side="left")
+    total, count = m.target_log_probs(**b)
+    cand_mean = float(total[0] / count[0])
+    texts = ["greedy one", "greedy two", ann.candidate_sentence(CANDIDATE, "ClinVar"), "greedy four"]
+    # row 0: greedy ended and scores higher (0 = certain) -> kept; row 1: greedy ended but scores
+    # lower -> the candidate; row 2: already the candidate; row 3: no evidence
+    conf = torch.tensor([0.0, -1e6, -1e6, -1e6])
+    out, c = ann._rerank(m, rs, texts, conf, torch.tensor([True, True, True, True]), ["ClinVar"] * 4)
+    assert out == ["greedy one", ann.candidate_sentence(CANDIDATE, "ClinVar"), texts[2], "greedy four"]
+    assert c[0] == 0.0 and float(c[1]) == pytest.approx(cand_mean, abs=1e-5) and c[2] == c[3] == -1e6
+    # a greedy sentence that never reached eos gives way whatever its score; the source comes from
+    # the class head when the greedy sentence names none
+    out, c = ann._rerank(m, rs, texts, conf, torch.tensor([False] * 4), ["COSMIC"] * 4)
+    assert out[0] == out[1] == cand and out[3] == "greedy four"
+
+
+def test_rerank_decoding_end_to_end(model):
+    """With a token limit too short to finish any sentence, rerank writes the candidate's fields;
+    greedy does not; a model without retrieval is unchanged; an unknown decoding is refused."""
+    m = _retrieval_model()
+    rs = [{**r, "evidence": [CANDIDATE]} for r in _rows(SEQS[:3])]
+    greedy = ann.predict_batch(m, rs, MAX_NEW, decoding="greedy")
+    rerank = ann.predict_batch(m, rs, MAX_NEW, decoding="rerank")
+    assert all(p["gene"] != "GENE7" for p in greedy)
+    for p in rerank:
+        assert (p["gene"], p["description"], p["chrom"]) == ("GENE7", "gene 7", "chr1")
+        assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
+    plain = _rows(SEQS[:3])
+    assert ann.predict_batch(model, plain, MAX_NEW, "rerank") == ann.predict_batch(model, plain, MAX_NEW)
+    with pytest.raises(ConfigError, match="decoding"):
+        ann.predict_batch(m, rs, MAX_NEW, decoding="beam")

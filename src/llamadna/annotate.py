@@ -37,13 +37,15 @@ from pathlib import Path
 import torch
 
 from llamadna.constants import (
+    DECODINGS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TILE,
     SEED_FAITHFUL_FIELDS,
     SPLASH_COLUMNS,
 )
-from llamadna.data.template import parse_annotation
+from llamadna.data.template import annotation_sentence, parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import FastaRecord, iter_fasta
@@ -88,13 +90,53 @@ def _check_context(model, rows: Sequence[dict], prompt_lengths: torch.Tensor, ma
             "it in shorter pieces (annotate --tile) or lower --max-new-tokens")
 
 
+def candidate_sentence(candidate: dict, source: str) -> str:
+    """The annotation sentence a reference candidate's own fields make (`source`: the database
+    named at its end, which a candidate does not have: the model's own)."""
+    return annotation_sentence(
+        chrom=candidate.get("chrom"), gene_name=candidate.get("gene"),
+        gene_description=candidate.get("description"), transcript_type=candidate.get("transcript_type"),
+        phenotype=candidate.get("phenotype"), Dataset=source)
+
+
+def _rerank(model, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
+            finished: torch.Tensor, head_labels: list[str]) -> tuple[list[str], torch.Tensor]:
+    """`decoding="rerank"`: per row, the greedy sentence or the top candidate's sentence
+    (`candidate_sentence`, with the source the greedy sentence names, else the class head's),
+    whichever has the higher mean log-probability per token (eos included) under the model;
+    a greedy sentence that ran out of tokens without eos always gives way. Returns the chosen
+    sentences and their mean log-probabilities (the confidence)."""
+    alt = {}
+    for b, row in enumerate(rows):
+        ev = row.get("evidence") or []
+        if ev:
+            src = parse_annotation(texts[b])["source"] or head_labels[b]
+            sentence = candidate_sentence(ev[0], src)
+            if sentence != texts[b]:
+                alt[b] = sentence
+    if not alt:
+        return texts, confidence
+    idx = sorted(alt)
+    batch = model.processor([rows[b] for b in idx], targets=[alt[b] for b in idx], padding_side="left")
+    total, count = model.target_log_probs(**{k: v.to(model.device) for k, v in batch.items()})
+    mean = (total / count.clamp(min=1)).to(confidence.device)
+    texts, confidence = list(texts), confidence.clone()
+    for j, b in enumerate(idx):
+        if not bool(finished[b]) or float(mean[j]) > float(confidence[b]):
+            texts[b], confidence[b] = alt[b], mean[j]
+    return texts, confidence
+
+
 @torch.inference_mode()
-def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-                  ) -> list[dict]:
+def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                  decoding: str = DEFAULT_DECODING) -> list[dict]:
     """Predictions for one batch of rows (dicts with `Sequence` and the SPLASH columns).
+    `decoding`: one of DECODINGS (constants.py); "rerank" applies to retrieval models only.
 
     Returns one dict per row with PREDICTION_COLUMNS except `id`.
     """
+    if decoding not in DECODINGS:
+        raise ConfigError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
     proc = model.processor
     tt = proc.text_tokenizer
     eos, dev = tt.eos_token_id, model.device
@@ -123,11 +165,16 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     confidence = (logp * keep).sum(1) / keep.sum(1)  # (B,)
 
     labels = model.config.class_labels
+    texts = [" ".join(tt.decode(seqs[b][keep[b] & ~is_eos[b]].tolist(), skip_special_tokens=True).split())
+             for b in range(len(rows))]
+    if decoding == "rerank" and proc.retrieval:
+        finished = is_eos.any(1)
+        heads = [labels[int(i)] for i in label]
+        texts, confidence = _rerank(model, rows, texts, confidence, finished, heads)
     calibration = getattr(model, "calibration", None)
     preds = []
     for b in range(len(rows)):
-        ids = seqs[b][keep[b] & ~is_eos[b]].tolist()
-        text = " ".join(tt.decode(ids, skip_special_tokens=True).split())
+        text = texts[b]
         fields = parse_annotation(text)
         top = (rows[b].get("evidence") or [None])[0] if proc.retrieval else None
         preds.append({
@@ -184,7 +231,7 @@ def with_evidence(model, rows: Sequence[dict]) -> list[dict]:
 
 def iter_annotations(
     model, rows: Iterable[dict], batch_size: int = DEFAULT_BATCH_SIZE,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, decoding: str = DEFAULT_DECODING,
 ) -> Iterator[dict]:
     """Predictions (PREDICTION_COLUMNS) for rows read lazily, `batch_size` at a time.
 
@@ -201,7 +248,7 @@ def iter_annotations(
         pos = 0
         for batch in _batched(rows, batch_size):
             _check_rows(batch, model.processor.prompt_mode)
-            for row, pred in zip(batch, predict_batch(model, batch, max_new_tokens)):
+            for row, pred in zip(batch, predict_batch(model, batch, max_new_tokens, decoding)):
                 yield {"id": row.get("id", pos), **pred}
                 pos += 1
     finally:
@@ -210,14 +257,14 @@ def iter_annotations(
 
 def annotate_rows(
     model, rows: Iterable[dict], batch_size: int = DEFAULT_BATCH_SIZE,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, decoding: str = DEFAULT_DECODING,
 ) -> list[dict]:
     """Predictions for dataset rows (dicts with `Sequence` and SPLASH_*; gene fields too for a
     seed-faithful model), e.g. `annotate_rows(model, df.filter(test).to_dicts())`.
 
     Returns one dict per row, in order, keyed by PREDICTION_COLUMNS (see iter_annotations).
     """
-    return list(iter_annotations(model, rows, batch_size, max_new_tokens))
+    return list(iter_annotations(model, rows, batch_size, max_new_tokens, decoding))
 
 
 def tiles(length: int, tile: int) -> list[tuple[int, int]]:
@@ -282,7 +329,7 @@ def _read_anchors(spec: str | Path):
 def annotate_fasta(
     model, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    progress: Progress = no_progress, tile: int = DEFAULT_TILE,
+    progress: Progress = no_progress, tile: int = DEFAULT_TILE, decoding: str = DEFAULT_DECODING,
 ) -> dict:
     """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
 
@@ -335,7 +382,8 @@ def annotate_fasta(
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = prediction_writer(fmt, fh)
             for batch in _batched(rows, batch_size):
-                for row, pred in zip(batch, iter_annotations(model, batch, batch_size, max_new_tokens)):
+                preds = iter_annotations(model, batch, batch_size, max_new_tokens, decoding)
+                for row, pred in zip(batch, preds):
                     writer.write({**pred, "record": row["record"], "start": row["start"],
                                   "end": row["end"]})
                     stats["splash_scored"] += row["SPLASH_pval"] is not None

@@ -27,7 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from llamadna import __version__
-from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TILE
+from llamadna.constants import (
+    DECODINGS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TILE,
+)
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildOptions
 from llamadna.data.simulate import SimulateOptions
@@ -563,6 +569,10 @@ IndexOption = Annotated[Path | None, typer.Option(
          "reference); default: the index the model was trained with.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Sequences per batch.")]
 MaxNewTokensOption = Annotated[int, typer.Option(help="Most tokens generated per sequence.")]
+DecodingOption = Annotated[str, typer.Option(
+    help=f"Retrieval models: {' or '.join(DECODINGS)}. greedy writes the greedy sentence; rerank "
+         "keeps it or the top reference candidate's own sentence, whichever the model scores "
+         "higher (mean log-probability per token).")]
 
 
 @app.command("annotate")
@@ -579,6 +589,7 @@ def annotate_cmd(
     ] = None,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    decoding: DecodingOption = DEFAULT_DECODING,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
     llm: LlmOption = None,
@@ -602,7 +613,7 @@ def annotate_cmd(
                 lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
                                          encoder=encoder),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                progress=step, tile=tile)
+                progress=step, tile=tile, decoding=decoding)
     if summary["splash_scored"] is not None:
         console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['tiles']} "
                       "tiles hold a tested anchor")
@@ -797,6 +808,7 @@ def predict_cmd(
     limit: Annotated[int | None, typer.Option(help="Only the first N rows of the subset.")] = None,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    decoding: DecodingOption = DEFAULT_DECODING,
     show: Annotated[int, typer.Option(help="Print this many predictions next to the truth.")] = 5,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
@@ -813,7 +825,7 @@ def predict_cmd(
             _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, progress=step)
+            max_new_tokens=max_new_tokens, progress=step, decoding=decoding)
     for ex in summary["examples"][:show]:
         t = Table(show_header=False, title=f"{ex['id']} ({ex['gene_name']})", title_justify="left")
         t.add_column(style="bold")
@@ -837,6 +849,7 @@ def benchmark_cmd(
     show: Annotated[int, typer.Option(help="Print this many annotations next to their truth.")] = 6,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    decoding: DecodingOption = DEFAULT_DECODING,
 ) -> None:
     """Annotate a real benchmark's queries and score the fields its truth holds (gene,
     transcript type, chromosome) overall and per species; print a few next to their truth.
@@ -850,7 +863,8 @@ def benchmark_cmd(
     with _errors(), _record_progress():
         rows, truth = read_benchmark(benchmark)
         m = _load_with_index(model, index)
-        preds = annotate_rows(m, rows, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        preds = annotate_rows(m, rows, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              decoding=decoding)
     score = score_benchmark(truth, preds)
     table = truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds])
                                  for c in ("gene", "transcript_type", "chrom", "gene_confidence",
@@ -900,6 +914,7 @@ def evaluate_cmd(
         EvalConfig.seed),
     batch_size: BatchSizeOption = EvalConfig.batch_size,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    decoding: DecodingOption = DEFAULT_DECODING,
     folds: Annotated[int, typer.Option(
         help="split_gene as k-fold over genes (every gene a test gene once; 1 = the dataset's "
              "split_gene only).")] = EvalConfig.folds,

@@ -83,6 +83,13 @@ DEFAULT_BATCH_SIZE = 32
 # batch against 40 at 16 (docs/BENCHMARKS.md)
 DEFAULT_EVAL_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; room for long descriptions
+# How a retrieval model's sentence is chosen: "greedy" keeps the greedy decoding; "rerank" also
+# scores the annotation sentence of the top reference candidate (its fields in the template) and
+# keeps whichever of the two the model gives the higher mean log-probability (a greedy sentence
+# that never ends loses): a long field copied token by token can break off where one whole
+# candidate cannot (docs/RESULTS.md).
+DECODINGS = ("greedy", "rerank")
+DEFAULT_DECODING = "rerank"
 N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
 
 DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles of this many bases

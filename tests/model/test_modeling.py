@@ -412,3 +412,21 @@ def test_copy_continuation_follows_the_tokens_just_written():
     lp = head.log_probs(torch.zeros(1, 1, V), torch.zeros(1, 1, 4), keys, source, copyable,
                         current=torch.tensor([[5]]), previous=torch.tensor([[4]]))[0, 0]
     assert lp[8] == pytest.approx(float(lp[6]), abs=1e-5)
+
+
+@pytest.mark.parametrize("copy_head", [True, False])
+def test_target_log_probs_are_the_training_forwards(copy_head):
+    """The rerank scorer (left-padded prompts, only the targets' positions) gives each row the
+    summed log-probability the training forward's loss is made of, eos included."""
+    m = make_model(copy_head=copy_head, llm_training="full").eval()
+    rs = rows(3)
+    targets = [rs[0]["Annotation"], "This sequence is part of chr2 chromosome.", rs[2]["Annotation"]]
+    b = m.processor(rs, targets=targets, padding_side="left")
+    total, count = m.target_log_probs(**b)
+    tt = m.processor.text_tokenizer
+    assert count.tolist() == [len(tt(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in targets]
+    for i in range(3):  # one row at a time, right-padded as in training: mean NLL = -total / count
+        one = m.processor([rs[i]], targets=[targets[i]], padding_side="right")
+        with torch.no_grad():
+            loss = m(**one).lm_loss
+        assert float(-total[i] / count[i]) == pytest.approx(float(loss), rel=1e-4)

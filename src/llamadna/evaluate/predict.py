@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
+from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_DECODING, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.dataset import dataset_parquet
@@ -22,7 +22,8 @@ from llamadna.progress import Progress, no_progress
 
 
 def annotate_distinct(model, rows: list[dict], seen: dict, batch_size: int = DEFAULT_BATCH_SIZE,
-                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[dict]:
+                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                      decoding: str = DEFAULT_DECODING) -> list[dict]:
     """`annotate_rows` generating once per distinct model input (the sequence when the model
     reads DNA, and the prompt text): repeated windows, and the unmutated rate of a divergence
     curve, reuse a prediction. `seen` (input -> prediction) is kept by the caller, one per model.
@@ -34,7 +35,7 @@ def annotate_distinct(model, rows: list[dict], seen: dict, batch_size: int = DEF
     todo = {k: r for k, r in zip(keys, rows) if k not in seen}
     if todo:
         preds = annotate_rows(model, list(todo.values()), batch_size=batch_size,
-                              max_new_tokens=max_new_tokens)
+                              max_new_tokens=max_new_tokens, decoding=decoding)
         seen.update(zip(todo, ({k: v for k, v in p.items() if k != "id"} for p in preds)))
     return [dict(seen[k]) for k in keys]
 
@@ -84,6 +85,7 @@ def predict_dataset(
     model, dataset: str | Path, out: str | Path, split: str = "split_gene",
     subset: str = "test", limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress = no_progress,
+    decoding: str = DEFAULT_DECODING,
 ) -> dict:
     """Annotate one subset (train/val/test) of a dataset split with a loaded model and write the
     prediction table (module doc) as TSV, for `llamadna score` and for reading.
@@ -98,7 +100,7 @@ def predict_dataset(
         raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
     t0 = time.perf_counter()
     preds = []
-    for pred in iter_annotations(model, rows, batch_size, max_new_tokens):
+    for pred in iter_annotations(model, rows, batch_size, max_new_tokens, decoding):
         preds.append(pred)
         progress(f"predict {split}={subset}", len(preds), len(rows))
     seconds = time.perf_counter() - t0

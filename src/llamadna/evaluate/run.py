@@ -47,6 +47,7 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import (
+    DEFAULT_DECODING,
     DEFAULT_EVAL_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     FOLD_PREFIX,
@@ -103,6 +104,7 @@ class EvalConfig:
     limit: int | None = None  # test rows per unit (seeded subsample) for quick runs
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    decoding: str = DEFAULT_DECODING  # retrieval models: greedy or rerank (constants.DECODINGS)
     folds: int = 5  # split_gene as k-fold over genes (1 = the dataset's split_gene only)
     splash: dict[str, str] = field(default_factory=dict)  # build ("" = all) -> anchors TSV
     benchmark: str | None = None  # a real benchmark directory (evaluate.benchmark)
@@ -156,7 +158,8 @@ class Unit:
         if model.processor.retrieval:
             rows = self.evidence(rows, setting)
         return annotate_distinct(model, rows, self.cache.setdefault(f"generated:{variant}:{setting}", {}),
-                                 batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens)
+                                 batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens,
+                                 decoding=self.cfg.decoding)
 
     def evidence(self, rows: list[dict], setting: str) -> list[dict]:
         """Rows with the candidates the unit's index finds for their sequence, searched once per
@@ -654,7 +657,8 @@ def _benchmark(cfg: EvalConfig, models: ModelSource, lookups: dict, df: pl.DataF
         if name == "model":
             model = models.get(given, "model", unit_dataset)
             preds = annotate_rows(model, unit.evidence(rows, "full") if model.processor.retrieval else rows,
-                                  batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+                                  batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                                  decoding=cfg.decoding)
         else:
             preds = unit.lookup(name, rows)
         fields = [parse_annotation(p["annotation"]) for p in preds]

@@ -88,10 +88,14 @@ def _previous_tokens(ids: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_forced_log_probs(head: CopyHead, logits: torch.Tensor, hidden: torch.Tensor,
-                             input_ids: torch.Tensor, copyable: torch.Tensor) -> torch.Tensor:
-    """`head.log_probs` over a whole sequence: (B, T-1, V), position t predicting token t + 1."""
-    return head.log_probs(logits[:, :-1], hidden[:, :-1], head.k(hidden), input_ids, copyable,
-                          input_ids[:, :-1], _previous_tokens(input_ids)[:, :-1])
+                             input_ids: torch.Tensor, copyable: torch.Tensor,
+                             last: int | None = None) -> torch.Tensor:
+    """`head.log_probs` over a whole sequence: (B, T-1, V), position t predicting token t + 1;
+    with `last`, only the last `last` tokens are predicted: (B, last, V) (a left-padded batch's
+    targets, without the (B, T, V) tensor over its prompts)."""
+    start = 0 if last is None else input_ids.shape[1] - 1 - last
+    return head.log_probs(logits[:, start:-1], hidden[:, start:-1], head.k(hidden), input_ids, copyable,
+                          input_ids[:, start:-1], _previous_tokens(input_ids)[:, start:-1])
 
 
 @dataclass

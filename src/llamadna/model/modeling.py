@@ -285,6 +285,33 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return self._class_logits(out.last_hidden_state, prompt_mask, attention_mask)
 
     @torch.no_grad()
+    def target_log_probs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+        dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None, **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced scores of given annotations after their prompts, as generation computes
+        them (the copy head mixed in): per row the summed log-probability of the target tokens,
+        eos included, and their count, both (B,). The batch is left-padded (`processor(rows,
+        targets, padding_side="left")`), so every target ends at the last position."""
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                  position_ids=position_ids_from(attention_mask),
+                                  output_hidden_states=True, use_cache=False)
+        is_target = labels != IGNORE_INDEX
+        last = int(is_target.long().sum(1).max())
+        gold = labels[:, -last:]
+        if self.copy_head is not None:
+            copyable = self.copyable(input_ids, prompt_mask, attention_mask)
+            lp = teacher_forced_log_probs(self.copy_head, out.logits, out.hidden_states[-1], input_ids,
+                                          copyable, last=last)
+        else:
+            lp = torch.log_softmax(out.logits[:, -last - 1:-1].float(), -1)
+        keep = gold != IGNORE_INDEX
+        tok = lp.gather(-1, gold.clamp(min=0)[..., None]).squeeze(-1)  # (B, last)
+        return (tok * keep).sum(1), keep.sum(1)
+
+    @torch.no_grad()
     def generate(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
