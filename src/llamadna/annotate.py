@@ -4,6 +4,8 @@
     rows --[splash.scores per chunk, with --splash]--> rows with SPLASH scores
     rows --processor (left-padded prompt)--> class head softmax --> source, source_prob
                                          --> greedy generate --> sentence, confidence
+    [retrieval model, decoding "rerank"] greedy sentence vs the top candidate's sentence
+                                         --> the one the model scores higher (`_rerank`)
     sentence --data.template.parse_annotation--> chrom, gene, description, transcript_type,
                                                  phenotype, source_from_text
     predictions --io.predictions writer--> .tsv / .jsonl / .gff3

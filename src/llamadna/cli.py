@@ -599,7 +599,8 @@ def annotate_cmd(
              "with its start and end on the record).")] = DEFAULT_TILE,
     index: IndexOption = None,
 ) -> None:
-    """Annotate unknown DNA sequences: a generated sentence (greedy), its fields, the source
+    """Annotate unknown DNA sequences: a generated sentence (greedy; a retrieval model reranks it
+    against its top candidate's sentence, --decoding), its fields, the source
     database from the class head and a confidence (mean log-probability of the sentence's tokens).
     A retrieval model also reports the reference evidence it read (top candidate, its score, the
     retriever that found it) and a calibrated gene confidence.
