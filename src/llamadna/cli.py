@@ -459,6 +459,9 @@ def train_cmd(
         help="Probability that a renamed gene's name, description and phenotype are made unseen "
              "text of a real one's shape (copying any text, not only known words).")] = (
         TrainConfig.evidence_pseudo),
+    evidence_truncate: Annotated[float, typer.Option(
+        help="Probability that only the first n candidates are kept (n in [1, k - 1]), as a query "
+             "in a gene-poor region gets.")] = TrainConfig.evidence_truncate,
     evidence_names: Annotated[str, typer.Option(
         help="Genes whose text training uses (renamed fields, tokenizer, LLM pretraining): index "
              "(every gene of the training index) or training (the training rows' genes only).")] = (

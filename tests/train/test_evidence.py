@@ -130,6 +130,29 @@ def test_pseudo_fields_replace_a_renamed_genes_text(indexed):
     assert set(t.split(" chromosome part of ")[1].split(" gene.")[0] for t in again) & known
 
 
+def test_truncation_keeps_a_prefix_of_the_candidates(indexed):
+    """With truncate=1 every list of 2+ candidates is cut to its first n (n in [1, k - 1]), the
+    target unchanged."""
+    root, _ = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    rows = train_rows[:24]
+    full = EvidenceSampler(Retriever(idx, k=3), 0.0, 1.0, 0.0, 0.0, 0.0)
+    cut = EvidenceSampler(Retriever(idx, k=3), 0.0, 1.0, 0.0, 0.0, 0.0, truncate=1.0)
+    lengths = []
+    for i, r in enumerate(rows):  # one row a batch: its truncation draws come after all others
+        (x,), ta = full.train_batch([r], np.random.default_rng(i))
+        (y,), tb = cut.train_batch([r], np.random.default_rng(i))
+        assert ta == tb
+        n = len(x["evidence"])
+        if n > 1:
+            assert 1 <= len(y["evidence"]) < n and y["evidence"] == x["evidence"][: len(y["evidence"])]
+            lengths.append(len(y["evidence"]))
+        else:
+            assert y["evidence"] == x["evidence"]
+    assert len(lengths) >= 12 and set(lengths) == {1, 2}
+
+
 def test_validation_rows_get_their_own_evidence_unchanged(indexed):
     root, _ = indexed
     train_rows, val_rows, _ = load_split(root / "dataset", "split_gene")

@@ -54,6 +54,9 @@ class TrainConfig:
     # template's words, the one to copy, and shuffling would put a lower-ranked one there (not
     # measured)
     evidence_shuffle: float = 0.0
+    # only the first n candidates kept (n in [1, k - 1]): prompts with fewer than k candidates
+    # (gene-poor regions), which training rows otherwise never show (train.evidence)
+    evidence_truncate: float = 0.0
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8  # rows per step and process
@@ -124,7 +127,7 @@ class TrainConfig:
         if self.evidence_names not in ("index", "training"):
             raise ConfigError(f"--evidence-names must be index or training, got {self.evidence_names!r}")
         for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle",
-                     "evidence_pseudo"):
+                     "evidence_pseudo", "evidence_truncate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.evidence_k < 1:

@@ -27,7 +27,11 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
    split into short pieces that the LLM never wrote, so the model must learn to copy any token
    sequence to its end, not only text it knows;
 5. **shuffled**: the candidates' order permuted with probability cfg.evidence_shuffle (the scores
-   stay in the text).
+   stay in the text);
+6. **shortened**: with probability cfg.evidence_truncate, only the first n candidates kept (n drawn
+   in [1, k - 1]): a query in a gene-poor region of the reference gets fewer than k candidates
+   (one gene's windows fill the embedding neighbours), which the training rows, all with k
+   candidates, never showed the model.
 
 Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
 masked out of the index, so validation measures the novel-gene case.
@@ -117,10 +121,10 @@ class EvidenceSampler:
     """Reference evidence for training and validation rows (module doc)."""
 
     def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float,
-                 pseudo: float, known: set[str] | None = None):
+                 pseudo: float, known: set[str] | None = None, truncate: float = 0.0):
         self.retriever = retriever
         self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
-        self.pseudo = pseudo
+        self.pseudo, self.truncate = pseudo, truncate
         g = retriever.index.genes.filter(pl.col("gene").is_not_null())
         if known is not None:  # only the training rows' genes lend their text (swaps, corpus)
             names = sorted(known)
@@ -154,6 +158,8 @@ class EvidenceSampler:
                 fields = {rk: new[ck] for ck, rk in GENE_FIELDS}
             if len(cands) > 1 and rng.random() < self.shuffle:
                 cands = [cands[i] for i in rng.permutation(len(cands))]
+            if self.truncate and len(cands) > 1 and rng.random() < self.truncate:
+                cands = cands[: int(rng.integers(1, len(cands)))]
             out.append({**r, "Sequence": seq, "evidence": cands})
             targets.append(annotation_sentence(fields["chrom"], fields["gene_name"],
                                                fields["gene_description"], fields["transcript_type"],

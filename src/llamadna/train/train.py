@@ -94,7 +94,8 @@ def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
     retriever = Retriever(index, k=cfg.evidence_k)
     return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
                            cfg.evidence_shuffle, cfg.evidence_pseudo,
-                           known=split_genes(train_rows) if cfg.evidence_names == "training" else None)
+                           known=split_genes(train_rows) if cfg.evidence_names == "training" else None,
+                           truncate=cfg.evidence_truncate)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
