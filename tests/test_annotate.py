@@ -634,5 +634,14 @@ def test_rerank_decoding_end_to_end(model):
         assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
     plain = _rows(SEQS[:3])
     assert ann.predict_batch(model, plain, MAX_NEW, "rerank") == ann.predict_batch(model, plain, MAX_NEW)
-    with pytest.raises(ConfigError, match="decoding"):
+    with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank"):
         ann.predict_batch(m, rs, MAX_NEW, decoding="beam")
+
+
+def test_an_unknown_decoding_fails_before_any_work(model, fasta, tmp_path):
+    loads = []
+    with pytest.raises(ConfigError, match="--decoding"):
+        annotate_fasta(lambda: loads.append(1) or model, fasta, tmp_path / "p.tsv", decoding="beam")
+    assert not loads and not (tmp_path / "p.tsv").exists()
+    with pytest.raises(ConfigError, match="--decoding"):
+        next(iter_annotations(model, _rows(), decoding="beam"))

@@ -92,6 +92,11 @@ def _check_context(model, rows: Sequence[dict], prompt_lengths: torch.Tensor, ma
             "it in shorter pieces (annotate --tile) or lower --max-new-tokens")
 
 
+def check_decoding(decoding: str) -> None:
+    if decoding not in DECODINGS:
+        raise ConfigError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+
+
 def candidate_sentence(candidate: dict, source: str) -> str:
     """The annotation sentence a reference candidate's own fields make (`source`: the database
     named at its end, which a candidate does not have: the model's own)."""
@@ -137,8 +142,7 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
 
     Returns one dict per row with PREDICTION_COLUMNS except `id`.
     """
-    if decoding not in DECODINGS:
-        raise ConfigError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    check_decoding(decoding)
     proc = model.processor
     tt = proc.text_tokenizer
     eos, dev = tt.eos_token_id, model.device
@@ -242,6 +246,7 @@ def iter_annotations(
     """
     if batch_size < 1 or max_new_tokens < 1:
         raise ConfigError("batch_size and max_new_tokens must be >= 1")
+    check_decoding(decoding)
     if getattr(model, "processor", None) is None:
         raise ValueError("the model has no processor attached (model.processor)")
     was_training = model.training
@@ -360,6 +365,7 @@ def annotate_fasta(
     fmt = output_format(out)
     if batch_size < 1 or max_new_tokens < 1 or tile < 1:
         raise ConfigError("--batch-size, --max-new-tokens and --tile must be >= 1")
+    check_decoding(decoding)
     anchors = _read_anchors(splash) if splash is not None else None
     survey = _survey(fasta, tile)
     total = survey["tiles"]

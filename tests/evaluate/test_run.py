@@ -134,6 +134,8 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", folds=0)
     with pytest.raises(ConfigError, match="--divergence-rows must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", divergence_rows=0)
+    with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank, got 'beam'"):
+        EvalConfig(model="m", dataset="d", out="o", decoding="beam")
 
 
 def test_divergence_subsample_is_seeded_and_spread_over_units():

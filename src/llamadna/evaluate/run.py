@@ -47,6 +47,7 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import (
+    DECODINGS,
     DEFAULT_DECODING,
     DEFAULT_EVAL_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -126,6 +127,8 @@ class EvalConfig:
                 raise ConfigError(f"unknown system {name!r}: expected one of {tuple(SYSTEM_RUNNERS)}")
         if self.folds < 1:
             raise ConfigError(f"--folds must be >= 1, got {self.folds}")
+        if self.decoding not in DECODINGS:
+            raise ConfigError(f"--decoding must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.divergence_rows is not None and self.divergence_rows < 1:
             raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
 
