@@ -246,7 +246,6 @@ def iter_annotations(
     """
     if batch_size < 1 or max_new_tokens < 1:
         raise ConfigError("batch_size and max_new_tokens must be >= 1")
-    check_decoding(decoding)
     if getattr(model, "processor", None) is None:
         raise ValueError("the model has no processor attached (model.processor)")
     was_training = model.training

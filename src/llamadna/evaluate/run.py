@@ -47,7 +47,6 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import (
-    DECODINGS,
     DEFAULT_DECODING,
     DEFAULT_EVAL_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -127,8 +126,9 @@ class EvalConfig:
                 raise ConfigError(f"unknown system {name!r}: expected one of {tuple(SYSTEM_RUNNERS)}")
         if self.folds < 1:
             raise ConfigError(f"--folds must be >= 1, got {self.folds}")
-        if self.decoding not in DECODINGS:
-            raise ConfigError(f"--decoding must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")
+        from llamadna.annotate import check_decoding  # lazily: it imports torch
+
+        check_decoding(self.decoding)
         if self.divergence_rows is not None and self.divergence_rows < 1:
             raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
 
