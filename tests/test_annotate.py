@@ -645,3 +645,58 @@ def test_an_unknown_decoding_fails_before_any_work(model, fasta, tmp_path):
     assert not loads and not (tmp_path / "p.tsv").exists()
     with pytest.raises(ConfigError, match="--decoding"):
         next(iter_annotations(model, _rows(), decoding="beam"))
+
+
+# ---------------------------------------------------------------------------- grounded decoding
+def _greedy_text(chrom: str, gene: str, description: str, source: str | None = "ClinVar") -> str:
+    """A sentence as generation may write it; without a source, broken off before it."""
+    from llamadna.data.template import annotation_sentence
+
+    text = annotation_sentence(chrom=chrom, gene_name=gene, gene_description=description,
+                               transcript_type="lncRNA", phenotype="not specified", Dataset=source or "x")
+    return text if source else text[: text.index(" It is part of")]
+
+
+def test_grounded_writes_the_named_candidates_fields_else_the_best_scored_candidate():
+    m = _retrieval_model()
+    other = {**CANDIDATE, "gene": "OTHER2", "description": "other gene 2", "chrom": "chr2"}
+    par_y = {**CANDIDATE, "chrom": "chrY", "description": "gene 7 on Y"}  # one name on two chromosomes
+    rs = [{**r, "evidence": [CANDIDATE, other, par_y]} for r in _rows(SEQS[:4])]
+    rs[3]["evidence"] = []  # no reference match: the greedy sentence stays
+    texts = [
+        _greedy_text("chr1", "GENE7", "gene 7 7 7"),  # names a candidate, its description mis-copied
+        _greedy_text("chrY", "GENE7", "gene"),  # names it on chrY: that candidate
+        _greedy_text("chr1", "GENE", "gene 7", source=None),  # a name no candidate has
+        "greedy four",
+    ]
+    conf = torch.tensor([-0.5, -0.6, -0.7, -0.8])
+    out, c = ann._ground(m, rs, texts, conf, ["COSMIC"] * 4)
+    assert out[0] == ann.candidate_sentence(CANDIDATE, "ClinVar")
+    assert out[1] == ann.candidate_sentence(par_y, "ClinVar")
+    assert out[3] == "greedy four"
+    assert c[0] == -0.5 and c[1] == -0.6 and c[3] == -0.8  # the greedy sentence named the gene
+    # row 2: every candidate's sentence scored by the model (the source: the class head's), the best kept
+    cands = [ann.candidate_sentence(x, "COSMIC") for x in rs[2]["evidence"]]
+    scores = ann._score_sentences(m, [rs[2]] * 3, cands)
+    best = int(scores.argmax())
+    assert out[2] == cands[best] and float(c[2]) == pytest.approx(float(scores[best]), abs=1e-5)
+    assert len(set(cands)) == 3 and float(scores.min()) < float(scores.max())
+
+
+def test_grounded_decoding_end_to_end():
+    """Whatever the greedy sentence, a row with evidence gets one candidate's own fields; the
+    confidence stays a mean log-probability; rows without evidence are the greedy ones."""
+    m = _retrieval_model()
+    other = {**CANDIDATE, "gene": "OTHER2", "description": "other gene 2", "chrom": "chr2",
+             "transcript_type": "lncRNA"}
+    rs = [{**r, "evidence": [CANDIDATE, other]} for r in _rows(SEQS[:3])]
+    rs[2]["evidence"] = []
+    greedy = ann.predict_batch(m, rs, MAX_NEW, decoding="greedy")
+    grounded = ann.predict_batch(m, rs, MAX_NEW, decoding="grounded")
+    by_gene = {c["gene"]: c for c in (CANDIDATE, other)}
+    for p in grounded[:2]:
+        c = by_gene[p["gene"]]
+        assert (p["chrom"], p["description"], p["transcript_type"]) == (
+            c["chrom"], c["description"], c["transcript_type"])
+        assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
+    assert grounded[2] == greedy[2]

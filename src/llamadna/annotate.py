@@ -4,6 +4,8 @@
     rows --[splash.scores per chunk, with --splash]--> rows with SPLASH scores
     rows --processor (left-padded prompt)--> class head softmax --> source, source_prob
                                          --> greedy generate --> sentence, confidence
+    [retrieval model, decoding "grounded"] the candidate whose gene the greedy sentence names,
+        else the one the model scores highest --> that candidate's sentence (`_ground`)
     [retrieval model, decoding "rerank"] greedy sentence vs the top candidate's sentence
                                          --> the one the model scores higher (`_rerank`)
     sentence --data.template.parse_annotation--> chrom, gene, description, transcript_type,
@@ -124,9 +126,7 @@ def _rerank(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
     if not alt:
         return texts, confidence
     idx = sorted(alt)
-    batch = model.processor([rows[b] for b in idx], targets=[alt[b] for b in idx], padding_side="left")
-    total, count = model.target_log_probs(**{k: v.to(model.device) for k, v in batch.items()})
-    mean = (total / count.clamp(min=1)).to(confidence.device)
+    mean = _score_sentences(model, [rows[b] for b in idx], [alt[b] for b in idx]).to(confidence.device)
     texts, confidence = list(texts), confidence.clone()
     for j, b in enumerate(idx):
         if not bool(finished[b]) or float(mean[j]) > float(confidence[b]):
@@ -134,11 +134,53 @@ def _rerank(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
     return texts, confidence
 
 
+def _score_sentences(model, rows: Sequence[dict], sentences: Sequence[str]) -> torch.Tensor:
+    """Mean log-probability per token (eos included) of each row's target sentence under the
+    model (teacher forcing, the distribution generation samples from)."""
+    batch = model.processor(list(rows), targets=list(sentences), padding_side="left")
+    total, count = model.target_log_probs(**{k: v.to(model.device) for k, v in batch.items()})
+    return total / count.clamp(min=1)
+
+
+def _ground(model, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
+            head_labels: list[str]) -> tuple[list[str], torch.Tensor]:
+    """`decoding="grounded"`: per row with reference evidence, the sentence of one candidate
+    (`candidate_sentence`, with the source the greedy sentence names, else the class head's):
+    the candidate whose gene the greedy sentence names (the same chromosome first), its
+    confidence the greedy sentence's; when no candidate has that gene (a name broken off or
+    mis-copied: "CCDC74" for "CCDC74BP1"), the candidate whose sentence the model scores highest
+    (mean log-probability per token), its confidence that score. Rows without evidence keep the
+    greedy sentence. Returns the sentences and their confidences."""
+    texts, confidence = list(texts), confidence.clone()
+    scored: list[tuple[int, str]] = []  # (row, candidate sentence) for rows naming no candidate
+    for b, row in enumerate(rows):
+        ev = row.get("evidence") or []
+        if not ev:
+            continue
+        fields = parse_annotation(texts[b])
+        src = fields["source"] or head_labels[b]
+        named = [c for c in ev if fields["gene"] and c.get("gene") == fields["gene"]]
+        if named:
+            same = [c for c in named if c.get("chrom") == fields["chrom"]]
+            texts[b] = candidate_sentence((same or named)[0], src)
+        else:
+            scored += [(b, candidate_sentence(c, src)) for c in ev]
+    if scored:
+        mean = _score_sentences(model, [rows[b] for b, _ in scored], [s for _, s in scored]).to(confidence.device)
+        best: dict[int, int] = {}
+        for j, (b, _) in enumerate(scored):
+            if b not in best or float(mean[j]) > float(mean[best[b]]):
+                best[b] = j
+        for b, j in best.items():
+            texts[b], confidence[b] = scored[j][1], mean[j]
+    return texts, confidence
+
+
 @torch.inference_mode()
 def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                   decoding: str = DEFAULT_DECODING) -> list[dict]:
     """Predictions for one batch of rows (dicts with `Sequence` and the SPLASH columns).
-    `decoding`: one of DECODINGS (constants.py); "rerank" applies to retrieval models only.
+    `decoding`: one of DECODINGS (constants.py); "rerank" and "grounded" apply to retrieval models only.
 
     Returns one dict per row with PREDICTION_COLUMNS except `id`.
     """
@@ -173,10 +215,12 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     labels = model.config.class_labels
     texts = [" ".join(tt.decode(seqs[b][keep[b] & ~is_eos[b]].tolist(), skip_special_tokens=True).split())
              for b in range(len(rows))]
-    if decoding == "rerank" and proc.retrieval:
-        finished = is_eos.any(1)
+    if decoding != "greedy" and proc.retrieval:
         heads = [labels[int(i)] for i in label]
-        texts, confidence = _rerank(model, rows, texts, confidence, finished, heads)
+        if decoding == "rerank":
+            texts, confidence = _rerank(model, rows, texts, confidence, is_eos.any(1), heads)
+        else:
+            texts, confidence = _ground(model, rows, texts, confidence, heads)
     calibration = getattr(model, "calibration", None)
     preds = []
     for b in range(len(rows)):

@@ -573,9 +573,10 @@ IndexOption = Annotated[Path | None, typer.Option(
 BatchSizeOption = Annotated[int, typer.Option(help="Sequences per batch.")]
 MaxNewTokensOption = Annotated[int, typer.Option(help="Most tokens generated per sequence.")]
 DecodingOption = Annotated[str, typer.Option(
-    help=f"Retrieval models: {' or '.join(DECODINGS)}. greedy writes the greedy sentence; rerank "
+    help=f"Retrieval models: {', '.join(DECODINGS)}. greedy writes the greedy sentence; rerank "
          "keeps it or the top reference candidate's own sentence, whichever the model scores "
-         "higher (mean log-probability per token).")]
+         "higher (mean log-probability per token); grounded writes the fields of the candidate "
+         "whose gene the greedy sentence names, else of the candidate the model scores highest.")]
 
 
 @app.command("annotate")
@@ -602,8 +603,8 @@ def annotate_cmd(
              "with its start and end on the record).")] = DEFAULT_TILE,
     index: IndexOption = None,
 ) -> None:
-    """Annotate unknown DNA sequences: a generated sentence (greedy; a retrieval model reranks it
-    against its top candidate's sentence, --decoding), its fields, the source
+    """Annotate unknown DNA sequences: a generated sentence (greedy; a retrieval model writes the
+    fields of the reference candidate it names, --decoding), its fields, the source
     database from the class head and a confidence (mean log-probability of the sentence's tokens).
     A retrieval model also reports the reference evidence it read (top candidate, its score, the
     retriever that found it) and a calibrated gene confidence.

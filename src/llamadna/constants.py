@@ -87,9 +87,11 @@ DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; roo
 # scores the annotation sentence of the top reference candidate (its fields in the template) and
 # keeps whichever of the two the model gives the higher mean log-probability (a greedy sentence
 # that never ends loses): a long field copied token by token can break off where one whole
-# candidate cannot (docs/RESULTS.md).
-DECODINGS = ("greedy", "rerank")
-DEFAULT_DECODING = "rerank"
+# candidate cannot; "grounded" names a gene of the evidence and writes that candidate's fields:
+# the gene the greedy sentence names when a candidate has it, else the candidate whose whole
+# sentence the model scores highest (docs/RESULTS.md).
+DECODINGS = ("greedy", "rerank", "grounded")
+DEFAULT_DECODING = "grounded"
 N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
 
 DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles of this many bases

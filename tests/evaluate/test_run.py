@@ -134,7 +134,7 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", folds=0)
     with pytest.raises(ConfigError, match="--divergence-rows must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", divergence_rows=0)
-    with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank, got 'beam'"):
+    with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank, grounded, got 'beam'"):
         EvalConfig(model="m", dataset="d", out="o", decoding="beam")
 
 

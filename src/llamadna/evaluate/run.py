@@ -104,7 +104,7 @@ class EvalConfig:
     limit: int | None = None  # test rows per unit (seeded subsample) for quick runs
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    decoding: str = DEFAULT_DECODING  # retrieval models: greedy or rerank (constants.DECODINGS)
+    decoding: str = DEFAULT_DECODING  # retrieval models: constants.DECODINGS
     folds: int = 5  # split_gene as k-fold over genes (1 = the dataset's split_gene only)
     splash: dict[str, str] = field(default_factory=dict)  # build ("" = all) -> anchors TSV
     benchmark: str | None = None  # a real benchmark directory (evaluate.benchmark)
