@@ -700,3 +700,17 @@ def test_grounded_decoding_end_to_end():
             c["chrom"], c["description"], c["transcript_type"])
         assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
     assert grounded[2] == greedy[2]
+
+
+def test_gene_named_stops_a_row_once_its_gene_clause_is_closed():
+    m = _retrieval_model()
+    tt = m.processor.text_tokenizer
+    text = ann.candidate_sentence(CANDIDATE, "ClinVar")
+    ids = tt(" " + text, add_special_tokens=False)["input_ids"]
+    stop = ann.GeneNamed(tt, [True, False])  # row 1 has no evidence: never stopped
+    seqs = torch.tensor([ids, ids])
+    fired = [t for t in range(1, len(ids) + 1) if bool(stop(seqs[:, :t])[0])]
+    assert len(fired) == 1 and not any(stop(seqs[:, :t])[1] for t in range(1, len(ids) + 1))
+    kept = tt.decode(ids[: fired[0]], skip_special_tokens=True)
+    assert kept.strip().endswith("part of GENE7 gene") and ann.parse_annotation(kept)["gene"] == "GENE7"
+    assert stop.kept(len(ids)).sum(1).tolist() == [fired[0], len(ids)]

@@ -134,6 +134,32 @@ def _rerank(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
     return texts, confidence
 
 
+class GeneNamed:
+    """Stop for grounded decoding: a row (of those `active`) is done once its new tokens have
+    named a gene (the template's gene clause, "... chromosome part of NAME gene", is closed):
+    what follows comes from the candidate that has that gene (`_ground`). Called with the new
+    tokens so far (B, t), returns the rows to stop now; `kept` gives each row's tokens to keep."""
+
+    def __init__(self, tokenizer, active: Sequence[bool]):
+        self.tokenizer = tokenizer
+        self.active = list(active)
+        self.length = [None] * len(self.active)  # new tokens of a stopped row
+
+    def __call__(self, seqs: torch.Tensor) -> torch.Tensor:
+        now = torch.zeros(len(seqs), dtype=torch.bool)
+        for b, on in enumerate(self.active):
+            if on and self.length[b] is None:
+                text = self.tokenizer.decode(seqs[b].tolist(), skip_special_tokens=True)
+                if parse_annotation(text)["gene"] is not None:
+                    self.length[b], now[b] = seqs.shape[1], True
+        return now
+
+    def kept(self, steps: int) -> torch.Tensor:
+        """(B, steps) bool: the positions before each stopped row's stop (all for the others)."""
+        ends = torch.tensor([steps if n is None else n for n in self.length])
+        return torch.arange(steps)[None, :] < ends[:, None]
+
+
 def _score_sentences(model, rows: Sequence[dict], sentences: Sequence[str]) -> torch.Tensor:
     """Mean log-probability per token (eos included) of each row's target sentence under the
     model (teacher forcing, the distribution generation samples from)."""
@@ -197,9 +223,12 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
         gen_in = pad_to_bucket(gen_in, model.prompt_bucket, tt.pad_token_id)
     # one pass over the prompt: generation, and the class head on its prefill states (positions
     # follow the mask, so left padding is fine)
+    # grounded: a row with evidence stops once it has named a gene (the candidate gives the rest)
+    stop = (GeneNamed(tt, [bool(r.get("evidence")) for r in rows])
+            if decoding == "grounded" and proc.retrieval else None)
     out, cls_logits = model.generate_with_class(
         **{k: v.to(dev) for k, v in gen_in.items()}, max_new_tokens=max_new_tokens, do_sample=False,
-        num_beams=1, eos_token_id=eos, pad_token_id=tt.pad_token_id, output_logits=True,
+        num_beams=1, eos_token_id=eos, pad_token_id=tt.pad_token_id, output_logits=True, stop=stop,
     )
     probs = torch.softmax(cls_logits.float(), dim=-1)  # (B, K)
     prob, label = probs.max(dim=-1)  # (B,)
@@ -210,6 +239,8 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     ], dim=1)
     is_eos = seqs == eos
     keep = (is_eos.long().cumsum(1) - is_eos.long()) == 0  # (B, S) up to and including first eos
+    if stop is not None:  # a stopped row: its tokens up to the stop
+        keep &= stop.kept(seqs.shape[1]).to(keep.device)
     confidence = (logp * keep).sum(1) / keep.sum(1)  # (B,)
 
     labels = model.config.class_labels

@@ -81,6 +81,13 @@ def test_evaluate_all_systems_and_report(trained):
     shutil.copytree(root / "dataset", root / "dataset_copy")
     TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3).get("split_random", "splash_prompt")
     assert (cached / "train_summary.json").stat().st_mtime_ns == stamp
+    # ... and so does a copy of the report directory (its models record the old path)
+    moved = root / "report_copy"
+    shutil.copytree(root / "report" / "models", moved / "models")
+    copied = moved / "models" / "split_random" / "splash_prompt"
+    stamp = (copied / "train_summary.json").stat().st_mtime_ns
+    TrainedModels(cfg.model, root / "dataset_copy", moved, max_steps=3).get("split_random", "splash_prompt")
+    assert (copied / "train_summary.json").stat().st_mtime_ns == stamp
     changed = pl.read_parquet(root / "dataset" / "dataset.parquet").with_columns(
         pl.when(pl.col("split_random") == "val").then(pl.lit("train")).otherwise(pl.col("split_random"))
         .alias("split_random"))

@@ -430,3 +430,25 @@ def test_target_log_probs_are_the_training_forwards(copy_head):
         with torch.no_grad():
             loss = m(**one).lm_loss
         assert float(-total[i] / count[i]) == pytest.approx(float(loss), rel=1e-4)
+
+
+@pytest.mark.parametrize("copy_head", [False, True])
+def test_generation_finishes_the_rows_a_stop_names(copy_head):
+    """`stop` (new tokens so far -> rows to finish) ends those rows where it says, both in the
+    copy head's loop and in `generate` (a stopping criterion); the other rows are unchanged."""
+    m = make_model(copy_head=copy_head, llm_training="full").eval()
+    b = m.processor(rows(2), padding_side="left")
+    tt = m.processor.text_tokenizer
+    kw = dict(max_new_tokens=6, eos_token_id=tt.eos_token_id, pad_token_id=tt.pad_token_id,
+              do_sample=False, num_beams=1, output_logits=True)
+    full = m.generate_with_class(**b, **kw)[0].sequences
+    seen = []
+
+    def stop(seqs):
+        seen.append(seqs.shape[1])
+        return torch.tensor([seqs.shape[1] == 2, False])
+
+    short = m.generate_with_class(**b, stop=stop, **kw)[0].sequences
+    assert seen[:2] == [1, 2]  # called with the new tokens only, every step
+    assert torch.equal(short[0, :2], full[0, :2]) and bool((short[0, 2:] == tt.pad_token_id).all())
+    assert torch.equal(short[1], full[1, : short.shape[1]])

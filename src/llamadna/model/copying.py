@@ -110,9 +110,11 @@ class GreedyOutput:
 @torch.no_grad()
 def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   copyable: torch.Tensor, max_new_tokens: int, eos_token_id: int,
-                  pad_token_id: int) -> tuple[GreedyOutput, torch.Tensor]:
+                  pad_token_id: int, stop=None) -> tuple[GreedyOutput, torch.Tensor]:
     """Greedy decoding with the copy head (the LLM's KV cache; a finished row emits padding).
-    Returns the output and the prompt's final hidden states (B, T, H) for the class head."""
+    `stop`: optional callable, the new tokens so far (B, t) -> (B,) bool, rows to finish now
+    (as `generate`'s stopping criteria). Returns the output and the prompt's final hidden states
+    (B, T, H) for the class head."""
     from llamadna.model.modeling import position_ids_from
 
     lm = model.language_model
@@ -132,6 +134,8 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
         seqs.append(nxt)
         steps.append(lp)
         done |= nxt == eos_token_id
+        if stop is not None:
+            done |= stop(torch.stack(seqs, 1)).to(done.device)
         if bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import ModelOutput
 
 from llamadna.constants import IGNORE_INDEX
@@ -128,6 +128,17 @@ def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
     out = encoder(input_ids=ids.to(device), attention_mask=mask)
     states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
     return mean_pool_body(states, mask)
+
+
+class _StopCriterion(StoppingCriteria):
+    """A `stop` callable (new tokens (B, t) -> (B,) bool) as `generate`'s stopping criterion
+    (generation runs on `inputs_embeds`, so the ids it passes are the new tokens only)."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return self.stop(input_ids).to(input_ids.device)
 
 
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -328,19 +339,22 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     def generate_with_class(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
-        prompt_mask: torch.Tensor | None = None, **generate_kwargs,
+        prompt_mask: torch.Tensor | None = None, stop=None, **generate_kwargs,
     ) -> tuple[object, torch.Tensor]:
         """`generate` and `classify` in one pass over the prompt: the class logits (B, K) come
         from the last hidden states of generation's prefill, which are the states `classify`
         computes (tested), so the DNA encoder and the LLM read the prompt once, not twice.
+        `stop`: optional callable, the new tokens so far (B, t) -> (B,) bool, rows to finish now.
         Returns (the `generate` output with `return_dict_in_generate`, class logits)."""
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
         if self.copy_head is not None:  # our own greedy loop: the copy head mixes every step
             copyable = self.copyable(input_ids, prompt_mask, attention_mask)
             out, prefill = greedy_decode(
                 self, embeds, input_ids, attention_mask, copyable, generate_kwargs["max_new_tokens"],
-                generate_kwargs["eos_token_id"], generate_kwargs["pad_token_id"])
+                generate_kwargs["eos_token_id"], generate_kwargs["pad_token_id"], stop=stop)
             return out, self._class_logits(prefill, prompt_mask, attention_mask)
+        if stop is not None:
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList([_StopCriterion(stop)])
         out = self.language_model.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True,
             return_dict_in_generate=True, **generate_kwargs)

@@ -125,13 +125,15 @@ def split_fingerprint(dataset: str | Path, split: str) -> str:
 
 def _cached(path: Path, tc: TrainConfig, rows: str) -> bool:
     """Trained with these settings on these rows: the same config; or, where the model records
-    the rows it was trained on, the same config but for the table's path."""
+    the rows it was trained on, the same config but for the table's path and its own (a report
+    directory copied or moved elsewhere keeps its models)."""
     if not (path / "train_summary.json").exists():
         return False
     saved, now = saved_config(path / "train_config.json"), asdict(tc)
     if saved == now:
         return True
     fp = path / FINGERPRINT_FILE
-    saved.pop("dataset", None)
-    now.pop("dataset")
+    for key in ("dataset", "out"):
+        saved.pop(key, None)
+        now.pop(key)
     return fp.exists() and fp.read_text().strip() == rows and saved == now
