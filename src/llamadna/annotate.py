@@ -192,7 +192,8 @@ def _ground(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
         else:
             scored += [(b, candidate_sentence(c, src)) for c in ev]
     if scored:
-        mean = _score_sentences(model, [rows[b] for b, _ in scored], [s for _, s in scored]).to(confidence.device)
+        mean = _score_sentences(model, [rows[b] for b, _ in scored], [s for _, s in scored])
+        mean = mean.to(confidence.device)
         best: dict[int, int] = {}
         for j, (b, _) in enumerate(scored):
             if b not in best or float(mean[j]) > float(mean[best[b]]):
