@@ -23,7 +23,9 @@ before hours of annotation, naming the file, the record and the line.
 Confidence is the mean log-probability of the generated tokens, up to and including the first
 eos (<= 0; 0 = certain). It uses the raw next-token logits (`output_logits`), not the processed
 `scores`, so it is the model's own probability whatever logits processors the LLM's generation
-config may add (under plain greedy decoding they are the same).
+config may add (under plain greedy decoding they are the same). Grounded decoding stops a row
+with evidence once it has named a gene (`GeneNamed`): its confidence is over the tokens up to
+there, or, where no candidate has the name, the kept candidate sentence's (`_ground`).
 
 The class head runs on the left-padded generation prompt: `classify` derives the LLM's position
 ids from the attention mask, so padding changes neither the positions nor the probabilities.
