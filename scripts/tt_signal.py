@@ -13,7 +13,6 @@ class; accuracy over the held-out genes' windows.
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 
@@ -26,16 +25,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from llamadna.io.dataset import dataset_parquet
+from llamadna.splash.kmers import N_CODE, encode, kmer_values
 
-KMERS = {"".join(p): j for j, p in enumerate(itertools.product("ACGT", repeat=4))}
+K = 4
 
 
 def kmer_frequencies(seq: str) -> np.ndarray:
-    v = np.zeros(len(KMERS))
-    for j in range(len(seq) - 3):
-        x = KMERS.get(seq[j : j + 4])
-        if x is not None:
-            v[x] += 1
+    """Frequencies of the 4^K k-mers (lexicographic order) over the k-mers without an N."""
+    codes = encode(seq)
+    values = kmer_values(codes, K)
+    if not len(values):
+        return np.zeros(4**K)
+    has_n = np.convolve(codes == N_CODE, np.ones(K, dtype=int), mode="valid")[: len(values)] > 0
+    v = np.bincount(values[~has_n].astype(np.intp), minlength=4**K).astype(float)
     return v / max(v.sum(), 1.0)
 
 
@@ -60,10 +62,10 @@ def main(index_dir: str, dataset: str) -> None:
     grouped_cv("index windows, encoder embedding",
                np.vstack([vectors.reconstruct(int(i)) for i in w["i"].to_list()]), y, genes)
     grouped_cv("index windows, 4-mer frequencies",
-               np.vstack([kmer_frequencies(s.upper()) for s in w["Sequence"].to_list()]), y, genes)
+               np.vstack([kmer_frequencies(s) for s in w["Sequence"].to_list()]), y, genes)
     rows = pl.read_parquet(dataset_parquet(dataset), columns=["Sequence", "gene_name", "transcript_type"])
     grouped_cv("dataset rows (variant-centred), 4-mer frequencies",
-               np.vstack([kmer_frequencies(s.upper()) for s in rows["Sequence"].to_list()]),
+               np.vstack([kmer_frequencies(s) for s in rows["Sequence"].to_list()]),
                np.array(rows["transcript_type"].to_list()), np.array(rows["gene_name"].to_list()))
 
 
