@@ -10,7 +10,9 @@ reference size, `scale_k`), then draws `--queries` windows of 512 bases centred 
 from family members), mutates them at each `--rates` level (`data.mutate.mutate_nested`, the
 evaluation's nested draw) and, in one run on the same queries, times:
 - the hybrid retriever (`llamadna search`'s engine: embedding the queries, minimap2, FAISS,
-  ranking; index loaded beforehand), recall@1 / recall@4 of the right gene;
+  ranking; index loaded beforehand), recall@1 / recall@4 of the right gene, once per
+  `--embed-when` policy (every query embedded, or only those that align poorly); the index is
+  `--faiss` flat or ivfpq, whitened unless `--no-whiten`;
 - `blastn -task blastn` (`retrieve.align.BlastnAligner`, the evaluation's settings, all CPUs)
   against a BLAST database of the SAME records the minimap2 index holds (the genes and their
   flanks, `segment_sequences`), gene = the one at the query centre's aligned position by the
@@ -38,7 +40,7 @@ from llamadna.data.build import assign_genes
 from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.synthetic import FAMILY_DIVERGENCE, make_bundle
 from llamadna.retrieve.align import BlastnAligner
-from llamadna.retrieve.config import IndexConfig
+from llamadna.retrieve.config import EMBED_WHEN, FAISS_KINDS, IndexConfig
 from llamadna.retrieve.index import ReferenceIndex, segment_sequences, write_records
 from llamadna.retrieve.retriever import Retriever
 
@@ -96,6 +98,10 @@ def main() -> None:
     ap.add_argument("--genes", type=int, default=6000)
     ap.add_argument("--families", type=int, default=500)
     ap.add_argument("--stride", type=int, default=256)
+    ap.add_argument("--faiss", default=IndexConfig.faiss, choices=FAISS_KINDS)
+    ap.add_argument("--no-whiten", action="store_true", help="index the raw embeddings")
+    ap.add_argument("--embed-when", default=",".join(EMBED_WHEN),
+                    help="hybrid retriever policies timed, comma-separated (EMBED_WHEN)")
     ap.add_argument("--queries", type=int, default=300, help="query windows (each at every rate)")
     ap.add_argument("--rates", default="0,0.1,0.2,0.3")
     ap.add_argument("--workdir", default=None, help="kept when given (the bundle and index reused)")
@@ -110,12 +116,13 @@ def main() -> None:
                          n_genes=a.genes, n_variants=10_000, seed=0, families=a.families)
     report["generate_s"] = round(time.perf_counter() - t, 1)
     report["genome_bases"] = a.chroms * length
-    index_dir = work / "index"
+    index_dir = work / f"index_{a.faiss}{'_raw' if a.no_whiten else ''}"
     if not (index_dir / "index.json").exists():
         ReferenceIndex.build(IndexConfig(encoder=a.encoder, out=str(index_dir), data=str(work / "bundle"),
-                                         stride=a.stride))
+                                         stride=a.stride, faiss=a.faiss, whiten=not a.no_whiten))
     index = ReferenceIndex.load(index_dir)
-    report["index"] = {k: index.meta[k] for k in ("windows", "genes", "segments", "segment_bases", "seconds")}
+    report["index"] = {k: index.meta[k] for k in ("windows", "genes", "segments", "segment_bases", "seconds",
+                                                  "faiss")}
     report["index"]["minimap2"] = index.meta["config"]["minimap2"]
     report["index"]["minimap2_sensitive"] = index.meta["config"]["minimap2_sensitive"]
     report["index"]["bytes"] = sum(p.stat().st_size for p in index_dir.iterdir())
@@ -130,28 +137,32 @@ def main() -> None:
     queries = draw_queries(bundle, a.queries, seed=1)
     truth = truth_genes(queries, genes)
     family = [q["family"] for q in queries]
-    retriever = Retriever(index, a.encoder)
+    policies = a.embed_when.split(",")
+    first = Retriever(index, a.encoder, embed_when=policies[0])
+    retrievers = {p: Retriever(index, embedder=first.embedder, embed_when=p) for p in policies}
     rates = [float(x) for x in a.rates.split(",")]
     mutated = [mutate_nested(q["seq"], rates, row_seed(2, i)) for i, q in enumerate(queries)]
     report["rates"] = {}
     for j, rate in enumerate(rates):
         seqs = [m[j] for m in mutated]
         t = time.perf_counter()
-        cands = retriever(seqs)
-        t_search = time.perf_counter() - t
-        t = time.perf_counter()
         named = blastn_genes(blast, index.segments.rows(), genes, seqs)
         t_blast = time.perf_counter() - t
-        ours = [[c["gene"] for c in cs] for cs in cands]
         theirs = [[n] for n in named]
-        r: dict = {"queries": len(seqs), "search_q_per_s": round(len(seqs) / t_search, 1),
-                   "blastn_q_per_s": round(len(seqs) / t_blast, 2)}
-        r["speed_ratio"] = round(r["search_q_per_s"] / r["blastn_q_per_s"], 2)
+        r: dict = {"queries": len(seqs), "blastn_q_per_s": round(len(seqs) / t_blast, 2)}
         other = [not f for f in family]
-        for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", other)):
-            r[label] = {"search_r1": score(ours, truth, sel, 1), "search_r4": score(ours, truth, sel, 4),
-                        "blastn_r1": score(theirs, truth, sel, 1)}
-        r["recall_gap"] = round(r["all"]["search_r1"] - r["all"]["blastn_r1"], 4)
+        for policy, retriever in retrievers.items():
+            t = time.perf_counter()
+            cands = retriever(seqs)
+            t_search = time.perf_counter() - t
+            ours = [[c["gene"] for c in cs] for cs in cands]
+            p: dict = {"search_q_per_s": round(len(seqs) / t_search, 1)}
+            p["speed_ratio"] = round(p["search_q_per_s"] / r["blastn_q_per_s"], 2)
+            for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", other)):
+                p[label] = {"search_r1": score(ours, truth, sel, 1), "search_r4": score(ours, truth, sel, 4),
+                            "blastn_r1": score(theirs, truth, sel, 1)}
+            p["recall_gap"] = round(p["all"]["search_r1"] - p["all"]["blastn_r1"], 4)
+            r[f"embed_{policy}"] = p
         report["rates"][str(rate)] = r
         print(rate, json.dumps(r), flush=True)
     report["max_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)

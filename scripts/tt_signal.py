@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from llamadna.io.dataset import dataset_parquet
+from llamadna.retrieve.index import inner_index
 from llamadna.splash.kmers import N_CODE, encode, kmer_values
 
 K = 4
@@ -58,7 +59,7 @@ def main(index_dir: str, dataset: str) -> None:
     w = (pl.read_parquet(d / "windows.parquet").with_row_index("i")
          .filter(pl.col("transcript_type").is_not_null()))
     y, genes = np.array(w["transcript_type"].to_list()), np.array(w["gene"].to_list())
-    vectors = faiss.read_index(str(d / "embeddings.faiss"))
+    vectors = inner_index(faiss.read_index(str(d / "embeddings.faiss")))  # as stored (whitened if so)
     grouped_cv("index windows, encoder embedding",
                np.vstack([vectors.reconstruct(int(i)) for i in w["i"].to_list()]), y, genes)
     grouped_cv("index windows, 4-mer frequencies",

@@ -39,7 +39,7 @@ from llamadna.data.build import BuildOptions
 from llamadna.data.simulate import SimulateOptions
 from llamadna.errors import ConfigError, DataDirError, InputError
 from llamadna.evaluate.run import SYSTEMS, EvalConfig
-from llamadna.retrieve.config import DEFAULT_K, FAISS_KINDS, IndexConfig
+from llamadna.retrieve.config import DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN, FAISS_KINDS, IndexConfig
 from llamadna.splash.run import SplashConfig
 from llamadna.splash.stats import FilterConfig
 from llamadna.train.config import PretrainConfig, TrainConfig
@@ -745,6 +745,9 @@ def index_cmd(
         help=f"FAISS index: {' or '.join(FAISS_KINDS)} (IVF-PQ for large references).")] = IndexConfig.faiss,
     nlist: Annotated[int | None, typer.Option(help="IVF lists (ivfpq; default 4 x sqrt(windows)).")] = None,
     pq_m: Annotated[int, typer.Option(help="PQ sub-quantizers (ivfpq).")] = IndexConfig.pq_m,
+    whiten: Annotated[bool, typer.Option(
+        help="PCA-whiten the embeddings in the FAISS index (fitted on the windows, stored with it; "
+             "skipped with a warning under 2 windows per dimension).")] = IndexConfig.whiten,
     scale_k: Annotated[bool, typer.Option(
         help="Raise minimap2's k with the reference size (log4 of indexed bases over the 3.1 Mb "
              "the settings were tuned on), so a large reference does not flood chaining.")] = (
@@ -782,6 +785,9 @@ def search_cmd(
         help="hybrid, align (minimap2 only) or embed (FAISS only).")] = "hybrid",
     encoder: Annotated[Path | None, typer.Option(
         help="DNA encoder directory (default: the one the index was built with).")] = None,
+    embed_when: Annotated[str, typer.Option(
+        help="hybrid: embed every query (always) or only those that align poorly (unaligned: "
+             "faster; an aligned query's list then holds aligned genes only).")] = DEFAULT_EMBED_WHEN,
 ) -> None:
     """The reference genes each query resembles: alignment (minimap2) and embedding (FAISS)
     candidates merged per gene, ranked, with their evidence (identity, aligned fraction, cosine,
@@ -796,7 +802,10 @@ def search_cmd(
             raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
         if k < 1:
             raise ConfigError(f"--k must be >= 1, got {k}")
-        retriever = Retriever(ReferenceIndex.load(index), str(encoder) if encoder else None, k=k, mode=mode)
+        if embed_when not in EMBED_WHEN:
+            raise ConfigError(f"--embed-when {embed_when!r}: expected one of {', '.join(EMBED_WHEN)}")
+        retriever = Retriever(ReferenceIndex.load(index), str(encoder) if encoder else None, k=k, mode=mode,
+                              embed_when=embed_when)
         with _record_progress() as step:
             s = search_fasta(retriever, seqs, out, progress=step)
     console.print(f"{s['queries']} queries, {s['with_candidates']} with candidates, in {s['seconds']} s "

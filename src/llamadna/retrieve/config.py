@@ -14,7 +14,19 @@ DEFAULT_STRIDE = 128
 DEFAULT_FLANK = 1000  # bases around each gene tiled too
 DEFAULT_NPROBE = 16  # IVF lists searched per query
 DEFAULT_K = RETRIEVAL_K  # candidates per query
-CASCADE_BELOW = 0.5  # best identity x aligned fraction under which the sensitive index is tried
+# PCA whitening of the embeddings (`retrieve.index.whitening`): windows needed per dimension
+# to fit it, and the floor added to each eigenvalue as a fraction of their mean, so directions of
+# little variance are not amplified past the mean one (regularised whitening: with a floor of 1,
+# float noise of ~1e-6 in the embeddings stays ~1e-5 in the whitened ones; recalls on the bundle
+# were the same for floors 5e-4 to 5, docs/BENCHMARKS.md)
+WHITEN_MIN_PER_DIM = 2
+WHITEN_EPSILON = 1.0
+CASCADE_BELOW = 0.5
+# When the hybrid retriever embeds a query: "always", or only when its alignment is poor
+# ("unaligned": best identity x aligned fraction below CASCADE_BELOW; faster, since an aligned
+# query's first candidate is the alignment's anyway, but its list holds aligned genes only)
+EMBED_WHEN = ("always", "unaligned")
+DEFAULT_EMBED_WHEN = "always"  # best identity x aligned fraction under which the sensitive index is tried
 
 
 @dataclass
@@ -33,6 +45,7 @@ class IndexConfig:
     faiss: str = "flat"
     nlist: int | None = None  # ivfpq: default 4 * sqrt(windows)
     pq_m: int = 16
+    whiten: bool = True  # PCA-whiten the embeddings in the FAISS index (`retrieve.index.whitening`)
     minimap2: dict = field(default_factory=lambda: dict(MINIMAP2_INDEX))
     # second, sensitive minimap2 index: queries the first one maps poorly (best identity x
     # aligned fraction below CASCADE_BELOW) are aligned again on it; None = no second pass

@@ -13,7 +13,12 @@ INDEX/ holds:
   for a second pass on queries the first index maps poorly;
 - `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
   "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
-  `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome;
+  `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome. With `whiten` (the
+  default) the index holds the embeddings PCA-whitened and L2-normalised again (`whitening`,
+  fitted on the index windows and stored in the FAISS file, so queries get the same transform):
+  the tiny encoder's pooled embeddings are near collinear (mean cosine to their mean 0.991), and
+  whitening spreads them (docs/BENCHMARKS.md: embedding-only recall@1 at 10 % divergence 0.155 ->
+  0.449 on the bundle; IVF-PQ at 0 % on a 100 Mb genome 0.007 -> 0.900);
 - `index.json`: the settings, counts, variant table and encoder; written last, so an index
   without it is incomplete.
 """
@@ -39,7 +44,7 @@ from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import scaled_minimap2
-from llamadna.retrieve.config import DEFAULT_NPROBE, IndexConfig
+from llamadna.retrieve.config import DEFAULT_NPROBE, WHITEN_EPSILON, WHITEN_MIN_PER_DIM, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import known_variant_table
 from llamadna.retrieve.windows import carry_variants, index_tables
@@ -71,10 +76,46 @@ def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     return table, ["".join(s) for s in seqs]
 
 
-def _faiss_index(vectors: np.ndarray, kind: str, nlist: int | None, pq_m: int):
+def whitening(vectors: np.ndarray):
+    """FAISS transforms that PCA-whiten `vectors`' space (centre on their mean, rotate to the
+    principal axes, scale each to unit variance) and L2-normalise again, as one chain (a list,
+    applied in order). Eigenvalues get WHITEN_EPSILON x their mean added, so a direction without
+    variance (the unit norm's constraint leaves one) is not blown up (config.WHITEN_EPSILON)."""
     import faiss
 
     d = vectors.shape[1]
+    centred = vectors.astype(np.float64) - vectors.mean(0)
+    mean_eig = float((centred**2).sum() / max(len(vectors) - 1, 1) / d)
+    pca = faiss.PCAMatrix(d, d, -0.5)
+    pca.epsilon = WHITEN_EPSILON * mean_eig
+    pca.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    return [pca, faiss.NormalizationTransform(d)]
+
+
+def _with_transforms(chain: list, index):
+    """`index` behind the transforms of `chain` (applied in order to added and query vectors)."""
+    import faiss
+
+    if not chain:
+        return index
+    wrapped = faiss.IndexPreTransform(chain[-1], index)
+    for t in reversed(chain[:-1]):
+        wrapped.prepend_transform(t)
+    return wrapped
+
+
+def _faiss_index(vectors: np.ndarray, kind: str, nlist: int | None, pq_m: int, whiten: bool = False):
+    import faiss
+
+    d = vectors.shape[1]
+    chain = []
+    if whiten and len(vectors) < WHITEN_MIN_PER_DIM * d:
+        log.warning("embeddings not whitened: fitting %d dimensions needs >= %d windows, the index has %d",
+                    d, WHITEN_MIN_PER_DIM * d, len(vectors))
+    elif whiten:
+        chain = whitening(vectors)
+        for t in chain:
+            vectors = t.apply(np.ascontiguousarray(vectors, dtype=np.float32))
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     else:
@@ -89,7 +130,14 @@ def _faiss_index(vectors: np.ndarray, kind: str, nlist: int | None, pq_m: int):
         index.train(vectors)
         index.nprobe = min(DEFAULT_NPROBE, nlist)
     index.add(vectors)
-    return index
+    return _with_transforms(chain, index)
+
+
+def inner_index(vectors):
+    """The index behind a FAISS index's transforms (itself without any)."""
+    import faiss
+
+    return faiss.downcast_index(vectors.index) if isinstance(vectors, faiss.IndexPreTransform) else vectors
 
 
 class ReferenceIndex:
@@ -110,6 +158,8 @@ class ReferenceIndex:
         Under `accelerate launch` (or torchrun) with N processes, each embeds every N-th window
         on its own device and the main process gathers them, writes the index and returns it;
         the others return None."""
+        import faiss
+
         from llamadna.data.paths import default_data_dir
 
         t0 = time.perf_counter()
@@ -136,7 +186,7 @@ class ReferenceIndex:
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
         sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
                      if cfg.minimap2_sensitive else None)
-        vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m)
+        vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten)
         variants = known if known is not None else known_variant_table([])
         meta = {
             "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
@@ -146,7 +196,8 @@ class ReferenceIndex:
             "segment_bases": int(segments["length"].sum()), "variants": variants_name,
             "variant_rows": variants.height, "exclude_genes": list(cfg.exclude_genes),
             "faiss": {"kind": cfg.faiss, "ntotal": int(vectors.ntotal),
-                      "nlist": int(getattr(vectors, "nlist", 0)) or None},
+                      "whitened": isinstance(vectors, faiss.IndexPreTransform),
+                      "nlist": int(getattr(inner_index(vectors), "nlist", 0)) or None},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -191,11 +242,17 @@ class ReferenceIndex:
             if windows.height == 0:
                 raise ConfigError("excluding those genes leaves no index window")
             keep = windows["window"].to_numpy()
-            if hasattr(self.vectors, "make_direct_map"):
-                self.vectors.make_direct_map()
-            vectors = faiss.clone_index(self.vectors)
-            vectors.reset()
-            vectors.add(self.vectors.reconstruct_batch(keep.astype(np.int64)))
+            # the kept windows' stored vectors (whitened ones stay whitened: the transforms,
+            # fitted on the whole reference's windows without any label, are kept as they are)
+            inner = inner_index(self.vectors)
+            if hasattr(inner, "make_direct_map"):
+                inner.make_direct_map()
+            # a deep copy through FAISS's own format (clone_index cannot copy every transform)
+            vectors = faiss.deserialize_index(faiss.serialize_index(self.vectors))
+            kept = inner_index(vectors)
+            kept.reset()
+            kept.add(inner.reconstruct_batch(keep.astype(np.int64)))
+            vectors.ntotal = kept.ntotal
             windows = windows.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("window"))
             segments, seqs = _segments(windows)
             cfg = meta["config"]
@@ -231,8 +288,9 @@ class ReferenceIndex:
                              "`llamadna index`)")
         sensitive = _load_mmi(path / SENSITIVE_MMI, sens) if sens else None
         vectors = faiss.read_index(str(path / "embeddings.faiss"))
-        if hasattr(vectors, "nprobe"):
-            vectors.nprobe = min(DEFAULT_NPROBE, vectors.nlist)
+        inner = inner_index(vectors)
+        if hasattr(inner, "nprobe"):
+            inner.nprobe = min(DEFAULT_NPROBE, inner.nlist)
         names = ("windows", "genes", "variants", "segments")
         tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
         return cls(*tables, aligner, vectors, meta, path, sensitive)

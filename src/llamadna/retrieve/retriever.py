@@ -18,6 +18,9 @@ For each query (batch API, deterministic):
   alignment's whenever a query aligns, and embedding fills the list and answers queries that do
   not align. The tiny encoder's embeddings (masked-LM, even after the contrastive stage) find
   little beyond 10 % divergence (docs/BENCHMARKS.md), so they cannot be trusted over an alignment.
+  `embed_when="unaligned"` embeds only the queries whose best alignment score is under
+  CASCADE_BELOW (the others' lists then hold aligned genes only): the same first candidate, at
+  the alignment's speed for queries that align.
 Windows and positions without a gene (flanks) give no candidate. A query with fewer unambiguous
 bases than the index's k-mer size (all N, or shorter than k) gets an empty list. `source` is the
 label of the training variant nearest the candidate's position (the index's variant table; None
@@ -35,7 +38,7 @@ import polars as pl
 
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import hit_position, map_threaded
-from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_K
+from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import NearestVariants
 from llamadna.retrieve.index import ReferenceIndex
@@ -74,13 +77,16 @@ class _Gene:
 class Retriever:
     """`Retriever(index, encoder_dir)(sequences) -> list[list[dict]]`: per query its top-`k`
     candidates (dicts keyed by CANDIDATE_FIELDS, best first). `mode`: "hybrid", or one source
-    alone ("align", "embed") for comparison."""
+    alone ("align", "embed") for comparison; `embed_when` (hybrid): EMBED_WHEN."""
 
     def __init__(self, index: ReferenceIndex, encoder: str | None = None, k: int = DEFAULT_K,
                  mode: str = "hybrid", n_embed: int = N_EMBED, embedder: SequenceEmbedder | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, embed_when: str = DEFAULT_EMBED_WHEN):
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {MODES}")
+        if embed_when not in EMBED_WHEN:
+            raise ValueError(f"unknown embed_when {embed_when!r}: expected one of {EMBED_WHEN}")
+        self.embed_when = embed_when
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.index, self.k, self.mode, self.n_embed = index, k, mode, n_embed
@@ -109,6 +115,9 @@ class Retriever:
         genes: list[dict[tuple[str, str, str], _Gene]] = [{} for _ in seqs]
         if self.mode != "embed":
             self._align(seqs, ok, genes)
+        if self.mode == "hybrid" and self.embed_when == "unaligned":
+            ok = [good and max((g.align for g in found.values()), default=0.0) < CASCADE_BELOW
+                  for good, found in zip(ok, genes)]
         if self.mode != "align":
             self._embed(seqs, ok, genes, progress)
         return [self._ranked(g) for g in genes]
