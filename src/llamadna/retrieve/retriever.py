@@ -5,7 +5,8 @@ For each query (batch API, deterministic):
 - **alignment candidates**: every minimap2 hit of the query on the index (`ReferenceIndex`,
   `retrieve.align.MINIMAP2_INDEX` settings; queries whose best identity x aligned fraction there
   is under CASCADE_BELOW are aligned again on the sensitive index, MINIMAP2_SENSITIVE, and keep
-  the hits of both), with the identity (matching bases / alignment length), the aligned fraction
+  the hits of both; on a large reference, those still under it on a third, deep index,
+  `retrieve.align.deep_minimap2`), with the identity (matching bases / alignment length), the aligned fraction
   of the query, the strand, and the reference position of the query's centre base; the hit's
   gene is the one the dataset builder gives at that position (`assign_genes` on the index's gene
   table), so a small gene inside a window is named exactly;
@@ -136,11 +137,11 @@ class Retriever:
 
         todo = [i for i, good in enumerate(ok) if good]
         hits = self._map(self.index.aligner, seqs, todo)
-        if self.index.sensitive is not None:  # second pass: queries the fast index maps poorly
-            best = dict.fromkeys(todo, 0.0)
+        best = dict.fromkeys(todo, 0.0)
+        for aligner in self.index.cascade:  # further passes: the queries mapped poorly so far
             for h in hits:
                 best[h[0]] = max(best[h[0]], h[4] * h[5])
-            hits += self._map(self.index.sensitive, seqs, [i for i in todo if best[i] < CASCADE_BELOW])
+            hits += self._map(aligner, seqs, [i for i in todo if best[i] < CASCADE_BELOW])
         gene_of: dict[int, str] = {}
         for build in dict.fromkeys(h[1] for h in hits):
             rows = [k for k, h in enumerate(hits) if h[1] == build]
