@@ -125,6 +125,7 @@ def main() -> None:
                                                   "faiss")}
     report["index"]["minimap2"] = index.meta["config"]["minimap2"]
     report["index"]["minimap2_sensitive"] = index.meta["config"]["minimap2_sensitive"]
+    report["index"]["minimap2_deep"] = index.meta["config"].get("minimap2_deep")
     report["index"]["bytes"] = sum(p.stat().st_size for p in index_dir.iterdir())
     print(json.dumps(report), flush=True)
 

@@ -752,6 +752,9 @@ def index_cmd(
         help="Raise minimap2's k with the reference size (log4 of indexed bases over the 3.1 Mb "
              "the settings were tuned on), so a large reference does not flood chaining.")] = (
         IndexConfig.scale_k),
+    deep: Annotated[bool, typer.Option(
+        help="On a reference large enough for --scale-k to raise k, a third minimap2 tier (every "
+             "k-mer, k one less) for the queries the first two map poorly.")] = IndexConfig.deep,
 ) -> None:
     """Build a reference index: the reference of each build tiled over every annotated gene
     (flanks included), each window with the dataset builder's fields at its centre and the

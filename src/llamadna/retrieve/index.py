@@ -60,6 +60,8 @@ SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensit
 DEEP_MMI = "minimap2_deep.mmi"  # when the config has `minimap2_deep`
 # the passes after the first: config key and file, in the order they are tried
 CASCADE = (("minimap2_sensitive", SENSITIVE_MMI), ("minimap2_deep", DEEP_MMI))
+
+
 def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """Overlapping or adjacent windows (same build and chromosome) merged into index records:
     (build, chrom, start0, length) per record and its sequence."""
