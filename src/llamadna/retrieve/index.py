@@ -19,7 +19,7 @@ INDEX/ holds:
   fitted on the index windows and stored in the FAISS file, so queries get the same transform):
   the tiny encoder's pooled embeddings are near collinear (mean cosine to their mean 0.991), and
   whitening spreads them (docs/BENCHMARKS.md: embedding-only recall@1 at 10 % divergence 0.155 ->
-  0.449 on the bundle; IVF-PQ at 0 % on a 100 Mb genome 0.007 -> 0.900);
+  0.449 on the bundle; without it IVF-PQ found 0.007 of undiverged queries on a 100 Mb genome);
 - `index.json`: the settings, counts, variant table and encoder; written last, so an index
   without it is incomplete.
 """
