@@ -6,10 +6,10 @@ For each query (batch API, deterministic):
   `retrieve.align.MINIMAP2_INDEX` settings; queries whose best identity x aligned fraction there
   is under CASCADE_BELOW are aligned again on the sensitive index, MINIMAP2_SENSITIVE, and keep
   the hits of both; on a large reference, those still under it on a third, deep index,
-  `retrieve.align.deep_minimap2`), with the identity (matching bases / alignment length), the aligned fraction
-  of the query, the strand, and the reference position of the query's centre base; the hit's
-  gene is the one the dataset builder gives at that position (`assign_genes` on the index's gene
-  table), so a small gene inside a window is named exactly;
+  `retrieve.align.deep_minimap2`), with the identity (matching bases / alignment length), the
+  aligned fraction of the query, the strand, and the reference position of the query's centre
+  base; the hit's gene is the one the dataset builder gives at that position (`assign_genes` on
+  the index's gene table), so a small gene inside a window is named exactly;
 - **embedding candidates**: the `n_embed` windows nearest the query's encoder embedding (FAISS,
   cosine similarity), each for the gene at its window's centre;
 - per gene: alignment score = max over its hits of identity x aligned fraction, cosine = max
