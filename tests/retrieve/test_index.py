@@ -151,10 +151,12 @@ def test_index_and_search_commands(workspace, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["index", "--encoder", str(root / "encoder"), "--out", str(tmp_path / "ix"),
                               "--data", str(b.path), "--window", str(W), "--stride", "48",
-                              "--exclude-genes", str(genes), "--dataset", str(root / "dataset")])
+                              "--exclude-genes", str(genes), "--dataset", str(root / "dataset"),
+                              "--no-whiten", "--no-deep"])
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "ix" / "index.json").read_text())
     assert meta["exclude_genes"] == [gene] and meta["config"]["stride"] == 48
+    assert meta["faiss"]["whitened"] is False and meta["config"]["deep"] is False
     fa = tmp_path / "q.fa"
     seqs = df["Sequence"].head(5).to_list()
     fa.write_text("".join(f">q{i}\n{s}\n" for i, s in enumerate(seqs)) + ">allN\n" + "N" * 100 + "\n")
@@ -171,6 +173,14 @@ def test_index_and_search_commands(workspace, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "h.jsonl").read_text().splitlines()]
     assert [x["query"] for x in lines] == [*(f"q{i}" for i in range(5)), "allN"]
     assert lines[-1]["candidates"] == [] and all(len(x["candidates"]) <= 2 for x in lines)
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out",
+                              str(tmp_path / "u.tsv"), "--embed-when", "unaligned"])
+    assert res.exit_code == 0, res.output
+    u = pl.read_csv(tmp_path / "u.tsv", separator="\t")
+    assert u.filter(pl.col("rank") == 1)["gene"].to_list() == t.filter(pl.col("rank") == 1)["gene"].to_list()
+    res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out",
+                              str(tmp_path / "v.tsv"), "--embed-when", "sometimes"])
+    assert res.exit_code != 0 and "--embed-when" in res.output and not (tmp_path / "v.tsv").exists()
     # clear one-line errors, nothing written
     bad = tmp_path / "bad.fa"
     bad.write_text(">x\nACGT\n>y\nAC!T\n")
