@@ -246,7 +246,10 @@ class ReferenceIndex:
         or ids; `index_tables`' rule) and/or with another known-variant table (dataset rows, e.g.
         a fold's training rows; `known_variant_table`). The embeddings are not recomputed: the
         FAISS index keeps the kept windows' vectors, and the minimap2 indexes are rebuilt over the
-        kept windows' records, so an excluded gene cannot be aligned to either."""
+        kept windows' records, so an excluded gene cannot be aligned to either. A whitened index
+        keeps its transform, fitted on all of its windows' embeddings (sequence statistics, no
+        annotation: the encoder was pretrained on that sequence too); `llamadna index
+        --exclude-genes` fits it without the excluded genes."""
         import faiss
 
         names = tuple(dict.fromkeys(exclude_genes))
