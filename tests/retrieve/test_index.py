@@ -394,13 +394,14 @@ def test_deep_tier_rule():
         scaled_minimap2,
     )
 
-    assert deep_minimap2(MINIMAP2_SENSITIVE, MINIMAP2_SENSITIVE, 10_000) is None  # small: none
+    small = scaled_minimap2(MINIMAP2_SENSITIVE, 10_000)
+    assert deep_minimap2(small, MINIMAP2_SENSITIVE) is None  # small: none
     bases = 16 * MINIMAP2_TUNED_BASES  # ~50 Mb: sensitive k 8 -> 10; deep k 9, every k-mer
-    deep = deep_minimap2(scaled_minimap2(MINIMAP2_SENSITIVE, bases), MINIMAP2_SENSITIVE, bases)
+    deep = deep_minimap2(scaled_minimap2(MINIMAP2_SENSITIVE, bases), MINIMAP2_SENSITIVE)
     assert deep == {**MINIMAP2_SENSITIVE, "k": MINIMAP2_SENSITIVE["k"] + 1, "w": 1}
     genome = scaled_minimap2(MINIMAP2_SENSITIVE, 3_100_000_000)
-    assert deep_minimap2(genome, MINIMAP2_SENSITIVE, 3_100_000_000)["k"] == genome["k"] - 1
-    assert deep_minimap2({"preset": "sr"}, {"preset": "sr"}, 10**10) is None
+    assert deep_minimap2(genome, MINIMAP2_SENSITIVE)["k"] == genome["k"] - 1
+    assert deep_minimap2({"preset": "sr"}, {"preset": "sr"}) is None
 
 
 def test_deep_tier_maps_what_the_first_two_miss(workspace, tmp_path):

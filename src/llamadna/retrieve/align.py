@@ -103,15 +103,15 @@ def scaled_minimap2(settings: dict, bases: int) -> dict:
 
 
 
-def deep_minimap2(sensitive: dict, tuned: dict, bases: int) -> dict | None:
-    """Settings of a third, deep minimap2 tier for a reference of `bases` indexed bases, or None
-    on a reference no larger than the one the settings were tuned on: there `scaled_minimap2`
-    raised the sensitive tier's k (`sensitive`, as scaled; `tuned`, as given) to keep chance
-    seed hits rare, which costs seeds in a diverged query; the deep tier takes every k-mer
-    (w=1) at one less than that k, never below the tuned k. On a 54 Mb generated reference
+def deep_minimap2(sensitive: dict, tuned: dict) -> dict | None:
+    """Settings of a third, deep minimap2 tier, or None where `scaled_minimap2` did not raise the
+    sensitive tier's k (`sensitive`, as scaled; `tuned`, as given: a reference no larger than the
+    one the settings were tuned on). On a larger one the raised k keeps chance seed hits rare,
+    which costs seeds in a diverged query; the deep tier takes every k-mer (w=1) at one less than
+    that k, never below the tuned k. On a 54 Mb generated reference
     (bench/bench_search_scale.py) it lifted 30 %-diverged recall@1 from 0.73 to 0.90 (blastn
     0.88), run only on the queries the first two tiers map poorly."""
-    if "k" not in sensitive or bases <= MINIMAP2_TUNED_BASES or sensitive["k"] <= tuned.get("k", 0):
+    if "k" not in sensitive or sensitive["k"] <= tuned.get("k", 0):
         return None
     return {**sensitive, "k": max(tuned["k"], sensitive["k"] - 1), "w": 1}
 

@@ -95,7 +95,7 @@ def whitening(vectors: np.ndarray):
     d = vectors.shape[1]
     x = vectors.astype(np.float64)
     mean = x.mean(0)
-    cov = np.cov(x - mean, rowvar=False).reshape(d, d)
+    cov = np.cov(x, rowvar=False).reshape(d, d)
     eig, vec = np.linalg.eigh(cov)
     order = np.argsort(eig)[::-1]
     eig, vec = np.clip(eig[order], 0.0, None), vec[:, order]
@@ -176,8 +176,6 @@ class ReferenceIndex:
         Under `accelerate launch` (or torchrun) with N processes, each embeds every N-th window
         on its own device and the main process gathers them, writes the index and returns it;
         the others return None."""
-        import faiss
-
         from llamadna.data.paths import default_data_dir
 
         t0 = time.perf_counter()
@@ -198,8 +196,7 @@ class ReferenceIndex:
         bases = int(segments["length"].sum())
         if cfg.scale_k:  # settings for this reference's size, recorded in index.json
             sensitive = cfg.minimap2_sensitive and scaled_minimap2(cfg.minimap2_sensitive, bases)
-            deep = cfg.minimap2_deep or (
-                sensitive and deep_minimap2(sensitive, cfg.minimap2_sensitive, bases))
+            deep = cfg.minimap2_deep or (sensitive and deep_minimap2(sensitive, cfg.minimap2_sensitive))
             cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases), minimap2_sensitive=sensitive,
                           minimap2_deep=deep or None)
         if not cfg.deep:
@@ -215,10 +212,10 @@ class ReferenceIndex:
             "encoder": str(cfg.encoder), "embedding_dim": dim, "windows": windows.height,
             "builds": windows["build"].unique(maintain_order=True).to_list(),
             "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
-            "segment_bases": int(segments["length"].sum()), "variants": variants_name,
+            "segment_bases": bases, "variants": variants_name,
             "variant_rows": variants.height, "exclude_genes": list(cfg.exclude_genes),
             "faiss": {"kind": cfg.faiss, "ntotal": int(vectors.ntotal),
-                      "whitened": isinstance(vectors, faiss.IndexPreTransform),
+                      "whitened": inner_index(vectors) is not vectors,
                       "nlist": int(getattr(inner_index(vectors), "nlist", 0)) or None},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1),

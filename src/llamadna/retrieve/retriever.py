@@ -137,10 +137,11 @@ class Retriever:
 
         todo = [i for i, good in enumerate(ok) if good]
         hits = self._map(self.index.aligner, seqs, todo)
-        best = dict.fromkeys(todo, 0.0)
+        best, scored = dict.fromkeys(todo, 0.0), 0
         for aligner in self.index.cascade:  # further passes: the queries mapped poorly so far
-            for h in hits:
+            for h in hits[scored:]:  # the hits of the last pass
                 best[h[0]] = max(best[h[0]], h[4] * h[5])
+            scored = len(hits)
             hits += self._map(aligner, seqs, [i for i in todo if best[i] < CASCADE_BELOW])
         gene_of: dict[int, str] = {}
         for build in dict.fromkeys(h[1] for h in hits):
