@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -48,11 +49,12 @@ from llamadna.constants import (
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TILE,
+    PREDICTION_COLUMNS,
     SEED_FAITHFUL_FIELDS,
     SPLASH_COLUMNS,
 )
 from llamadna.data.template import annotation_sentence, parse_annotation
-from llamadna.errors import ConfigError
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import FastaRecord, iter_fasta
 from llamadna.io.predictions import output_format, prediction_writer
@@ -128,7 +130,8 @@ def _rerank(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
     if not alt:
         return texts, confidence
     idx = sorted(alt)
-    mean = _score_sentences(model, [rows[b] for b in idx], [alt[b] for b in idx]).to(confidence.device)
+    mean = _score_sentences(model, [rows[b] for b in idx], [alt[b] for b in idx],
+                            len(rows)).to(confidence.device)
     texts, confidence = list(texts), confidence.clone()
     for j, b in enumerate(idx):
         if not bool(finished[b]) or float(mean[j]) > float(confidence[b]):
@@ -162,12 +165,20 @@ class GeneNamed:
         return torch.arange(steps)[None, :] < ends[:, None]
 
 
-def _score_sentences(model, rows: Sequence[dict], sentences: Sequence[str]) -> torch.Tensor:
+def _score_sentences(model, rows: Sequence[dict], sentences: Sequence[str],
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
     """Mean log-probability per token (eos included) of each row's target sentence under the
-    model (teacher forcing, the distribution generation samples from)."""
-    batch = model.processor(list(rows), targets=list(sentences), padding_side="left")
-    total, count = model.target_log_probs(**{k: v.to(model.device) for k, v in batch.items()})
-    return total / count.clamp(min=1)
+    model (teacher forcing, the distribution generation samples from), `batch_size` sentences
+    per forward pass: a batch of rows with k candidates each holds up to k x its rows to score,
+    and one pass over them all would make peak memory grow with k and with the worst batch of a
+    long run."""
+    means = []
+    for a in range(0, len(rows), max(1, batch_size)):
+        batch = model.processor(list(rows[a : a + batch_size]), targets=list(sentences[a : a + batch_size]),
+                                padding_side="left")
+        total, count = model.target_log_probs(**{k: v.to(model.device) for k, v in batch.items()})
+        means.append(total / count.clamp(min=1))
+    return torch.cat(means)
 
 
 def _ground(model, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
@@ -194,7 +205,9 @@ def _ground(model, rows: Sequence[dict], texts: list[str], confidence: torch.Ten
         else:
             scored += [(b, candidate_sentence(c, src)) for c in ev]
     if scored:
-        mean = _score_sentences(model, [rows[b] for b, _ in scored], [s for _, s in scored])
+        # k candidates a row: scored as many at a time as the batch holds rows
+        mean = _score_sentences(model, [rows[b] for b, _ in scored], [s for _, s in scored],
+                                len(rows))
         mean = mean.to(confidence.device)
         best: dict[int, int] = {}
         for j, (b, _) in enumerate(scored):
@@ -282,9 +295,11 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     return preds
 
 
-def use_index(model, index=None):
+def use_index(model, index=None, encoder=None):
     """Give a retrieval model its retriever: on `index` (a `llamadna index` directory, or a loaded
-    `ReferenceIndex`, e.g. a user's own reference), else on the index it was trained with.
+    `ReferenceIndex`, e.g. a user's own reference), else on the index it was trained with (kept
+    beside the model as training left them: the model records it relative to its directory).
+    `encoder`: the index's DNA encoder directory, when it is no longer where the index records it.
     Returns the retriever (None for a model without retrieval)."""
     from llamadna.retrieve.index import ReferenceIndex
     from llamadna.retrieve.retriever import Retriever
@@ -297,11 +312,36 @@ def use_index(model, index=None):
     if index is None:
         if not proc.index:
             raise ConfigError("the model records no reference index: give one (--index)")
-        index = proc.index
+        index = _trained_index(proc)
     if not isinstance(index, ReferenceIndex):
         index = ReferenceIndex.load(index)
-    model.retriever = Retriever(index, k=proc.evidence_k)
+    model.retriever = Retriever(index, index.encoder_dir(encoder), k=proc.evidence_k)
     return model.retriever
+
+
+def _trained_index(proc) -> str:
+    """The index a retrieval model was trained with, where it is now: as processor_config.json
+    records it (relative to the model directory; a model from before that records it absolute,
+    and its train_config.json holds `--index` and `--out` as given, so the index is also found
+    where it sits relative to a moved model as it did at training). Not found: InputError naming
+    --index."""
+    import json
+
+    found = proc.index
+    if not Path(found).is_dir() and proc.source is not None:
+        try:
+            given = json.loads((proc.source.parent / "train_config.json").read_text())
+            index, out = Path(given["index"]), Path(given["out"])
+        except (OSError, ValueError, KeyError, TypeError):
+            index = out = None
+        if index is not None and index.is_absolute() == out.is_absolute():
+            beside = os.path.normpath(proc.source.parent.resolve() / os.path.relpath(index, out))
+            found = beside if Path(beside).is_dir() else found
+    if not Path(found).is_dir():
+        raise InputError(proc.source or "the model",
+                         f"the reference index this model was trained with, {os.path.normpath(proc.index)}, "
+                         "does not exist (moved without it?): pass the index directory with --index DIR")
+    return found
 
 
 def with_evidence(model, rows: Sequence[dict]) -> list[dict]:
@@ -390,14 +430,44 @@ def _fasta_rows(rows: Iterable[dict], anchors, chunk: int) -> Iterator[dict]:
 
 def _survey(fasta: str | Path, tile: int) -> dict:
     """Validate the whole FASTA before any model work (a bad record at the end of a large file
-    is reported first) and count records, tiles and the bases read differently from written."""
-    n = {"records": 0, "tiles": 0, "u_to_t": 0, "iupac_to_n": 0}
+    is reported first) and count records, tiles, the bases read differently from written and the
+    tiles without any A/C/G/T base (`first_all_n`: the first such record's id and line)."""
+    n = {"records": 0, "tiles": 0, "u_to_t": 0, "iupac_to_n": 0, "all_n_tiles": 0}
     for rec in iter_fasta(fasta):
+        spans = tiles(len(rec.seq), tile)
         n["records"] += 1
-        n["tiles"] += len(tiles(len(rec.seq), tile))
+        n["tiles"] += len(spans)
         n["u_to_t"] += rec.u_to_t
         n["iupac_to_n"] += rec.iupac
+        all_n = sum(rec.seq.count(b"N", s, e) == e - s for s, e in spans)
+        if all_n and not n["all_n_tiles"]:
+            n["first_all_n"] = (rec.id, rec.line)
+        n["all_n_tiles"] += all_n
     return n
+
+
+# What the `skipped` column says of a tile that was not given to the model: a tile of N only
+# tells it nothing, and any sentence it wrote would be made up (a gene claim without evidence).
+NO_BASE = "no A/C/G/T base (all N): not annotated"
+
+
+def _has_base(seq: str) -> bool:
+    """Whether a tile (upper-case A/C/G/T/N) holds any A, C, G or T."""
+    return seq.count("N") < len(seq)
+
+
+def _annotate_tiles(model, batch: list[dict], batch_size: int, max_new_tokens: int,
+                    decoding: str) -> Iterator[tuple[dict, dict]]:
+    """(row, prediction with `skipped`) for one batch of tile rows, in order. A tile without any
+    A/C/G/T base is not given to the model: its prediction has empty fields and `skipped` says
+    why, so the output keeps one row per tile."""
+    todo = [r for r in batch if _has_base(r["Sequence"])]
+    preds = iter(annotate_rows(model, todo, batch_size, max_new_tokens, decoding))
+    for row in batch:
+        if _has_base(row["Sequence"]):
+            yield row, {**next(preds), "skipped": None}
+        else:
+            yield row, {**dict.fromkeys(PREDICTION_COLUMNS), "id": row["id"], "skipped": NO_BASE}
 
 
 def _read_anchors(spec: str | Path):
@@ -435,9 +505,10 @@ def annotate_fasta(
 
     Returns
     -------
-    summary : records, tiles, seconds, records_per_s (tiles per second), splash_scored (tiles
+    summary : records, tiles, seconds, tiles_per_s, splash_scored (tiles
         with a tested anchor, None without --splash), u_to_t and iupac_to_n (bases read as T or
-        N), output, format.
+        N), all_n_tiles (tiles without any A/C/G/T base: written with empty fields and the
+        reason in `skipped`, never given to the model), output, format.
     """
     fmt = output_format(out)
     if batch_size < 1 or max_new_tokens < 1 or tile < 1:
@@ -446,6 +517,11 @@ def annotate_fasta(
     anchors = _read_anchors(splash) if splash is not None else None
     survey = _survey(fasta, tile)
     total = survey["tiles"]
+    if survey["all_n_tiles"]:
+        rid, line = survey["first_all_n"]
+        log.warning("%s:%d (record %r): %d tile(s) hold no A/C/G/T base (all N): written with empty "
+                    "fields and the reason in `skipped`, not annotated", fasta, line, rid,
+                    survey["all_n_tiles"])
     if isinstance(model, (str, Path)):
         model = load_model(model)
     elif not hasattr(model, "processor"):
@@ -467,8 +543,7 @@ def annotate_fasta(
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = prediction_writer(fmt, fh)
             for batch in _batched(rows, batch_size):
-                preds = iter_annotations(model, batch, batch_size, max_new_tokens, decoding)
-                for row, pred in zip(batch, preds):
+                for row, pred in _annotate_tiles(model, batch, batch_size, max_new_tokens, decoding):
                     writer.write({**pred, "record": row["record"], "start": row["start"],
                                   "end": row["end"]})
                     stats["splash_scored"] += row["SPLASH_pval"] is not None
@@ -485,8 +560,9 @@ def annotate_fasta(
         "tiles": n,
         "u_to_t": survey["u_to_t"],
         "iupac_to_n": survey["iupac_to_n"],
+        "all_n_tiles": survey["all_n_tiles"],
         "seconds": round(seconds, 3),
-        "records_per_s": round(n / seconds, 3) if seconds else None,
+        "tiles_per_s": round(n / seconds, 3) if seconds else None,
         "splash_scored": stats["splash_scored"] if anchors is not None else None,
         "output": str(out),
         "format": fmt.lstrip("."),

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
@@ -128,6 +128,44 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _out_file(out: Path, inputs: dict | None = None, formats: tuple[str, ...] = ()) -> Path:
+    """Before any work: the output file is none of the run's inputs and can be written
+    (io.outputs.check_output)."""
+    from llamadna.io.outputs import check_output
+
+    return check_output(out, inputs, kind="file", formats=formats)
+
+
+@contextmanager
+def _out_dir(out: Path, inputs: dict | None = None, beside: bool = False) -> Iterator[Path]:
+    """Before any work: the output directory is none of the run's inputs, holds none and can be
+    written; then it is held for the run, so that a second run writing it now is refused
+    (io.atomic.exclusive_dir). Data-parallel processes other than the main one hold nothing."""
+    from llamadna.io.atomic import exclusive_dir
+    from llamadna.io.outputs import check_output
+
+    check_output(out, inputs, kind="dir", beside=beside)
+    if int(os.environ.get("RANK", "0")) > 0:
+        yield out
+        return
+    with exclusive_dir(out):
+        yield out
+
+
+def _model_inputs(model: Path | None, index: Path | None = None, encoder: Path | None = None,
+                  llm: Path | None = None) -> dict:
+    """The inputs a command that loads a model reads, for the output checks."""
+    return {"the model directory": model, "the index directory": index,
+            "the encoder directory": encoder, "the LLM directory": llm}
+
+
+def _anchor_paths(specs: list[str] | None) -> list[Path]:
+    """The files of `[BUILD=]ANCHORS.tsv` options."""
+    from llamadna.splash.scores import parse_anchor_specs
+
+    return list(parse_anchor_specs(specs).values()) if specs else []
+
+
 @app.command("build-dataset")
 def build_dataset_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (dataset.parquet, summary.json).")],
@@ -171,10 +209,12 @@ def build_dataset_cmd(
         data_dir = data if data is not None else default_data_dir()
         opts = _config(BuildOptions, locals(), sources=_csv(sources),
                        capped_sources=_csv(cap_sources))
-        with _progress() as step:
-            df, summary = build_dataset(data_dir, opts, progress=step,
-                                        splash_anchors=splash or None)
-        pq, js = write_dataset(df, summary, out)
+        with _out_dir(out, {"the data directory": data_dir,
+                            "a SPLASH anchors table": _anchor_paths(splash)}):
+            with _progress() as step:
+                df, summary = build_dataset(data_dir, opts, progress=step,
+                                            splash_anchors=splash or None)
+            pq, js = write_dataset(df, summary, out)
     _print_summary(summary)
     if splash:
         console.print(f"SPLASH scores: {summary['splash_rows_scored']} rows scored, "
@@ -261,7 +301,7 @@ def fetch_data_cmd(
             chromosomes=_csv(chromosomes), mirror=mirror,
             sources=parse_source_overrides(source or []), verify=not no_verify,
         )
-        with _byte_progress() as step:
+        with _out_dir(out), _byte_progress() as step:
             summary = fetch_data(out, opts, step=step)
     t = Table(title=f"fetch-data: {', '.join(summary['chromosomes'])}")
     t.add_column("file")
@@ -304,7 +344,7 @@ def simulate_samples_cmd(
     with _errors():
         data_dir = data if data is not None else default_data_dir()
         opts = _config(SimulateOptions, locals())
-        with _progress() as step:
+        with _out_dir(out, {"the data directory": data_dir}), _progress() as step:
             summary = simulate_samples(data_dir, out, opts, progress=step)
     t = Table(title=f"simulated samples (SIMULATED, not real data) in {summary['seconds']} s")
     for c in ("build", "sample", "group", "reads", "depth", "germline", "events"):
@@ -361,7 +401,13 @@ def splash_cmd(
     Reads FASTQ/FASTA (plain or gzip) or BAM (reads as sequenced); writes one row per anchor
     that passes the filters, sorted by pval_opt.
     """
-    from llamadna.splash.run import parse_sample_arg, read_sample_sheet, run_splash, write_results
+    from llamadna.splash.run import (
+        parse_sample_arg,
+        read_sample_sheet,
+        run_splash,
+        summary_path,
+        write_results,
+    )
 
     with _errors():
         if (sample is None) == (samples is None):
@@ -373,6 +419,9 @@ def splash_cmd(
             raise ConfigError(f"--gap {gap!r}: expected a number >= 0 or 'auto'")
         cfg = _config(SplashConfig, locals(), gap="auto" if gap == "auto" else int(gap),
                       filters=_config(FilterConfig, locals()))
+        for path in (out, summary_path(out)):
+            _out_file(path, {"a read file": [p for s in sample_list for p in s.paths],
+                             "the sample sheet": samples})
         with _progress() as step:
             df, summary = run_splash(sample_list, cfg, progress=step)
         tsv, js = write_results(df, summary, out)
@@ -410,7 +459,9 @@ def splash_scores_cmd(
     from llamadna.splash.scores import score_dataset_dir
 
     with _errors():
-        pq, js, summary = score_dataset_dir(dataset_dir, anchors, out)
+        # in place (no --out) the dataset directory is rewritten as documented
+        with _out_dir(out, {"a SPLASH anchors table": _anchor_paths(anchors)}) if out else nullcontext():
+            pq, js, summary = score_dataset_dir(dataset_dir, anchors, out)
     for scope, st in summary["splash_runs"].items():
         console.print(f"SPLASH scores ({scope}): {st['rows_scored']} of {st['rows']} rows scored "
                       f"({st['anchors']} anchors, k={st['k']})")
@@ -512,19 +563,21 @@ def train_cmd(
 
     with _errors():
         cfg = _config(TrainConfig, locals())
-        if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
-            train(cfg, resume=resume)
-            return
-        with _progress() as step:
-            summary = train(cfg, resume=resume, progress=step)
-        if cfg.index is not None:
-            from llamadna.model.calibration import GeneCalibration
+        with _out_dir(out, {"the dataset": dataset, "the encoder directory": encoder,
+                            "the LLM directory": llm, "the index directory": index}):
+            if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
+                train(cfg, resume=resume)
+                return
+            with _progress() as step:
+                summary = train(cfg, resume=resume, progress=step)
+            if cfg.index is not None:
+                from llamadna.model.calibration import GeneCalibration
 
-            _calibrate(Path(cfg.out), cfg)
-            cal = GeneCalibration.load(cfg.out)
-            if cal is not None:
-                console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
-                              f"({cal.right} with the right gene)")
+                _calibrate(Path(cfg.out), cfg)
+                cal = GeneCalibration.load(cfg.out)
+                if cal is not None:
+                    console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
+                                  f"({cal.right} with the right gene)")
     t = Table(title=f"trained {summary['steps']} steps in {summary['seconds']} s")
     t.add_column("epoch")
     for c in ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy"):
@@ -538,13 +591,14 @@ def train_cmd(
 
 
 @contextmanager
-def _record_progress() -> Iterator:
-    """One progress bar in records, with records/s (a `progress.Progress` callback)."""
+def _record_progress(unit: str = "records") -> Iterator:
+    """One progress bar counting `unit` (records; tiles for `annotate`), with its rate per second
+    (a `progress.Progress` callback)."""
     from rich.progress import MofNCompleteColumn, ProgressColumn
 
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
-            return Text(f"{task.speed:.2f} records/s" if task.speed else "- records/s")
+            return Text(f"{task.speed:.2f} {unit}/s" if task.speed else f"- {unit}/s")
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
@@ -566,7 +620,8 @@ CompileOption = Annotated[bool, typer.Option(
 LlmOption = Annotated[Path | None, typer.Option(
     help="full preset: the local Llama-2 directory, when it is no longer where training found it.")]
 EncoderOption = Annotated[Path | None, typer.Option(
-    help="full preset: the local DNABERT-2 directory, when it is no longer where training found it.")]
+    help="The local DNA encoder directory, when it is no longer where it was recorded: a full-preset "
+         "model's DNABERT-2, and a retrieval model's index's encoder (`llamadna index --encoder`).")]
 IndexOption = Annotated[Path | None, typer.Option(
     help="Retrieval models: the reference index to search (`llamadna index`; e.g. your own "
          "reference); default: the index the model was trained with.")]
@@ -611,9 +666,12 @@ def annotate_cmd(
     U (RNA) is read as T and IUPAC ambiguity codes as N; both are counted in the summary.
     """
     from llamadna.annotate import annotate_fasta
+    from llamadna.io.predictions import OUTPUT_FORMATS
 
     with _errors():
-        with _record_progress() as step:
+        _out_file(out, {"the input FASTA": seqs, **_model_inputs(model, index, encoder, llm),
+                        "the SPLASH anchors table": splash}, formats=OUTPUT_FORMATS)
+        with _record_progress("tiles") as step:
             summary = annotate_fasta(
                 lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
                                          encoder=encoder),
@@ -623,13 +681,15 @@ def annotate_cmd(
         console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['tiles']} "
                       "tiles hold a tested anchor")
     for key, what in (("u_to_t", "RNA bases U read as T"),
-                      ("iupac_to_n", "IUPAC ambiguity codes read as N")):
+                      ("iupac_to_n", "IUPAC ambiguity codes read as N"),
+                      ("all_n_tiles", "tiles without any A/C/G/T base (all N) not annotated: empty "
+                       "fields, the reason in the `skipped` column")):
         if summary[key]:
             console.print(f"{summary[key]} {what}")
     tiled = (f" ({summary['tiles']} tiles of <= {tile} bases)"
              if summary["tiles"] != summary["records"] else "")
     console.print(f"annotated {summary['records']} records{tiled} in {summary['seconds']} s "
-                  f"({summary['records_per_s']} records/s); wrote [bold]{escape(str(out))}[/]")
+                  f"({summary['tiles_per_s']} tiles/s); wrote [bold]{escape(str(out))}[/]")
 
 
 def _calibrate(model_dir: Path, cfg) -> None:
@@ -646,7 +706,8 @@ def _load_with_index(model: Path, index: Path | None, **kw):
     from llamadna.model.loading import load_model
 
     m = load_model(model, **kw)
-    use_index(m, index) if (index is not None or m.processor.retrieval) else None
+    if index is not None or m.processor.retrieval:
+        use_index(m, index, encoder=kw.get("encoder"))
     return m
 
 
@@ -695,7 +756,8 @@ def pretrain_encoder_cmd(
     with _errors():
         data_dir = data if data is not None else default_data_dir()
         cfg = _config(PretrainConfig, locals(), intermediate_size=4 * hidden_size)
-        with _progress() as step:
+        with _out_dir(out, {"the data directory": data_dir, "the --init encoder": init},
+                      beside=True), _progress() as step:
             s = pretrain_encoder(data_dir, out, cfg, progress=step, init=init)
     console.print(f"masked-LM loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} in {s['steps']} "
                   f"steps (context-free baseline {s['unigram_loss']:.3f}) on {s['windows']} windows "
@@ -767,7 +829,9 @@ def index_cmd(
         cfg = _config(IndexConfig, locals(), data=str(data) if data else None,
                       dataset=str(dataset) if dataset else None,
                       exclude_genes=_read_gene_list(exclude_genes) if exclude_genes else ())
-        with _progress() as step:
+        with _out_dir(out, {"the encoder directory": encoder, "the data directory": data,
+                            "the dataset": dataset, "the gene list": exclude_genes}), \
+                _progress() as step:
             index = ReferenceIndex.build(cfg, progress=step)
     if index is None:  # a data-parallel process other than the main one
         return
@@ -797,10 +861,11 @@ def search_cmd(
     position, the nearest training variant's source)."""
     from llamadna.retrieve.index import ReferenceIndex
     from llamadna.retrieve.retriever import MODES, Retriever
-    from llamadna.retrieve.search import search_fasta, search_format
+    from llamadna.retrieve.search import SEARCH_FORMATS, search_fasta
 
     with _errors():
-        search_format(out)
+        _out_file(out, {"the query FASTA": seqs, "the index directory": index,
+                        "the encoder directory": encoder}, formats=SEARCH_FORMATS)
         if mode not in MODES:
             raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
         if k < 1:
@@ -837,9 +902,12 @@ def predict_cmd(
     each prediction, for `llamadna score` and for reading."""
     from llamadna.evaluate.predict import predict_dataset
 
+    with _errors():  # before the progress bar and any work
+        _out_file(out, {"the dataset": dataset, **_model_inputs(model, index, encoder, llm)})
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
-            _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm, encoder=encoder),
+            lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
+                                     encoder=encoder),
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step, decoding=decoding)
@@ -863,6 +931,7 @@ def benchmark_cmd(
     model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
     out: Annotated[Path | None, typer.Option(help="Predictions TSV, each beside its truth.")] = None,
     index: IndexOption = None,
+    encoder: EncoderOption = None,
     show: Annotated[int, typer.Option(help="Print this many annotations next to their truth.")] = 6,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
@@ -877,9 +946,12 @@ def benchmark_cmd(
     from llamadna.evaluate.benchmark import read_benchmark, score_benchmark
     from llamadna.io.atomic import atomic_write
 
+    with _errors():  # before the progress bar and any work
+        if out is not None:
+            _out_file(out, {"the benchmark directory": benchmark, **_model_inputs(model, index, encoder)})
     with _errors(), _record_progress():
         rows, truth = read_benchmark(benchmark)
-        m = _load_with_index(model, index)
+        m = _load_with_index(model, index, encoder=encoder)
         preds = annotate_rows(m, rows, batch_size=batch_size, max_new_tokens=max_new_tokens,
                               decoding=decoding)
     score = score_benchmark(truth, preds)
@@ -971,10 +1043,13 @@ def evaluate_cmd(
                       splash={(b or ""): str(p) for b, p in specs.items()},
                       benchmark=str(benchmark) if benchmark else None,
                       divergence_rows=divergence_rows or None, index=str(index) if index else None)
-        models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps,
-                               after_train=_calibrate)
-        with _progress() as step:
-            metrics = evaluate(cfg, models, progress=step)
+        with _out_dir(out, {**_model_inputs(model, index), "the dataset": dataset,
+                            "the data directory": data, "the benchmark directory": benchmark,
+                            "a SPLASH anchors table": list(specs.values())}):
+            models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps,
+                                   after_train=_calibrate)
+            with _progress() as step:
+                metrics = evaluate(cfg, models, progress=step)
     for sp, res in metrics["splits"].items():
         t = Table(title=f"{sp}: {res['rows']} test rows")
         cols = ("accuracy", "f1_macro", "bleu", "rougeL", "meteor", "semantic_similarity")
@@ -1003,6 +1078,7 @@ def score_cmd(
     from llamadna.evaluate.metrics import score_file
 
     with _errors():
+        _out_file(out, {"the predictions": predictions})
         m = score_file(predictions, out, semantic=semantic)
     t = Table(title=f"{m['n']} predictions")
     t.add_column("metric")

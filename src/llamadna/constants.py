@@ -116,5 +116,6 @@ PREDICTION_COLUMNS = [
     "evidence_via",  # and which retriever found it (align, embed, both)
 ]
 # What `annotate` writes for a FASTA (TSV/JSONL columns; GFF3 features and attributes): the
-# tile's place on its record, then the prediction.
-OUTPUT_COLUMNS = ["id", "record", "start", "end", *PREDICTION_COLUMNS[1:]]
+# tile's place on its record, then the prediction, then why the tile was not annotated (empty
+# when it was; a tile of N only is never given to the model and keeps its row, fields empty).
+OUTPUT_COLUMNS = ["id", "record", "start", "end", *PREDICTION_COLUMNS[1:], "skipped"]

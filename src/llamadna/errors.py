@@ -3,6 +3,8 @@ missing data directory, and invalid settings. Everything else is a bug and shows
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 
@@ -41,3 +43,15 @@ class ConfigError(ValueError):
 
     The CLI prints it as one line; any other exception is a bug and keeps its traceback.
     """
+
+
+def refuse_link_loop(path: str | Path) -> None:
+    """InputError when `path` is a symbolic link loop (a link that leads back to itself, directly
+    or through others), which would otherwise read as a missing file; anything else is left to
+    the caller's own checks."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(path, "a symbolic link loop (the link leads back to itself): replace it "
+                             "by the file or directory it should name") from None

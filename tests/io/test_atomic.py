@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from llamadna.io.atomic import atomic_write, current_umask, stale_temporaries
+from llamadna.io.atomic import atomic_write, current_umask, stale_temporaries, temporaries
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -49,9 +49,9 @@ def test_sigterm_removes_the_partial_output(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 60
-    while not stale_temporaries(out) and time.time() < deadline and proc.poll() is None:
+    while not temporaries(out) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert stale_temporaries(out), "the write never started"
+    assert temporaries(out), "the write never started"
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(30) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []

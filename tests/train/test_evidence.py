@@ -4,6 +4,7 @@ learns to copy a gene name from the evidence."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -183,8 +184,10 @@ def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
     assert cfg.copy_mode
     train(cfg)
     model = load_model(tmp_path / "m")
-    assert model.processor.retrieval and json.loads((tmp_path / "m" / "processor_config.json").read_text())[
-        "index"] == str((root / "index").resolve())
+    # recorded relative to the model directory (a model and its index move together), read back resolved
+    recorded = json.loads((tmp_path / "m" / "processor_config.json").read_text())["index"]
+    assert model.processor.retrieval and model.processor.index == str((root / "index").resolve())
+    assert recorded == os.path.relpath((root / "index").resolve(), (tmp_path / "m").resolve())
     df = pl.read_parquet(root / "dataset" / "dataset.parquet")
     test = df.filter(pl.col("split_gene") == "test").to_dicts()
     train_genes = {r["gene_name"] for r in df.filter(pl.col("split_gene") == "train").to_dicts()}

@@ -188,7 +188,7 @@ def prepare_variants(
     aset: AssemblySet, ref: Reference, opts: SimulateOptions, rng: np.random.Generator
 ) -> SetVariants:
     """Read, filter and classify one build's variants; draw ALTs for event records without one."""
-    var = read_variants(aset.variants)
+    var = read_variants(aset.variants, build=aset.build)
     counts: Counter = Counter(read=var.height)
     tsv = _beside_tsv(aset.variants)
     freqs = read_frequencies(tsv) if tsv is not None else None

@@ -15,9 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_DECODING, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
-from llamadna.errors import InputError
+from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
-from llamadna.io.dataset import dataset_parquet
+from llamadna.io.dataset import dataset_parquet, read_dataset
 from llamadna.progress import Progress, no_progress
 
 
@@ -75,7 +75,7 @@ def prediction_table(rows: list[dict], preds: list[dict]) -> dict[str, list]:
 def split_rows(dataset: str | Path, split: str, subset: str) -> list[dict]:
     """The rows of one subset (train/val/test) of a split column, each with its `row` number."""
     p = dataset_parquet(dataset)
-    df = pl.read_parquet(p)
+    df = read_dataset(p)
     if split not in df.columns:
         raise InputError(p, f"no split column {split!r}")
     return df.with_row_index("row").filter(pl.col(split) == subset).to_dicts()
@@ -90,14 +90,22 @@ def predict_dataset(
     """Annotate one subset (train/val/test) of a dataset split with a loaded model and write the
     prediction table (module doc) as TSV, for `llamadna score` and for reading.
 
+    `model`: a loaded model, or a function returning one, called once the dataset and the
+    options are checked (a bad input fails before the model loads).
+
     Returns rows, seconds, records_per_s, output and `examples` (N_EXAMPLES rows of the table,
     see example_indices).
     """
     from llamadna.annotate import iter_annotations
 
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: the number of rows to predict must be >= 1 "
+                          "(leave it out for the whole subset)")
     rows = split_rows(dataset, split, subset)[:limit]
     if not rows:
         raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
+    if not hasattr(model, "processor"):
+        model = model()
     t0 = time.perf_counter()
     preds = []
     for pred in iter_annotations(model, rows, batch_size, max_new_tokens, decoding):

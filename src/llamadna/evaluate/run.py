@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,7 +60,7 @@ from llamadna.data.splits import gene_key, subsample
 from llamadna.data.template import SENTENCE_FIELDS, parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.evaluate.predict import example_indices, prediction_table
-from llamadna.io.dataset import DATASET_FILE, dataset_parquet
+from llamadna.io.dataset import DATASET_FILE, dataset_parquet, read_dataset
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ class EvalConfig:
                 raise ConfigError(f"unknown system {name!r}: expected one of {tuple(SYSTEM_RUNNERS)}")
         if self.folds < 1:
             raise ConfigError(f"--folds must be >= 1, got {self.folds}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit {self.limit}: the test rows per split must be >= 1 (leave it "
+                              "out for all of them)")
         from llamadna.annotate import check_decoding  # lazily: it imports torch
 
         check_decoding(self.decoding)
@@ -344,17 +348,18 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     from llamadna.evaluate.report import write_report
 
     t0 = time.perf_counter()
+    # every input is read and checked before OUT is created: a bad one leaves nothing behind
+    ds = dataset_parquet(cfg.dataset)
+    df = read_dataset(ds).with_row_index("row")
+    cfg, reference = _retrieval_setup(cfg, models)
+    lookups = _make_lookups(cfg)
+    anchors = _read_anchors(cfg.splash)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions").mkdir(exist_ok=True)
-    cfg, reference = _retrieval_setup(cfg, models)
-    ds = dataset_parquet(cfg.dataset)
-    df = pl.read_parquet(ds).with_row_index("row")
     units, unit_dataset = _units(cfg, df, out)
     if unit_dataset != str(ds):
         df = pl.read_parquet(unit_dataset).with_row_index("row")
-    lookups = _make_lookups(cfg)
-    anchors = _read_anchors(cfg.splash)
     metrics: dict = {"meta": {}, "splits": {}, "reported": REPORTED, "systems": {}}
     examples: list[dict] = []
     for split in cfg.splits:
@@ -403,8 +408,26 @@ def _retrieval_setup(cfg: EvalConfig, models: ModelSource):
         return replace(cfg, systems=tuple(s for s in cfg.systems if s not in RETRIEVAL_SYSTEMS)), None
     from llamadna.retrieve.index import ReferenceIndex
 
-    path = cfg.index or models.train_config["index"]
+    path = cfg.index or _model_index(models)
     return replace(cfg, index=str(path)), ReferenceIndex.load(path)
+
+
+def _model_index(models: ModelSource) -> str:
+    """The index a retrieval model was trained with: the one its processor_config.json records
+    (relative to the model directory), else train_config.json's `index` (as given to `train`)."""
+    from llamadna.model.processing import PROCESSOR_FILE, read_processor_config
+
+    given = models.train_config["index"]
+    model_dir = getattr(models, "model_dir", None)
+    if model_dir is not None and (model_dir / PROCESSOR_FILE).is_file():
+        rel = read_processor_config(model_dir / PROCESSOR_FILE).get("index")
+        found = rel and Path(os.path.normpath(model_dir.resolve() / rel))
+        if found and found.is_dir():
+            return str(found)
+    if not Path(given).is_dir():
+        raise ConfigError(f"the reference index the model was trained with, {given} (train_config.json), "
+                          "does not exist: pass the index directory with --index DIR")
+    return given
 
 
 def _make_lookups(cfg: EvalConfig) -> dict:

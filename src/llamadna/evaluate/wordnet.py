@@ -18,9 +18,10 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
+
+from llamadna.io.atomic import temporary_dir
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ def ensure_wordnet(cache: str | Path | None = None, source: str | Path = WORDNET
         raise FileNotFoundError(f"{source}: WordNet 3.0 database incomplete (missing "
                                 f"{', '.join(missing)}): {APT_HINT}")
     lexnames = lexnames_from_manpage(manpage)
-    corpora.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=corpora, prefix=".wordnet.", suffix=".tmp"))
+    tmp = temporary_dir(final)  # a killed build's copy is removed, a running one's kept
     try:
         for f in sorted(source.iterdir()):
             if f.is_file():  # real copies: nltk refuses symlinks out of the corpus root

@@ -20,6 +20,38 @@ _NONPRIMARY = re.compile(
 )
 
 
+# Primary chromosome lengths of the two builds (UCSC names; GRC assembly reports): a `##contig`
+# length names the build a file was made for. chrM is left out: the rCRS (16,569 bp) is GRCh38's
+# chrM and GRCh37's MT alike.
+CHROM_LENGTHS = {
+    "GRCh38": {
+        "chr1": 248956422, "chr2": 242193529, "chr3": 198295559, "chr4": 190214555,
+        "chr5": 181538259, "chr6": 170805979, "chr7": 159345973, "chr8": 145138636,
+        "chr9": 138394717, "chr10": 133797422, "chr11": 135086622, "chr12": 133275309,
+        "chr13": 114364328, "chr14": 107043718, "chr15": 101991189, "chr16": 90338345,
+        "chr17": 83257441, "chr18": 80373285, "chr19": 58617616, "chr20": 64444167,
+        "chr21": 46709983, "chr22": 50818468, "chrX": 156040895, "chrY": 57227415,
+    },
+    "GRCh37": {
+        "chr1": 249250621, "chr2": 243199373, "chr3": 198022430, "chr4": 191154276,
+        "chr5": 180915260, "chr6": 171115067, "chr7": 159138663, "chr8": 146364022,
+        "chr9": 141213431, "chr10": 135534747, "chr11": 135006516, "chr12": 133851895,
+        "chr13": 115169878, "chr14": 107349540, "chr15": 102531392, "chr16": 90354753,
+        "chr17": 81195210, "chr18": 78077248, "chr19": 59128983, "chr20": 63025520,
+        "chr21": 48129895, "chr22": 51304566, "chrX": 155270560, "chrY": 59373566,
+    },
+}
+
+
+def build_of_length(chrom: str, length: int) -> str | None:
+    """The build whose primary chromosome `chrom` (normalised) has exactly `length` bases;
+    None when neither has (another assembly, a region, chrM, a non-primary contig)."""
+    for build, lengths in CHROM_LENGTHS.items():
+        if lengths.get(chrom) == length:
+            return build
+    return None
+
+
 class UnknownChromosomeError(ValueError):
     pass
 

@@ -21,16 +21,51 @@ from llamadna.io.atomic import atomic_write
 DATASET_FILE = "dataset.parquet"
 SUMMARY_FILE = "summary.json"
 BUILD_ID = "llamadna_build_id"
+PARQUET_MAGIC = b"PAR1"  # the first and last 4 bytes of a (plain, unencrypted) Parquet file
 
 
 def dataset_parquet(path: str | Path) -> Path:
     """The dataset table: `path` itself, or `path/dataset.parquet` for a build-dataset directory;
-    an error naming the path when it is missing."""
+    an error naming the path when it is missing or is not a whole Parquet file."""
     p = Path(path)
     p = p / DATASET_FILE if p.is_dir() else p
     if not p.exists():
         raise InputError(p, "dataset not found (expected the output of `llamadna build-dataset`)")
+    _check_parquet(p)
     return p
+
+
+def _check_parquet(p: Path) -> None:
+    """A Parquet file begins and ends with PARQUET_MAGIC: text, another format or a truncated copy
+    is named here, before any work, rather than as polars' ComputeError deep inside a command."""
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(len(PARQUET_MAGIC))
+            fh.seek(max(0, size - len(PARQUET_MAGIC)))
+            tail = fh.read(len(PARQUET_MAGIC))
+    except OSError as exc:
+        raise InputError(p, f"cannot read the dataset table: {exc.strerror or exc}") from None
+    if head == PARQUET_MAGIC and tail == PARQUET_MAGIC and size >= 3 * len(PARQUET_MAGIC):
+        return
+    cause = ("a truncated Parquet file (it does not end with the Parquet footer)"
+             if head == PARQUET_MAGIC else "not a Parquet file")
+    raise InputError(p, f"{cause}: expected the dataset table `llamadna build-dataset` writes; "
+                     "rebuild it with `llamadna build-dataset`")
+
+
+def read_dataset(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """The dataset table (`dataset_parquet`), or its `columns`; a damaged file or a missing column
+    is an InputError naming the file."""
+    p = dataset_parquet(path)
+    try:
+        return pl.read_parquet(p, columns=columns)
+    except pl.exceptions.ColumnNotFoundError as exc:
+        raise InputError(p, f"{str(exc).splitlines()[0]}: expected the dataset table "
+                         "`llamadna build-dataset` writes; rebuild it") from None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(p, f"damaged dataset table ({str(exc).splitlines()[0]}): rebuild it with "
+                         "`llamadna build-dataset`") from None
 
 
 def check_output_dir(out: str | Path) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ for _c in IUPAC_CODES:
 _TO_UPPER_N[ord("U")] = _TO_UPPER_N[ord("u")] = ord("T")
 _TO_UPPER_N = bytes(_TO_UPPER_N)
 _PLAIN = b"ACGTNacgtn"
+UTF8_BOM = b"\xef\xbb\xbf"  # a byte-order mark some editors put before the first line
 
 
 @dataclass
@@ -107,6 +109,7 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
         raise InputError(path, f"{what} not found")
     if path.is_dir():
         raise InputError(path, f"is a directory, expected a {what}")
+    _check_regular(path, what)
     if path.stat().st_size == 0:
         raise InputError(path, f"empty file (expected a {what})")
     first_seen: dict[str, int] = {}
@@ -119,6 +122,8 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
         fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
         try:
             for lineno, text in enumerate(fh, start=1):
+                if lineno == 1 and text.startswith(UTF8_BOM):  # written by some Windows editors
+                    text = text[len(UTF8_BOM):]
                 if text[:1] == b">":
                     if rid is not None:
                         yield _record(path, rid, head, parts, part_lines, allow_empty, raw.tell())
@@ -148,9 +153,33 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
                          "with '>')")
 
 
+def _check_regular(path: Path, what: str) -> None:
+    """A FIFO, device or socket cannot be read here: the reader looks for gzip and rewinds, and
+    `annotate`/`search` read their FASTA twice (checked whole before any model work, then used),
+    so a stream would be consumed by the first pass. Named as such, not as an empty file."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device")
+    raise InputError(path, f"is {kind}, not a regular file: a {what} is read from a file on disk "
+                     "(rewound, and read twice by annotate: checked whole before any model work); "
+                     "save the stream to a file and give that")
+
+
 def _header(path: Path, text: bytes, lineno: int, n: int, first_seen: dict[str, int],
             unique_ids: bool) -> str:
-    """The id of a header line (its first word), checked."""
+    """The id of a header line (its first word), checked: it must be UTF-8 text, since ids are
+    written back into the outputs as they were read (the rest of the header is not used)."""
+    words = text[1:].split()
+    if words:
+        try:
+            words[0].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            col = text.index(words[0]) + exc.start + 1
+            raise InputError(path, f"the id of record {n + 1} is not UTF-8 text (byte "
+                             f"0x{words[0][exc.start]:02x} at column {col}): re-save the file as "
+                             "UTF-8 (e.g. iconv -f latin1 -t utf-8)", line=lineno) from None
     words = text[1:].decode("utf-8", "replace").split()
     if not words:
         raise InputError(path, f"record {n + 1} has no id (a header must be '>id')", line=lineno)

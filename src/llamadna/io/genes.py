@@ -28,6 +28,11 @@ FEATURE_TABLE_COLUMNS = ["feature", "chrom", "start", "end", "strand", "gene_nam
 _GTF_FIELDS = ["seqname", "source", "feature", "start", "end", "score", "strand", "frame", "attr"]
 
 
+# A GTF attribute column: `key "value";` pairs (a value may be unquoted: `level 2;`), the last
+# `;` optional. GFF3's `key=value` pairs, an unclosed quote or a missing `;` do not match.
+_GTF_ATTRIBUTES = r'^\s*(?:[^\s";=]+\s+(?:"[^"]*"|[^\s";]+)\s*(?:;\s*|$))+$'
+
+
 def _attr(name: str) -> pl.Expr:
     # GTF attributes: key "value"; (GENCODE) or key value; (unquoted numbers)
     return pl.col("attr").str.extract(rf'(?:^|;)\s*{name}\s+"?([^";]+)"?', 1)
@@ -58,9 +63,26 @@ def _check_coords(df: pl.DataFrame, path: Path) -> None:
         raise InputError(path, f"bad strand {r['strand']!r}: expected +, - or .", line=int(r["line"]))
 
 
+def _check_attributes(df: pl.DataFrame, path: Path) -> None:
+    """Every line's attribute column is `key "value";` pairs (_GTF_ATTRIBUTES): a damaged one is
+    named with its line, never read for a wrong gene_id or name."""
+    bad = df.filter(~pl.col("attr").str.contains(_GTF_ATTRIBUTES))
+    if not bad.height:
+        return
+    r = bad.row(0, named=True)
+    text = r["attr"] if len(r["attr"]) <= 60 else r["attr"][:57] + "..."
+    gff3 = "=" in r["attr"] and '"' not in r["attr"]
+    raise InputError(
+        path, f"malformed GTF attribute column {text!r}: "
+        + ("this is GFF3 (key=value); expected GTF's " if gff3 else "expected ")
+        + 'key "value"; pairs (e.g. gene_id "ENSG00000141510"; gene_name "TP53";)',
+        line=int(r["line"]))
+
+
 def read_gtf_genes(path: str | Path) -> pl.DataFrame:
     """Genes of a GTF: its `gene` records, or (GTFs without them) the span of each gene_id's
-    transcripts/exons. Every line is checked for 9 tab-separated fields."""
+    transcripts/exons. Every line is checked: 9 tab-separated fields, coordinates, a known
+    chromosome name and `key "value";` attributes."""
     path = Path(path)
     text = read_bytes(path, "GTF annotation").decode("utf-8", errors="replace")
     lines = pl.DataFrame({"raw": text.split("\n")}).with_row_index("line", offset=1)
@@ -84,18 +106,18 @@ def read_gtf_genes(path: str | Path) -> pl.DataFrame:
         pl.col("start").alias("start_text"), pl.col("end").alias("end_text"),
         pl.col("start").cast(pl.Int64, strict=False), pl.col("end").cast(pl.Int64, strict=False))
     _check_coords(df, path)  # every record, not only the ones used: a damaged line is never passed
+    _check_attributes(df, path)
+    df = normalise_chrom_column(df.with_columns(pl.col("seqname").alias("chrom")), path)
     has_genes = (df["feature"] == "gene").any()
     sel = df.filter(pl.col("feature") == "gene") if has_genes else df
     sel = sel.with_columns(
         _attr("gene_id").alias("gene_id_raw"),
         _attr("gene_name").alias("gene_name"),
         pl.coalesce(_attr("gene_type"), _attr("gene_biotype")).alias("gene_type"),
-        pl.col("seqname").alias("chrom"),
     )
     missing = sel.filter(pl.col("gene_id_raw").is_null())
     if missing.height:
         raise InputError(path, "GTF record without gene_id attribute", line=int(missing["line"][0]))
-    sel = normalise_chrom_column(sel, path)
     if not has_genes:
         sel = sel.group_by("gene_id_raw", maintain_order=True).agg(
             pl.col("chrom").first(), pl.col("start").min(), pl.col("end").max(),

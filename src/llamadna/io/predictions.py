@@ -67,11 +67,15 @@ class Gff3Writer:
         attrs = [("ID", str(pred["id"]))]
         if pred["gene"] is not None:
             attrs.append(("Name", pred["gene"]))
-        attrs += [("Note", pred["annotation"]), ("source", pred["source"]),
-                  ("source_prob", repr(pred["source_prob"]))]
+        if pred["skipped"] is not None:  # not annotated: no sentence, source or score
+            attrs.append(("skipped", pred["skipped"]))
+        else:
+            attrs += [("Note", pred["annotation"]), ("source", pred["source"]),
+                      ("source_prob", repr(pred["source_prob"]))]
         col9 = ";".join(f"{k}={gff3_escape(v)}" for k, v in attrs)
+        score = "." if pred["confidence"] is None else repr(pred["confidence"])
         cols = [gff3_escape_seqid(str(pred["record"])), "llamadna", "region", str(pred["start"]),
-                str(pred["end"]), repr(pred["confidence"]), ".", ".", col9]
+                str(pred["end"]), score, ".", ".", col9]
         self.fh.write("\t".join(cols) + "\n")
 
 
@@ -79,12 +83,21 @@ WRITERS = {".tsv": TsvWriter, ".jsonl": JsonlWriter, ".gff3": Gff3Writer}
 
 
 def output_format(path: str | Path, formats: tuple[str, ...] = OUTPUT_FORMATS) -> str:
-    """The output format from the file suffix (one of `formats`); a clear error for any other."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in formats:
-        raise ConfigError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; "
-                          f"expected one of {', '.join(formats)}")
-    return suffix
+    """The output format from the file suffix (one of `formats`); a clear error for any other:
+    the path is an existing directory, has no suffix, or has another one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in formats and not path.is_dir():
+        return suffix
+    allowed = ", ".join(formats)
+    if path.is_dir():
+        why = "is an existing directory, not a file"
+    elif not suffix:
+        why = "has no suffix to tell the format"
+    else:
+        why = f"has the suffix {suffix!r}"
+    raise ConfigError(f"{path}: unknown output format: the path {why}; give a file path ending in "
+                      f"one of {allowed}")
 
 
 def prediction_writer(fmt: str, fh: IO[str]):

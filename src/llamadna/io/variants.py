@@ -11,6 +11,7 @@ values (a `,` in the original text).
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pysam
 
 from llamadna.constants import MAX_PHENOTYPES
 from llamadna.errors import InputError
-from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
+from llamadna.io.chroms import UnknownChromosomeError, build_of_length, normalise_chrom
 from llamadna.io.tables import normalise_chrom_column, read_tsv
 from llamadna.io.text import read_bytes
 
@@ -70,6 +71,54 @@ def _info_values(value) -> list[str]:
     return out
 
 
+# Build names a VCF header may use (`##reference=`, `##assembly=`, a `##contig` line's assembly=),
+# lower case; "assembly19/38" are the Broad bundles' Homo_sapiens_assembly19/38 and "g1k_v37" the
+# 1000 Genomes human_g1k_v37.
+BUILD_NAMES = {
+    "GRCh38": ("grch38", "hg38", "hs38", "assembly38"),
+    "GRCh37": ("grch37", "hg19", "b37", "hs37", "assembly19", "g1k_v37"),
+}
+_BUILD_NAME = re.compile(r"(?<![a-z0-9])(" + "|".join(n for v in BUILD_NAMES.values() for n in v)
+                         + r")(?![0-9])")
+_CONTIG = re.compile(r"^##contig=<(?=.*\bID=([^,>]+))(?=.*\blength=(\d+))")
+
+
+def header_build(lines: list[str]) -> tuple[str, int, str] | None:
+    """The first build a VCF header names: (build, 1-based line, what says so), from a
+    `##reference`, `##assembly` or `##contig` line (its assembly=, or a primary chromosome's
+    length, `chroms.CHROM_LENGTHS`); None when no line names one."""
+    for i, line in enumerate(lines, start=1):
+        key = line.split("=", 1)[0]
+        if key not in ("##reference", "##assembly", "##contig"):
+            continue
+        text = line if key != "##contig" else ",".join(
+            f for f in line.split(",") if "assembly=" in f)
+        m = _BUILD_NAME.search(text.lower())
+        if m:
+            build = next(b for b, names in BUILD_NAMES.items() if m[1] in names)
+            return build, i, line.strip()
+        c = _CONTIG.match(line) if key == "##contig" else None
+        if c:
+            try:
+                chrom = normalise_chrom(c[1])
+            except UnknownChromosomeError:
+                continue
+            build = build_of_length(chrom, int(c[2]))
+            if build is not None:
+                return build, i, f"##contig {c[1]} is {int(c[2]):,} bp long, {build}'s {chrom}"
+    return None
+
+
+def _check_build(path: Path, header: list[str], build: str) -> None:
+    """A header that names a build other than `build`: its variants would be placed on the
+    wrong bases (positions differ between builds), so the file is refused with that line."""
+    said = header_build(header)
+    if said is not None and said[0] != build:
+        raise InputError(path, f"the header says {said[0]} ({said[2]}), but this file is read as the "
+                         f"{build} variants: builds are never mixed; give a {build} VCF here",
+                         line=said[1])
+
+
 def _is_bgzf(raw: bytes) -> bool:
     """BGZF (bgzip) blocks are gzip members whose extra field holds the 'BC' subfield."""
     return raw[:2] == b"\x1f\x8b" and len(raw) > 14 and bool(raw[3] & 4) and raw[12:14] == b"BC"
@@ -95,13 +144,16 @@ def _check_data_lines(path: Path, text: bytes, n_header: int) -> None:
                          ">= 1)", line=int(df["line"][k]))
 
 
-def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFrame:
+def read_vcf(path: str | Path, default_source: str | None = None,
+             build: str | None = None) -> pl.DataFrame:
     """Read a VCF (plain, gzip or bgzip) into the variant table.
 
     Parameters
     ----------
     default_source : source label for records without INFO SOURCE (e.g. "ClinVar" for the
         official ClinVar VCF). Without it, a record lacking SOURCE is an error.
+    build : the build the variants are read for (GRCh38, GRCh37): a header naming another one
+        (`header_build`) is an error naming its line.
 
     Every data line is checked first (8+ columns, POS >= 1); a POS past the length the header's
     `##contig` line gives is an error too. A plain-gzip VCF (not bgzip) is read through a
@@ -111,11 +163,14 @@ def read_vcf(path: str | Path, default_source: str | None = None) -> pl.DataFram
     raw = read_bytes(path, "VCF")  # missing / empty / truncated gzip -> clear error
     if not raw.startswith(b"##fileformat=VCF"):
         raise InputError(path, "not a VCF: expected the first line '##fileformat=VCFv4.x'", line=1)
-    n_header = 0
+    header = []
     for line in raw.split(b"\n"):
         if not line.startswith(b"#"):
             break
-        n_header += 1
+        header.append(line.decode("utf-8", "replace"))
+    n_header = len(header)
+    if build is not None:
+        _check_build(path, header, build)
     _check_data_lines(path, raw, n_header)
     with open(path, "rb") as fh:
         plain_gzip = (head := fh.read(18))[:2] == b"\x1f\x8b" and not _is_bgzf(head)
@@ -227,8 +282,10 @@ def read_variants_tsv(path: str | Path) -> pl.DataFrame:
     ).cast(VARIANT_SCHEMA)
 
 
-def read_variants(path: str | Path, default_source: str | None = None) -> pl.DataFrame:
-    """Dispatch on the file name: `*.vcf[.gz]` -> VCF, else the variant TSV."""
+def read_variants(path: str | Path, default_source: str | None = None,
+                  build: str | None = None) -> pl.DataFrame:
+    """Dispatch on the file name: `*.vcf[.gz]` -> VCF (its header checked against `build`, see
+    read_vcf), else the variant TSV."""
     if ".vcf" in Path(path).name.lower():
-        return read_vcf(path, default_source=default_source)
+        return read_vcf(path, default_source=default_source, build=build)
     return read_variants_tsv(path)

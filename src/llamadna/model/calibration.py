@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llamadna.errors import InputError
+
 CALIBRATION_FILE = "calibration.json"
 FEATURES = ("confidence", "top_score", "gene_in_evidence", "gene_score", "gene_is_top")
 
@@ -64,6 +66,28 @@ class GeneCalibration:
         p = Path(directory) / CALIBRATION_FILE
         if not p.exists():
             return None
-        raw = json.loads(p.read_text())
+        redo = "restore it from the directory `llamadna train` wrote, or delete it (no gene_confidence)"
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(p, f"not valid JSON ({exc.msg}, column {exc.colno}): {redo}",
+                             line=exc.lineno) from None
+        except UnicodeDecodeError:
+            raise InputError(p, f"not a text file (not UTF-8): {redo}") from None
+        if not _well_formed(raw):
+            raise InputError(p, f"expected the fitted calibration (weights, one per feature, bias, rows, "
+                             f"right): {redo}")
         raw["features"] = tuple(raw.get("features", FEATURES))
         return cls(**raw)
+
+
+def _well_formed(raw) -> bool:
+    """calibration.json holds what `GeneCalibration` reads, of the right types."""
+    if not isinstance(raw, dict) or set(raw) - {"weights", "bias", "rows", "right", "features"}:
+        return False
+    num = (int, float)
+    weights, features = raw.get("weights"), raw.get("features", FEATURES)
+    return (isinstance(weights, list) and all(isinstance(w, num) for w in weights)
+            and isinstance(features, list | tuple) and len(features) == len(weights)
+            and isinstance(raw.get("bias"), num)
+            and isinstance(raw.get("rows"), int) and isinstance(raw.get("right"), int))

@@ -92,9 +92,11 @@ def teacher_forced_log_probs(head: CopyHead, logits: torch.Tensor, hidden: torch
                              last: int | None = None) -> torch.Tensor:
     """`head.log_probs` over a whole sequence: (B, T-1, V), position t predicting token t + 1;
     with `last`, only the last `last` tokens are predicted: (B, last, V) (a left-padded batch's
-    targets, without the (B, T, V) tensor over its prompts)."""
+    targets, without the (B, T, V) tensor over its prompts). `logits` may cover only the last
+    positions (at least `last` + 1: the LM's `logits_to_keep`)."""
     start = 0 if last is None else input_ids.shape[1] - 1 - last
-    return head.log_probs(logits[:, start:-1], hidden[:, start:-1], head.k(hidden), input_ids, copyable,
+    logits = logits[:, logits.shape[1] - (input_ids.shape[1] - start):]  # right-aligned on the tokens
+    return head.log_probs(logits[:, :-1], hidden[:, start:-1], head.k(hidden), input_ids, copyable,
                           input_ids[:, start:-1], _previous_tokens(input_ids)[:, start:-1])
 
 
@@ -118,8 +120,11 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     from llamadna.model.modeling import position_ids_from
 
     lm = model.language_model
+    # the prompt's logits at its last position only: (B, T, V) over the whole prompt would make the
+    # batch's peak memory grow with the vocabulary and the prompt length
     out = lm(inputs_embeds=embeds, attention_mask=attention_mask,
-             position_ids=position_ids_from(attention_mask), use_cache=True, output_hidden_states=True)
+             position_ids=position_ids_from(attention_mask), use_cache=True, output_hidden_states=True,
+             logits_to_keep=1)
     prompt_h = out.hidden_states[-1]
     keys = model.copy_head.k(prompt_h)
     cache, mask = out.cache, attention_mask

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from llamadna.errors import ConfigError, InputError
+from llamadna.errors import ConfigError, InputError, refuse_link_loop
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROMPT_BUCKET = 64  # compiled generation: prompts left-padded to a multiple of this many tokens
@@ -45,16 +45,22 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
 def check_model_dir(path: str | Path) -> Path:
     """What a trained model directory must hold, checked before anything is loaded, each problem
     named with its file: config.json (valid JSON), model.safetensors (complete), and the
-    processor's two tokenizer folders."""
+    processor's two tokenizer folders; none may name custom code or hold only pickled weights
+    (`model.safe_loading`)."""
     import json
 
     from safetensors import SafetensorError, safe_open
 
     from llamadna.model.processing import PROCESSOR_FILE
+    from llamadna.model.safe_loading import refuse_custom_code, refuse_pickle_only
 
     path = Path(path)
+    refuse_link_loop(path)
     if not path.is_dir():
         raise InputError(path, "model directory not found (expected the output of `llamadna train`)")
+    for p in path.rglob("*"):  # a looping link would read as a missing file below
+        if p.is_symlink():
+            refuse_link_loop(p)
     cfg = path / "config.json"
     if not cfg.exists():
         raise InputError(path, "not a model directory (no config.json; expected a trained "
@@ -63,7 +69,9 @@ def check_model_dir(path: str | Path) -> Path:
         json.loads(cfg.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(cfg, f"not valid JSON: {exc}", line=exc.lineno) from None
+    refuse_custom_code(path)
     weights = path / "model.safetensors"
+    refuse_pickle_only(path)
     if not weights.exists():
         raise InputError(weights, "missing: the model directory holds no weights (copy the whole "
                          "directory `llamadna train` wrote)")
@@ -78,6 +86,7 @@ def check_model_dir(path: str | Path) -> Path:
             if not (path / sub / "tokenizer_config.json").exists():
                 raise InputError(path / sub, "missing: the model's tokenizer folder (copy the whole "
                                  "directory `llamadna train` wrote)")
+            refuse_custom_code(path / sub)
     return path
 
 

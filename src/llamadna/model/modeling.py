@@ -41,6 +41,7 @@ from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnab
 from llamadna.model.presets import check_local_dir
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.model.projector import build_projector
+from llamadna.model.safe_loading import refuse_custom_code, require_safetensors
 
 
 @dataclass
@@ -57,7 +58,7 @@ def build_dna_encoder(dna_config) -> nn.Module:
     `model.dnabert2`) or a plain Hugging Face BERT (the tiny preset's); never remote code."""
     if is_dnabert2_config(dna_config):
         return DnaBert2Model(dna_config, add_pooling_layer=False)
-    return AutoModel.from_config(dna_config, add_pooling_layer=False)
+    return AutoModel.from_config(dna_config, add_pooling_layer=False, trust_remote_code=False)
 
 
 @contextmanager
@@ -78,7 +79,9 @@ def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.M
     """A local pretrained DNA encoder directory: DNABERT-2 (config.json with
     `alibi_starting_size` or an `auto_map` into its `bert_layers.py`) loaded into the project's
     own architecture, or a plain BERT directory (`model_type` "bert", no `auto_map`). Code files
-    in the directory are never imported; any other architecture is refused."""
+    in the directory are never imported; any other architecture is refused, and so are a
+    DNABERT-2 config whose auto_map names other code and a BERT directory with pickled weights
+    only (`model.safe_loading`)."""
     import json
 
     d = check_local_dir(path, "DNA encoder (DNABERT-2)")
@@ -87,12 +90,15 @@ def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.M
     except json.JSONDecodeError as exc:
         raise InputError(d / "config.json", f"not valid JSON: {exc}", line=exc.lineno) from None
     if is_dnabert2_config(raw):
+        refuse_custom_code(d)  # DNABERT-2's own auto_map passes (never followed); any other not
         return load_dnabert2(d, dtype=dtype, add_pooling_layer=False)
     if raw.get("model_type") == "bert" and "auto_map" not in raw:
         from transformers import BertModel
 
+        require_safetensors(d, "DNA encoder")
         with quiet_transformers():  # a saved pooler is not used: no load report for it
-            return BertModel.from_pretrained(d, dtype=dtype, add_pooling_layer=False)
+            return BertModel.from_pretrained(d, dtype=dtype, add_pooling_layer=False, use_safetensors=True,
+                                             local_files_only=True)
     raise InputError(d / "config.json", f"unsupported DNA encoder (model_type {raw.get('model_type')!r}"
                      f"{', with an auto_map into its own code' if 'auto_map' in raw else ''}): expected "
                      "DNABERT-2 or a BERT directory; code shipped in a model directory is never run")
@@ -166,8 +172,8 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         super().__init__(config)
         self.dna_encoder = (dna_encoder if dna_encoder is not None
                             else build_dna_encoder(config.dna_config))
-        self.language_model = (language_model if language_model is not None
-                               else AutoModelForCausalLM.from_config(config.text_config))
+        self.language_model = (language_model if language_model is not None else
+                               AutoModelForCausalLM.from_config(config.text_config, trust_remote_code=False))
         h_dna, h_txt = config.dna_config.hidden_size, config.text_config.hidden_size
         self.projector = build_projector(config.projector_type, h_dna, h_txt)
         self.cls_head = nn.Linear(h_txt, len(config.class_labels))
@@ -312,11 +318,12 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         eos included, and their count, both (B,). The batch is left-padded (`processor(rows,
         targets, padding_side="left")`), so every target ends at the last position."""
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
-        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
-                                  position_ids=position_ids_from(attention_mask),
-                                  output_hidden_states=True, use_cache=False)
         is_target = labels != IGNORE_INDEX
         last = int(is_target.long().sum(1).max())
+        # logits at the positions that predict a target token only, not over the prompts
+        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                  position_ids=position_ids_from(attention_mask),
+                                  output_hidden_states=True, use_cache=False, logits_to_keep=last + 1)
         gold = labels[:, -last:]
         if self.copy_head is not None:
             copyable = self.copyable(input_ids, prompt_mask, attention_mask)
@@ -405,7 +412,9 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         config = LlamaDNAConfig.from_pretrained(path)
         if llm_path is not None:
             config.llm_path = str(llm_path)
-        if dna_model_path is not None:
+        if dna_model_path is not None and config.dna_model_path:
+            # only a model that reads its encoder from a directory; one that holds its encoder's
+            # weights (the tiny preset) keeps them (--encoder then serves its index alone)
             config.dna_model_path = str(dna_model_path)
         if config.dna_model_path or config.llm_path:
             _check_base_dirs(path, config)
@@ -445,11 +454,14 @@ class LlamaDNAForAnnotation(PreTrainedModel):
 
 def load_llm(path: str | Path, dtype: torch.dtype | None = None, quantization: str | None = None):
     """A local pretrained causal LM directory (Llama-2) with transformers' own classes; a
-    directory whose architecture exists only as its own code (`auto_map`) is refused."""
+    directory whose config names its own code (`auto_map`) or whose weights are only a pickle is
+    refused (`model.safe_loading`)."""
     d = check_local_dir(path, "LLM (Llama-2)")
+    refuse_custom_code(d)
+    require_safetensors(d, "LLM")
     try:
         return AutoModelForCausalLM.from_pretrained(
-            d, dtype=dtype, trust_remote_code=False,
+            d, dtype=dtype, trust_remote_code=False, use_safetensors=True, local_files_only=True,
             quantization_config=quantization_config(quantization, dtype))
     except ValueError as exc:
         if "trust_remote_code" not in str(exc):

@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoTokenizer, LlamaConfig
+from transformers import LlamaConfig
 
 from llamadna.constants import DNA_PLACEHOLDER
-from llamadna.errors import InputError
+from llamadna.errors import InputError, refuse_link_loop
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.processing import LlamaDNAProcessor
+from llamadna.model.safe_loading import load_tokenizer
 
 
 @dataclass
@@ -52,9 +53,12 @@ def check_local_dir(path: str | Path, what: str) -> Path:
     """A local model directory (config.json inside); a model hub id or a missing path is refused
     with what to do instead."""
     p = Path(path)
-    if not p.exists() and len(p.parts) == 2 and not str(path).startswith((".", "/", "~")):
-        raise InputError(p, f"not a local directory: this looks like a model hub id, and model hubs "
-                         f"are not used; download the {what} weights yourself and pass their folder")
+    refuse_link_loop(p)
+    if not p.exists():
+        hub = len(p.parts) == 2 and not str(path).startswith((".", "/", "~"))
+        raise InputError(p, f"no such directory (expected a local {what} directory"
+                         + ("; if it is meant as a model hub id: model hubs are not used, download the "
+                            f"{what} weights yourself and pass their folder)" if hub else ")"))
     if not (p / "config.json").exists():
         raise InputError(
             p, f"no config.json — expected a local {what} directory (model hubs are not used; "
@@ -64,8 +68,7 @@ def check_local_dir(path: str | Path, what: str) -> Path:
 
 def full_text_tokenizer(llm_path: str | Path):
     """The Llama tokenizer with `<dna>` and a pad token added."""
-    tok = AutoTokenizer.from_pretrained(check_local_dir(llm_path, "Llama-2-7b-hf"),
-                                        trust_remote_code=False)
+    tok = load_tokenizer(check_local_dir(llm_path, "Llama-2-7b-hf"))
     tok.add_special_tokens({"additional_special_tokens": [DNA_PLACEHOLDER]})
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token or tok.eos_token

@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES, RETRIEVAL_K
-from llamadna.errors import ConfigError
+from llamadna.errors import ConfigError, InputError
+from llamadna.model.safe_loading import load_tokenizer
 
 PROCESSOR_FILE = "processor_config.json"
 NOT_AVAILABLE = "not available"
@@ -115,6 +117,7 @@ class LlamaDNAProcessor:
         self.retrieval = retrieval  # the prompt holds the retrieved reference evidence
         self.evidence_k = evidence_k  # candidates in the prompt (the first of row["evidence"])
         self.index = index  # the reference index the model was trained with (annotate's default)
+        self.source: Path | None = None  # the processor_config.json it was loaded from
         self.use_splash = use_splash
         ph = text_tokenizer.convert_tokens_to_ids(DNA_PLACEHOLDER)
         if ph is None or ph == text_tokenizer.unk_token_id:
@@ -215,21 +218,59 @@ class LlamaDNAProcessor:
         d = Path(directory)
         self.dna_tokenizer.save_pretrained(d / "dna_tokenizer")
         self.text_tokenizer.save_pretrained(d / "text_tokenizer")
+        self.save_config(d)
+
+    def save_config(self, directory: str | Path, home: str | Path | None = None) -> None:
+        """processor_config.json in `directory`. The index is recorded relative to the model
+        directory, so that a model and its index moved together still find each other; `home`:
+        that directory when the files are written elsewhere first (default: `directory`)."""
+        d = Path(directory)
+        index = None
+        if self.index:  # both resolved: a link in either is followed
+            index = os.path.relpath(Path(self.index).resolve(), Path(home or d).resolve())
         (d / PROCESSOR_FILE).write_text(json.dumps(
             {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
              "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash,
-             "evidence_k": self.evidence_k, "index": self.index},
+             "evidence_k": self.evidence_k, "index": index},
             indent=1))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> LlamaDNAProcessor:
         d = Path(directory)
-        cfg = json.loads((d / PROCESSOR_FILE).read_text())
-        return cls(
-            AutoTokenizer.from_pretrained(d / "dna_tokenizer"),
-            AutoTokenizer.from_pretrained(d / "text_tokenizer"),
+        cfg = read_processor_config(d / PROCESSOR_FILE)
+        processor = cls(
+            load_tokenizer(d / "dna_tokenizer"),  # never code: model.safe_loading
+            load_tokenizer(d / "text_tokenizer"),
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
             use_dna=cfg.get("use_dna", True), retrieval=cfg.get("retrieval", False),
             use_splash=cfg.get("use_splash", True), evidence_k=cfg.get("evidence_k", RETRIEVAL_K),
-            index=cfg.get("index"),
+            index=_from_model_dir(d, cfg.get("index")),
         )
+        processor.source = d / PROCESSOR_FILE
+        return processor
+
+
+def _from_model_dir(directory: Path, index: str | None) -> str | None:
+    """The recorded index relative to the model directory (an older model's is absolute, which
+    `/` keeps); `..` taken from the resolved directory, where `save_config` counted it."""
+    return os.path.normpath(directory.resolve() / index) if index else None
+
+
+def read_processor_config(path: Path) -> dict:
+    """processor_config.json: valid JSON holding the settings the processor cannot do without."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno}): restore it from the "
+                         "directory `llamadna train` wrote", line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a text file (not UTF-8): restore it from the directory `llamadna "
+                         "train` wrote") from None
+    need = {"prompt_mode": str, "dna_chunk_tokens": int}
+    bad = [k for k, t in need.items() if not isinstance(cfg, dict) or not isinstance(cfg.get(k), t)]
+    if not bad and cfg.get("index") is not None and not isinstance(cfg["index"], str):
+        bad = ["index"]
+    if bad:
+        raise InputError(path, f"{', '.join(bad)} missing or of the wrong type: restore it from the "
+                         "directory `llamadna train` wrote")
+    return cfg

@@ -21,13 +21,12 @@ class SequenceEmbedder:
 
     def __init__(self, encoder_dir: str | Path, device: str | torch.device = "cpu",
                  batch_size: int = EMBED_BATCH) -> None:
-        from transformers import AutoTokenizer
-
         from llamadna.model.modeling import load_dna_encoder
+        from llamadna.model.safe_loading import load_tokenizer
 
         self.path = Path(encoder_dir)
         self.encoder = load_dna_encoder(self.path).to(device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = load_tokenizer(self.path)  # never code from the directory
         self.device = torch.device(device)
         self.batch_size = batch_size
         limit = getattr(self.encoder.config, "max_position_embeddings", 512)

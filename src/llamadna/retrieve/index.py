@@ -20,19 +20,22 @@ INDEX/ holds:
   the tiny encoder's pooled embeddings are near collinear (mean cosine to their mean 0.991), and
   whitening spreads them (docs/BENCHMARKS.md: embedding-only recall@1 at 10 % divergence 0.155 ->
   0.449 on the bundle; without it IVF-PQ found 0.007 of undiverged queries on a 100 Mb genome);
-- `index.json`: the settings, counts, variant table and encoder; written last, so an index
-  without it is incomplete.
+- `index.json`: the settings, counts, variant table and encoder (relative to the index
+  directory, so that an index and its encoder moved together still find each other), and the
+  size and checksum of each minimap2 index (checked at load); written last, so an index without
+  it is incomplete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,14 +44,14 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.errors import ConfigError, InputError
+from llamadna.errors import ConfigError, InputError, refuse_link_loop
 from llamadna.io.atomic import atomic_write
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import deep_minimap2, scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, WHITEN_EPSILON, WHITEN_MIN_PER_DIM, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
-from llamadna.retrieve.evidence import known_variant_table
-from llamadna.retrieve.windows import carry_variants, index_tables
+from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS, known_variant_table
+from llamadna.retrieve.windows import FIELD_COLUMNS, carry_variants, index_tables
 from llamadna.retrieve.windows import exclude_genes as exclude_genes_from
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensit
 DEEP_MMI = "minimap2_deep.mmi"  # when the config has `minimap2_deep`
 # the passes after the first: config key and file, in the order they are tried
 CASCADE = (("minimap2_sensitive", SENSITIVE_MMI), ("minimap2_deep", DEEP_MMI))
+# index.json "paths": the paths it records (the encoder) are relative to the index directory
+PATHS_RELATIVE = "relative to the index directory"
 
 
 def _segments(windows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
@@ -162,11 +167,34 @@ class ReferenceIndex:
 
     def __init__(self, windows: pl.DataFrame, genes: pl.DataFrame, variants: pl.DataFrame,
                  segments: pl.DataFrame, aligner: mappy.Aligner, vectors, meta: dict,
-                 path: Path | None = None, cascade: list[mappy.Aligner] | None = None) -> None:
+                 path: Path | None = None, cascade: list[mappy.Aligner] | None = None,
+                 encoder: Path | None = None) -> None:
         self.windows, self.genes, self.variants, self.segments = windows, genes, variants, segments
         self.aligner, self.vectors, self.meta, self.path = aligner, vectors, meta, path
         # the further minimap2 passes (sensitive, deep), tried in order on poorly mapped queries
         self.cascade = list(cascade or [])
+        # the encoder the index was built with, where it is now (None: recorded but not found)
+        self.encoder = encoder if encoder is not None else _find_encoder(meta, path)
+
+    @property
+    def where(self) -> str:
+        """The index's index.json, or what the index is when it was never written (derived)."""
+        return str(self.path / "index.json") if self.path is not None else "the reference index"
+
+    def encoder_dir(self, fallback: str | Path | None = None) -> Path:
+        """The DNA encoder directory the index was built with, where it is now; `fallback`
+        (--encoder) when it is not found there. None found: InputError naming --encoder."""
+        if self.encoder is not None:
+            return self.encoder
+        if fallback is not None:
+            return Path(fallback)
+        recorded = self.meta.get("encoder")
+        if self.meta.get("paths") == PATHS_RELATIVE and self.path is not None:
+            recorded = os.path.normpath(self.path.resolve() / recorded)
+        elif isinstance(recorded, str) and not Path(recorded).is_absolute():  # an index from before
+            recorded += " (as given to `llamadna index`, from the directory it ran in)"
+        raise InputError(self.where, f"the DNA encoder this index was built with, {recorded}, does not "
+                         "exist (moved or deleted?): pass its directory with --encoder DIR")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -209,7 +237,9 @@ class ReferenceIndex:
         variants = known if known is not None else known_variant_table([])
         meta = {
             "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
-            "encoder": str(cfg.encoder), "embedding_dim": dim, "windows": windows.height,
+            # relative to the index directory, so that the index and its encoder move together
+            "encoder": _relative_to(cfg.encoder, out), "paths": PATHS_RELATIVE,
+            "embedding_dim": dim, "windows": windows.height,
             "builds": windows["build"].unique(maintain_order=True).to_list(),
             "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
             "segment_bases": bases, "variants": variants_name,
@@ -219,9 +249,12 @@ class ReferenceIndex:
                       "nlist": int(getattr(inner_index(vectors), "nlist", 0)) or None},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1),
+            # size and checksum of each minimap2 index: mappy loads a truncated one without a word
+            "files": {mmi: file_record(out / mmi) for mmi in _mmi_names(cfg)},
         }
         meta = json.loads(json.dumps(meta))  # as `load` reads it back (tuples as lists)
-        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade)
+        index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade,
+                    encoder=Path(cfg.encoder))
         index.save(out)
         return index
 
@@ -235,7 +268,10 @@ class ReferenceIndex:
         atomic_write(out / "variants.parquet", lambda p: self.variants.write_parquet(p))
         atomic_write(out / "segments.parquet", lambda p: self.segments.write_parquet(p))
         atomic_write(out / "embeddings.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
-        atomic_write(out / "index.json", lambda p: p.write_text(json.dumps(self.meta, indent=1) + "\n"))
+        meta = self.meta
+        if self.encoder is not None:  # relative to where the index is written
+            meta = {**meta, "encoder": _relative_to(self.encoder, out), "paths": PATHS_RELATIVE}
+        atomic_write(out / "index.json", lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
 
     # ------------------------------------------------------------------ derived indexes
     def derive(self, exclude_genes: Iterable[str] = (), variants=None) -> ReferenceIndex:
@@ -284,25 +320,28 @@ class ReferenceIndex:
             meta.update(windows=windows.height, genes=windows["gene"].drop_nulls().n_unique(),
                         segments=segments.height, segment_bases=int(segments["length"].sum()))
         meta["derived_from"] = self.meta.get("index_id")
-        return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, cascade)
+        return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, cascade,
+                              encoder=self.encoder)
 
     # ------------------------------------------------------------------ load
     @classmethod
     def load(cls, path: str | Path) -> ReferenceIndex:
-        import faiss
-
+        """A `llamadna index` directory; a damaged, incomplete or mismatched file is an InputError
+        naming it."""
         path = Path(path)
+        refuse_link_loop(path)
         if not path.is_dir():
             raise InputError(path, "no such index directory (`llamadna index --out` writes one)")
+        for f in (*INDEX_FILES, *(mmi for _, mmi in CASCADE)):
+            refuse_link_loop(path / f)
         missing = [f for f in INDEX_FILES if not (path / f).exists()]
         if missing:
             raise InputError(path, f"incomplete index: {', '.join(missing)} missing (rebuild it with "
                              "`llamadna index`)")
-        meta = json.loads((path / "index.json").read_text())
-        if meta.get("format") != INDEX_FORMAT:
-            raise InputError(path / "index.json", f"index format {meta.get('format')}, this version reads "
-                             f"{INDEX_FORMAT}: rebuild it with `llamadna index`")
-        aligner = _load_mmi(path / "minimap2.mmi", meta["config"]["minimap2"])
+        meta = _read_meta(path / "index.json")
+        tables = [_read_table(path / f"{name}.parquet", cols) for name, cols in TABLE_COLUMNS.items()]
+        vectors = _read_faiss(path / "embeddings.faiss", meta, tables[0].height)
+        aligner = _load_mmi(path / "minimap2.mmi", meta["config"]["minimap2"], meta)
         cascade = []
         for key, mmi in CASCADE:
             settings = meta["config"].get(key)  # an index from before the deep tier has no key
@@ -310,14 +349,75 @@ class ReferenceIndex:
                 continue
             if not (path / mmi).exists():
                 raise InputError(path, f"incomplete index: {mmi} missing (rebuild it with `llamadna index`)")
-            cascade.append(_load_mmi(path / mmi, settings))
-        vectors = faiss.read_index(str(path / "embeddings.faiss"))
-        inner = inner_index(vectors)
-        if hasattr(inner, "nprobe"):
-            inner.nprobe = min(DEFAULT_NPROBE, inner.nlist)
-        names = ("windows", "genes", "variants", "segments")
-        tables = (pl.read_parquet(path / f"{t}.parquet") for t in names)
+            cascade.append(_load_mmi(path / mmi, settings, meta))
         return cls(*tables, aligner, vectors, meta, path, cascade)
+
+
+REBUILD = "rebuild the index with `llamadna index`"
+# what index.json must hold (older indexes lack some of the other keys)
+META_KEYS = {"format": int, "config": dict, "encoder": str, "embedding_dim": int}
+# the columns of each table the retriever reads (the files hold more)
+TABLE_COLUMNS = {
+    "windows": ("window", "build", "chrom", "start0", "end0", "Sequence", "gene", *FIELD_COLUMNS),
+    "genes": ("build", "chrom", "start", "end", "gene_name"),
+    "variants": KNOWN_VARIANT_COLUMNS,
+    "segments": ("build", "chrom", "start0", "length"),
+}
+
+
+def _read_meta(path: Path) -> dict:
+    """index.json, checked: valid JSON, this format, the keys `load` and the retriever read."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno}): {REBUILD}",
+                         line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError(path, f"not a text file (not UTF-8): {REBUILD}") from None
+    if not isinstance(meta, dict):
+        raise InputError(path, f"expected a JSON object, found {type(meta).__name__}: {REBUILD}")
+    if meta.get("format") != INDEX_FORMAT:
+        raise InputError(path, f"index format {meta.get('format')}, this version reads "
+                         f"{INDEX_FORMAT}: {REBUILD}")
+    bad = [k for k, t in META_KEYS.items() if not isinstance(meta.get(k), t)]
+    if not bad and not isinstance(meta["config"].get("minimap2"), dict):
+        bad = ["config.minimap2"]
+    if bad:
+        raise InputError(path, f"{', '.join(bad)} missing or of the wrong type: {REBUILD}")
+    return meta
+
+
+def _read_table(path: Path, columns: Sequence[str]) -> pl.DataFrame:
+    """One of the index's Parquet tables, with the columns the retriever reads."""
+    try:
+        table = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"not a readable Parquet file ({cause}): {REBUILD}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing and table.height:  # an empty table (no known variant) may have no columns
+        raise InputError(path, f"lacks the columns {', '.join(missing)}: not this index's table; {REBUILD}")
+    return table
+
+
+def _read_faiss(path: Path, meta: dict, windows: int):
+    """embeddings.faiss: readable by FAISS, one `embedding_dim` vector per window."""
+    import faiss
+
+    try:
+        vectors = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InputError(path, f"not a readable FAISS index (truncated or damaged?): {cause}; "
+                         f"{REBUILD}") from None
+    if vectors.d != meta["embedding_dim"] or vectors.ntotal != windows:
+        raise InputError(path, f"{vectors.ntotal} vectors of {vectors.d} dimensions, but index.json "
+                         f"records {meta['embedding_dim']} dimensions and windows.parquet holds {windows} "
+                         f"windows: the files come from different indexes; {REBUILD}")
+    inner = inner_index(vectors)
+    if hasattr(inner, "nprobe"):
+        inner.nprobe = min(DEFAULT_NPROBE, inner.nlist)
+    return vectors
 
 
 def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tuple[np.ndarray | None, int]:
@@ -361,12 +461,62 @@ def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:
     return known_variant_table(train), f"training split of {cfg.split} in {ds} ({train.height:,} rows)"
 
 
-def _load_mmi(path: Path, settings: dict) -> mappy.Aligner:
-    """A saved minimap2 index with its mapping settings (k and w are the index's own)."""
+def _load_mmi(path: Path, settings: dict, meta: dict | None = None) -> mappy.Aligner:
+    """A saved minimap2 index with its mapping settings (k and w are the index's own), checked
+    against the size and checksum index.json records for it (an index built before they were
+    recorded: not checked)."""
+    want = ((meta or {}).get("files") or {}).get(path.name)
+    if want is not None:
+        size = path.stat().st_size
+        if size != want.get("bytes"):
+            raise InputError(path, f"{size:,} bytes, but the index was built with {want.get('bytes'):,} "
+                             f"(truncated or damaged copy?): {REBUILD}")
+        if file_record(path)["blake2b"] != want.get("blake2b"):
+            raise InputError(path, f"its checksum is not the one recorded in index.json (damaged or "
+                             f"replaced?): {REBUILD}")
     aligner = mappy.Aligner(str(path), **{k: v for k, v in settings.items() if k not in ("k", "w")})
     if not aligner:
         raise InputError(path, "minimap2 could not load this index")
     return aligner
+
+
+def file_record(path: Path) -> dict:
+    """A file's size and BLAKE2b checksum, as index.json records its minimap2 indexes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return {"bytes": path.stat().st_size, "blake2b": h.hexdigest()}
+
+
+def _mmi_names(cfg: IndexConfig) -> list[str]:
+    """The minimap2 index files an index built with `cfg` holds."""
+    return ["minimap2.mmi", *(mmi for key, mmi in CASCADE if getattr(cfg, key))]
+
+
+def _relative_to(target: str | Path, directory: str | Path) -> str:
+    """`target` as a path relative to `directory` (both resolved: a link in either is followed)."""
+    return os.path.relpath(Path(target).resolve(), Path(directory).resolve())
+
+
+def _find_encoder(meta: dict, path: Path | None) -> Path | None:
+    """Where the encoder index.json records is now (None: not found). Indexes written since
+    `PATHS_RELATIVE` record it relative to the index directory; older ones as `llamadna index
+    --encoder` was given (relative to that run's working directory, as was `--out`, so the index
+    directory's place relative to the encoder is known too: a pair moved together is found)."""
+    recorded = meta.get("encoder")
+    if not isinstance(recorded, str):
+        return None
+    if meta.get("paths") == PATHS_RELATIVE:
+        # `..` taken from the resolved directory, where `build` counted it
+        candidates = [Path(os.path.normpath(path.resolve() / recorded))] if path is not None else []
+    else:
+        candidates = [Path(recorded)]
+        out = (meta.get("config") or {}).get("out")
+        same_base = isinstance(out, str) and Path(out).is_absolute() == Path(recorded).is_absolute()
+        if path is not None and same_base:
+            candidates.append(Path(os.path.normpath(path.resolve() / os.path.relpath(recorded, out))))
+    return next((c for c in candidates if c.is_dir()), None)
 
 
 def write_records(seqs: list[str], path: str | Path) -> None:
@@ -386,14 +536,17 @@ def _minimap2_index(seqs: list[str], mmi: Path | None, settings: dict) -> mappy.
     """A minimap2 index of the records, written to `mmi` atomically (None: in memory only)."""
     fd, tmp = tempfile.mkstemp(suffix=".fa", prefix="llamadna_index_")
     os.close(fd)
+    made: list[mappy.Aligner] = []
+
+    def index(part: Path | None) -> None:  # part: atomic_write's temporary (owner in its name)
+        made.append(mappy.Aligner(fn_idx_in=tmp, **({"fn_idx_out": str(part)} if part else {}),
+                                  **settings))
+        if not made[-1]:
+            raise RuntimeError(f"minimap2 could not index the windows ({settings})")
+
     try:
         write_records(seqs, tmp)
-        part = None if mmi is None else mmi.with_name(f".{mmi.name}.{uuid.uuid4().hex[:8]}.tmp")
-        aligner = mappy.Aligner(fn_idx_in=tmp, **({"fn_idx_out": str(part)} if part else {}), **settings)
-        if not aligner:
-            raise RuntimeError(f"minimap2 could not index the windows ({settings})")
-        if part is not None:
-            os.replace(part, mmi)
+        atomic_write(mmi, index) if mmi is not None else index(None)
     finally:
         os.unlink(tmp)
-    return aligner
+    return made[0]

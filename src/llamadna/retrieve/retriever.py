@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from llamadna.errors import InputError
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import hit_position, map_threaded
 from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN
@@ -94,7 +95,13 @@ class Retriever:
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.embedder = embedder
         if self.embedder is None and mode != "align":
-            self.embedder = SequenceEmbedder(encoder or index.meta["encoder"])
+            self.embedder = SequenceEmbedder(encoder or index.encoder_dir())
+        if self.embedder is not None and self.embedder.dim != index.vectors.d:
+            # FAISS would stop on a bare AssertionError at the first search
+            raise InputError(index.where, f"the index holds {index.vectors.d}-dimensional embeddings of "
+                             f"the encoder {index.meta.get('encoder')!r}, but the encoder "
+                             f"{self.embedder.path} gives {self.embedder.dim}: pass the encoder the index "
+                             "was built with (--encoder DIR), or rebuild the index with this one")
         w = index.windows
         self.window_key = list(zip(w["gene"].to_list(), w["build"].to_list(), w["chrom"].to_list()))
         self.centres = ((w["start0"] + w["end0"]) // 2 + 1).to_numpy()

@@ -26,6 +26,7 @@ from llamadna.io.reads import DEFAULT_CHUNK_BYTES, detect_format, read_length_mo
 from llamadna.progress import Progress, no_progress
 from llamadna.splash import stats
 from llamadna.splash.kmers import (
+    MAX_K,
     CountTable,
     MemoryBudget,
     combine_samples,
@@ -69,6 +70,15 @@ class SplashConfig:
     max_memory_gb: float = 8.0  # budget for the distinct (anchor, target) tables of all samples
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # reads text parsed per chunk
     batch_cells: int = 1_000_000  # count cells per batch of anchors in filters and statistics
+
+    def __post_init__(self) -> None:
+        """Check the k-mer lengths before any file is read: a k-mer is packed 2 bits per base
+        into one 64-bit word (`kmers.MAX_K` bases)."""
+        for name, k in (("anchor", self.anchor_len), ("target", self.target_len)):
+            if not 1 <= k <= MAX_K:
+                raise ConfigError(
+                    f"--{name}-len {k}: the {name} length must be 1 to {MAX_K} bases (k-mers are "
+                    f"packed 2 bits per base into one 64-bit word)")
 
     def resolved_gap(self, read_length: int | None) -> int:
         if self.gap == "auto":
@@ -314,10 +324,16 @@ def run_splash(
     return df, summary
 
 
+def summary_path(out: str | Path) -> Path:
+    """The run summary written beside the anchors TSV `out`: `<out stem>.summary.json`."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".tsv") + ".summary.json")
+
+
 def write_results(df: pd.DataFrame, summary: dict, out: str | Path) -> tuple[Path, Path]:
     """Write the anchors TSV and `<out stem>.summary.json` beside it, each atomically."""
     out = Path(out)
-    js = out.with_name(out.name.removesuffix(".tsv") + ".summary.json")
+    js = summary_path(out)
     atomic_write(out, lambda p: df.to_csv(p, sep="\t", index=False))
     atomic_write(js, lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
     return out, js

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -29,7 +27,7 @@ from llamadna import __version__
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.windows import reference_windows
 from llamadna.errors import ConfigError, InputError
-from llamadna.io.atomic import usual_permissions
+from llamadna.io.atomic import replace_dir, temporary_dir, usual_permissions
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
@@ -217,8 +215,7 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
     """
     out = Path(out_dir)
     _check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = temporary_dir(out)  # its owner in its name: only a gone writer's is ever removed
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a tqdm bar per shard would cut through the rich progress
     try:
@@ -230,13 +227,7 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
         mlm.save_pretrained(tmp / MLM_SUBDIR)
         (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
         usual_permissions(tmp)  # mkdtemp makes 0700, safetensors files come as 0600
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old)  # onto the empty directory mkdtemp made
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)  # a previous encoder directory replaced, one rename at a time
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -258,15 +249,19 @@ def _windows(data_dir, window: int, cfg: PretrainConfig) -> list[str]:
 
 
 def load_mlm(encoder_dir: str | Path) -> tuple[BertForMaskedLM, PreTrainedTokenizerFast, dict]:
-    """An encoder directory written here: its masked-LM model (`mlm/`), tokenizer and record."""
-    from transformers import AutoTokenizer
+    """An encoder directory written here: its masked-LM model (`mlm/`), tokenizer and record
+    (no code, no pickle: `model.safe_loading`)."""
+    from llamadna.model.safe_loading import load_tokenizer, refuse_custom_code, require_safetensors
 
     d = Path(encoder_dir)
     if not (d / CONFIG_NAME).exists() or not (d / MLM_SUBDIR).is_dir():
         raise InputError(d, f"not an encoder directory written by `llamadna pretrain-encoder` (no "
                          f"{CONFIG_NAME} and {MLM_SUBDIR}/)")
-    mlm = BertForMaskedLM.from_pretrained(d / MLM_SUBDIR)
-    return mlm, AutoTokenizer.from_pretrained(d), json.loads((d / CONFIG_NAME).read_text())
+    refuse_custom_code(d / MLM_SUBDIR)
+    require_safetensors(d / MLM_SUBDIR, "masked-LM")
+    tokenizer = load_tokenizer(d)
+    mlm = BertForMaskedLM.from_pretrained(d / MLM_SUBDIR, use_safetensors=True, local_files_only=True)
+    return mlm, tokenizer, json.loads((d / CONFIG_NAME).read_text())
 
 
 def pretrain_encoder(

@@ -46,7 +46,7 @@ from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
 from llamadna.io.dataset import dataset_parquet
-from llamadna.model.modeling import LlamaDNAForAnnotation, quiet_transformers
+from llamadna.model.modeling import LlamaDNAForAnnotation, load_dna_encoder
 from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.progress import Progress, no_progress
@@ -204,7 +204,9 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
                 progress: Progress = no_progress, sampler=None) -> tuple[LlamaDNAForAnnotation, dict]:
     """The model for a fresh run (deterministic for cfg.seed); `sampler`: the training index's
     evidence (`train.evidence.EvidenceSampler`) with retrieval."""
-    from transformers import AutoModel, AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from llamadna.model.safe_loading import load_tokenizer
 
     torch.manual_seed(cfg.seed)
     info: dict = {}
@@ -223,9 +225,8 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         if not (enc_dir / "config.json").exists():
             raise InputError(enc_dir, "no encoder here (no config.json); run `llamadna "
                              "pretrain-encoder` first and pass its output as --encoder")
-        dna_tok = AutoTokenizer.from_pretrained(enc_dir)
-        with quiet_transformers():  # the saved pooler is not used: no load report for it
-            encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False)
+        encoder = load_dna_encoder(enc_dir)  # no code, no pickle (model.safe_loading)
+        dna_tok = load_tokenizer(enc_dir)
         text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode, sampler),
                                         vocab_size=cfg.text_vocab_size)
         shape = TinyLLMShape(**{k: v for k, v in (("hidden_size", cfg.llm_hidden_size),
@@ -247,7 +248,7 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
         if is_dnabert2_config(json.loads((enc_dir / "config.json").read_text())):
             overrides["encoder_lora_target_modules"] = ("Wqkv",)  # its fused attention projection
         text_tok = full_text_tokenizer(cfg.llm)
-        dna_tok = AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=False)
+        dna_tok = load_tokenizer(enc_dir)
         processor = LlamaDNAProcessor(dna_tok, text_tok, **prompt)
         config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
                              dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm),
@@ -616,6 +617,8 @@ def _publish(model, out: Path) -> None:
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    if model.processor is not None:  # its index path relative to MODEL, where it will be read
+        model.processor.save_config(tmp, home=out)
     for item in tmp.iterdir():
         dest = out / item.name
         if dest.is_dir():
