@@ -116,14 +116,25 @@ def test_a_model_moved_alone_names_the_index_option(artifacts, unmoved, tmp_path
     model = shutil.copytree(artifacts / "art" / "model", tmp_path / "m" / "model")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "o" / "p.tsv"
+    # the index where it was (its absolute path is recorded beside the relative one): found
     r = annotate(artifacts / "queries.fa", model, out)
-    one_line_error(r, str(model / "processor_config.json"), str(tmp_path / "m" / "index"),
-                   "does not exist", "--index DIR")
-    assert not out.parent.exists()
-    # the option it names supplies the index
-    r = annotate(artifacts / "queries.fa", model, out, "--index", str(artifacts / "art" / "index"))
     assert r.exit_code == 0, r.output
     assert out.read_text() == unmoved
+    out.unlink()
+    out.parent.rmdir()
+    away = artifacts.with_name(artifacts.name + "-away")
+    os.rename(artifacts, away)  # neither beside the model nor where it was: named
+    try:
+        r = annotate(away / "queries.fa", model, out)
+        one_line_error(r, str(model / "processor_config.json"), str(tmp_path / "m" / "index"),
+                       "does not exist", "--index DIR")
+        assert not out.parent.exists()
+        # the option it names supplies the index
+        r = annotate(away / "queries.fa", model, out, "--index", str(away / "art" / "index"))
+        assert r.exit_code == 0, r.output
+        assert out.read_text() == unmoved
+    finally:
+        os.rename(away, artifacts)
 
 
 def test_an_index_whose_encoder_is_gone_names_the_encoder_option(artifacts, unmoved, tmp_path, monkeypatch):
@@ -132,17 +143,29 @@ def test_an_index_whose_encoder_is_gone_names_the_encoder_option(artifacts, unmo
         shutil.copytree(artifacts / "art" / part, x / part)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "o" / "p.tsv"
+    # model and index moved together, the encoder left where it was: found by its absolute path
     r = annotate(artifacts / "queries.fa", x / "model", out)
-    one_line_error(r, str(x / "index" / "index.json"), str(x / "encoder"), "does not exist",
-                   "--encoder DIR")
-    assert not out.parent.exists()
-    r = runner.invoke(app, ["search", str(artifacts / "queries.fa"), "--index", str(x / "index"),
-                            "--out", str(out)])
-    one_line_error(r, str(x / "index" / "index.json"), "--encoder DIR")
-    # the option it names supplies the encoder
-    r = annotate(artifacts / "queries.fa", x / "model", out, "--encoder", str(artifacts / "art" / "encoder"))
     assert r.exit_code == 0, r.output
     assert out.read_text() == unmoved
+    out.unlink()
+    out.parent.rmdir()
+    encoder = artifacts / "art" / "encoder"
+    gone = encoder.with_name("encoder-gone")
+    os.rename(encoder, gone)  # neither beside the index nor where it was: named
+    try:
+        r = annotate(artifacts / "queries.fa", x / "model", out)
+        one_line_error(r, str(x / "index" / "index.json"), str(x / "encoder"), "does not exist",
+                       "--encoder DIR")
+        assert not out.parent.exists()
+        r = runner.invoke(app, ["search", str(artifacts / "queries.fa"), "--index", str(x / "index"),
+                                "--out", str(out)])
+        one_line_error(r, str(x / "index" / "index.json"), "--encoder DIR")
+        # the option it names supplies the encoder
+        r = annotate(artifacts / "queries.fa", x / "model", out, "--encoder", str(gone))
+        assert r.exit_code == 0, r.output
+        assert out.read_text() == unmoved
+    finally:
+        os.rename(gone, encoder)
 
 
 def test_an_old_index_with_a_working_directory_relative_encoder_still_loads(artifacts, tmp_path,

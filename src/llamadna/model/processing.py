@@ -225,13 +225,16 @@ class LlamaDNAProcessor:
         directory, so that a model and its index moved together still find each other; `home`:
         that directory when the files are written elsewhere first (default: `directory`)."""
         d = Path(directory)
-        index = None
+        index = absolute = None
         if self.index:  # both resolved: a link in either is followed
-            index = os.path.relpath(Path(self.index).resolve(), Path(home or d).resolve())
+            absolute = str(Path(self.index).resolve())
+            index = os.path.relpath(absolute, Path(home or d).resolve())
         (d / PROCESSOR_FILE).write_text(json.dumps(
             {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
              "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash,
-             "evidence_k": self.evidence_k, "index": index},
+             "evidence_k": self.evidence_k, "index": index,
+             # where it was, for a model moved without its index
+             "index_absolute": absolute},
             indent=1))
 
     @classmethod
@@ -244,16 +247,22 @@ class LlamaDNAProcessor:
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
             use_dna=cfg.get("use_dna", True), retrieval=cfg.get("retrieval", False),
             use_splash=cfg.get("use_splash", True), evidence_k=cfg.get("evidence_k", RETRIEVAL_K),
-            index=_from_model_dir(d, cfg.get("index")),
+            index=_from_model_dir(d, cfg.get("index"), cfg.get("index_absolute")),
         )
         processor.source = d / PROCESSOR_FILE
         return processor
 
 
-def _from_model_dir(directory: Path, index: str | None) -> str | None:
+def _from_model_dir(directory: Path, index: str | None, absolute: str | None = None) -> str | None:
     """The recorded index relative to the model directory (an older model's is absolute, which
-    `/` keeps); `..` taken from the resolved directory, where `save_config` counted it."""
-    return os.path.normpath(directory.resolve() / index) if index else None
+    `/` keeps); `..` taken from the resolved directory, where `save_config` counted it. Not
+    there, but at the `absolute` path recorded beside it: a model moved without its index."""
+    if not index:
+        return None
+    found = os.path.normpath(directory.resolve() / index)
+    if not Path(found).is_dir() and isinstance(absolute, str) and Path(absolute).is_dir():
+        return absolute
+    return found
 
 
 def read_processor_config(path: Path) -> dict:

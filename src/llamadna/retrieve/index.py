@@ -237,8 +237,10 @@ class ReferenceIndex:
         variants = known if known is not None else known_variant_table([])
         meta = {
             "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
-            # relative to the index directory, so that the index and its encoder move together
+            # relative to the index directory, so that the index and its encoder move together;
+            # the absolute path too, so that an index moved without its encoder still finds it
             "encoder": _relative_to(cfg.encoder, out), "paths": PATHS_RELATIVE,
+            "encoder_absolute": str(Path(cfg.encoder).resolve()),
             "embedding_dim": dim, "windows": windows.height,
             "builds": windows["build"].unique(maintain_order=True).to_list(),
             "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
@@ -270,7 +272,8 @@ class ReferenceIndex:
         atomic_write(out / "embeddings.faiss", lambda p: faiss.write_index(self.vectors, str(p)))
         meta = self.meta
         if self.encoder is not None:  # relative to where the index is written
-            meta = {**meta, "encoder": _relative_to(self.encoder, out), "paths": PATHS_RELATIVE}
+            meta = {**meta, "encoder": _relative_to(self.encoder, out), "paths": PATHS_RELATIVE,
+                    "encoder_absolute": str(Path(self.encoder).resolve())}
         atomic_write(out / "index.json", lambda p: p.write_text(json.dumps(meta, indent=1) + "\n"))
 
     # ------------------------------------------------------------------ derived indexes
@@ -510,6 +513,8 @@ def _find_encoder(meta: dict, path: Path | None) -> Path | None:
     if meta.get("paths") == PATHS_RELATIVE:
         # `..` taken from the resolved directory, where `build` counted it
         candidates = [Path(os.path.normpath(path.resolve() / recorded))] if path is not None else []
+        if isinstance(meta.get("encoder_absolute"), str):  # the index moved, its encoder did not
+            candidates.append(Path(meta["encoder_absolute"]))
     else:
         candidates = [Path(recorded)]
         out = (meta.get("config") or {}).get("out")
