@@ -8,9 +8,10 @@ process ends (`os.wait4`, ru_maxrss). One FASTA of one record per length and sou
 that align), "random" = uniform A/C/G/T (seed 0: nothing aligns, every candidate is scored).
 Goal: the longest record's peak within 10 % of the shortest's (ratio <= 1.10): memory bounded by
 the batch, not by the record. Nothing is written beside the model or the index.
-A 5 kb record is 10 tiles of 512: less than one batch of the default 32, so at that batch size
-the ratio also holds the memory of 32 rows against 10 (the prompt forward pass of a batch, a
-few MB a row on the tiny preset); `--batch-size 10` compares full batches with full batches.
+A 5 kb record is 10 tiles of 512: less than one batch of the default 32. The model runs at most
+`MODEL_PASS_ROWS` (8) rows a pass inside a batch, so a full batch and a 10-row one hold about the
+same model memory (a pass holds a few MB a row on the tiny preset); before that limit the ratio
+at batch 32 also held 32 rows' passes against 10 rows' (docs/BENCHMARKS.md).
 
     .venv/bin/python bench/bench_annotate_memory.py --model demo_out/model [--lengths 5000,200000] \
         [--sources regions,random] [--out annotate_memory.json]

@@ -163,3 +163,21 @@ def test_scoring_in_parts_gives_the_scores_of_one_pass():
     assert parts.shape == whole.shape == (9,)
     assert torch.allclose(parts, whole, atol=1e-5) and float(whole.max()) < 0
     assert len(set(whole.tolist())) > 1  # the sentences differ: a mix-up would show
+
+
+def test_a_batch_reaches_the_model_a_few_rows_a_pass(monkeypatch):
+    # a pass holds a few MB a row: a batch of 32 in one pass made a long record's peak grow
+    m = _model()
+    rows = [{"Sequence": LONG[i * 30 : i * 30 + 40], "SPLASH_Effect": None, "SPLASH_pval": None,
+             "SPLASH_entropy": None, "evidence": CANDIDATES} for i in range(5)]
+    monkeypatch.setattr(ann, "MODEL_PASS_ROWS", len(rows))
+    whole = ann.predict_batch(m, rows, max_new_tokens=12, decoding="grounded")
+    monkeypatch.setattr(ann, "MODEL_PASS_ROWS", 2)
+    passes = _spy(m, "generate_with_class")
+    parts = ann.predict_batch(m, rows, max_new_tokens=12, decoding="grounded")
+    assert passes == [2, 2, 1]
+    assert [p["annotation"] for p in parts] == [p["annotation"] for p in whole]
+    for a, b in zip(parts, whole):
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+        assert a["source_prob"] == pytest.approx(b["source_prob"], abs=1e-5)
+    assert len({p["confidence"] for p in whole}) > 1  # the rows differ: a mix-up would show

@@ -49,6 +49,7 @@ from llamadna.constants import (
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TILE,
+    MODEL_PASS_ROWS,
     PREDICTION_COLUMNS,
     SEED_FAITHFUL_FIELDS,
     SPLASH_COLUMNS,
@@ -231,7 +232,10 @@ def predict_batch(model, rows: Sequence[dict], max_new_tokens: int = DEFAULT_MAX
     tt = proc.text_tokenizer
     eos, dev = tt.eos_token_id, model.device
     if proc.retrieval and any("evidence" not in r for r in rows):
-        rows = with_evidence(model, rows)
+        rows = with_evidence(model, rows)  # the retriever takes the whole batch at once
+    if len(rows) > MODEL_PASS_ROWS:  # the model passes a few rows at a time: memory bounded by those
+        return [p for a in range(0, len(rows), MODEL_PASS_ROWS)
+                for p in predict_batch(model, rows[a : a + MODEL_PASS_ROWS], max_new_tokens, decoding)]
 
     gen_in = proc(rows, padding_side="left")
     _check_context(model, rows, gen_in["attention_mask"].sum(1), max_new_tokens)

@@ -79,6 +79,11 @@ LORA_DROPOUT = 0.1
 # against 19.6 at 16 and 21.9 at 64 (per-step Python overhead against finished rows' padding;
 # docs/BENCHMARKS.md)
 DEFAULT_BATCH_SIZE = 32
+# rows per model pass inside a batch (prompt pass, generation, grounded scoring): a pass holds a few
+# MB a row (MLP activations, KV cache, per-step log-probabilities), so a full batch of 32 held
+# ~200 MB more than a 10-row one and annotate's peak memory grew with the record; 8 rows a pass
+# bound it and were not slower on 2 CPU cores (issue 27, docs/BENCHMARKS.md)
+MODEL_PASS_ROWS = 8
 # evaluate generates ~15,000 sentences: the tiny model on 2 CPU cores makes 52 rows/s at 64 a
 # batch against 40 at 16 (docs/BENCHMARKS.md)
 DEFAULT_EVAL_BATCH_SIZE = 64
