@@ -61,8 +61,8 @@ def _tokenizers():
     return dna, txt
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def save_tiny_model(d, llm_layers: int = 2):
+    """A tiny untrained model saved in `d` as `train` saves one (its processor included)."""
     from transformers import BertConfig, LlamaConfig
 
     from llamadna.model.configuration import LlamaDNAConfig
@@ -75,15 +75,19 @@ def model_dir(tmp_path_factory):
         dna_config=BertConfig(vocab_size=len(dna), hidden_size=32, num_hidden_layers=1,
                               num_attention_heads=2, intermediate_size=64,
                               max_position_embeddings=64).to_dict(),
-        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=2,
+        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=llm_layers,
                                 num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
                                 max_position_embeddings=256).to_dict(),
         dna_placeholder_id=proc.placeholder_id)
     m = LlamaDNAForAnnotation(cfg)
     m.processor = proc
-    d = tmp_path_factory.mktemp("model")
     m.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

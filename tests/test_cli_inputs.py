@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from llamadna.cli import app
+from tests.test_annotate import save_tiny_model
 
 runner = CliRunner()
 RNG = np.random.default_rng(7)
@@ -48,46 +49,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """A tiny untrained model (the one of tests/test_annotate.py), saved like `train` saves one."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BertConfig, LlamaConfig, PreTrainedTokenizerFast
-
-    from llamadna.model.configuration import LlamaDNAConfig
-    from llamadna.model.modeling import LlamaDNAForAnnotation
-    from llamadna.model.processing import LlamaDNAProcessor
-
-    torch.manual_seed(0)
-    t = Tokenizer(models.BPE(unk_token="[UNK]"))
-    t.pre_tokenizer = pre_tokenizers.Whitespace()
-    t.train_from_iterator(SEQS, trainers.BpeTrainer(
-        vocab_size=80, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-        initial_alphabet=list("ACGTN"), show_progress=False))
-    dna = PreTrainedTokenizerFast(tokenizer_object=t, pad_token="[PAD]", unk_token="[UNK]",
-                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    u = Tokenizer(models.BPE())
-    u.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    u.decoder = decoders.ByteLevel()
-    u.train_from_iterator(
-        ["This sequence is part of chr1 chromosome part of GENE1 gene. It is part of the ClinVar "
-         "dataset."] * 5,
-        trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<unk>", "<pad>", "<dna>"],
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    txt = PreTrainedTokenizerFast(tokenizer_object=u, bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>", pad_token="<pad>", additional_special_tokens=["<dna>"])
-    proc = LlamaDNAProcessor(dna, txt, dna_chunk_tokens=8)
-    cfg = LlamaDNAConfig(
-        dna_config=BertConfig(vocab_size=len(dna), hidden_size=32, num_hidden_layers=1,
-                              num_attention_heads=2, intermediate_size=64,
-                              max_position_embeddings=64).to_dict(),
-        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=1,
-                                num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                                max_position_embeddings=256).to_dict(),
-        dna_placeholder_id=proc.placeholder_id)
-    m = LlamaDNAForAnnotation(cfg)
-    m.processor = proc
-    d = tmp_path_factory.mktemp("model")
-    m.save_pretrained(d)
-    return d
+    """The tiny untrained model of tests/test_annotate.py, saved as `train` saves one."""
+    return save_tiny_model(tmp_path_factory.mktemp("model"), llm_layers=1)
 
 
 def _annotate(fasta, model_dir, out, *extra):

@@ -27,37 +27,15 @@ from llamadna.io.atomic import (
     temporaries,
     temporary_dir,
 )
-from tests.test_annotate import IDS, SEQS, _fasta, _tokenizers
+from tests.test_annotate import IDS, SEQS, _fasta, save_tiny_model
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """The tiny model of tests/test_annotate.py (a 32-wide BERT and Llama, throwaway tokenizers)."""
-    import torch
-    from transformers import BertConfig, LlamaConfig
-
-    from llamadna.model.configuration import LlamaDNAConfig
-    from llamadna.model.modeling import LlamaDNAForAnnotation
-    from llamadna.model.processing import LlamaDNAProcessor
-
-    torch.manual_seed(0)
-    dna, txt = _tokenizers()
-    proc = LlamaDNAProcessor(dna, txt, dna_chunk_tokens=8)
-    cfg = LlamaDNAConfig(
-        dna_config=BertConfig(vocab_size=len(dna), hidden_size=32, num_hidden_layers=1,
-                              num_attention_heads=2, intermediate_size=64,
-                              max_position_embeddings=64).to_dict(),
-        text_config=LlamaConfig(vocab_size=len(txt), hidden_size=32, num_hidden_layers=2,
-                                num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                                max_position_embeddings=256).to_dict(),
-        dna_placeholder_id=proc.placeholder_id)
-    m = LlamaDNAForAnnotation(cfg)
-    m.processor = proc
-    d = tmp_path_factory.mktemp("model")
-    m.save_pretrained(d)
-    return d
+    """The tiny untrained model of tests/test_annotate.py, saved as `train` saves one."""
+    return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def _snapshot(root: Path) -> dict[str, bytes | str | None]:
