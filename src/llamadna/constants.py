@@ -82,7 +82,8 @@ DEFAULT_BATCH_SIZE = 32
 # rows per model pass inside a batch (prompt pass, generation, grounded scoring): a pass holds a few
 # MB a row (MLP activations, KV cache, per-step log-probabilities), so a full batch of 32 held
 # ~200 MB more than a 10-row one and annotate's peak memory grew with the record; 8 rows a pass
-# bound it and were not slower on 2 CPU cores (issue 27, docs/BENCHMARKS.md)
+# keep a 200 kb record within 1.07x a 5 kb one's (16: 1.12x) at about 10 % fewer sequences/s on
+# genic rows than 32 (issue 27, docs/BENCHMARKS.md)
 MODEL_PASS_ROWS = 8
 # evaluate generates ~15,000 sentences: the tiny model on 2 CPU cores makes 52 rows/s at 64 a
 # batch against 40 at 16 (docs/BENCHMARKS.md)
