@@ -58,6 +58,19 @@ def model_workspace(root: Path, bundle_factory, seed: int, n_variants: int = 160
     return b.path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models (32-wide matrices): intra-op threads only add overhead, and on a busy machine
+    they make generation tens of times slower. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def small_bundle(bundle_factory):
     return bundle_factory(seed=1)

@@ -25,14 +25,7 @@ MAX_NEW = 6
 
 
 # ------------------------------------------------------------------------------ tiny model
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 32-wide matrices: intra-op threads only add overhead, and on a busy machine they make
-    # generation tens of times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tokenizers():

@@ -30,12 +30,7 @@ CANDIDATES = [{"gene": f"MEMGENE{j}", "gene_id": f"ENSG{j:011d}", "build": "GRCh
               for j in range(K)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Retriever:

@@ -352,9 +352,16 @@ def test_evaluate_finds_the_index_beside_a_moved_model_or_names_the_option(artif
     models = SimpleNamespace(model_dir=x / "model", train_config={"index": "art/index"})
     assert _model_index(models) == str(x / "index")
     shutil.rmtree(x / "index")
-    with pytest.raises(ConfigError, match=r"art/index \(train_config.json\), does not exist: pass the "
-                       r"index directory with --index DIR"):
-        _model_index(models)
+    # not beside the model, but where it was built (the absolute path recorded too): found there
+    assert _model_index(models) == str((artifacts / "art" / "index").resolve())
+    away = artifacts.with_name(artifacts.name + "-away")
+    os.rename(artifacts, away)
+    try:
+        with pytest.raises(ConfigError, match=r"art/index \(train_config.json\), does not exist: pass the "
+                           r"index directory with --index DIR"):
+            _model_index(models)
+    finally:
+        os.rename(away, artifacts)
 
 
 def test_old_artifacts_with_absolute_paths_load_where_built_and_moved_together(artifacts, unmoved, tmp_path,

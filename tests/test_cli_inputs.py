@@ -15,7 +15,6 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from llamadna.cli import app
@@ -39,12 +38,7 @@ def _one_line_error(r, *causes: str) -> str:
 
 
 # ------------------------------------------------------------------------------ tiny model
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -414,16 +413,15 @@ def _retrieval_setup(cfg: EvalConfig, models: ModelSource):
 
 def _model_index(models: ModelSource) -> str:
     """The index a retrieval model was trained with: the one its processor_config.json records
-    (relative to the model directory), else train_config.json's `index` (as given to `train`)."""
-    from llamadna.model.processing import PROCESSOR_FILE, read_processor_config
+    (`processing.recorded_index`), else train_config.json's `index` (as given to `train`)."""
+    from llamadna.model.processing import PROCESSOR_FILE, read_processor_config, recorded_index
 
     given = models.train_config["index"]
     model_dir = getattr(models, "model_dir", None)
     if model_dir is not None and (model_dir / PROCESSOR_FILE).is_file():
-        rel = read_processor_config(model_dir / PROCESSOR_FILE).get("index")
-        found = rel and Path(os.path.normpath(model_dir.resolve() / rel))
-        if found and found.is_dir():
-            return str(found)
+        found = recorded_index(model_dir, read_processor_config(model_dir / PROCESSOR_FILE))
+        if found and Path(found).is_dir():
+            return found
     if not Path(given).is_dir():
         raise ConfigError(f"the reference index the model was trained with, {given} (train_config.json), "
                           "does not exist: pass the index directory with --index DIR")

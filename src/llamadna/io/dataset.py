@@ -17,6 +17,7 @@ import polars as pl
 
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
+from llamadna.io.text import read_json_object
 
 DATASET_FILE = "dataset.parquet"
 SUMMARY_FILE = "summary.json"
@@ -103,10 +104,7 @@ def read_summary(directory: str | Path) -> dict:
     js = d / SUMMARY_FILE
     if not js.exists():
         return {}
-    try:
-        summary = json.loads(js.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(js, f"not valid JSON: {exc}", line=exc.lineno) from None
+    summary = read_json_object(js)
     table_id = table_build_id(d / DATASET_FILE)
     if summary.get("build_id") != table_id:
         raise InputError(js, f"belongs to another build than {DATASET_FILE} (build ids "

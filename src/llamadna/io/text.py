@@ -6,12 +6,30 @@ gzip stream give the same clear errors, naming the file (and the last complete l
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 from llamadna.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_json_object(path: str | Path, fix: str | None = None) -> dict:
+    """A JSON file holding one object. Invalid JSON (with its line), text that is not UTF-8 and
+    any other JSON value are an InputError naming the file, ending with `fix` (what to do)."""
+    path = Path(path)
+    tail = f": {fix}" if fix else ""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno}){tail}",
+                         line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError(path, f"not a text file (not UTF-8){tail or ': expected JSON'}") from None
+    if not isinstance(raw, dict):
+        raise InputError(path, f"expected a JSON object, found a {type(raw).__name__}{tail}")
+    return raw
 
 
 def is_gzip(path: str | Path) -> bool:

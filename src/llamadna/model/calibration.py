@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llamadna.errors import InputError
+from llamadna.io.text import read_json_object
 
 CALIBRATION_FILE = "calibration.json"
 FEATURES = ("confidence", "top_score", "gene_in_evidence", "gene_score", "gene_is_top")
@@ -67,13 +68,7 @@ class GeneCalibration:
         if not p.exists():
             return None
         redo = "restore it from the directory `llamadna train` wrote, or delete it (no gene_confidence)"
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(p, f"not valid JSON ({exc.msg}, column {exc.colno}): {redo}",
-                             line=exc.lineno) from None
-        except UnicodeDecodeError:
-            raise InputError(p, f"not a text file (not UTF-8): {redo}") from None
+        raw = read_json_object(p, redo)
         if not _well_formed(raw):
             raise InputError(p, f"expected the fitted calibration (weights, one per feature, bias, rows, "
                              f"right): {redo}")
@@ -83,7 +78,7 @@ class GeneCalibration:
 
 def _well_formed(raw) -> bool:
     """calibration.json holds what `GeneCalibration` reads, of the right types."""
-    if not isinstance(raw, dict) or set(raw) - {"weights", "bias", "rows", "right", "features"}:
+    if set(raw) - {"weights", "bias", "rows", "right", "features"}:
         return False
     num = (int, float)
     weights, features = raw.get("weights"), raw.get("features", FEATURES)

@@ -35,6 +35,7 @@ from transformers.utils import ModelOutput
 from llamadna.constants import IGNORE_INDEX
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import usual_permissions
+from llamadna.io.text import read_json_object
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.copying import CopyHead, copyable_mask, greedy_decode, teacher_forced_log_probs
 from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnabert2
@@ -82,13 +83,9 @@ def load_dna_encoder(path: str | Path, dtype: torch.dtype | None = None) -> nn.M
     in the directory are never imported; any other architecture is refused, and so are a
     DNABERT-2 config whose auto_map names other code and a BERT directory with pickled weights
     only (`model.safe_loading`)."""
-    import json
 
     d = check_local_dir(path, "DNA encoder (DNABERT-2)")
-    try:
-        raw = json.loads((d / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(d / "config.json", f"not valid JSON: {exc}", line=exc.lineno) from None
+    raw = read_json_object(d / "config.json")
     if is_dnabert2_config(raw):
         refuse_custom_code(d)  # DNABERT-2's own auto_map passes (never followed); any other not
         return load_dnabert2(d, dtype=dtype, add_pooling_layer=False)

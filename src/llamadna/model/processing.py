@@ -38,6 +38,7 @@ from transformers import PreTrainedTokenizerBase
 
 from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES, RETRIEVAL_K
 from llamadna.errors import ConfigError, InputError
+from llamadna.io.text import read_json_object
 from llamadna.model.safe_loading import load_tokenizer
 
 PROCESSOR_FILE = "processor_config.json"
@@ -247,16 +248,18 @@ class LlamaDNAProcessor:
             prompt_mode=cfg["prompt_mode"], dna_chunk_tokens=cfg["dna_chunk_tokens"],
             use_dna=cfg.get("use_dna", True), retrieval=cfg.get("retrieval", False),
             use_splash=cfg.get("use_splash", True), evidence_k=cfg.get("evidence_k", RETRIEVAL_K),
-            index=_from_model_dir(d, cfg.get("index"), cfg.get("index_absolute")),
+            index=recorded_index(d, cfg),
         )
         processor.source = d / PROCESSOR_FILE
         return processor
 
 
-def _from_model_dir(directory: Path, index: str | None, absolute: str | None = None) -> str | None:
-    """The recorded index relative to the model directory (an older model's is absolute, which
-    `/` keeps); `..` taken from the resolved directory, where `save_config` counted it. Not
-    there, but at the `absolute` path recorded beside it: a model moved without its index."""
+def recorded_index(directory: Path, cfg: dict) -> str | None:
+    """The index a model directory's processor_config.json (`cfg`) records: relative to the
+    directory (an older model's is absolute, which `/` keeps); `..` taken from the resolved
+    directory, where `save_config` counted it. Not there, but at the absolute path recorded
+    beside it: a model moved without its index."""
+    index, absolute = cfg.get("index"), cfg.get("index_absolute")
     if not index:
         return None
     found = os.path.normpath(directory.resolve() / index)
@@ -267,19 +270,12 @@ def _from_model_dir(directory: Path, index: str | None, absolute: str | None = N
 
 def read_processor_config(path: Path) -> dict:
     """processor_config.json: valid JSON holding the settings the processor cannot do without."""
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno}): restore it from the "
-                         "directory `llamadna train` wrote", line=exc.lineno) from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text file (not UTF-8): restore it from the directory `llamadna "
-                         "train` wrote") from None
+    restore = "restore it from the directory `llamadna train` wrote"
+    cfg = read_json_object(path, restore)
     need = {"prompt_mode": str, "dna_chunk_tokens": int}
-    bad = [k for k, t in need.items() if not isinstance(cfg, dict) or not isinstance(cfg.get(k), t)]
+    bad = [k for k, t in need.items() if not isinstance(cfg.get(k), t)]
     if not bad and cfg.get("index") is not None and not isinstance(cfg["index"], str):
         bad = ["index"]
     if bad:
-        raise InputError(path, f"{', '.join(bad)} missing or of the wrong type: restore it from the "
-                         "directory `llamadna train` wrote")
+        raise InputError(path, f"{', '.join(bad)} missing or of the wrong type: {restore}")
     return cfg

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llamadna.errors import InputError
+from llamadna.io.text import read_json_object
 
 NO_CODE = "Llama-DNA never runs code from a model directory"
 CODE_NAMING_FILES = ("config.json", "tokenizer_config.json")  # where transformers reads auto_map
@@ -44,17 +45,7 @@ DNABERT2_CODE = frozenset({"bert_layers", "configuration_bert"})
 
 def read_json(path: Path) -> dict | None:
     """A JSON object file; None when there is no such file. A damaged one is one line."""
-    if not path.is_file():
-        return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text file (not UTF-8): expected JSON") from None
-    if not isinstance(raw, dict):
-        raise InputError(path, f"expected a JSON object, found a {type(raw).__name__}")
-    return raw
+    return read_json_object(path) if path.is_file() else None
 
 
 def _auto_maps(raw: dict) -> Iterator[tuple[str, object]]:

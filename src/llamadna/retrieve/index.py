@@ -46,6 +46,7 @@ import polars as pl
 
 from llamadna.errors import ConfigError, InputError, refuse_link_loop
 from llamadna.io.atomic import atomic_write
+from llamadna.io.text import read_json_object
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import deep_minimap2, scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, WHITEN_EPSILON, WHITEN_MIN_PER_DIM, IndexConfig
@@ -370,15 +371,7 @@ TABLE_COLUMNS = {
 
 def _read_meta(path: Path) -> dict:
     """index.json, checked: valid JSON, this format, the keys `load` and the retriever read."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg}, column {exc.colno}): {REBUILD}",
-                         line=exc.lineno) from None
-    except UnicodeDecodeError:
-        raise InputError(path, f"not a text file (not UTF-8): {REBUILD}") from None
-    if not isinstance(meta, dict):
-        raise InputError(path, f"expected a JSON object, found {type(meta).__name__}: {REBUILD}")
+    meta = read_json_object(path, REBUILD)
     if meta.get("format") != INDEX_FORMAT:
         raise InputError(path, f"index format {meta.get('format')}, this version reads "
                          f"{INDEX_FORMAT}: {REBUILD}")
@@ -551,7 +544,10 @@ def _minimap2_index(seqs: list[str], mmi: Path | None, settings: dict) -> mappy.
 
     try:
         write_records(seqs, tmp)
-        atomic_write(mmi, index) if mmi is not None else index(None)
+        if mmi is None:
+            index(None)
+        else:
+            atomic_write(mmi, index)
     finally:
         os.unlink(tmp)
     return made[0]
