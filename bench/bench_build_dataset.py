@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llamadna.data.build import BuildOptions, build_dataset
+from llamadna.data.build import BuildConfig, build_dataset
 from llamadna.data.synthetic import make_bundle
 from llamadna.io.dataset import write_dataset
 
@@ -35,7 +35,7 @@ def run(scale: float, window: int, workdir: Path) -> dict:
         n_genes=int(20_000 * scale), n_variants=int(1_000_000 * scale), seed=0,
     )
     gen_s = time.perf_counter() - t0
-    opts = BuildOptions(window=window, max_per_gene_source=0)
+    opts = BuildConfig(window=window, max_per_gene_source=0)
     t0 = time.perf_counter()
     df, summary = build_dataset(d, opts)
     build_s = time.perf_counter() - t0

@@ -34,14 +34,14 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.data.build import load_genes
+from llamadna.data.genes import load_genes
 from llamadna.data.mutate import mutate
 from llamadna.data.paths import default_data_dir, discover_sets
 from llamadna.data.synthetic import random_sequence
 from llamadna.evaluate.baselines import ReferenceLookup
 from llamadna.io.fasta import read_reference
 from llamadna.retrieve.align import Aligner, BlastnAligner, Minimap2Aligner, index_reference, make_aligner
-from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS
+from llamadna.retrieve.fields import KNOWN_VARIANT_COLUMNS
 
 THRESHOLDS = {  # name -> (min_cnt, min_chain_score, min_dp_score); minimap2's defaults: 3, 40, 80
     "default": {},

@@ -60,7 +60,7 @@ def make_llm_dir(path: Path, dataset: str, hidden: int, layers: int) -> None:
     tmp.rename(path)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=("ddp", "fsdp"), required=True)
     ap.add_argument("--dataset", default="demo_out/dataset")
@@ -70,29 +70,19 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=2)
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    from accelerate import Accelerator
 
-    from llamadna.train.config import TrainConfig
+def wrap(model, cfg, acc, res: dict):
+    """Shard (FSDP) or wrap (DDP) the model, and its optimizer; records memory and elements held.
+    Returns (model, optimizer, the unwrapped model)."""
+    from llamadna.train.optim import adamw_with_schedule
     from llamadna.train.sharding import local_numel, shard_model
-    from llamadna.train.train import Batches, build_model, epoch_batches, load_split
 
-    acc = Accelerator()
-    world, rank = acc.num_processes, acc.process_index
-    if acc.is_main_process:
-        make_llm_dir(Path(args.llm_dir), args.dataset, args.hidden, args.layers)
-    acc.wait_for_everyone()
-    cfg = TrainConfig(dataset=args.dataset, out="/tmp/unused", preset="full", encoder=args.encoder,
-                      llm=args.llm_dir, batch_size=args.batch_size, fsdp=args.mode == "fsdp")
-    train_rows, _, labels = load_split(cfg.dataset, cfg.split)
-    model, _ = build_model(cfg, train_rows, labels)
-    gc.collect()
-    res = {"rss_loaded_mb": rss_mb()}
     if cfg.fsdp:
-        shard_model(model, acc.device, world)
+        shard_model(model, acc.device, acc.num_processes)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt, _ = adamw_with_schedule(params, 1e-4)
     if not cfg.fsdp:
         model, opt = acc.prepare(model, opt)
     gc.collect()
@@ -100,18 +90,47 @@ def main() -> None:
     raw = acc.unwrap_model(model)
     res["elements_held"] = sum(local_numel(p) for p in raw.parameters())
     res["elements_total"] = sum(p.numel() for p in raw.parameters())
-    collate = Batches(model.processor if hasattr(model, "processor") else raw.processor, train_rows, labels,
-                      acc.device)
-    batches = epoch_batches(len(train_rows), args.batch_size * world, 0, 0)
+    return model, opt, raw
+
+
+def time_steps(model, opt, acc, collate, batches, steps: int) -> list[float]:
+    """Seconds of each of the first steps + 1 steps (this process's rows of each batch)."""
+    world, rank = acc.num_processes, acc.process_index
     model.train()
     times = []
-    for b in batches[: args.steps + 1]:
+    for b in batches[: steps + 1]:
         t0 = time.perf_counter()
         loss = model(**collate(b[rank::world])).loss
         acc.backward(loss)
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    args = parse_args()
+
+    from accelerate import Accelerator
+
+    from llamadna.train.config import TrainConfig
+    from llamadna.train.train import Batches, build_model, epoch_batches, load_split
+
+    acc = Accelerator()
+    world = acc.num_processes
+    if acc.is_main_process:
+        make_llm_dir(Path(args.llm_dir), args.dataset, args.hidden, args.layers)
+    acc.wait_for_everyone()
+    cfg = TrainConfig(dataset=args.dataset, out="/tmp/unused", preset="full", encoder=args.encoder,
+                      llm=args.llm_dir, batch_size=args.batch_size, fsdp=args.mode == "fsdp")
+    train_rows, _, labels = load_split(cfg.dataset, cfg.split)
+    model, processor, _ = build_model(cfg, train_rows, labels)
+    gc.collect()
+    res = {"rss_loaded_mb": rss_mb()}
+    model, opt, raw = wrap(model, cfg, acc, res)
+    collate = Batches(processor, train_rows, labels, acc.device)
+    batches = epoch_batches(len(train_rows), args.batch_size * world, 0, 0)
+    times = time_steps(model, opt, acc, collate, batches, args.steps)
     gc.collect()
     res["rss_trained_mb"] = rss_mb()
     res["s_per_step"] = sum(times[1:]) / max(1, len(times) - 1)  # the first step is a warm-up

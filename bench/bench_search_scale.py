@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llamadna.data.build import assign_genes
+from llamadna.data.genes import assign_genes
 from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.synthetic import FAMILY_DIVERGENCE, make_bundle
 from llamadna.retrieve.align import BlastnAligner
 from llamadna.retrieve.config import EMBED_WHEN, FAISS_KINDS, IndexConfig
 from llamadna.retrieve.index import ReferenceIndex, segment_sequences, write_records
-from llamadna.retrieve.retriever import Retriever
+from llamadna.retrieve.retriever import open_retriever
 
 WINDOW = 512
 
@@ -90,7 +90,7 @@ def score(names: list[list[str | None]], truth: list[str | None], sel: list[bool
     return round(sum(t in n[:k] for n, t in pairs) / max(len(pairs), 1), 4)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoder", required=True)
     ap.add_argument("--chroms", type=int, default=4)
@@ -106,10 +106,12 @@ def main() -> None:
     ap.add_argument("--rates", default="0,0.1,0.2,0.3")
     ap.add_argument("--workdir", default=None, help="kept when given (the bundle and index reused)")
     ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    work = Path(a.workdir or tempfile.mkdtemp(prefix="llamadna-scale-"))
-    report: dict = {"machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
-                    "args": vars(a)}
+    return ap.parse_args()
+
+
+def build_reference(a: argparse.Namespace, work: Path, report: dict):
+    """The generated bundle and its reference index (built unless the workdir holds it);
+    their sizes and timings go into `report`. Returns (bundle, index, index directory)."""
     length = int(a.chrom_mb * 1e6)
     t = time.perf_counter()
     bundle = make_bundle(work / "bundle", chrom_lengths={f"chr{i + 1}": length for i in range(a.chroms)},
@@ -127,6 +129,33 @@ def main() -> None:
     report["index"]["minimap2_sensitive"] = index.meta["config"]["minimap2_sensitive"]
     report["index"]["minimap2_deep"] = index.meta["config"].get("minimap2_deep")
     report["index"]["bytes"] = sum(p.stat().st_size for p in index_dir.iterdir())
+    return bundle, index, index_dir
+
+
+def policy_report(retriever, seqs: list[str], truth: list[str | None], family: list[bool],
+                  theirs: list[list[str | None]], blastn_q_per_s: float) -> dict:
+    """One retriever policy at one rate: speed against BLASTN, recall over all, family and other
+    queries."""
+    t = time.perf_counter()
+    cands = retriever(seqs)
+    t_search = time.perf_counter() - t
+    ours = [[c["gene"] for c in cs] for cs in cands]
+    p: dict = {"search_q_per_s": round(len(seqs) / t_search, 1)}
+    p["speed_ratio"] = round(p["search_q_per_s"] / blastn_q_per_s, 2)
+    other = [not f for f in family]
+    for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", other)):
+        p[label] = {"search_r1": score(ours, truth, sel, 1), "search_r4": score(ours, truth, sel, 4),
+                    "blastn_r1": score(theirs, truth, sel, 1)}
+    p["recall_gap"] = round(p["all"]["search_r1"] - p["all"]["blastn_r1"], 4)
+    return p
+
+
+def main() -> None:
+    a = parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="llamadna-scale-"))
+    report: dict = {"machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
+                    "args": vars(a)}
+    bundle, index, _ = build_reference(a, work, report)
     print(json.dumps(report), flush=True)
 
     fasta = work / "segments.fa"
@@ -139,8 +168,8 @@ def main() -> None:
     truth = truth_genes(queries, genes)
     family = [q["family"] for q in queries]
     policies = a.embed_when.split(",")
-    first = Retriever(index, a.encoder, embed_when=policies[0])
-    retrievers = {p: Retriever(index, embedder=first.embedder, embed_when=p) for p in policies}
+    first = open_retriever(index, a.encoder, embed_when=policies[0])
+    retrievers = {p: open_retriever(index, embedder=first.embedder, embed_when=p) for p in policies}
     rates = [float(x) for x in a.rates.split(",")]
     mutated = [mutate_nested(q["seq"], rates, row_seed(2, i)) for i, q in enumerate(queries)]
     report["rates"] = {}
@@ -149,21 +178,10 @@ def main() -> None:
         t = time.perf_counter()
         named = blastn_genes(blast, index.segments.rows(), genes, seqs)
         t_blast = time.perf_counter() - t
-        theirs = [[n] for n in named]
         r: dict = {"queries": len(seqs), "blastn_q_per_s": round(len(seqs) / t_blast, 2)}
-        other = [not f for f in family]
         for policy, retriever in retrievers.items():
-            t = time.perf_counter()
-            cands = retriever(seqs)
-            t_search = time.perf_counter() - t
-            ours = [[c["gene"] for c in cs] for cs in cands]
-            p: dict = {"search_q_per_s": round(len(seqs) / t_search, 1)}
-            p["speed_ratio"] = round(p["search_q_per_s"] / r["blastn_q_per_s"], 2)
-            for label, sel in (("all", [True] * len(seqs)), ("family", family), ("other", other)):
-                p[label] = {"search_r1": score(ours, truth, sel, 1), "search_r4": score(ours, truth, sel, 4),
-                            "blastn_r1": score(theirs, truth, sel, 1)}
-            p["recall_gap"] = round(p["all"]["search_r1"] - p["all"]["blastn_r1"], 4)
-            r[f"embed_{policy}"] = p
+            r[f"embed_{policy}"] = policy_report(retriever, seqs, truth, family, [[n] for n in named],
+                                                 r["blastn_q_per_s"])
         report["rates"][str(rate)] = r
         print(rate, json.dumps(r), flush=True)
     report["max_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)

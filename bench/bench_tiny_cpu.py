@@ -3,7 +3,7 @@
 Uses a dataset and an encoder from `make demo` (demo_out/dataset, demo_out/encoder) or given
 paths. Fine-tuning = the `train` loop's step (processor collation, encoder forward, LLM
 forward/backward with LoRA, AdamW) on split_gene train rows, after the tiny LLM's text
-pretraining (not timed). Annotation = `annotate_rows` (class head + greedy generation of up to
+pretraining (not timed). Annotation = `Annotator.annotate_rows` (class head + greedy generation of up to
 96 tokens) on test rows. Goal: >= 20 sequences/s annotating on 2 cores.
 
     .venv/bin/python bench/bench_tiny_cpu.py [--dataset demo_out/dataset] [--encoder demo_out/encoder]
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from llamadna.annotate import annotate_rows
+from llamadna.annotate import Annotator, InferenceConfig
 from llamadna.train.config import TrainConfig
 from llamadna.train.train import Batches, build_model, epoch_batches, load_split
 
@@ -33,8 +33,8 @@ def main() -> None:
     cfg = TrainConfig(dataset=args.dataset, out="/tmp/unused", encoder=args.encoder,
                       llm_pretrain_steps=50, batch_size=args.batch_size)
     train_rows, val_rows, labels = load_split(cfg.dataset, cfg.split)
-    model, _ = build_model(cfg, train_rows, labels)
-    collate = Batches(model.processor, train_rows, labels)
+    model, processor, _ = build_model(cfg, train_rows, labels)
+    collate = Batches(processor, train_rows, labels)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batches = epoch_batches(len(train_rows), cfg.batch_size, 0, 0)
     model.train()
@@ -57,13 +57,13 @@ def main() -> None:
     model.eval()
     import polars as pl
 
-
     df = pl.read_parquet(f"{args.dataset}/dataset.parquet").filter(pl.col("split_gene") == "test")
     rows = df.head(args.annotate_rows).to_dicts()
     for bs in (16, 32):
-        annotate_rows(model, rows[:bs], batch_size=bs)  # warm-up
+        annotator = Annotator(model, processor, config=InferenceConfig(batch_size=bs))
+        annotator.annotate_rows(rows[:bs])  # warm-up
         t0 = time.perf_counter()
-        preds = annotate_rows(model, rows, batch_size=bs)
+        preds = annotator.annotate_rows(rows)
         dt = time.perf_counter() - t0
         res[f"annotate_seq_per_s_batch{bs}"] = round(len(preds) / dt, 1)
     res["annotate_rows"] = len(rows)

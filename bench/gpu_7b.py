@@ -100,19 +100,10 @@ def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for n, p in m.named_parameters() if "lora_" not in n)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", choices=list(SHAPES), default="full")
-    args = ap.parse_args()
-    shape = SHAPES[args.shapes]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    torch.manual_seed(0)
-    model = build(shape, device, dtype)
-    _checkpointing(model.language_model, True)
-    model.train()
-    res: dict = {"device": gpu, "shapes": args.shapes, "dtype": str(dtype)}
+def train_throughput(model: LlamaDNAForAnnotation, shape: dict, device: str, gpu: str,
+                     res: dict) -> tuple[int, int]:
+    """Training tokens/s of the whole model against the LLM alone (same LoRA, same tokens), and
+    their MFU on a known GPU, into `res`. Returns the LLM's and the encoder's parameter counts."""
     B = shape["batch"]
     llm_tokens = B * (shape["dna_tokens"] + shape["text_tokens"])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -146,12 +137,13 @@ def main() -> None:
     if peak:
         res["mfu_full"] = round(flops_full / t_full / peak, 3)
         res["mfu_llm_only"] = round(4 * n_llm * llm_tokens / t_llm / peak, 3)
-    _checkpointing(model.language_model, False)
-    model.eval()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    return n_llm, n_enc
 
-    # generation: 64 new tokens after DNA + prompt, batch gen_batch
+
+def generation_throughput(model: LlamaDNAForAnnotation, shape: dict, device: str, compiled: bool,
+                          res: dict) -> None:
+    """Annotations/s: gen_tokens new tokens after DNA + prompt, batch gen_batch, plain HF generate
+    and (`compiled`) with the static KV cache and torch.compile, into `res`."""
     G, N = shape["gen_batch"], shape["gen_tokens"]
     g = batch(shape, G, device, with_targets=False)
     common = dict(max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0)
@@ -161,7 +153,7 @@ def main() -> None:
 
     t_plain = time_steps(gen_plain, 2, device)
     res["annotations_per_s_plain"] = round(G / t_plain, 2)
-    if device == "cuda" or args.shapes == "tiny":  # tiny: the CPU smoke run covers this path too
+    if compiled:
         from llamadna.model.loading import compile_generation
 
         compile_generation(model)  # what `llamadna annotate --compile` does
@@ -171,6 +163,28 @@ def main() -> None:
 
         t_static = time_steps(gen_static, 2, device)
         res["annotations_per_s_static_compiled"] = round(G / t_static, 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shapes", choices=list(SHAPES), default="full")
+    args = ap.parse_args()
+    shape = SHAPES[args.shapes]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    torch.manual_seed(0)
+    model = build(shape, device, dtype)
+    _checkpointing(model.language_model, True)
+    model.train()
+    res: dict = {"device": gpu, "shapes": args.shapes, "dtype": str(dtype)}
+    n_llm, n_enc = train_throughput(model, shape, device, gpu, res)
+    _checkpointing(model.language_model, False)
+    model.eval()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    # tiny: the CPU smoke run covers the compiled path too
+    generation_throughput(model, shape, device, device == "cuda" or args.shapes == "tiny", res)
     res["params_llm"], res["params_encoder"] = n_llm, n_enc
     print(json.dumps(res, indent=1))
 

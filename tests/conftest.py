@@ -43,13 +43,13 @@ def model_workspace(root: Path, bundle_factory, seed: int, n_variants: int = 160
     `bundle`: make_bundle settings other than these three small chromosomes.
 
     Returns the bundle path; `root/dataset` and `root/encoder` are ready for `train`."""
-    from llamadna.data.build import BuildOptions, build_dataset
+    from llamadna.data.build import BuildConfig, build_dataset
     from llamadna.io.dataset import write_dataset
     from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
 
     b = bundle_factory(**{"seed": seed, "n_variants": n_variants,
                           "chrom_lengths": {"chr1": 30_000, "chr2": 30_000, "chr3": 30_000}, **bundle})
-    df, summary = build_dataset(b.path, BuildOptions(window=96))
+    df, summary = build_dataset(b.path, BuildConfig(window=96))
     write_dataset(df, summary, root / "dataset")
     pretrain_encoder(b.path, root / "encoder", PretrainConfig(
         vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

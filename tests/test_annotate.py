@@ -11,12 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from llamadna import annotate as ann
-from llamadna.annotate import annotate_fasta, annotate_rows, iter_annotations
+from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
+from llamadna.annotate import decoding as dec
+from llamadna.annotate import pipeline as pipe
 from llamadna.constants import OUTPUT_COLUMNS, PREDICTION_COLUMNS
+from llamadna.data.template import parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.io.predictions import gff3_escape, output_format
-from llamadna.model.loading import load_model
+from llamadna.model.loading import PROMPT_BUCKET, load_model
 from llamadna.model.processing import LlamaDNAProcessor
 
 RNG = np.random.default_rng(0)
@@ -72,9 +74,8 @@ def save_tiny_model(d, llm_layers: int = 2):
                                 num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
                                 max_position_embeddings=256).to_dict(),
         dna_placeholder_id=proc.placeholder_id)
-    m = LlamaDNAForAnnotation(cfg)
-    m.processor = proc
-    m.save_pretrained(d)
+    LlamaDNAForAnnotation(cfg).save_pretrained(d)
+    proc.save_pretrained(d)
     return d
 
 
@@ -84,8 +85,18 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(model_dir):
-    return load_model(model_dir, device="cpu")
+def annotator(model_dir):
+    return Annotator.from_pretrained(model_dir, device="cpu")
+
+
+def annotate_rows(annotator: Annotator, rows, **config) -> list[dict]:
+    """`annotator.annotate_rows(rows)` with the inference settings `config` changes."""
+    return annotator.with_config(**config).annotate_rows(rows)
+
+
+def iter_annotations(annotator: Annotator, rows, **config):
+    """`annotator.annotate(rows)` with the inference settings `config` changes."""
+    return annotator.with_config(**config).annotate(rows)
 
 
 def _fasta(path, records, width=20):
@@ -112,9 +123,9 @@ def _rows(seqs=SEQS):
 
 
 # ------------------------------------------------------------------------------ predictions
-def test_batching_does_not_change_predictions(model):
-    one = annotate_rows(model, _rows(), batch_size=1, max_new_tokens=MAX_NEW)
-    three = annotate_rows(model, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
+def test_batching_does_not_change_predictions(annotator):
+    one = annotate_rows(annotator, _rows(), batch_size=1, max_new_tokens=MAX_NEW)
+    three = annotate_rows(annotator, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
     assert [p["annotation"] for p in one] == [p["annotation"] for p in three]
     assert [p["source"] for p in one] == [p["source"] for p in three]
     for a, b in zip(one, three):
@@ -124,35 +135,35 @@ def test_batching_does_not_change_predictions(model):
     assert len({p["annotation"] for p in one}) > 1  # the DNA reaches the generation
 
 
-def test_columns_confidence_and_class_probability(model):
-    preds = annotate_rows(model, _rows(), batch_size=4, max_new_tokens=MAX_NEW)
-    labels = model.config.class_labels
+def test_columns_confidence_and_class_probability(annotator):
+    preds = annotate_rows(annotator, _rows(), batch_size=4, max_new_tokens=MAX_NEW)
+    labels = annotator.model.config.class_labels
     for row, p in zip(_rows(), preds):
         assert list(p) == PREDICTION_COLUMNS
         assert math.isfinite(p["confidence"]) and p["confidence"] <= 0
-        batch = model.processor([row])
+        batch = annotator.processor([row])
         with torch.no_grad():
-            probs = torch.softmax(model(**batch).cls_logits[0], -1)
+            probs = torch.softmax(annotator.model(**batch).cls_logits[0], -1)
         assert p["source_prob"] == pytest.approx(float(probs.max()), abs=1e-6)
         assert p["source"] == labels[int(probs.argmax())]
 
 
-def test_confidence_is_the_mean_log_probability_of_the_generated_tokens(model):
+def test_confidence_is_the_mean_log_probability_of_the_generated_tokens(annotator):
     # teacher-forced check on the real model: feed prompt + generated tokens back in
     row = _rows()[0]
-    g = model.processor([row], padding_side="left")
+    g = annotator.processor([row], padding_side="left")
     with torch.no_grad():
-        out = model.generate(g["input_ids"], g["attention_mask"], g["dna_input_ids"],
+        out = annotator.model.generate(g["input_ids"], g["attention_mask"], g["dna_input_ids"],
                              g["dna_attention_mask"], max_new_tokens=MAX_NEW, do_sample=False)
         ids = torch.cat([g["input_ids"], out], 1)
-        emb = model.embed_inputs(ids, g["dna_input_ids"], g["dna_attention_mask"])
-        logits = model.language_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).logits
+        emb = annotator.model.embed_inputs(ids, g["dna_input_ids"], g["dna_attention_mask"])
+        logits = annotator.model.language_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).logits
     n = g["input_ids"].shape[1]
     logp = torch.log_softmax(logits[0, n - 1 : -1], -1).gather(1, out[0][:, None]).squeeze(1)
-    eos = model.processor.text_tokenizer.eos_token_id
+    eos = annotator.processor.text_tokenizer.eos_token_id
     stop = (out[0] == eos).nonzero()
     k = int(stop[0]) + 1 if len(stop) else out.shape[1]
-    (p,) = annotate_rows(model, [row], max_new_tokens=MAX_NEW)
+    (p,) = annotate_rows(annotator, [row], max_new_tokens=MAX_NEW)
     assert p["confidence"] == pytest.approx(float(logp[:k].mean()), abs=1e-4)
 
 
@@ -170,11 +181,11 @@ def _script_generation(model, monkeypatch, output) -> list[dict]:
     return calls
 
 
-def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
+def test_generation_stops_at_eos_and_confidence_counts_it(annotator, monkeypatch):
     # scripted generate: row 0 says "A" then eos (then padding), row 1 never stops
     from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-    tt = model.processor.text_tokenizer
+    tt = annotator.processor.text_tokenizer
     a, eos, pad = tt.convert_tokens_to_ids("A"), tt.eos_token_id, tt.pad_token_id
     seqs = torch.tensor([[a, eos, pad], [a, a, a]])
     other = tt.bos_token_id  # never generated here: holds the rest of the probability
@@ -185,9 +196,9 @@ def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
         step[:, other] = math.log(1 - p)
         logits.append(step)
 
-    out = _script_generation(model, monkeypatch,
+    out = _script_generation(annotator.model, monkeypatch,
                              GenerateDecoderOnlyOutput(sequences=seqs, logits=tuple(logits)))
-    p0, p1 = annotate_rows(model, _rows()[:2], batch_size=2)
+    p0, p1 = annotate_rows(annotator, _rows()[:2], batch_size=2)
     assert out[0]["do_sample"] is False and out[0]["eos_token_id"] == eos
     assert p0["annotation"] == "A" and p1["annotation"] == "AAA"
     lp = [math.log(x) for x in (0.5, 0.25, 0.125)]
@@ -195,48 +206,48 @@ def test_generation_stops_at_eos_and_confidence_counts_it(model, monkeypatch):
     assert p1["confidence"] == pytest.approx(sum(lp) / 3, abs=1e-6)
 
 
-def test_parsed_fields_come_from_the_sentence(model, monkeypatch, tmp_path):
+def test_parsed_fields_come_from_the_sentence(annotator, monkeypatch, tmp_path):
     sentence = ("This sequence is part of chr7 chromosome part of CFTR gene. This gene is described "
                 "as CF transmembrane conductance regulator and a protein coding transcript type. "
                 "It is of cystic fibrosis, 50% of cases phenotype. It is part of the COSMIC dataset.")
-    tt = model.processor.text_tokenizer
+    tt = annotator.processor.text_tokenizer
     ids = tt(" " + sentence, add_special_tokens=False)["input_ids"] + [tt.eos_token_id]
     from transformers.generation.utils import GenerateDecoderOnlyOutput
 
     logits = tuple(torch.zeros(1, len(tt)) for _ in ids)
-    _script_generation(model, monkeypatch, GenerateDecoderOnlyOutput(
+    _script_generation(annotator.model, monkeypatch, GenerateDecoderOnlyOutput(
         sequences=torch.tensor([ids]), logits=logits))
-    (p,) = annotate_rows(model, _rows()[:1])
+    (p,) = annotate_rows(annotator, _rows()[:1])
     assert p["annotation"] == sentence
     assert (p["chrom"], p["gene"], p["transcript_type"], p["phenotype"], p["source_from_text"]) == (
         "chr7", "CFTR", "protein coding", "cystic fibrosis, 50% of cases", "COSMIC")
     assert p["description"] == "CF transmembrane conductance regulator"
     with torch.no_grad():  # the source column is the class head's answer, not the sentence's
-        head = model(**model.processor(_rows()[:1])).cls_logits.argmax(-1)
-    assert p["source"] == model.config.class_labels[int(head)]
+        head = annotator.model(**annotator.processor(_rows()[:1])).cls_logits.argmax(-1)
+    assert p["source"] == annotator.model.config.class_labels[int(head)]
     assert p["confidence"] == pytest.approx(-math.log(len(tt)))
     # the same prediction as GFF3: Name is the parsed gene, the Note keeps , and % escaped
     fa = _fasta(tmp_path / "one.fa", [("x", SEQS[0])])
-    annotate_fasta(model, fa, tmp_path / "p.gff3", batch_size=1)
+    annotate_fasta(annotator, fa, tmp_path / "p.gff3", batch_size=1)
     (g,) = _read_gff3(tmp_path / "p.gff3")
     assert g["Name"] == "CFTR" and g["Note"] == sentence and g["source"] == p["source"]
     assert "fibrosis%2C 50%25 of cases" in (tmp_path / "p.gff3").read_text()
 
 
-def test_annotate_rows_keeps_training_mode_and_checks_inputs(model):
-    model.train()
+def test_annotate_rows_keeps_training_mode_and_checks_inputs(annotator):
+    annotator.model.train()
     try:
-        annotate_rows(model, _rows()[:1], max_new_tokens=2)
-        assert model.training
+        annotate_rows(annotator, _rows()[:1], max_new_tokens=2)
+        assert annotator.model.training
     finally:
-        model.eval()
+        annotator.model.eval()
     with pytest.raises(ValueError, match="batch_size"):
-        annotate_rows(model, _rows(), batch_size=0)
+        annotate_rows(annotator, _rows(), batch_size=0)
     with pytest.raises(ValueError, match="Sequence"):
-        annotate_rows(model, [{"id": 1}])
+        annotate_rows(annotator, [{"id": 1}])
 
 
-def test_rows_are_read_lazily(model):
+def test_rows_are_read_lazily(annotator):
     pulled = [0]
 
     def rows():
@@ -244,34 +255,46 @@ def test_rows_are_read_lazily(model):
             pulled[0] += 1
             yield {"Sequence": SEQS[i % len(SEQS)]}
 
-    got = list(islice(iter_annotations(model, rows(), batch_size=4, max_new_tokens=2), 6))
+    got = list(islice(iter_annotations(annotator, rows(), batch_size=4, max_new_tokens=2), 6))
     assert [p["id"] for p in got] == list(range(6))  # position when a row has no id
     assert pulled[0] == 8  # two batches of 4, not the million
 
 
-def test_seed_faithful_model(model):
-    proc = model.processor
-    model.processor = LlamaDNAProcessor(proc.dna_tokenizer, proc.text_tokenizer,
-                                        prompt_mode="seed-faithful", dna_chunk_tokens=8)
-    try:
-        with pytest.raises(ValueError, match="seed-faithful.*gene_name"):
-            annotate_rows(model, _rows()[:1])
-        meta = {"gene_name": "G", "gene_description": "d", "phenotype": "p"}
-        (p,) = annotate_rows(model, [dict(_rows()[0], **meta)], max_new_tokens=2)
-        assert math.isfinite(p["confidence"])
-    finally:
-        model.processor = proc
+def _seed_faithful(annotator: Annotator) -> Annotator:
+    """The same model read through a seed-faithful processor (gene metadata in the prompt)."""
+    proc = annotator.processor
+    return Annotator(annotator.model, LlamaDNAProcessor(proc.dna_tokenizer, proc.text_tokenizer,
+                                                        prompt_mode="seed-faithful", dna_chunk_tokens=8))
 
 
-def test_seed_faithful_model_refuses_a_fasta(model, fasta, tmp_path):
-    proc = model.processor
-    model.processor = LlamaDNAProcessor(proc.dna_tokenizer, proc.text_tokenizer,
-                                        prompt_mode="seed-faithful", dna_chunk_tokens=8)
-    try:
-        with pytest.raises(ConfigError, match="seed-faithful.*FASTA"):
-            annotate_fasta(model, fasta, tmp_path / "p.tsv")
-    finally:
-        model.processor = proc
+def test_seed_faithful_model(annotator):
+    seed = _seed_faithful(annotator)
+    with pytest.raises(ValueError, match="seed-faithful.*gene_name"):
+        annotate_rows(seed, _rows()[:1])
+    metas = [{"gene_name": "G", "gene_description": "d", "phenotype": "p"},
+             {"gene_name": "TP53", "gene_description": "tumor protein p53", "phenotype": "Li-Fraumeni"}]
+    rows = [dict(_rows()[0], **meta) for meta in metas]  # one sequence, two sets of gene metadata
+    preds = annotate_rows(seed, rows, max_new_tokens=2)
+    for row, meta, p in zip(rows, metas, preds):
+        assert math.isfinite(p["confidence"]) and p["confidence"] <= 0
+        prompt = seed.processor.prompt_text(row)
+        assert all(v in prompt for v in meta.values())  # the row's own metadata is in its prompt
+        # the class head read that prompt: the source probability is the one of the prompt with
+        # this row's metadata (dropping or mixing up the metadata gives another probability)
+        with torch.no_grad():
+            probs = torch.softmax(seed.model(**seed.processor([row])).cls_logits[0], -1)
+        assert p["source_prob"] == pytest.approx(float(probs.max()), abs=1e-6)
+    # the metadata reaches the model: the same sequence with other metadata reads otherwise,
+    # where the leak-free model, which never reads it, answers the same
+    assert abs(preds[0]["source_prob"] - preds[1]["source_prob"]) > 1e-4
+    plain = annotate_rows(annotator, rows, max_new_tokens=2)
+    assert plain[0]["source_prob"] == pytest.approx(plain[1]["source_prob"], abs=1e-6)
+    assert plain[0]["annotation"] == plain[1]["annotation"]
+
+
+def test_seed_faithful_model_refuses_a_fasta(annotator, fasta, tmp_path):
+    with pytest.raises(ConfigError, match="seed-faithful.*FASTA"):
+        annotate_fasta(_seed_faithful(annotator), fasta, tmp_path / "p.tsv")
     assert not (tmp_path / "p.tsv").exists()
 
 
@@ -302,22 +325,22 @@ def _read_gff3(path):
     return out
 
 
-def test_three_formats_round_trip(model, fasta, tmp_path):
-    summary = annotate_fasta(model, fasta, tmp_path / "p.jsonl", batch_size=3, max_new_tokens=MAX_NEW)
+def test_three_formats_round_trip(annotator, fasta, tmp_path):
+    summary = annotate_fasta(annotator, fasta, tmp_path / "p.jsonl", batch_size=3, max_new_tokens=MAX_NEW)
     assert summary["records"] == 4 and summary["format"] == "jsonl" and summary["tiles_per_s"] > 0
     assert summary["splash_scored"] is None
     ref = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["id"] for r in ref] == IDS and all(list(r) == OUTPUT_COLUMNS for r in ref)
     assert [(r["record"], r["start"], r["end"]) for r in ref] == [(i, 1, len(s)) for i, s in zip(IDS, SEQS)]
 
-    annotate_fasta(model, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=MAX_NEW)
+    annotate_fasta(annotator, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=MAX_NEW)
     tsv = _read_tsv(tmp_path / "p.tsv")
     assert [r["id"] for r in tsv] == IDS
     for a, b in zip(tsv, ref):
         assert a["annotation"] == b["annotation"] and a["source"] == b["source"]
         assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
 
-    annotate_fasta(model, fasta, tmp_path / "p.gff3", batch_size=4, max_new_tokens=MAX_NEW)
+    annotate_fasta(annotator, fasta, tmp_path / "p.gff3", batch_size=4, max_new_tokens=MAX_NEW)
     gff = _read_gff3(tmp_path / "p.gff3")
     for g, r, s in zip(gff, ref, SEQS):
         assert g["seqid"] == g["ID"] == r["id"] and (g["start"], g["end"]) == (1, len(s))
@@ -336,31 +359,31 @@ def test_gff3_escaping():
     assert unquote(esc) == raw
 
 
-def test_unknown_output_format(model, fasta, tmp_path):
+def test_unknown_output_format(annotator, fasta, tmp_path):
     for name in ("p.csv", "p", "p.gff"):
         with pytest.raises(ConfigError, match=r"unknown output format.*\.tsv, \.jsonl, \.gff3"):
-            annotate_fasta(model, fasta, tmp_path / name)
+            annotate_fasta(annotator, fasta, tmp_path / name)
     assert output_format(tmp_path / "P.TSV") == ".tsv"
 
 
-def test_failure_leaves_no_output(model, fasta, tmp_path, monkeypatch):
+def test_failure_leaves_no_output(annotator, fasta, tmp_path, monkeypatch):
     calls = [0]
-    real = ann.predict_batch
+    real = Annotator.predict_batch
 
-    def flaky(m, rows, max_new_tokens, decoding):
+    def flaky(self, rows):
         calls[0] += 1
         if calls[0] == 2:
             raise RuntimeError("out of memory")
-        return real(m, rows, max_new_tokens, decoding)
+        return real(self, rows)
 
-    monkeypatch.setattr(ann, "predict_batch", flaky)
+    monkeypatch.setattr(Annotator, "predict_batch", flaky)
     with pytest.raises(RuntimeError):
-        annotate_fasta(model, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2)
+        annotate_fasta(annotator, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fa"]
 
 
 # ------------------------------------------------------------------------------ SPLASH
-def test_splash_scores_reach_the_prompt(model, tmp_path, monkeypatch):
+def test_splash_scores_reach_the_prompt(annotator, tmp_path, monkeypatch):
     seqs = ["ACGTACGGATCCATTGCAAGT" * 3, "TTTTTGGGGGCCCCCAAAAATT"]
     fa = _fasta(tmp_path / "s.fa", [("hit", seqs[0]), ("miss", seqs[1])])
     anchors = tmp_path / "anchors.tsv"
@@ -374,16 +397,16 @@ def test_splash_scores_reach_the_prompt(model, tmp_path, monkeypatch):
         return real(self, rows, *args, **kwargs)
 
     monkeypatch.setattr(LlamaDNAProcessor, "__call__", spy)
-    s = annotate_fasta(model, fa, tmp_path / "p.tsv", splash=anchors, max_new_tokens=2)
+    s = annotate_fasta(annotator, fa, tmp_path / "p.tsv", splash=anchors, max_new_tokens=2)
     assert s["splash_scored"] == 1
     by_id = {r["id"]: r for r in seen}
     assert by_id["hit"]["SPLASH_pval"] == pytest.approx(0.002)  # one anchor found: p * 1
     assert (by_id["hit"]["SPLASH_Effect"], by_id["hit"]["SPLASH_entropy"]) == (0.7, 1.5)
     assert by_id["miss"]["SPLASH_pval"] is None  # no tested anchor: null, never a default
-    assert "SPLASH effect 0.70, p-value 2.0e-03" in model.processor.prompt_text(by_id["hit"])
-    assert "not available" in model.processor.prompt_text(by_id["miss"])
+    assert "SPLASH effect 0.70, p-value 2.0e-03" in annotator.processor.prompt_text(by_id["hit"])
+    assert "not available" in annotator.processor.prompt_text(by_id["miss"])
     with pytest.raises(ConfigError, match="one SPLASH anchors table"):
-        annotate_fasta(model, fa, tmp_path / "q.tsv", splash=[f"GRCh38={anchors}", f"GRCh37={anchors}"])
+        annotate_fasta(annotator, fa, tmp_path / "q.tsv", splash=[f"GRCh38={anchors}", f"GRCh37={anchors}"])
 
 
 # ------------------------------------------------------------------------------ FASTA input
@@ -391,7 +414,6 @@ def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
     # the real reader -> rows -> batches -> writer path with a stand-in for the model
     class Stub:
         training = False
-        processor = type("P", (), {"prompt_mode": "leak-free"})()
 
         def eval(self):
             return self
@@ -399,11 +421,12 @@ def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
         def train(self, mode=True):
             return self
 
-    def fake_predict(m, rows, max_new_tokens, decoding):
+    def fake_predict(self, rows):
         return [dict.fromkeys(PREDICTION_COLUMNS[1:], None) | {"confidence": -1.0, "source_prob": 0.5}
                 for _ in rows]
 
-    monkeypatch.setattr(ann, "predict_batch", fake_predict)
+    monkeypatch.setattr(Annotator, "predict_batch", fake_predict)
+    stub = Annotator(Stub(), type("P", (), {"prompt_mode": "leak-free"})())
     def peak(n_records):
         fa = tmp_path / f"{n_records}.fa"
         with open(fa, "w") as fh:
@@ -411,7 +434,7 @@ def test_fasta_pipeline_memory_is_flat(tmp_path, monkeypatch):
                 fh.write(f">r{i}\n{'ACGT' * 1000}\n")  # 4 kb per record
         tracemalloc.start()
         try:
-            s = annotate_fasta(Stub(), fa, tmp_path / "p.jsonl", batch_size=16, tile=4000)
+            s = annotate_fasta(stub, fa, tmp_path / "p.jsonl", batch_size=16, tile=4000)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -450,13 +473,13 @@ def test_cli_annotate(model_dir, fasta, tmp_path):
 def test_prompt_bucket_padding_keeps_predictions(model_dir):
     """Compiled generation left-pads prompts to a multiple of PROMPT_BUCKET tokens; the extra
     padding is masked, so predictions stay those of the plain path."""
-    plain = annotate_rows(load_model(model_dir, device="cpu"), _rows(), batch_size=3, max_new_tokens=MAX_NEW)
-    m = load_model(model_dir, device="cpu")
-    m.prompt_bucket = 64
+    plain = annotate_rows(Annotator.from_pretrained(model_dir, device="cpu"), _rows(), batch_size=3,
+                          max_new_tokens=MAX_NEW)
+    a = Annotator.from_pretrained(model_dir, device="cpu", config=InferenceConfig(prompt_bucket=64))
     seen = []
-    orig = m.generate_with_class
-    m.generate_with_class = lambda **kw: seen.append(kw["input_ids"].shape[1]) or orig(**kw)
-    padded = annotate_rows(m, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
+    orig = a.model.generate_with_class
+    a.model.generate_with_class = lambda **kw: seen.append(kw["input_ids"].shape[1]) or orig(**kw)
+    padded = annotate_rows(a, _rows(), batch_size=3, max_new_tokens=MAX_NEW)
     assert seen and all(t % 64 == 0 for t in seen)
     assert [p["annotation"] for p in padded] == [p["annotation"] for p in plain]
     for a, b in zip(plain, padded):
@@ -468,20 +491,22 @@ def test_prompt_bucket_padding_keeps_predictions(model_dir):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own
 def test_compiled_generation_gives_the_plain_predictions(model_dir):
     """--compile: static KV cache + torch.compile (inductor on the CPU here, CUDA graphs on a GPU)."""
-    plain = annotate_rows(load_model(model_dir, device="cpu"), _rows(), batch_size=2, max_new_tokens=MAX_NEW)
-    m = load_model(model_dir, device="cpu", compile=True)
-    assert m.language_model.generation_config.cache_implementation == "static"
-    fast = annotate_rows(m, _rows(), batch_size=2, max_new_tokens=MAX_NEW)
+    plain = annotate_rows(Annotator.from_pretrained(model_dir, device="cpu"), _rows(), batch_size=2,
+                          max_new_tokens=MAX_NEW)
+    a = Annotator.from_pretrained(model_dir, device="cpu", compile=True)
+    assert a.model.language_model.generation_config.cache_implementation == "static"
+    assert a.config.prompt_bucket == PROMPT_BUCKET  # the prompts are padded to a few lengths
+    fast = annotate_rows(a, _rows(), batch_size=2, max_new_tokens=MAX_NEW)
     assert [p["annotation"] for p in fast] == [p["annotation"] for p in plain]
     for a, b in zip(plain, fast):
         assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
 
 
 def test_load_model_in_bfloat16(model_dir, fasta, tmp_path):
-    m = load_model(model_dir, device="cpu", dtype="bfloat16")
-    assert {p.dtype for p in m.parameters()} == {torch.bfloat16}
-    preds = annotate_rows(m, _rows(), max_new_tokens=MAX_NEW)
-    ref = annotate_rows(load_model(model_dir, device="cpu"), _rows(), max_new_tokens=MAX_NEW)
+    a = Annotator.from_pretrained(model_dir, device="cpu", dtype="bfloat16")
+    assert {p.dtype for p in a.model.parameters()} == {torch.bfloat16}
+    preds = annotate_rows(a, _rows(), max_new_tokens=MAX_NEW)
+    ref = annotate_rows(Annotator.from_pretrained(model_dir, device="cpu"), _rows(), max_new_tokens=MAX_NEW)
     # bf16 keeps ~3 significant digits: the same answers as float32, probabilities close
     assert [p["source"] for p in preds] == [p["source"] for p in ref]
     assert [p["annotation"] for p in preds] == [p["annotation"] for p in ref]
@@ -500,19 +525,19 @@ def test_load_model_in_bfloat16(model_dir, fasta, tmp_path):
 
 
 # ------------------------------------------------------------------------------ long and RNA input
-def test_long_records_are_annotated_tile_by_tile(model, tmp_path):
-    assert ann.tiles(1300, 512) == [(0, 512), (512, 1024), (788, 1300)]  # the last shifted inside
-    assert ann.tiles(512, 512) == [(0, 512)] and ann.tiles(30, 512) == [(0, 30)]
+def test_long_records_are_annotated_tile_by_tile(annotator, tmp_path):
+    assert pipe.tiles(1300, 512) == [(0, 512), (512, 1024), (788, 1300)]  # the last shifted inside
+    assert pipe.tiles(512, 512) == [(0, 512)] and pipe.tiles(30, 512) == [(0, 30)]
     long = "".join(RNG.choice(list("ACGT"), 130))
     fa = _fasta(tmp_path / "l.fa", [("long", long), ("short", SEQS[1])])
-    s = annotate_fasta(model, fa, tmp_path / "p.gff3", max_new_tokens=2, tile=50)
+    s = annotate_fasta(annotator, fa, tmp_path / "p.gff3", max_new_tokens=2, tile=50)
     assert (s["records"], s["tiles"]) == (2, 4)
     gff = _read_gff3(tmp_path / "p.gff3")
     assert [(g["seqid"], g["ID"], g["start"], g["end"]) for g in gff] == [
         ("long", "long:1-50", 1, 50), ("long", "long:51-100", 51, 100), ("long", "long:81-130", 81, 130),
         ("short", "short", 1, len(SEQS[1]))]
     # each tile is annotated as that piece of sequence alone
-    (alone,) = annotate_rows(model, [{"id": "x", "Sequence": long[80:130], "SPLASH_Effect": None,
+    (alone,) = annotate_rows(annotator, [{"id": "x", "Sequence": long[80:130], "SPLASH_Effect": None,
                                       "SPLASH_pval": None, "SPLASH_entropy": None}], max_new_tokens=2)
     assert gff[2]["Note"] == alone["annotation"]
 
@@ -520,8 +545,8 @@ def test_long_records_are_annotated_tile_by_tile(model, tmp_path):
 def test_a_prompt_past_the_llm_context_is_refused_not_truncated(model_dir, tmp_path):
     from llamadna.cli import app
 
-    m = load_model(model_dir, device="cpu")
-    limit = m.language_model.config.max_position_embeddings  # 256 in this fixture
+    m = Annotator.from_pretrained(model_dir, device="cpu")
+    limit = m.model.language_model.config.max_position_embeddings  # 256 in this fixture
     long = "".join(RNG.choice(list("ACGT"), 20 * limit))
     rows = [{"id": "huge", "Sequence": long, "SPLASH_Effect": None, "SPLASH_pval": None,
              "SPLASH_entropy": None}]
@@ -537,13 +562,13 @@ def test_a_prompt_past_the_llm_context_is_refused_not_truncated(model_dir, tmp_p
     r = CliRunner().invoke(app, ["annotate", str(fa), "--model", str(model_dir), "--out", str(out),
                                  "--max-new-tokens", "2", "--tile", "100"])  # what the error advises
     assert r.exit_code == 0, r.output
-    assert len(_read_tsv(out)) == len(ann.tiles(len(long), 100))
+    assert len(_read_tsv(out)) == len(pipe.tiles(len(long), 100))
 
 
-def test_rna_is_read_as_dna_and_counted(model, tmp_path):
+def test_rna_is_read_as_dna_and_counted(annotator, tmp_path):
     rna = SEQS[0].replace("T", "U")
     fa = _fasta(tmp_path / "r.fa", [("rna", rna), ("dna", SEQS[0]), ("amb", "ACGRYT")])
-    s = annotate_fasta(model, fa, tmp_path / "p.tsv", max_new_tokens=MAX_NEW)
+    s = annotate_fasta(annotator, fa, tmp_path / "p.tsv", max_new_tokens=MAX_NEW)
     assert s["u_to_t"] == rna.count("U") > 0 and s["iupac_to_n"] == 2
     a, b, _ = _read_tsv(tmp_path / "p.tsv")
     assert a["annotation"] == b["annotation"] and a["confidence"] == pytest.approx(b["confidence"])
@@ -580,14 +605,14 @@ def test_a_damaged_model_directory_is_one_line(model_dir, fasta, tmp_path, damag
 
 
 # ------------------------------------------------------------------------------ rerank decoding
-def _retrieval_model():
-    from tests.model.conftest import make_model
+def _retrieval_model(**config) -> Annotator:
+    from tests.model.conftest import make_model, make_processor
 
     m = make_model(copy_head=True, llm_training="full").eval()
-    base = m.processor
-    m.processor = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
-                                    dna_chunk_tokens=base.dna_chunk_tokens)
-    return m
+    base = make_processor()
+    return Annotator(m, LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
+                                          dna_chunk_tokens=base.dna_chunk_tokens),
+                     config=InferenceConfig(**config))
 
 
 CANDIDATE = {"gene": "GENE7", "chrom": "chr1", "description": "gene 7", "transcript_type": "protein coding",
@@ -599,50 +624,52 @@ def test_rerank_keeps_the_sentence_the_model_scores_higher():
     m = _retrieval_model()
     rs = [{**r, "evidence": [CANDIDATE]} for r in _rows(SEQS[:4])]
     rs[3]["evidence"] = []  # no reference match: nothing to rerank against
-    cand = ann.candidate_sentence(CANDIDATE, "COSMIC")
+    cand = dec.candidate_sentence(CANDIDATE, "COSMIC")
     assert cand == ("This sequence is part of chr1 chromosome part of GENE7 gene. This gene is described "
                     "as gene 7 and a protein coding transcript type. It is of not specified phenotype. "
                     "It is part of the COSMIC dataset.")
-    b = m.processor(rs[1:2], targets=[ann.candidate_sentence(CANDIDATE, "ClinVar")], padding_side="left")
-    total, count = m.target_log_probs(**b)
+    b = m.processor(rs[1:2], targets=[dec.candidate_sentence(CANDIDATE, "ClinVar")], padding_side="left")
+    total, count = m.model.target_log_probs(**b)
+    score = dec.SentenceScorer(m.model, m.processor)
     cand_mean = float(total[0] / count[0])
-    texts = ["greedy one", "greedy two", ann.candidate_sentence(CANDIDATE, "ClinVar"), "greedy four"]
+    texts = ["greedy one", "greedy two", dec.candidate_sentence(CANDIDATE, "ClinVar"), "greedy four"]
     # row 0: greedy ended and scores higher (0 = certain) -> kept; row 1: greedy ended but scores
     # lower -> the candidate; row 2: already the candidate; row 3: no evidence
     conf = torch.tensor([0.0, -1e6, -1e6, -1e6])
-    out, c = ann._rerank(m, rs, texts, conf, torch.tensor([True, True, True, True]), ["ClinVar"] * 4)
-    assert out == ["greedy one", ann.candidate_sentence(CANDIDATE, "ClinVar"), texts[2], "greedy four"]
+    out, c = dec.rerank(score, rs, texts, conf, torch.tensor([True, True, True, True]), ["ClinVar"] * 4)
+    assert out == ["greedy one", dec.candidate_sentence(CANDIDATE, "ClinVar"), texts[2], "greedy four"]
     assert c[0] == 0.0 and float(c[1]) == pytest.approx(cand_mean, abs=1e-5) and c[2] == c[3] == -1e6
     # a greedy sentence that never reached eos gives way whatever its score; the source comes from
     # the class head when the greedy sentence names none
-    out, c = ann._rerank(m, rs, texts, conf, torch.tensor([False] * 4), ["COSMIC"] * 4)
+    out, c = dec.rerank(score, rs, texts, conf, torch.tensor([False] * 4), ["COSMIC"] * 4)
     assert out[0] == out[1] == cand and out[3] == "greedy four"
 
 
-def test_rerank_decoding_end_to_end(model):
+def test_rerank_decoding_end_to_end(annotator):
     """With a token limit too short to finish any sentence, rerank writes the candidate's fields;
     greedy does not; a model without retrieval is unchanged; an unknown decoding is refused."""
     m = _retrieval_model()
     rs = [{**r, "evidence": [CANDIDATE]} for r in _rows(SEQS[:3])]
-    greedy = ann.predict_batch(m, rs, MAX_NEW, decoding="greedy")
-    rerank = ann.predict_batch(m, rs, MAX_NEW, decoding="rerank")
+    greedy = m.with_config(max_new_tokens=MAX_NEW, decoding="greedy").predict_batch(rs)
+    rerank = m.with_config(max_new_tokens=MAX_NEW, decoding="rerank").predict_batch(rs)
     assert all(p["gene"] != "GENE7" for p in greedy)
     for p in rerank:
         assert (p["gene"], p["description"], p["chrom"]) == ("GENE7", "gene 7", "chr1")
         assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
     plain = _rows(SEQS[:3])
-    assert ann.predict_batch(model, plain, MAX_NEW, "rerank") == ann.predict_batch(model, plain, MAX_NEW)
+    assert (annotator.with_config(max_new_tokens=MAX_NEW, decoding="rerank").predict_batch(plain)
+            == annotator.with_config(max_new_tokens=MAX_NEW).predict_batch(plain))
     with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank"):
-        ann.predict_batch(m, rs, MAX_NEW, decoding="beam")
+        m.with_config(decoding="beam")
 
 
-def test_an_unknown_decoding_fails_before_any_work(model, fasta, tmp_path):
+def test_an_unknown_decoding_fails_before_any_work(annotator, fasta, tmp_path):
     loads = []
     with pytest.raises(ConfigError, match="--decoding"):
-        annotate_fasta(lambda: loads.append(1) or model, fasta, tmp_path / "p.tsv", decoding="beam")
+        annotate_fasta(lambda: loads.append(1) or annotator, fasta, tmp_path / "p.tsv", decoding="beam")
     assert not loads and not (tmp_path / "p.tsv").exists()
     with pytest.raises(ConfigError, match="--decoding"):
-        next(iter_annotations(model, _rows(), decoding="beam"))
+        next(iter_annotations(annotator, _rows(), decoding="beam"))
 
 
 # ---------------------------------------------------------------------------- grounded decoding
@@ -668,14 +695,15 @@ def test_grounded_writes_the_named_candidates_fields_else_the_best_scored_candid
         "greedy four",
     ]
     conf = torch.tensor([-0.5, -0.6, -0.7, -0.8])
-    out, c = ann._ground(m, rs, texts, conf, ["COSMIC"] * 4)
-    assert out[0] == ann.candidate_sentence(CANDIDATE, "ClinVar")
-    assert out[1] == ann.candidate_sentence(par_y, "ClinVar")
+    score = dec.SentenceScorer(m.model, m.processor)
+    out, c = dec.ground(score, rs, texts, conf, ["COSMIC"] * 4)
+    assert out[0] == dec.candidate_sentence(CANDIDATE, "ClinVar")
+    assert out[1] == dec.candidate_sentence(par_y, "ClinVar")
     assert out[3] == "greedy four"
     assert c[0] == -0.5 and c[1] == -0.6 and c[3] == -0.8  # the greedy sentence named the gene
     # row 2: every candidate's sentence scored by the model (the source: the class head's), the best kept
-    cands = [ann.candidate_sentence(x, "COSMIC") for x in rs[2]["evidence"]]
-    scores = ann._score_sentences(m, [rs[2]] * 3, cands)
+    cands = [dec.candidate_sentence(x, "COSMIC") for x in rs[2]["evidence"]]
+    scores = score([rs[2]] * 3, cands)
     best = int(scores.argmax())
     assert out[2] == cands[best] and float(c[2]) == pytest.approx(float(scores[best]), abs=1e-5)
     assert len(set(cands)) == 3 and float(scores.min()) < float(scores.max())
@@ -689,8 +717,8 @@ def test_grounded_decoding_end_to_end():
              "transcript_type": "lncRNA"}
     rs = [{**r, "evidence": [CANDIDATE, other]} for r in _rows(SEQS[:3])]
     rs[2]["evidence"] = []
-    greedy = ann.predict_batch(m, rs, MAX_NEW, decoding="greedy")
-    grounded = ann.predict_batch(m, rs, MAX_NEW, decoding="grounded")
+    greedy = m.with_config(max_new_tokens=MAX_NEW, decoding="greedy").predict_batch(rs)
+    grounded = m.with_config(max_new_tokens=MAX_NEW, decoding="grounded").predict_batch(rs)
     by_gene = {c["gene"]: c for c in (CANDIDATE, other)}
     for p in grounded[:2]:
         c = by_gene[p["gene"]]
@@ -703,12 +731,12 @@ def test_grounded_decoding_end_to_end():
 def test_gene_named_stops_a_row_once_its_gene_clause_is_closed():
     m = _retrieval_model()
     tt = m.processor.text_tokenizer
-    text = ann.candidate_sentence(CANDIDATE, "ClinVar")
+    text = dec.candidate_sentence(CANDIDATE, "ClinVar")
     ids = tt(" " + text, add_special_tokens=False)["input_ids"]
-    stop = ann.GeneNamed(tt, [True, False])  # row 1 has no evidence: never stopped
+    stop = dec.GeneNamed(tt, [True, False])  # row 1 has no evidence: never stopped
     seqs = torch.tensor([ids, ids])
     fired = [t for t in range(1, len(ids) + 1) if bool(stop(seqs[:, :t])[0])]
     assert len(fired) == 1 and not any(stop(seqs[:, :t])[1] for t in range(1, len(ids) + 1))
     kept = tt.decode(ids[: fired[0]], skip_special_tokens=True)
-    assert kept.strip().endswith("part of GENE7 gene") and ann.parse_annotation(kept)["gene"] == "GENE7"
+    assert kept.strip().endswith("part of GENE7 gene") and parse_annotation(kept)["gene"] == "GENE7"
     assert stop.kept(len(ids)).sum(1).tolist() == [fired[0], len(ids)]

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from llamadna import annotate as ann
-from llamadna.annotate import annotate_fasta
+from llamadna.annotate import Annotator, annotate_fasta
+from llamadna.annotate import annotator as annotator_module
+from llamadna.annotate import decoding as dec
+from llamadna.annotate import pipeline as pipe
 from llamadna.model.processing import LlamaDNAProcessor
-from tests.model.conftest import make_model
+from tests.model.conftest import make_model, make_processor
 
 MAX_NEW = 6
 TILE = 40
@@ -46,13 +48,12 @@ class Retriever:
         return [[dict(c) for c in CANDIDATES] for _ in sequences]
 
 
-def _model():
+def _model() -> Annotator:
     m = make_model(copy_head=True, llm_training="full").eval()
-    base = m.processor
-    m.processor = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
-                                    dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=K)
-    m.retriever = Retriever()
-    return m
+    base = make_processor()
+    proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
+                             dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=K)
+    return Annotator(m, proc, retriever=Retriever())
 
 
 def _spy(model, name: str) -> list[int]:
@@ -75,16 +76,16 @@ def _fasta(path):
 
 def test_a_long_record_reaches_the_model_a_batch_at_a_time(tmp_path, monkeypatch):
     m = _model()
-    generated, scored = _spy(m, "generate_with_class"), _spy(m, "target_log_probs")
+    generated, scored = _spy(m.model, "generate_with_class"), _spy(m.model, "target_log_probs")
     made = [0]  # tile rows made so far: never more than the batches handed on
-    tile_rows = ann._tile_rows
+    tile_rows = pipe.tile_rows
 
     def counted(records, tile):
         for row in tile_rows(records, tile):
             made[0] += 1
             yield row
 
-    monkeypatch.setattr(ann, "_tile_rows", counted)
+    monkeypatch.setattr(pipe, "tile_rows", counted)
     seen = []  # (retriever call, tile rows made by then)
     retriever = m.retriever
 
@@ -116,7 +117,7 @@ def test_no_logits_over_whole_prompts(tmp_path):
     def hook(module, args, kwargs, out):
         calls.append((kwargs["inputs_embeds"].shape[1], out.logits.shape[1]))
 
-    m.language_model.register_forward_hook(hook, with_kwargs=True)
+    m.model.language_model.register_forward_hook(hook, with_kwargs=True)
     annotate_fasta(m, _fasta(tmp_path / "seqs.fa"), tmp_path / "p.jsonl", batch_size=BATCH,
                    max_new_tokens=MAX_NEW, tile=TILE, decoding="grounded")
     prompts = [(t, n) for t, n in calls if t > 1]  # prefill and scoring passes (a step reads 1)
@@ -131,15 +132,15 @@ def test_the_output_is_the_tiles_annotated_batch_by_batch(tmp_path):
     with open(tmp_path / "p.jsonl") as fh:
         written = [json.loads(line) for line in fh]
     rows = [{"id": f"long:{a + 1}-{b}", "record": "long", "start": a + 1, "end": b, "Sequence": LONG[a:b]}
-            for a, b in ann.tiles(len(LONG), TILE)]
+            for a, b in pipe.tiles(len(LONG), TILE)]
     rows.append({"id": "short", "record": "short", "start": 1, "end": len(SHORT), "Sequence": SHORT})
     for r in rows:
         r.update(dict.fromkeys(("SPLASH_Effect", "SPLASH_pval", "SPLASH_entropy")))
-    want = []
+    want, grounded = [], m.with_config(max_new_tokens=MAX_NEW, decoding="grounded")
     for i in range(0, len(rows), BATCH):
         batch = rows[i : i + BATCH]
         want += [{"id": r["id"], "record": r["record"], "start": r["start"], "end": r["end"], **p}
-                 for r, p in zip(batch, ann.predict_batch(m, batch, MAX_NEW, "grounded"))]
+                 for r, p in zip(batch, grounded.predict_batch(batch))]
     assert len(written) == len(want) == 11
     for got, exp in zip(written, want):
         assert {k: got[k] for k in exp} == exp
@@ -150,10 +151,11 @@ def test_scoring_in_parts_gives_the_scores_of_one_pass():
     m = _model()
     rows = [{"Sequence": s, "SPLASH_Effect": None, "SPLASH_pval": None, "SPLASH_entropy": None,
              "evidence": CANDIDATES} for s in (LONG[:40], LONG[40:80], SHORT)]
-    pairs = [(r, ann.candidate_sentence(c, "ClinVar")) for r in rows for c in CANDIDATES]
-    scored = _spy(m, "target_log_probs")
-    whole = ann._score_sentences(m, [r for r, _ in pairs], [t for _, t in pairs], batch_size=len(pairs))
-    parts = ann._score_sentences(m, [r for r, _ in pairs], [t for _, t in pairs], batch_size=2)
+    pairs = [(r, dec.candidate_sentence(c, "ClinVar")) for r in rows for c in CANDIDATES]
+    scored = _spy(m.model, "target_log_probs")
+    score = dec.SentenceScorer(m.model, m.processor)
+    whole = score([r for r, _ in pairs], [t for _, t in pairs], batch_size=len(pairs))
+    parts = score([r for r, _ in pairs], [t for _, t in pairs], batch_size=2)
     assert scored == [9, 2, 2, 2, 2, 1]
     assert parts.shape == whole.shape == (9,)
     assert torch.allclose(parts, whole, atol=1e-5) and float(whole.max()) < 0
@@ -162,14 +164,14 @@ def test_scoring_in_parts_gives_the_scores_of_one_pass():
 
 def test_a_batch_reaches_the_model_a_few_rows_a_pass(monkeypatch):
     # a pass holds a few MB a row: a batch of 32 in one pass made a long record's peak grow
-    m = _model()
+    m = _model().with_config(max_new_tokens=12, decoding="grounded")
     rows = [{"Sequence": LONG[i * 30 : i * 30 + 40], "SPLASH_Effect": None, "SPLASH_pval": None,
              "SPLASH_entropy": None, "evidence": CANDIDATES} for i in range(5)]
-    monkeypatch.setattr(ann, "MODEL_PASS_ROWS", len(rows))
-    whole = ann.predict_batch(m, rows, max_new_tokens=12, decoding="grounded")
-    monkeypatch.setattr(ann, "MODEL_PASS_ROWS", 2)
-    passes = _spy(m, "generate_with_class")
-    parts = ann.predict_batch(m, rows, max_new_tokens=12, decoding="grounded")
+    monkeypatch.setattr(annotator_module, "MODEL_PASS_ROWS", len(rows))
+    whole = m.predict_batch(rows)
+    monkeypatch.setattr(annotator_module, "MODEL_PASS_ROWS", 2)
+    passes = _spy(m.model, "generate_with_class")
+    parts = m.predict_batch(rows)
     assert passes == [2, 2, 1]
     assert [p["annotation"] for p in parts] == [p["annotation"] for p in whole]
     for a, b in zip(parts, whole):

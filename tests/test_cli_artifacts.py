@@ -29,7 +29,7 @@ def artifacts(tmp_path_factory, bundle_factory):
     from llamadna.model.processing import LlamaDNAProcessor
     from llamadna.retrieve.index import IndexConfig, ReferenceIndex
     from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
-    from tests.model.conftest import make_model
+    from tests.model.conftest import make_model, make_processor
 
     root = tmp_path_factory.mktemp("artifacts")
     b = bundle_factory(seed=27, n_variants=40, n_genes=6, gene_len=(800, 2_000),
@@ -43,12 +43,11 @@ def artifacts(tmp_path_factory, bundle_factory):
             max_windows=20))
         ReferenceIndex.build(IndexConfig(encoder="art/encoder", out="art/index", data=str(b.path),
                                          window=96, stride=48, flank=50))
-        m = make_model().eval()
-        base = m.processor
-        m.processor = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
-                                        dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=2,
-                                        index=str(Path("art/index").resolve()))
-        m.save_pretrained("art/model")
+        base = make_processor()
+        make_model().save_pretrained("art/model")
+        LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
+                          dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=2,
+                          index=str(Path("art/index").resolve())).save_pretrained("art/model")
         GeneCalibration.fit([[0.1, 1.5, 1, 1.5, 1], [0.2, 0.1, 0, 0, 0]], [True, False]).save("art/model")
     finally:
         os.chdir(before)

@@ -72,11 +72,11 @@ def test_splash_kmer_length_outside_the_packing_is_refused_up_front(option, valu
 # ------------------------------------------------------------------------------ datasets
 @pytest.fixture(scope="module")
 def dataset_dir(small_bundle, tmp_path_factory):
-    from llamadna.data.build import BuildOptions, build_dataset
+    from llamadna.data.build import BuildConfig, build_dataset
     from llamadna.io.dataset import write_dataset
 
     d = tmp_path_factory.mktemp("dataset")
-    write_dataset(*build_dataset(small_bundle.path, BuildOptions(window=64)), d)
+    write_dataset(*build_dataset(small_bundle.path, BuildConfig(window=64)), d)
     return d
 
 
@@ -303,3 +303,17 @@ def test_gtf_exon_line_damaged(case, small_bundle, tmp_path):
     r, out = _build(d, tmp_path)
     _one_line_error(r, f"{gtf}:{line}:", cause)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_prints_a_table_per_split(dataset_dir, model_dir, tmp_path):
+    """The whole command, options to printed table (the majority system: nothing is trained)."""
+    m = _model_with_train_config(model_dir, tmp_path, dataset_dir)
+    r = runner.invoke(app, ["evaluate", "--model", str(m), "--dataset", str(dataset_dir), "--out",
+                            str(tmp_path / "report"), "--split", "split_random", "--systems",
+                            "majority", "--n-boot", "20"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "report" / "metrics.json").read_text())["meta"]["eval_config"]
+    assert (cfg["splits"], cfg["systems"], cfg["n_boot"]) == (["split_random"], ["majority"], 20)
+    assert (cfg["data_dir"], cfg["splash"], cfg["index"]) == (None, {}, None)
+    assert "split_random: " in r.output and "│ majority " in r.output and "metrics.json" in r.output

@@ -101,10 +101,11 @@ def _clean(hf_home, marker, *outputs) -> None:
 # ------------------------------------------------------------------------------ a trained model
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tests.model.conftest import make_model
+    from tests.model.conftest import make_model, make_processor
 
     d = tmp_path_factory.mktemp("model") / "model"
     make_model().save_pretrained(d)
+    make_processor().save_pretrained(d)
     return d
 
 
@@ -216,9 +217,8 @@ def full_model(tmp_path_factory):
                               max_position_embeddings=32).to_dict(),
         text_config={"model_type": "llama"}, dna_placeholder_id=proc.placeholder_id,
         dna_chunk_tokens=32, llm_path=str(root / "llm"))
-    model = LlamaDNAForAnnotation.from_base(cfg)
-    model.processor = proc
-    model.save_pretrained(root / "model")
+    LlamaDNAForAnnotation.from_base(cfg).save_pretrained(root / "model")
+    proc.save_pretrained(root / "model")
     return root / "model", root / "llm"
 
 

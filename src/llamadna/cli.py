@@ -1,22 +1,26 @@
 """Command line: parses arguments and calls the package; nothing else.
 
-Defaults come from the package's config dataclasses and constants (one home each). Each command
+Defaults come from the package's config dataclasses and constants (one home each); a command
+that builds a config declares how its options map onto the config's fields (`_configures`), and
+tests/test_cli_config.py checks every option and its default against them. Each command
 prints the errors a user can fix (bad input files, a missing data directory, invalid settings)
 as one line and exits 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import operator
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,13 +36,16 @@ from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_SPLIT,
     DEFAULT_TILE,
 )
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
-from llamadna.data.build import BuildOptions
-from llamadna.data.simulate import SimulateOptions
+from llamadna.data.build import BuildConfig
+from llamadna.data.fetch import FetchConfig
+from llamadna.data.simulate import SimulateConfig
 from llamadna.errors import ConfigError, DataDirError, InputError
-from llamadna.evaluate.run import SYSTEMS, EvalConfig
+from llamadna.evaluate.config import EvalConfig
+from llamadna.evaluate.systems import SYSTEM_NAMES
 from llamadna.retrieve.config import DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN, FAISS_KINDS, IndexConfig
 from llamadna.splash.run import SplashConfig
 from llamadna.splash.stats import FilterConfig
@@ -99,12 +106,69 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _config(cls, values: dict, **extra):
-    """An instance of the config dataclass `cls` from a command's arguments (`locals()`): the
-    ones named like its fields, paths as strings (as configs store them), plus `extra`."""
-    names = {f.name for f in fields(cls)}
-    args = {k: str(v) if isinstance(v, Path) else v for k, v in values.items() if k in names}
-    return cls(**(args | extra))
+Convert = Callable[[Any], Any] | str | tuple[str, Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
+class ConfigOptions:
+    """How a command's parameters map onto the config dataclass it builds (`_config`).
+
+    A parameter named like a field of `config`, or of a config in `nested`, is that field, its
+    value passed as is (paths as strings, as configs store them). `convert` maps the others that
+    are config fields: `{param: fn}` (the field of that name gets `fn(value)`), `{param: "field"}`
+    (a field named otherwise) or `{param: ("field", fn)}`. `cli` names the parameters that are no
+    config field (output paths the command checks, --resume, --show). A parameter that is none
+    of these is a bug (`_config` raises), and tests/test_cli_config.py checks every command: its
+    options map onto fields, with the fields' defaults.
+    """
+
+    config: type
+    cli: tuple[str, ...] = ()
+    convert: Mapping[str, Convert] = field(default_factory=dict)
+    nested: Mapping[str, type] = field(default_factory=dict)  # field -> config of its own options
+
+    def target(self, param: str) -> tuple[type, str, Callable[[Any], Any] | None] | None:
+        """(config class, field, conversion or None) of a parameter; None for a CLI-only one."""
+        if param in self.cli:
+            return None
+        if param in self.convert:
+            conv = self.convert[param]
+            if isinstance(conv, str):
+                return self.config, conv, None
+            name, fn = conv if isinstance(conv, tuple) else (param, conv)
+            return self.config, name, fn
+        for cls in (self.config, *self.nested.values()):
+            if param in {f.name for f in fields(cls)}:
+                return cls, param, None
+        raise TypeError(f"the parameter {param!r} is no field of {self.config.__name__} and not "
+                        "declared: name it in the command's ConfigOptions (cli or convert)")
+
+
+def _configures(config: type, *, cli: tuple[str, ...] = (), convert: Mapping[str, Convert] | None = None,
+                nested: Mapping[str, type] | None = None) -> Callable:
+    """Declares the config a command builds and how its parameters map onto it (ConfigOptions);
+    the command itself is returned unchanged for typer."""
+    def declare(command: Callable) -> Callable:
+        command.config_options = ConfigOptions(config, cli, convert or {}, nested or {})
+        return command
+    return declare
+
+
+def _config(command: Callable, values: dict, **extra):
+    """The config a command declares (`_configures`) from its arguments (`locals()`), plus `extra`
+    (fields that no option sets). Raises TypeError (a bug) on an undeclared parameter."""
+    spec: ConfigOptions = command.config_options
+    args: dict[type, dict] = {cls: {} for cls in (spec.config, *spec.nested.values())}
+    for param in inspect.signature(command).parameters:
+        target = spec.target(param)
+        if target is not None:
+            cls, name, fn = target
+            value = values[param]
+            args[cls][name] = fn(value) if fn else str(value) if isinstance(value, Path) else value
+    top = args[spec.config]
+    for name, cls in spec.nested.items():
+        top[name] = cls(**args[cls])
+    return spec.config(**(top | extra))
 
 
 @contextmanager
@@ -126,6 +190,28 @@ def _progress() -> Iterator:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]],
+                 right: Collection[str] = ()) -> None:
+    """A table on the console: a header of `columns` (those in `right` right-justified) over
+    `rows` of strings (rich markup allowed)."""
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="right" if c in right else "left")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
+def _print_fields(title: str, rows: Iterable[tuple[str, str]]) -> None:
+    """One record on the console: a headerless two-column table of (name, value) under a title."""
+    t = Table(show_header=False, title=title, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for name, value in rows:
+        t.add_row(name, value)
+    console.print(t)
 
 
 def _out_file(out: Path, inputs: dict | None = None, formats: tuple[str, ...] = ()) -> Path:
@@ -167,29 +253,31 @@ def _anchor_paths(specs: list[str] | None) -> list[Path]:
 
 
 @app.command("build-dataset")
+@_configures(BuildConfig, cli=("out", "data", "splash"),
+             convert={"sources": _csv, "cap_sources": ("capped_sources", _csv)})
 def build_dataset_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (dataset.parquet, summary.json).")],
     data: Annotated[
         Path | None,
         typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
-    window: Annotated[int, typer.Option(help="Window length W in bases.")] = BuildOptions.window,
+    window: Annotated[int, typer.Option(help="Window length W in bases.")] = BuildConfig.window,
     sources: Annotated[
         str, typer.Option(help="Comma-separated variant sources to keep.")
-    ] = ",".join(BuildOptions.sources),
+    ] = ",".join(BuildConfig.sources),
     max_per_gene_source: Annotated[
         int, typer.Option(help="Cap of rows per (gene, source) for --cap-sources; 0 = no cap.")
-    ] = BuildOptions.max_per_gene_source,
+    ] = BuildConfig.max_per_gene_source,
     cap_sources: Annotated[str, typer.Option(help="Comma-separated sources the cap applies to.")] = (
-        ",".join(BuildOptions.capped_sources)
+        ",".join(BuildConfig.capped_sources)
     ),
     edge: Annotated[
         str, typer.Option(help="Windows running off the sequence: 'shift' inside or 'drop'.")
-    ] = BuildOptions.edge,
+    ] = BuildConfig.edge,
     max_n_fraction: Annotated[
         float, typer.Option(help="Drop windows with a larger fraction of N bases.")
-    ] = BuildOptions.max_n_fraction,
-    seed: Annotated[int, typer.Option(help="Seed for the cap and the splits.")] = BuildOptions.seed,
+    ] = BuildConfig.max_n_fraction,
+    seed: Annotated[int, typer.Option(help="Seed for the cap and the splits.")] = BuildConfig.seed,
     splash: Annotated[
         list[str] | None,
         typer.Option(
@@ -207,8 +295,7 @@ def build_dataset_cmd(
     with _errors():
         check_output_dir(out)  # before the work, not after it
         data_dir = data if data is not None else default_data_dir()
-        opts = _config(BuildOptions, locals(), sources=_csv(sources),
-                       capped_sources=_csv(cap_sources))
+        opts = _config(build_dataset_cmd, locals())
         with _out_dir(out, {"the data directory": data_dir,
                             "a SPLASH anchors table": _anchor_paths(splash)}):
             with _progress() as step:
@@ -223,26 +310,17 @@ def build_dataset_cmd(
 
 
 def _print_summary(s: dict) -> None:
-    t = Table(title=f"dataset: {s['rows']} rows, {s['genes']} genes")
-    t.add_column("build")
-    t.add_column("chrom")
-    t.add_column("rows", justify="right")
-    for b, chroms in s["rows_per_chrom"].items():
-        for c, n in chroms.items():
-            t.add_row(b, c, str(n))
-    console.print(t)
-    t = Table(title="rows per source and split")
+    _print_table(f"dataset: {s['rows']} rows, {s['genes']} genes", ("build", "chrom", "rows"),
+                 [(b, c, str(n)) for b, chroms in s["rows_per_chrom"].items() for c, n in chroms.items()],
+                 right=("rows",))
     splits = list(s["rows_per_split"])
-    t.add_column("source")
-    for sp in splits:
-        t.add_column(sp)
-    for src in s["rows_per_source"]:
-        cells = []
-        for sp in splits:
-            d = s["rows_per_split_source"][sp]
-            cells.append(" / ".join(str(d.get(k, {}).get(src, 0)) for k in ("train", "val", "test")))
-        t.add_row(src, *cells)
-    console.print(t)
+
+    def cell(sp: str, src: str) -> str:  # train / val / test rows of a source in a split
+        d = s["rows_per_split_source"][sp]
+        return " / ".join(str(d.get(k, {}).get(src, 0)) for k in ("train", "val", "test"))
+
+    _print_table("rows per source and split", ("source", *splits),
+                 [(src, *[cell(sp, src) for sp in splits]) for src in s["rows_per_source"]])
     console.print("dropped or capped: " + json.dumps(s["dropped"]))
 
 
@@ -265,14 +343,22 @@ def _byte_progress() -> Iterator:
         yield step
 
 
+def _source_overrides(items: list[str] | None) -> dict[str, str]:
+    from llamadna.data.fetch import parse_source_overrides
+
+    return parse_source_overrides(items or [])
+
+
 @app.command("fetch-data")
+@_configures(FetchConfig, cli=("out",), convert={
+    "chromosomes": _csv, "source": ("sources", _source_overrides), "no_verify": ("verify", operator.not_)})
 def fetch_data_cmd(
     out: Annotated[
         Path, typer.Option(help="Output directory (bundle files; raw downloads in OUT/.download).")
     ],
     chromosomes: Annotated[
         str, typer.Option(help="Comma-separated chromosomes for regions.fa, GTF and variants.")
-    ] = "chr21,chr22,chrM",
+    ] = ",".join(FetchConfig.chromosomes),
     mirror: Annotated[
         str | None, typer.Option(help="Replace scheme://host of every source URL (path kept).")
     ] = None,
@@ -294,21 +380,14 @@ def fetch_data_cmd(
     VCF), Orphanet and HPO. Not downloaded: OMIM (needs a licence key), COSMIC (needs a login
     and licence) and dbSNP (tens of GB). Downloads resume; a rerun reuses verified files.
     """
-    from llamadna.data.fetch import FetchOptions, fetch_data, parse_source_overrides
+    from llamadna.data.fetch import fetch_data
 
     with _errors():
-        opts = FetchOptions(
-            chromosomes=_csv(chromosomes), mirror=mirror,
-            sources=parse_source_overrides(source or []), verify=not no_verify,
-        )
+        opts = _config(fetch_data_cmd, locals())
         with _out_dir(out), _byte_progress() as step:
             summary = fetch_data(out, opts, step=step)
-    t = Table(title=f"fetch-data: {', '.join(summary['chromosomes'])}")
-    t.add_column("file")
-    t.add_column("contents")
-    for name, info in summary["outputs"].items():
-        t.add_row(name, json.dumps(next(iter(info.values()))))
-    console.print(t)
+    _print_table(f"fetch-data: {', '.join(summary['chromosomes'])}", ("file", "contents"),
+                 [(name, json.dumps(next(iter(info.values())))) for name, info in summary["outputs"].items()])
     new = sum(d["downloaded_now"] for d in summary["downloads"])
     console.print(f"wrote the bundle to [bold]{escape(str(out))}[/] ({new} of "
                   f"{len(summary['downloads'])} files downloaded now; OMIM, COSMIC and dbSNP "
@@ -316,6 +395,7 @@ def fetch_data_cmd(
 
 
 @app.command("simulate-samples")
+@_configures(SimulateConfig, cli=("out", "data"))
 def simulate_samples_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (one folder of samples per build).")],
     data: Annotated[
@@ -323,18 +403,18 @@ def simulate_samples_cmd(
         typer.Option(help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data)."),
     ] = None,
     n_samples: Annotated[int, typer.Option(help="Samples; group A = first half, B = the rest.")] = (
-        SimulateOptions.n_samples),
-    depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = SimulateOptions.depth,
-    read_len: Annotated[int, typer.Option(help="Read length in bases.")] = SimulateOptions.read_len,
+        SimulateConfig.n_samples),
+    depth: Annotated[float, typer.Option(help="Mean read depth per sample.")] = SimulateConfig.depth,
+    read_len: Annotated[int, typer.Option(help="Read length in bases.")] = SimulateConfig.read_len,
     error_rate: Annotated[float, typer.Option(help="Per-base substitution error rate.")] = (
-        SimulateOptions.error_rate),
+        SimulateConfig.error_rate),
     seed: Annotated[int, typer.Option(help="Seed for genotypes, drawn alleles and reads.")] = (
-        SimulateOptions.seed),
+        SimulateConfig.seed),
     default_af: Annotated[
         float, typer.Option(help="ALT frequency of germline records without a maf.")
-    ] = SimulateOptions.default_af,
+    ] = SimulateConfig.default_af,
     threads: Annotated[int, typer.Option(help="Parallel FASTQ writers; 0 = one per CPU.")] = (
-        SimulateOptions.threads),
+        SimulateConfig.threads),
 ) -> None:
     """Write SIMULATED FASTQ samples (not real data) for SPLASH: the bundle's reference regions
     with its real variants applied (germline at their frequencies, COSMIC/ClinVar/HGMD in group A)."""
@@ -343,22 +423,28 @@ def simulate_samples_cmd(
 
     with _errors():
         data_dir = data if data is not None else default_data_dir()
-        opts = _config(SimulateOptions, locals())
+        opts = _config(simulate_samples_cmd, locals())
         with _out_dir(out, {"the data directory": data_dir}), _progress() as step:
             summary = simulate_samples(data_dir, out, opts, progress=step)
-    t = Table(title=f"simulated samples (SIMULATED, not real data) in {summary['seconds']} s")
-    for c in ("build", "sample", "group", "reads", "depth", "germline", "events"):
-        t.add_column(c)
-    for b, info in summary["builds"].items():
-        for s, st in info["samples"].items():
-            ap = info["applied_per_sample"][s]
-            t.add_row(b, s, st["group"], str(st["reads"]), f"{st['depth']:.1f}",
-                      str(ap.get("germline", 0)), str(ap.get("event", 0)))
-    console.print(t)
+    _print_table(f"simulated samples (SIMULATED, not real data) in {summary['seconds']} s",
+                 ("build", "sample", "group", "reads", "depth", "germline", "events"),
+                 [(b, s, st["group"], str(st["reads"]), f"{st['depth']:.1f}",
+                   str(info["applied_per_sample"][s].get("germline", 0)),
+                   str(info["applied_per_sample"][s].get("event", 0)))
+                  for b, info in summary["builds"].items() for s, st in info["samples"].items()])
     console.print(f"wrote [bold]{escape(str(out))}[/] (samples.tsv, truth.tsv, README.txt per build)")
 
 
+def _gap(value: str) -> int | str:
+    """--gap: a number of bases or 'auto'."""
+    if value != "auto" and not value.isdigit():
+        raise ConfigError(f"--gap {value!r}: expected a number >= 0 or 'auto'")
+    return "auto" if value == "auto" else int(value)
+
+
 @app.command("splash")
+@_configures(SplashConfig, cli=("out", "sample", "samples"), convert={"gap": _gap},
+             nested={"filters": FilterConfig})
 def splash_cmd(
     out: Annotated[Path, typer.Option(help="Anchors TSV (a .summary.json is written beside it).")],
     sample: Annotated[
@@ -401,24 +487,11 @@ def splash_cmd(
     Reads FASTQ/FASTA (plain or gzip) or BAM (reads as sequenced); writes one row per anchor
     that passes the filters, sorted by pval_opt.
     """
-    from llamadna.splash.run import (
-        parse_sample_arg,
-        read_sample_sheet,
-        run_splash,
-        summary_path,
-        write_results,
-    )
+    from llamadna.splash.run import load_samples, run_splash, summary_path, write_results
 
     with _errors():
-        if (sample is None) == (samples is None):
-            raise ConfigError("give the samples with --sample NAME=PATH (twice or more) "
-                              "or with --samples SHEET.tsv, not both")
-        sample_list = (read_sample_sheet(samples) if samples is not None
-                       else [parse_sample_arg(s) for s in sample])
-        if gap != "auto" and not gap.isdigit():
-            raise ConfigError(f"--gap {gap!r}: expected a number >= 0 or 'auto'")
-        cfg = _config(SplashConfig, locals(), gap="auto" if gap == "auto" else int(gap),
-                      filters=_config(FilterConfig, locals()))
+        sample_list = load_samples(sample, samples)
+        cfg = _config(splash_cmd, locals())
         for path in (out, summary_path(out)):
             _out_file(path, {"a read file": [p for s in sample_list for p in s.paths],
                              "the sample sheet": samples})
@@ -426,12 +499,9 @@ def splash_cmd(
             df, summary = run_splash(sample_list, cfg, progress=step)
         tsv, js = write_results(df, summary, out)
     f = summary["filters"]
-    t = Table(title=f"SPLASH: {f['anchors_tested']} of {f['anchors_counted']} anchors tested")
-    t.add_column("filter")
-    t.add_column("anchors removed", justify="right")
-    for name, n in f["removed"].items():
-        t.add_row(name, str(n))
-    console.print(t)
+    _print_table(f"SPLASH: {f['anchors_tested']} of {f['anchors_counted']} anchors tested",
+                 ("filter", "anchors removed"), [(name, str(n)) for name, n in f["removed"].items()],
+                 right=("anchors removed",))
     console.print(f"{summary['anchors_q_below_0.05']} anchors with pval_opt_corrected < 0.05")
     console.print(f"wrote [bold]{escape(str(tsv))}[/] and [bold]{escape(str(js))}[/]")
 
@@ -471,6 +541,7 @@ def splash_scores_cmd(
 
 
 @app.command("train")
+@_configures(TrainConfig, cli=("resume",))
 def train_cmd(
     dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
@@ -522,7 +593,7 @@ def train_cmd(
     epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per batch (per process).")] = TrainConfig.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (LoRA, projector, head).")] = TrainConfig.lr,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (LLM, projector, head).")] = TrainConfig.lr,
     seed: Annotated[int, typer.Option(help="Seed (model init, batch order, dropout).")] = TrainConfig.seed,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = epoch ends).")] = (
         TrainConfig.checkpoint_every),
@@ -553,7 +624,7 @@ def train_cmd(
              "of replicating it (DDP).")] = TrainConfig.fsdp,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.")] = False,
 ) -> None:
-    """Fine-tune the model (encoder -> projector -> LLM with LoRA + source head) on a split.
+    """Fine-tune the model (encoder -> projector -> LLM, in full or with LoRA, + source head) on a split.
 
     Runs on accelerate: `accelerate launch --multi_gpu --num_processes N -m llamadna.cli train ...`
     trains data-parallel on N GPUs (--batch-size is per process); add --fsdp to shard the model
@@ -562,7 +633,7 @@ def train_cmd(
     from llamadna.train.train import train
 
     with _errors():
-        cfg = _config(TrainConfig, locals())
+        cfg = _config(train_cmd, locals())
         with _out_dir(out, {"the dataset": dataset, "the encoder directory": encoder,
                             "the LLM directory": llm, "the index directory": index}):
             if int(os.environ.get("RANK", "0")) > 0:  # data parallel: the main process reports
@@ -570,22 +641,16 @@ def train_cmd(
                 return
             with _progress() as step:
                 summary = train(cfg, resume=resume, progress=step)
-            if cfg.index is not None:
+            if cfg.index is not None:  # train() calibrated the retrieval model
                 from llamadna.model.calibration import GeneCalibration
 
-                _calibrate(Path(cfg.out), cfg)
                 cal = GeneCalibration.load(cfg.out)
                 if cal is not None:
                     console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
                                   f"({cal.right} with the right gene)")
-    t = Table(title=f"trained {summary['steps']} steps in {summary['seconds']} s")
-    t.add_column("epoch")
-    for c in ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy"):
-        t.add_column(c)
-    for ev in summary["val"]:
-        t.add_row(str(ev["epoch"]), *[f"{ev[c]:.4f}" for c in
-                                      ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy")])
-    console.print(t)
+    cols = ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy")
+    _print_table(f"trained {summary['steps']} steps in {summary['seconds']} s", ("epoch", *cols),
+                 [(str(ev["epoch"]), *[f"{ev[c]:.4f}" for c in cols]) for ev in summary["val"]])
     console.print(f"{summary['trainable_parameters']:,} of {summary['total_parameters']:,} parameters "
                   f"trained; wrote [bold]{escape(str(out))}[/]")
 
@@ -692,26 +757,20 @@ def annotate_cmd(
                   f"({summary['tiles_per_s']} tiles/s); wrote [bold]{escape(str(out))}[/]")
 
 
-def _calibrate(model_dir: Path, cfg) -> None:
-    """After a retrieval model is trained: its gene confidence, fitted on validation rows."""
-    from llamadna.calibrate import calibrate_model
+def _load_with_index(model: Path, index: Path | None, encoder: Path | None = None, **kw):
+    """A trained model's Annotator, a retrieval model's with its retriever on `index` (default:
+    the index it was trained with); `encoder` (--encoder): a full-preset model's DNABERT-2
+    directory and the index's encoder, where they are now."""
+    from llamadna.annotate import Annotator
 
-    calibrate_model(model_dir, cfg)
-
-
-def _load_with_index(model: Path, index: Path | None, **kw):
-    """A trained model, a retrieval model with its retriever on `index` (default: the index it
-    was trained with)."""
-    from llamadna.annotate import use_index
-    from llamadna.model.loading import load_model
-
-    m = load_model(model, **kw)
-    if index is not None or m.processor.retrieval:
-        use_index(m, index, encoder=kw.get("encoder"))
-    return m
+    annotator = Annotator.from_pretrained(model, index=index, encoder=encoder, dna_encoder=encoder, **kw)
+    if annotator.retriever is None and annotator.processor.retrieval:
+        annotator.use_index(encoder=encoder)
+    return annotator
 
 
 @app.command("pretrain-encoder")
+@_configures(PretrainConfig, cli=("out", "data", "init"))
 def pretrain_encoder_cmd(
     out: Annotated[
         Path, typer.Option(help="Encoder directory (BertModel + DNA tokenizer + pretrain_config.json).")
@@ -755,7 +814,7 @@ def pretrain_encoder_cmd(
 
     with _errors():
         data_dir = data if data is not None else default_data_dir()
-        cfg = _config(PretrainConfig, locals(), intermediate_size=4 * hidden_size)
+        cfg = _config(pretrain_encoder_cmd, locals(), intermediate_size=4 * hidden_size)
         with _out_dir(out, {"the data directory": data_dir, "the --init encoder": init},
                       beside=True), _progress() as step:
             s = pretrain_encoder(data_dir, out, cfg, progress=step, init=init)
@@ -771,21 +830,14 @@ def pretrain_encoder_cmd(
     console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 
-def _read_gene_list(path: Path) -> tuple[str, ...]:
-    """One gene name or id per line (blank lines and # comments skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(path, f"cannot read the gene list: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text file (expected one gene name or id per line)") from None
-    genes = tuple(dict.fromkeys(x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")))
-    if not genes:
-        raise InputError(path, "no gene name in the list")
-    return genes
+def _gene_list(path: Path | None) -> tuple[str, ...]:
+    from llamadna.io.genes import read_gene_list
+
+    return read_gene_list(path) if path else ()
 
 
 @app.command("index")
+@_configures(IndexConfig, convert={"exclude_genes": _gene_list})
 def index_cmd(
     encoder: Annotated[Path, typer.Option(
         help="DNA encoder directory (`pretrain-encoder` output, or DNABERT-2).")],
@@ -826,9 +878,7 @@ def index_cmd(
     from llamadna.retrieve.index import ReferenceIndex
 
     with _errors():
-        cfg = _config(IndexConfig, locals(), data=str(data) if data else None,
-                      dataset=str(dataset) if dataset else None,
-                      exclude_genes=_read_gene_list(exclude_genes) if exclude_genes else ())
+        cfg = _config(index_cmd, locals())
         with _out_dir(out, {"the encoder directory": encoder, "the data directory": data,
                             "the dataset": dataset, "the gene list": exclude_genes}), \
                 _progress() as step:
@@ -859,8 +909,7 @@ def search_cmd(
     """The reference genes each query resembles: alignment (minimap2) and embedding (FAISS)
     candidates merged per gene, ranked, with their evidence (identity, aligned fraction, cosine,
     position, the nearest training variant's source)."""
-    from llamadna.retrieve.index import ReferenceIndex
-    from llamadna.retrieve.retriever import MODES, Retriever
+    from llamadna.retrieve.retriever import MODES, open_retriever
     from llamadna.retrieve.search import SEARCH_FORMATS, search_fasta
 
     with _errors():
@@ -872,8 +921,8 @@ def search_cmd(
             raise ConfigError(f"--k must be >= 1, got {k}")
         if embed_when not in EMBED_WHEN:
             raise ConfigError(f"--embed-when {embed_when!r}: expected one of {', '.join(EMBED_WHEN)}")
-        retriever = Retriever(ReferenceIndex.load(index), str(encoder) if encoder else None, k=k, mode=mode,
-                              embed_when=embed_when)
+        retriever = open_retriever(index, str(encoder) if encoder else None, k=k, mode=mode,
+                                   embed_when=embed_when)
         with _record_progress() as step:
             s = search_fasta(retriever, seqs, out, progress=step)
     console.print(f"{s['queries']} queries, {s['with_candidates']} with candidates, in {s['seconds']} s "
@@ -885,7 +934,7 @@ def predict_cmd(
     dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
     model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
     out: Annotated[Path, typer.Option(help="Predictions TSV (reference, prediction, labels).")],
-    split: Annotated[str, typer.Option(help="Split column.")] = "split_gene",
+    split: Annotated[str, typer.Option(help="Split column.")] = DEFAULT_SPLIT,
     subset: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Only the first N rows of the subset.")] = None,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
@@ -912,14 +961,10 @@ def predict_cmd(
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step, decoding=decoding)
     for ex in summary["examples"][:show]:
-        t = Table(show_header=False, title=f"{ex['id']} ({ex['gene_name']})", title_justify="left")
-        t.add_column(style="bold")
-        t.add_column()
-        t.add_row("truth", escape(ex["reference"]))
-        t.add_row("predicted", escape(ex["prediction"]))
-        t.add_row("source", f"true {ex['label_true']}, head {ex['label_pred']} "
-                            f"(p={ex['label_prob']:.2f}), text {ex['label_from_text']}")
-        console.print(t)
+        _print_fields(f"{ex['id']} ({ex['gene_name']})", [
+            ("truth", escape(ex["reference"])), ("predicted", escape(ex["prediction"])),
+            ("source", f"true {ex['label_true']}, head {ex['label_pred']} "
+                       f"(p={ex['label_prob']:.2f}), text {ex['label_from_text']}")])
     console.print(f"{summary['rows']} rows in {summary['seconds']} s "
                   f"({summary['records_per_s']} sequences/s); wrote [bold]{escape(str(out))}[/]")
 
@@ -940,10 +985,7 @@ def benchmark_cmd(
     """Annotate a real benchmark's queries and score the fields its truth holds (gene,
     transcript type, chromosome) overall and per species; print a few next to their truth.
     A test set: never train, tune or index on it."""
-    import polars as pl
-
-    from llamadna.annotate import annotate_rows
-    from llamadna.evaluate.benchmark import read_benchmark, score_benchmark
+    from llamadna.evaluate.benchmark import benchmark_system, benchmark_table, read_benchmark
     from llamadna.io.atomic import atomic_write
 
     with _errors():  # before the progress bar and any work
@@ -951,51 +993,53 @@ def benchmark_cmd(
             _out_file(out, {"the benchmark directory": benchmark, **_model_inputs(model, index, encoder)})
     with _errors(), _record_progress():
         rows, truth = read_benchmark(benchmark)
-        m = _load_with_index(model, index, encoder=encoder)
-        preds = annotate_rows(m, rows, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                              decoding=decoding)
-    score = score_benchmark(truth, preds)
-    table = truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds])
-                                 for c in ("gene", "transcript_type", "chrom", "gene_confidence",
-                                           "evidence_gene", "annotation")])
+        annotator = _load_with_index(model, index, encoder=encoder).with_config(
+            batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding)
+        preds, score = benchmark_system(annotator.annotate_rows, rows, truth)
+    table = benchmark_table(truth, preds)
     if out is not None:
         atomic_write(out, lambda t: table.write_csv(t, separator="\t"))
     picks = sorted({s: i for i, s in reversed(list(enumerate(truth["species"].to_list())))}.values())
     for i in picks[:show]:
         r = table.row(i, named=True)
-        t = Table(show_header=False, title=f"{r['id']} ({r['species']}, {r['identity_to_human']} % identical "
-                  "to human)", title_justify="left")
-        t.add_column(style="bold")
-        t.add_column()
-        t.add_row("truth", f"{r['gene']} gene, {r['transcript_type']}, {r['chrom']}")
         c = r["predicted_gene_confidence"]
         conf = "" if c is None else f" (gene confidence {c:.2f})"
-        t.add_row("annotation", escape(r["predicted_annotation"]) + conf)
-        console.print(t)
-    t = Table(title=f"{benchmark}: {truth.height} queries")
-    t.add_column("species")
-    for c in ("n", "gene", "transcript_type", "chrom"):
-        t.add_column(c, justify="right")
-    for name, v in {"all": score["all"], **score["species"]}.items():
-        t.add_row(name, str(v["n"]), *[f"{v[c]:.3f}" for c in ("gene", "transcript_type", "chrom")])
-    console.print(t)
+        _print_fields(f"{r['id']} ({r['species']}, {r['identity_to_human']} % identical to human)", [
+            ("truth", f"{r['gene']} gene, {r['transcript_type']}, {r['chrom']}"),
+            ("annotation", escape(r["predicted_annotation"]) + conf)])
+    scored = ("gene", "transcript_type", "chrom")
+    _print_table(f"{benchmark}: {truth.height} queries", ("species", "n", *scored),
+                 [(name, str(v["n"]), *[f"{v[c]:.3f}" for c in scored])
+                  for name, v in {"all": score["all"], **score["species"]}.items()],
+                 right=("n", *scored))
+
+
+def _anchor_tables(specs: list[str] | None) -> dict[str, str]:
+    """`BUILD=ANCHORS.tsv` options as EvalConfig.splash: {build ("" = all rows): path}."""
+    from llamadna.splash.scores import parse_anchor_specs
+
+    return {(b or ""): str(p) for b, p in parse_anchor_specs(specs).items()} if specs else {}
 
 
 @app.command("evaluate")
+@_configures(EvalConfig, cli=("epochs", "max_steps"), convert={
+    "split": ("splits", lambda split: tuple(SPLIT_NAMES) if split == "all" else (split,)),
+    "data": "data_dir", "systems": lambda systems: _csv(systems) if systems else None,
+    "splash": _anchor_tables, "divergence_rows": lambda rows: rows or None})
 def evaluate_cmd(
     model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
     dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
     out: Annotated[Path, typer.Option(help="Report directory (report.html, metrics.json, predictions).")],
     split: Annotated[
         str, typer.Option(help="split_gene, split_chrom, split_random, or 'all' for the three.")
-    ] = "split_gene",
+    ] = DEFAULT_SPLIT,
     data: Annotated[
         Path | None,
         typer.Option(help="Data bundle for the reference lookup (default: $LLAMADNA_DATA, else "
                      "../shared/data)."),
     ] = None,
     systems: Annotated[str | None, typer.Option(
-        help=f"Comma-separated systems to run (default: all: {','.join(SYSTEMS)}).")] = None,
+        help=f"Comma-separated systems to run (default: all: {','.join(SYSTEM_NAMES)}).")] = None,
     limit: Annotated[int | None, typer.Option(help="Seeded subsample of test rows per split.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the models trained here.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Steps of the models trained here.")] = None,
@@ -1032,35 +1076,26 @@ def evaluate_cmd(
     settings and cached in OUT/models.
     """
     from llamadna.evaluate.run import evaluate
-    from llamadna.splash.scores import parse_anchor_specs
     from llamadna.train.cache import TrainedModels
 
     with _errors():
-        specs = parse_anchor_specs(splash) if splash else {}
-        cfg = _config(EvalConfig, locals(), splits=tuple(SPLIT_NAMES) if split == "all" else (split,),
-                      data_dir=str(data) if data else None,
-                      systems=_csv(systems) if systems else None,
-                      splash={(b or ""): str(p) for b, p in specs.items()},
-                      benchmark=str(benchmark) if benchmark else None,
-                      divergence_rows=divergence_rows or None, index=str(index) if index else None)
+        cfg = _config(evaluate_cmd, locals())
         with _out_dir(out, {**_model_inputs(model, index), "the dataset": dataset,
                             "the data directory": data, "the benchmark directory": benchmark,
-                            "a SPLASH anchors table": list(specs.values())}):
-            models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps,
-                                   after_train=_calibrate)
+                            "a SPLASH anchors table": _anchor_paths(splash)}):
+            models = TrainedModels(model, dataset, out, epochs=epochs, max_steps=max_steps)
             with _progress() as step:
                 metrics = evaluate(cfg, models, progress=step)
+    cols = ("accuracy", "f1_macro", "bleu", "rougeL", "meteor", "semantic_similarity")
+
+    def cells(m) -> list[str]:
+        return ["–" if m.get(c) is None else f"{m[c]:.3f}" for c in cols]
+
     for sp, res in metrics["splits"].items():
-        t = Table(title=f"{sp}: {res['rows']} test rows")
-        cols = ("accuracy", "f1_macro", "bleu", "rougeL", "meteor", "semantic_similarity")
-        t.add_column("system")
-        for c in cols:
-            t.add_column(c, justify="right")
-        for name, m in res["systems"].items():
-            t.add_row(name, *["–" if m.get(c) is None else f"{m[c]:.3f}" for c in cols])
-        for name, m in metrics["reported"].items():
-            t.add_row(f"[italic]{name}[/]", *["–" if m.get(c) is None else f"{m[c]:.3f}" for c in cols])
-        console.print(t)
+        _print_table(f"{sp}: {res['rows']} test rows", ("system", *cols),
+                     [(name, *cells(m)) for name, m in res["systems"].items()]
+                     + [(f"[italic]{name}[/]", *cells(m)) for name, m in metrics["reported"].items()],
+                     right=cols)
     console.print(f"wrote [bold]{escape(str(out / 'report.html'))}[/] and metrics.json")
 
 
@@ -1080,15 +1115,11 @@ def score_cmd(
     with _errors():
         _out_file(out, {"the predictions": predictions})
         m = score_file(predictions, out, semantic=semantic)
-    t = Table(title=f"{m['n']} predictions")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
     scalars = ("accuracy", "f1_macro", "accuracy_from_text", "f1_from_text", "bleu", "rougeL",
                "meteor", "semantic_similarity")
-    for name, v in [(c, m[c]) for c in scalars] + [
-            (f"field {f}", v) for f, v in m["field_accuracy"].items()]:
-        t.add_row(name, "-" if v is None else f"{v:.4f}")
-    console.print(t)
+    values = [(c, m[c]) for c in scalars] + [(f"field {f}", v) for f, v in m["field_accuracy"].items()]
+    _print_table(f"{m['n']} predictions", ("metric", "value"),
+                 [(name, "-" if v is None else f"{v:.4f}") for name, v in values], right=("value",))
     console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 

@@ -28,6 +28,7 @@ DATASET_COLUMNS = [
 ]
 SPLASH_COLUMNS = ["SPLASH_Effect", "SPLASH_pval", "SPLASH_entropy"]
 SPLIT_COLUMNS = ["split_random", "split_gene", "split_chrom"]
+DEFAULT_SPLIT = "split_gene"  # the leak-free split: no gene in two subsets
 FOLD_PREFIX = "split_gene_fold"  # k-fold evaluation over genes: split_gene_fold1, ... (data.splits)
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -102,7 +103,7 @@ N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report
 
 DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles of this many bases
 
-# One prediction per sequence (annotate_rows, iter_annotations).
+# One prediction per sequence (`annotate.Annotator.annotate` / `annotate_rows`).
 PREDICTION_COLUMNS = [
     "id",
     "annotation",  # the generated sentence

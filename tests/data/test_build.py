@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from llamadna.constants import DATASET_COLUMNS
-from llamadna.data.build import BuildOptions, build_dataset
+from llamadna.data.build import BuildConfig, build_dataset
 from llamadna.data.synthetic import _write_fasta, random_sequence, write_vcf
 from llamadna.data.template import annotation_sentence
 from llamadna.errors import DataDirError, InputError
@@ -49,7 +49,7 @@ def custom_bundle(path, seq, genes, variants, fasta_name="chr1", chrom_len=None,
 
 @pytest.fixture(scope="module")
 def built(small_bundle):
-    return build_dataset(small_bundle.path, BuildOptions(window=64))
+    return build_dataset(small_bundle.path, BuildConfig(window=64))
 
 
 def test_columns_windows_and_sentences(built, small_bundle):
@@ -86,9 +86,9 @@ def test_no_gene_in_two_gene_splits(built):
 
 
 def test_deterministic_for_a_seed(small_bundle):
-    a, _ = build_dataset(small_bundle.path, BuildOptions(window=32, seed=5))
-    b, _ = build_dataset(small_bundle.path, BuildOptions(window=32, seed=5))
-    c, _ = build_dataset(small_bundle.path, BuildOptions(window=32, seed=6))
+    a, _ = build_dataset(small_bundle.path, BuildConfig(window=32, seed=5))
+    b, _ = build_dataset(small_bundle.path, BuildConfig(window=32, seed=5))
+    c, _ = build_dataset(small_bundle.path, BuildConfig(window=32, seed=6))
     assert a.equals(b)
     assert not a["split_random"].equals(c["split_random"])
 
@@ -101,7 +101,7 @@ def test_overlapping_genes_rule_and_phenotype_precedence(tmp_path):
                 (4600, "COSMIC", None, "Own_disease|own_disease|Second"), (3900, "dbSNP", None, None),
                 (4300, "dbSNP", None, None)]
     p = custom_bundle(tmp_path / "b", seq, genes, variants)
-    df, _ = build_dataset(p, BuildOptions(window=100))
+    df, _ = build_dataset(p, BuildConfig(window=100))
     got = dict(zip(df["variant_pos"].to_list(), df.select("gene_name", "phenotype").rows()))
     # protein-coding beats a smaller lncRNA; the smaller of two protein-coding genes wins
     assert got[550] == ("BIGPC", "Clinvar disease and Omim susceptibility")
@@ -122,7 +122,7 @@ def test_cap_edges_ns_and_ref_mismatch(tmp_path):
     wrong = "A" if chr(seq[2499]) != "A" else "C"
     variants += [(2500, "COSMIC", wrong, None), (2600, "HGMD-PUBLIC", None, None)]
     p = custom_bundle(tmp_path / "b", seq, genes, variants)
-    df, s = build_dataset(p, BuildOptions(window=200, max_per_gene_source=30))
+    df, s = build_dataset(p, BuildConfig(window=200, max_per_gene_source=30))
     counts = dict(df.group_by("Dataset").len().iter_rows())
     assert counts == {"dbSNP": 30, "ClinVar": 60, "COSMIC": 1}  # ClinVar is not a capped source
     assert s["cap"]["dbSNP"] == {"rows_before": 100, "rows_after": 30, "genes_capped": 1}
@@ -132,9 +132,9 @@ def test_cap_edges_ns_and_ref_mismatch(tmp_path):
     assert d["source_not_selected:HGMD-PUBLIC"] == 1
     edge = df.filter(pl.col("variant_pos") == 5).row(0, named=True)
     assert edge["start"] == 1 and edge["Sequence"] == seq[:200].tobytes().decode()
-    _, s2 = build_dataset(p, BuildOptions(window=200, edge="drop"))
+    _, s2 = build_dataset(p, BuildConfig(window=200, edge="drop"))
     assert s2["dropped"]["GRCh38"]["window_off_sequence"] == 1
-    _, s3 = build_dataset(p, BuildOptions(window=200, max_per_gene_source=0))
+    _, s3 = build_dataset(p, BuildConfig(window=200, max_per_gene_source=0))
     assert "capped_per_gene:dbSNP" not in s3["dropped"]["GRCh38"]
 
 
@@ -143,11 +143,11 @@ def test_chromosome_naming_between_files(tmp_path):
     genes = [("G1", 1, 3000, "protein_coding")]
     # VCF says "1", FASTA says "chr1": normalised, they match
     p = custom_bundle(tmp_path / "a", seq, genes, [(1500, "ClinVar", None, None)], vcf_chrom="1")
-    assert build_dataset(p, BuildOptions(window=100))[0].height == 1
+    assert build_dataset(p, BuildConfig(window=100))[0].height == 1
     # VCF on chromosome 2 only: nothing matches the reference -> clear error
     p = custom_bundle(tmp_path / "b", seq, genes, [(1500, "ClinVar", "A", None)], vcf_chrom="2")
     with pytest.raises(InputError, match=r"variants\.vcf\.gz: no variant chromosome \['chr2'\]"):
-        build_dataset(p, BuildOptions(window=100))
+        build_dataset(p, BuildConfig(window=100))
 
 
 def test_coordinates_outside_a_whole_chromosome(tmp_path):
@@ -156,12 +156,12 @@ def test_coordinates_outside_a_whole_chromosome(tmp_path):
                       [(1500, "ClinVar", None, None), (3500, "ClinVar", "A", None)],
                       chrom_len=4000)
     with pytest.raises(InputError, match=r"variants\.vcf\.gz:\d+: variant at chr1:3500 lies outside"):
-        build_dataset(p, BuildOptions(window=100))
+        build_dataset(p, BuildConfig(window=100))
 
 
 def test_region_records_count_outside_variants(tmp_path, bundle_factory):
     b = bundle_factory(seed=4, regions=True)
-    df, s = build_dataset(b.path, BuildOptions(window=64))
+    df, s = build_dataset(b.path, BuildConfig(window=64))
     assert df.height > 0
     s0 = next(iter(b.genome.values()))[0]
     assert s0 == 1000 and (df["start"] > s0).all()
@@ -174,7 +174,7 @@ def test_missing_tables_and_empty_result(tmp_path, small_bundle):
     with pytest.raises(DataDirError, match="gene_info.tsv.gz not found"):
         build_dataset(d)
     with pytest.raises(InputError, match="no dataset rows"):
-        build_dataset(small_bundle.path, BuildOptions(sources=("NoSuchDB",)))
+        build_dataset(small_bundle.path, BuildConfig(sources=("NoSuchDB",)))
     with pytest.raises(DataDirError, match="no reference FASTA"):
         build_dataset(tmp_path)
 
@@ -203,4 +203,4 @@ def test_each_damaged_input_names_its_file(tmp_path, small_bundle, name, damage)
     p.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
     expected = "truncated gzip|corrupt gzip" if damage == "truncate" else "empty file"
     with pytest.raises(InputError, match=rf"{p.name}(:\d+)?: .*({expected})"):
-        build_dataset(d, BuildOptions(window=32))
+        build_dataset(d, BuildConfig(window=32))

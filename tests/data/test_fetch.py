@@ -6,8 +6,6 @@ import gzip
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,19 +16,20 @@ import pytest
 from typer.testing import CliRunner
 
 from llamadna.cli import app
-from llamadna.data.build import BuildOptions, build_dataset
+from llamadna.data.build import BuildConfig, build_dataset
 from llamadna.data.fetch import (
     GENE_INFO_WRITTEN_COLUMNS,
     PHENOTYPE_WRITTEN_COLUMNS,
     SOURCES,
-    FetchError,
-    FetchOptions,
+    FetchConfig,
     fetch_data,
     parse_chromosomes,
-    parse_md5_list,
     parse_source_overrides,
     resolve_sources,
+    write_gene_info,
+    write_phenotypes,
 )
+from llamadna.io.download import DownloadError
 from llamadna.io.fasta import read_reference
 from llamadna.io.tables import (
     GENE_INFO_REQUIRED_COLUMNS,
@@ -39,6 +38,7 @@ from llamadna.io.tables import (
     read_gene_phenotypes,
 )
 from llamadna.io.variants import read_variants
+from tests.io.http_server import Server
 
 CHROMS = ("chr1", "chrM")
 
@@ -63,12 +63,26 @@ def make_sources(root: Path) -> dict:
     genome = {c: bytes(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, n)])
               for c, n in (("chr1", 3000), ("chr2", 400), ("chrM", 1500))}
     files: dict[str, bytes] = {}
-    for c, seq in genome.items():
-        files[_path("hg38", c)] = _fasta_gz(c, seq.lower() if c == "chr2" else seq)
+    files.update(_genome_files(genome))
+    files.update(_gencode_files())
+    files.update(_gene_info_files())
+    files.update(_phenotype_files())
+    files.update(_clinvar_vcf_files(root, genome))
+    return {"files": files, "genome": genome}
+
+
+def _genome_files(genome: dict[str, bytes]) -> dict[str, bytes]:
+    """UCSC per-chromosome FASTA (chr2 soft-masked) and their md5sum.txt."""
+    files = {_path("hg38", c): _fasta_gz(c, seq.lower() if c == "chr2" else seq)
+             for c, seq in genome.items()}
     chrom_dir = _path("hg38", "chr1").rsplit("/", 1)[0]
     files[f"{chrom_dir}/md5sum.txt"] = "".join(
         f"{_md5(files[_path('hg38', c)])}  {c}.fa.gz\n" for c in genome).encode()
+    return files
 
+
+def _gencode_files() -> dict[str, bytes]:
+    """The GENCODE GTF (a gene and a transcript line per gene) and its MD5SUMS listing."""
     genes = [("chr1", 200, 1500, "+", "ENSG00000000001.5", "GENEA", "protein_coding"),
              ("chr1", 1800, 2800, "-", "ENSG00000000002.3", "GENEB", "lncRNA"),
              ("chr2", 10, 300, "+", "ENSG00000000003.1", "GENEC", "protein_coding"),
@@ -81,11 +95,15 @@ def make_sources(root: Path) -> dict:
         gtf.append(f'{c}\tHAVANA\ttranscript\t{s}\t{e}\t.\t{st}\t.\t{attrs} transcript_id '
                    f'"ENST{gid[4:]}";')
     gtf_name = _path("gencode")
-    files[gtf_name] = gzip.compress(("\n".join(gtf) + "\n").encode(), mtime=0)
+    files = {gtf_name: gzip.compress(("\n".join(gtf) + "\n").encode(), mtime=0)}
     files[gtf_name.rsplit("/", 1)[0] + "/MD5SUMS"] = (
         f"{'0' * 32}  gencode.v46.chr_patch_hapl_scaff.annotation.gtf.gz\n"
         f"{_md5(files[gtf_name])}  gencode.v46.annotation.gtf.gz\n").encode()
+    return files
 
+
+def _gene_info_files() -> dict[str, bytes]:
+    """NCBI Homo_sapiens.gene_info.gz (no published checksum)."""
     info = ["#tax_id\tGeneID\tSymbol\tLocusTag\tSynonyms\tdbXrefs\tchromosome\tmap_location\t"
             "description\ttype_of_gene\tSymbol_from_nomenclature_authority\t"
             "Full_name_from_nomenclature_authority\tNomenclature_status\tOther_designations\t"
@@ -97,7 +115,12 @@ def make_sources(root: Path) -> dict:
             "-\t20240101\t-",
             "9606\t4535\tMT-ND1\t-\tMTND1|ND1\tMIM:516000|Ensembl:ENSG00000198888\tMT\t-\t"
             "NADH dehydrogenase subunit 1\tprotein-coding\tMT-ND1\t-\tO\t-\t20240101\t-"]
-    files[_path("gene_info")] = gzip.compress(("\n".join(info) + "\n").encode(), mtime=0)
+    return {_path("gene_info"): gzip.compress(("\n".join(info) + "\n").encode(), mtime=0)}
+
+
+def _phenotype_files() -> dict[str, bytes]:
+    """ClinVar gene_condition_source_id, Orphanet product 6 XML and HPO genes_to_phenotype."""
+    files: dict[str, bytes] = {}
     files[_path("clinvar_genes")] = (
         b"#GeneID\tAssociatedGenes\tRelatedGenes\tConceptID\tDiseaseName\tSourceName\tSourceID\t"
         b"DiseaseMIM\tLastUpdated\n"
@@ -137,8 +160,13 @@ def make_sources(root: Path) -> dict:
         b"ncbi_gene_id\tgene_symbol\thpo_id\thpo_name\tfrequency\tdisease_id\n"
         b"101\tGENEA\tHP:0001250\tSeizure\t3/5\tOMIM:600001\n"
         b"4535\tMT-ND1\tHP:0001324\tMuscle weakness\t\tORPHA:1002\n")
+    return files
 
-    # ClinVar VCF: Ensembl-style names, no ##contig lines, variants inside the genes
+
+def _clinvar_vcf_files(root: Path, genome: dict[str, bytes]) -> dict[str, bytes]:
+    """The ClinVar VCF (bgzip; Ensembl-style names, no ##contig lines, variants inside the
+    genes) and its per-file .md5 naming the dated file."""
+    files: dict[str, bytes] = {}
     seq1, seqm = genome["chr1"], genome["chrM"]
     recs = [("1", 300, "11", seq1[299:300], "CLNDN=Gene_A_syndrome;CLNSIG=Pathogenic;"
              "GENEINFO=GENEA:101"),
@@ -170,65 +198,7 @@ def make_sources(root: Path) -> dict:
     Path(str(plain) + ".gz").unlink()
     files[_path("clinvar_vcf") + ".md5"] = (
         f"{_md5(files[_path('clinvar_vcf')])}  clinvar_20250101.vcf.gz\n").encode()
-    return {"files": files, "genome": genome}
-
-
-class Server:
-    """ThreadingHTTPServer on 127.0.0.1 serving `files` (path -> bytes) with Range support.
-
-    `cut[path] = n` makes the next response for `path` stop after n body bytes (once);
-    `ignore_range` answers every request with the whole file (200)."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files = dict(files)
-        self.requests: list[tuple[str, str | None]] = []
-        self.cut: dict[str, int] = {}
-        self.ignore_range = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                path = urlsplit(self.path).path
-                rng = self.headers.get("Range")
-                server.requests.append((path, rng))
-                data = server.files.get(path)
-                if data is None:
-                    self.send_error(404, "Not Found")
-                    return
-                start = 0
-                m = re.match(r"bytes=(\d+)-$", rng or "")
-                if m and not server.ignore_range:
-                    start = int(m[1])
-                    if start >= len(data):
-                        self.send_error(416, "Range Not Satisfiable")
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                n = server.cut.pop(path, None)
-                self.wfile.write(body if n is None else body[:n])
-                self.close_connection = True
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
-    def paths(self) -> list[str]:
-        return [p for p, _ in self.requests]
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +213,8 @@ def server(sources):
     s.close()
 
 
-def _opts(server: Server, **kw) -> FetchOptions:
-    return FetchOptions(chromosomes=CHROMS, mirror=server.url, retry_wait=0.0, timeout=10, **kw)
+def _opts(server: Server, **kw) -> FetchConfig:
+    return FetchConfig(chromosomes=CHROMS, mirror=server.url, retry_wait=0.0, timeout=10, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -279,18 +249,21 @@ def test_source_table_mirror_and_overrides():
         parse_chromosomes(["chrUn_KI270302v1"])
 
 
-def test_written_columns_cover_the_required_ones():
-    # fetch writes the bundle's full schema; the readers check a subset of it
-    assert set(GENE_INFO_REQUIRED_COLUMNS) <= set(GENE_INFO_WRITTEN_COLUMNS)
-    assert set(PHENOTYPE_REQUIRED_COLUMNS) <= set(PHENOTYPE_WRITTEN_COLUMNS)
-
-
-def test_parse_md5_lists():
-    h = "d41d8cd98f00b204e9800998ecf8427e"
-    assert parse_md5_list(f"{'1' * 32}  chr2.fa.gz\n{h}  chr1.fa.gz\n", "chr1.fa.gz") == h
-    assert parse_md5_list(f"MD5 (chr1.fa.gz) = {h.upper()}\n", "chr1.fa.gz") == h
-    assert parse_md5_list(f"{h}  clinvar_2025.vcf.gz\n", "clinvar.vcf.gz") is None
-    assert parse_md5_list(f"{h}  clinvar_2025.vcf.gz\n", "clinvar.vcf.gz", single_file=True) == h
+def test_written_tables_are_read_back_by_the_bundle_readers(tmp_path, sources):
+    # what fetch writes must pass the readers' column checks, with the values where they belong
+    raw = tmp_path / "Homo_sapiens.gene_info.gz"
+    raw.write_bytes(sources["files"][_path("gene_info")])
+    assert write_gene_info(raw, tmp_path / "gene_info.tsv.gz") == 3
+    info = read_gene_info(tmp_path / "gene_info.tsv.gz")
+    assert set(GENE_INFO_REQUIRED_COLUMNS) <= set(info.columns)
+    assert info.filter(pl.col("symbol") == "MT-ND1")["ensembl_ids"].to_list() == ["ENSG00000198888"]
+    rows = [("GENEA", "Seizure", "HPO", "HP:0001250", "OMIM:600001", "frequency=3/5"),
+            ("GENEA", "Seizure", "HPO", "HP:0001250", "OMIM:600001", "frequency=3/5"),
+            ("", "no gene", "HPO", "HP:1", "", ""), ("GENEB", " ", "ClinVar", "", "", "")]
+    assert write_phenotypes(rows, tmp_path / "ph.tsv.gz") == {"HPO": 1}  # distinct, complete
+    ph = read_gene_phenotypes(tmp_path / "ph.tsv.gz")
+    assert set(PHENOTYPE_REQUIRED_COLUMNS) <= set(ph.columns)
+    assert ph.drop("line").rows() == [rows[0]]
 
 
 # --------------------------------------------------------------------------- full fetch
@@ -350,7 +323,7 @@ def test_full_fetch_writes_the_bundle_format(fetched, sources):
 
 def test_fetched_bundle_builds_a_dataset(fetched):
     out, _, _ = fetched
-    df, summary = build_dataset(out, BuildOptions(window=64))
+    df, summary = build_dataset(out, BuildConfig(window=64))
     assert summary["rows"] == 4
     got = dict(zip(df["variant_id"], df["gene_name"], strict=True))
     assert got == {"11": "GENEA", "12": "GENEA", "13": "GENEB", "15": "MT-ND1"}
@@ -416,7 +389,7 @@ def test_checksum_mismatch_names_the_file(tmp_path, sources, server):
     chr1 = _path("hg38", "chr1")
     good = sources["files"][chr1]
     server.files[chr1] = good[:-9] + bytes(9)  # corrupted on the server
-    with pytest.raises(FetchError) as err:
+    with pytest.raises(DownloadError) as err:
         fetch_data(tmp_path, _opts(server))
     msg = str(err.value)
     assert "chr1.fa.gz" in msg and _md5(good) in msg and _md5(server.files[chr1]) in msg
@@ -427,7 +400,7 @@ def test_checksum_mismatch_names_the_file(tmp_path, sources, server):
 
 def test_http_404_names_the_url(tmp_path, server):
     missing = f"{server.url}/no/such/Homo_sapiens.gene_info.gz"
-    with pytest.raises(FetchError, match=re.escape(missing) + ": HTTP 404"):
+    with pytest.raises(DownloadError, match=re.escape(missing) + ": HTTP 404"):
         fetch_data(tmp_path, _opts(server, sources={"gene_info": missing}))
 
 

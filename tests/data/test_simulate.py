@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from llamadna.cli import app
 from llamadna.data.simulate import (
     SIMULATED_NOTE,
-    SimulateOptions,
+    SimulateConfig,
     build_haplotype,
     hap_to_ref,
     simulate_samples,
@@ -68,7 +68,7 @@ def sim_bundle(tmp_path_factory):
 def sim(sim_bundle, tmp_path_factory):
     path, seq = sim_bundle
     out = tmp_path_factory.mktemp("sim")
-    opts = SimulateOptions(n_samples=4, depth=20, read_len=50, error_rate=0.0, seed=7)
+    opts = SimulateConfig(n_samples=4, depth=20, read_len=50, error_rate=0.0, seed=7)
     summary = simulate_samples(path, out, opts)
     return out, seq, summary, opts
 
@@ -129,7 +129,7 @@ def test_reads_match_reference_at_named_position(sim):
 
 def test_error_rate(sim_bundle, tmp_path):
     path, seq = sim_bundle
-    opts = SimulateOptions(n_samples=2, depth=20, read_len=50, error_rate=0.05, seed=1, default_af=0)
+    opts = SimulateConfig(n_samples=2, depth=20, read_len=50, error_rate=0.05, seed=1, default_af=0)
     simulate_samples(path, tmp_path, opts)
     truth = pl.read_csv(tmp_path / "GRCh38" / "truth.tsv", separator="\t")
     spans = [(r["chrom"], r["pos"], r["pos"] + 10) for r in truth.iter_rows(named=True)]
@@ -199,7 +199,7 @@ def test_deterministic_by_seed(sim_bundle, tmp_path):
     opts = dict(n_samples=2, depth=5, read_len=40, error_rate=0.01, default_af=0.3)
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        simulate_samples(path, tmp_path / name, SimulateOptions(seed=seed, threads=1 + (name == "b"), **opts))
+        simulate_samples(path, tmp_path / name, SimulateConfig(seed=seed, threads=1 + (name == "b"), **opts))
         runs[name] = ([gzip.decompress((tmp_path / name / "GRCh37" / f"SIMULATED_sample0{i}.fastq.gz")
                                        .read_bytes()) for i in (1, 2)],
                       (tmp_path / name / "GRCh37" / "truth.tsv").read_text())
@@ -222,7 +222,7 @@ def test_haplotype_and_position_map():
 def test_bad_options_and_cli(sim_bundle, tmp_path):
     path, _ = sim_bundle
     with pytest.raises(ValueError, match="n_samples"):
-        SimulateOptions(n_samples=1)
+        SimulateConfig(n_samples=1)
     r = CliRunner().invoke(app, ["simulate-samples", "--data", str(path), "--out", str(tmp_path / "o"),
                                  "--n-samples", "2", "--depth", "2", "--read-len", "30"])
     assert r.exit_code == 0, r.output

@@ -28,7 +28,7 @@ from llamadna.evaluate.baselines import (
 )
 from llamadna.retrieve import align
 from llamadna.retrieve.align import MINIMAP2_SENSITIVE, BlastnAligner, Hit, make_aligner, parse_blast_hits
-from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS
+from llamadna.retrieve.fields import KNOWN_VARIANT_COLUMNS
 
 log = logging.getLogger(__name__)
 W = 512  # the dataset's default window

@@ -44,3 +44,45 @@ def test_queries_and_truth_must_match(tmp_path):
         read_benchmark(bench(tmp_path, fasta=">a_00\nACGT\n"))
     with pytest.raises(InputError, match=r"truth\.tsv:2: identity_to_human"):
         read_benchmark(bench(tmp_path, truth=TRUTH.replace("96.5", "high")))
+
+
+def _annotations(genes):
+    from llamadna.data.template import annotation_sentence
+
+    def predict(rows):
+        return [{"annotation": annotation_sentence("chrM", g, "x", "protein coding", "not specified", "ClinVar")}
+                for g in genes]
+
+    return predict
+
+
+def test_one_system_annotated_and_scored_with_intervals(tmp_path):
+    from llamadna.evaluate.benchmark import benchmark_system
+
+    rows, truth = read_benchmark(bench(tmp_path))
+    preds, s = benchmark_system(_annotations(["MT-CO1", "MT-CO1", "MT-ND1"]), rows, truth)
+    assert len(preds) == 3 and "all_intervals" not in s  # no bootstrap asked for
+    assert s["all"] == {"gene": pytest.approx(1 / 3), "transcript_type": pytest.approx(2 / 3), "chrom": 1.0,
+                        "n": 3}
+    assert s["species"]["ape"]["gene"] == 0.5 and s["species"]["bird"]["gene"] == 0.0
+    _, s = benchmark_system(_annotations(["MT-CO1", "MT-CO1", "MT-ND1"]), rows, truth, n_boot=200, seed=0)
+    # genes resampled whole: MT-CO1 (right once, wrong once) and MT-TL1 (wrong)
+    lo, hi = s["all_intervals"]["gene"]
+    assert 0.0 <= lo < 1 / 3 < hi <= 0.5 and s["all_intervals"]["chrom"] == [1.0, 1.0]
+
+
+def test_the_benchmark_command_prints_and_writes_the_predictions(tmp_path):
+    from typer.testing import CliRunner
+
+    from llamadna.cli import app
+    from llamadna.io.tables import read_tsv
+    from tests.test_annotate import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "model")
+    (tmp_path / "b").mkdir()
+    res = CliRunner().invoke(app, ["benchmark", str(bench(tmp_path / "b")), "--model", str(model),
+                                   "--out", str(tmp_path / "p.tsv"), "--max-new-tokens", "8"])
+    assert res.exit_code == 0, res.output
+    table = read_tsv(tmp_path / "p.tsv", ["id", "gene", "predicted_gene", "predicted_annotation"], "p")
+    assert table["id"].to_list() == ["a_00", "a_01", "b_00"]
+    assert "3 queries" in res.output and "ape" in res.output and "bird" in res.output

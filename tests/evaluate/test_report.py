@@ -7,10 +7,11 @@ import pytest
 
 from llamadna.data.template import SENTENCE_FIELDS as FIELDS
 from llamadna.evaluate.report import MISSING, REPORTED_LABEL, diff_html, word_diff, write_report
+from llamadna.evaluate.schema import missing_keys, read_metrics
+from llamadna.evaluate.systems import SYSTEM_NAMES
 
 SPLITS = ["split_random", "split_gene", "split_chrom"]
-SYSTEMS = ["model", "majority", "splash_prompt", "shuffled_dna", "reference_lookup", "minimap2_sensitive",
-           "blastn", "splash_only", "seed_faithful"]
+SYSTEMS = list(SYSTEM_NAMES)  # every system, the retrieval model's too
 RATES = [0, 0.01, 0.05, 0.1, 0.2, 0.3]
 REPORTED = {
     "poster (reported)": {"accuracy": 0.8719, "f1_macro": 0.6422, "bleu": 0.6118, "rougeL": 0.7591, "meteor": 0.8413},
@@ -58,11 +59,13 @@ def fake_metrics() -> dict:
                                                                    "of_rows": 100, "splash_recomputed": True},
                          "template_floor": floor, "genes": 12, "units": [split],
                          "ceiling": {"ceiling": 0.98, "n_conflicting_groups": 2},
-                         "leak_audit": {split: {"overlapping": 3, "duplicate_sequences": 1}}}
+                         "leak_audit": {split: {"overlapping": 3, "duplicate_sequences": 1}},
+                         "variant_tables": {split: {"blastn": "training split of " + split}}}
     return {
         "meta": {"dataset": "ds/dataset.parquet", "data_dir": "../shared/data", "model": "runs/tiny",
                  "model_config": {"preset": "tiny", "hidden": 32}, "train_config": {"lr": 1e-4, "epochs": 1},
-                 "seed": 7, "splits": SPLITS, "created": "2025-01-01T00:00:00", "rows_per_split": dict.fromkeys(SPLITS, 100)},
+                 "seed": 7, "splits": SPLITS, "created": "2025-01-01T00:00:00", "rows_per_split": dict.fromkeys(SPLITS, 100),
+                 "eval_config": {"seed": 7}, "seconds": 1.5},
         "splits": splits,
         "reported": REPORTED,
         "systems": {"seed_faithful": "gene metadata in the prompt (a label flag)"},
@@ -70,7 +73,7 @@ def fake_metrics() -> dict:
             name: {"all": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4},
                    "species": {"cow": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4}},
                    "identity": {"<75": {"gene": g, "transcript_type": 1.0, "chrom": 1.0, "n": 4}},
-                   "all_intervals": {"gene": [g - 0.25, g]}}
+                   "all_intervals": {"gene": [g - 0.25, g], "transcript_type": [1.0, 1.0], "chrom": [1.0, 1.0]}}
             for name, g in (("model", 0.25), ("blastn", 0.75))}},
     }
 
@@ -239,8 +242,9 @@ def test_summary_says_when_model_is_below_a_baseline(tmp_path):
     del metrics["splits"]["split_random"], metrics["splits"]["split_chrom"]
     metrics["splits"]["split_gene"]["systems"]["reference_lookup"]["bleu"] = 0.99
     metrics["splits"]["split_gene"]["systems"].pop("seed_faithful")
-    metrics.pop("systems"), metrics.pop("benchmark")
-    del metrics["splits"]["split_gene"]["divergence"]
+    metrics["systems"] = {}
+    metrics.pop("benchmark")
+    metrics["splits"]["split_gene"]["divergence"]["systems"] = {}  # no system re-run (--systems)
     html = write_report(metrics, [], tmp_path).read_text()
     assert "BLEU 0.700 vs 0.990 (reference_lookup, -0.290)" in html
     assert "Model below the best baseline on BLEU" in html
@@ -301,21 +305,28 @@ def test_metrics_json_round_trips(report):
 
 def test_metrics_json_is_standard_json_for_numpy_and_nan(tmp_path):
     np = pytest.importorskip("numpy")
-    metrics = {"meta": {}, "splits": {"split_gene": {"rows": np.int64(3), "systems": {
-        "model": {"accuracy": np.float64(0.5), "bleu": float("nan"),
-                  "confusion": {"labels": ["a", "b"], "matrix": np.array([[3, 1], [0, 2]])}}}}}}
+    metrics = fake_metrics()
+    metrics["splits"] = {"split_gene": metrics["splits"]["split_gene"]}
+    metrics["reported"], metrics["splits"]["split_gene"]["rows"] = {}, np.int64(3)
+    model = metrics["splits"]["split_gene"]["systems"]["model"]
+    model.update(accuracy=np.float64(0.5), bleu=float("nan"),
+                 confusion={"labels": ["a", "b"], "matrix": np.array([[3, 1], [0, 2]])})
+    metrics["splits"]["split_gene"]["divergence"]["rates"] = []
     write_report(metrics, [], tmp_path)
     got = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert got["splits"]["split_gene"]["rows"] == 3
-    assert got["splits"]["split_gene"]["systems"]["model"] == {
-        "accuracy": 0.5, "bleu": None, "confusion": {"labels": ["a", "b"], "matrix": [[3, 1], [0, 2]]}}
+    model = got["splits"]["split_gene"]["systems"]["model"]
+    assert (model["accuracy"], model["bleu"]) == (0.5, None)
+    assert model["confusion"] == {"labels": ["a", "b"], "matrix": [[3, 1], [0, 2]]}
     html = (tmp_path / "report.html").read_text()
     assert "No divergence results" in html and REPORTED_LABEL not in html
-    assert html.count("<img") == 1  # the confusion matrix, drawn from a numpy array
+    assert html.count("<img") == 2  # the confusion matrix, drawn from a numpy array; field bars
 
 
-def test_empty_metrics_still_render(tmp_path):
-    path = write_report({}, [], tmp_path)
+def test_no_splits_still_render(tmp_path):
+    metrics = {**fake_metrics(), "splits": {}, "systems": {}}
+    metrics.pop("benchmark")
+    path = write_report(metrics, [], tmp_path)
     page = _Page()
     page.feed(path.read_text())
     assert page.errors == [] and page.stack == []
@@ -359,3 +370,23 @@ def test_divergence_table_gives_values_intervals_and_rows(report):
     assert row.count("[0.100, 0.200]") == len(RATES) and f"{gene[-1]:.3f}" in row
     mean = re.search(r"<tr><td>model</td><td>field mean</td>(.*?)</tr>", html).group(1)
     assert mean.count("<td") == len(RATES) and "[" not in mean  # no interval given: none shown
+
+
+def test_fake_metrics_follow_the_schema_and_round_trip(tmp_path):
+    metrics = fake_metrics()
+    assert missing_keys(metrics) == []
+    write_report(metrics, [], tmp_path)
+    assert read_metrics(tmp_path / "metrics.json") == metrics
+    del metrics["splits"]["split_gene"]["template_floor"]["intervals"], metrics["meta"]["seed"]
+    assert missing_keys(metrics) == ["meta.seed", "splits.split_gene.template_floor.intervals"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="no meta.seed, splits.split_gene.template_floor.intervals"):
+        read_metrics(tmp_path / "metrics.json")
+
+
+def test_systems_are_listed_in_the_order_of_the_table():
+    from llamadna.evaluate.report import _ordered_systems
+
+    names = [*reversed(SYSTEM_NAMES), "zz_old", "aa_old"]  # systems of an old report follow, sorted
+    assert _ordered_systems(names) == [*SYSTEM_NAMES, "aa_old", "zz_old"]
+    assert _ordered_systems(["no_dna", "model_novel", "majority"]) == ["majority", "model_novel", "no_dna"]

@@ -9,7 +9,10 @@ import shutil
 import polars as pl
 import pytest
 
-from llamadna.evaluate.run import LOOKUPS, REPORTED, RETRIEVAL_SYSTEMS, SYSTEMS, EvalConfig, evaluate
+from llamadna.evaluate.config import EvalConfig
+from llamadna.evaluate.run import evaluate
+from llamadna.evaluate.schema import read_metrics
+from llamadna.evaluate.systems import BY_NAME, LOOKUPS, RETRIEVAL_SYSTEMS, SYSTEM_NAMES
 from llamadna.train.cache import FINGERPRINT_FILE, TrainedModels, _cached, split_fingerprint
 from llamadna.train.config import TrainConfig
 from llamadna.train.train import train
@@ -33,15 +36,21 @@ def _cfg(root, data, **kw):
                       max_new_tokens=24, n_boot=50, **kw)
 
 
-@pytest.mark.slow
-def test_evaluate_all_systems_and_report(trained):
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    """The default systems of a model without retrieval on 8 test rows of split_random."""
     root, data = trained
     cfg = _cfg(root, data, out=str(root / "report"), splits=("split_random",), limit=8,
                divergence_rates=(0.0, 0.3), divergence_rows=5)
-    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
+    return root, cfg, evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
+
+
+@pytest.mark.slow
+def test_evaluate_all_systems_and_report(evaluated):
+    root, cfg, m = evaluated
     res = m["splits"]["split_random"]
     # a model without retrieval: every system but the retrieval model's own
-    assert res["rows"] == 8 and set(res["systems"]) == set(SYSTEMS) - set(RETRIEVAL_SYSTEMS)
+    assert res["rows"] == 8 and set(res["systems"]) == set(SYSTEM_NAMES) - set(RETRIEVAL_SYSTEMS)
     for name, sm in res["systems"].items():
         for k in ("accuracy", "rougeL", "meteor", "field_mean"):  # means: the point lies inside
             lo, hi = sm["intervals"][k]
@@ -61,14 +70,23 @@ def test_evaluate_all_systems_and_report(trained):
     for name in LOOKUPS:
         look = div["systems"][name]["field_accuracy"]
         assert look["chrom"][0] == 1.0 and look["gene"][0] == 1.0, name
-    assert m["reported"] == REPORTED and "training split" in " ".join(m["systems"].values())
-    saved = json.loads((root / "report" / "metrics.json").read_text())
-    assert saved["splits"]["split_random"]["rows"] == 8
+    # one note per system run, in the table's order; the lookups' say where their source came from
+    assert list(m["systems"]) == [n for n in SYSTEM_NAMES if n not in RETRIEVAL_SYSTEMS]
+    assert m["systems"]["model"] == BY_NAME["model"].note
+    assert all("training split" in m["systems"][n] for n in LOOKUPS)
+    saved = read_metrics(root / "report" / "metrics.json")  # the schema's every required key
+    assert saved["splits"]["split_random"]["systems"]["model"]["n"] == 8
     html = (root / "report" / "report.html").read_text()
     assert "blastn" in html and "template floor" in html and "reported" in html
-    for name in SYSTEMS:
+    for name in SYSTEM_NAMES:
         path = root / "report" / "predictions" / f"split_random.{name}.tsv"
         assert path.exists() == (name not in RETRIEVAL_SYSTEMS), name
+
+
+@pytest.mark.slow
+def test_evaluate_trains_the_baselines_and_reuses_them(evaluated):
+    root, cfg, _ = evaluated
+    splash_prompt = BY_NAME["splash_prompt"].variant
     # the given model was used for its own split; baselines were trained with its settings
     assert not (root / "report" / "models" / "split_random" / "model").exists()
     tc = json.loads((root / "report" / "models" / "split_random" / "splash_prompt" / "train_config.json")
@@ -79,21 +97,21 @@ def test_evaluate_all_systems_and_report(trained):
     assert (cached / FINGERPRINT_FILE).exists()
     stamp = (cached / "train_summary.json").stat().st_mtime_ns
     shutil.copytree(root / "dataset", root / "dataset_copy")
-    TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3).get("split_random", "splash_prompt")
+    TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3).get("split_random", splash_prompt)
     assert (cached / "train_summary.json").stat().st_mtime_ns == stamp
     # ... and so does a copy of the report directory (its models record the old path)
     moved = root / "report_copy"
     shutil.copytree(root / "report" / "models", moved / "models")
     copied = moved / "models" / "split_random" / "splash_prompt"
     stamp = (copied / "train_summary.json").stat().st_mtime_ns
-    TrainedModels(cfg.model, root / "dataset_copy", moved, max_steps=3).get("split_random", "splash_prompt")
+    TrainedModels(cfg.model, root / "dataset_copy", moved, max_steps=3).get("split_random", splash_prompt)
     assert (copied / "train_summary.json").stat().st_mtime_ns == stamp
     changed = pl.read_parquet(root / "dataset" / "dataset.parquet").with_columns(
         pl.when(pl.col("split_random") == "val").then(pl.lit("train")).otherwise(pl.col("split_random"))
         .alias("split_random"))
     changed.write_parquet(root / "dataset_copy" / "dataset.parquet")
     models = TrainedModels(cfg.model, root / "dataset_copy", cfg.out, max_steps=3)
-    tc2 = models.config_for("split_random", "splash_prompt")
+    tc2 = models.config_for("split_random", splash_prompt)
     assert not _cached(cached, tc2, split_fingerprint(tc2.dataset, "split_random"))
 
 
@@ -146,7 +164,7 @@ def test_config_checks():
 
 
 def test_divergence_subsample_is_seeded_and_spread_over_units():
-    from llamadna.evaluate.run import divergence_subsample
+    from llamadna.evaluate.divergence import divergence_subsample
 
     cfg = EvalConfig(model="m", dataset="d", out="o", divergence_rows=10)
     picks = divergence_subsample(cfg, [7, 0, 12, 5])
@@ -164,7 +182,7 @@ def test_divergence_subsample_is_seeded_and_spread_over_units():
 
 
 def test_gene_clusters_read_only_the_gene_columns():
-    from llamadna.evaluate.run import gene_clusters
+    from llamadna.evaluate.scoring import gene_clusters
 
     rows = [{"gene_id": None, "build": "GRCh37", "gene_name": "A", "clinical_significance": None},
             {"gene_id": "ENSG1", "build": "GRCh38", "gene_name": "B", "clinical_significance": "pathogenic"},
@@ -176,7 +194,7 @@ def test_retrieval_systems_only_for_a_retrieval_model():
     from types import SimpleNamespace
 
     from llamadna.errors import ConfigError
-    from llamadna.evaluate.run import RETRIEVAL_SYSTEMS, _retrieval_setup
+    from llamadna.evaluate.run import _retrieval_setup
 
     plain = SimpleNamespace(retrieval=False, train_config={})
     cfg, ref = _retrieval_setup(EvalConfig(model="m", dataset="d", out="o"), plain)

@@ -77,8 +77,16 @@ def test_single_class_and_unfitted():
     assert SplashOnlyBaseline().fit(_rows(100, 0)).predict([]) == []
 
 
-def test_deterministic():
+def test_deterministic_and_driven_by_the_scores():
     train, test = _rows(400, 3, missing=0.2), _rows(200, 4, missing=0.2)
     a = SplashOnlyBaseline().fit(train).predict_proba(test)
     b = SplashOnlyBaseline().fit(train).predict_proba(test)
     np.testing.assert_array_equal(a, b)
+    # not a constant: each row's probabilities follow its scores, and every class is predicted
+    assert len({tuple(np.round(p, 6)) for p in a}) > 10 and set(a.argmax(axis=1).tolist()) == {0, 1, 2}
+    scored = [i for i, r in enumerate(test) if r["SPLASH_Effect"] is not None]
+    best = a[scored].max(axis=1)
+    assert (best > 0.5).mean() > 0.9  # confident where the scores decide the source
+    # other training rows: another model
+    other = SplashOnlyBaseline().fit(_rows(400, 5, missing=0.2)).predict_proba(test)
+    assert not np.array_equal(a, other)

@@ -3,7 +3,7 @@ import gzip
 import pytest
 
 from llamadna.errors import InputError
-from llamadna.io.genes import read_feature_table_genes, read_genes, read_gtf_genes
+from llamadna.io.genes import read_feature_table_genes, read_gene_list, read_genes, read_gtf_genes
 
 GENE = 'chr1\tHAVANA\tgene\t100\t200\t.\t+\t.\tgene_id "ENSG00000000001.5_2"; gene_name "AAA"; gene_type "protein_coding";'
 TX = 'chr1\tHAVANA\ttranscript\t120\t180\t.\t+\t.\tgene_id "ENSG00000000001.5_2"; transcript_id "T1"; gene_name "AAA";'
@@ -80,3 +80,23 @@ def test_feature_table(tmp_path):
         fh.write("r\tgene\tchr1\t10\t90\t-\tNOC2L\n")
     with pytest.raises(InputError, match=r":2: malformed line: 7 fields, expected 8"):
         read_feature_table_genes(p)
+
+
+def test_gene_list_in_file_order_once_without_comments(tmp_path):
+    p = tmp_path / "genes.txt"
+    p.write_text("# held-out genes\nTP53\n\n  BRCA1  \nTP53\n  # indented comment\nENSG00000141510\n")
+    assert read_gene_list(p) == ("TP53", "BRCA1", "ENSG00000141510")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"# only a comment\n\n", "no gene name in the list"),
+    (b"\xff\xfe\x00binary", "not a text file"),
+    (None, "cannot read the gene list"),
+])
+def test_gene_list_errors_name_the_file(tmp_path, content, message):
+    p = tmp_path / "genes.txt"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(InputError, match=message) as err:
+        read_gene_list(p)
+    assert str(p) in str(err.value)

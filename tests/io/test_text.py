@@ -3,7 +3,7 @@ import gzip
 import pytest
 
 from llamadna.errors import InputError
-from llamadna.io.text import read_bytes
+from llamadna.io.text import is_gzip, open_maybe_gzip, read_bytes
 
 
 def test_plain_and_gzip_and_multimember(tmp_path):
@@ -32,3 +32,34 @@ def test_empty_and_missing(tmp_path):
         read_bytes(tmp_path / "e.gz", "table")
     with pytest.raises(InputError, match="not found"):
         read_bytes(tmp_path / "nope.tsv", "table")
+
+
+# --------------------------------------------------------------------------- open_maybe_gzip
+
+
+def test_open_maybe_gzip_judges_by_content_not_name(tmp_path):
+    text = b"".join(b"line %d\n" % i for i in range(5000))
+    plain, gz, bgz = tmp_path / "plain.gz", tmp_path / "packed.txt", tmp_path / "multi.fa"
+    plain.write_bytes(text)  # a .gz name on plain text
+    gz.write_bytes(gzip.compress(text))  # gzip without a .gz name
+    half = len(text) // 2
+    bgz.write_bytes(gzip.compress(text[:half]) + gzip.compress(text[half:]))  # bgzip-like members
+    assert [is_gzip(p) for p in (plain, gz, bgz)] == [False, True, True]
+    for p in (plain, gz, bgz):
+        with open_maybe_gzip(p) as (raw, stream):
+            assert stream.read() == text
+            assert raw.tell() == p.stat().st_size  # raw: the file's own bytes, for progress
+    with open_maybe_gzip(plain) as (raw, stream):
+        assert stream is raw
+    with open_maybe_gzip(gz) as (raw, stream):
+        assert stream is not raw
+    assert raw.closed and stream.closed
+
+
+def test_open_maybe_gzip_leaves_damage_to_the_reader(tmp_path):
+    data = gzip.compress(b"".join(b"line %d\n" % i for i in range(20000)))
+    p = tmp_path / "t.gz"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EOFError), open_maybe_gzip(p) as (_, stream):
+        stream.read()
+

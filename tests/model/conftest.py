@@ -39,11 +39,18 @@ def make_tokenizers(seed: int = 0):
     return dna, txt
 
 
+def make_processor(prompt_mode: str = "leak-free", chunk: int = 32) -> LlamaDNAProcessor:
+    """The processor of `make_model(prompt_mode, chunk)` (the same tokenizers)."""
+    dna, txt = make_tokenizers()
+    return LlamaDNAProcessor(dna, txt, prompt_mode=prompt_mode, dna_chunk_tokens=chunk)
+
+
 def make_model(prompt_mode: str = "leak-free", chunk: int = 32, seed: int = 0, **overrides):
+    """A tiny untrained model (a pure model: its processor is `make_processor`'s)."""
     import torch
 
-    dna, txt = make_tokenizers()
-    proc = LlamaDNAProcessor(dna, txt, prompt_mode=prompt_mode, dna_chunk_tokens=chunk)
+    proc = make_processor(prompt_mode, chunk)
+    dna, txt = proc.dna_tokenizer, proc.text_tokenizer
     cfg = LlamaDNAConfig(
         dna_config=BertConfig(vocab_size=len(dna), hidden_size=32, num_hidden_layers=1,
                               num_attention_heads=2, intermediate_size=64,
@@ -54,9 +61,14 @@ def make_model(prompt_mode: str = "leak-free", chunk: int = 32, seed: int = 0, *
         dna_placeholder_id=proc.placeholder_id, prompt_mode=prompt_mode, dna_chunk_tokens=chunk,
         **overrides)
     torch.manual_seed(seed)
-    model = LlamaDNAForAnnotation(cfg)
-    model.processor = proc
-    return model
+    return LlamaDNAForAnnotation(cfg)
+
+
+def make_annotator(prompt_mode: str = "leak-free", chunk: int = 32, seed: int = 0, **overrides):
+    """`make_model`'s model with its processor, as an Annotator."""
+    from llamadna.annotate import Annotator
+
+    return Annotator(make_model(prompt_mode, chunk, seed, **overrides), make_processor(prompt_mode, chunk))
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ import torch
 
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.model.processing import splash_text
-from tests.model.conftest import make_model, rows
+from tests.model.conftest import make_model, make_processor, rows
 
 GEN_KEYS = ("input_ids", "attention_mask", "dna_input_ids", "dna_attention_mask")
 
 
 def generate(model, batch, n=8):
     return model.generate(**{k: batch[k] for k in GEN_KEYS}, max_new_tokens=n, do_sample=False,
-                          pad_token_id=model.processor.text_tokenizer.pad_token_id)
+                          pad_token_id=make_processor().text_tokenizer.pad_token_id)
 
 
 def test_only_lora_projector_head_trainable_by_default(tiny_model):
@@ -31,17 +31,22 @@ def test_only_lora_projector_head_trainable_by_default(tiny_model):
 
 
 def test_save_load_round_trip_identical_generations(tiny_model, tmp_path):
-    b = tiny_model.processor(rows(3), padding_side="left")
+    from llamadna.model.processing import LlamaDNAProcessor
+
+    proc = make_processor()
+    b = proc(rows(3), padding_side="left")
     tiny_model.eval()
     before = generate(tiny_model, b)
     tiny_model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")  # beside the model: the pure model writes none of it
     names = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"config.json", "model.safetensors", "dna_tokenizer", "text_tokenizer",
             "processor_config.json"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     loaded = LlamaDNAForAnnotation.from_pretrained(tmp_path / "m").eval()
-    assert loaded.processor.prompt_mode == "leak-free"
-    b2 = loaded.processor(rows(3), padding_side="left")
+    loaded_proc = LlamaDNAProcessor.from_pretrained(tmp_path / "m")
+    assert loaded_proc.prompt_mode == "leak-free" and not hasattr(loaded, "processor")
+    b2 = loaded_proc(rows(3), padding_side="left")
     assert torch.equal(b["input_ids"], b2["input_ids"])
     assert torch.equal(before, generate(loaded, b2))
     sd1, sd2 = tiny_model.state_dict(), loaded.state_dict()
@@ -50,8 +55,8 @@ def test_save_load_round_trip_identical_generations(tiny_model, tmp_path):
 
 def test_prompts_leak_free_and_seed_faithful():
     r = rows(1)[0]
-    leak_free = make_model("leak-free").processor
-    seed = make_model("seed-faithful").processor
+    leak_free = make_processor("leak-free")
+    seed = make_processor("seed-faithful")
     p = leak_free.prompt_text(r)
     for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
         assert r[field] not in p
@@ -73,12 +78,13 @@ def test_splash_text_not_available():
 
 def test_labels_only_on_target_and_padding_masks():
     m = make_model()
+    proc = make_processor()
     rs = rows(2, length=60) + rows(1, length=200, seed=3)
-    b = m.processor(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 1, 2])
+    b = proc(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 1, 2])
     lab, am, pm = b["labels"], b["attention_mask"], b["prompt_mask"]
     assert ((lab != -100) <= (am == 1)).all()  # no loss on padding
     assert ((lab != -100) & (pm == 1)).sum() == 0  # nor on the prompt
-    tt = m.processor.text_tokenizer
+    tt = proc.text_tokenizer
     for i, r in enumerate(rs):
         target = lab[i][lab[i] != -100].tolist()
         assert target[-1] == tt.eos_token_id
@@ -86,10 +92,10 @@ def test_labels_only_on_target_and_padding_masks():
     # unequal lengths: the same row gives the same loss alone or in a padded batch
     m.eval()
     with torch.no_grad():
-        alone = m.processor(rs[:1], targets=[rs[0]["Annotation"]], class_ids=[0])
+        alone = proc(rs[:1], targets=[rs[0]["Annotation"]], class_ids=[0])
         lone = m(**alone).lm_loss
         batch1 = {k: v[:1] for k, v in b.items() if k not in ("dna_input_ids", "dna_attention_mask")}
-        n0 = len(m.processor.dna_chunks(rs[0]["Sequence"]))
+        n0 = len(proc.dna_chunks(rs[0]["Sequence"]))
         batch1["dna_input_ids"] = b["dna_input_ids"][:n0]
         batch1["dna_attention_mask"] = b["dna_attention_mask"][:n0]
         assert torch.allclose(m(**batch1).lm_loss, lone, atol=1e-5)
@@ -97,19 +103,20 @@ def test_labels_only_on_target_and_padding_masks():
 
 def test_long_sequences_are_chunked_not_truncated():
     m = make_model(chunk=16).eval()
+    proc = make_processor(chunk=16)
     long = rows(1, length=2000)
-    chunks = m.processor.dna_chunks(long[0]["Sequence"])
+    chunks = proc.dna_chunks(long[0]["Sequence"])
     assert len(chunks) > 3 and all(len(c) <= 16 for c in chunks)
     ids = [t for c in chunks for t in c[1:-1]]
-    assert m.processor.dna_tokenizer.decode(ids).replace(" ", "") == long[0]["Sequence"]
-    b = m.processor(long + rows(1, length=50), padding_side="left")
+    assert proc.dna_tokenizer.decode(ids).replace(" ", "") == long[0]["Sequence"]
+    b = proc(long + rows(1, length=50), padding_side="left")
     assert int((b["input_ids"] == m.config.dna_placeholder_id).sum()) == int(b["dna_attention_mask"].sum())
     out = generate(m, b, n=3)
     assert out.shape == (2, 3)
 
 
 def test_placeholder_feature_mismatch_raises(tiny_model):
-    b = tiny_model.processor(rows(2))
+    b = make_processor()(rows(2))
     with pytest.raises(ValueError, match="DNA features but .* <dna> placeholders"):
         tiny_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                    dna_input_ids=b["dna_input_ids"][:1], dna_attention_mask=b["dna_attention_mask"][:1])
@@ -118,7 +125,7 @@ def test_placeholder_feature_mismatch_raises(tiny_model):
 
 
 def test_no_dna_prompt_and_class_head(tiny_model):
-    b = tiny_model.processor(rows(2), with_dna=False)
+    b = make_processor()(rows(2), with_dna=False)
     assert "dna_input_ids" not in b and not (b["input_ids"] == tiny_model.config.dna_placeholder_id).any()
     out = tiny_model(**b)
     assert out.cls_logits.shape == (2, 3) and out.loss is None
@@ -126,7 +133,7 @@ def test_no_dna_prompt_and_class_head(tiny_model):
 
 def test_loss_and_gradients_reach_trainable_parts(tiny_model):
     rs = rows(2)
-    b = tiny_model.processor(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 2])
+    b = make_processor()(rs, targets=[r["Annotation"] for r in rs], class_ids=[0, 2])
     out = tiny_model(**b)
     assert out.loss > 0 and out.lm_loss > 0 and out.cls_loss > 0
     out.loss.backward()
@@ -140,12 +147,13 @@ def test_greedy_generation_agrees_with_the_forward_pass():
     prompt (DNA merged) + the tokens before it: generate's KV cache, positions and left padding
     match forward's, for a batch of unequal sequences."""
     m = make_model().eval()
+    proc = make_processor()
     rs = rows(2, length=60) + rows(1, length=200, seed=3)
-    b = m.processor(rs, padding_side="left")
+    b = proc(rs, padding_side="left")
     n = 10
     gen = generate(m, b, n=n)
     assert gen.shape == (3, n)
-    eos = m.processor.text_tokenizer.eos_token_id
+    eos = proc.text_tokenizer.eos_token_id
     # after an end-of-sequence token generate pads: those positions are not compared
     done = torch.cumsum((gen == eos).long(), 1) - (gen == eos).long() > 0
     ids = torch.cat([b["input_ids"], gen], 1)
@@ -161,8 +169,9 @@ def test_greedy_generation_agrees_with_the_forward_pass():
 
 def test_padding_side_does_not_change_outputs():
     m = make_model().eval()
+    proc = make_processor()
     rs = rows(2, length=60) + rows(1, length=200, seed=3)
-    right, left = m.processor(rs), m.processor(rs, padding_side="left")
+    right, left = proc(rs), proc(rs, padding_side="left")
     with torch.no_grad():
         a, b = m(**right).cls_logits, m(**left).cls_logits
         c = m.classify(**left)
@@ -172,10 +181,11 @@ def test_padding_side_does_not_change_outputs():
 
 def test_generate_with_class_is_generate_and_classify_in_one_pass():
     m = make_model().eval()
-    left = m.processor(rows(2, length=60) + rows(1, length=200, seed=3), padding_side="left")
-    eos = m.processor.text_tokenizer.eos_token_id
+    proc = make_processor()
+    left = proc(rows(2, length=60) + rows(1, length=200, seed=3), padding_side="left")
+    eos = proc.text_tokenizer.eos_token_id
     kw = dict(max_new_tokens=6, do_sample=False, eos_token_id=eos,
-              pad_token_id=m.processor.text_tokenizer.pad_token_id)
+              pad_token_id=proc.text_tokenizer.pad_token_id)
     out, cls = m.generate_with_class(**left, **kw)
     alone = m.generate(**{k: v for k, v in left.items() if k != "prompt_mask"}, **kw)
     torch.testing.assert_close(cls, m.classify(**left), rtol=1e-5, atol=1e-6)
@@ -217,10 +227,9 @@ def test_a_model_directory_never_runs_code(tmp_path, caplog):
 
     from transformers import LlamaConfig
 
-    from llamadna.annotate import annotate_rows
+    from llamadna.annotate import Annotator, InferenceConfig
     from llamadna.model.configuration import LlamaDNAConfig
     from llamadna.model.dnabert2 import DnaBert2Model
-    from llamadna.model.loading import load_model
     from llamadna.model.processing import LlamaDNAProcessor
     from tests.model.conftest import make_tokenizers
 
@@ -236,11 +245,12 @@ def test_a_model_directory_never_runs_code(tmp_path, caplog):
         dna_placeholder_id=proc.placeholder_id, dna_chunk_tokens=32, dna_model_path=str(enc_dir))
     with caplog.at_level(logging.WARNING):
         model = LlamaDNAForAnnotation.from_base(cfg)
-        model.processor = proc
         model.save_pretrained(tmp_path / "model")
-        loaded = load_model(tmp_path / "model", device="cpu")
-        preds = annotate_rows(loaded, rows(2), max_new_tokens=3)
-    assert len(preds) == 2 and isinstance(loaded.dna_encoder, DnaBert2Model)
+        proc.save_pretrained(tmp_path / "model")
+        loaded = Annotator.from_pretrained(tmp_path / "model", device="cpu",
+                                           config=InferenceConfig(max_new_tokens=3))
+        preds = loaded.annotate_rows(rows(2))
+    assert len(preds) == 2 and isinstance(loaded.model.dna_encoder, DnaBert2Model)
     assert not marker.exists()
     assert "auto_map ignored" in caplog.text and "never runs code" in caplog.text
     runpy.run_path(str(enc_dir / "bert_layers.py"))  # the payload is live: run, it does write
@@ -275,7 +285,7 @@ def test_saved_model_files_have_the_usual_permissions(tiny_model, tmp_path):
 def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
     from llamadna.model.processing import LlamaDNAProcessor, evidence_text
 
-    base = make_model().processor
+    base = make_processor()
     proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, evidence_k=2)
     r = rows(1)[0]  # its gene fields: GENE0, "secret" description, ...
     cand = {"gene": "TUFT1", "chrom": "chr1", "description": "tuftelin 1",
@@ -307,7 +317,7 @@ def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
 def test_processor_settings_round_trip(tmp_path):
     from llamadna.model.processing import LlamaDNAProcessor
 
-    base = make_model().processor
+    base = make_processor()
     proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, evidence_k=3,
                              use_splash=False, index="/some/index")
     proc.save_pretrained(tmp_path)
@@ -351,7 +361,7 @@ def test_copy_head_decoding_is_the_forward_passs_distribution():
     training forward computes over prompt + generated tokens; it can copy a prompt token the LM
     alone would not write."""
     m = make_model(copy_head=True, llm_training="full").eval()
-    proc = m.processor
+    proc = make_processor()
     b = proc(rows(2), padding_side="left")
     tt = proc.text_tokenizer
     out, cls = m.generate_with_class(**b, max_new_tokens=6, eos_token_id=tt.eos_token_id,
@@ -381,11 +391,12 @@ def test_copy_head_decoding_is_the_forward_passs_distribution():
 
 def test_copy_head_round_trips(tmp_path):
     m = make_model(copy_head=True, llm_training="full").eval()
+    proc = make_processor()
     m.save_pretrained(tmp_path / "m")
     back = LlamaDNAForAnnotation.from_pretrained(tmp_path / "m").eval()
     assert back.config.copy_head and back.copy_head is not None
-    b = m.processor(rows(2), padding_side="left")
-    tt = m.processor.text_tokenizer
+    b = proc(rows(2), padding_side="left")
+    tt = proc.text_tokenizer
     kw = dict(max_new_tokens=5, eos_token_id=tt.eos_token_id, pad_token_id=tt.pad_token_id)
     assert torch.equal(m.generate_with_class(**b, **kw)[0].sequences, back.generate_with_class(**b, **kw)[0].sequences)
 
@@ -419,14 +430,15 @@ def test_target_log_probs_are_the_training_forwards(copy_head):
     """The rerank scorer (left-padded prompts, only the targets' positions) gives each row the
     summed log-probability the training forward's loss is made of, eos included."""
     m = make_model(copy_head=copy_head, llm_training="full").eval()
+    proc = make_processor()
     rs = rows(3)
     targets = [rs[0]["Annotation"], "This sequence is part of chr2 chromosome.", rs[2]["Annotation"]]
-    b = m.processor(rs, targets=targets, padding_side="left")
+    b = proc(rs, targets=targets, padding_side="left")
     total, count = m.target_log_probs(**b)
-    tt = m.processor.text_tokenizer
+    tt = proc.text_tokenizer
     assert count.tolist() == [len(tt(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in targets]
     for i in range(3):  # one row at a time, right-padded as in training: mean NLL = -total / count
-        one = m.processor([rs[i]], targets=[targets[i]], padding_side="right")
+        one = proc([rs[i]], targets=[targets[i]], padding_side="right")
         with torch.no_grad():
             loss = m(**one).lm_loss
         assert float(-total[i] / count[i]) == pytest.approx(float(loss), rel=1e-4)
@@ -437,8 +449,9 @@ def test_generation_finishes_the_rows_a_stop_names(copy_head):
     """`stop` (new tokens so far -> rows to finish) ends those rows where it says, both in the
     copy head's loop and in `generate` (a stopping criterion); the other rows are unchanged."""
     m = make_model(copy_head=copy_head, llm_training="full").eval()
-    b = m.processor(rows(2), padding_side="left")
-    tt = m.processor.text_tokenizer
+    proc = make_processor()
+    b = proc(rows(2), padding_side="left")
+    tt = proc.text_tokenizer
     kw = dict(max_new_tokens=6, eos_token_id=tt.eos_token_id, pad_token_id=tt.pad_token_id,
               do_sample=False, num_beams=1, output_logits=True)
     full = m.generate_with_class(**b, **kw)[0].sequences

@@ -5,8 +5,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from llamadna.constants import DNA_PLACEHOLDER, DNA_SPECIAL_TOKENS, TEXT_SPECIAL_TOKENS
+from llamadna.data.corpus import reference_windows
 from llamadna.data.template import annotation_sentence
-from llamadna.data.windows import reference_windows
 from llamadna.model.tokenizers import train_dna_tokenizer, train_text_tokenizer
 
 SENTENCES = [

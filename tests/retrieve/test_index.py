@@ -1,4 +1,5 @@
-"""Reference index and hybrid retriever on a generated bundle with a tiny encoder."""
+"""The reference index (build, save/load, derive, FAISS and minimap2 tiers, the `index` and
+`search` commands) on a generated bundle with a tiny encoder."""
 
 from __future__ import annotations
 
@@ -8,49 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from llamadna.data.build import BuildOptions, build_dataset
 from llamadna.data.mutate import mutate
-from llamadna.io.dataset import write_dataset
 from llamadna.retrieve.index import INDEX_FILES, IndexConfig, ReferenceIndex, _faiss_index, inner_index
-from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever, candidates_table
-from llamadna.retrieve.windows import index_tables
-from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
-
-W = 96
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, bundle_factory):
-    root = tmp_path_factory.mktemp("index")
-    b = bundle_factory(seed=5, n_variants=120, n_genes=8, gene_len=(1_000, 3_000),
-                       chrom_lengths={"chr1": 12_000, "chr2": 10_000})
-    df, summary = build_dataset(b.path, BuildOptions(window=W))
-    write_dataset(df, summary, root / "dataset")
-    pretrain_encoder(b.path, root / "encoder", PretrainConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, window=256, steps=3, batch_size=4,
-        max_windows=40))
-    index = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(root / "index"),
-                                             data=str(b.path), dataset=str(root / "dataset"),
-                                             window=W, stride=32, flank=100))
-    return root, b, df, index
-
-
-def test_window_fields_are_what_build_dataset_gives_there(workspace):
-    _, b, df, _ = workspace
-    windows, _ = index_tables(b.path, W, 1, 0)  # every position: each row's centre has a window
-    centre = windows.with_columns(((pl.col("start0") + pl.col("end0")) // 2 + 1).alias("pos"))
-    rows = df.with_columns(pl.col("variant_pos").alias("pos"))  # a dataset window is centred on it
-    joined = rows.join(centre.filter(pl.col("end0") - pl.col("start0") == W),
-                       on=["build", "chrom", "pos"], how="inner", suffix="_w")
-    assert joined.height >= 0.9 * df.height  # rows near a chromosome end have no full window
-    for r in joined.iter_rows(named=True):
-        assert r["Sequence_w"] == r["Sequence"]
-        assert (r["gene"], r["gene_id_w"]) == (r["gene_name"], r["gene_id"])
-        assert (r["description"], r["transcript_type_w"]) == (r["gene_description"], r["transcript_type"])
-    # the phenotype is the gene's: equal to the row's wherever the variant has none of its own
-    by_gene = joined.group_by("gene").agg(pl.col("phenotype_w").n_unique())
-    assert (by_gene["phenotype_w"] == 1).all()
+from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever
+from tests.retrieve.conftest import W
 
 
 def test_training_index_holds_no_validation_or_test_variant(workspace):
@@ -68,27 +30,6 @@ def test_training_index_holds_no_validation_or_test_variant(workspace):
     assert "training split of split_gene" in index.meta["variants"]
 
 
-def test_mutated_windows_retrieve_their_gene(workspace):
-    root, _, df, index = workspace
-    r = Retriever(index, str(root / "encoder"))
-    rows = df.filter(pl.col("gene_name").is_not_null()).head(40)
-    rng = np.random.default_rng(0)
-    queries = [mutate(s, 0.1, rng) for s in rows["Sequence"]]
-    hits = r(queries)
-    assert all(len(h) <= 4 for h in hits) and all(set(c) == set(CANDIDATE_FIELDS) for h in hits for c in h)
-    top1 = np.mean([bool(h) and h[0]["gene"] == g for h, g in zip(hits, rows["gene_name"])])
-    assert top1 >= 0.9
-    for h in hits:  # best first, deterministic order
-        assert [c["score"] for c in h] == sorted((c["score"] for c in h), reverse=True)
-    assert r(queries) == hits
-    aligned = Retriever(index, mode="align")(queries)
-    for h, a in zip(hits, aligned):  # an alignment outranks any embedding similarity
-        assert not a or (h[0]["gene"], h[0]["via"] != "embed") == (a[0]["gene"], True)
-    emb = Retriever(index, str(root / "encoder"), mode="embed", embedder=r.embedder)(rows["Sequence"].to_list())
-    assert all(c["via"] == "embed" and c["identity"] is None for h in emb for c in h)
-    assert np.mean([bool(h) and h[0]["gene"] == g for h, g in zip(emb, rows["gene_name"])]) > 0.5
-
-
 def test_save_load_round_trips(workspace):
     root, _, df, index = workspace
     assert all((root / "index" / f).exists() for f in INDEX_FILES)
@@ -98,16 +39,6 @@ def test_save_load_round_trips(workspace):
     q = df["Sequence"].head(10).to_list()
     a = Retriever(index, str(root / "encoder"))(q)
     assert Retriever(loaded)(q) == a  # the encoder named in index.json
-
-
-def test_empty_candidates_for_n_or_too_short_queries(workspace):
-    root, _, df, index = workspace
-    for mode in ("hybrid", "align", "embed"):
-        r = Retriever(index, str(root / "encoder"), mode=mode)
-        out = r(["N" * 200, "ACGTACG", "", "nnnnACGTAnnnn", df["Sequence"][0]])
-        assert out[:4] == [[], [], [], []] and out[4]
-    table = candidates_table(["a", "b"], [[], Retriever(index)([df["Sequence"][0]])[0]])
-    assert table["query"].unique().to_list() == ["b"] and table["rank"][0] == 1
 
 
 def test_excluded_genes_are_absent(workspace, tmp_path):
@@ -191,42 +122,6 @@ def test_index_and_search_commands(workspace, tmp_path):
     assert res.exit_code != 0 and "no such index directory" in res.output
     res = runner.invoke(app, ["search", str(fa), "--index", str(tmp_path / "ix"), "--out", str(tmp_path / "c.txt")])
     assert res.exit_code != 0 and "unknown output format" in res.output
-
-
-def test_gene_table_names_every_window_gene_and_keeps_genes_without_id(workspace):
-    from llamadna.retrieve.windows import _named
-
-    _, _, _, index = workspace
-    w = index.windows.drop_nulls("gene").select("gene", "build", "chrom", "description", "phenotype").unique()
-    g = index.genes.select(pl.col("gene_name").alias("gene"), "build", "chrom", "description", "phenotype")
-    assert w.join(g, on=["gene", "build", "chrom"], how="anti").height == 0  # every window gene
-    assert w.join(g, on=w.columns, how="anti").height == 0  # with the same fields
-    genes = pl.DataFrame({"gene_name": ["A", "B", None], "gene_id": [None, "ENSG2", "ENSG3"]})
-    assert genes.filter(~_named(set()))["gene_id"].to_list() == [None, "ENSG2", "ENSG3"]
-    assert genes.filter(~_named({"A", "ENSG3"}))["gene_name"].to_list() == ["B"]
-
-
-def test_poorly_mapped_queries_get_the_sensitive_pass_and_threads_do_not_matter(workspace):
-    import copy
-
-    root, _, df, index = workspace
-    rows = df.filter(pl.col("gene_name").is_not_null()).head(12)
-    q = rows["Sequence"].to_list()
-    assert len(index.cascade) == 1 and index.meta["config"]["minimap2_sensitive"]
-    assert index.meta["config"]["minimap2_deep"] is None  # a small reference: no deep tier
-
-    class Blind:  # a first index that maps nothing
-        def map(self, seq, buf=None):
-            return iter(())
-
-    blind = copy.copy(index)
-    blind.aligner = Blind()
-    hits = Retriever(blind, mode="align")(q)
-    assert [h[0]["gene"] for h in hits] == rows["gene_name"].to_list()  # found by the second pass
-    blind.cascade = []
-    assert Retriever(blind, mode="align")(q) == [[] for _ in q]
-    one, three = Retriever(index, threads=1)(q), Retriever(index, threads=3)(q)
-    assert one == three
 
 
 @pytest.mark.slow
@@ -363,45 +258,6 @@ def test_whitened_index_round_trips_and_derives(workspace):
             if c["gene"] in kept and c["gene"] != gene:
                 assert kept[c["gene"]] >= c["cosine"] - 1e-5
     assert all(c["gene"] != gene for h in b for c in h)
-
-
-def test_embedding_only_for_unaligned_queries(workspace):
-    root, _, df, index = workspace
-    always = Retriever(index, str(root / "encoder"))
-    fast = Retriever(index, embedder=always.embedder, embed_when="unaligned")
-    rng = np.random.default_rng(3)
-    aligned = df.filter(pl.col("gene_name").is_not_null())["Sequence"].head(10).to_list()
-    unrelated = ["".join(rng.choice(list("ACGT"), W)) for _ in range(5)]  # aligns nowhere
-    a, f = always(aligned + unrelated), fast(aligned + unrelated)
-    for x, y in zip(a[:10], f[:10]):  # same first candidate; no embedding-only genes listed
-        assert x[0]["gene"] == y[0]["gene"] and y[0]["identity"] is not None
-        assert all(c["via"] == "both" or c["via"] == "align" for c in y)
-        assert [c["gene"] for c in y] == [c["gene"] for c in x if c["identity"] is not None][: len(y)]
-    assert any(c["via"] == "embed" for h in a[:10] for c in h)  # the check above can fail
-    for x, y in zip(a[10:], f[10:]):  # embedded as before (another batch: float noise only)
-        assert y and [c["via"] for c in y] == ["embed"] * len(y)
-        assert [c["gene"] for c in x] == [c["gene"] for c in y]
-        assert np.allclose([c["cosine"] for c in x], [c["cosine"] for c in y], atol=1e-4)
-    with pytest.raises(ValueError, match="embed_when"):
-        Retriever(index, embedder=always.embedder, embed_when="sometimes")
-
-
-def test_deep_tier_rule():
-    from llamadna.retrieve.align import (
-        MINIMAP2_SENSITIVE,
-        MINIMAP2_TUNED_BASES,
-        deep_minimap2,
-        scaled_minimap2,
-    )
-
-    small = scaled_minimap2(MINIMAP2_SENSITIVE, 10_000)
-    assert deep_minimap2(small, MINIMAP2_SENSITIVE) is None  # small: none
-    bases = 16 * MINIMAP2_TUNED_BASES  # ~50 Mb: sensitive k 8 -> 10; deep k 9, every k-mer
-    deep = deep_minimap2(scaled_minimap2(MINIMAP2_SENSITIVE, bases), MINIMAP2_SENSITIVE)
-    assert deep == {**MINIMAP2_SENSITIVE, "k": MINIMAP2_SENSITIVE["k"] + 1, "w": 1}
-    genome = scaled_minimap2(MINIMAP2_SENSITIVE, 3_100_000_000)
-    assert deep_minimap2(genome, MINIMAP2_SENSITIVE)["k"] == genome["k"] - 1
-    assert deep_minimap2({"preset": "sr"}, {"preset": "sr"}) is None
 
 
 def test_deep_tier_maps_what_the_first_two_miss(workspace, tmp_path):

@@ -8,11 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from llamadna.cli import app
-from llamadna.errors import InputError
+from llamadna.errors import ConfigError, InputError
 from llamadna.splash.run import (
     OUTPUT_COLUMNS,
     Sample,
     SplashConfig,
+    load_samples,
     parse_sample_arg,
     read_sample_sheet,
     run_splash,
@@ -272,3 +273,16 @@ def test_real_tumour_normal_finds_the_junction():
     # Top anchors on chr11 whose other target continues into chr8: the tumour's chr11-chr8
     # breakpoint junction (the tumour reads hold it, the normal's do not).
     assert any(len(rest) >= 8 and rest in chr8 for _, rest in junctions), df.head(10).to_string()
+
+
+def test_load_samples_from_arguments_or_a_sheet_never_both(tmp_path):
+    r1 = tmp_path / "a.fq"
+    r1.write_text("@r\nACGT\n+\nIIII\n")
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample\tpath\nA\t{r1.name}\n")
+    assert load_samples(["A=x.fq", "B=y1.fq,y2.fq"], None) == [
+        Sample("A", (Path("x.fq"),)), Sample("B", (Path("y1.fq"), Path("y2.fq")))]
+    assert load_samples(None, sheet) == [Sample("A", (r1,))]
+    for args, sheet_arg in ((None, None), (["A=x.fq"], sheet)):
+        with pytest.raises(ConfigError, match="not both"):
+            load_samples(args, sheet_arg)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llamadna.cli import app
-from llamadna.data.build import BuildOptions, build_dataset
+from llamadna.data.build import BuildConfig, build_dataset
 from llamadna.errors import InputError
 from llamadna.splash import scores
 from llamadna.splash.scores import read_anchors, score_dataset_dir, score_sequences
@@ -184,7 +184,7 @@ def test_missing_column_and_empty_effect(tmp_path):
 
 
 def test_build_dataset_with_splash(small_bundle, tmp_path):
-    opts = BuildOptions(window=48)
+    opts = BuildConfig(window=48)
     df0, _ = build_dataset(small_bundle.path, opts)
     # anchors: the middle 8-mer of the first 10 windows, with known p-values
     rows = [(s[20:28], 0.01 * (i + 1), 0.5, 1.0) for i, s in enumerate(df0["Sequence"][:10])]

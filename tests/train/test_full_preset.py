@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llamadna.annotate import annotate_rows
+from llamadna.annotate import Annotator
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.train.config import TrainConfig
@@ -90,10 +90,21 @@ def held_out_rows(ws: Path, n: int = 4) -> list[dict]:
         pl.col("split_gene") == "test").head(n).to_dicts()
 
 
-def batch_loss(model: LlamaDNAForAnnotation, rows: list[dict]) -> float:
+def annotate_rows(model: LlamaDNAForAnnotation, model_dir: Path, rows: list[dict], **config) -> list[dict]:
+    """`model`'s predictions for `rows`, with the processor saved in `model_dir`."""
+    from llamadna.annotate import InferenceConfig
+    from llamadna.model.processing import LlamaDNAProcessor
+
+    processor = LlamaDNAProcessor.from_pretrained(model_dir)
+    return Annotator(model, processor, config=InferenceConfig(**config)).annotate_rows(rows)
+
+
+def batch_loss(model: LlamaDNAForAnnotation, model_dir: Path, rows: list[dict]) -> float:
+    from llamadna.model.processing import LlamaDNAProcessor
+
     labels = model.config.class_labels
-    b = model.processor(rows, targets=[r["Annotation"] for r in rows],
-                        class_ids=[labels.index(r["Dataset"]) for r in rows])
+    b = LlamaDNAProcessor.from_pretrained(model_dir)(rows, targets=[r["Annotation"] for r in rows],
+                                                     class_ids=[labels.index(r["Dataset"]) for r in rows])
     with torch.no_grad():
         return float(model.eval()(**b).loss)
 
@@ -121,7 +132,7 @@ def test_full_preset_reads_frozen_weights_from_their_directories(ws):
         assert torch.equal(now[k], v), k
     lora_b = [v for k, v in saved.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # trained (LoRA B starts at zero)
-    preds = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
+    preds = annotate_rows(m, out, held_out_rows(ws), max_new_tokens=6)
     assert len(preds) == 4 and all(p["source"] in m.config.class_labels for p in preds)
 
 
@@ -132,27 +143,29 @@ def test_full_preset_with_a_dnabert2_encoder_and_moved_directories(ws, tmp_path)
     once they move, loads with --llm/--encoder pointing at them."""
     import shutil
 
+    from llamadna.annotate import InferenceConfig
     from llamadna.errors import InputError
     from llamadna.model.dnabert2 import DnaBert2Model
-    from llamadna.model.loading import load_model
 
     enc = dnabert2_dir(ws)
     out = run(ws, "dnabert2-lora", encoder=str(enc), encoder_training="lora")
-    m = load_model(out, device="cpu")
-    assert isinstance(m.dna_encoder, DnaBert2Model) and m.config.encoder_lora_target_modules == ["Wqkv"]
+    m = Annotator.from_pretrained(out, device="cpu", config=InferenceConfig(max_new_tokens=6))
+    assert isinstance(m.model.dna_encoder, DnaBert2Model)
+    assert m.model.config.encoder_lora_target_modules == ["Wqkv"]
     saved = load_file(out / "model.safetensors")
     enc_lora = [k for k in saved if k.startswith("dna_encoder.") and "lora_" in k]
     assert enc_lora and all("Wqkv" in k for k in enc_lora)
-    before = annotate_rows(m, held_out_rows(ws), max_new_tokens=6)
+    before = m.annotate_rows(held_out_rows(ws))
     # the base directories move: the error names the missing one; --llm/--encoder point at them
     moved_enc, moved_llm = shutil.copytree(enc, tmp_path / "e"), shutil.copytree(ws / "llm", tmp_path / "l")
     cfg = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**cfg, "dna_model_path": "gone/dnabert2",
                                                  "llm_path": "gone/llama"}))
     with pytest.raises(InputError, match=r"reads its frozen LLM \(Llama-2\) weights from 'gone/llama'.*--llm DIR"):
-        load_model(out, device="cpu")
-    m2 = load_model(out, device="cpu", llm=moved_llm, encoder=moved_enc)
-    after = annotate_rows(m2, held_out_rows(ws), max_new_tokens=6)
+        Annotator.from_pretrained(out, device="cpu")
+    m2 = Annotator.from_pretrained(out, device="cpu", llm=moved_llm, dna_encoder=moved_enc,
+                                   config=InferenceConfig(max_new_tokens=6))
+    after = m2.annotate_rows(held_out_rows(ws))
     assert [p["annotation"] for p in after] == [p["annotation"] for p in before]
 
 
@@ -179,11 +192,10 @@ def test_quantized_llm_trains_and_reloads_quantized(ws, mode, layer, dtype):
     missing, unexpected = plain.load_state_dict(saved, strict=False)
     assert not unexpected and all(k.startswith(("language_model.", "dna_encoder.")) and "lora_" not in k
                                   for k in missing)
-    plain.processor = m.processor
     rows = held_out_rows(ws)
-    q_loss, p_loss = batch_loss(m, rows), batch_loss(plain, rows)
+    q_loss, p_loss = batch_loss(m, out, rows), batch_loss(plain, out, rows)
     assert q_loss != p_loss and abs(q_loss - p_loss) < 0.01 * p_loss, (q_loss, p_loss)
-    preds = annotate_rows(m, rows, max_new_tokens=6)
+    preds = annotate_rows(m, out, rows, max_new_tokens=6)
     assert len(preds) == 4 and all(p["source"] in m.config.class_labels for p in preds)
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from llamadna.cli import app
 from llamadna.constants import IGNORE_INDEX
-from llamadna.data.windows import reference_windows
+from llamadna.data.corpus import reference_windows
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.train.pretrain_encoder import (
     PretrainConfig,

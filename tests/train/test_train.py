@@ -49,8 +49,11 @@ def test_loss_falls_and_model_loads(workspace):
     first, last = s["losses"][:10], s["losses"][-10:]
     assert sum(last) < 0.9 * sum(first)
     assert s["val"] and s["trainable_parameters"] < s["total_parameters"]
+    from llamadna.model.processing import LlamaDNAProcessor
+
     m = LlamaDNAForAnnotation.from_pretrained(workspace / "m1")
-    assert m.processor is not None and m.config.class_labels
+    assert LlamaDNAProcessor.from_pretrained(workspace / "m1").text_tokenizer is not None  # saved beside it
+    assert m.config.class_labels and not hasattr(m, "processor")  # a pure model
     # only LoRA + projector + head were trained: the saved LLM base equals the stage-1 base
     base = load_file(workspace / "m1" / "base" / "model.safetensors")
     final = load_file(workspace / "m1" / "model.safetensors")
@@ -117,13 +120,13 @@ def test_config_errors():
 def test_predict_dataset_writes_truth_beside_predictions(workspace):
     import polars as pl
 
+    from llamadna.annotate import Annotator
     from llamadna.evaluate.predict import predict_dataset
-    from llamadna.model.loading import load_model
 
     if not (workspace / "m1" / "model.safetensors").exists():
         train(cfg(workspace, "m1", max_steps=5, checkpoint_every=0))
     out = workspace / "preds.tsv"
-    s = predict_dataset(load_model(workspace / "m1"), workspace / "dataset", out,
+    s = predict_dataset(Annotator.from_pretrained(workspace / "m1"), workspace / "dataset", out,
                         split="split_random", subset="test", max_new_tokens=12, batch_size=4)
     df = pl.read_csv(out, separator="\t")
     truth = pl.read_parquet(workspace / "dataset" / "dataset.parquet").filter(
@@ -142,20 +145,20 @@ def test_predict_dataset_writes_truth_beside_predictions(workspace):
 
 @pytest.mark.slow
 def test_no_dna_baseline_trains_without_dna(workspace):
-    from llamadna.annotate import annotate_rows
+    from llamadna.annotate import Annotator
 
     train(cfg(workspace, "nodna", max_steps=4, checkpoint_every=0, use_dna=False))
-    m = LlamaDNAForAnnotation.from_pretrained(workspace / "nodna")
+    m = Annotator.from_pretrained(workspace / "nodna").with_config(max_new_tokens=8)
     assert m.processor.use_dna is False
     import polars as pl
 
     rows = pl.read_parquet(workspace / "dataset" / "dataset.parquet").head(3).to_dicts()
     b = m.processor(rows)
     assert "dna_input_ids" not in b
-    assert not (b["input_ids"] == m.config.dna_placeholder_id).any()
+    assert not (b["input_ids"] == m.model.config.dna_placeholder_id).any()
     # the prediction cannot depend on the sequence
     other = [{**r, "Sequence": r["Sequence"][::-1]} for r in rows]
-    a1, a2 = annotate_rows(m, rows, max_new_tokens=8), annotate_rows(m, other, max_new_tokens=8)
+    a1, a2 = m.annotate_rows(rows), m.annotate_rows(other)
     assert [p["annotation"] for p in a1] == [p["annotation"] for p in a2]
 
 
@@ -272,7 +275,7 @@ def test_source_class_is_learned_from_the_dna(workspace, tmp_path):
     AT-rich; same prompt for all): the model learns it, the no-DNA baseline cannot."""
     import polars as pl
 
-    from llamadna.annotate import annotate_rows
+    from llamadna.annotate import Annotator
 
     df = pl.read_parquet(workspace / "dataset" / "dataset.parquet")
     base, rng, rows = df.to_dicts(), np.random.default_rng(3), []
@@ -293,7 +296,7 @@ def test_source_class_is_learned_from_the_dna(workspace, tmp_path):
         train(TrainConfig(dataset=str(tmp_path / "ds"), out=str(out), encoder=str(workspace / "encoder"),
                           split="split_random", max_steps=40, epochs=100, checkpoint_every=0, lr=5e-3,
                           use_dna=use_dna, llm_training="lora", **{**TINY, "batch_size": 8}))
-        preds = annotate_rows(LlamaDNAForAnnotation.from_pretrained(out), test, max_new_tokens=1)
+        preds = Annotator.from_pretrained(out).with_config(max_new_tokens=1).annotate_rows(test)
         acc[use_dna] = np.mean([p["source"] == r["Dataset"] for p, r in zip(preds, test, strict=True)])
     assert acc[True] >= 0.9, acc
     assert acc[False] <= 0.6, acc

@@ -33,13 +33,20 @@ from llamadna.constants import (
     SPLASH_COLUMNS,
     SPLIT_COLUMNS,
 )
-from llamadna.data.genes import gene_phenotype_table, phenotype_expr, resolve_genes
+from llamadna.data.genes import (
+    add_gene_phenotypes,
+    assign_genes,
+    gene_phenotype_table,
+    gene_text_exprs,
+    load_genes,
+    phenotype_expr,
+    resolve_genes,
+)
 from llamadna.data.paths import AssemblySet, discover_sets, shared_table
 from llamadna.data.splits import add_splits
 from llamadna.data.template import annotation_expr
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.fasta import Reference, read_reference, ref_allele_matches
-from llamadna.io.genes import read_genes
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
 from llamadna.io.variants import read_variants
 from llamadna.progress import Progress, no_progress
@@ -52,7 +59,9 @@ EXTRA_COLUMNS = ["variant_pos"]
 
 
 @dataclass
-class BuildOptions:
+class BuildConfig:
+    """Options of the dataset build (rules in the module docstring)."""
+
     window: int = DEFAULT_WINDOW
     sources: tuple[str, ...] = DEFAULT_SOURCES
     max_per_gene_source: int = DEFAULT_MAX_PER_GENE_SOURCE  # 0 = no cap
@@ -83,20 +92,7 @@ class Tally:
             self.dropped[build][reason] += int(n)
 
 
-
-# --------------------------------------------------------------------------- genes
-
-
-def load_genes(aset: AssemblySet) -> pl.DataFrame:
-    """Genes of a set from all its annotation files; where a GTF and a feature table name the
-    same gene on the same chromosome, the GTF (listed first) wins."""
-    frames = [read_genes(p).with_columns(pl.lit(i).alias("ann_rank"))
-              for i, p in enumerate(aset.annotations)]
-    genes = pl.concat(frames)
-    genes = genes.sort("ann_rank").unique(
-        subset=["chrom", "gene_name"], keep="first", maintain_order=True
-    )
-    return genes.drop("ann_rank", "line")
+# --------------------------------------------------------------------------- checks
 
 
 def _check_genes_fit(genes: pl.DataFrame, ref: Reference, aset: AssemblySet) -> None:
@@ -143,65 +139,6 @@ def _check_ref_alleles(aset: AssemblySet, ref: Reference, var: pl.DataFrame, mat
         line=int(r["line"]))
 
 
-def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
-    """Inner-join each variant to one gene containing its position (rule in module docstring)."""
-    g = genes.select(
-        pl.col("chrom").alias("g_chrom"),
-        pl.col("start").alias("g_start"),
-        pl.col("end").alias("g_end"),
-        pl.col("strand"),
-        "gene_id", "gene_name", "gene_type", "gene_description", "entrez_symbol",
-    )
-    parts = []
-    for chrom in variants["chrom"].unique().sort().to_list():
-        v = variants.filter(pl.col("chrom") == chrom)
-        gc = g.filter(pl.col("g_chrom") == chrom)
-        if gc.height == 0:
-            continue
-        parts.append(
-            v.join_where(gc, pl.col("pos") >= pl.col("g_start"), pl.col("pos") <= pl.col("g_end"))
-        )
-    if not parts:
-        return variants.head(0).join(g.head(0), how="cross")
-    cand = pl.concat(parts)
-    return (
-        cand.sort(
-            [
-                "row",
-                (pl.col("gene_type") != "protein_coding"),
-                (pl.col("g_end") - pl.col("g_start")),
-                pl.col("gene_id").fill_null(""),
-                "gene_name",
-            ]
-        )
-        .unique(subset="row", keep="first", maintain_order=True)
-        .drop("g_chrom", "g_start", "g_end")
-    )
-
-
-def add_gene_phenotypes(df: pl.DataFrame, gene_pheno: pl.DataFrame) -> pl.DataFrame:
-    """Add `gene_phenotype` (gene_phenotype_table) to rows with `entrez_symbol`/`gene_name`:
-    looked up by the Entrez symbol, else by the annotation's own gene name; null when neither."""
-    return (
-        df.join(gene_pheno, left_on="entrez_symbol", right_on="gene_symbol", how="left")
-        .join(
-            gene_pheno.rename({"gene_phenotype": "gp_by_name"}),
-            left_on="gene_name", right_on="gene_symbol", how="left",
-        )
-        .with_columns(pl.coalesce("gene_phenotype", "gp_by_name").alias("gene_phenotype"))
-        .drop("gp_by_name")
-    )
-
-
-def gene_text_exprs() -> list[pl.Expr]:
-    """The gene's sentence fields: `gene_description` ("not specified" when unknown) and
-    `transcript_type` (the gene type with `_` as a space)."""
-    return [
-        pl.col("gene_description").fill_null(NOT_SPECIFIED),
-        pl.col("gene_type").str.replace_all("_", " ").alias("transcript_type"),
-    ]
-
-
 # --------------------------------------------------------------------------- sequence
 
 
@@ -240,16 +177,38 @@ def _place_windows(
 # --------------------------------------------------------------------------- one set
 
 
+@dataclass
+class _SetStep:
+    """What every step of `build_set` reads: the set, its reference and the options, and where
+    the records a step drops (`tally`, by reason) and its statistics (`stats`) are counted."""
+
+    aset: AssemblySet
+    ref: Reference
+    opts: BuildConfig
+    tally: Tally
+    stats: dict
+
+    def drop(self, reason: str, n: int) -> None:
+        """Count `n` records of this set dropped for `reason`."""
+        self.tally.add(self.aset.build, reason, n)
+
+
 def build_set(
     aset: AssemblySet,
     info: pl.DataFrame,
     gene_pheno: pl.DataFrame,
-    opts: BuildOptions,
+    opts: BuildConfig,
     tally: Tally,
     stats: dict,
     progress: Progress = no_progress,
 ) -> pl.DataFrame:
-    """Rows of one assembly set (without splits)."""
+    """Rows of one assembly set (without splits).
+
+    After reading, the steps run in this order, each keeping the records that pass and counting
+    the others by reason: chromosome names checked, sources selected, variants located in the
+    reference, REF alleles checked, genes assigned, windows cut, N-rich windows dropped, the cap
+    per (gene, source); then the sentence fields are added.
+    """
     b = aset.build
     progress(f"{b}: reading reference {aset.fasta.name}", 0, 5)
     ref = read_reference(aset.fasta)
@@ -262,8 +221,25 @@ def build_set(
     var = read_variants(aset.variants, build=b).with_row_index("row")
     stats.setdefault("variants_read", {})[b] = var.height
 
-    # chromosome names must agree between files (after 1/chr1, MT/chrM normalisation)
-    ref_chroms = set(ref.by_chrom)
+    step = _SetStep(aset, ref, opts, tally, stats)
+    _check_chrom_names(step, var, genes)
+    var = _select_sources(step, var)
+    var = _locate_in_reference(step, var)
+    var = _match_ref_alleles(step, var)
+    progress(f"{b}: assigning genes", 3, 5)
+    var = _in_annotated_gene(step, var, genes)
+    var = _cut_windows(step, var)
+    var = _drop_n_rich_windows(step, var)
+    progress(f"{b}: capping and annotating", 4, 5)
+    var = cap_per_gene_source(var, opts, b, tally, stats)
+    out = _sentence_fields(step, var, gene_pheno)
+    progress(f"{b}: done", 5, 5)
+    return out.select([c for c in DATASET_COLUMNS if c not in SPLIT_COLUMNS] + EXTRA_COLUMNS)
+
+
+def _check_chrom_names(step: _SetStep, var: pl.DataFrame, genes: pl.DataFrame) -> None:
+    """Chromosome names must agree between files (after 1/chr1, MT/chrM normalisation)."""
+    aset, ref_chroms = step.aset, set(step.ref.by_chrom)
     var_chroms = set(var["chrom"].unique().to_list())
     if var.height and not (var_chroms & ref_chroms):
         raise InputError(
@@ -277,104 +253,134 @@ def build_set(
             f"no annotated chromosome matches a reference chromosome of {aset.fasta.name}",
         )
 
-    # sources
-    selected = var["source"].is_in(list(opts.sources))
-    for src, n in var.filter(~selected).group_by("source").len().iter_rows():
-        tally.add(b, f"source_not_selected:{src}", n)
-    var = var.filter(selected)
 
-    # inside available reference sequence
+def _select_sources(step: _SetStep, var: pl.DataFrame) -> pl.DataFrame:
+    """Keep the variants of the selected sources."""
+    selected = var["source"].is_in(list(step.opts.sources))
+    for src, n in var.filter(~selected).group_by("source").len().iter_rows():
+        step.drop(f"source_not_selected:{src}", n)
+    return var.filter(selected)
+
+
+def _locate_in_reference(step: _SetStep, var: pl.DataFrame) -> pl.DataFrame:
+    """Keep the variants inside available reference sequence, adding `contig` (record index),
+    `pos0` (0-based position) and `ref_len` (REF allele length)."""
+    ref_chroms = set(step.ref.by_chrom)
     not_in_ref = ~var["chrom"].is_in(list(ref_chroms))
-    tally.add(b, "chrom_not_in_reference", int(not_in_ref.sum()))
+    step.drop("chrom_not_in_reference", int(not_in_ref.sum()))
     var = var.filter(~not_in_ref)
     pos0 = var["pos"].to_numpy().astype(np.int64) - 1
     ref_len = var["ref"].str.len_bytes().to_numpy().astype(np.int64)
+    contig = _contig_of(step, var, ref_chroms, pos0, ref_len)
+    outside = contig < 0
+    step.drop("outside_reference_regions", int(outside.sum()))
+    keep = ~outside
+    return var.filter(keep).with_columns(
+        pl.Series("contig", contig[keep]), pl.Series("pos0", pos0[keep]),
+        pl.Series("ref_len", ref_len[keep]),
+    )
+
+
+def _contig_of(step: _SetStep, var: pl.DataFrame, ref_chroms: set[str], pos0: np.ndarray,
+               ref_len: np.ndarray) -> np.ndarray:
+    """Reference record index per variant, -1 outside every record; a variant past the end of
+    a whole-chromosome record is an error (mismatched builds)."""
+    ref = step.ref
     contig = np.full(var.height, -1, dtype=np.int64)
     chrom_arr = var["chrom"].to_numpy()
     for chrom in ref_chroms:
         sel = np.flatnonzero(chrom_arr == chrom)
-        if sel.size:
-            contig[sel] = ref.locate(chrom, pos0[sel], pos0[sel] + ref_len[sel])
-            whole = [ref.contigs[i] for i in ref.by_chrom[chrom] if not ref.contigs[i].is_region]
-            if whole:
-                past = sel[pos0[sel] + ref_len[sel] > whole[0].end0]
-                if past.size:
-                    r = var.row(int(past[0]), named=True)
-                    raise InputError(
-                        aset.variants,
-                        f"variant at {chrom}:{r['pos']} lies outside the reference "
-                        f"({chrom} has {whole[0].end0} bp in {aset.fasta.name})",
-                        line=int(r["line"]),
-                    )
-    outside = contig < 0
-    tally.add(b, "outside_reference_regions", int(outside.sum()))
-    keep = ~outside
-    var, pos0, ref_len, contig = var.filter(keep), pos0[keep], ref_len[keep], contig[keep]
+        if not sel.size:
+            continue
+        contig[sel] = ref.locate(chrom, pos0[sel], pos0[sel] + ref_len[sel])
+        whole = [ref.contigs[i] for i in ref.by_chrom[chrom] if not ref.contigs[i].is_region]
+        if not whole:
+            continue
+        past = sel[pos0[sel] + ref_len[sel] > whole[0].end0]
+        if past.size:
+            r = var.row(int(past[0]), named=True)
+            raise InputError(
+                step.aset.variants,
+                f"variant at {chrom}:{r['pos']} lies outside the reference "
+                f"({chrom} has {whole[0].end0} bp in {step.aset.fasta.name})",
+                line=int(r["line"]),
+            )
+    return contig
 
-    # REF allele must be the reference sequence
-    match = ref_allele_matches(ref, contig, pos0, var["ref"].to_list())
-    _check_ref_alleles(aset, ref, var, match, contig, pos0)
-    tally.add(b, "ref_allele_mismatch", int((~match).sum()))
-    var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
 
-    # inside an annotated gene
-    progress(f"{b}: assigning genes", 3, 5)
-    var = var.with_columns(pl.Series("contig", contig), pl.Series("pos0", pos0),
-                           pl.Series("ref_len", ref_len))
+def _match_ref_alleles(step: _SetStep, var: pl.DataFrame) -> pl.DataFrame:
+    """Keep the variants whose REF allele is the reference sequence (refusing a file where most
+    differ: `_check_ref_alleles`)."""
+    contig, pos0 = var["contig"].to_numpy(), var["pos0"].to_numpy()
+    match = ref_allele_matches(step.ref, contig, pos0, var["ref"].to_list())
+    _check_ref_alleles(step.aset, step.ref, var, match, contig, pos0)
+    step.drop("ref_allele_mismatch", int((~match).sum()))
+    return var.filter(match)
+
+
+def _in_annotated_gene(step: _SetStep, var: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
+    """Keep the variants inside an annotated gene, with that gene's columns (`assign_genes`)."""
     n_before = var.height
     var = assign_genes(var, genes)
-    tally.add(b, "not_in_annotated_gene", n_before - var.height)
+    step.drop("not_in_annotated_gene", n_before - var.height)
+    return var
 
-    # windows
+
+def _cut_windows(step: _SetStep, var: pl.DataFrame) -> pl.DataFrame:
+    """Add the reference window (`Sequence`, 1-based `start`/`end`) around each variant, shifted
+    inside its record or dropped there (`opts.edge`); records shorter than a window are dropped."""
+    opts, b = step.opts, step.aset.build
     contig = var["contig"].to_numpy()
     win0, too_short, shifted = _place_windows(
-        ref, contig, var["pos0"].to_numpy(), var["ref_len"].to_numpy(), opts.window
+        step.ref, contig, var["pos0"].to_numpy(), var["ref_len"].to_numpy(), opts.window
     )
     drop = too_short | (shifted if opts.edge == "drop" else np.zeros_like(too_short))
-    tally.add(b, "record_shorter_than_window", int(too_short.sum()))
+    step.drop("record_shorter_than_window", int(too_short.sum()))
     if opts.edge == "drop":
-        tally.add(b, "window_off_sequence", int((shifted & ~too_short).sum()))
+        step.drop("window_off_sequence", int((shifted & ~too_short).sum()))
     else:
-        stats.setdefault("windows_shifted_inside", {})[b] = int((shifted & ~too_short).sum())
+        step.stats.setdefault("windows_shifted_inside", {})[b] = int((shifted & ~too_short).sum())
     keep = ~drop
     var, win0, contig = var.filter(keep), win0[keep], contig[keep]
-    seqs = extract_windows(ref, contig, win0, opts.window)
-    var = var.with_columns(
+    seqs = extract_windows(step.ref, contig, win0, opts.window)
+    return var.with_columns(
         pl.from_arrow(seqs).alias("Sequence"),
         pl.Series("start", win0 + 1),
         pl.Series("end", win0 + opts.window),
     )
-    n_frac = var["Sequence"].str.count_matches("N", literal=True) / opts.window
-    too_many_n = (n_frac > opts.max_n_fraction).to_numpy()
-    tally.add(b, "window_too_many_N", int(too_many_n.sum()))
-    var = var.filter(~too_many_n)
 
-    # cap per (gene, source)
-    progress(f"{b}: capping and annotating", 4, 5)
-    var = cap_per_gene_source(var, opts, b, tally, stats)
 
+def _drop_n_rich_windows(step: _SetStep, var: pl.DataFrame) -> pl.DataFrame:
+    """Drop the windows with a larger fraction of N than `opts.max_n_fraction`."""
+    n_frac = var["Sequence"].str.count_matches("N", literal=True) / step.opts.window
+    too_many_n = (n_frac > step.opts.max_n_fraction).to_numpy()
+    step.drop("window_too_many_N", int(too_many_n.sum()))
+    return var.filter(~too_many_n)
+
+
+def _sentence_fields(step: _SetStep, var: pl.DataFrame, gene_pheno: pl.DataFrame) -> pl.DataFrame:
+    """Add the phenotype, gene and annotation-sentence columns; count where the phenotype came
+    from and which gene fields are missing."""
     out = add_gene_phenotypes(var, gene_pheno)
-    ps = stats.setdefault("phenotype_from", Counter())
+    ps = step.stats.setdefault("phenotype_from", Counter())
     ps["variant"] += int(out["phenotype"].is_not_null().sum())
     ps["gene"] += int((out["phenotype"].is_null() & out["gene_phenotype"].is_not_null()).sum())
     ps[NOT_SPECIFIED] += int((out["phenotype"].is_null() & out["gene_phenotype"].is_null()).sum())
-    md = stats.setdefault("missing", Counter())
+    md = step.stats.setdefault("missing", Counter())
     md["gene_description"] += int(out["gene_description"].is_null().sum())
     md["gene_id"] += int(out["gene_id"].is_null().sum())
-    out = out.with_columns(
+    return out.with_columns(
         phenotype_expr(),
         pl.col("source").alias("Dataset"),
-        pl.lit(b).alias("build"),
+        pl.lit(step.aset.build).alias("build"),
         *gene_text_exprs(),
         pl.col("pos").alias("variant_pos"),
         *[pl.lit(None, pl.Float64).alias(c) for c in SPLASH_COLUMNS],
     ).with_columns(annotation_expr())
-    progress(f"{b}: done", 5, 5)
-    return out.select([c for c in DATASET_COLUMNS if c not in SPLIT_COLUMNS] + EXTRA_COLUMNS)
 
 
 def cap_per_gene_source(
-    var: pl.DataFrame, opts: BuildOptions, build: str, tally: Tally, stats: dict
+    var: pl.DataFrame, opts: BuildConfig, build: str, tally: Tally, stats: dict
 ) -> pl.DataFrame:
     """Keep at most `max_per_gene_source` seeded-random rows per (gene, source) of the capped
     sources; record the cap's effect per source."""
@@ -405,7 +411,7 @@ def cap_per_gene_source(
 
 def build_dataset(
     data_dir: str | Path,
-    opts: BuildOptions | None = None,
+    opts: BuildConfig | None = None,
     sets: list[AssemblySet] | None = None,
     progress: Progress = no_progress,
     splash_anchors: str | Path | list[str | Path] | None = None,
@@ -416,7 +422,7 @@ def build_dataset(
         `BUILD=ANCHORS.tsv` per build; fill the SPLASH_* columns (llamadna.splash.scores),
         else they stay null.
     """
-    opts = opts or BuildOptions()
+    opts = opts or BuildConfig()
     anchors = None
     if splash_anchors is not None:
         from llamadna.splash.scores import read_anchor_tables
@@ -446,6 +452,8 @@ def build_dataset(
 
 
 def make_summary(df, opts, sets, tally, stats, notes) -> dict:
+    """summary.json: options, inputs, row counts per build / chromosome / source / split, genes,
+    the records dropped per build and reason, and the statistics the steps gathered."""
     def counts(*cols: str) -> dict:
         g = df.group_by(list(cols)).len().sort(list(cols))
         if len(cols) == 1:

@@ -15,49 +15,51 @@ The result has the same file names and formats as `../shared/data` (see its MANI
 Not fetched: OMIM (needs a licence key), COSMIC (needs a login and licence) and dbSNP (tens of
 GB); the bundle's GWAS and `HPO_disease` rows have no counterpart here either.
 
-Downloads stream to `DIR/.download/NAME.part`, resume with an HTTP Range request (a server
-that ignores Range gets a fresh download), are checked against the md5 the source publishes
-and are then renamed to `DIR/.download/NAME`. A raw file that is there is never downloaded
-again: delete `DIR/.download` to refresh the sources. Outputs are written atomically.
+Downloads (`llamadna.io.download`) stream to `DIR/.download/NAME.part`, resume with an HTTP
+Range request (a server that ignores Range gets a fresh download), are checked against the md5
+the source publishes and are then renamed to `DIR/.download/NAME`. A raw file that is there is
+never downloaded again: delete `DIR/.download` to refresh the sources. Outputs are written
+atomically.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import http.client
 import json
 import logging
 import os
 import re
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TextIO
-from urllib.error import HTTPError, URLError
-from urllib.parse import urljoin, urlsplit
-from urllib.request import Request, urlopen
+from urllib.parse import urlsplit
 
 import pysam
 
 from llamadna import __version__
-from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
+from llamadna.io.download import (
+    CHUNK,
+    DownloadError,
+    checksum_url,
+    download,
+    fetch_text,
+    parse_md5_list,
+)
+from llamadna.io.text import open_maybe_gzip
+from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[str, int, int | None], None]  # (description, bytes done, bytes total or None)
-
 DEFAULT_CHROMOSOMES = ("chr21", "chr22", "chrM")
 DOWNLOAD_DIR = ".download"
-CHUNK = 1 << 20  # bytes per read while downloading and copying
 
 # Columns of the files fetch writes: the bundle's full schemas, a superset of the columns the
 # readers require (llamadna.io.tables.GENE_INFO_REQUIRED_COLUMNS, PHENOTYPE_REQUIRED_COLUMNS).
@@ -70,8 +72,9 @@ _PRIMARY = re.compile(r"^chr([1-9]|1\d|2[0-2]|X|Y|M)$")
 _NO_VALUE = {"", "-"}  # NCBI's "none" marker
 
 
-class FetchError(InputError):
-    """A download or conversion failed; the message starts with the URL or file concerned."""
+class FetchError(DownloadError):
+    """A conversion (or a checksum list) failed; the message starts with the file or URL
+    concerned. A failed download is its base, `DownloadError`."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ SOURCES: dict[str, Source] = {
 
 
 @dataclass
-class FetchOptions:
+class FetchConfig:
+    """Options of `fetch_data`: which chromosomes, where from, and how downloads retry."""
+
     chromosomes: tuple[str, ...] = DEFAULT_CHROMOSOMES
     mirror: str | None = None  # replaces scheme://host of every source URL (path kept)
     sources: dict[str, str] = field(default_factory=dict)  # name -> URL overrides
@@ -121,10 +126,6 @@ class FetchOptions:
     retries: int = 3  # resumed attempts after an interrupted download
     retry_wait: float = 2.0  # seconds before retry k (times k)
     timeout: float = 60.0  # seconds per network operation
-
-
-def _no_progress(desc: str, done: int, total: int | None) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------- sources
@@ -188,188 +189,7 @@ def resolve_sources(
     return out
 
 
-def checksum_url(url: str, checksum: str) -> str:
-    name = PurePosixPath(urlsplit(url).path).name
-    return urljoin(url, checksum.format(file=name))
-
-
-def parse_md5_list(text: str, name: str, single_file: bool = False) -> str | None:
-    """The md5 of `name` in an md5sum (`HASH  NAME`) or BSD (`MD5 (NAME) = HASH`) listing.
-
-    With `single_file` (a per-file `.md5`), a listing of exactly one hash is taken whatever
-    name it gives (ClinVar's `clinvar.vcf.gz.md5` names the dated file the link points to).
-    """
-    entries: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if m := re.match(r"^MD5 \((.+)\) = ([0-9a-fA-F]{32})$", line):
-            entries.append((m[2].lower(), m[1]))
-        elif m := re.match(r"^([0-9a-fA-F]{32})(?:\s+\*?(.*))?$", line):
-            entries.append((m[1].lower(), (m[2] or "").strip()))
-    for h, n in entries:
-        if PurePosixPath(n).name == name:
-            return h
-    if single_file and len(entries) == 1:
-        return entries[0][0]
-    return None
-
-
 # --------------------------------------------------------------------------- downloads
-
-
-def _request(url: str, offset: int = 0) -> Request:
-    req = Request(url, headers={"User-Agent": f"llamadna/{__version__}"})
-    if offset:
-        req.add_header("Range", f"bytes={offset}-")
-    return req
-
-
-def _http_error(url: str, exc: HTTPError, what: str = "") -> FetchError:
-    exc.close()
-    return FetchError(url, f"HTTP {exc.code} {exc.reason}{what}")
-
-
-def fetch_text(url: str, timeout: float = 60.0, what: str = "") -> str:
-    """A small text file (a checksum list) in memory."""
-    try:
-        with urlopen(_request(url), timeout=timeout) as resp:
-            return resp.read().decode("utf-8", errors="replace")
-    except HTTPError as exc:
-        raise _http_error(url, exc, what) from None
-    except (URLError, OSError, http.client.HTTPException) as exc:
-        raise FetchError(url, f"could not download{what}: {getattr(exc, 'reason', exc)}") from None
-
-
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while buf := fh.read(CHUNK):
-            h.update(buf)
-    return h.hexdigest()
-
-
-def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
-    """`bytes 100-999/1000` -> (100, 1000); None when absent or unparseable."""
-    m = re.match(r"^bytes (\d+)-\d+/(\d+|\*)$", (value or "").strip())
-    if m is None:
-        return None
-    return int(m[1]), (int(m[2]) if m[2] != "*" else None)
-
-
-def _open_for_attempt(url: str, part: Path, offset: int, attempt: int, retries: int,
-                      timeout: float) -> http.client.HTTPResponse | None:
-    """Open `url` from byte `offset`; None when this attempt failed and should be retried
-    (a stale `.part` is removed first). Raises FetchError when no retry is left or useful."""
-    try:
-        return urlopen(_request(url, offset), timeout=timeout)
-    except HTTPError as exc:
-        if exc.code == 416 and offset:  # the .part is as long as the file or longer: stale
-            exc.close()
-            log.warning("%s: server refused to resume at byte %d; restarting", url, offset)
-            part.unlink()
-            return None
-        if exc.code >= 500 and attempt < retries:  # server trouble, often transient
-            exc.close()
-            log.warning("%s: HTTP %d %s; retrying", url, exc.code, exc.reason)
-            return None
-        raise _http_error(url, exc) from None
-    except (URLError, OSError, http.client.HTTPException) as exc:
-        if attempt < retries:
-            log.warning("%s: %s; retrying", url, getattr(exc, "reason", exc))
-            return None
-        raise FetchError(url, f"could not download: {getattr(exc, 'reason', exc)}") from None
-
-
-def _transfer_plan(resp: http.client.HTTPResponse, url: str, part: Path,
-                   offset: int) -> tuple[int, str, int | None] | None:
-    """(start byte, file mode, total bytes or None) for the response: append when the server
-    honoured the Range request, else start over. None (and the `.part` removed) when the
-    Content-Range does not match the `.part`."""
-    length = resp.headers.get("Content-Length")
-    length = int(length) if length and length.isdigit() else None
-    if offset and resp.status == 206:
-        cr = _content_range_start(resp.headers.get("Content-Range"))
-        if cr is None or cr[0] != offset:
-            log.warning("%s: bad Content-Range %r; restarting", url, resp.headers.get("Content-Range"))
-            part.unlink()
-            return None
-        total = cr[1] if cr[1] is not None else (offset + length if length is not None else None)
-        log.info("resuming %s at byte %d", part.name.removesuffix(".part"), offset)
-        return offset, "ab", total
-    if offset:
-        log.warning("%s: server ignored the Range request; downloading from the start", url)
-    return 0, "wb", length
-
-
-def _download_attempt(url: str, part: Path, desc: str, step: Step, attempt: int, retries: int,
-                      timeout: float) -> bool:
-    """One try at completing `part` (resuming what is there); True when it holds the whole file."""
-    offset = part.stat().st_size if part.exists() else 0
-    resp = _open_for_attempt(url, part, offset, attempt, retries, timeout)
-    if resp is None:
-        return False
-    with resp:
-        plan = _transfer_plan(resp, url, part, offset)
-        if plan is None:
-            return False
-        done, mode, total = plan
-        step(desc, done, total)
-        try:
-            with open(part, mode) as fh:
-                while buf := resp.read(CHUNK):
-                    fh.write(buf)
-                    done += len(buf)
-                    step(desc, done, total)
-        except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-            log.warning("%s: interrupted after %d bytes (%s); resuming", url, done, exc)
-            return False
-    if total is not None and done < total:
-        log.warning("%s: interrupted after %d of %d bytes; resuming", url, done, total)
-        return False
-    return True
-
-
-def _check_md5(url: str, part: Path, dest: Path, expected_md5: str) -> None:
-    """Remove `part` and raise FetchError when its md5 is not `expected_md5`."""
-    actual = file_md5(part)
-    if actual != expected_md5:
-        part.unlink()
-        raise FetchError(
-            url, f"md5 checksum mismatch for {dest.name}: expected {expected_md5}, got "
-            f"{actual}; the file was removed, run again to download it again",
-        )
-
-
-def download(
-    url: str,
-    dest: Path,
-    expected_md5: str | None = None,
-    step: Step = _no_progress,
-    retries: int = 3,
-    retry_wait: float = 2.0,
-    timeout: float = 60.0,
-) -> Path:
-    """Stream `url` to `dest` through `dest.part`, resuming with Range, then check the md5.
-
-    An interrupted transfer (connection dropped, fewer bytes than Content-Length) is resumed
-    up to `retries` times; a `.part` left by an earlier run is resumed too. On an md5 mismatch
-    the file is removed and FetchError names it with both checksums.
-    """
-    part = dest.with_name(dest.name + ".part")
-    part.parent.mkdir(parents=True, exist_ok=True)
-    desc = f"download {dest.name}"
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(retry_wait * attempt)
-        if _download_attempt(url, part, desc, step, attempt, retries, timeout):
-            break
-    else:
-        raise FetchError(url, f"download interrupted {retries + 1} times; run again to resume "
-                         f"from {part}")
-    if expected_md5 is not None:
-        _check_md5(url, part, dest, expected_md5)
-    os.replace(part, dest)
-    return dest
 
 
 @dataclass
@@ -384,7 +204,7 @@ class RawFile:
 class _Fetcher:
     """Downloads each raw file once, with its published checksum (cached per listing)."""
 
-    def __init__(self, dl_dir: Path, opts: FetchOptions, step: Step):
+    def __init__(self, dl_dir: Path, opts: FetchConfig, step: Progress):
         self.dir, self.opts, self.step = dl_dir, opts, step
         self.listings: dict[str, str] = {}
 
@@ -428,21 +248,15 @@ class _Fetcher:
 def _open_raw(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
     """(file, stream): the raw file (for progress via tell()) and its content, gunzipped when
     it is gzip; truncated or corrupt gzip data becomes a FetchError naming the file."""
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+    with open_maybe_gzip(path) as (raw, stream):
         try:
-            yield raw, stream  # type: ignore[misc]
+            yield raw, stream
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise FetchError(path, f"corrupt or truncated gzip data ({exc}); delete the file "
                              "and run again") from None
-        finally:
-            if gz:
-                stream.close()
 
 
-def _lines(path: Path, desc: str, step: Step) -> Iterator[bytes]:
+def _lines(path: Path, desc: str, step: Progress) -> Iterator[bytes]:
     """Lines (without line ends) of a raw file, reporting progress in raw bytes."""
     size = path.stat().st_size
     with _open_raw(path) as (raw, stream):
@@ -484,7 +298,7 @@ def _header_index(path: Path, header: bytes, required: list[str], what: str) -> 
     return {c: i for i, c in enumerate(cols)}
 
 
-def _tsv_records(raw: Path, required: list[str], what: str, step: Step) -> Iterator[dict[str, str]]:
+def _tsv_records(raw: Path, required: list[str], what: str, step: Progress) -> Iterator[dict[str, str]]:
     """The records of a headed TSV as {column: stripped value}; short lines are padded with
     empty values, blank and `#` lines skipped."""
     lines = _lines(raw, f"convert {raw.name}", step)
@@ -497,7 +311,7 @@ def _tsv_records(raw: Path, required: list[str], what: str, step: Step) -> Itera
         yield {k: f[i].strip() for k, i in col.items()}
 
 
-def write_regions(raws: list[tuple[str, Path]], out: Path, step: Step = _no_progress) -> dict:
+def write_regions(raws: list[tuple[str, Path]], out: Path, step: Progress = no_progress) -> dict:
     """Concatenate per-chromosome FASTA files into `out` as `>chrom` records; returns
     {chrom: length}. Each input must hold exactly that chromosome."""
     lengths: dict[str, int] = {}
@@ -539,7 +353,7 @@ def write_regions(raws: list[tuple[str, Path]], out: Path, step: Step = _no_prog
 
 
 def write_annotation(raw: Path, chroms: tuple[str, ...], out: Path,
-                     step: Step = _no_progress) -> int:
+                     step: Progress = no_progress) -> int:
     """Header comments and the records on `chroms` (seqname normalised to UCSC style)."""
     names: dict[bytes, str | None] = {}
     count = [0]
@@ -574,7 +388,7 @@ def _xrefs(dbxrefs: str, prefix: str) -> list[str]:
     return [x[len(prefix):] for x in dbxrefs.split("|") if x.startswith(prefix)]
 
 
-def write_gene_info(raw: Path, out: Path, step: Step = _no_progress) -> int:
+def write_gene_info(raw: Path, out: Path, step: Progress = no_progress) -> int:
     """NCBI gene_info -> the bundle's gene_info columns (Ensembl/MIM IDs from dbXrefs,
     aliases = symbol + synonyms, comma-joined; hg38_location left empty)."""
     need = ["GeneID", "Symbol", "Synonyms", "dbXrefs", "chromosome", "map_location",
@@ -608,7 +422,7 @@ def write_gene_info(raw: Path, out: Path, step: Step = _no_progress) -> int:
     return count[0]
 
 
-def clinvar_gene_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
+def clinvar_gene_rows(raw: Path, step: Progress = no_progress) -> Iterator[tuple]:
     """ClinVar gene_condition_source_id: one row per gene-condition pair.
     id = MIM:<DiseaseMIM> (else MedGen:<ConceptID>), related_id = MedGen concept."""
     need = ["AssociatedGenes", "RelatedGenes", "ConceptID", "DiseaseName", "SourceName",
@@ -622,7 +436,7 @@ def clinvar_gene_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
                f"gene={relation}; source={v['SourceName']}")
 
 
-def orphanet_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
+def orphanet_rows(raw: Path, step: Progress = no_progress) -> Iterator[tuple]:
     """Orphanet product 6 XML: one row per disorder-gene association (detail = its type)."""
     size, desc = raw.stat().st_size, f"convert {raw.name}"
     with _open_raw(raw) as (fh, stream):
@@ -644,7 +458,7 @@ def orphanet_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
     step(desc, size, size)
 
 
-def hpo_rows(raw: Path, step: Step = _no_progress) -> Iterator[tuple]:
+def hpo_rows(raw: Path, step: Progress = no_progress) -> Iterator[tuple]:
     """HPO genes_to_phenotype.txt: phenotype = HPO term name, id = HP term, related_id =
     disease."""
     need = ["gene_symbol", "hpo_id", "hpo_name", "frequency", "disease_id"]
@@ -730,7 +544,7 @@ def _variant_info(r_info: pysam.VariantRecordInfo, has: dict[str, bool]) -> list
 
 
 def _convert_records(vf: pysam.VariantFile, fo: TextIO, chroms: tuple[str, ...], size: int, desc: str,
-                     step: Step) -> tuple[Counter, Counter]:
+                     step: Progress) -> tuple[Counter, Counter]:
     """Write the kept records of `vf` as bundle VCF lines; returns (kept per chromosome,
     skipped per reason)."""
     counts: Counter = Counter()
@@ -768,7 +582,7 @@ def _bgzip_index_to(plain: Path, raw: Path, out: Path) -> None:
 
 
 def write_variants(raw: Path, chroms: tuple[str, ...], lengths: dict[str, int], out: Path,
-                   source_url: str = "", step: Step = _no_progress) -> dict[str, int]:
+                   source_url: str = "", step: Progress = no_progress) -> dict[str, int]:
     """ClinVar VCF -> bundle VCF (UCSC names, `##contig` lengths, INFO SOURCE/CLNSIG/PHENO/
     GENE), bgzipped and tabix-indexed (`out` and `out.tbi`). Returns records per chromosome.
 
@@ -801,11 +615,11 @@ def write_variants(raw: Path, chroms: tuple[str, ...], lengths: dict[str, int], 
 # --------------------------------------------------------------------------- all
 
 
-def fetch_data(out_dir: str | Path, opts: FetchOptions | None = None,
-               step: Step = _no_progress) -> dict:
+def fetch_data(out_dir: str | Path, opts: FetchConfig | None = None,
+               step: Progress = no_progress) -> dict:
     """Download (or reuse) the raw files under `out_dir/.download` and write the bundle files
     into `out_dir`. Returns a summary (also written to `out_dir/fetch_summary.json`)."""
-    opts = opts or FetchOptions()
+    opts = opts or FetchConfig()
     out = Path(out_dir)
     chroms = parse_chromosomes(opts.chromosomes)
     srcs = resolve_sources(opts.mirror, opts.sources)

@@ -1,4 +1,5 @@
-"""Gene metadata: versionless Ensembl IDs, Entrez descriptions, gene-level phenotypes.
+"""Gene primitives: the genes of an assembly set, the gene of each variant, and gene metadata
+(versionless Ensembl IDs, Entrez descriptions, gene-level phenotypes, the sentence's gene fields).
 
 Resolution order for a gene of the annotation (documented in the README):
 1. its Ensembl ID, when the annotation has one and gene_info lists it;
@@ -13,6 +14,8 @@ from __future__ import annotations
 import polars as pl
 
 from llamadna.constants import GENE_PHENOTYPE_SOURCES, MAX_PHENOTYPES, NOT_SPECIFIED
+from llamadna.data.paths import AssemblySet
+from llamadna.io.genes import read_genes
 from llamadna.io.variants import join_phenotypes
 
 
@@ -102,3 +105,76 @@ def gene_phenotype_table(phen: pl.DataFrame) -> pl.DataFrame:
 def phenotype_expr() -> pl.Expr:
     """Row phenotype: the variant's own, else the gene's, else "not specified"."""
     return pl.coalesce("phenotype", "gene_phenotype", pl.lit(NOT_SPECIFIED)).alias("phenotype")
+
+
+def load_genes(aset: AssemblySet) -> pl.DataFrame:
+    """Genes of a set from all its annotation files; where a GTF and a feature table name the
+    same gene on the same chromosome, the GTF (listed first) wins."""
+    frames = [read_genes(p).with_columns(pl.lit(i).alias("ann_rank"))
+              for i, p in enumerate(aset.annotations)]
+    genes = pl.concat(frames)
+    genes = genes.sort("ann_rank").unique(
+        subset=["chrom", "gene_name"], keep="first", maintain_order=True
+    )
+    return genes.drop("ann_rank", "line")
+
+
+def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
+    """Inner-join each variant to one gene containing its position: among overlapping genes,
+    protein-coding first, then the smallest, then gene_id / gene_name (lexicographic) for a
+    deterministic tie-break."""
+    g = genes.select(
+        pl.col("chrom").alias("g_chrom"),
+        pl.col("start").alias("g_start"),
+        pl.col("end").alias("g_end"),
+        pl.col("strand"),
+        "gene_id", "gene_name", "gene_type", "gene_description", "entrez_symbol",
+    )
+    parts = []
+    for chrom in variants["chrom"].unique().sort().to_list():
+        v = variants.filter(pl.col("chrom") == chrom)
+        gc = g.filter(pl.col("g_chrom") == chrom)
+        if gc.height == 0:
+            continue
+        parts.append(
+            v.join_where(gc, pl.col("pos") >= pl.col("g_start"), pl.col("pos") <= pl.col("g_end"))
+        )
+    if not parts:
+        return variants.head(0).join(g.head(0), how="cross")
+    cand = pl.concat(parts)
+    return (
+        cand.sort(
+            [
+                "row",
+                (pl.col("gene_type") != "protein_coding"),
+                (pl.col("g_end") - pl.col("g_start")),
+                pl.col("gene_id").fill_null(""),
+                "gene_name",
+            ]
+        )
+        .unique(subset="row", keep="first", maintain_order=True)
+        .drop("g_chrom", "g_start", "g_end")
+    )
+
+
+def add_gene_phenotypes(df: pl.DataFrame, gene_pheno: pl.DataFrame) -> pl.DataFrame:
+    """Add `gene_phenotype` (gene_phenotype_table) to rows with `entrez_symbol`/`gene_name`:
+    looked up by the Entrez symbol, else by the annotation's own gene name; null when neither."""
+    return (
+        df.join(gene_pheno, left_on="entrez_symbol", right_on="gene_symbol", how="left")
+        .join(
+            gene_pheno.rename({"gene_phenotype": "gp_by_name"}),
+            left_on="gene_name", right_on="gene_symbol", how="left",
+        )
+        .with_columns(pl.coalesce("gene_phenotype", "gp_by_name").alias("gene_phenotype"))
+        .drop("gp_by_name")
+    )
+
+
+def gene_text_exprs() -> list[pl.Expr]:
+    """The gene's sentence fields: `gene_description` ("not specified" when unknown) and
+    `transcript_type` (the gene type with `_` as a space)."""
+    return [
+        pl.col("gene_description").fill_null(NOT_SPECIFIED),
+        pl.col("gene_type").str.replace_all("_", " ").alias("transcript_type"),
+    ]

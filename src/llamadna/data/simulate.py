@@ -82,10 +82,10 @@ for _a, _b in zip(b"ACGTN", b"TGCAN"):
     _COMP[_a] = _b
 
 
-
-
 @dataclass
-class SimulateOptions:
+class SimulateConfig:
+    """Options of `simulate_samples` (the model in the module docstring)."""
+
     n_samples: int = 8
     depth: float = 30.0  # mean read coverage per sample (both haplotypes together)
     read_len: int = 100
@@ -185,60 +185,15 @@ class SetVariants:
 
 
 def prepare_variants(
-    aset: AssemblySet, ref: Reference, opts: SimulateOptions, rng: np.random.Generator
+    aset: AssemblySet, ref: Reference, opts: SimulateConfig, rng: np.random.Generator
 ) -> SetVariants:
     """Read, filter and classify one build's variants; draw ALTs for event records without one."""
     var = read_variants(aset.variants, build=aset.build)
     counts: Counter = Counter(read=var.height)
-    tsv = _beside_tsv(aset.variants)
-    freqs = read_frequencies(tsv) if tsv is not None else None
-    if freqs is not None:
-        var = var.join(freqs, on=["chrom", "pos", "ref", "alt", "variant_id"], how="left")
-    else:
-        var = var.with_columns(pl.lit(None, pl.Float64).alias("af"))
-    counts["frequency_from_maf"] = int(
-        var.filter(pl.col("source").is_in(list(opts.germline_sources)))["af"].is_not_null().sum()
-    )
-    is_event = pl.col("source").is_in(list(opts.event_sources))
-    is_germ = pl.col("source").is_in(list(opts.germline_sources))
-    for src, n in var.filter(~is_event & ~is_germ).group_by("source").len().iter_rows():
-        counts[f"skipped_source_not_simulated:{src}"] += n
-    var = var.filter(is_event | is_germ)
-    no_alt = is_germ & (pl.col("alt") == ".")
-    counts["skipped_germline_without_alt"] = int(var.select(no_alt.sum()).item())
-    var = var.filter(~no_alt)
-    symbolic = ~pl.col("alt").str.contains(r"^([ACGTNacgtn]+|\.)$")
-    counts["skipped_alt_not_ACGTN"] = int(var.select(symbolic.sum()).item())
-    var = var.filter(~symbolic)
-
-    # inside a reference record, REF equal to the reference
-    pos0 = var["pos"].to_numpy().astype(np.int64) - 1
-    ref_len = var["ref"].str.len_bytes().to_numpy().astype(np.int64)
-    contig = np.full(var.height, -1, dtype=np.int64)
-    chrom = var["chrom"].to_numpy()
-    for c in np.unique(chrom) if var.height else []:
-        sel = np.flatnonzero(chrom == c)
-        contig[sel] = ref.locate(str(c), pos0[sel], pos0[sel] + ref_len[sel])
-    inside = contig >= 0
-    counts["skipped_outside_reference"] = int((~inside).sum())
-    var, pos0, ref_len, contig = var.filter(inside), pos0[inside], ref_len[inside], contig[inside]
-    match = ref_allele_matches(ref, contig, pos0, var["ref"].to_list())
-    counts["skipped_ref_mismatch"] = int((~match).sum())
-    var, pos0, ref_len, contig = var.filter(match), pos0[match], ref_len[match], contig[match]
-
-    # ALT for event records without one: REF[0] -> one of the 3 other bases (any of 4 if N)
-    refs = var["ref"].to_list()
-    alts = var["alt"].str.to_uppercase().to_list()
-    drawn = np.zeros(var.height, dtype=bool)
-    dots = [i for i, a in enumerate(alts) if a == "."]
-    if dots:
-        first = _CODE[np.frombuffer("".join(refs[i][0] for i in dots).encode(), dtype=np.uint8)]
-        shift = rng.integers(1, 4, len(dots))
-        anyb = rng.integers(0, 4, len(dots))
-        new = _BASES[np.where(first < 4, (first + shift) % 4, anyb)]
-        for i, b in zip(dots, new.tobytes().decode()):
-            alts[i] = b + refs[i][1:]
-        drawn[dots] = True
+    var = _with_frequencies(var, aset, opts, counts)
+    var = _simulated_records(var, opts, counts)
+    var, contig, pos0, ref_len = _on_reference(var, ref, counts)
+    alts, drawn = _draw_missing_alts(var, rng)
     counts["events_alt_drawn"] = int(drawn.sum())
     event = var["source"].is_in(list(opts.event_sources)).to_numpy()
     table = var.select("chrom", "pos", "ref", "variant_id", "source", "af").with_columns(
@@ -253,6 +208,73 @@ def prepare_variants(
         table=table, contig=contig, start=pos0 - starts[contig],
         ref_len=ref_len, alt=[a.encode() for a in alts], is_event=event, counts=dict(counts),
     )
+
+
+def _with_frequencies(var: pl.DataFrame, aset: AssemblySet, opts: SimulateConfig,
+                      counts: Counter) -> pl.DataFrame:
+    """Add `af`: the ALT frequency from the variant TSV beside the VCF (`maf`), else null."""
+    tsv = _beside_tsv(aset.variants)
+    freqs = read_frequencies(tsv) if tsv is not None else None
+    if freqs is not None:
+        var = var.join(freqs, on=["chrom", "pos", "ref", "alt", "variant_id"], how="left")
+    else:
+        var = var.with_columns(pl.lit(None, pl.Float64).alias("af"))
+    counts["frequency_from_maf"] = int(
+        var.filter(pl.col("source").is_in(list(opts.germline_sources)))["af"].is_not_null().sum()
+    )
+    return var
+
+
+def _simulated_records(var: pl.DataFrame, opts: SimulateConfig, counts: Counter) -> pl.DataFrame:
+    """Keep the event and germline records that can be simulated (counting the others)."""
+    is_event = pl.col("source").is_in(list(opts.event_sources))
+    is_germ = pl.col("source").is_in(list(opts.germline_sources))
+    for src, n in var.filter(~is_event & ~is_germ).group_by("source").len().iter_rows():
+        counts[f"skipped_source_not_simulated:{src}"] += n
+    var = var.filter(is_event | is_germ)
+    no_alt = is_germ & (pl.col("alt") == ".")
+    counts["skipped_germline_without_alt"] = int(var.select(no_alt.sum()).item())
+    var = var.filter(~no_alt)
+    symbolic = ~pl.col("alt").str.contains(r"^([ACGTNacgtn]+|\.)$")
+    counts["skipped_alt_not_ACGTN"] = int(var.select(symbolic.sum()).item())
+    return var.filter(~symbolic)
+
+
+def _on_reference(var: pl.DataFrame, ref: Reference, counts: Counter
+                  ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the records inside a reference record whose REF equals the reference; returns them
+    with their record index, 0-based position and REF length (each (V,))."""
+    pos0 = var["pos"].to_numpy().astype(np.int64) - 1
+    ref_len = var["ref"].str.len_bytes().to_numpy().astype(np.int64)
+    contig = np.full(var.height, -1, dtype=np.int64)
+    chrom = var["chrom"].to_numpy()
+    for c in np.unique(chrom) if var.height else []:
+        sel = np.flatnonzero(chrom == c)
+        contig[sel] = ref.locate(str(c), pos0[sel], pos0[sel] + ref_len[sel])
+    inside = contig >= 0
+    counts["skipped_outside_reference"] = int((~inside).sum())
+    var, pos0, ref_len, contig = var.filter(inside), pos0[inside], ref_len[inside], contig[inside]
+    match = ref_allele_matches(ref, contig, pos0, var["ref"].to_list())
+    counts["skipped_ref_mismatch"] = int((~match).sum())
+    return var.filter(match), contig[match], pos0[match], ref_len[match]
+
+
+def _draw_missing_alts(var: pl.DataFrame, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """ALT per record (upper case); for event records without one (`.`), REF[0] becomes one of
+    the 3 other bases (any of 4 if N). Returns (alts, drawn mask (V,))."""
+    refs = var["ref"].to_list()
+    alts = var["alt"].str.to_uppercase().to_list()
+    drawn = np.zeros(var.height, dtype=bool)
+    dots = [i for i, a in enumerate(alts) if a == "."]
+    if dots:
+        first = _CODE[np.frombuffer("".join(refs[i][0] for i in dots).encode(), dtype=np.uint8)]
+        shift = rng.integers(1, 4, len(dots))
+        anyb = rng.integers(0, 4, len(dots))
+        new = _BASES[np.where(first < 4, (first + shift) % 4, anyb)]
+        for i, b in zip(dots, new.tobytes().decode()):
+            alts[i] = b + refs[i][1:]
+        drawn[dots] = True
+    return alts, drawn
 
 
 def _greedy_non_overlapping(key_start: np.ndarray, key_end: np.ndarray) -> np.ndarray:
@@ -271,7 +293,7 @@ def _greedy_non_overlapping(key_start: np.ndarray, key_end: np.ndarray) -> np.nd
 
 
 def draw_genotypes(
-    sv: SetVariants, opts: SimulateOptions, rng: np.random.Generator
+    sv: SetVariants, opts: SimulateConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, Counter]:
     """Applied alleles per (record, sample, haplotype) after overlap resolution: (V, S, 2) bool."""
     n_var, n_s = len(sv.contig), opts.n_samples
@@ -310,7 +332,7 @@ def draw_genotypes(
     return carry, dropped
 
 
-def truth_table(sv: SetVariants, carry: np.ndarray, opts: SimulateOptions) -> pl.DataFrame:
+def truth_table(sv: SetVariants, carry: np.ndarray, opts: SimulateConfig) -> pl.DataFrame:
     """One row per (sample, applied record) with its phased genotype (hap0|hap1)."""
     frames = []
     for s, (name, group) in enumerate(zip(opts.samples, opts.groups)):
@@ -369,7 +391,7 @@ def _digits(values: np.ndarray, width: int) -> np.ndarray:
     return ((values[:, None] // powers) % 10 + ord("0")).astype(np.uint8)
 
 
-def _reads(hap: np.ndarray, n: int, opts: SimulateOptions, rng: np.random.Generator
+def _reads(hap: np.ndarray, n: int, opts: SimulateConfig, rng: np.random.Generator
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n reads from a haplotype: (starts (n,), reverse (n,) bool, sequences (n, L) uint8)."""
     L = opts.read_len
@@ -411,7 +433,7 @@ def _fastq_records(head: bytes, numbers: np.ndarray, num_w: int, mid: bytes, pos
     return buf.tobytes()
 
 
-def reads_per_record(length: int, opts: SimulateOptions) -> int:
+def reads_per_record(length: int, opts: SimulateConfig) -> int:
     if length < opts.read_len:
         return 0
     return round(opts.depth * length / opts.read_len)
@@ -419,7 +441,7 @@ def reads_per_record(length: int, opts: SimulateOptions) -> int:
 
 def write_sample_fastq(
     path: Path, sample: str, ref: Reference, sv: SetVariants, carry_s: np.ndarray,
-    opts: SimulateOptions, rng: np.random.Generator,
+    opts: SimulateConfig, rng: np.random.Generator,
 ) -> dict:
     """Write one sample's reads (all records, both haplotypes) as gzip FASTQ. -> stats."""
     total = sum(reads_per_record(len(c.seq), opts) for c in ref.contigs)
@@ -469,57 +491,86 @@ def _rng(seed: int, build: str, *key: int) -> np.random.Generator:
 
 
 def simulate_samples(
-    data_dir: str | Path, out_dir: str | Path, opts: SimulateOptions | None = None,
+    data_dir: str | Path, out_dir: str | Path, opts: SimulateConfig | None = None,
     sets: list[AssemblySet] | None = None, progress: Progress = no_progress,
 ) -> dict:
     """Simulate FASTQ samples for every build of a bundle into OUT/<build>/. -> summary dict.
 
-    Writes per build: SIMULATED_<sample>.fastq.gz, samples.tsv (sample, path, group, build),
+    Writes per build: SIMULATED_<sample>.fastq.gz, samples.tsv (SAMPLE_SHEET_COLUMNS),
     truth.tsv (TRUTH_COLUMNS), README.txt; and OUT/README.txt, OUT/simulation.json.
     """
     t0 = time.perf_counter()
-    opts = opts or SimulateOptions()
+    opts = opts or SimulateConfig()
     out = Path(out_dir)
     sets = sets if sets is not None else discover_sets(data_dir)
     summary: dict = {"note": SIMULATED_NOTE, "options": asdict(opts), "builds": {}}
-    jobs = []
+    jobs: list[tuple] = []
     for aset in sets:
-        b = aset.build
-        progress(f"{b}: reading reference and variants", 0, 2)
-        ref = read_reference(aset.fasta)
-        sv = prepare_variants(aset, ref, opts, _rng(opts.seed, b, 0))
-        progress(f"{b}: drawing genotypes", 1, 2)
-        carry, dropped = draw_genotypes(sv, opts, _rng(opts.seed, b, 1))
-        truth = truth_table(sv, carry, opts)
-        bdir = out / b
-        bdir.mkdir(parents=True, exist_ok=True)
-        atomic_write(bdir / "truth.tsv", lambda p, t=truth: t.write_csv(p, separator="\t"))
-        sheet = pl.DataFrame({
-            "sample": opts.samples,
-            # relative to the sheet's folder (as `llamadna splash --samples` reads it): movable
-            "path": [f"SIMULATED_{s}.fastq.gz" for s in opts.samples],
-            "group": opts.groups,
-            "build": [b] * opts.n_samples,
-        })
-        atomic_write(bdir / "samples.tsv", lambda p, t=sheet: t.write_csv(p, separator="\t"))
-        atomic_write(bdir / "README.txt", lambda p, b=b, a=aset: p.write_text(_readme(opts, b, a)))
-        skipped = [c.name for c in ref.contigs if reads_per_record(len(c.seq), opts) == 0]
-        summary["builds"][b] = {
-            "fasta": str(aset.fasta), "variants": str(aset.variants),
-            "records": len(ref.contigs), "reference_bp": ref.total_length,
-            "records_shorter_than_read": skipped,
-            "variant_counts": sv.counts,
-            "dropped_overlapping_placements": dict(dropped),
-            "applied_per_sample": {
-                s: {k: int(n) for k, n in truth.filter(pl.col("sample") == s)
-                    .group_by("kind").len().iter_rows()}
-                for s in opts.samples
-            },
-            "samples": {},
-        }
-        progress(f"{b}: variants placed", 2, 2)
-        for si, s in enumerate(opts.samples):
-            jobs.append((b, si, s, ref, sv, carry, bdir / f"SIMULATED_{s}.fastq.gz"))
+        summary["builds"][aset.build], build_jobs = _simulate_build(aset, opts, out, progress)
+        jobs += build_jobs
+    _write_fastqs(jobs, opts, summary["builds"], progress)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    atomic_write(out / "README.txt", lambda p: p.write_text(_readme(opts, None, None)))
+    atomic_write(out / "simulation.json",
+                 lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
+    log.info("simulated %d samples x %d builds in %.1f s", opts.n_samples, len(sets),
+             summary["seconds"])
+    return summary
+
+
+def _simulate_build(aset: AssemblySet, opts: SimulateConfig, out: Path,
+                    progress: Progress) -> tuple[dict, list[tuple]]:
+    """Place one build's variants and write its truth.tsv, samples.tsv and README.txt into
+    OUT/<build>/. Returns its summary entry (its "samples" filled by `_write_fastqs`) and one
+    FASTQ job per sample."""
+    b = aset.build
+    progress(f"{b}: reading reference and variants", 0, 2)
+    ref = read_reference(aset.fasta)
+    sv = prepare_variants(aset, ref, opts, _rng(opts.seed, b, 0))
+    progress(f"{b}: drawing genotypes", 1, 2)
+    carry, dropped = draw_genotypes(sv, opts, _rng(opts.seed, b, 1))
+    truth = truth_table(sv, carry, opts)
+    bdir = out / b
+    bdir.mkdir(parents=True, exist_ok=True)
+    atomic_write(bdir / "truth.tsv", lambda p: truth.write_csv(p, separator="\t"))
+    sheet = _sample_sheet(opts, b)
+    atomic_write(bdir / "samples.tsv", lambda p: sheet.write_csv(p, separator="\t"))
+    atomic_write(bdir / "README.txt", lambda p: p.write_text(_readme(opts, b, aset)))
+    skipped = [c.name for c in ref.contigs if reads_per_record(len(c.seq), opts) == 0]
+    entry = {
+        "fasta": str(aset.fasta), "variants": str(aset.variants),
+        "records": len(ref.contigs), "reference_bp": ref.total_length,
+        "records_shorter_than_read": skipped,
+        "variant_counts": sv.counts,
+        "dropped_overlapping_placements": dict(dropped),
+        "applied_per_sample": {
+            s: {k: int(n) for k, n in truth.filter(pl.col("sample") == s)
+                .group_by("kind").len().iter_rows()}
+            for s in opts.samples
+        },
+        "samples": {},
+    }
+    progress(f"{b}: variants placed", 2, 2)
+    jobs = [(b, si, s, ref, sv, carry, bdir / f"SIMULATED_{s}.fastq.gz")
+            for si, s in enumerate(opts.samples)]
+    return entry, jobs
+
+
+def _sample_sheet(opts: SimulateConfig, build: str) -> pl.DataFrame:
+    """The build's sample sheet, as `llamadna splash --samples` reads it."""
+    return pl.DataFrame(dict(zip(SAMPLE_SHEET_COLUMNS, [
+        opts.samples,
+        # relative to the sheet's folder (as `llamadna splash --samples` reads it): movable
+        [f"SIMULATED_{s}.fastq.gz" for s in opts.samples],
+        opts.groups,
+        [build] * opts.n_samples,
+    ], strict=True)))
+
+
+def _write_fastqs(jobs: list[tuple], opts: SimulateConfig, builds: dict,
+                  progress: Progress) -> None:
+    """Write every sample's FASTQ (threads; each sample its own seeded stream) and record its
+    statistics in `builds[build]["samples"]`."""
 
     def run(job):
         b, si, s, ref, sv, carry, path = job
@@ -530,22 +581,15 @@ def simulate_samples(
     done = 0
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for b, s, st in pool.map(run, jobs):
-            summary["builds"][b]["samples"][s] = {
+            builds[b]["samples"][s] = {
                 **st, "group": opts.groups[opts.samples.index(s)],
-                "depth": st["bases"] / max(1, summary["builds"][b]["reference_bp"]),
+                "depth": st["bases"] / max(1, builds[b]["reference_bp"]),
             }
             done += 1
             progress("writing FASTQ", done, len(jobs))
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    atomic_write(out / "README.txt", lambda p: p.write_text(_readme(opts, None, None)))
-    atomic_write(out / "simulation.json",
-                 lambda p: p.write_text(json.dumps(summary, indent=2, default=str) + "\n"))
-    log.info("simulated %d samples x %d builds in %.1f s", opts.n_samples, len(sets),
-             summary["seconds"])
-    return summary
 
 
-def _readme(opts: SimulateOptions, build: str | None, aset: AssemblySet | None) -> str:
+def _readme(opts: SimulateConfig, build: str | None, aset: AssemblySet | None) -> str:
     where = (f"Build {build}: reference {aset.fasta.name}, variants {aset.variants.name}.\n"
              if aset is not None else "One folder per build (builds are never mixed).\n")
     return (

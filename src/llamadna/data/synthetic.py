@@ -80,6 +80,22 @@ def make_bundle(
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     chrom_lengths = chrom_lengths or {"chr1": 60_000, "chr2": 50_000, "chr3": 40_000}
+    genome = _random_genome(rng, chrom_lengths, regions)
+    genes = _random_genes(rng, chrom_lengths, genome, n_genes, gene_len)
+    if families:
+        plant_families(genome, genes, families, family_divergence, gene_len[1],
+                       np.random.default_rng([seed, 1]))
+    _write_fasta(out / "regions.fa", genome)
+    _write_gtf(out / "annotation.gtf.gz", genes)
+    variants = _random_variants(rng, genome, genes, list(chrom_lengths), n_variants, source_weights)
+    write_vcf(out / "variants.vcf.gz", variants, chrom_lengths)
+    _write_gene_tables(out, genes)
+    return SyntheticBundle(path=out, genome=genome, genes=genes, variants=variants)
+
+
+def _random_genome(rng: np.random.Generator, chrom_lengths: dict[str, int],
+                   regions: bool) -> dict[str, tuple[int, np.ndarray]]:
+    """Record name -> (0-based start, uniform random sequence) per chromosome."""
     genome: dict[str, tuple[int, np.ndarray]] = {}
     for chrom, n in chrom_lengths.items():
         seq = random_sequence(rng, n)
@@ -88,12 +104,18 @@ def make_bundle(
             genome[f"{chrom}:{start0 + 1}-{start0 + n}"] = (start0, seq)
         else:
             genome[chrom] = (0, seq)
-    # genes: random spans, some overlapping, on every chromosome
-    chroms = list(chrom_lengths)
+    return genome
+
+
+def _random_genes(rng: np.random.Generator, chrom_lengths: dict[str, int],
+                  genome: dict[str, tuple[int, np.ndarray]], n_genes: int,
+                  gene_len: tuple[int, int]) -> list[dict]:
+    """Random gene spans (1-based, inclusive), some overlapping, on every chromosome, about
+    `n_genes` in all in proportion to the chromosome lengths."""
     per = np.maximum(1, np.round(n_genes * np.array(list(chrom_lengths.values()))
                                  / sum(chrom_lengths.values())).astype(int))
     genes = []
-    for chrom, k, (start0, seq) in zip(chroms, per, genome.values()):
+    for chrom, k, (start0, seq) in zip(list(chrom_lengths), per, genome.values()):
         for _ in range(k):
             length = int(rng.integers(*gene_len))
             s = int(rng.integers(start0 + 1, start0 + len(seq) - length))
@@ -104,10 +126,11 @@ def make_bundle(
                 "gene_name": f"GENE{i}", "gene_type": GENE_TYPES[i % len(GENE_TYPES)],
                 "description": f"synthetic gene {i}",
             })
-    if families:
-        plant_families(genome, genes, families, family_divergence, gene_len[1],
-                       np.random.default_rng([seed, 1]))
-    _write_fasta(out / "regions.fa", genome)
+    return genes
+
+
+def _write_gtf(path: Path, genes: list[dict]) -> None:
+    """A gzipped GTF with one `gene` line per gene (gene_id versioned `.3`)."""
     gtf_lines = ["#description: synthetic GTF"]
     for g in genes:
         attrs = (f'gene_id "{g["gene_id"]}.3"; gene_name "{g["gene_name"]}"; '
@@ -115,10 +138,15 @@ def make_bundle(
         gtf_lines.append("\t".join(
             [g["chrom"], "SYNTH", "gene", str(g["start"]), str(g["end"]), ".", g["strand"], ".",
              attrs]))
-    with gzip.open(out / "annotation.gtf.gz", "wt") as fh:
+    with gzip.open(path, "wt") as fh:
         fh.write("\n".join(gtf_lines) + "\n")
 
-    # variants (vectorised: benchmarks write millions): mostly inside genes, REF = genome base
+
+def _random_variants(rng: np.random.Generator, genome: dict[str, tuple[int, np.ndarray]],
+                     genes: list[dict], chroms: list[str], n_variants: int,
+                     source_weights: tuple[float, ...]) -> pl.DataFrame:
+    """Random SNVs sorted by position, 90 % inside a gene, REF = the genome's base (vectorised:
+    benchmarks write millions)."""
     gi = rng.integers(0, len(genes), n_variants)
     g_start = np.array([g["start"] for g in genes])[gi]
     g_end = np.array([g["end"] for g in genes])[gi]
@@ -141,7 +169,7 @@ def make_bundle(
     w = np.array(source_weights) / sum(source_weights)
     src = rng.choice(len(SOURCES), n_variants, p=w)
     order = np.lexsort((pos, g_chrom))
-    variants = pl.DataFrame({
+    return pl.DataFrame({
         "chrom": np.array(chroms)[g_chrom[order]],
         "pos": pos[order],
         "id": [f"v{j}" for j in order],
@@ -149,8 +177,10 @@ def make_bundle(
         "alt": alt[order].view("S1").astype(str),
         "source": np.array(SOURCES)[src[order]],
     })
-    write_vcf(out / "variants.vcf.gz", variants, chrom_lengths)
 
+
+def _write_gene_tables(out: Path, genes: list[dict]) -> None:
+    """gene_info.tsv.gz (every gene) and gene_phenotypes.tsv.gz (every other gene)."""
     with gzip.open(out / "gene_info.tsv.gz", "wt") as fh:
         fh.write("entrez_id\tsymbol\tdescription\tgene_type\tchromosome\tmap_location\t"
                  "ensembl_ids\tomim_ids\taliases\thg38_location\n")
@@ -162,7 +192,6 @@ def make_bundle(
         for i, g in enumerate(genes[::2]):
             fh.write(f"{g['gene_name']}\tsynthetic disease {i}\tOMIM\tMIM:{i}\t\t\n")
             fh.write(f"{g['gene_name']}\tsynthetic trait {i}\tGWAS\t{i}\t\t\n")
-    return SyntheticBundle(path=out, genome=genome, genes=genes, variants=variants)
 
 
 def plant_families(genome: dict[str, tuple[int, np.ndarray]], genes: list[dict], families: int,

@@ -3,10 +3,10 @@ sentence, and shuffled sequences (composition kept, order destroyed).
 
 `ReferenceLookup` maps a query onto the reference FASTA of the row's build with an aligner
 (`retrieve.align`: minimap2 through PyPI `mappy`, or NCBI `blastn`) and reads the annotation off
-the mapped position with the dataset builder's own functions (`retrieve.evidence.gene_fields`,
+the mapped position with the dataset builder's own functions (`retrieve.fields.gene_fields`,
 `assign_genes` for the overlapping-gene rule), so a lookup of an undiverged dataset window gives
 back that row's gene and chromosome. The source label comes only from the `known_variants` the
-caller passes (the training split's rows; `retrieve.evidence.NearestVariants`): the lookup never
+caller passes (the training split's rows; `retrieve.fields.NearestVariants`): the lookup never
 reads the bundle's variant file, which holds the test rows' own variants. Unmapped, or no known
 variant on that chromosome: `fallback_source` (the caller passes the training majority class).
 """
@@ -24,13 +24,12 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import NOT_SPECIFIED
-from llamadna.data.build import assign_genes, load_genes
-from llamadna.data.genes import gene_phenotype_table, resolve_genes
+from llamadna.data.genes import assign_genes, gene_phenotype_table, load_genes, resolve_genes
 from llamadna.data.paths import AssemblySet, discover_sets, shared_table
 from llamadna.data.template import annotation_sentence
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
 from llamadna.retrieve.align import DEFAULT_ALIGNER, Aligner, MapFn, index_reference, make_aligner
-from llamadna.retrieve.evidence import NearestVariants, gene_fields, known_variant_table
+from llamadna.retrieve.fields import NearestVariants, gene_fields, known_variant_table
 
 log = logging.getLogger(__name__)
 

@@ -4,17 +4,24 @@ sequences whose human ortholog is known, and score the fields that the truth hol
 A benchmark directory holds `queries.fa` (ids carry no label) and `truth.tsv` (id, species,
 gene = the human ortholog, transcript_type, chrom, identity_to_human in %, ...). It is a test
 set: never trained, tuned or indexed on. Queries are scored per species and per identity bin.
+`benchmark_system` annotates the queries with one system and scores it (`llamadna benchmark`
+and `llamadna evaluate --benchmark`); `evaluate_benchmark` is evaluate's step (the given model
+and every lookup, with intervals by bootstrap over genes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from llamadna.constants import SPLASH_COLUMNS
+from llamadna.data.template import parse_annotation
 from llamadna.errors import InputError
+from llamadna.evaluate.schema import BenchmarkEntry, BenchmarkScore
+from llamadna.evaluate.systems import LOOKUPS, MODEL, EvalContext, Unit
 from llamadna.io.fasta import iter_fasta
 from llamadna.io.tables import read_tsv
 
@@ -63,13 +70,13 @@ def identity_bin(identity: float | None) -> str:
     raise ValueError(f"identity {identity} outside 0-100 %")
 
 
-def field_hits(truth: pl.DataFrame, preds: list[dict]) -> dict[str, np.ndarray]:
+def benchmark_hits(truth: pl.DataFrame, preds: list[dict]) -> dict[str, np.ndarray]:
     """(N,) booleans per field: the prediction's value equals the truth's (a missing one is wrong)."""
     return {f: np.array([p.get(f) == t for p, t in zip(preds, truth[f].to_list())], dtype=bool)
             for f in BENCHMARK_FIELDS}
 
 
-def score_benchmark(truth: pl.DataFrame, preds: list[dict]) -> dict:
+def score_benchmark(truth: pl.DataFrame, preds: list[dict]) -> BenchmarkScore:
     """Field accuracy over all queries, per species and per identity bin.
 
     preds : one dict per truth row, in order, with the fields parsed from the annotation
@@ -79,7 +86,7 @@ def score_benchmark(truth: pl.DataFrame, preds: list[dict]) -> dict:
     """
     if len(preds) != truth.height:
         raise ValueError(f"{len(preds)} predictions for {truth.height} benchmark queries")
-    hits = field_hits(truth, preds)
+    hits = benchmark_hits(truth, preds)
 
     def summarise(sel: np.ndarray) -> dict:
         return {**{f: float(h[sel].mean()) for f, h in hits.items()}, "n": int(sel.sum())}
@@ -92,3 +99,56 @@ def score_benchmark(truth: pl.DataFrame, preds: list[dict]) -> dict:
         "identity": {b: summarise(bins == b) for b in [*(x[0] for x in IDENTITY_BINS), UNKNOWN_IDENTITY]
                      if (bins == b).any()},
     }
+
+
+def benchmark_system(predict: Callable[[list[dict]], list[dict]], rows: list[dict], truth: pl.DataFrame,
+                     n_boot: int | None = None, seed: int = 0) -> tuple[list[dict], BenchmarkScore]:
+    """One system on a benchmark: its predictions (`predict(rows)`, one dict with an
+    `annotation` per query row) and their score (`score_benchmark` of the fields read back from
+    each annotation); with `n_boot`, `all_intervals` too: 95 % intervals of the overall field
+    accuracies, bootstrap over genes (the truth's `gene`) seeded by `seed`."""
+    from llamadna.evaluate.scoring import intervals
+
+    preds = predict(rows)
+    fields = [parse_annotation(p["annotation"]) for p in preds]
+    res = score_benchmark(truth, fields)
+    if n_boot is not None:
+        hits = benchmark_hits(truth, fields)
+        _, lo, hi = intervals(lambda idx: [hits[f][idx].mean() for f in BENCHMARK_FIELDS],
+                              truth["gene"].to_numpy(), n_boot, seed)
+        res["all_intervals"] = {f: [float(lo[i]), float(hi[i])] for i, f in enumerate(BENCHMARK_FIELDS)}
+    return preds, res
+
+
+PREDICTED_COLUMNS = ("gene", "transcript_type", "chrom", "gene_confidence", "evidence_gene", "annotation")
+
+
+def benchmark_table(truth: pl.DataFrame, preds: list[dict]) -> pl.DataFrame:
+    """The truth with each model prediction beside it (`predicted_<column>` of PREDICTED_COLUMNS)."""
+    return truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds])
+                                for c in PREDICTED_COLUMNS])
+
+
+def evaluate_benchmark(ctx: EvalContext) -> BenchmarkEntry:
+    """The given model and every lookup on a real benchmark (never trained, tuned or indexed on):
+    field accuracy per species and identity bin, intervals by bootstrap over genes. The lookups'
+    sources come from the training rows of the split the model was trained on."""
+    cfg = ctx.cfg
+    rows, truth = read_benchmark(cfg.benchmark)
+    given = ctx.models.train_config["split"]
+    unit = Unit(ctx, given, given, ctx.rows(given, "train"), np.random.default_rng(0), rows)
+
+    def model(rows: list[dict]) -> list[dict]:
+        annotator = unit.annotator(MODEL)
+        if annotator.processor.retrieval:
+            rows = unit.evidence(annotator, rows, "full")
+        return annotator.annotate_rows(rows)
+
+    out: BenchmarkEntry = {"directory": str(cfg.benchmark), "queries": len(rows), "model_split": given,
+                           "systems": {}}
+    names = [n for n in ("model", *LOOKUPS) if n in cfg.systems]
+    for k, name in enumerate(names):
+        ctx.progress("benchmark", k, len(names))
+        predict = model if name == "model" else (lambda rows, name=name: unit.lookup(name, rows))
+        out["systems"][name] = benchmark_system(predict, rows, truth, cfg.n_boot, cfg.seed)[1]
+    return out

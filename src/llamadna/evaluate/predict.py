@@ -11,31 +11,41 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_DECODING, DEFAULT_MAX_NEW_TOKENS, N_EXAMPLES
+from llamadna.constants import DEFAULT_SPLIT, N_EXAMPLES
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.dataset import dataset_parquet, read_dataset
 from llamadna.progress import Progress, no_progress
 
+if TYPE_CHECKING:  # the annotate package imports torch: loaded only where a model runs
+    from llamadna.annotate import Annotator
 
-def annotate_distinct(model, rows: list[dict], seen: dict, batch_size: int = DEFAULT_BATCH_SIZE,
-                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                      decoding: str = DEFAULT_DECODING) -> list[dict]:
-    """`annotate_rows` generating once per distinct model input (the sequence when the model
-    reads DNA, and the prompt text): repeated windows, and the unmutated rate of a divergence
-    curve, reuse a prediction. `seen` (input -> prediction) is kept by the caller, one per model.
-    Predictions are those of `annotate_rows` up to float rounding of other batch layouts."""
-    from llamadna.annotate import annotate_rows
 
-    proc = model.processor
+def _configured(annotator: Annotator, batch_size: int | None, max_new_tokens: int | None,
+                decoding: str | None) -> Annotator:
+    """The annotator with the inference settings given (None: its own)."""
+    changes = {k: v for k, v in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens),
+                                 ("decoding", decoding)) if v is not None}
+    return annotator.with_config(**changes) if changes else annotator
+
+
+def annotate_distinct(annotator: Annotator, rows: list[dict], seen: dict, batch_size: int | None = None,
+                      max_new_tokens: int | None = None, decoding: str | None = None) -> list[dict]:
+    """`Annotator.annotate_rows` generating once per distinct model input (the sequence when the
+    model reads DNA, and the prompt text): repeated windows, and the unmutated rate of a
+    divergence curve, reuse a prediction. `seen` (input -> prediction) is kept by the caller, one
+    per model. Predictions are those of `annotate_rows` up to float rounding of other batch
+    layouts. `batch_size`, `max_new_tokens`, `decoding`: the annotator's config, unless given."""
+    proc = annotator.processor
     keys = [(r["Sequence"] if proc.use_dna else "", proc.prompt_parts(r)) for r in rows]
     todo = {k: r for k, r in zip(keys, rows) if k not in seen}
     if todo:
-        preds = annotate_rows(model, list(todo.values()), batch_size=batch_size,
-                              max_new_tokens=max_new_tokens, decoding=decoding)
+        annotator = _configured(annotator, batch_size, max_new_tokens, decoding)
+        preds = annotator.annotate_rows(list(todo.values()))
         seen.update(zip(todo, ({k: v for k, v in p.items() if k != "id"} for p in preds)))
     return [dict(seen[k]) for k in keys]
 
@@ -82,33 +92,35 @@ def split_rows(dataset: str | Path, split: str, subset: str) -> list[dict]:
 
 
 def predict_dataset(
-    model, dataset: str | Path, out: str | Path, split: str = "split_gene",
-    subset: str = "test", limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress = no_progress,
-    decoding: str = DEFAULT_DECODING,
+    annotator, dataset: str | Path, out: str | Path, split: str = DEFAULT_SPLIT,
+    subset: str = "test", limit: int | None = None, batch_size: int | None = None,
+    max_new_tokens: int | None = None, progress: Progress = no_progress,
+    decoding: str | None = None,
 ) -> dict:
-    """Annotate one subset (train/val/test) of a dataset split with a loaded model and write the
-    prediction table (module doc) as TSV, for `llamadna score` and for reading.
+    """Annotate one subset (train/val/test) of a dataset split with a model's Annotator and write
+    the prediction table (module doc) as TSV, for `llamadna score` and for reading.
 
-    `model`: a loaded model, or a function returning one, called once the dataset and the
-    options are checked (a bad input fails before the model loads).
+    `annotator`: an `Annotator`, or a function returning one, called once the dataset and the
+    options are checked (a bad input fails before the model loads). `batch_size`,
+    `max_new_tokens`, `decoding`: the annotator's config, unless given.
 
     Returns rows, seconds, records_per_s, output and `examples` (N_EXAMPLES rows of the table,
     see example_indices).
     """
-    from llamadna.annotate import iter_annotations
-
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: the number of rows to predict must be >= 1 "
                           "(leave it out for the whole subset)")
     rows = split_rows(dataset, split, subset)[:limit]
     if not rows:
         raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
-    if not hasattr(model, "processor"):
-        model = model()
+    from llamadna.annotate import Annotator
+
+    if not isinstance(annotator, Annotator):
+        annotator = annotator()
+    annotator = _configured(annotator, batch_size, max_new_tokens, decoding)
     t0 = time.perf_counter()
     preds = []
-    for pred in iter_annotations(model, rows, batch_size, max_new_tokens, decoding):
+    for pred in annotator.annotate(rows):
         preds.append(pred)
         progress(f"predict {split}={subset}", len(preds), len(rows))
     seconds = time.perf_counter() - t0

@@ -8,9 +8,10 @@
   every plot is a matplotlib PNG embedded as a base64 `data:` URI, so the file can be mailed or
   archived alone.
 
-The input is what the evaluation command produces (see `write_report`). Missing pieces (a
-system, a split's divergence curve, a confusion matrix) are left out of the page with a note
-rather than failing: the report is the last stage and should show whatever was measured.
+The input is what the evaluation command produces (`evaluate.schema.Metrics`). Pieces that
+were not measured (a system, a split's divergence curves, a confusion matrix, a point of a
+curve) are left out of the page with a note rather than failing: the report is the last stage
+and should show whatever was measured.
 
 Plots use `matplotlib.figure.Figure` directly (never pyplot), so no GUI backend or global
 figure state is involved; PNG rendering goes through Agg.
@@ -34,6 +35,16 @@ from matplotlib.lines import Line2D
 
 from llamadna.constants import N_EXAMPLES, SPLIT_COLUMNS
 from llamadna.data.template import SENTENCE_FIELDS
+from llamadna.evaluate.schema import (
+    BenchmarkEntry,
+    Confusion,
+    Divergence,
+    Meta,
+    Metrics,
+    SplitEntry,
+    SystemMetrics,
+)
+from llamadna.evaluate.systems import SYSTEM_NAMES
 from llamadna.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -41,9 +52,8 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "report.html"
 METRICS_NAME = "metrics.json"
 
-# Systems in the order they are listed; systems not named here follow, sorted.
-SYSTEM_ORDER = ("model", "majority", "splash_prompt", "shuffled_dna", "reference_lookup",
-                "minimap2_sensitive", "blastn", "splash_only", "seed_faithful")
+# Systems in the order of the table of systems; any other (an old report's) follow, sorted.
+SYSTEM_ORDER = SYSTEM_NAMES
 FLOOR = "template floor"  # the template with every field wrong: what text metrics give for free
 MODEL = "model"
 # Columns of the metric table: key -> header.
@@ -107,10 +117,8 @@ def _ordered_splits(names: Sequence[str]) -> list[str]:
     return known + [s for s in names if s not in SPLIT_COLUMNS]
 
 
-def _field_acc(system: dict | None, field: str) -> float | None:
-    if not system:
-        return None
-    return _num((system.get("field_accuracy") or {}).get(field))
+def _field_acc(system: SystemMetrics | None, field: str) -> float | None:
+    return None if system is None else _num(system["field_accuracy"][field])
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -197,11 +205,12 @@ def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{_esc(alt)}">'
 
 
-def plot_confusion(confusion: dict, title: str) -> str | None:
+def plot_confusion(confusion: Confusion | None, title: str) -> str | None:
     """Heatmap of the source-class confusion matrix (rows = truth, columns = prediction), counts
     written in each cell. Returns a data URI, or None when the matrix is missing or malformed."""
-    labels = [str(x) for x in (confusion or {}).get("labels") or []]
-    matrix = (confusion or {}).get("matrix") or []
+    if confusion is None:
+        return None
+    labels, matrix = [str(x) for x in confusion["labels"]], confusion["matrix"]
     n = len(labels)
     if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
         return None
@@ -224,11 +233,11 @@ def plot_confusion(confusion: dict, title: str) -> str | None:
     return _png_uri(fig)
 
 
-def plot_divergence(divergence: dict, title: str) -> str | None:
+def plot_divergence(divergence: Divergence, title: str) -> str | None:
     """Per-field accuracy against the % of substituted bases, a line per field per system:
     colour = field (source-class accuracy in black), line style/marker = system."""
-    rates = [_num(r) for r in (divergence or {}).get("rates") or []]
-    systems = (divergence or {}).get("systems") or {}
+    rates = [_num(r) for r in divergence["rates"]]
+    systems = divergence["systems"]
     if not rates or None in rates or not systems:
         return None
     x = [100 * r for r in rates]
@@ -239,9 +248,9 @@ def plot_divergence(divergence: dict, title: str) -> str | None:
     drawn_series: list[str] = []
     for name in _ordered_systems(list(systems)):
         style, marker = _SYSTEM_STYLES.get(name) or next(others, (":", "x"))
-        sys_div = systems[name] or {}
-        series = [(f, (sys_div.get("field_accuracy") or {}).get(f), _FIELD_COLOURS[f]) for f in FIELD_NAMES]
-        series.append(("accuracy (source)", sys_div.get("accuracy"), _ACCURACY_COLOUR))
+        sys_div = systems[name]
+        series = [(f, sys_div["field_accuracy"].get(f), _FIELD_COLOURS[f]) for f in FIELD_NAMES]
+        series.append(("accuracy (source)", sys_div["accuracy"], _ACCURACY_COLOUR))
         drew = False
         for label, values, colour in series:
             if values is None:
@@ -274,9 +283,9 @@ def plot_divergence(divergence: dict, title: str) -> str | None:
     return _png_uri(fig)
 
 
-def plot_field_bars(systems: dict, title: str) -> str | None:
+def plot_field_bars(systems: dict[str, SystemMetrics], title: str) -> str | None:
     """Per-field accuracy: one group of bars per system, one bar (colour) per field."""
-    names = [s for s in _ordered_systems(list(systems)) if systems[s] and systems[s].get("field_accuracy")]
+    names = _ordered_systems(list(systems))
     if not names:
         return None
     width = 0.8 / len(FIELD_NAMES)
@@ -299,18 +308,18 @@ def plot_field_bars(systems: dict, title: str) -> str | None:
     return _png_uri(fig)
 
 
-def plot_split_comparison(splits: dict) -> str | None:
+def plot_split_comparison(splits: dict[str, SplitEntry]) -> str | None:
     """Accuracy and gene-field accuracy across splits (seen vs unseen genes/chromosomes)."""
     names = _ordered_splits(list(splits))
     series = [
-        ("model: source accuracy", lambda s: _num((s.get(MODEL) or {}).get("accuracy")), "#4c72b0"),
+        ("model: source accuracy", lambda s: _num(s[MODEL]["accuracy"]) if MODEL in s else None, "#4c72b0"),
         ("model: gene-field accuracy", lambda s: _field_acc(s.get(MODEL), "gene"), "#dd8452"),
         ("reference_lookup: gene-field accuracy",
          lambda s: _field_acc(s.get("reference_lookup"), "gene"), "#8c8c8c"),
     ]
     rows = []
     for label, get, colour in series:
-        values = [get((splits[n] or {}).get("systems") or {}) for n in names]
+        values = [get(splits[n]["systems"]) for n in names]
         if any(v is not None for v in values):
             rows.append((label, values, colour))
     if len(names) < 2 or not rows:
@@ -367,18 +376,17 @@ td small { color: #666; }
 """
 
 
-def _summary_line(split: str, entry: dict) -> str:
+def _summary_line(split: str, entry: SplitEntry) -> str:
     """'split: model X vs best baseline Y (name), ...' for accuracy, F1 and BLEU."""
-    systems = entry.get("systems") or {}
-    rows = entry.get("rows")
-    head = f"<b>{_esc(split)}</b> ({_fmt(rows) if rows is not None else '?'} rows): "
+    systems = entry["systems"]
+    head = f"<b>{_esc(split)}</b> ({_fmt(entry['rows'])} rows): "
     model = systems.get(MODEL)
     if not model:
         return head + "no model results."
     parts, below, above = [], [], []
     for key, label in SUMMARY_METRICS.items():
-        m = _num(model.get(key))
-        baselines = [(_num((systems[s] or {}).get(key)), s) for s in systems if s != MODEL]
+        m = _num(model[key])
+        baselines = [(_num(systems[s][key]), s) for s in systems if s != MODEL]
         baselines = [(v, s) for v, s in baselines if v is not None]
         if m is None:
             parts.append(f"{label} {MISSING}")
@@ -401,23 +409,23 @@ def _summary_line(split: str, entry: dict) -> str:
     return head + "model " + "; ".join(parts) + "." + verdict
 
 
-def _meta_html(meta: dict, splits: list[str]) -> str:
+def _meta_html(meta: Meta) -> str:
     rows = [
-        ("dataset", meta.get("dataset")),
-        ("data dir", meta.get("data_dir")),
-        ("model", meta.get("model")),
-        ("splits (evaluated on their test rows)", ", ".join(map(str, meta.get("splits") or splits))),
-        ("seed", meta.get("seed")),
-        ("created", meta.get("created")),
+        ("dataset", meta["dataset"]),
+        ("data dir", meta["data_dir"]),
+        ("model", meta["model"]),
+        ("splits (evaluated on their test rows)", ", ".join(map(str, meta["splits"]))),
+        ("seed", meta["seed"]),
+        ("created", meta["created"]),
     ]
-    rps = meta.get("rows_per_split") or {}
+    rps = meta["rows_per_split"]
     if rps:
         rows.append(("rows per split", ", ".join(f"{k}: {_fmt(v)}" for k, v in rps.items())))
     body = "".join(f"<tr><th>{_esc(k)}</th><td>{MISSING if v is None else _esc(v)}</td></tr>"
                    for k, v in rows)
     out = [f"<table>{body}</table>"]
     for key, label in (("model_config", "model config"), ("train_config", "train config")):
-        text = json.dumps(_to_jsonable(meta.get(key)), indent=2, sort_keys=True)
+        text = json.dumps(_to_jsonable(meta[key]), indent=2, sort_keys=True)
         out.append(f"<details><summary>{label} (JSON)</summary><pre>{_esc(text)}</pre></details>")
     known = {"dataset", "data_dir", "model", "splits", "seed", "created", "rows_per_split",
              "model_config", "train_config"}
@@ -428,11 +436,11 @@ def _meta_html(meta: dict, splits: list[str]) -> str:
     return "\n".join(out)
 
 
-def _metric_table(systems: dict, reported: dict) -> str:
+def _metric_table(systems: dict[str, SystemMetrics], reported: dict[str, dict[str, float]]) -> str:
     names = _ordered_systems(list(systems))
     best: dict[str, float] = {}
     for key in TABLE_METRICS:
-        values = [_num((systems[s] or {}).get(key)) for s in names]
+        values = [_num(systems[s][key]) for s in names]
         values = [v for v in values if v is not None]
         if values:
             best[key] = max(values)
@@ -440,18 +448,16 @@ def _metric_table(systems: dict, reported: dict) -> str:
         "<th>n</th></tr>"
     rows = []
     for name in names:
-        sys_m = systems[name] or {}
+        sys_m = systems[name]
         cells = []
         for key in TABLE_METRICS:
-            v = _num(sys_m.get(key))
+            v = _num(sys_m[key])
             cls = "num best" if v is not None and v == best.get(key) else "num"
-            cells.append(f'<td class="{cls}">{_fmt(sys_m.get(key))}</td>')
-        n = sys_m.get("n")
+            cells.append(f'<td class="{cls}">{_fmt(sys_m[key])}</td>')
         cls = ' class="model"' if name == MODEL else ""
         rows.append(f"<tr{cls}><td>{_esc(name)}</td>{''.join(cells)}"
-                    f'<td class="num">{MISSING if n is None else _fmt(n)}</td></tr>')
-    for name, rep in (reported or {}).items():
-        rep = rep or {}
+                    f'<td class="num">{_fmt(sys_m["n"])}</td></tr>')
+    for name, rep in reported.items():  # a reported source gives some of the metrics only
         cells = "".join(f'<td class="num">{_fmt(rep.get(k))}</td>' for k in TABLE_METRICS)
         rows.append(f'<tr class="reported"><td>{_esc(name)} <span class="badge">{REPORTED_LABEL}</span></td>'
                     f'{cells}<td class="num">{MISSING}</td></tr>')
@@ -464,16 +470,16 @@ def _metric_table(systems: dict, reported: dict) -> str:
     return f'<table class="metrics">{head}{"".join(rows)}</table>{note}'
 
 
-def _field_table(systems: dict) -> str:
-    names = [s for s in _ordered_systems(list(systems)) if systems[s]]
+def _field_table(systems: dict[str, SystemMetrics]) -> str:
+    names = _ordered_systems(list(systems))
     head = ("<tr><th>system</th>" + "".join(f"<th>{_esc(f)}</th>" for f in FIELD_NAMES)
             + "<th>accuracy from text</th><th>F1 from text</th></tr>")
     rows = []
     for name in names:
         s = systems[name]
         cells = "".join(f'<td class="num">{_fmt(_field_acc(s, f))}</td>' for f in FIELD_NAMES)
-        cells += f'<td class="num">{_fmt(s.get("accuracy_from_text"))}</td>'
-        cells += f'<td class="num">{_fmt(s.get("f1_from_text"))}</td>'
+        cells += f'<td class="num">{_fmt(s["accuracy_from_text"])}</td>'
+        cells += f'<td class="num">{_fmt(s["f1_from_text"])}</td>'
         rows.append(f"<tr><td>{_esc(name)}</td>{cells}</tr>")
     return f'<table class="fields">{head}{"".join(rows)}</table>'
 
@@ -491,22 +497,21 @@ HEADLINE = (*(f"field_{f}" for f in FIELD_NAMES), "field_mean", "accuracy", "f1_
             "rougeL", "meteor")
 
 
-def _headline_value(m: dict, key: str) -> Any:
+def _headline_value(m: SystemMetrics, key: str) -> Any:
     if key.startswith("field_") and key != "field_mean":
         return _field_acc(m, key.removeprefix("field_"))
-    return m.get(key)
+    return m[key]
 
 
-def _headline_table(systems: dict, floor: dict | None) -> str:
+def _headline_table(systems: dict[str, SystemMetrics], floor: SystemMetrics) -> str:
     """Per-field accuracy and their mean first (what carries information), then source accuracy
     / F1 and the text metrics, each with its 95 % interval; the template floor last."""
-    names = [s for s in _ordered_systems(list(systems)) if systems[s]]
+    names = _ordered_systems(list(systems))
     heads = [h.removeprefix("field_") for h in HEADLINE]
     head = "<tr><th>system</th>" + "".join(f"<th>{_esc(h)}</th>" for h in heads) + "</tr>"
     rows = []
-    for name, m in [*((n, systems[n]) for n in names), *([(FLOOR, floor)] if floor else [])]:
-        iv = m.get("intervals") or {}
-        cells = "".join(f'<td class="num">{_with_interval(_headline_value(m, k), iv.get(k))}</td>'
+    for name, m in [*((n, systems[n]) for n in names), (FLOOR, floor)]:
+        cells = "".join(f'<td class="num">{_with_interval(_headline_value(m, k), m["intervals"][k])}</td>'
                         for k in HEADLINE)
         cls = ' class="model"' if name == MODEL else ' class="floor"' if name == FLOOR else ""
         rows.append(f"<tr{cls}><td>{_esc(name)}</td>{cells}</tr>")
@@ -517,14 +522,11 @@ def _headline_table(systems: dict, floor: dict | None) -> str:
     return f'<table class="headline">{head}{"".join(rows)}</table>{note}'
 
 
-def _audit_html(entry: dict) -> str:
+def _audit_html(entry: SplitEntry) -> str:
     """The accuracy ceiling (identical windows with conflicting labels) and the leak audit."""
-    out = []
-    c = entry.get("ceiling") or {}
-    if c:
-        out.append(f'<p class="note">Accuracy ceiling of any sequence-only system: '
-                   f'{_esc(json.dumps(_to_jsonable(c)))}</p>')
-    leaks = entry.get("leak_audit") or {}
+    out = [f'<p class="note">Accuracy ceiling of any sequence-only system: '
+           f'{_esc(json.dumps(_to_jsonable(entry["ceiling"])))}</p>']
+    leaks = entry["leak_audit"]
     if leaks:
         rows = "".join(f"<tr><td>{_esc(u)}</td><td>{_esc(json.dumps(_to_jsonable(v)))}</td></tr>"
                        for u, v in leaks.items())
@@ -533,14 +535,14 @@ def _audit_html(entry: dict) -> str:
     return "\n".join(out)
 
 
-def _benchmark_html(bench: dict) -> str:
-    systems = bench.get("systems") or {}
+def _benchmark_html(bench: BenchmarkEntry) -> str:
+    systems = bench["systems"]
     if not systems:
         return '<p class="note">No benchmark results.</p>'
     names = _ordered_systems(list(systems))
-    first = systems[names[0]]
-    groups = [("all", {"all": first.get("all") or {}})]
-    groups += [("species", first.get("species") or {}), ("identity to human", first.get("identity") or {})]
+    first = systems[names[0]]  # every system scored the same queries: the same groups
+    groups = [("all", {"all": first["all"]}), ("species", first["species"]),
+              ("identity to human", first["identity"])]
     head = "<tr><th>field</th><th>group</th>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
     rows = []
     for field in ("gene", "transcript_type", "chrom"):
@@ -549,21 +551,21 @@ def _benchmark_html(bench: dict) -> str:
                 cells = []
                 for n in names:
                     res = systems[n]
-                    part = res.get("all") if kind == "all" else (res.get(
-                        "species" if kind == "species" else "identity") or {}).get(g) or {}
-                    iv = (res.get("all_intervals") or {}).get(field) if kind == "all" else None
-                    cells.append(f'<td class="num">{_with_interval(part.get(field), iv)}</td>')
+                    part = res["all"] if kind == "all" else res[
+                        "species" if kind == "species" else "identity"][g]
+                    iv = res["all_intervals"][field] if kind == "all" and "all_intervals" in res else None
+                    cells.append(f'<td class="num">{_with_interval(part[field], iv)}</td>')
                 label = g if kind != "all" else "all"
-                n_q = (members.get(g) or {}).get("n")
+                n_q = members[g]["n"]
                 rows.append(f"<tr><td>{_esc(field)}</td><td>{_esc(label)} (n={_fmt(n_q)})</td>"
                             f"{''.join(cells)}</tr>")
-    note = (f'<p class="note">{_esc(bench.get("directory"))}: {_fmt(bench.get("queries"))} real divergent '
+    note = (f'<p class="note">{_esc(bench["directory"])}: {_fmt(bench["queries"])} real divergent '
             "queries (a test set: never trained, tuned or indexed on); the model is the given one "
-            f"(trained on {_esc(bench.get('model_split'))}). Intervals: bootstrap over genes.</p>")
+            f"(trained on {_esc(bench['model_split'])}). Intervals: bootstrap over genes.</p>")
     return f'{note}<table class="benchmark">{head}{"".join(rows)}</table>'
 
 
-def _systems_html(notes: dict) -> str:
+def _systems_html(notes: dict[str, str]) -> str:
     if not notes:
         return ""
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in notes.items())
@@ -588,10 +590,10 @@ def _figure_or_note(uri: str | None, alt: str, missing: str) -> str:
     return _img(uri, alt) if uri else f'<p class="note">{_esc(missing)}</p>'
 
 
-def _divergence_table(div: dict) -> str:
+def _divergence_table(div: Divergence) -> str:
     """Gene-field accuracy and the mean of the field accuracies per rate, with intervals, and
     which rows the curves ran on."""
-    rates, systems = div.get("rates") or [], div.get("systems") or {}
+    rates, systems = div["rates"], div["systems"]
     if not rates or not systems:
         return ""
     head = "".join(f"<th>{_num(r) * 100:g} %</th>" for r in rates)
@@ -599,39 +601,39 @@ def _divergence_table(div: dict) -> str:
     for name in _ordered_systems(list(systems)):
         d = systems[name]
         for label, values, ivs in (
-                ("gene", (d.get("field_accuracy") or {}).get("gene"), (d.get("intervals") or {}).get("gene")),
-                ("field mean", d.get("field_mean"), (d.get("intervals") or {}).get("field_mean"))):
+                ("gene", d["field_accuracy"].get("gene"), d["intervals"].get("gene")),
+                ("field mean", d["field_mean"], d["intervals"].get("field_mean"))):
             values, ivs = values or [None] * len(rates), ivs or [None] * len(rates)
             cells = "".join(f'<td class="num">{_with_interval(v, iv)}</td>' for v, iv in zip(values, ivs))
             body.append(f"<tr><td>{_esc(name)}</td><td>{label}</td>{cells}</tr>")
-    rows = div.get("rows")
-    note = (f'<p class="note">{_fmt(rows)} of {_fmt(div.get("of_rows"))} test rows (a seeded '
+    note = (f'<p class="note">{_fmt(div["rows"])} of {_fmt(div["of_rows"])} test rows (a seeded '
             "subsample), each mutated once per rate with nested substitutions; SPLASH scores "
-            + ("recomputed from the anchors tables" if div.get("splash_recomputed")
-               else "null (no anchors tables given)") + ".</p>") if rows is not None else ""
+            + ("recomputed from the anchors tables" if div["splash_recomputed"]
+               else "null (no anchors tables given)") + ".</p>")
     return (f"{note}<table><tr><th>system</th><th>field</th>{head}</tr>{''.join(body)}</table>")
 
 
-def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]) -> str:
-    systems = entry.get("systems") or {}
+def _split_section(split: str, entry: SplitEntry, reported: dict[str, dict[str, float]],
+                   examples: list[dict]) -> str:
+    systems = entry["systems"]
     out = [f'<h2 id="{_esc(split)}">{_esc(split)}</h2>',
-           f'<p class="note">test rows: {_fmt(entry.get("rows"))}; systems: '
+           f'<p class="note">test rows: {_fmt(entry["rows"])}; systems: '
            f"{_esc(', '.join(_ordered_systems(list(systems))) or MISSING)}; genes: "
-           f"{_fmt(entry.get('genes'))}; units: {_esc(', '.join(entry.get('units') or [split]))}</p>",
+           f"{_fmt(entry['genes'])}; units: {_esc(', '.join(entry['units']))}</p>",
            "<h3>Field accuracy and metrics, with intervals</h3>",
-           _headline_table(systems, entry.get("template_floor")),
+           _headline_table(systems, entry["template_floor"]),
            "<h3>Metrics beside the poster's reported numbers</h3>", _metric_table(systems, reported),
            "<h3>Ceiling and leak audit</h3>", _audit_html(entry)]
 
     out.append("<h3>Source class: confusion matrix of the model</h3>")
-    model = systems.get(MODEL) or {}
-    out.append(_figure_or_note(plot_confusion(model.get("confusion") or {}, f"{split}: model"),
+    model = systems.get(MODEL)  # the model's results may be left out (--systems)
+    out.append(_figure_or_note(plot_confusion(model and model["confusion"], f"{split}: model"),
                                f"{split} confusion matrix", "No confusion matrix for the model."))
 
     out.append("<h3>Divergence: field accuracy vs % substituted bases</h3>")
-    out.append(_figure_or_note(plot_divergence(entry.get("divergence") or {}, f"{split}: divergence"),
+    out.append(_figure_or_note(plot_divergence(entry["divergence"], f"{split}: divergence"),
                                f"{split} divergence curve", "No divergence results for this split."))
-    out.append(_divergence_table(entry.get("divergence") or {}))
+    out.append(_divergence_table(entry["divergence"]))
 
     out.append("<h3>Per-field accuracy</h3>")
     out.append(_figure_or_note(plot_field_bars(systems, f"{split}: field accuracy"),
@@ -643,12 +645,10 @@ def _split_section(split: str, entry: dict, reported: dict, examples: list[dict]
     return "\n".join(out)
 
 
-def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMPLES) -> str:
+def render_report(metrics: Metrics, examples: list[dict], n_examples: int = N_EXAMPLES) -> str:
     """The report page as one HTML string (see `write_report`)."""
-    metrics = _to_jsonable(metrics or {})  # numpy arrays/scalars -> lists/numbers, NaN -> None
-    meta = metrics.get("meta") or {}
-    splits = metrics.get("splits") or {}
-    reported = metrics.get("reported") or {}
+    metrics = _to_jsonable(metrics)  # numpy arrays/scalars -> lists/numbers, NaN -> None
+    meta, splits, reported = metrics["meta"], metrics["splits"], metrics["reported"]
     names = _ordered_splits(list(splits))
 
     by_split: dict[str, list[dict]] = {}
@@ -656,7 +656,7 @@ def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMP
         if ex.get("system", MODEL) == MODEL:
             by_split.setdefault(str(ex.get("split")), []).append(ex)
 
-    title = f"Llama-DNA evaluation: {meta.get('model') or 'model'} on {meta.get('dataset') or 'dataset'}"
+    title = f"Llama-DNA evaluation: {meta['model']} on {meta['dataset']}"
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
@@ -667,12 +667,12 @@ def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMP
     out.append('<p class="note">Model against the best baseline of each metric on the same test rows '
                "(difference in brackets).</p>")
     if names:
-        out.append('<ul class="summary">' + "".join(f"<li>{_summary_line(n, splits[n] or {})}</li>"
+        out.append('<ul class="summary">' + "".join(f"<li>{_summary_line(n, splits[n])}</li>"
                                                     for n in names) + "</ul>")
     else:
         out.append('<p class="note">No splits were evaluated.</p>')
     out.append("<h3>Run</h3>")
-    out.append(_meta_html(meta, names))
+    out.append(_meta_html(meta))
     out.append(f'<p class="note">All numbers are also in {METRICS_NAME} beside this page.</p>')
 
     if len(names) > 1:
@@ -680,10 +680,10 @@ def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMP
         out.append(_figure_or_note(plot_split_comparison(splits), "accuracy across splits",
                                    "No model accuracy to compare across splits."))
 
-    out.append(_systems_html(metrics.get("systems") or {}))
+    out.append(_systems_html(metrics["systems"]))
     for name in names:
-        out.append(_split_section(name, splits[name] or {}, reported, by_split.pop(name, [])[:n_examples]))
-    if metrics.get("benchmark"):
+        out.append(_split_section(name, splits[name], reported, by_split.pop(name, [])[:n_examples]))
+    if "benchmark" in metrics:
         out.append('<h2 id="benchmark">Real divergence: cross-species benchmark</h2>')
         out.append(_benchmark_html(metrics["benchmark"]))
     for name, rest in by_split.items():  # examples of splits that have no metrics
@@ -693,15 +693,14 @@ def render_report(metrics: dict, examples: list[dict], n_examples: int = N_EXAMP
     return "\n".join(out)
 
 
-def write_report(metrics: dict, examples: list[dict], out_dir: str | Path,
+def write_report(metrics: Metrics, examples: list[dict], out_dir: str | Path,
                  n_examples: int = N_EXAMPLES) -> Path:
     """Write `out_dir/metrics.json` and the self-contained `out_dir/report.html`.
 
     Parameters
     ----------
-    metrics : {"meta": {...}, "splits": {split: {"rows", "systems": {system: metrics},
-        "divergence": {"rates", "systems"}}}, "reported": {name: metrics}} as produced by the
-        evaluation command; any metric may be None and any system or divergence may be absent.
+    metrics : as produced by the evaluation command (`evaluate.schema.Metrics`); a number may
+        be None (not applicable or not measured), a system may be absent.
     examples : [{"split", "system", "id", "reference", "prediction"}]; the first `n_examples`
         of system "model" per split are shown with a word-level diff.
     out_dir : created if needed; both files are written atomically.

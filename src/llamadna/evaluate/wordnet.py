@@ -12,6 +12,7 @@ crash or a concurrent build never leaves a half-written corpus. Nothing here tou
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import logging
@@ -21,7 +22,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from llamadna.io.atomic import temporary_dir
+from llamadna.io.atomic import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +92,15 @@ def ensure_wordnet(cache: str | Path | None = None, source: str | Path = WORDNET
         raise FileNotFoundError(f"{source}: WordNet 3.0 database incomplete (missing "
                                 f"{', '.join(missing)}): {APT_HINT}")
     lexnames = lexnames_from_manpage(manpage)
-    tmp = temporary_dir(final)  # a killed build's copy is removed, a running one's kept
-    try:
+    # a killed build's copy is removed, a running one's kept; a concurrent build that finished
+    # first is kept (others may be reading it)
+    with atomic_dir(final, keep_existing=True) as tmp:
         for f in sorted(source.iterdir()):
             if f.is_file():  # real copies: nltk refuses symlinks out of the corpus root
                 shutil.copyfile(f, tmp / f.name)
         (tmp / "lexnames").write_text(lexnames, encoding="utf-8")
-        tmp.chmod(0o755)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "lexnames").is_file():  # not a concurrent build that won the race
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    if not (final / "lexnames").is_file():  # what was there is not a WordNet copy of ours
+        raise FileExistsError(errno.ENOTEMPTY, "not a WordNet copy (no lexnames); remove it", str(final))
     logger.info("WordNet 3.0 copied from %s to %s", source, final)
     return root
 

@@ -7,9 +7,10 @@ leaves behind is removed by the next write of the same output, once its writer i
 (`stale_temporaries`). Two runs writing one output at the same time each keep their own
 temporary and the last rename wins (each rename is atomic): the output is one complete file.
 
-Directories written whole (`temporary_dir` + `replace_dir`) follow the same rule, and a
-directory that a run writes into file by file is held by `exclusive_dir` for the run, so that a
-second run writing it at the same time is refused instead of mixing its files with the first's.
+Directories written whole (`atomic_dir`, built on `temporary_dir` + `replace_dir`) follow the
+same rule, and a directory that a run writes into file by file is held by `exclusive_dir` for
+the run, so that a second run writing it at the same time is refused instead of mixing its files
+with the first's.
 """
 
 from __future__ import annotations
@@ -157,6 +158,42 @@ def replace_dir(tmp: str | Path, path: str | Path, tries: int = 100) -> Path:
     finally:
         for old in olds:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(path: str | Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Write the directory `path` whole: yields a new empty temporary directory beside it
+    (`temporary_dir`) to write into. When the block ends normally, everything in it gets the
+    usual permissions (`usual_permissions`) and it replaces `path` (`replace_dir`: `path` is at
+    every moment absent, the old directory or the complete new one, never a mix). When the block
+    raises or is interrupted, the temporary is removed and `path` is left as it was.
+
+    keep_existing : for a cache that others may be reading: a `path` that exists by the end
+        (another run finished first) is kept and this copy dropped, instead of replaced.
+
+    Examples
+    --------
+    >>> with atomic_dir(run_dir / "checkpoint-0000100") as tmp:  # doctest: +SKIP
+    ...     save_file(weights, tmp / "trainable.safetensors")
+    """
+    path = Path(path)
+    tmp = temporary_dir(path)
+    try:
+        yield tmp
+        usual_permissions(tmp)
+        if not keep_existing:
+            replace_dir(tmp, path)
+            return
+        try:
+            os.rename(tmp, path)  # onto nothing or an empty directory
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            log.debug("%s was written by another run meanwhile; keeping it", path)
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextmanager

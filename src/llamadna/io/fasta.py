@@ -21,7 +21,6 @@ Reference records are whole chromosomes (`chr21`) or samtools-style regions
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import stat
@@ -34,7 +33,7 @@ import numpy as np
 
 from llamadna.errors import InputError
 from llamadna.io.chroms import UnknownChromosomeError, normalise_chrom
-from llamadna.io.text import GZIP_MAGIC
+from llamadna.io.text import open_maybe_gzip
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,37 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
     Raises InputError naming the file, line and record (see the module doc).
     """
     path = Path(path)
+    _check_fasta_file(path, what)
+    rec = _RecordLines(path, allow_empty, unique_ids)
+    lineno = 0
+    with open_maybe_gzip(path) as (raw, fh):
+        try:
+            for lineno, text in enumerate(fh, start=1):
+                if lineno == 1 and text.startswith(UTF8_BOM):  # written by some Windows editors
+                    text = text[len(UTF8_BOM):]
+                if text[:1] != b">":
+                    rec.add(text, lineno)
+                    continue
+                if rec.rid is not None:
+                    yield rec.finish(raw.tell())
+                rec.start(text, lineno)
+        except EOFError:
+            raise InputError(
+                path, f"truncated gzip file: the compressed stream ends at line {lineno} (record "
+                f"{rec.n + (rec.rid is not None)}); expected a complete gzip/bgzip file: was the "
+                "download interrupted?", line=lineno) from None
+        except (OSError, zlib.error) as exc:
+            raise InputError(path, f"corrupt gzip data after line {lineno} ({exc})",
+                             line=lineno) from None
+        if rec.rid is not None:
+            yield rec.finish(raw.tell())
+    if rec.n == 0:
+        raise InputError(path, f"no FASTA records found (expected a {what} with lines starting "
+                         "with '>')")
+
+
+def _check_fasta_file(path: Path, what: str) -> None:
+    """A missing, directory, non-regular or empty input is an error naming it."""
     if not path.exists():
         raise InputError(path, f"{what} not found")
     if path.is_dir():
@@ -112,45 +142,40 @@ def iter_fasta(path: str | Path, what: str = "FASTA file", allow_empty: bool = F
     _check_regular(path, what)
     if path.stat().st_size == 0:
         raise InputError(path, f"empty file (expected a {what})")
-    first_seen: dict[str, int] = {}
-    rid, head, n, lineno = None, 0, 0, 0
-    parts: list[bytes] = []
-    part_lines: list[int] = []
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
-        fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
-        try:
-            for lineno, text in enumerate(fh, start=1):
-                if lineno == 1 and text.startswith(UTF8_BOM):  # written by some Windows editors
-                    text = text[len(UTF8_BOM):]
-                if text[:1] == b">":
-                    if rid is not None:
-                        yield _record(path, rid, head, parts, part_lines, allow_empty, raw.tell())
-                        n += 1
-                    rid, head, parts, part_lines = _header(path, text, lineno, n, first_seen,
-                                                           unique_ids), lineno, [], []
-                    continue
-                body = text.rstrip()
-                if rid is None and body:
-                    _not_fasta(path, body, lineno)
-                if body:
-                    parts.append(body)
-                    part_lines.append(lineno)
-        except EOFError:
-            raise InputError(
-                path, f"truncated gzip file: the compressed stream ends at line {lineno} (record "
-                f"{n + (rid is not None)}); expected a complete gzip/bgzip file: was the download "
-                "interrupted?", line=lineno) from None
-        except (OSError, zlib.error) as exc:
-            raise InputError(path, f"corrupt gzip data after line {lineno} ({exc})",
-                             line=lineno) from None
-        if rid is not None:
-            yield _record(path, rid, head, parts, part_lines, allow_empty, raw.tell())
-            n += 1
-    if n == 0:
-        raise InputError(path, f"no FASTA records found (expected a {what} with lines starting "
-                         "with '>')")
+
+
+class _RecordLines:
+    """`iter_fasta`'s state between lines: the record being read (its id, header line and
+    sequence lines), the records finished so far (`n`) and the ids seen."""
+
+    def __init__(self, path: Path, allow_empty: bool, unique_ids: bool) -> None:
+        self.path, self.allow_empty, self.unique_ids = path, allow_empty, unique_ids
+        self.first_seen: dict[str, int] = {}
+        self.rid: str | None = None
+        self.head, self.n = 0, 0
+        self.parts: list[bytes] = []
+        self.part_lines: list[int] = []
+
+    def start(self, text: bytes, lineno: int) -> None:
+        """A header line: the next record starts."""
+        self.rid = _header(self.path, text, lineno, self.n, self.first_seen, self.unique_ids)
+        self.head, self.parts, self.part_lines = lineno, [], []
+
+    def add(self, text: bytes, lineno: int) -> None:
+        """A sequence (or blank) line; text before the first header is an error."""
+        body = text.rstrip()
+        if self.rid is None and body:
+            _not_fasta(self.path, body, lineno)
+        if body:
+            self.parts.append(body)
+            self.part_lines.append(lineno)
+
+    def finish(self, bytes_read: int) -> FastaRecord:
+        """The record read so far, checked (`_record`)."""
+        rec = _record(self.path, self.rid, self.head, self.parts, self.part_lines,
+                      self.allow_empty, bytes_read)
+        self.n += 1
+        return rec
 
 
 def _check_regular(path: Path, what: str) -> None:
@@ -199,9 +224,16 @@ def _not_fasta(path: Path, body: bytes, lineno: int) -> None:
     raise InputError(path, "not FASTA: expected the first record's header ('>id') here", line=lineno)
 
 
-def count_fasta(path: str | Path, what: str = "FASTA file") -> int:
-    """Validate a whole FASTA file (see iter_fasta) and return its number of records."""
-    return sum(1 for _ in iter_fasta(path, what))
+def count_fasta(path: str | Path, what: str = "FASTA file",
+                each: Callable[[FastaRecord], object] | None = None) -> int:
+    """Validate a whole FASTA file (see iter_fasta) and return its number of records; `each`,
+    when given, is called with every record in order (to tally more than the count)."""
+    n = 0
+    for rec in iter_fasta(path, what):
+        if each is not None:
+            each(rec)
+        n += 1
+    return n
 
 
 # ---------------------------------------------------------------------------------------- reference

@@ -161,3 +161,22 @@ def read_genes(path: str | Path) -> pl.DataFrame:
     if ".gtf" in name or ".gff" in name:
         return read_gtf_genes(path)
     return read_feature_table_genes(path)
+
+
+def read_gene_list(path: str | Path) -> tuple[str, ...]:
+    """A gene list file: one gene name or id per line (blank lines and # comments skipped).
+
+    Returns the names in file order, each once; raises InputError on an unreadable file, a
+    binary file or a list without any name.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the gene list: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a text file (expected one gene name or id per line)") from None
+    genes = tuple(dict.fromkeys(x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")))
+    if not genes:
+        raise InputError(path, "no gene name in the list")
+    return genes

@@ -21,7 +21,6 @@ each file in turn, each read as sequenced.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import zlib
 from collections import Counter
@@ -34,7 +33,7 @@ import pysam
 
 from llamadna.errors import InputError
 from llamadna.io.fasta import iter_fasta
-from llamadna.io.text import GZIP_MAGIC, gzip_damage
+from llamadna.io.text import GZIP_MAGIC, gzip_damage, open_maybe_gzip
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def detect_format(path: str | Path) -> str:
         return "cram"
     if head[:2] == GZIP_MAGIC:
         try:
-            with gzip.open(p, "rb") as fh:
+            with open_maybe_gzip(p) as (_, fh):
                 head = fh.read(4)
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(p, f"corrupt gzip data at the start of the file ({exc})") from None
@@ -166,10 +165,7 @@ def read_length_mode(paths: Sequence[str | Path], max_reads: int = 10_000) -> in
 def _iter_blocks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int, int]]:
     """Yield (decompressed bytes, compressed bytes read so far, file size); b"" once at EOF."""
     total = path.stat().st_size
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
-        fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+    with open_maybe_gzip(path) as (raw, fh):
         while True:
             try:
                 data = fh.read(chunk_bytes)

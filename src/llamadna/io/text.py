@@ -6,9 +6,13 @@ gzip stream give the same clear errors, naming the file (and the last complete l
 
 from __future__ import annotations
 
+import gzip
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from llamadna.errors import InputError
 
@@ -33,8 +37,27 @@ def read_json_object(path: str | Path, fix: str | None = None) -> dict:
 
 
 def is_gzip(path: str | Path) -> bool:
+    """Whether the file starts with the gzip magic bytes (gzip and bgzip alike)."""
     with open(path, "rb") as fh:
         return fh.read(2) == GZIP_MAGIC
+
+
+@contextmanager
+def open_maybe_gzip(path: str | Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """Open a file that may be gzip/bgzip-compressed, judged by its content (`is_gzip`), not its
+    name. Yields (raw, stream): the file itself (its `tell()` is the compressed bytes read, for
+    progress) and its content, decompressed when it is gzip (the same object when it is not).
+
+    Damaged gzip data surfaces as the stream is read (EOFError when truncated, OSError /
+    zlib.error when corrupt): each reader names the file and line in its own words.
+    """
+    gz = is_gzip(path)
+    with open(path, "rb") as raw:
+        if not gz:
+            yield raw, raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield raw, stream  # type: ignore[misc]
 
 
 def _gunzip_all(path: Path, raw: bytes) -> bytes:

@@ -22,7 +22,7 @@ from llamadna.constants import MAX_PHENOTYPES
 from llamadna.errors import InputError
 from llamadna.io.chroms import UnknownChromosomeError, build_of_length, normalise_chrom
 from llamadna.io.tables import normalise_chrom_column, read_tsv
-from llamadna.io.text import read_bytes
+from llamadna.io.text import GZIP_MAGIC, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _check_build(path: Path, header: list[str], build: str) -> None:
 
 def _is_bgzf(raw: bytes) -> bool:
     """BGZF (bgzip) blocks are gzip members whose extra field holds the 'BC' subfield."""
-    return raw[:2] == b"\x1f\x8b" and len(raw) > 14 and bool(raw[3] & 4) and raw[12:14] == b"BC"
+    return raw[:2] == GZIP_MAGIC and len(raw) > 14 and bool(raw[3] & 4) and raw[12:14] == b"BC"
 
 
 def _check_data_lines(path: Path, text: bytes, n_header: int) -> None:
@@ -173,7 +173,7 @@ def read_vcf(path: str | Path, default_source: str | None = None,
         _check_build(path, header, build)
     _check_data_lines(path, raw, n_header)
     with open(path, "rb") as fh:
-        plain_gzip = (head := fh.read(18))[:2] == b"\x1f\x8b" and not _is_bgzf(head)
+        plain_gzip = (head := fh.read(18))[:2] == GZIP_MAGIC and not _is_bgzf(head)
     if plain_gzip:
         with tempfile.TemporaryDirectory(prefix="llamadna-vcf-") as tmp:
             copy = Path(tmp) / "variants.vcf"
@@ -186,58 +186,17 @@ def _read_vcf_records(path: Path, source_file: Path, n_header: int,
                       default_source: str | None) -> pl.DataFrame:
     """The records of `source_file` (plain or bgzip VCF); errors name `path`, the user's file."""
     cols: dict[str, list] = {k: [] for k in VARIANT_SCHEMA}
-    chrom_map: dict[str, str] = {}
     i = 0
     pysam.set_verbosity(0)
     try:
         vf = pysam.VariantFile(str(source_file))
     except (OSError, ValueError) as exc:
         raise InputError(path, f"could not open VCF: {exc}") from None
-    lengths = {c: vf.header.contigs[c].length for c in vf.header.contigs}
-    has_source = "SOURCE" in vf.header.info
-    has_clnsig = "CLNSIG" in vf.header.info
-    has_pheno = "PHENO" in vf.header.info
-    has_clndn = "CLNDN" in vf.header.info
+    rows = _VcfRows(path, vf.header, default_source)
     try:
         for i, rec in enumerate(vf, start=1):
-            line = n_header + i
-            chrom = rec.chrom
-            norm = chrom_map.get(chrom)
-            if norm is None:
-                try:
-                    norm = chrom_map[chrom] = normalise_chrom(chrom)
-                except UnknownChromosomeError as exc:
-                    raise InputError(path, str(exc), line=line) from None
-            info = rec.info
-            source = info.get("SOURCE") if has_source else None
-            if source is None:
-                source = default_source
-            if source is None:
-                raise InputError(
-                    path, "record without INFO SOURCE (expected e.g. SOURCE=ClinVar)", line=line
-                )
-            if isinstance(source, tuple):
-                source = source[0]
-            ref = rec.ref
-            if not ref or any(c not in "ACGTNacgtn" for c in ref):
-                raise InputError(path, f"REF {ref!r}: expected A/C/G/T/N bases", line=line)
-            alts = rec.alts
-            clnsig = _info_values(info.get("CLNSIG")) if has_clnsig else []
-            pheno = _info_values(info.get("PHENO")) if has_pheno else []
-            if has_clndn:
-                pheno += _info_values(info.get("CLNDN"))
-            if lengths.get(chrom) and rec.pos > lengths[chrom]:
-                raise InputError(path, f"POS {rec.pos} is past the end of {chrom} ({lengths[chrom]} bp "
-                                 "by the header's ##contig line)", line=line)
-            cols["chrom"].append(norm)
-            cols["pos"].append(rec.pos)
-            cols["ref"].append(ref.upper())
-            cols["alt"].append(",".join(alts) if alts else ".")
-            cols["variant_id"].append(rec.id or f"{norm}:{rec.pos}:{ref}")
-            cols["source"].append(str(source))
-            cols["clinical_significance"].append(", ".join(dict.fromkeys(clnsig)) or None)
-            cols["phenotype"].append(join_phenotypes(pheno))
-            cols["line"].append(line)
+            for values, v in zip(cols.values(), rows.row(rec, n_header + i), strict=True):
+                values.append(v)
     except (OSError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
@@ -248,6 +207,63 @@ def _read_vcf_records(path: Path, source_file: Path, n_header: int,
     finally:
         vf.close()
     return pl.DataFrame(cols, schema=VARIANT_SCHEMA)
+
+
+class _VcfRows:
+    """One VCF record -> one row of the variant table (VARIANT_SCHEMA's order), checked; what
+    the header declares is looked up once, chromosome names are normalised once each."""
+
+    def __init__(self, path: Path, header: pysam.VariantHeader, default_source: str | None):
+        self.path, self.default_source = path, default_source
+        self.lengths = {c: header.contigs[c].length for c in header.contigs}
+        self.has_source = "SOURCE" in header.info
+        self.has_clnsig = "CLNSIG" in header.info
+        self.has_pheno = "PHENO" in header.info
+        self.has_clndn = "CLNDN" in header.info
+        self.chrom_map: dict[str, str] = {}
+
+    def _chrom(self, chrom: str, line: int) -> str:
+        norm = self.chrom_map.get(chrom)
+        if norm is None:
+            try:
+                norm = self.chrom_map[chrom] = normalise_chrom(chrom)
+            except UnknownChromosomeError as exc:
+                raise InputError(self.path, str(exc), line=line) from None
+        return norm
+
+    def _source(self, info: pysam.VariantRecordInfo, line: int) -> object:
+        source = info.get("SOURCE") if self.has_source else None
+        if source is None:
+            source = self.default_source
+        if source is None:
+            raise InputError(
+                self.path, "record without INFO SOURCE (expected e.g. SOURCE=ClinVar)", line=line
+            )
+        if isinstance(source, tuple):
+            source = source[0]
+        return source
+
+    def row(self, rec: pysam.VariantRecord, line: int) -> tuple:
+        """The record's values: chrom, pos, ref, alt, variant_id, source, clinical_significance,
+        phenotype, line."""
+        chrom = rec.chrom
+        norm = self._chrom(chrom, line)
+        info = rec.info
+        source = self._source(info, line)
+        ref = rec.ref
+        if not ref or any(c not in "ACGTNacgtn" for c in ref):
+            raise InputError(self.path, f"REF {ref!r}: expected A/C/G/T/N bases", line=line)
+        alts = rec.alts
+        clnsig = _info_values(info.get("CLNSIG")) if self.has_clnsig else []
+        pheno = _info_values(info.get("PHENO")) if self.has_pheno else []
+        if self.has_clndn:
+            pheno += _info_values(info.get("CLNDN"))
+        if self.lengths.get(chrom) and rec.pos > self.lengths[chrom]:
+            raise InputError(self.path, f"POS {rec.pos} is past the end of {chrom} "
+                             f"({self.lengths[chrom]} bp by the header's ##contig line)", line=line)
+        return (norm, rec.pos, ref.upper(), ",".join(alts) if alts else ".",
+                rec.id or f"{norm}:{rec.pos}:{ref}", str(source),
+                ", ".join(dict.fromkeys(clnsig)) or None, join_phenotypes(pheno), line)
 
 
 def read_variants_tsv(path: str | Path) -> pl.DataFrame:

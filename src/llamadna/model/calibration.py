@@ -3,8 +3,9 @@
 `GeneCalibration` is a logistic model over what the annotation itself shows: the mean
 log-probability of the generated tokens (`confidence`), the top reference candidate's score,
 whether the generated gene is one of the candidates in the prompt, that candidate's score, and
-whether it is the top one. `train` fits it on validation rows (`train.calibrate`) and writes
-MODEL/calibration.json; `load_model` reads it back, and `annotate` reports `gene_confidence`.
+whether it is the top one. `train` fits it on validation rows (`train.calibrate.calibrate_model`)
+and writes MODEL/calibration.json; `Annotator.from_pretrained` reads it back (`GeneCalibration.load`),
+and the Annotator reports `gene_confidence`.
 """
 
 from __future__ import annotations

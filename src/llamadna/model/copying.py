@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from llamadna.model.positions import position_ids_from
+
 
 class CopyHead(nn.Module):
     def __init__(self, hidden: int, dim: int = 64):
@@ -117,8 +119,6 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     `stop`: optional callable, the new tokens so far (B, t) -> (B,) bool, rows to finish now
     (as `generate`'s stopping criteria). Returns the output and the prompt's final hidden states
     (B, T, H) for the class head."""
-    from llamadna.model.modeling import position_ids_from
-
     lm = model.language_model
     # the prompt's logits at its last position only: (B, T, V) over the whole prompt would make the
     # batch's peak memory grow with the vocabulary and the prompt length

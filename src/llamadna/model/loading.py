@@ -13,14 +13,13 @@ PROMPT_BUCKET = 64  # compiled generation: prompts left-padded to a multiple of 
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None, dtype: str | None = None,
-               compile: bool = False, llm: str | Path | None = None,
-               encoder: str | Path | None = None):
-    """A trained model directory (`save_pretrained` output with its processor), in eval mode on
+               llm: str | Path | None = None, encoder: str | Path | None = None):
+    """The model of a trained model directory (`save_pretrained` output), in eval mode on
     `device` (default: CUDA when available, else CPU), in `dtype` (float32, bfloat16 or
-    float16; default float32; an 8/4-bit LLM keeps its quantized weights). `compile`: see
-    `compile_generation`. `llm`/`encoder`: where a full-preset model's pretrained Llama-2 /
-    DNABERT-2 directories are now (default: the paths recorded at training)."""
-    from llamadna.model.calibration import GeneCalibration
+    float16; default float32; an 8/4-bit LLM keeps its quantized weights). `llm`/`encoder`: where
+    a full-preset model's pretrained Llama-2 / DNABERT-2 directories are now (default: the paths
+    recorded at training). The bare model: the processor, calibration and retriever that annotate
+    with it are the `annotate.Annotator`'s (`Annotator.from_pretrained`)."""
     from llamadna.model.modeling import LlamaDNAForAnnotation
 
     path = check_model_dir(path)
@@ -29,16 +28,10 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     torch_dtype = DTYPES[dtype] if dtype else None
     model = LlamaDNAForAnnotation.from_pretrained(
         path, llm_path=llm, dna_model_path=encoder, **({"dtype": torch_dtype} if torch_dtype else {}))
-    if model.processor is None:
-        raise InputError(path, "the model directory has no processor (processor_config.json and "
-                         "the tokenizers); save the model with its processor attached")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cast = torch_dtype is not None and not model.config.llm_quantization  # LoRA, projector, head too
     model = model.to(device, torch_dtype) if cast else model.to(device)
     model.eval()
-    model.calibration = GeneCalibration.load(path)  # retrieval models: gene_confidence
-    if compile:
-        compile_generation(model)
     return model
 
 
@@ -85,17 +78,18 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
-def compile_generation(model, bucket: int = PROMPT_BUCKET) -> None:
+def compile_generation(model, bucket: int = PROMPT_BUCKET) -> int:
     """Faster generation for long runs: the LLM decodes with a static KV cache and its forward
     is compiled (torch.compile; CUDA graphs on a GPU). Prompts are then left-padded to a multiple
     of `bucket` tokens (`pad_to_bucket`), so that a few shapes are compiled rather than one per
     batch. The first batches of each shape pay the compilation. Predictions are those of the
-    plain path (tested)."""
+    plain path (tested). Returns `bucket`, for the inference config that pads the prompts
+    (`annotate.InferenceConfig.prompt_bucket`)."""
     lm = model.language_model
     lm.generation_config.cache_implementation = "static"
     mode = "reduce-overhead" if model.device.type == "cuda" else None
     lm.forward = torch.compile(lm.forward, mode=mode, dynamic=False)
-    model.prompt_bucket = bucket
+    return bucket
 
 
 def pad_to_bucket(batch: dict[str, torch.Tensor], multiple: int, pad_id: int) -> dict:

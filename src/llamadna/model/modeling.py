@@ -8,9 +8,11 @@
 
 LoRA (peft) is injected into the LLM only (q_proj/v_proj by default), and optionally into the
 encoder; the projector and the head are ordinary trainable modules. Everything sits in one module
-tree, so `save_pretrained` writes one safetensors file (plus both tokenizers through the attached
-processor). With the full preset (`dna_model_path`/`llm_path`), the frozen pretrained weights are
-read from those directories and not copied into our checkpoints.
+tree, so `save_pretrained` writes one safetensors file (the processor, with both tokenizers, is
+saved beside it by its own `save_pretrained`). The model is a pure PreTrainedModel: what
+annotating needs beside it (processor, retriever, calibration) is the `annotate.Annotator`'s.
+With the full preset (`dna_model_path`/`llm_path`), the frozen pretrained weights are read from
+those directories and not copied into our checkpoints.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from llamadna.io.text import read_json_object
 from llamadna.model.configuration import LlamaDNAConfig
 from llamadna.model.copying import CopyHead, copyable_mask, greedy_decode, teacher_forced_log_probs
 from llamadna.model.dnabert2 import DnaBert2Model, is_dnabert2_config, load_dnabert2
+from llamadna.model.positions import position_ids_from
 from llamadna.model.presets import check_local_dir
-from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.model.projector import build_projector
 from llamadna.model.safe_loading import refuse_custom_code, require_safetensors
 
@@ -150,12 +152,6 @@ class _StopCriterion(StoppingCriteria):
         return self.stop(input_ids).to(input_ids.device)
 
 
-def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so left and right padding give the same result."""
-    pos = attention_mask.long().cumsum(-1) - 1
-    return pos.clamp(min=0)
-
-
 class LlamaDNAForAnnotation(PreTrainedModel):
     config_class = LlamaDNAConfig
     base_model_prefix = "llamadna"
@@ -183,7 +179,6 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             inject_adapter_in_model(LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                 target_modules=list(config.encoder_lora_target_modules)), self.dna_encoder)
-        self.processor: LlamaDNAProcessor | None = None
         self.post_init()
         self.set_trainable()
 
@@ -384,16 +379,14 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return tuple(out)
 
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """config.json + model.safetensors (+ both tokenizers and the prompt mode when a processor
-        is attached). Frozen weights read from `dna_model_path`/`llm_path` are not copied."""
+        """config.json + model.safetensors. Frozen weights read from `dna_model_path`/`llm_path`
+        are not copied."""
         ext = self._external_prefixes()
         if ext:
             sd = {k: v for k, v in self.state_dict().items()
                   if not k.startswith(ext) or "lora_" in k}
             kwargs["state_dict"] = sd
         super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        if self.processor is not None:
-            self.processor.save_pretrained(save_directory)
         usual_permissions(save_directory)  # safetensors writes 0600
 
     @classmethod
@@ -427,8 +420,6 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                                  f"missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
         else:
             model = super().from_pretrained(path, *args, use_safetensors=True, **kwargs)
-        if (path / "processor_config.json").exists():
-            model.processor = LlamaDNAProcessor.from_pretrained(path)
         model.set_trainable()
         return model
 

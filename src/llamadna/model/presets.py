@@ -1,12 +1,13 @@
 """Model presets: `tiny` (offline, weights trained here) and `full` (local DNABERT-2 + Llama-2).
 
-Both build the same `LlamaDNAForAnnotation` through the same code path; only sizes and where
-the pretrained parts come from differ.
+Both build the same `LlamaDNAForAnnotation` (`model.build` joins the parts); sizes, where the
+pretrained parts come from and how the LLM is trained differ.
 
 - tiny: the DNA encoder + BPE tokenizer from `llamadna pretrain-encoder` (masked-LM on the
   reference regions); a small `LlamaForCausalLM` built from a `LlamaConfig` with a byte-level BPE
   tokenizer trained on the training split's text, first pretrained as a language model on that
-  text (full weights), then frozen and fine-tuned with LoRA like the full preset.
+  text, then fine-tuned with all its weights (`llm_training` "full", the tiny preset's default:
+  the LLM is ours; `--llm-training lora` adapts it with LoRA as the full preset does).
 - full: `--encoder` = a local DNABERT-2-117M directory (loaded into the project's own DNABERT-2
   implementation, `model.dnabert2`: no code from the directory runs), `--llm` = a local
   Llama-2-7b-hf directory; bf16 and gradient checkpointing available; the `<dna>` placeholder

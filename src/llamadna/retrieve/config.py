@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llamadna.constants import DEFAULT_WINDOW, RETRIEVAL_K
+from llamadna.constants import DEFAULT_SPLIT, DEFAULT_WINDOW, RETRIEVAL_K
 from llamadna.errors import ConfigError
 from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_SENSITIVE
 
@@ -41,7 +41,7 @@ class IndexConfig:
     stride: int = DEFAULT_STRIDE
     flank: int = DEFAULT_FLANK
     dataset: str | None = None  # the windows carry this dataset's `split` training variants
-    split: str = "split_gene"
+    split: str = DEFAULT_SPLIT
     exclude_genes: tuple[str, ...] = ()  # gene names or ids left out (a fold's held-out genes)
     faiss: str = "flat"
     nlist: int | None = None  # ivfpq: default 4 * sqrt(windows)

@@ -51,7 +51,7 @@ from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import deep_minimap2, scaled_minimap2
 from llamadna.retrieve.config import DEFAULT_NPROBE, WHITEN_EPSILON, WHITEN_MIN_PER_DIM, IndexConfig
 from llamadna.retrieve.embed import SequenceEmbedder
-from llamadna.retrieve.evidence import KNOWN_VARIANT_COLUMNS, known_variant_table
+from llamadna.retrieve.fields import KNOWN_VARIANT_COLUMNS, known_variant_table
 from llamadna.retrieve.windows import FIELD_COLUMNS, carry_variants, index_tables
 from llamadna.retrieve.windows import exclude_genes as exclude_genes_from
 
@@ -223,39 +223,14 @@ class ReferenceIndex:
             return None
         segments, seqs = _segments(windows)
         bases = int(segments["length"].sum())
-        if cfg.scale_k:  # settings for this reference's size, recorded in index.json
-            sensitive = cfg.minimap2_sensitive and scaled_minimap2(cfg.minimap2_sensitive, bases)
-            deep = cfg.minimap2_deep or (sensitive and deep_minimap2(sensitive, cfg.minimap2_sensitive))
-            cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases), minimap2_sensitive=sensitive,
-                          minimap2_deep=deep or None)
-        if not cfg.deep:
-            cfg = replace(cfg, minimap2_deep=None)
+        cfg = _sized_config(cfg, bases)
         out.mkdir(parents=True, exist_ok=True)
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
         cascade = [_minimap2_index(seqs, out / mmi, getattr(cfg, key))
                    for key, mmi in CASCADE if getattr(cfg, key)]
         vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten)
         variants = known if known is not None else known_variant_table([])
-        meta = {
-            "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
-            # relative to the index directory, so that the index and its encoder move together;
-            # the absolute path too, so that an index moved without its encoder still finds it
-            "encoder": _relative_to(cfg.encoder, out), "paths": PATHS_RELATIVE,
-            "encoder_absolute": str(Path(cfg.encoder).resolve()),
-            "embedding_dim": dim, "windows": windows.height,
-            "builds": windows["build"].unique(maintain_order=True).to_list(),
-            "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
-            "segment_bases": bases, "variants": variants_name,
-            "variant_rows": variants.height, "exclude_genes": list(cfg.exclude_genes),
-            "faiss": {"kind": cfg.faiss, "ntotal": int(vectors.ntotal),
-                      "whitened": inner_index(vectors) is not vectors,
-                      "nlist": int(getattr(inner_index(vectors), "nlist", 0)) or None},
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t0, 1),
-            # size and checksum of each minimap2 index: mappy loads a truncated one without a word
-            "files": {mmi: file_record(out / mmi) for mmi in _mmi_names(cfg)},
-        }
-        meta = json.loads(json.dumps(meta))  # as `load` reads it back (tuples as lists)
+        meta = _index_meta(cfg, out, data, windows, segments, variants, variants_name, vectors, dim, t0)
         index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade,
                     encoder=Path(cfg.encoder))
         index.save(out)
@@ -551,3 +526,42 @@ def _minimap2_index(seqs: list[str], mmi: Path | None, settings: dict) -> mappy.
     finally:
         os.unlink(tmp)
     return made[0]
+
+
+def _sized_config(cfg: IndexConfig, bases: int) -> IndexConfig:
+    """`cfg` with its minimap2 settings for a reference of `bases` (with `scale_k`; recorded in
+    index.json), and without the deep tier unless `deep`."""
+    if cfg.scale_k:
+        sensitive = cfg.minimap2_sensitive and scaled_minimap2(cfg.minimap2_sensitive, bases)
+        deep = cfg.minimap2_deep or (sensitive and deep_minimap2(sensitive, cfg.minimap2_sensitive))
+        cfg = replace(cfg, minimap2=scaled_minimap2(cfg.minimap2, bases), minimap2_sensitive=sensitive,
+                      minimap2_deep=deep or None)
+    if not cfg.deep:
+        cfg = replace(cfg, minimap2_deep=None)
+    return cfg
+
+
+def _index_meta(cfg: IndexConfig, out: Path, data: Path, windows: pl.DataFrame, segments: pl.DataFrame,
+                variants: pl.DataFrame, variants_name, vectors, dim: int, t0: float) -> dict:
+    """index.json's content, as `load` reads it back (tuples as lists)."""
+    bases = int(segments["length"].sum())
+    meta = {
+        "format": INDEX_FORMAT, "index_id": uuid.uuid4().hex, "config": asdict(cfg), "data": str(data),
+        # relative to the index directory, so that the index and its encoder move together;
+        # the absolute path too, so that an index moved without its encoder still finds it
+        "encoder": _relative_to(cfg.encoder, out), "paths": PATHS_RELATIVE,
+        "encoder_absolute": str(Path(cfg.encoder).resolve()),
+        "embedding_dim": dim, "windows": windows.height,
+        "builds": windows["build"].unique(maintain_order=True).to_list(),
+        "genes": windows["gene"].drop_nulls().n_unique(), "segments": segments.height,
+        "segment_bases": bases, "variants": variants_name,
+        "variant_rows": variants.height, "exclude_genes": list(cfg.exclude_genes),
+        "faiss": {"kind": cfg.faiss, "ntotal": int(vectors.ntotal),
+                  "whitened": inner_index(vectors) is not vectors,
+                  "nlist": int(getattr(inner_index(vectors), "nlist", 0)) or None},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 1),
+        # size and checksum of each minimap2 index: mappy loads a truncated one without a word
+        "files": {mmi: file_record(out / mmi) for mmi in _mmi_names(cfg)},
+    }
+    return json.loads(json.dumps(meta))

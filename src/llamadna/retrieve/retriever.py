@@ -42,7 +42,7 @@ from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import hit_position, map_threaded
 from llamadna.retrieve.config import CASCADE_BELOW, DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN
 from llamadna.retrieve.embed import SequenceEmbedder
-from llamadna.retrieve.evidence import NearestVariants
+from llamadna.retrieve.fields import NearestVariants
 from llamadna.retrieve.index import ReferenceIndex
 
 EMBED_WEIGHT = 0.1
@@ -140,7 +140,7 @@ class Retriever:
         return int(ids[min(near, key=lambda x: (abs(centres[x] - pos), x))])
 
     def _align(self, seqs: list[str], ok: list[bool], genes: list[dict]) -> None:
-        from llamadna.data.build import assign_genes
+        from llamadna.data.genes import assign_genes
 
         todo = [i for i, good in enumerate(ok) if good]
         hits = self._map(self.index.aligner, seqs, todo)
@@ -213,6 +213,24 @@ class Retriever:
                         "aligned_fraction": g.aligned_fraction, "cosine": g.cosine, "strand": g.strand,
                         "position": pos, "window": g.window, "via": via})
         return out
+
+
+def open_retriever(index: ReferenceIndex | str | os.PathLike, encoder: str | os.PathLike | None = None,
+                   **options) -> Retriever:
+    """The one place a `Retriever` is built.
+
+    Parameters
+    ----------
+    index : a loaded `ReferenceIndex`, or a `llamadna index` directory (loaded here).
+    encoder : the DNA encoder directory that embeds the queries, used as given; None: the one
+        the index records (`ReferenceIndex.encoder_dir`, resolved when the embedder is built, so
+        that an alignment-only retriever needs none). A caller that prefers the recorded encoder
+        and falls back on a given one passes `index.encoder_dir(fallback)`.
+    **options : the Retriever's own (k, mode, n_embed, embedder, threads, embed_when).
+    """
+    if not isinstance(index, ReferenceIndex):
+        index = ReferenceIndex.load(index)
+    return Retriever(index, encoder, **options)
 
 
 def candidates_table(queries: Sequence[str], hits: Sequence[list[dict]]) -> pl.DataFrame:

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from llamadna.io.atomic import atomic_write
-from llamadna.io.fasta import iter_fasta
+from llamadna.io.fasta import count_fasta, iter_fasta
 from llamadna.io.predictions import output_format
 from llamadna.progress import Progress, no_progress
-from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever
+from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever, candidates_table
 
 SEARCH_FORMATS = (".tsv", ".jsonl")
 SEARCH_BATCH = 256  # queries per retriever call
@@ -35,7 +35,7 @@ def search_fasta(retriever: Retriever, fasta: str | Path, out: str | Path, batch
                  progress: Progress = no_progress) -> dict:
     """Search every record of `fasta`; returns counts and speed."""
     fmt = search_format(out)
-    total = sum(1 for _ in iter_fasta(fasta, "query FASTA"))  # validates the whole file first
+    total = count_fasta(fasta, "query FASTA")  # validates the whole file first
     t0 = time.perf_counter()
     n = {"queries": 0, "with_candidates": 0}
 
@@ -63,6 +63,8 @@ def _flush(retriever: Retriever, batch: list, fh, tsv, n: dict) -> None:
     if not batch:
         return
     hits = retriever([r.sequence for r in batch])
+    # the TSV's rows: query, rank, CANDIDATE_FIELDS, in query order then rank
+    table = candidates_table([r.id for r in batch], hits).iter_rows() if tsv is not None else None
     for rec, cands in zip(batch, hits):
         n["queries"] += 1
         n["with_candidates"] += bool(cands)
@@ -71,5 +73,5 @@ def _flush(retriever: Retriever, batch: list, fh, tsv, n: dict) -> None:
         elif not cands:
             tsv.writerow([rec.id, 0, *[""] * len(CANDIDATE_FIELDS)])
         else:
-            for r, c in enumerate(cands, start=1):
-                tsv.writerow([rec.id, r, *(_cell(c[f]) for f in CANDIDATE_FIELDS)])
+            for _ in cands:
+                tsv.writerow([_cell(v) for v in next(table)])

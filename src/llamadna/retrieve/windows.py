@@ -3,7 +3,7 @@
 known variants (a split's training rows only) inside it.
 
 One code path with the builder: genes from `load_genes` + `resolve_genes`, the gene at a position
-from `assign_genes`, the sentence fields from `retrieve.evidence.gene_fields`. A window whose
+from `assign_genes`, the sentence fields from `retrieve.fields.gene_fields`. A window whose
 centre lies in no gene (a flank) keeps its sequence for alignment and embedding but has no gene
 fields. Builds are never mixed: a window's coordinates and fields are those of its own build.
 """
@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llamadna.data.build import assign_genes, load_genes
-from llamadna.data.genes import gene_phenotype_table, resolve_genes
+from llamadna.data.genes import assign_genes, gene_phenotype_table, load_genes, resolve_genes
 from llamadna.data.paths import AssemblySet, discover_sets, shared_table
 from llamadna.errors import ConfigError
 from llamadna.io.fasta import Reference, read_reference
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
-from llamadna.retrieve.evidence import gene_fields, known_variant_table
+from llamadna.retrieve.fields import gene_fields, known_variant_table
 
 log = logging.getLogger(__name__)
 

@@ -142,6 +142,15 @@ def read_sample_sheet(path: str | Path) -> list[Sample]:
     return samples
 
 
+def load_samples(args: Sequence[str] | None, sheet: str | Path | None) -> list[Sample]:
+    """A run's samples, given either as `NAME=PATH` arguments (`--sample`) or as a sample sheet
+    (`--samples`), never both."""
+    if (args is None) == (sheet is None):
+        raise ConfigError("give the samples with --sample NAME=PATH (twice or more) "
+                          "or with --samples SHEET.tsv, not both")
+    return read_sample_sheet(sheet) if sheet is not None else [parse_sample_arg(s) for s in args]
+
+
 def check_samples(samples: Sequence[Sample]) -> None:
     """At least 2 samples, unique names, every file present and readable as reads."""
     if len(samples) < 2:

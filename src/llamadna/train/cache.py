@@ -1,40 +1,34 @@
 """The models an evaluation compares, trained on demand and cached on disk.
 
-`TrainedModels(model_dir, dataset, out_dir)` hands `llamadna evaluate` (`evaluate.run.ModelSource`)
+`TrainedModels(model_dir, dataset, out_dir)` hands `llamadna evaluate` (`evaluate.systems.ModelSource`)
 the given model for the split it was trained on, and for every other (split, variant) a model
 trained here with the given model's own settings, in OUT_DIR/models/SPLIT/VARIANT. A cached
 model is reused when its train_config.json equals the settings it would be trained with now.
 
-Variants: "model" (as given), "splash_prompt" (the prompt with the SPLASH scores and without the
-sequence, no reference evidence) and "seed_faithful" (gene metadata in the prompt, the original
-poster's setting). The ablations of a retrieval model (trained with an index): "no_retrieval"
-(the same training without reference evidence: the seed's architecture), "no_dna" (evidence and
-SPLASH, no DNA slots) and "no_splash" (DNA and evidence, no SPLASH text).
-`after_train(model_dir, config)` runs after each model is trained here (the CLI passes the gene
-confidence calibration, `llamadna.calibrate`).
+Variants (`train.variants.ModelVariant`: a name and the TrainConfig fields it changes) come from
+the caller: `evaluate.systems` lists them; this module knows none by name.
+A retrieval model trained here comes out calibrated (`train()` calls `train.calibrate`); a
+cached one without its calibration.json is calibrated before use. `get` hands out an `Annotator`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from llamadna.errors import InputError
 from llamadna.model.calibration import CALIBRATION_FILE
-from llamadna.model.loading import load_model
 from llamadna.train.config import TrainConfig
+from llamadna.train.variants import ModelVariant
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("model", "splash_prompt", "seed_faithful")
-ABLATIONS = ("no_retrieval", "no_dna", "no_splash")  # of a retrieval model only
 
 
 class TrainedModels:
     def __init__(self, model_dir: str | Path, dataset: str | Path, out_dir: str | Path,
-                 epochs: int | None = None, max_steps: int | None = None, after_train=None):
+                 epochs: int | None = None, max_steps: int | None = None):
         self.model_dir, self.dataset, self.out_dir = Path(model_dir), str(dataset), Path(out_dir)
         cfg_path = self.model_dir / "train_config.json"
         if not cfg_path.exists():
@@ -42,27 +36,21 @@ class TrainedModels:
                              "written by `llamadna train`")
         self.base = TrainConfig(**saved_config(cfg_path))
         self.train_config = asdict(self.base)
-        self.epochs, self.max_steps, self.after_train = epochs, max_steps, after_train
-        self.loaded: dict[tuple[str, str], object] = {}
+        self.epochs, self.max_steps = epochs, max_steps
+        self.loaded: dict[tuple[str, ModelVariant], object] = {}
 
-    def config_for(self, split: str, variant: str, dataset: str | None = None) -> TrainConfig | None:
+    def config_for(self, split: str, variant: ModelVariant, dataset: str | None = None) -> TrainConfig | None:
         """The settings a (split, variant) model is trained with; None for the given model.
         `dataset`: the table holding the split column (evaluation folds live in a copy)."""
-        if variant not in VARIANTS + ABLATIONS:
-            raise ValueError(f"unknown model variant {variant!r}: expected one of {VARIANTS + ABLATIONS}")
         b = self.base
-        if variant in ABLATIONS and b.index is None:
-            raise ValueError(f"the {variant} ablation is of a retrieval model; {self.model_dir} was "
+        if variant.needs_index and b.index is None:
+            raise ValueError(f"the {variant.name} variant is of a retrieval model; {self.model_dir} was "
                              "trained without --index")
-        if variant == "model" and b.split == split and b.use_dna and b.prompt_mode == "leak-free":
+        if variant.is_given and b.split == split and b.use_dna and b.prompt_mode == "leak-free":
             return None
-        return replace(
-            b, dataset=dataset or self.dataset, out=str(self.out_dir / "models" / split / variant),
-            split=split, use_dna=variant not in ("splash_prompt", "no_dna"),
-            use_splash=b.use_splash and variant != "no_splash",
-            index=None if variant in ("splash_prompt", "seed_faithful", "no_retrieval") else b.index,
-            prompt_mode="seed-faithful" if variant == "seed_faithful" else "leak-free",
-            epochs=self.epochs or b.epochs,
+        return variant.apply(
+            b, dataset=dataset or self.dataset, out=str(self.out_dir / "models" / split / variant.name),
+            split=split, epochs=self.epochs or b.epochs,
             max_steps=self.max_steps if self.max_steps is not None else b.max_steps,
         )
 
@@ -72,7 +60,9 @@ class TrainedModels:
         return self.base.index is not None
 
     def get(self, split: str, variant: str, dataset: str | None = None):
-        """The (split, variant) model, loaded once; trained first unless cached."""
+        """The (split, variant) model's `Annotator`, loaded once; trained first unless cached."""
+        from llamadna.annotate import Annotator
+        from llamadna.train.calibrate import calibrate_model
         from llamadna.train.train import train
 
         key = (split, variant)
@@ -84,12 +74,11 @@ class TrainedModels:
                 trained = not _cached(path, tc, rows)
                 if trained:
                     log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
-                    train(tc)
-                uncalibrated = tc.index is not None and not (path / CALIBRATION_FILE).exists()
-                if self.after_train is not None and (trained or uncalibrated):
-                    self.after_train(path, tc)
+                    train(tc)  # a retrieval model: calibrated at the end
+                elif tc.index is not None and not (path / CALIBRATION_FILE).exists():
+                    calibrate_model(path, tc)  # cached uncalibrated (an interrupted calibration)
                 (path / FINGERPRINT_FILE).write_text(rows + "\n")
-            self.loaded[key] = load_model(path)
+            self.loaded[key] = Annotator.from_pretrained(path)
         return self.loaded[key]
 
 

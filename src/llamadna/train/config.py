@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from llamadna.constants import (
+    DEFAULT_SPLIT,
     DEFAULT_WINDOW,
     FOLD_PREFIX,
     LORA_ALPHA,
@@ -29,14 +30,14 @@ class TrainConfig:
 
     dataset: str
     out: str
-    split: str = "split_gene"
+    split: str = DEFAULT_SPLIT
     preset: str = "tiny"
     encoder: str | None = None  # tiny: `pretrain-encoder` output; full: DNABERT-2 directory
     llm: str | None = None  # full: Llama-2-7b-hf directory
     prompt_mode: str = "leak-free"
     use_dna: bool = True  # False = the no-DNA baseline: same training, prompt only
     use_splash: bool = True  # False = the SPLASH text left out of the prompt (an ablation)
-    # Reference evidence (train.evidence): a `llamadna index` directory; the prompt then holds
+    # Reference evidence (train.evidence_sampler): a `llamadna index` directory; the prompt then holds
     # the retrieved candidates. None = no retrieval (the seed's architecture).
     index: str | None = None
     evidence_k: int = RETRIEVAL_K  # candidates in the prompt
@@ -44,7 +45,7 @@ class TrainConfig:
     evidence_swap: float = 0.5  # a row not dropped: its gene renamed in evidence and target (copying)
     evidence_drop: float = 0.15  # the row's gene removed from the candidates, its own fields the target
     # a renamed gene's name, description and phenotype made unseen text of a real one's shape
-    # (train.evidence.pseudo_text): copying text the tokenizer splits into unfamiliar pieces
+    # (train.evidence_sampler.pseudo_text): copying text the tokenizer splits into unfamiliar pieces
     evidence_pseudo: float = 0.5
     # the genes whose text training may use (renamed fields, text tokenizer, LLM pretraining):
     # "index" = every gene of the training index (held-out genes are masked out of it), e.g. the
@@ -55,12 +56,12 @@ class TrainConfig:
     # measured)
     evidence_shuffle: float = 0.0
     # only the first n candidates kept (n in [1, k - 1]): prompts with fewer than k candidates
-    # (gene-poor regions), which training rows otherwise never show (train.evidence)
+    # (gene-poor regions), which training rows otherwise never show (train.evidence_sampler)
     evidence_truncate: float = 0.0
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8  # rows per step and process
-    lr: float = 2e-3  # peak rate (LoRA, projector, head): linear warm-up, then linear decay
+    lr: float = 2e-3  # peak rate (LLM weights trained, projector, head): linear warm-up, then decay
     weight_decay: float = 0.0
     warmup_steps: int = 20
     seed: int = 0  # model init, batch order, dropout

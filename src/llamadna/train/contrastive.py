@@ -26,8 +26,10 @@ from llamadna.data.mutate import mutate
 from llamadna.model.modeling import dna_token_chunks, encode_chunks
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
+from llamadna.train.optim import adamw_with_schedule, optimizer_step
 
 log = logging.getLogger(__name__)
+
 
 def embed_batch(bert: BertModel, tokenizer: PreTrainedTokenizerFast, seqs: Sequence[str],
                 max_len: int) -> torch.Tensor:
@@ -41,19 +43,6 @@ def embed_batch(bert: BertModel, tokenizer: PreTrainedTokenizerFast, seqs: Seque
     return F.normalize(sums / counts.clamp(min=1).unsqueeze(-1), dim=-1)
 
 
-def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, what: str,
-                   step: int) -> float:
-    """Backward, clip the gradient norm to 1, step; a non-finite loss stops with what to change.
-    Returns the loss (rounded to 5 decimals, for the loss curve)."""
-    if not math.isfinite(loss.item()):
-        raise FloatingPointError(f"{what} loss is {loss.item()} at step {step + 1}; lower the learning rate")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return round(loss.item(), 5)
-
-
 def contrastive_stage(bert: BertModel, tokenizer: PreTrainedTokenizerFast, windows: Sequence[str],
                       cfg: PretrainConfig, progress: Progress = no_progress) -> dict:
     """Train `bert` in place; returns {contrastive_steps, contrastive_initial_loss,
@@ -64,7 +53,7 @@ def contrastive_stage(bert: BertModel, tokenizer: PreTrainedTokenizerFast, windo
     rng = np.random.default_rng([cfg.seed, 17])
     torch.manual_seed(cfg.seed + 17)
     bert.train()
-    opt = torch.optim.AdamW(bert.parameters(), lr=cfg.contrastive_lr, weight_decay=cfg.weight_decay)
+    opt, _ = adamw_with_schedule(bert.parameters(), cfg.contrastive_lr, weight_decay=cfg.weight_decay)
     losses: list[float] = []
     every = max(1, steps // 10)
     for step in range(steps):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +24,14 @@ from transformers.utils import logging as hf_logging
 
 from llamadna import __version__
 from llamadna.constants import IGNORE_INDEX
-from llamadna.data.windows import reference_windows
+from llamadna.data.corpus import reference_windows
 from llamadna.errors import ConfigError, InputError
-from llamadna.io.atomic import replace_dir, temporary_dir, usual_permissions
+from llamadna.io.atomic import atomic_dir
 from llamadna.model.tokenizers import train_dna_tokenizer
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import PretrainConfig
-from llamadna.train.contrastive import contrastive_stage, optimizer_step
+from llamadna.train.contrastive import contrastive_stage
+from llamadna.train.optim import adamw_with_schedule, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,50 @@ def _mean(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
+@dataclass
+class _Masking:
+    """What masking needs of the tokenizer (see `mask_tokens`)."""
+
+    specials: torch.Tensor  # (S,) ids never masked
+    replace_ids: torch.Tensor  # (K,) ids a random replacement draws from
+    pad_id: int
+    mask_id: int
+    probability: float
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerFast, probability: float) -> _Masking:
+        specials = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        replace_ids = torch.tensor([i for i in range(len(tokenizer)) if i not in set(specials.tolist())])
+        return cls(specials, replace_ids, tokenizer.pad_token_id, tokenizer.mask_token_id, probability)
+
+
+def _batches(ids: list[list[int]], batch: int, steps: int, gen: torch.Generator) -> Iterator[list[list[int]]]:
+    """`steps` batches of `batch` windows from a seeded permutation, a new one when it runs out.
+    Lazy, so that `gen` is drawn in the loop's order: a new permutation, then that step's masks."""
+    order = torch.randperm(len(ids), generator=gen)
+    pos = 0
+    for _ in range(steps):
+        if pos + batch > len(ids):
+            order, pos = torch.randperm(len(ids), generator=gen), 0
+        rows = [ids[i] for i in order[pos : pos + batch].tolist()]
+        pos += batch
+        yield rows
+
+
+def _masked_lm_loss(model: BertForMaskedLM, rows: list[list[int]], masking: _Masking,
+                    gen: torch.Generator) -> torch.Tensor:
+    """The loss of one batch, padded to its longest window; the head runs on masked positions only."""
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [masking.pad_id] * (width - len(r)) for r in rows])  # (B, T)
+    attention_mask = (input_ids != masking.pad_id).long()
+    inputs, labels = mask_tokens(input_ids, torch.isin(input_ids, masking.specials), masking.mask_id,
+                                 masking.replace_ids, masking.probability, gen)
+    hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    picked = labels != IGNORE_INDEX
+    logits = model.cls(hidden[picked])  # (N_masked, V)
+    return torch.nn.functional.cross_entropy(logits, labels[picked])
+
+
 def train_masked_lm(
     windows: Sequence[str], tokenizer: PreTrainedTokenizerFast, cfg: PretrainConfig,
     progress: Progress = no_progress,
@@ -134,40 +178,15 @@ def train_masked_lm(
     model = BertForMaskedLM(bert_config(cfg, tokenizer))
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed)
-    specials = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-    replace_ids = torch.tensor([i for i in range(len(tokenizer)) if i not in set(specials.tolist())])
-    pad_id, mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
-    warmup = max(1, int(cfg.warmup_fraction * cfg.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (cfg.steps - s) / (cfg.steps - warmup))
-    )
-    batch = min(cfg.batch_size, len(ids))
-    order = torch.randperm(len(ids), generator=gen)
-    pos = 0
+    masking = _Masking.of(tokenizer, cfg.mlm_probability)
+    # no weight decay on biases and LayerNorm; warm-up from peak / warmup, then linear decay to 0
+    opt, sched = adamw_with_schedule(
+        model.parameters(), cfg.lr, weight_decay=cfg.weight_decay, exempt_1d=True,
+        warmup_steps=max(1, int(cfg.warmup_fraction * cfg.steps)), total_steps=cfg.steps, warmup_offset=1)
     losses: list[float] = []
     every = max(1, cfg.steps // 10)
-    for step in range(cfg.steps):
-        if pos + batch > len(ids):
-            order, pos = torch.randperm(len(ids), generator=gen), 0
-        rows = [ids[i] for i in order[pos : pos + batch].tolist()]
-        pos += batch
-        width = max(map(len, rows))
-        input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])  # (B, T)
-        attention_mask = (input_ids != pad_id).long()
-        inputs, labels = mask_tokens(
-            input_ids, torch.isin(input_ids, specials), mask_id, replace_ids, cfg.mlm_probability, gen
-        )
-        hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        picked = labels != IGNORE_INDEX
-        logits = model.cls(hidden[picked])  # (N_masked, V)
-        loss = torch.nn.functional.cross_entropy(logits, labels[picked])
+    for step, rows in enumerate(_batches(ids, min(cfg.batch_size, len(ids)), cfg.steps, gen)):
+        loss = _masked_lm_loss(model, rows, masking, gen)
         losses.append(optimizer_step(loss, model, opt, "masked-LM", step))
         sched.step()
         progress(f"masked-LM training: loss {losses[-1]:.3f}", step + 1, cfg.steps)
@@ -215,22 +234,18 @@ def save_encoder(out_dir: str | Path, mlm: BertForMaskedLM, tokenizer: PreTraine
     """
     out = Path(out_dir)
     _check_out_dir(out)
-    tmp = temporary_dir(out)  # its owner in its name: only a gone writer's is ever removed
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a tqdm bar per shard would cut through the rich progress
     try:
-        with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left alone
-            torch.manual_seed(0)  # the (unused) pooler's initialisation: reproducible files
-            encoder = encoder_from_mlm(mlm)
-        encoder.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        mlm.save_pretrained(tmp / MLM_SUBDIR)
-        (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
-        usual_permissions(tmp)  # mkdtemp makes 0700, safetensors files come as 0600
-        replace_dir(tmp, out)  # a previous encoder directory replaced, one rename at a time
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # a previous encoder directory replaced whole; usual permissions (safetensors: 0600)
+        with atomic_dir(out) as tmp:
+            with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left alone
+                torch.manual_seed(0)  # the (unused) pooler's initialisation: reproducible files
+                encoder = encoder_from_mlm(mlm)
+            encoder.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            mlm.save_pretrained(tmp / MLM_SUBDIR)
+            (tmp / CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -264,6 +279,39 @@ def load_mlm(encoder_dir: str | Path) -> tuple[BertForMaskedLM, PreTrainedTokeni
     return mlm, tokenizer, json.loads((d / CONFIG_NAME).read_text())
 
 
+def _kept_masked_lm(init: str | Path, cfg: PretrainConfig) -> tuple[
+    BertForMaskedLM, PreTrainedTokenizerFast, dict, PretrainConfig
+]:
+    """--init: the encoder directory's tokenizer, masked-LM model and figures, and `cfg` with the
+    masked-LM settings it was made with."""
+    if not cfg.contrastive_steps:
+        raise ConfigError("--init keeps the encoder's masked-LM training: give --contrastive-steps")
+    mlm, tokenizer, before = load_mlm(init)
+    stats = {k: before[k] for k in ("steps", "final_loss", "initial_loss", "unigram_loss",
+                                    "tokens_per_window", "windows", "windows_truncated",
+                                    "vocab_size", "loss_curve")}
+    stats["init"] = str(Path(init).resolve())
+    cfg = replace(cfg, **{k: v for k, v in before["config"].items() if k in _MASKED_LM_SETTINGS})
+    return mlm, tokenizer, stats, cfg
+
+
+def _masked_lm_stage(data_dir: str | Path, cfg: PretrainConfig, progress: Progress) -> tuple[
+    BertForMaskedLM, PreTrainedTokenizerFast, dict
+]:
+    """The reference windows, the DNA tokenizer trained on them, and the masked-LM model."""
+    progress("reading reference windows", 0, 1)
+    windows = _windows(data_dir, cfg.window, cfg)
+    progress("reading reference windows", 1, 1)
+    progress("training DNA tokenizer", 0, 1)
+    log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
+             len(windows) * cfg.window / 1e6)
+    tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
+                                    model_max_length=cfg.max_position_embeddings)
+    progress("training DNA tokenizer", 1, 1)
+    mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
+    return mlm, tokenizer, stats
+
+
 def pretrain_encoder(
     data_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
     progress: Progress = no_progress, init: str | Path | None = None,
@@ -290,26 +338,9 @@ def pretrain_encoder(
     t0 = time.perf_counter()
     _check_out_dir(Path(out_dir))  # fail before training, not after
     if init is not None:
-        if not cfg.contrastive_steps:
-            raise ConfigError("--init keeps the encoder's masked-LM training: give --contrastive-steps")
-        mlm, tokenizer, before = load_mlm(init)
-        stats = {k: before[k] for k in ("steps", "final_loss", "initial_loss", "unigram_loss",
-                                        "tokens_per_window", "windows", "windows_truncated",
-                                        "vocab_size", "loss_curve")}
-        stats["init"] = str(Path(init).resolve())
-        cfg = replace(cfg, **{k: v for k, v in before["config"].items()
-                              if k in _MASKED_LM_SETTINGS})
+        mlm, tokenizer, stats, cfg = _kept_masked_lm(init, cfg)
     else:
-        progress("reading reference windows", 0, 1)
-        windows = _windows(data_dir, cfg.window, cfg)
-        progress("reading reference windows", 1, 1)
-        progress("training DNA tokenizer", 0, 1)
-        log.info("pretrain-encoder: %d windows of %d bases (%.1f Mb)", len(windows), cfg.window,
-                 len(windows) * cfg.window / 1e6)
-        tokenizer = train_dna_tokenizer(windows, cfg.vocab_size, cfg.min_frequency,
-                                        model_max_length=cfg.max_position_embeddings)
-        progress("training DNA tokenizer", 1, 1)
-        mlm, stats = train_masked_lm(windows, tokenizer, cfg, progress)
+        mlm, tokenizer, stats = _masked_lm_stage(data_dir, cfg, progress)
     if cfg.contrastive_steps:
         stats.update(contrastive_stage(mlm.bert, tokenizer, _windows(data_dir, cfg.contrastive_window, cfg),
                                        cfg, progress))

@@ -2,7 +2,8 @@
 
     dataset.parquet (split column) -> train / val rows
     tiny preset: text tokenizer + tiny Llama pretrained on the train text (stage 1)
-    model = encoder (frozen) + projector + LLM (LoRA) + class head
+    model = encoder (frozen) + projector + LLM + class head (`model.build`); the LLM trained in
+            full (tiny preset) or with LoRA (full preset)
     loop: AdamW on trainable params, linear warm-up/decay, val loss each epoch, early stopping,
           checkpoints every N steps, --resume continues from the last one
     MODEL/ = save_pretrained of the best-validation model (+ tokenizers, train_config.json)
@@ -37,20 +38,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from llamadna.constants import DEFAULT_SOURCES
 from llamadna.data.splits import subsample
-from llamadna.errors import ConfigError, InputError
-from llamadna.io.atomic import usual_permissions
-from llamadna.io.dataset import dataset_parquet
-from llamadna.model.modeling import LlamaDNAForAnnotation, load_dna_encoder
-from llamadna.model.presets import TinyLLMShape, make_config, tiny_llm_config
+from llamadna.errors import ConfigError
+from llamadna.io.atomic import atomic_dir
+from llamadna.model.build import build_full, build_tiny, tiny_parts
+from llamadna.model.modeling import LlamaDNAForAnnotation
+from llamadna.model.presets import TinyLLMShape
 from llamadna.model.processing import LlamaDNAProcessor
 from llamadna.progress import Progress, no_progress
 from llamadna.train.config import TrainConfig
+from llamadna.train.optim import adamw_with_schedule
+from llamadna.train.rows import load_split
 from llamadna.train.sharding import (
     load_optimizer_state,
     load_trainable,
@@ -67,31 +68,16 @@ CKPT_PREFIX = "checkpoint-"
 # ------------------------------------------------------------------------------------ data
 
 
-def load_split(dataset: str | Path, split: str) -> tuple[list[dict], list[dict], list[str]]:
-    """Train and val rows (dicts) of a split column, and the class labels of the dataset."""
-    p = dataset_parquet(dataset)
-    df = pl.read_parquet(p)
-    if split not in df.columns or df[split].is_null().all():
-        raise InputError(p, f"split column {split!r} is missing or empty")
-    labels = [s for s in DEFAULT_SOURCES if s in set(df["Dataset"])]
-    labels += sorted(set(df["Dataset"]) - set(labels))
-    train = df.filter(pl.col(split) == "train").to_dicts()
-    val = df.filter(pl.col(split) == "val").to_dicts()
-    if not train:
-        raise InputError(p, f"no training rows in {split!r}")
-    return train, val, labels
-
-
 def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
     """The training index (`cfg.index` without the genes that only validation and test rows of the
     split hold, its variants the split's training rows) and its `EvidenceSampler`."""
-    from llamadna.retrieve.retriever import Retriever
-    from llamadna.train.evidence import EvidenceSampler, split_genes, training_index
+    from llamadna.retrieve.retriever import open_retriever
+    from llamadna.train.evidence_sampler import EvidenceSampler, split_genes, training_index
 
     index = training_index(cfg.index, cfg.dataset, cfg.split, train_rows)
     log.info("training index: %d windows, %d genes (%d held-out genes masked)", index.windows.height,
              index.meta["genes"], len(index.meta["exclude_genes"]))
-    retriever = Retriever(index, k=cfg.evidence_k)
+    retriever = open_retriever(index, k=cfg.evidence_k)
     return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
                            cfg.evidence_shuffle, cfg.evidence_pseudo,
                            known=split_genes(train_rows) if cfg.evidence_names == "training" else None,
@@ -177,10 +163,9 @@ def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed:
     torch.manual_seed(seed)
     ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
            for t in texts]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    # 20 warm-up steps, then linear decay to 5 %
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / steps))
+    # AdamW at torch's default weight decay; 20 warm-up steps times a linear decay to 5 %
+    opt, sched = adamw_with_schedule(model.parameters(), lr, warmup_steps=20, total_steps=steps,
+                                     warmup_offset=1, overlap=True, min_factor=0.05)
     rng = np.random.default_rng([seed, 1])
     losses = []
     model.train()
@@ -201,13 +186,11 @@ def pretrain_tiny_llm(model, tok, texts: list[str], steps: int, lr: float, seed:
 
 
 def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
-                progress: Progress = no_progress, sampler=None) -> tuple[LlamaDNAForAnnotation, dict]:
-    """The model for a fresh run (deterministic for cfg.seed); `sampler`: the training index's
-    evidence (`train.evidence.EvidenceSampler`) with retrieval."""
-    from transformers import LlamaForCausalLM
-
-    from llamadna.model.safe_loading import load_tokenizer
-
+                progress: Progress = no_progress,
+                sampler=None) -> tuple[LlamaDNAForAnnotation, LlamaDNAProcessor, dict]:
+    """The model for a fresh run (deterministic for cfg.seed), its processor and what building
+    it measured; `sampler`: the training index's evidence (`train.evidence_sampler.EvidenceSampler`)
+    with retrieval."""
     torch.manual_seed(cfg.seed)
     info: dict = {}
     overrides = dict(
@@ -218,49 +201,21 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
     prompt = dict(prompt_mode=cfg.prompt_mode, use_dna=cfg.use_dna, use_splash=cfg.use_splash,
                   retrieval=cfg.index is not None, evidence_k=cfg.evidence_k,
                   index=str(Path(cfg.index).resolve()) if cfg.index else None)
-    if cfg.preset == "tiny":
-        from llamadna.model.tokenizers import train_text_tokenizer
-
-        enc_dir = Path(cfg.encoder)
-        if not (enc_dir / "config.json").exists():
-            raise InputError(enc_dir, "no encoder here (no config.json); run `llamadna "
-                             "pretrain-encoder` first and pass its output as --encoder")
-        encoder = load_dna_encoder(enc_dir)  # no code, no pickle (model.safe_loading)
-        dna_tok = load_tokenizer(enc_dir)
-        text_tok = train_text_tokenizer(_text_corpus(train_rows, cfg.prompt_mode, sampler),
-                                        vocab_size=cfg.text_vocab_size)
-        shape = TinyLLMShape(**{k: v for k, v in (("hidden_size", cfg.llm_hidden_size),
-                                                  ("num_hidden_layers", cfg.llm_layers)) if v is not None})
-        llm = LlamaForCausalLM(tiny_llm_config(len(text_tok), text_tok, shape))
-        losses = pretrain_tiny_llm(llm, text_tok, _pretrain_texts(train_rows, sampler),
-                                   cfg.llm_pretrain_steps, cfg.llm_pretrain_lr, cfg.seed,
-                                   progress=progress)
-        info["llm_pretrain_loss"] = {"first": losses[0], "last": losses[-1]} if losses else {}
-        processor = LlamaDNAProcessor(dna_tok, text_tok,
-                                      dna_chunk_tokens=encoder.config.max_position_embeddings, **prompt)
-        config = make_config(encoder.config, llm.config, processor, labels, **overrides)
-        model = LlamaDNAForAnnotation(config, dna_encoder=encoder, language_model=llm)
-    else:
-        from llamadna.model.dnabert2 import is_dnabert2_config
-        from llamadna.model.presets import check_local_dir, full_text_tokenizer
-
-        enc_dir = check_local_dir(cfg.encoder, "DNABERT-2")
-        if is_dnabert2_config(json.loads((enc_dir / "config.json").read_text())):
-            overrides["encoder_lora_target_modules"] = ("Wqkv",)  # its fused attention projection
-        text_tok = full_text_tokenizer(cfg.llm)
-        dna_tok = load_tokenizer(enc_dir)
-        processor = LlamaDNAProcessor(dna_tok, text_tok, **prompt)
-        config = make_config({"model_type": "bert"}, {"model_type": "llama"}, processor, labels,
-                             dna_model_path=str(cfg.encoder), llm_path=str(cfg.llm),
-                             llm_quantization=cfg.llm_quantization, **overrides)
-        dtype = torch.bfloat16 if cfg.bf16 else None
-        model = LlamaDNAForAnnotation.from_base(config, torch_dtype=dtype)
-        if cfg.gradient_checkpointing:
-            lm = model.language_model  # transformers 5 renamed the method
-            (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()
-    model.processor = processor
-    model.set_trainable()
-    return model, info
+    if cfg.preset != "tiny":
+        model, processor = build_full(cfg.encoder, cfg.llm, labels, overrides, prompt,
+                                      quantization=cfg.llm_quantization, bf16=cfg.bf16,
+                                      gradient_checkpointing=cfg.gradient_checkpointing)
+        return model, processor, info
+    shape = TinyLLMShape(**{k: v for k, v in (("hidden_size", cfg.llm_hidden_size),
+                                              ("num_hidden_layers", cfg.llm_layers)) if v is not None})
+    parts = tiny_parts(cfg.encoder, _text_corpus(train_rows, cfg.prompt_mode, sampler), cfg.text_vocab_size,
+                       shape)
+    # stage 1: the small Llama learns the training text (full weights) before it is joined
+    losses = pretrain_tiny_llm(parts.llm, parts.text_tokenizer, _pretrain_texts(train_rows, sampler),
+                               cfg.llm_pretrain_steps, cfg.llm_pretrain_lr, cfg.seed, progress=progress)
+    info["llm_pretrain_loss"] = {"first": losses[0], "last": losses[-1]} if losses else {}
+    model, processor = build_tiny(parts, labels, overrides, prompt)
+    return model, processor, info
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -287,16 +242,11 @@ def save_checkpoint(run_dir: Path, weights: dict[str, torch.Tensor], opt_state: 
     `optimizer_state`). `rng`: the RNG states to keep (default: this process's, as
     `torch`/`cuda`; data-parallel runs pass every process's, as `torch.<rank>`/`cuda.<rank>`)."""
     final = run_dir / f"{CKPT_PREFIX}{state['step']:07d}"
-    tmp = run_dir / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(weights, tmp / "trainable.safetensors")
-    save_file(rng if rng is not None else rng_states(), tmp / "rng.safetensors")
-    torch.save(opt_state, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
-    usual_permissions(tmp)  # safetensors writes 0600
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:  # usual permissions too (safetensors writes 0600)
+        save_file(weights, tmp / "trainable.safetensors")
+        save_file(rng if rng is not None else rng_states(), tmp / "rng.safetensors")
+        torch.save(opt_state, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
     for old in sorted(run_dir.glob(f"{CKPT_PREFIX}*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -404,6 +354,7 @@ class Trainer:
         if resume and (self.base_dir / "config.json").exists():
             _check_same_settings(out / "train_config.json", cfg)
             self.model = LlamaDNAForAnnotation.from_pretrained(self.base_dir)
+            self.processor = LlamaDNAProcessor.from_pretrained(self.base_dir)
             self.info = json.loads((self.base_dir / "build_info.json").read_text())
             return
         self.accelerator.wait_for_everyone()  # every process has looked for a checkpoint
@@ -411,25 +362,22 @@ class Trainer:
             for old in (self.run_dir, self.base_dir, out / ".best"):
                 shutil.rmtree(old, ignore_errors=True)
         # every process builds the same model (seeded); DDP also broadcasts rank 0's weights
-        self.model, self.info = build_model(cfg, self.train_rows, self.labels, self.progress, self.sampler)
+        self.model, self.processor, self.info = build_model(cfg, self.train_rows, self.labels, self.progress,
+                                                            self.sampler)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-            tmp = out / ".tmp-base"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.model.save_pretrained(tmp)
-            (tmp / "build_info.json").write_text(json.dumps(self.info))
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            os.replace(tmp, self.base_dir)
+            with atomic_dir(self.base_dir) as tmp:
+                self.model.save_pretrained(tmp)
+                self.processor.save_pretrained(tmp)
+                (tmp / "build_info.json").write_text(json.dumps(self.info))
         self.ckpt = None
 
     def prepare(self) -> None:
         """Batches, step counts, sharding (FSDP), optimizer and schedule, accelerate; then the
         dropout stream and, on resume, everything the last checkpoint holds."""
-        from transformers import get_linear_schedule_with_warmup
-
         cfg, acc = self.cfg, self.accelerator
-        processor = self.model.processor
+        processor = self.processor
         self.collate = Batches(processor, self.train_rows, self.labels, acc.device, self.sampler,
                                augment=True, seed=cfg.seed)
         self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device, self.sampler)
@@ -441,9 +389,9 @@ class Trainer:
         if cfg.fsdp:  # shard in place (FSDP2), then build the optimizer on the sharded parameters
             shard_model(self.model, acc.device, self.world, bf16=cfg.bf16)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = get_linear_schedule_with_warmup(self.opt, min(cfg.warmup_steps, self.total),
-                                                     self.total)
+        self.opt, self.sched = adamw_with_schedule(params, cfg.lr, weight_decay=cfg.weight_decay,
+                                                   warmup_steps=min(cfg.warmup_steps, self.total),
+                                                   total_steps=self.total)
         if not cfg.fsdp:
             self.model, self.opt = acc.prepare(self.model, self.opt)
         self.raw = acc.unwrap_model(self.model)
@@ -564,21 +512,30 @@ class Trainer:
             load_trainable(final, load_file(best), origin=str(best))
         elif cfg.fsdp:
             load_trainable(final, last, origin="the final trained weights")
-        _publish(final, self.out)
+        _publish(final, self.processor, self.out)
         (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Progress = no_progress) -> dict:
-    """Train and write MODEL (= cfg.out). Returns the run summary (also MODEL/train_summary.json).
-    `progress(description, step, total)` reports the stages (main process only)."""
+    """Train and write MODEL (= cfg.out), a finished model: with an index (`cfg.index`) its gene
+    confidence is calibrated too (MODEL/calibration.json, `train.calibrate`). Returns the run
+    summary (also MODEL/train_summary.json). `progress(description, step, total)` reports the
+    stages (main process only)."""
     trainer = Trainer(cfg, progress)
     trainer.check_launch()
     trainer.load_data()
     trainer.build_or_resume(resume)
     trainer.prepare()
     trainer.fit()
-    return trainer.finish()
+    summary = trainer.finish()
+    if cfg.index is not None and trainer.main:
+        # a retrieval model's gene confidence, fitted on validation rows (train.calibrate): the
+        # model read back from MODEL, as every later user reads it
+        from llamadna.train.calibrate import calibrate_model
+
+        calibrate_model(cfg.out, cfg)
+    return summary
 
 
 def _check_same_settings(saved: Path, cfg: TrainConfig) -> None:
@@ -602,23 +559,18 @@ def _check_replicas_agree(accelerator, model) -> None:
 
 
 def _save_best(weights: dict[str, torch.Tensor], path: Path, ev: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(weights, tmp / "trainable.safetensors")
-    (tmp / "val.json").write_text(json.dumps(ev))
-    usual_permissions(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        save_file(weights, tmp / "trainable.safetensors")
+        (tmp / "val.json").write_text(json.dumps(ev))
 
 
-def _publish(model, out: Path) -> None:
+def _publish(model, processor: LlamaDNAProcessor, out: Path) -> None:
     """Write the model files into MODEL atomically per file (config, weights, tokenizers)."""
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    if model.processor is not None:  # its index path relative to MODEL, where it will be read
-        model.processor.save_config(tmp, home=out)
+    processor.save_pretrained(tmp)
+    processor.save_config(tmp, home=out)  # its index path relative to MODEL, where it will be read
     for item in tmp.iterdir():
         dest = out / item.name
         if dest.is_dir():

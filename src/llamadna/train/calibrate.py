@@ -1,11 +1,12 @@
-"""Fit a retrieval model's gene confidence on validation rows (`model.calibration`).
+"""Fit a retrieval model's gene confidence on validation rows (`Annotator.calibration`).
 
-The validation rows of the model's split, each at divergence rates CALIBRATION_RATES (nested
-`mutate`, seeded by row), are annotated twice: with the reference index as a model of that split
-may see it plus the validation genes (the gene is there to be found), and without them (the
-novel-gene case: the gene cannot be found). `GeneCalibration` is fitted on whether the generated
-gene is the row's, and written to MODEL/calibration.json, so that annotations report
-`gene_confidence`. Test genes are never in either index.
+`train()` calls `calibrate_model` at its end when the model has an index, so a trained model is a
+finished one. The validation rows of the model's split, each at divergence rates
+CALIBRATION_RATES (nested `mutate`, seeded by row), are annotated twice: with the reference index
+as a model of that split may see it plus the validation genes (the gene is there to be found),
+and without them (the novel-gene case: the gene cannot be found). `GeneCalibration` is fitted on
+whether the generated gene is the row's, and written to MODEL/calibration.json, so that
+annotations report `gene_confidence`. Test genes are never in either index.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from llamadna.annotate import annotate_rows, use_index, with_evidence
+from llamadna.annotate import Annotator
 from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.splits import subsample
 from llamadna.model.calibration import GeneCalibration, calibration_features
-from llamadna.model.loading import load_model
 from llamadna.train.config import TrainConfig
-from llamadna.train.evidence import training_index
-from llamadna.train.train import load_split
+from llamadna.train.evidence_sampler import training_index
+from llamadna.train.rows import load_split
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,11 @@ CALIBRATION_ROWS = 128  # validation rows (seeded subsample), each at every rate
 def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int = CALIBRATION_ROWS,
                     batch_size: int = 64) -> GeneCalibration | None:
     """Fit and save the calibration of a trained retrieval model (None for other models, or
-    when the split has no validation rows)."""
+    when the split has no validation rows). The model is read from `model_dir` as
+    `Annotator.from_pretrained` reads it."""
     if cfg.index is None:
         return None
-    model = load_model(model_dir)
+    annotator = Annotator.from_pretrained(model_dir).with_config(batch_size=batch_size)
     train_rows, val_rows, _ = load_split(cfg.dataset, cfg.split)
     rows = subsample(val_rows, max_rows, cfg.seed)
     if not rows:
@@ -44,10 +45,10 @@ def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int = CAL
                for i, r in enumerate(rows)]
     X, y = [], []
     for keep in ("val", None):
-        use_index(model, training_index(cfg.index, cfg.dataset, cfg.split, train_rows, keep=keep))
+        annotator.use_index(training_index(cfg.index, cfg.dataset, cfg.split, train_rows, keep=keep))
         for k, _ in enumerate(CALIBRATION_RATES):
-            batch = with_evidence(model, [{**r, "Sequence": m[k]} for r, m in zip(rows, mutated)])
-            for r, p in zip(batch, annotate_rows(model, batch, batch_size=batch_size)):
+            batch = annotator.with_evidence([{**r, "Sequence": m[k]} for r, m in zip(rows, mutated)])
+            for r, p in zip(batch, annotator.annotate_rows(batch)):
                 X.append(calibration_features(p["confidence"], p["gene"], r["evidence"]))
                 y.append(p["gene"] == r["gene_name"])
     cal = GeneCalibration.fit(X, y)

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from llamadna.data.build import add_gene_phenotypes, gene_text_exprs
-from llamadna.data.genes import phenotype_expr
+from llamadna.data.genes import add_gene_phenotypes, gene_text_exprs, phenotype_expr
 
 # Columns of the known-variant table (dataset columns: the training rows of a split).
 KNOWN_VARIANT_COLUMNS = ("build", "chrom", "variant_pos", "Dataset")

@@ -12,7 +12,7 @@ import pytest
 
 from llamadna.retrieve.index import IndexConfig, ReferenceIndex
 from llamadna.retrieve.retriever import Retriever
-from llamadna.train.evidence import (
+from llamadna.train.evidence_sampler import (
     EvidenceSampler,
     pseudo_text,
     pseudo_word,
@@ -168,8 +168,7 @@ def test_validation_rows_get_their_own_evidence_unchanged(indexed):
 def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
     """Trained on split_gene's training rows with their evidence (held-out genes masked from the
     index), the model, given the full index, names held-out test genes it never saw in training."""
-    from llamadna.annotate import annotate_rows, use_index
-    from llamadna.model.loading import load_model
+    from llamadna.annotate import Annotator
     from llamadna.train.config import TrainConfig
     from llamadna.train.train import train
 
@@ -183,16 +182,18 @@ def test_a_model_names_a_gene_that_only_the_index_holds(indexed, tmp_path):
                       evidence_shuffle=0.0, checkpoint_every=0, max_val_rows=8, max_steps=600)
     assert cfg.copy_mode
     train(cfg)
-    model = load_model(tmp_path / "m")
+    assert (tmp_path / "m" / "calibration.json").exists()  # train() calibrates a retrieval model
+    annotator = Annotator.from_pretrained(tmp_path / "m")
+    assert annotator.calibration is not None and annotator.retriever is None  # built when needed
     # recorded relative to the model directory (a model and its index move together), read back resolved
     recorded = json.loads((tmp_path / "m" / "processor_config.json").read_text())["index"]
-    assert model.processor.retrieval and model.processor.index == str((root / "index").resolve())
+    assert annotator.processor.retrieval and annotator.processor.index == str((root / "index").resolve())
     assert recorded == os.path.relpath((root / "index").resolve(), (tmp_path / "m").resolve())
     df = pl.read_parquet(root / "dataset" / "dataset.parquet")
     test = df.filter(pl.col("split_gene") == "test").to_dicts()
     train_genes = {r["gene_name"] for r in df.filter(pl.col("split_gene") == "train").to_dicts()}
-    use_index(model, ReferenceIndex.load(root / "index"))  # the full reference
-    preds = annotate_rows(model, test)
+    annotator.use_index(ReferenceIndex.load(root / "index"))  # the full reference
+    preds = annotator.annotate_rows(test)
     right = [p["gene"] == r["gene_name"] for p, r in zip(preds, test)]
     assert not {r["gene_name"] for r in test} & train_genes
     # measured: 0.55 of the test rows with these settings (2026-11-30)
@@ -216,7 +217,6 @@ def test_only_known_genes_lend_their_text(indexed):
 
 @pytest.mark.slow
 def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(indexed, tmp_path):
-    from llamadna.calibrate import calibrate_model
     from llamadna.evaluate.run import EvalConfig, evaluate
     from llamadna.train.cache import TrainedModels
     from llamadna.train.config import TrainConfig
@@ -227,19 +227,22 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
                  max_val_rows=4, checkpoint_every=0)
     tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
                      index=str(root / "index"), max_steps=4, **small)
+    from llamadna.train.calibrate import calibrate_model
+
     train(tc)
+    assert (tmp_path / "m" / "calibration.json").exists()  # train() calibrated it
     assert calibrate_model(tmp_path / "m", tc, max_rows=4) is not None
     cfg = EvalConfig(model=str(tmp_path / "m"), dataset=str(root / "dataset"), data_dir=str(data),
                      out=str(tmp_path / "r"), splits=("split_gene",), folds=1, limit=6, n_boot=20,
                      systems=("model", "model_novel", "majority", "no_dna"), divergence_rates=(0.0, 0.3),
                      divergence_rows=4, max_new_tokens=8)
-    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2, after_train=calibrate_model))
+    m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2))
     res = m["splits"]["split_gene"]
     assert set(res["systems"]) == {"model", "model_novel", "majority", "no_dna"}
     assert "reference evidence" in m["systems"]["model"] and "masked" in m["systems"]["model_novel"]
     ablation = tmp_path / "r" / "models" / "split_gene" / "no_dna"
     assert json.loads((ablation / "train_config.json").read_text())["use_dna"] is False
-    assert (ablation / "calibration.json").exists()  # calibrated after training
+    assert (ablation / "calibration.json").exists()  # train() calibrated it
     preds = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model_novel.tsv", separator="\t")
     test_genes = set(preds["gene_name"].to_list())
     assert not set(preds["evidence_gene"].drop_nulls().to_list()) & test_genes  # masked out

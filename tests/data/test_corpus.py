@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from llamadna.data.windows import reference_windows
+from llamadna.data.corpus import reference_windows
 
 
 def test_reference_windows_cover_every_record(small_bundle):

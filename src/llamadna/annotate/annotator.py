@@ -1,0 +1,352 @@
+"""`Annotator`: a trained model with what annotating needs beside it, as transformers' Pipeline.
+
+    Annotator = model (a pure LlamaDNAForAnnotation) + processor (tokenizers, prompt)
+              + retriever (retrieval models: the reference index) + calibration (gene_confidence)
+              + InferenceConfig (batch size, new tokens, decoding, prompt bucket)
+
+    rows --[retrieval model: the retriever, a whole batch at once]--> rows with `evidence`
+    per model pass (MODEL_PASS_ROWS rows):
+      preprocess   processor (left-padded prompt), context check, [compiled: bucket padding]
+      _forward     class head softmax --> source, source_prob
+                   greedy generate --> sentence, confidence
+                   [retrieval model] decoding strategy (`decoding`: grounded, rerank)
+      postprocess  sentence --data.template.parse_annotation--> chrom, gene, description,
+                   transcript_type, phenotype, source_from_text; calibrated gene_confidence
+
+Confidence is the mean log-probability of the generated tokens, up to and including the first
+eos (<= 0; 0 = certain). It uses the raw next-token logits (`output_logits`), not the processed
+`scores`, so it is the model's own probability whatever logits processors the LLM's generation
+config may add (under plain greedy decoding they are the same). Grounded decoding stops a row
+with evidence once it has named a gene (`GeneNamed`): its confidence is over the tokens up to
+there, or, where no candidate has the name, the kept candidate sentence's (`decoding.ground`).
+
+The class head runs on the left-padded generation prompt: `classify` derives the LLM's position
+ids from the attention mask, so padding changes neither the positions nor the probabilities.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from llamadna.annotate.decoding import GeneNamed, SentenceScorer, check_decoding, ground, rerank
+from llamadna.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
+    DEFAULT_MAX_NEW_TOKENS,
+    MODEL_PASS_ROWS,
+    SEED_FAITHFUL_FIELDS,
+)
+from llamadna.data.template import parse_annotation
+from llamadna.errors import ConfigError, InputError
+from llamadna.model.loading import pad_to_bucket
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How an Annotator generates; checked when made."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE  # rows read, retrieved for and written at a time
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    decoding: str = DEFAULT_DECODING  # DECODINGS; "rerank" and "grounded": retrieval models only
+    # compiled generation (`model.loading.compile_generation`): prompts left-padded to a multiple
+    # of this many tokens, so that a few shapes are compiled; None: no padding beyond the batch's
+    prompt_bucket: int | None = None
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ConfigError("batch_size and max_new_tokens must be >= 1")
+        check_decoding(self.decoding)
+
+
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Lists of `n` items (the last shorter), read lazily."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
+@dataclass
+class _Prompt:
+    """One model pass's prepared input: the (B, T) tensors on the model's device and the stop
+    criterion of grounded decoding (None otherwise)."""
+
+    inputs: dict[str, torch.Tensor]
+    stop: GeneNamed | None
+
+
+@dataclass
+class _Generated:
+    """One model pass's output: sentences and confidences (B,), class head argmax and its
+    probability (B,)."""
+
+    texts: list[str]
+    confidence: torch.Tensor
+    label: torch.Tensor
+    prob: torch.Tensor
+
+
+class Annotator:
+    """Model + processor + retriever + calibration + one inference config: predictions for rows.
+
+    `Annotator.from_pretrained(MODEL)` loads a `llamadna train` directory; `annotate(rows)`
+    streams predictions (PREDICTION_COLUMNS), `annotate_rows(rows)` lists them.
+    """
+
+    def __init__(self, model, processor, retriever=None, calibration=None,
+                 config: InferenceConfig = InferenceConfig()):
+        if processor is None:
+            raise ValueError("an Annotator needs the model's processor (LlamaDNAProcessor.from_pretrained)")
+        self.model, self.processor, self.retriever = model, processor, retriever
+        self.calibration, self.config = calibration, config
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, *, index=None, encoder: str | Path | None = None,
+                        device: str | torch.device | None = None, dtype: str | None = None,
+                        compile: bool = False, llm: str | Path | None = None,
+                        dna_encoder: str | Path | None = None,
+                        config: InferenceConfig | None = None) -> Annotator:
+        """A trained model directory, ready to annotate.
+
+        Parameters
+        ----------
+        model_dir : `llamadna train` output (model, processor, calibration.json when fitted).
+        index : a reference index (directory or `ReferenceIndex`) the retriever searches, set up
+            now; None: a retrieval model searches the index it was trained with, set up when first
+            needed (`use_index`).
+        encoder : the index's DNA encoder directory, when it is not where the index records it.
+        device, dtype, llm, dna_encoder : see `model.loading.load_model` (`dna_encoder` = its
+            `encoder`: a full-preset model's DNABERT-2 directory).
+        compile : compiled generation (`compile_generation`); the config's prompt bucket is set.
+        config : the inference settings (default: InferenceConfig()).
+        """
+        from llamadna.model.calibration import GeneCalibration
+        from llamadna.model.loading import check_model_dir, compile_generation, load_model
+        from llamadna.model.processing import PROCESSOR_FILE, LlamaDNAProcessor
+
+        path = check_model_dir(model_dir)
+        if not (path / PROCESSOR_FILE).exists():
+            raise InputError(path, "the model directory has no processor (processor_config.json and "
+                             "the tokenizers); save the model with its processor")
+        processor = LlamaDNAProcessor.from_pretrained(path)
+        model = load_model(path, device=device, dtype=dtype, llm=llm, encoder=dna_encoder)
+        config = config or InferenceConfig()
+        if compile:
+            config = replace(config, prompt_bucket=compile_generation(model))
+        annotator = cls(model, processor, calibration=GeneCalibration.load(path), config=config)
+        if index is not None:
+            annotator.use_index(index, encoder)
+        return annotator
+
+    def with_config(self, **changes) -> Annotator:
+        """The same model, processor, retriever and calibration with the config's `changes`
+        (batch_size, max_new_tokens, decoding, prompt_bucket)."""
+        return Annotator(self.model, self.processor, self.retriever, self.calibration,
+                         replace(self.config, **changes))
+
+    # ------------------------------------------------------------------ retrieval
+    def use_index(self, index=None, encoder: str | Path | None = None):
+        """Give a retrieval model its retriever: on `index` (a `llamadna index` directory, or a
+        loaded `ReferenceIndex`, e.g. a user's own reference), else on the index it was trained
+        with (kept beside the model as training left them: the model records it relative to its
+        directory). `encoder`: the index's DNA encoder directory, when it is no longer where the
+        index records it. Returns the retriever (None for a model without retrieval)."""
+        from llamadna.retrieve.index import ReferenceIndex
+        from llamadna.retrieve.retriever import open_retriever
+
+        proc = self.processor
+        if not proc.retrieval:
+            if index is not None:
+                raise ConfigError("this model was trained without reference evidence: --index does not apply")
+            return None
+        if index is None:
+            if not proc.index:
+                raise ConfigError("the model records no reference index: give one (--index)")
+            index = _trained_index(proc)
+        if not isinstance(index, ReferenceIndex):
+            index = ReferenceIndex.load(index)
+        self.retriever = open_retriever(index, index.encoder_dir(encoder), k=proc.evidence_k)
+        return self.retriever
+
+    def with_evidence(self, rows: Sequence[dict]) -> list[dict]:
+        """Rows with the reference evidence of their sequence (`evidence`), found by the
+        retriever (`use_index`; the index the model was trained with unless another was given)."""
+        from llamadna.retrieve.retriever import attach_evidence
+
+        retriever = self.retriever or self.use_index()
+        return attach_evidence(rows, retriever([r["Sequence"] for r in rows]))
+
+    # ------------------------------------------------------------------ rows -> predictions
+    def annotate(self, rows: Iterable[dict]) -> Iterator[dict]:
+        """Predictions (PREDICTION_COLUMNS) for rows read lazily, `config.batch_size` at a time.
+
+        `id` is the row's `id` when it has one, else its position in `rows`. The model is put in
+        eval mode for the call and given back in the mode it had.
+        """
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            pos = 0
+            for batch in batched(rows, self.config.batch_size):
+                _check_rows(batch, self.processor.prompt_mode)
+                for row, pred in zip(batch, self.predict_batch(batch)):
+                    yield {"id": row.get("id", pos), **pred}
+                    pos += 1
+        finally:
+            model.train(was_training)
+
+    def annotate_rows(self, rows: Iterable[dict]) -> list[dict]:
+        """Predictions for dataset rows (dicts with `Sequence` and SPLASH_*; gene fields too for
+        a seed-faithful model), e.g. `annotator.annotate_rows(df.filter(test).to_dicts())`.
+
+        Returns one dict per row, in order, keyed by PREDICTION_COLUMNS (see `annotate`).
+        """
+        return list(self.annotate(rows))
+
+    @torch.inference_mode()
+    def predict_batch(self, rows: Sequence[dict]) -> list[dict]:
+        """Predictions for one batch of rows (dicts with `Sequence` and the SPLASH columns): the
+        retriever takes the whole batch at once, the model MODEL_PASS_ROWS rows a pass (memory
+        bounded by those).
+
+        Returns one dict per row with PREDICTION_COLUMNS except `id`.
+        """
+        if self.processor.retrieval and any("evidence" not in r for r in rows):
+            rows = self.with_evidence(rows)
+        preds = []
+        for a in range(0, len(rows), MODEL_PASS_ROWS):
+            part = rows[a : a + MODEL_PASS_ROWS]
+            preds += self.postprocess(part, self._forward(part, self.preprocess(part)))
+        return preds
+
+    def preprocess(self, rows: Sequence[dict]) -> _Prompt:
+        """The left-padded generation prompt of one pass (checked against the LLM's positions;
+        compiled generation: padded to a bucket) and grounded decoding's stop criterion: a row
+        with evidence stops once it has named a gene (the candidate gives the rest)."""
+        proc, cfg = self.processor, self.config
+        tt = proc.text_tokenizer
+        gen_in = proc(rows, padding_side="left")
+        _check_context(self.model, rows, gen_in["attention_mask"].sum(1), cfg.max_new_tokens)
+        if cfg.prompt_bucket:  # compiled generation: a few prompt lengths only
+            gen_in = pad_to_bucket(gen_in, cfg.prompt_bucket, tt.pad_token_id)
+        stop = (GeneNamed(tt, [bool(r.get("evidence")) for r in rows])
+                if cfg.decoding == "grounded" and proc.retrieval else None)
+        return _Prompt({k: v.to(self.model.device) for k, v in gen_in.items()}, stop)
+
+    def _forward(self, rows: Sequence[dict], prompt: _Prompt) -> _Generated:
+        """One pass over the prompt: generation, and the class head on its prefill states
+        (positions follow the mask, so left padding is fine); then the decoding strategy."""
+        model, tt, cfg = self.model, self.processor.text_tokenizer, self.config
+        eos = tt.eos_token_id
+        out, cls_logits = model.generate_with_class(
+            **prompt.inputs, max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
+            eos_token_id=eos, pad_token_id=tt.pad_token_id, output_logits=True, stop=prompt.stop,
+        )
+        probs = torch.softmax(cls_logits.float(), dim=-1)  # (B, K)
+        prob, label = probs.max(dim=-1)  # (B,)
+        seqs = out.sequences  # (B, S) new tokens only (generation ran on inputs_embeds)
+        logp = torch.stack([  # (B, S) log-probability of each generated token
+            torch.log_softmax(step.float(), dim=-1).gather(1, seqs[:, t : t + 1]).squeeze(1)
+            for t, step in enumerate(out.logits)
+        ], dim=1)
+        is_eos = seqs == eos
+        keep = (is_eos.long().cumsum(1) - is_eos.long()) == 0  # (B, S) up to and including first eos
+        if prompt.stop is not None:  # a stopped row: its tokens up to the stop
+            keep &= prompt.stop.kept(seqs.shape[1]).to(keep.device)
+        confidence = (logp * keep).sum(1) / keep.sum(1)  # (B,)
+        texts = [" ".join(tt.decode(seqs[b][keep[b] & ~is_eos[b]].tolist(), skip_special_tokens=True).split())
+                 for b in range(len(rows))]
+        if cfg.decoding != "greedy" and self.processor.retrieval:
+            labels = model.config.class_labels
+            heads = [labels[int(i)] for i in label]
+            score = SentenceScorer(model, self.processor)
+            if cfg.decoding == "rerank":
+                texts, confidence = rerank(score, rows, texts, confidence, is_eos.any(1), heads)
+            else:
+                texts, confidence = ground(score, rows, texts, confidence, heads)
+        return _Generated(texts, confidence, label, prob)
+
+    def postprocess(self, rows: Sequence[dict], gen: _Generated) -> list[dict]:
+        """One prediction dict per row: the sentence, its parsed fields, the class head's source,
+        the confidence, the calibrated gene confidence and the top reference candidate."""
+        labels, calibration = self.model.config.class_labels, self.calibration
+        retrieval = self.processor.retrieval
+        preds = []
+        for b, row in enumerate(rows):
+            text, confidence = gen.texts[b], float(gen.confidence[b])
+            fields = parse_annotation(text)
+            top = (row.get("evidence") or [None])[0] if retrieval else None
+            preds.append({
+                "annotation": text,
+                "source": labels[int(gen.label[b])],
+                "source_prob": float(gen.prob[b]),
+                "source_from_text": fields["source"],
+                "chrom": fields["chrom"],
+                "gene": fields["gene"],
+                "description": fields["description"],
+                "transcript_type": fields["transcript_type"],
+                "phenotype": fields["phenotype"],
+                "confidence": confidence,
+                "gene_confidence": (calibration.gene_confidence(confidence, fields["gene"], row["evidence"])
+                                    if calibration is not None else None),
+                "evidence_gene": top["gene"] if top else None,
+                "evidence_score": top["score"] if top else None,
+                "evidence_via": top["via"] if top else None,
+            })
+        return preds
+
+
+def _check_rows(rows: Sequence[dict], prompt_mode: str) -> None:
+    for row in rows:
+        if "Sequence" not in row:
+            raise ValueError("a row has no 'Sequence'")
+        if prompt_mode == "seed-faithful":
+            missing = [k for k in SEED_FAITHFUL_FIELDS if k not in row]
+            if missing:
+                raise ValueError(
+                    f"the model was trained with seed-faithful prompts (gene metadata in the "
+                    f"prompt), but a row has no {', '.join(missing)}")
+
+
+def _check_context(model, rows: Sequence[dict], prompt_lengths: torch.Tensor, max_new_tokens: int) -> None:
+    """A prompt plus the tokens to generate must fit the LLM's positions: never run past them
+    silently (the positions beyond are untrained and the sentence comes out malformed)."""
+    limit = getattr(model.language_model.config, "max_position_embeddings", None)
+    worst = int(prompt_lengths.argmax())
+    need = int(prompt_lengths[worst]) + max_new_tokens
+    if limit is not None and need > limit:
+        name = rows[worst].get("id", worst)
+        raise ConfigError(
+            f"sequence {name!r}: its prompt holds {int(prompt_lengths[worst])} tokens; with "
+            f"{max_new_tokens} new tokens that is {need}, past the LLM's {limit} positions. Annotate "
+            "it in shorter pieces (annotate --tile) or lower --max-new-tokens")
+
+
+def _trained_index(proc) -> str:
+    """The index a retrieval model was trained with, where it is now: as processor_config.json
+    records it (relative to the model directory; a model from before that records it absolute,
+    and its train_config.json holds `--index` and `--out` as given, so the index is also found
+    where it sits relative to a moved model as it did at training). Not found: InputError naming
+    --index."""
+    found = proc.index
+    if not Path(found).is_dir() and proc.source is not None:
+        try:
+            given = json.loads((proc.source.parent / "train_config.json").read_text())
+            index, out = Path(given["index"]), Path(given["out"])
+        except (OSError, ValueError, KeyError, TypeError):
+            index = out = None
+        if index is not None and index.is_absolute() == out.is_absolute():
+            beside = os.path.normpath(proc.source.parent.resolve() / os.path.relpath(index, out))
+            found = beside if Path(beside).is_dir() else found
+    if not Path(found).is_dir():
+        raise InputError(proc.source or "the model",
+                         f"the reference index this model was trained with, {os.path.normpath(proc.index)}, "
+                         "does not exist (moved without it?): pass the index directory with --index DIR")
+    return found

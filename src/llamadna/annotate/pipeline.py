@@ -1,0 +1,248 @@
+"""A FASTA of DNA sequences -> predictions, streamed batch by batch through an `Annotator`.
+
+    SEQS.fa --io.fasta.iter_fasta--> records --tiles (longer than --tile)--> rows
+    rows --[splash.scores per chunk, with --splash]--> rows with SPLASH scores
+    rows --Annotator.annotate_rows--> predictions (tiles without A/C/G/T: `skipped`, no model)
+    predictions --io.predictions writer--> .tsv / .jsonl / .gff3
+
+Memory stays bounded by one batch: records are read lazily, predictions are written as they
+come to a temporary file beside the output, which is renamed over it only at the end
+(`io.atomic.atomic_write`), so an interrupted run never leaves a partial output behind.
+
+Before any model work the FASTA is read once to validate it (cheap next to generation) and to
+count the records for the progress bar (`io.fasta.count_fasta`): a bad record at the end of a
+large file is reported before hours of annotation, naming the file, the record and the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamadna.annotate.annotator import Annotator, batched
+from llamadna.annotate.decoding import check_decoding
+from llamadna.constants import DEFAULT_TILE, PREDICTION_COLUMNS, SPLASH_COLUMNS
+from llamadna.errors import ConfigError
+from llamadna.io.atomic import atomic_write
+from llamadna.io.fasta import FastaRecord, count_fasta, iter_fasta
+from llamadna.io.predictions import output_format, prediction_writer
+from llamadna.progress import Progress, no_progress
+
+log = logging.getLogger(__name__)
+
+_SPLASH_CHUNK = 256  # records scored against the anchors at a time
+
+# What the `skipped` column says of a tile that was not given to the model: a tile of N only
+# tells it nothing, and any sentence it wrote would be made up (a gene claim without evidence).
+NO_BASE = "no A/C/G/T base (all N): not annotated"
+
+
+def tiles(length: int, tile: int) -> list[tuple[int, int]]:
+    """[start, end) 0-based spans a record of `length` bases is annotated in: the whole record
+    when it fits in one tile, else consecutive tiles of `tile` bases, the last shifted inside so
+    that every tile has the full length (as dataset windows are)."""
+    if length <= tile:
+        return [(0, length)]
+    starts = list(range(0, length - tile + 1, tile))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return [(s, s + tile) for s in starts]
+
+
+def tile_rows(records: Iterable[FastaRecord], tile: int) -> Iterator[dict]:
+    """One row per tile: `id` (the record's id, `id:start-end` when it has several tiles),
+    `record`, 1-based inclusive `start`/`end` on the record, and the tile's `Sequence`."""
+    for r in records:
+        seq = r.sequence
+        spans = tiles(len(seq), tile)
+        for s, e in spans:
+            rid = r.id if len(spans) == 1 else f"{r.id}:{s + 1}-{e}"
+            yield {"id": rid, "record": r.id, "start": s + 1, "end": e, "Sequence": seq[s:e]}
+
+
+def _fasta_rows(rows: Iterable[dict], anchors, chunk: int) -> Iterator[dict]:
+    """Tile rows with SPLASH scores (the per-sequence rule of splash.scores), a chunk of rows at
+    a time; without anchors the scores are null ("not available" in the prompt)."""
+    from llamadna.splash.scores import score_sequences
+
+    for batch in batched(rows, chunk):
+        if anchors is not None:
+            sc = score_sequences([r["Sequence"] for r in batch], anchors)
+            cols = {c: sc[c].to_list() for c in SPLASH_COLUMNS}
+        for i, row in enumerate(batch):
+            row.update({c: cols[c][i] if anchors is not None else None for c in SPLASH_COLUMNS})
+            yield row
+
+
+@dataclass
+class Survey:
+    """What validating a FASTA counted: records, tiles, bases read differently from written
+    (U as T, IUPAC codes as N), tiles without any A/C/G/T base and the first such record's id and
+    line (`first_all_n`)."""
+
+    tile: int
+    records: int = 0
+    tiles: int = 0
+    u_to_t: int = 0
+    iupac_to_n: int = 0
+    all_n_tiles: int = 0
+    first_all_n: tuple[str, int] | None = None
+
+    def add(self, rec: FastaRecord) -> None:
+        spans = tiles(len(rec.seq), self.tile)
+        self.tiles += len(spans)
+        self.u_to_t += rec.u_to_t
+        self.iupac_to_n += rec.iupac
+        all_n = sum(rec.seq.count(b"N", s, e) == e - s for s, e in spans)
+        if all_n and not self.all_n_tiles:
+            self.first_all_n = (rec.id, rec.line)
+        self.all_n_tiles += all_n
+
+    def warn(self, fasta: str | Path) -> None:
+        """Log the tiles without any A/C/G/T base, naming the first one's record and line."""
+        if self.all_n_tiles:
+            rid, line = self.first_all_n
+            log.warning("%s:%d (record %r): %d tile(s) hold no A/C/G/T base (all N): written with empty "
+                        "fields and the reason in `skipped`, not annotated", fasta, line, rid,
+                        self.all_n_tiles)
+
+
+def survey(fasta: str | Path, tile: int) -> Survey:
+    """Validate the whole FASTA before any model work (a bad record at the end of a large file
+    is reported first) and count what `Survey` holds."""
+    found = Survey(tile)
+    found.records = count_fasta(fasta, each=found.add)
+    return found
+
+
+def _has_base(seq: str) -> bool:
+    """Whether a tile (upper-case A/C/G/T/N) holds any A, C, G or T."""
+    return seq.count("N") < len(seq)
+
+
+def _annotate_tiles(annotator: Annotator, batch: list[dict]) -> Iterator[tuple[dict, dict]]:
+    """(row, prediction with `skipped`) for one batch of tile rows, in order. A tile without any
+    A/C/G/T base is not given to the model: its prediction has empty fields and `skipped` says
+    why, so the output keeps one row per tile."""
+    todo = [r for r in batch if _has_base(r["Sequence"])]
+    preds = iter(annotator.annotate_rows(todo))
+    for row in batch:
+        if _has_base(row["Sequence"]):
+            yield row, {**next(preds), "skipped": None}
+        else:
+            yield row, {**dict.fromkeys(PREDICTION_COLUMNS), "id": row["id"], "skipped": NO_BASE}
+
+
+def _read_anchors(spec: str | Path):
+    """One anchors table; a FASTA carries no genome build, so per-build tables cannot apply."""
+    from llamadna.splash.scores import read_anchor_tables
+
+    tables = read_anchor_tables(spec)
+    if len(tables) != 1:
+        raise ConfigError("give one SPLASH anchors table for a FASTA (it carries no genome build)")
+    return next(iter(tables.values()))
+
+
+def _ready(annotator, changes: dict) -> Annotator:
+    """The Annotator (loaded from a directory, or made by a function), with `changes` to its
+    config; a seed-faithful model is refused (a FASTA holds no gene metadata)."""
+    if isinstance(annotator, (str, Path)):
+        annotator = Annotator.from_pretrained(annotator)
+    elif not isinstance(annotator, Annotator):
+        annotator = annotator()
+    if changes:
+        annotator = annotator.with_config(**changes)
+    if annotator.processor.prompt_mode == "seed-faithful":
+        raise ConfigError(
+            "this model was trained with seed-faithful prompts, which hold the gene's name, "
+            "description and phenotype; a FASTA of unknown sequences has none of them. Annotate "
+            "FASTA with a leak-free model (or dataset rows with Annotator.annotate_rows)")
+    return annotator
+
+
+def annotate_fasta(
+    annotator, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
+    batch_size: int | None = None, max_new_tokens: int | None = None,
+    progress: Progress = no_progress, tile: int = DEFAULT_TILE, decoding: str | None = None,
+) -> dict:
+    """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
+
+    A record longer than `tile` bases is annotated tile by tile (`tiles`): one prediction per
+    tile, with its start and end on the record, so that a long sequence never overflows the
+    LLM's context and each part of it gets its own annotation.
+
+    Parameters
+    ----------
+    annotator : an `Annotator`, a model directory, or a function returning an Annotator (e.g.
+        `Annotator.from_pretrained` with options), called once the FASTA is validated: a bad
+        input fails before the model loads.
+    fasta : FASTA of the sequences (plain or gzip); validated first (see iter_fasta).
+    out : output path; the format comes from the suffix. Written atomically.
+    splash : anchors TSV (`llamadna splash` output): SPLASH scores per sequence, as
+        `splash-scores` computes them; without it the prompt says "not available".
+    batch_size, max_new_tokens, decoding : the annotator's config, unless given.
+    progress : callback("annotate", tiles_done, tiles_total) after each batch.
+    tile : bases per annotated tile (default: the dataset's window, what the model was trained on).
+
+    Returns
+    -------
+    summary : records, tiles, seconds, tiles_per_s, splash_scored (tiles
+        with a tested anchor, None without --splash), u_to_t and iupac_to_n (bases read as T or
+        N), all_n_tiles (tiles without any A/C/G/T base: written with empty fields and the
+        reason in `skipped`, never given to the model), output, format.
+    """
+    fmt = output_format(out)
+    changes = {k: v for k, v in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens),
+                                 ("decoding", decoding)) if v is not None}
+    if changes.get("batch_size", 1) < 1 or changes.get("max_new_tokens", 1) < 1 or tile < 1:
+        raise ConfigError("--batch-size, --max-new-tokens and --tile must be >= 1")
+    if decoding is not None:
+        check_decoding(decoding)
+    anchors = _read_anchors(splash) if splash is not None else None
+    found = survey(fasta, tile)
+    found.warn(fasta)
+    annotator = _ready(annotator, changes)
+    start = time.perf_counter()
+    stats = _write_predictions(annotator, fasta, out, fmt, anchors, tile,
+                               lambda done: progress("annotate", done, found.tiles))
+    seconds = time.perf_counter() - start
+    n = stats["tiles"]
+    log.debug("annotated %d tiles in %.1f s (%.2f tiles/s) -> %s", n, seconds,
+              n / seconds if seconds else math.inf, out)
+    return {
+        "records": found.records, "tiles": n, "u_to_t": found.u_to_t, "iupac_to_n": found.iupac_to_n,
+        "all_n_tiles": found.all_n_tiles, "seconds": round(seconds, 3),
+        "tiles_per_s": round(n / seconds, 3) if seconds else None,
+        "splash_scored": stats["splash_scored"] if anchors is not None else None,
+        "output": str(out),
+        "format": fmt.lstrip("."),
+    }
+
+
+def _write_predictions(annotator: Annotator, fasta: str | Path, out: str | Path, fmt: str, anchors,
+                       tile: int, done) -> dict:
+    """Stream the FASTA's tile rows through the annotator into `out` (atomically); `done(tiles)`
+    after each batch. Returns the tiles written and those with a SPLASH score."""
+    batch_size = annotator.config.batch_size
+    stats = {"tiles": 0, "splash_scored": 0}
+
+    def write(tmp: Path) -> None:
+        # SPLASH matching is vectorised over a chunk of records; without it, one batch at a time
+        chunk = max(batch_size, _SPLASH_CHUNK) if anchors is not None else batch_size
+        rows = _fasta_rows(tile_rows(iter_fasta(fasta), tile), anchors, chunk)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = prediction_writer(fmt, fh)
+            for batch in batched(rows, batch_size):
+                for row, pred in _annotate_tiles(annotator, batch):
+                    writer.write({**pred, "record": row["record"], "start": row["start"],
+                                  "end": row["end"]})
+                    stats["splash_scored"] += row["SPLASH_pval"] is not None
+                stats["tiles"] += len(batch)
+                done(stats["tiles"])
+
+    atomic_write(out, write)
+    return stats

@@ -1,0 +1,148 @@
+"""The layout of metrics.json: what `evaluate.run` writes and `evaluate.report` reads.
+
+TypedDicts, so that the file stays the plain JSON it was (old reports still read) while both
+sides name the same keys. A key marked NotRequired is written only where it applies; every
+other key is always there. Numbers that could not be computed are None (null in the file).
+"""
+
+import json  # no `from __future__ import annotations`: TypedDict reads NotRequired at run time
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict, get_type_hints
+
+Interval = list[float]  # [low, high], 95 %
+
+
+class Confusion(TypedDict):
+    labels: list[str]
+    matrix: list[list[int]]  # rows = truth, columns = prediction
+
+
+class SystemMetrics(TypedDict):
+    """One system on a split's test rows: `metrics.compute_metrics` and the scoring's extras."""
+
+    accuracy: float | None
+    f1_macro: float | None
+    bleu: float
+    rougeL: float
+    meteor: float
+    semantic_similarity: float | None
+    field_accuracy: dict[str, float | None]  # sentence field -> accuracy (None: no row has it)
+    accuracy_from_text: float | None
+    f1_from_text: float | None
+    confusion: Confusion | None
+    n: int
+    field_mean: float
+    intervals: dict[str, Interval]  # scoring.SCORED_STATISTICS -> interval
+    gene_confidence_auroc: NotRequired[float | None]  # systems with a gene confidence
+
+
+class FieldScore(TypedDict):
+    value: float
+    interval: Interval
+
+
+class DivergenceCurves(TypedDict):
+    """One system's curves: a value per divergence rate."""
+
+    field_accuracy: dict[str, list[float]]
+    accuracy: list[float]
+    field_mean: list[float]
+    intervals: dict[str, list[Interval]]  # field, field_mean, accuracy -> an interval per rate
+
+
+class Divergence(TypedDict):
+    rates: list[float]
+    splash_recomputed: bool
+    rows: int  # the rows the curves ran on
+    of_rows: int  # of the split's test rows
+    systems: dict[str, DivergenceCurves]
+
+
+class SplitEntry(TypedDict):
+    rows: int
+    units: list[str]
+    genes: int
+    systems: dict[str, SystemMetrics]
+    template_floor: SystemMetrics
+    ceiling: dict[str, Any]  # stats.accuracy_ceiling
+    leak_audit: dict[str, dict[str, Any]]  # unit -> stats.leak_audit
+    divergence: Divergence
+    variant_tables: dict[str, dict[str, str]]  # unit -> lookup -> its variants table
+    gene_confidence_auroc_all: NotRequired[float | None]  # retrieval models
+
+
+class FieldAccuracy(TypedDict):
+    """Accuracy of each benchmark field over a group of queries (and `n`, the queries)."""
+
+    gene: float
+    transcript_type: float
+    chrom: float
+    n: int
+
+
+class BenchmarkScore(TypedDict):
+    all: FieldAccuracy
+    species: dict[str, FieldAccuracy]
+    identity: dict[str, FieldAccuracy]  # identity bin -> accuracy
+    all_intervals: NotRequired[dict[str, Interval]]  # field -> interval (evaluate only)
+
+
+class BenchmarkEntry(TypedDict):
+    directory: str
+    queries: int
+    model_split: str
+    systems: dict[str, BenchmarkScore]
+
+
+class Meta(TypedDict):
+    dataset: str
+    data_dir: str
+    model: str
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    seed: int
+    splits: list[str]
+    created: str
+    rows_per_split: dict[str, int]
+    eval_config: dict[str, Any]
+    seconds: float
+
+
+class Metrics(TypedDict):
+    meta: Meta
+    splits: dict[str, SplitEntry]
+    reported: dict[str, dict[str, float]]  # name -> numbers copied from elsewhere, not measured
+    systems: dict[str, str]  # system -> what it saw
+    benchmark: NotRequired[BenchmarkEntry]
+
+
+def missing_keys(value: Any, schema: type = Metrics, where: str = "") -> list[str]:
+    """The required keys of `schema` (a TypedDict of this module) missing from `value`, nested
+    TypedDicts and dicts of them included, as dotted paths."""
+    if not isinstance(value, dict):
+        return [where or "."]
+    out = [f"{where}{k}" for k in sorted(schema.__required_keys__) if k not in value]
+    for key, hint in get_type_hints(schema).items():
+        if key in value and value[key] is not None:
+            out += _missing_in(value[key], hint, f"{where}{key}.")
+    return out
+
+
+def _missing_in(value: Any, hint: Any, where: str) -> list[str]:
+    args = getattr(hint, "__args__", ())
+    if isinstance(hint, type) and hasattr(hint, "__required_keys__"):
+        return missing_keys(value, hint, where)
+    if getattr(hint, "__origin__", None) is dict and isinstance(value, dict):
+        return [m for k, v in value.items() for m in _missing_in(v, args[1], f"{where}{k}.")]
+    if args and getattr(hint, "__origin__", None) is not list:  # X | None
+        return next((_missing_in(value, a, where) for a in args if hasattr(a, "__required_keys__")), [])
+    return []
+
+
+def read_metrics(path: str | Path) -> Metrics:
+    """A metrics.json; ValueError naming the keys it lacks."""
+    metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = missing_keys(metrics)
+    if missing:
+        raise ValueError(f"{path}: not a metrics.json of `llamadna evaluate`: no {', '.join(missing[:5])}")
+    return metrics
