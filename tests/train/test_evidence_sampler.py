@@ -224,14 +224,15 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
 
     root, data = indexed
     small = dict(batch_size=4, llm_pretrain_steps=10, text_vocab_size=300, llm_hidden_size=32, llm_layers=1,
-                 max_val_rows=4, checkpoint_every=0)
+                 max_val_rows=4, checkpoint_every=0, calibration_rows=4)
     tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
                      index=str(root / "index"), max_steps=4, **small)
-    from llamadna.train.calibrate import calibrate_model
+    from llamadna.train.calibrate import CALIBRATION_RATES
 
     train(tc)
-    assert (tmp_path / "m" / "calibration.json").exists()  # train() calibrated it
-    assert calibrate_model(tmp_path / "m", tc, max_rows=4) is not None
+    # train() calibrated it on calibration_rows validation rows, each at every rate with both indexes
+    fitted = 4 * len(CALIBRATION_RATES) * 2
+    assert json.loads((tmp_path / "m" / "calibration.json").read_text())["rows"] == fitted
     cfg = EvalConfig(model=str(tmp_path / "m"), dataset=str(root / "dataset"), data_dir=str(data),
                      out=str(tmp_path / "r"), splits=("split_gene",), folds=1, limit=6, n_boot=20,
                      systems=("model", "model_novel", "majority", "no_dna"), divergence_rates=(0.0, 0.3),
@@ -242,7 +243,8 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
     assert "reference evidence" in m["systems"]["model"] and "masked" in m["systems"]["model_novel"]
     ablation = tmp_path / "r" / "models" / "split_gene" / "no_dna"
     assert json.loads((ablation / "train_config.json").read_text())["use_dna"] is False
-    assert (ablation / "calibration.json").exists()  # train() calibrated it
+    # train() calibrated it, with the given model's settings
+    assert json.loads((ablation / "calibration.json").read_text())["rows"] == fitted
     preds = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model_novel.tsv", separator="\t")
     test_genes = set(preds["gene_name"].to_list())
     assert not set(preds["evidence_gene"].drop_nulls().to_list()) & test_genes  # masked out

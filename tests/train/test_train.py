@@ -115,6 +115,8 @@ def test_config_errors():
         TrainConfig(dataset="d", out="o", encoder="e", split="split_x")
     with pytest.raises(ConfigError, match="--preset full needs"):
         TrainConfig(dataset="d", out="o", preset="full", encoder="e")
+    with pytest.raises(ConfigError, match="calibration_rows must be >= 1, got 0"):
+        TrainConfig(dataset="d", out="o", encoder="e", calibration_rows=0)
 
 
 def test_predict_dataset_writes_truth_beside_predictions(workspace):

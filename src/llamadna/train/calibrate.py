@@ -25,19 +25,19 @@ from llamadna.train.rows import load_split
 log = logging.getLogger(__name__)
 
 CALIBRATION_RATES = (0.0, 0.2, 0.4)
-CALIBRATION_ROWS = 128  # validation rows (seeded subsample), each at every rate and both indexes
 
 
-def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int = CALIBRATION_ROWS,
+def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int | None = None,
                     batch_size: int = 64) -> GeneCalibration | None:
     """Fit and save the calibration of a trained retrieval model (None for other models, or
     when the split has no validation rows). The model is read from `model_dir` as
-    `Annotator.from_pretrained` reads it."""
+    `Annotator.from_pretrained` reads it. `max_rows`: validation rows used (default
+    cfg.calibration_rows)."""
     if cfg.index is None:
         return None
     annotator = Annotator.from_pretrained(model_dir).with_config(batch_size=batch_size)
     train_rows, val_rows, _ = load_split(cfg.dataset, cfg.split)
-    rows = subsample(val_rows, max_rows, cfg.seed)
+    rows = subsample(val_rows, cfg.calibration_rows if max_rows is None else max_rows, cfg.seed)
     if not rows:
         log.warning("%s: no validation rows, no calibration", cfg.split)
         return None

@@ -70,6 +70,9 @@ class TrainConfig:
     patience: int = 2  # epochs without val-loss improvement before stopping
     max_train_rows: int | None = None  # subsample (seeded) for quick runs
     max_val_rows: int | None = 256
+    # a retrieval model's gene confidence (train.calibrate) is fitted on this many validation
+    # rows (seeded subsample), each at every calibration rate and with both indexes
+    calibration_rows: int = 128
     projector_type: str = "mlp2x_gelu"  # or "linear"
     encoder_training: str = "frozen"  # or "full", "lora"
     # the LLM: "lora" (adapters on the frozen LLM) or "full"; None = the preset's own: "full"
@@ -131,6 +134,8 @@ class TrainConfig:
                      "evidence_pseudo", "evidence_truncate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.calibration_rows < 1:
+            raise ConfigError(f"calibration_rows must be >= 1, got {self.calibration_rows}")
         if self.evidence_k < 1:
             raise ConfigError(f"--evidence-k must be >= 1, got {self.evidence_k}")
 
