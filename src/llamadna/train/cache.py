@@ -59,7 +59,7 @@ class TrainedModels:
         """The given model reads reference evidence (trained with an index)."""
         return self.base.index is not None
 
-    def get(self, split: str, variant: str, dataset: str | None = None):
+    def get(self, split: str, variant: ModelVariant, dataset: str | None = None):
         """The (split, variant) model's `Annotator`, loaded once; trained first unless cached."""
         from llamadna.annotate import Annotator
         from llamadna.train.calibrate import calibrate_model
@@ -73,7 +73,7 @@ class TrainedModels:
                 rows = split_fingerprint(tc.dataset, tc.split)
                 trained = not _cached(path, tc, rows)
                 if trained:
-                    log.info("training %s for %s (same settings as %s)", variant, split, self.model_dir)
+                    log.info("training %s for %s (same settings as %s)", variant.name, split, self.model_dir)
                     train(tc)  # a retrieval model: calibrated at the end
                 elif tc.index is not None and not (path / CALIBRATION_FILE).exists():
                     calibrate_model(path, tc)  # cached uncalibrated (an interrupted calibration)
