@@ -763,9 +763,9 @@ def _load_with_index(model: Path, index: Path | None, encoder: Path | None = Non
     directory and the index's encoder, where they are now."""
     from llamadna.annotate import Annotator
 
-    annotator = Annotator.from_pretrained(model, index=index, encoder=encoder, dna_encoder=encoder, **kw)
-    if annotator.retriever is None and annotator.processor.retrieval:
-        annotator.use_index(encoder=encoder)
+    annotator = Annotator.from_pretrained(model, dna_encoder=encoder, **kw)
+    if index is not None or annotator.processor.retrieval:  # now: a missing index fails before any work
+        annotator.use_index(index, encoder)
     return annotator
 
 
@@ -985,7 +985,12 @@ def benchmark_cmd(
     """Annotate a real benchmark's queries and score the fields its truth holds (gene,
     transcript type, chromosome) overall and per species; print a few next to their truth.
     A test set: never train, tune or index on it."""
-    from llamadna.evaluate.benchmark import benchmark_system, benchmark_table, read_benchmark
+    from llamadna.evaluate.benchmark import (
+        BENCHMARK_FIELDS,
+        benchmark_system,
+        benchmark_table,
+        read_benchmark,
+    )
     from llamadna.io.atomic import atomic_write
 
     with _errors():  # before the progress bar and any work
@@ -1007,7 +1012,7 @@ def benchmark_cmd(
         _print_fields(f"{r['id']} ({r['species']}, {r['identity_to_human']} % identical to human)", [
             ("truth", f"{r['gene']} gene, {r['transcript_type']}, {r['chrom']}"),
             ("annotation", escape(r["predicted_annotation"]) + conf)])
-    scored = ("gene", "transcript_type", "chrom")
+    scored = BENCHMARK_FIELDS
     _print_table(f"{benchmark}: {truth.height} queries", ("species", "n", *scored),
                  [(name, str(v["n"]), *[f"{v[c]:.3f}" for c in scored])
                   for name, v in {"all": score["all"], **score["species"]}.items()],

@@ -128,10 +128,10 @@ def _annotate_tiles(annotator: Annotator, batch: list[dict]) -> Iterator[tuple[d
     """(row, prediction with `skipped`) for one batch of tile rows, in order. A tile without any
     A/C/G/T base is not given to the model: its prediction has empty fields and `skipped` says
     why, so the output keeps one row per tile."""
-    todo = [r for r in batch if _has_base(r["Sequence"])]
-    preds = iter(annotator.annotate_rows(todo))
-    for row in batch:
-        if _has_base(row["Sequence"]):
+    has_base = [_has_base(r["Sequence"]) for r in batch]
+    preds = iter(annotator.annotate_rows([r for r, b in zip(batch, has_base) if b]))
+    for row, b in zip(batch, has_base):
+        if b:
             yield row, {**next(preds), "skipped": None}
         else:
             yield row, {**dict.fromkeys(PREDICTION_COLUMNS), "id": row["id"], "skipped": NO_BASE}
