@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
 from llamadna.annotate import decoding as dec
 from llamadna.annotate import pipeline as pipe
-from llamadna.constants import OUTPUT_COLUMNS, PREDICTION_COLUMNS
+from llamadna.constants import NONE_SENTENCE, OUTPUT_COLUMNS, PREDICTION_COLUMNS
 from llamadna.data.template import parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.io.predictions import gff3_escape, output_format
@@ -135,12 +135,17 @@ def test_batching_does_not_change_predictions(annotator):
     assert len({p["annotation"] for p in one}) > 1  # the DNA reaches the generation
 
 
-def test_columns_confidence_and_class_probability(annotator):
+def test_columns_confidence_and_class_probability(annotator, monkeypatch):
     preds = annotate_rows(annotator, _rows(), batch_size=4, max_new_tokens=MAX_NEW)
-    labels = annotator.model.config.class_labels
-    for row, p in zip(_rows(), preds):
+    for p in preds:  # an untrained model: the source only where no other outcome is stated
         assert list(p) == PREDICTION_COLUMNS
         assert math.isfinite(p["confidence"]) and p["confidence"] <= 0
+        assert (p["source"] is None) == (p["source_prob"] is None) == (p["outcome"] not in ("gene", None))
+    _script_gene_sentence(annotator, monkeypatch, len(_rows()))  # the class head reads the prompt
+    preds = annotate_rows(annotator, _rows(), batch_size=len(_rows()))
+    labels = annotator.model.config.class_labels
+    for row, p in zip(_rows(), preds):
+        assert p["outcome"] == "gene" and list(p) == PREDICTION_COLUMNS
         batch = annotator.processor([row])
         with torch.no_grad():
             probs = torch.softmax(annotator.model(**batch).cls_logits[0], -1)
@@ -179,6 +184,18 @@ def _script_generation(model, monkeypatch, output) -> list[dict]:
 
     monkeypatch.setattr(model, "generate_with_class", scripted)
     return calls
+
+
+def _script_gene_sentence(annotator, monkeypatch, rows: int) -> str:
+    """Generation scripted to write one gene sentence for each of `rows` rows (uniform logits)."""
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    sentence = _greedy_text("chr7", "CFTR", "CF regulator")
+    tt = annotator.processor.text_tokenizer
+    ids = tt(" " + sentence, add_special_tokens=False)["input_ids"] + [tt.eos_token_id]
+    _script_generation(annotator.model, monkeypatch, GenerateDecoderOnlyOutput(
+        sequences=torch.tensor([ids] * rows), logits=tuple(torch.zeros(rows, len(tt)) for _ in ids)))
+    return sentence
 
 
 def test_generation_stops_at_eos_and_confidence_counts_it(annotator, monkeypatch):
@@ -267,14 +284,17 @@ def _seed_faithful(annotator: Annotator) -> Annotator:
                                                         prompt_mode="seed-faithful", dna_chunk_tokens=8))
 
 
-def test_seed_faithful_model(annotator):
+def test_seed_faithful_model(annotator, monkeypatch):
     seed = _seed_faithful(annotator)
     with pytest.raises(ValueError, match="seed-faithful.*gene_name"):
         annotate_rows(seed, _rows()[:1])
     metas = [{"gene_name": "G", "gene_description": "d", "phenotype": "p"},
              {"gene_name": "TP53", "gene_description": "tumor protein p53", "phenotype": "Li-Fraumeni"}]
     rows = [dict(_rows()[0], **meta) for meta in metas]  # one sequence, two sets of gene metadata
-    preds = annotate_rows(seed, rows, max_new_tokens=2)
+    plain = annotate_rows(annotator, rows, max_new_tokens=2)
+    assert plain[0]["annotation"] == plain[1]["annotation"]  # the leak-free model never reads them
+    _script_gene_sentence(annotator, monkeypatch, 1)  # a gene sentence: the source is given
+    preds = annotate_rows(seed, rows, batch_size=1)
     for row, meta, p in zip(rows, metas, preds):
         assert math.isfinite(p["confidence"]) and p["confidence"] <= 0
         prompt = seed.processor.prompt_text(row)
@@ -287,9 +307,8 @@ def test_seed_faithful_model(annotator):
     # the metadata reaches the model: the same sequence with other metadata reads otherwise,
     # where the leak-free model, which never reads it, answers the same
     assert abs(preds[0]["source_prob"] - preds[1]["source_prob"]) > 1e-4
-    plain = annotate_rows(annotator, rows, max_new_tokens=2)
+    plain = annotate_rows(annotator, rows, batch_size=1)
     assert plain[0]["source_prob"] == pytest.approx(plain[1]["source_prob"], abs=1e-6)
-    assert plain[0]["annotation"] == plain[1]["annotation"]
 
 
 def test_seed_faithful_model_refuses_a_fasta(annotator, fasta, tmp_path):
@@ -306,7 +325,8 @@ def _read_tsv(path):
     out = []
     for r in rows[1:]:
         d = {k: (v if v != "" else None) for k, v in zip(rows[0], r)}
-        d["source_prob"], d["confidence"] = float(d["source_prob"]), float(d["confidence"])
+        d["confidence"] = float(d["confidence"])
+        d["source_prob"] = None if d["source_prob"] is None else float(d["source_prob"])
         d["start"], d["end"] = int(d["start"]), int(d["end"])
         out.append(d)
     return out
@@ -344,8 +364,9 @@ def test_three_formats_round_trip(annotator, fasta, tmp_path):
     gff = _read_gff3(tmp_path / "p.gff3")
     for g, r, s in zip(gff, ref, SEQS):
         assert g["seqid"] == g["ID"] == r["id"] and (g["start"], g["end"]) == (1, len(s))
-        assert g["Note"] == r["annotation"] and g["source"] == r["source"]
-        assert float(g["source_prob"]) == pytest.approx(r["source_prob"], abs=1e-5)
+        assert g["Note"] == r["annotation"] and g.get("source") == r["source"]  # only for a gene
+        assert g.get("outcome") == r["outcome"] and ("source_prob" in g) == (r["source_prob"] is not None)
+        assert r["source_prob"] is None or float(g["source_prob"]) == pytest.approx(r["source_prob"], abs=1e-5)
         assert g["score"] == pytest.approx(r["confidence"], abs=1e-5)
         assert g.get("Name") == r["gene"]
     assert "odd%3Bid%3Da%26b%2Cc%25d" in (tmp_path / "p.gff3").read_text()
@@ -682,61 +703,174 @@ def _greedy_text(chrom: str, gene: str, description: str, source: str | None = "
     return text if source else text[: text.index(" It is part of")]
 
 
-def test_grounded_writes_the_named_candidates_fields_else_the_best_scored_candidate():
-    m = _retrieval_model()
-    other = {**CANDIDATE, "gene": "OTHER2", "description": "other gene 2", "chrom": "chr2"}
-    par_y = {**CANDIDATE, "chrom": "chrY", "description": "gene 7 on Y"}  # one name on two chromosomes
-    rs = [{**r, "evidence": [CANDIDATE, other, par_y]} for r in _rows(SEQS[:4])]
-    rs[3]["evidence"] = []  # no reference match: the greedy sentence stays
-    texts = [
-        _greedy_text("chr1", "GENE7", "gene 7 7 7"),  # names a candidate, its description mis-copied
-        _greedy_text("chrY", "GENE7", "gene"),  # names it on chrY: that candidate
-        _greedy_text("chr1", "GENE", "gene 7", source=None),  # a name no candidate has
-        "greedy four",
+GENE7 = {**CANDIDATE, "kind": "gene", "aligned_fraction": 0.95, "loci": 1, "left_gene": None,
+         "left_distance": None, "right_gene": None, "right_distance": None}
+OTHER2 = {**GENE7, "gene": "OTHER2", "description": "other gene 2", "chrom": "chr2", "identity": 0.7,
+          "aligned_fraction": 0.4, "score": 1.28}
+BETWEEN = {**GENE7, "kind": "intergenic", "gene": None, "description": None, "transcript_type": None,
+           "phenotype": None, "source": None, "chrom": "chr21", "identity": 0.99, "aligned_fraction": 1.0,
+           "score": 1.99, "left_gene": "APP", "left_distance": 12_000, "right_gene": "ADAMTS1",
+           "right_distance": 30_000}
+EMBEDDED = {**GENE7, "gene": "FAR1", "identity": None, "aligned_fraction": None, "score": 0.04,
+            "cosine": 0.4, "via": "embed", "loci": 0}
+
+
+class _Scores:
+    """A scorer that records what it is asked and scores each sentence from a table (default -2)."""
+
+    def __init__(self, table: dict[str, float] | None = None):
+        self.table, self.calls = table or {}, []
+
+    def __call__(self, rows, sentences, batch_size=None):
+        self.calls.append(list(sentences))
+        return torch.tensor([self.table.get(s, -2.0) for s in sentences])
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the scorer must not be called here")
+
+
+def _ground(evidence: list[list[dict]], texts: list[str], score=_never, head: str = "COSMIC"):
+    rs = [{**r, "evidence": ev} for r, ev in zip(_rows([SEQS[i % len(SEQS)] for i in range(len(texts))]),
+                                                 evidence, strict=True)]
+    conf = -0.1 * torch.arange(1, len(texts) + 1, dtype=torch.float)
+    out, c = dec.ground(score, rs, texts, conf, [head] * len(texts))
+    return out, c, conf
+
+
+def test_grounded_gene_named_among_candidates_is_that_candidates_sentence():
+    par_y = {**GENE7, "chrom": "chrY", "description": "gene 7 on Y"}  # one name on two chromosomes
+    ev = [GENE7, OTHER2, par_y]
+    texts = [_greedy_text("chr1", "GENE7", "gene 7 7 7"),  # its description mis-copied
+             _greedy_text("chrY", "GENE7", "gene"),  # named on chrY: that candidate
+             _greedy_text("chr2", "OTHER2", "x", source=None)]  # broken off: the class head's source
+    out, c, conf = _ground([ev] * 3, texts)
+    assert out == [dec.candidate_sentence(GENE7, "ClinVar"), dec.candidate_sentence(par_y, "ClinVar"),
+                   dec.candidate_sentence(OTHER2, "COSMIC")]
+    assert torch.equal(c, conf)  # the greedy sentence named the gene: its confidence
+
+
+def test_grounded_gene_no_candidate_has_weighs_the_aligned_genes_against_the_evidence():
+    """A name no candidate has: the aligned gene candidates' sentences and what the evidence shows
+    are scored (embedding and intergenic candidates are not), the best kept with its score."""
+    ev = [GENE7, BETWEEN, OTHER2, EMBEDDED]
+    shown = dec.described(ev)
+    assert shown.startswith("This sequence resembles part of chr1 chromosome in GENE7 gene")
+    score = _Scores({dec.candidate_sentence(OTHER2, "ClinVar"): -0.3, shown: -0.4})
+    texts = [_greedy_text("chr1", "GENE", "gene 7"), _greedy_text("chr1", "CCDC74", "x")]
+    out, c, _ = _ground([ev, ev], texts, score)
+    assert score.calls == [[dec.candidate_sentence(GENE7, "ClinVar"), dec.candidate_sentence(OTHER2, "ClinVar"),
+                            shown] * 2]
+    assert out == [dec.candidate_sentence(OTHER2, "ClinVar")] * 2 and c.tolist() == pytest.approx([-0.3, -0.3])
+    score = _Scores({shown: -0.1})  # the evidence's own sentence scores best: a gene claim dropped
+    out, c, _ = _ground([ev], texts[:1], score)
+    assert out == [shown] and float(c[0]) == pytest.approx(-0.1)
+
+
+def test_grounded_gene_with_nothing_aligned_is_the_evidence_unscored():
+    """The fast path: a gene the candidates do not have, none aligned (or none at all): what the
+    evidence shows, never scored; without any candidate no claim is kept."""
+    texts = [_greedy_text("chr1", "TANGO2", "x"), _greedy_text("chr1", "TANGO2", "x"),
+             _greedy_text("chr1", "GENE7", "gene 7")]
+    out, c, conf = _ground([[EMBEDDED], [BETWEEN, EMBEDDED], []], texts, _never)
+    assert out[0] == dec.described([EMBEDDED]) == NONE_SENTENCE  # nothing aligned: no match
+    assert out[1] == dec.described([BETWEEN, EMBEDDED])  # an aligned intergenic hit is no gene to weigh
+    assert out[2] == NONE_SENTENCE  # "no reference match": the gene claim is not kept
+    assert torch.equal(c, conf)
+
+
+def test_grounded_non_gene_outcomes():
+    from llamadna.data.template import intergenic_sentence, repeat_sentence, similar_sentence
+
+    inter = intergenic_sentence("chr9", "X", 1, "Y", 2)
+    similar = similar_sentence("chr2", "OTHER2", 0.5, 0.9)
+    repeat = repeat_sentence(5, ["A"])
+    rows = [
+        ([GENE7, BETWEEN], inter),  # intergenic: the first intergenic candidate's locus, not the text's
+        ([GENE7, OTHER2], inter),  # intergenic, no intergenic candidate: what the evidence shows
+        ([GENE7, OTHER2], similar),  # similar to a named aligned candidate: that one
+        ([GENE7, OTHER2], similar_sentence("chr2", "NOPE1", 0.5, 0.9)),  # to none: the top aligned
+        ([EMBEDDED], similar),  # nothing aligned
+        ([{**GENE7, "loci": 4}, {**OTHER2, "loci": 4}], repeat),  # a repeat where the query has loci
+        ([GENE7, OTHER2], repeat),  # one locus: no repeat
+        ([GENE7, OTHER2], NONE_SENTENCE),
+        ([GENE7, OTHER2], "greedy nonsense"),  # undecided: what the evidence shows
+        ([], inter), ([], repeat), ([], "greedy nonsense"),  # no candidate: no claim at all
     ]
-    conf = torch.tensor([-0.5, -0.6, -0.7, -0.8])
-    score = dec.SentenceScorer(m.model, m.processor)
-    out, c = dec.ground(score, rs, texts, conf, ["COSMIC"] * 4)
-    assert out[0] == dec.candidate_sentence(CANDIDATE, "ClinVar")
-    assert out[1] == dec.candidate_sentence(par_y, "ClinVar")
-    assert out[3] == "greedy four"
-    assert c[0] == -0.5 and c[1] == -0.6 and c[3] == -0.8  # the greedy sentence named the gene
-    # row 2: every candidate's sentence scored by the model (the source: the class head's), the best kept
-    cands = [dec.candidate_sentence(x, "COSMIC") for x in rs[2]["evidence"]]
-    scores = score([rs[2]] * 3, cands)
-    best = int(scores.argmax())
-    assert out[2] == cands[best] and float(c[2]) == pytest.approx(float(scores[best]), abs=1e-5)
-    assert len(set(cands)) == 3 and float(scores.min()) < float(scores.max())
+    out, c, conf = _ground([ev for ev, _ in rows], [t for _, t in rows])
+    rep = [{**GENE7, "loci": 4}, {**OTHER2, "loci": 4}]
+    assert out == [
+        intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000),
+        dec.described([GENE7, OTHER2]),
+        similar_sentence("chr2", "OTHER2", 0.4, 0.7),
+        similar_sentence("chr1", "GENE7", 0.95, 0.9),
+        NONE_SENTENCE,
+        repeat_sentence(4, ["GENE7", "OTHER2"]),
+        dec.described([GENE7, OTHER2]),
+        NONE_SENTENCE,
+        dec.described([GENE7, OTHER2]),
+        NONE_SENTENCE, NONE_SENTENCE, NONE_SENTENCE,
+    ]
+    assert out[5] == dec.grounded_choice(rep, repeat, "COSMIC")
+    assert torch.equal(c, conf)  # nothing weighed: the greedy confidences
 
 
 def test_grounded_decoding_end_to_end():
-    """Whatever the greedy sentence, a row with evidence gets one candidate's own fields; the
-    confidence stays a mean log-probability; rows without evidence are the greedy ones."""
+    """A retrieval model's grounded rows are the evidence's sentences of the greedy sentence's
+    outcome; a row without candidates says it matches nothing; the confidence stays a mean
+    log-probability; source and gene only where the outcome is a gene."""
     m = _retrieval_model()
-    other = {**CANDIDATE, "gene": "OTHER2", "description": "other gene 2", "chrom": "chr2",
-             "transcript_type": "lncRNA"}
-    rs = [{**r, "evidence": [CANDIDATE, other]} for r in _rows(SEQS[:3])]
+    rs = [{**r, "evidence": [GENE7, OTHER2]} for r in _rows(SEQS[:3])]
     rs[2]["evidence"] = []
     greedy = m.with_config(max_new_tokens=MAX_NEW, decoding="greedy").predict_batch(rs)
     grounded = m.with_config(max_new_tokens=MAX_NEW, decoding="grounded").predict_batch(rs)
-    by_gene = {c["gene"]: c for c in (CANDIDATE, other)}
-    for p in grounded[:2]:
-        c = by_gene[p["gene"]]
-        assert (p["chrom"], p["description"], p["transcript_type"]) == (
-            c["chrom"], c["description"], c["transcript_type"])
-        assert p["source_from_text"] == p["source"] and p["confidence"] <= 0
-    assert grounded[2] == greedy[2]
+    for r, g, p in zip(rs, greedy, grounded):
+        want = dec.grounded_choice(r["evidence"], g["annotation"], "ClinVar")
+        assert isinstance(want, str) and p["annotation"] == want and p["confidence"] <= 0
+        assert (p["source"] is None) == (p["gene"] is None) == (p["outcome"] != "gene")
+    assert grounded[2]["annotation"] == NONE_SENTENCE and grounded[2]["outcome"] == "none"
+    assert grounded[2]["chrom"] is None and grounded[2]["evidence_gene"] is None
 
 
-def test_gene_named_stops_a_row_once_its_gene_clause_is_closed():
+def _prefix_stops(stop, ids: list[int]) -> list[int]:
+    seqs = torch.tensor([ids])
+    return [t for t in range(1, len(ids) + 1) if bool(stop(seqs[:, :t])[0])]
+
+
+def test_outcome_decided_stops_a_row_once_its_outcome_is_decided():
+    from llamadna.data.template import intergenic_sentence, outcome_of, repeat_sentence, similar_sentence
+
     m = _retrieval_model()
     tt = m.processor.text_tokenizer
-    text = dec.candidate_sentence(CANDIDATE, "ClinVar")
-    ids = tt(" " + text, add_special_tokens=False)["input_ids"]
-    stop = dec.GeneNamed(tt, [True, False])  # row 1 has no evidence: never stopped
+    sentences = {"gene": dec.candidate_sentence(GENE7, "ClinVar"),
+                 "intergenic": intergenic_sentence("chr21", "APP", 12_000, None, None),
+                 "repeat": repeat_sentence(4, ["A", "B"]),
+                 "similar": similar_sentence("chr2", "OTHER2", 0.4, 0.7), "none": NONE_SENTENCE}
+    for outcome, text in sentences.items():
+        ids = tt(" " + text, add_special_tokens=False)["input_ids"]
+        stop = dec.OutcomeDecided(tt, [True])
+        fired = _prefix_stops(stop, ids)
+        assert len(fired) == 1, outcome  # once, then the row is done
+        kept = tt.decode(ids[: fired[0]], skip_special_tokens=True)
+        before = tt.decode(ids[: fired[0] - 1], skip_special_tokens=True)
+        assert outcome_of(kept) == outcome and not dec.decided(before), (outcome, kept)
+        assert fired[0] < len(ids)  # before the sentence's end: the evidence writes the rest
+        if outcome == "gene":  # not at "part of" already: the gene is named
+            assert kept.strip().endswith("part of GENE7 gene") and parse_annotation(kept)["gene"] == "GENE7"
+        assert stop.kept(len(ids)).sum(1).tolist() == [fired[0]]
+    ids = tt(" " + sentences["none"], add_special_tokens=False)["input_ids"]
+    stop = dec.OutcomeDecided(tt, [False, True])  # an inactive row is never stopped
     seqs = torch.tensor([ids, ids])
-    fired = [t for t in range(1, len(ids) + 1) if bool(stop(seqs[:, :t])[0])]
-    assert len(fired) == 1 and not any(stop(seqs[:, :t])[1] for t in range(1, len(ids) + 1))
-    kept = tt.decode(ids[: fired[0]], skip_special_tokens=True)
-    assert kept.strip().endswith("part of GENE7 gene") and parse_annotation(kept)["gene"] == "GENE7"
-    assert stop.kept(len(ids)).sum(1).tolist() == [fired[0], len(ids)]
+    assert not any(bool(stop(seqs[:, :t])[0]) for t in range(1, len(ids) + 1))
+    assert stop.kept(len(ids))[0].all()
+    garbage = tt(" chromosome part of gene This", add_special_tokens=False)["input_ids"]
+    assert _prefix_stops(dec.OutcomeDecided(tt, [True]), garbage) == []  # nothing decided
+
+
+def test_rerank_writes_an_intergenic_top_candidates_sentence():
+    from llamadna.data.template import intergenic_sentence
+
+    rs = [{**r, "evidence": [BETWEEN, GENE7]} for r in _rows(SEQS[:1])]
+    score = _Scores()
+    out, c = dec.rerank(score, rs, ["greedy"], torch.tensor([-5.0]), torch.tensor([True]), ["COSMIC"])
+    assert out == [intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000)] and float(c[0]) == -2.0

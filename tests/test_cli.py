@@ -85,11 +85,11 @@ def test_train_options_map_onto_the_config(monkeypatch, tmp_path):
                              "total_parameters": 0})
     r = runner.invoke(app, ["train", "--dataset", "ds", "--out", str(tmp_path / "m"), "--encoder",
                             "enc", "--no-dna", "--projector", "linear", "--lora-r", "4",
-                            "--epochs", "7"])
+                            "--epochs", "7", "--negative-rate", "0.5"])
     assert r.exit_code == 0, r.output
     got = asdict(seen["cfg"])
     want = asdict(TrainConfig(dataset="ds", out=str(tmp_path / "m"), encoder="enc", use_dna=False,
-                              projector_type="linear", lora_r=4, epochs=7))
+                              projector_type="linear", lora_r=4, epochs=7, negative_rate=0.5))
     assert got == want
 
 

@@ -25,7 +25,7 @@ def artifacts(tmp_path_factory, bundle_factory):
     """root/art/{encoder,index,model} as `make demo` lays them out: built from root with the
     paths relative to it (`--encoder art/encoder --out art/index`), the model recording its
     index as training does (resolved); queries.fa: index windows, so that evidence is found."""
-    from llamadna.model.calibration import GeneCalibration
+    from llamadna.model.calibration import OutcomeCalibration, outcome_features
     from llamadna.model.processing import LlamaDNAProcessor
     from llamadna.retrieve.index import IndexConfig, ReferenceIndex
     from llamadna.train.pretrain_encoder import PretrainConfig, pretrain_encoder
@@ -48,7 +48,8 @@ def artifacts(tmp_path_factory, bundle_factory):
         LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
                           dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=2,
                           index=str(Path("art/index").resolve())).save_pretrained("art/model")
-        GeneCalibration.fit([[0.1, 1.5, 1, 1.5, 1], [0.2, 0.1, 0, 0, 0]], [True, False]).save("art/model")
+        OutcomeCalibration.fit([outcome_features("gene", -0.1, "A", [{"gene": "A", "score": 1.5}]),
+                                outcome_features("none", -0.2, None, [])], [True, False]).save("art/model")
     finally:
         os.chdir(before)
     windows = pl.read_parquet(root / "art" / "index" / "windows.parquet")
@@ -290,9 +291,13 @@ def test_an_index_from_before_the_checksums_still_loads(artifacts, tmp_path):
 # ------------------------------------------------------------------------------ damaged model files
 @pytest.mark.parametrize("name, text, line, cause", [
     ("calibration.json", '{"weights": [0.1,\n', 2, "not valid JSON"),
-    ("calibration.json", '{"weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
+    ("calibration.json", '{"format": 2, "weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
+    ("calibration.json", '{"weights": [0.1], "bias": 0, "rows": 1, "right": 1}\n', None,
+     "before outcome calibration (issue 29): retrain"),
     ("processor_config.json", '{\n "prompt_mode": "leak-free",\n "index": }\n', 3, "not valid JSON"),
     ("processor_config.json", '{"index": "../index"}\n', None, "prompt_mode, dna_chunk_tokens missing"),
+    ("processor_config.json", '{"prompt_mode": "leak-free", "dna_chunk_tokens": 32, "retrieval": true}\n', None,
+     "trained before outcome-aware prompts (issue 29): retrain it"),
 ])
 def test_a_damaged_model_json_is_one_line(name, text, line, cause, artifacts, tmp_path):
     x = shutil.copytree(artifacts / "art", tmp_path / "art")

@@ -207,7 +207,9 @@ def test_tiles_of_n_only_keep_their_row_without_a_gene_claim(model_dir, tmp_path
             assert "no A/C/G/T base" in row["skipped"]
             assert all(row[c] is None for c in ("annotation", "gene", "chrom", "source", "confidence"))
         else:
-            assert row["annotation"] and row["source"] is not None and row["confidence"] is not None
+            assert row["annotation"] and row["confidence"] is not None
+            # a source for a gene or an undecided sentence, none for a stated other outcome
+            assert (row["source"] is not None) == (row["outcome"] in ("gene", None))
     r = _annotate(fa, model_dir, tmp_path / "p.gff3", "--tile", "40")
     assert r.exit_code == 0, r.output
     gff = (tmp_path / "p.gff3").read_text().splitlines()[1:]

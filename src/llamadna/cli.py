@@ -46,7 +46,14 @@ from llamadna.data.simulate import SimulateConfig
 from llamadna.errors import ConfigError, DataDirError, InputError
 from llamadna.evaluate.config import EvalConfig
 from llamadna.evaluate.systems import SYSTEM_NAMES
-from llamadna.retrieve.config import DEFAULT_EMBED_WHEN, DEFAULT_K, EMBED_WHEN, FAISS_KINDS, IndexConfig
+from llamadna.retrieve.config import (
+    DEFAULT_EMBED_WHEN,
+    DEFAULT_K,
+    EMBED_WHEN,
+    FAISS_KINDS,
+    INDEX_TILES,
+    IndexConfig,
+)
 from llamadna.splash.run import SplashConfig
 from llamadna.splash.stats import FilterConfig
 from llamadna.train.config import PretrainConfig, TrainConfig
@@ -575,8 +582,9 @@ def train_cmd(
              "target (copying).")] = (
         TrainConfig.evidence_swap),
     evidence_drop: Annotated[float, typer.Option(
-        help="Probability that a row's gene is removed from its candidates (its own fields stay "
-             "the target).")] = TrainConfig.evidence_drop,
+        help="Probability that a row's gene is removed from its candidates (the target then says "
+             "what the evidence shows: a repeat, a partial similarity or no match).")] = (
+        TrainConfig.evidence_drop),
     evidence_pseudo: Annotated[float, typer.Option(
         help="Probability that a renamed gene's name, description and phenotype are made unseen "
              "text of a real one's shape (copying any text, not only known words).")] = (
@@ -588,6 +596,10 @@ def train_cmd(
         help="Genes whose text training uses (renamed fields, tokenizer, LLM pretraining): index "
              "(every gene of the training index) or training (the training rows' genes only).")] = (
         TrainConfig.evidence_names),
+    negative_rate: Annotated[float, typer.Option(
+        help="With --index: share of training examples replaced by a sequence of no gene (random, "
+             "shuffled, foreign, intergenic, similar, repeat; from the training part of the "
+             "reference), whose target says what the evidence shows.")] = TrainConfig.negative_rate,
     llm_training: Annotated[str | None, typer.Option(
         help="lora or full (default: full for tiny, whose LLM is ours; lora for full).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,
@@ -642,12 +654,16 @@ def train_cmd(
             with _progress() as step:
                 summary = train(cfg, resume=resume, progress=step)
             if cfg.index is not None:  # train() calibrated the retrieval model
-                from llamadna.model.calibration import GeneCalibration
+                from llamadna.model.calibration import OutcomeCalibration
 
-                cal = GeneCalibration.load(cfg.out)
+                cal = OutcomeCalibration.load(cfg.out)
                 if cal is not None:
-                    console.print(f"gene confidence calibrated on {cal.rows} validation annotations "
-                                  f"({cal.right} with the right gene)")
+                    console.print(f"outcome confidence calibrated on {cal.rows} validation annotations "
+                                  f"({cal.right} with the right outcome)")
+                    per = summary.get("calibration") or {}  # right / rows per truth kind
+                    if per:
+                        console.print("  per truth: " + ", ".join(f"{k} {c['right']}/{c['rows']}"
+                                                                  for k, c in per.items()))
     cols = ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy")
     _print_table(f"trained {summary['steps']} steps in {summary['seconds']} s", ("epoch", *cols),
                  [(str(ev["epoch"]), *[f"{ev[c]:.4f}" for c in cols]) for ev in summary["val"]])
@@ -846,7 +862,11 @@ def index_cmd(
         help="Data bundle directory (default: $LLAMADNA_DATA, else ../shared/data).")] = None,
     window: Annotated[int, typer.Option(help="Bases per index window.")] = IndexConfig.window,
     stride: Annotated[int, typer.Option(help="Bases between window starts.")] = IndexConfig.stride,
-    flank: Annotated[int, typer.Option(help="Bases around each gene tiled too.")] = IndexConfig.flank,
+    tile: Annotated[str, typer.Option(
+        help=f"What is tiled: {' or '.join(INDEX_TILES)} (all = every record of the reference whole, "
+             "windows outside genes included; genes = each gene +- --flank).")] = IndexConfig.tile,
+    flank: Annotated[int, typer.Option(help="Bases around each gene tiled too (--tile genes).")] = (
+        IndexConfig.flank),
     dataset: Annotated[Path | None, typer.Option(
         help="build-dataset output: the windows carry the known variants of its --split TRAINING "
              "rows (never validation or test rows).")] = None,
@@ -870,9 +890,10 @@ def index_cmd(
         help="On a reference large enough for --scale-k to raise k, a third minimap2 tier (every "
              "k-mer, k one less) for the queries the first two map poorly.")] = IndexConfig.deep,
 ) -> None:
-    """Build a reference index: the reference of each build tiled over every annotated gene
-    (flanks included), each window with the dataset builder's fields at its centre and the
-    training variants inside it; a minimap2 index and a FAISS index of the encoder's embeddings.
+    """Build a reference index: the reference of each build tiled whole (or, --tile genes, over
+    every annotated gene, flanks included), each window with the dataset builder's fields at its
+    centre (none outside genes) and the training variants inside it; a minimap2 index and a
+    FAISS index of the encoder's embeddings.
     Embedding runs data-parallel under `accelerate launch --num_processes N` (one share a GPU).
     """
     from llamadna.retrieve.index import ReferenceIndex
@@ -1071,6 +1092,14 @@ def evaluate_cmd(
         help="Retrieval models: the full reference index searched for the test rows (default: "
              "the model's own); each split or fold reads it with that unit's training variants "
              "only, and model_novel without the unit's test genes.")] = None,
+    out_of_reference: Annotated[bool, typer.Option(
+        help="The out-of-reference section: the test rows, their novel-gene setting and "
+             "generated negatives (random, shuffled, foreign, intergenic, similar, repeat) of the "
+             "reference's test part, against retriever and blastn baselines with thresholds tuned "
+             "on validation rows.")] = EvalConfig.out_of_reference,
+    negatives_per_kind: Annotated[int, typer.Option(
+        help="Generated negatives per kind in the out-of-reference section.")] = (
+        EvalConfig.negatives_per_kind),
 ) -> None:
     """Evaluate the model against the alternatives a user has (majority, SPLASH-only and
     SPLASH-prompt baselines, shuffled DNA, minimap2 and BLASTN reference lookups whose source comes
@@ -1101,7 +1130,19 @@ def evaluate_cmd(
                      [(name, *cells(m)) for name, m in res["systems"].items()]
                      + [(f"[italic]{name}[/]", *cells(m)) for name, m in metrics["reported"].items()],
                      right=cols)
+    if "out_of_reference" in metrics:
+        _print_out_of_reference(metrics["out_of_reference"])
     console.print(f"wrote [bold]{escape(str(out / 'report.html'))}[/] and metrics.json")
+
+
+def _print_out_of_reference(section: dict) -> None:
+    """`evaluate`'s short out-of-reference table: per system, outcome macro-F1 (and the floor's),
+    the share of rows outside known genes claimed as a gene, the novel rows answered without one."""
+    from llamadna.evaluate.out_of_reference import summary_rows
+
+    cols = ("macro-F1", "95 % interval", "gene claimed (not a gene)", "novel: no gene", "AUROC")
+    _print_table(f"out of reference: {sum(section['rows'].values())} rows", ("system", *cols),
+                 summary_rows(section), right=cols)
 
 
 @app.command("score")

@@ -50,6 +50,24 @@ ANNOTATION_TEMPLATE = (
     "This gene is described as {gene_description} and a {transcript_type} transcript type. "
     "It is of {phenotype} phenotype. It is part of the {Dataset} dataset."
 )
+# What a sequence is (issue 29): part of a gene (the sentence above), between genes, a repeat,
+# only partly / distantly similar to the reference, or like nothing in it. `data.template` writes
+# and parses each outcome's sentence; its opening words decide the outcome.
+OUTCOMES = ("gene", "intergenic", "repeat", "similar", "none")
+REPEAT_MIN_LOCI = 3  # loci at which a query is a repeat (rule default, training targets)
+INTERGENIC_TEMPLATE = (
+    "This sequence is part of {chrom} chromosome between {left} and {right}; "
+    "no gene contains it."
+)
+REPEAT_TEMPLATE = (
+    "This sequence is a repeat: it matches {loci} reference loci, among them "
+    "{examples}; no single gene can be named."
+)
+SIMILAR_TEMPLATE = (
+    "This sequence resembles part of {chrom} chromosome in {target}: {fraction} % "
+    "of it aligns at {identity} % identity; no gene is claimed."
+)
+NONE_SENTENCE = "This sequence matches nothing in the reference."
 
 # Builds are never mixed; file names carry the build tag (no tag = GRCh38, as in the bundle).
 BUILDS = ("GRCh38", "GRCh37")
@@ -107,6 +125,7 @@ DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles
 PREDICTION_COLUMNS = [
     "id",
     "annotation",  # the generated sentence
+    "outcome",  # what the sentence says the sequence is: one of OUTCOMES
     "source",  # class head: argmax label over model.config.class_labels
     "source_prob",  # class head: its softmax probability
     "source_from_text",  # the source database the sentence itself names
@@ -116,11 +135,17 @@ PREDICTION_COLUMNS = [
     "transcript_type",
     "phenotype",
     "confidence",  # mean log-probability of the generated tokens (eos included)
-    # retrieval models: the calibrated probability that the gene is right (fitted on validation)
+    # retrieval models: the calibrated probability that the outcome (and gene, if any) is right
+    "outcome_confidence",
+    # retrieval models: the calibrated probability that the gene is right (fitted on validation);
+    # = outcome_confidence when the outcome is gene, else None
     "gene_confidence",
     "evidence_gene",  # retrieval models: the top reference candidate in the prompt,
     "evidence_score",  # its score (1 + identity x aligned fraction when aligned, else 0.1 x cosine)
     "evidence_via",  # and which retriever found it (align, embed, both)
+    "evidence_identity",  # the top candidate's alignment identity (None when it did not align)
+    "evidence_aligned_fraction",  # the share of the query that alignment covers
+    "evidence_loci",  # distinct reference loci the query aligns to nearly as well as its best hit
 ]
 # What `annotate` writes for a FASTA (TSV/JSONL columns; GFF3 features and attributes): the
 # tile's place on its record, then the prediction, then why the tile was not annotated (empty

@@ -11,7 +11,7 @@ import torch
 from llamadna.annotate import Annotator, InferenceConfig
 from llamadna.constants import DEFAULT_BATCH_SIZE, DEFAULT_DECODING, DEFAULT_MAX_NEW_TOKENS
 from llamadna.errors import ConfigError, InputError
-from llamadna.model.calibration import GeneCalibration
+from llamadna.model.calibration import FEATURES, OutcomeCalibration
 from llamadna.model.loading import load_model
 from llamadna.model.modeling import LlamaDNAForAnnotation
 from llamadna.model.processing import PROCESSOR_FILE, LlamaDNAProcessor
@@ -30,7 +30,7 @@ def model_dir(tmp_path_factory):
 def test_from_pretrained_round_trips_every_part(model_dir, tmp_path):
     assert Annotator.from_pretrained(model_dir, device="cpu").calibration is None  # none fitted
     model_dir = shutil.copytree(model_dir, tmp_path / "m")
-    GeneCalibration([0.5, 0.1, 1.0, 0.2, 0.3], -1.0, rows=10, right=4).save(model_dir)
+    OutcomeCalibration([0.1] * len(FEATURES), -1.0, rows=10, right=4).save(model_dir)
     a = Annotator.from_pretrained(model_dir, device="cpu")
     # the model: the saved weights, in eval mode, on the device asked for
     saved = LlamaDNAForAnnotation.from_pretrained(model_dir).state_dict()
@@ -44,11 +44,16 @@ def test_from_pretrained_round_trips_every_part(model_dir, tmp_path):
     assert a.processor.text_tokenizer.get_vocab() == proc.text_tokenizer.get_vocab()
     assert a.processor.prompt_text(_rows()[0]) == proc.prompt_text(_rows()[0])
     # the calibration beside it; no retriever (a model without retrieval); the default config
-    assert a.calibration == GeneCalibration.load(model_dir) and a.calibration.rows == 10
+    assert a.calibration == OutcomeCalibration.load(model_dir) and a.calibration.rows == 10
     assert a.retriever is None and a.use_index() is None
     assert a.config == InferenceConfig(DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_DECODING, None)
     cfg = InferenceConfig(batch_size=3, max_new_tokens=2, decoding="greedy")
     assert Annotator.from_pretrained(model_dir, device="cpu", config=cfg).config is cfg
+    # a gene-only calibration from before issue 29: refused, retrain
+    (model_dir / "calibration.json").write_text(json.dumps(
+        {"weights": [0.5, 0.1, 1.0, 0.2, 0.3], "bias": -1.0, "rows": 10, "right": 4}))
+    with pytest.raises(InputError, match="calibration.json: .*retrain"):
+        Annotator.from_pretrained(model_dir, device="cpu")
 
 
 def test_the_model_holds_no_pipeline_parts(model_dir, tmp_path):
@@ -116,3 +121,58 @@ def test_use_index_needs_a_retrieval_model_and_an_index_that_exists(model_dir, t
         moved.use_index()
     with pytest.raises(InputError, match="--index DIR"):  # the rows' evidence needs the retriever
         moved.annotate_rows(_rows()[:1])
+
+
+def test_postprocess_columns_follow_the_outcome(model_dir):
+    """Per outcome: gene fields and gene_confidence only for a gene, source for a gene or an
+    undecided sentence; chrom for gene,
+    intergenic and similar; the calibrated outcome confidence for every row; the top candidate's
+    evidence columns. A model without retrieval reads its outcome from its text too."""
+    from llamadna.annotate.annotator import _Generated
+    from llamadna.constants import NONE_SENTENCE, PREDICTION_COLUMNS
+    from llamadna.data.template import annotation_sentence, intergenic_sentence, similar_sentence
+    from llamadna.model.calibration import outcome_features
+
+    plain = Annotator.from_pretrained(model_dir, device="cpu")
+    base = plain.processor
+    retrieval = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, dna_chunk_tokens=8)
+    top = {"kind": "gene", "gene": "TUFT1", "chrom": "chr1", "score": 1.9, "via": "both", "identity": 0.95,
+           "aligned_fraction": 0.9, "loci": 2}
+    ev = [top, {**top, "gene": "OTHER"}]
+    X = [outcome_features(o, c, g, ev) for o, c, g in (("gene", -0.1, "TUFT1"), ("none", -2.0, None))] * 5
+    cal = OutcomeCalibration.fit(X, [True, False] * 5)
+    a = Annotator(plain.model, retrieval, calibration=cal)
+    texts = [annotation_sentence("chr1", "TUFT1", "tuftelin 1", "protein coding", "not specified", "COSMIC"),
+             intergenic_sentence("chr21", "APP", 12_000, None, None),
+             similar_sentence("chr2", "OTHER", 0.3, 0.8), NONE_SENTENCE, "garbled"]
+    n = len(texts)
+    rows = [{**r, "evidence": ev} for r in _rows()[:n]]
+    rows[3]["evidence"] = []
+    gen = _Generated(texts, torch.linspace(-0.1, -0.5, n), torch.tensor([1] * n), torch.full((n,), 0.7))
+    preds = a.postprocess(rows, gen)
+    assert all(list(p) == PREDICTION_COLUMNS[1:] for p in preds)
+    assert [p["outcome"] for p in preds] == ["gene", "intergenic", "similar", "none", None]
+    assert [p["chrom"] for p in preds] == ["chr1", "chr21", "chr2", None, None]
+    label = plain.model.config.class_labels[1]
+    g = preds[0]
+    assert (g["gene"], g["description"], g["source"], g["source_prob"], g["source_from_text"]) == (
+        "TUFT1", "tuftelin 1", label, pytest.approx(0.7), "COSMIC")
+    for p in preds[1:]:
+        assert p["gene"] is p["description"] is p["source_from_text"] is None
+        assert p["gene_confidence"] is None
+    # the source class applies to a gene: none for a stated other outcome, the head's for an
+    # undecided sentence
+    for p in preds[1:4]:
+        assert p["source"] is p["source_prob"] is None
+    assert (preds[4]["source"], preds[4]["source_prob"]) == (label, pytest.approx(0.7))
+    for p, row in zip(preds, rows):
+        want = cal.confidence(p["outcome"], p["confidence"], p["gene"], row["evidence"])
+        assert p["outcome_confidence"] == pytest.approx(want) and 0 < want < 1
+    assert g["gene_confidence"] == g["outcome_confidence"] > preds[3]["outcome_confidence"]
+    assert (g["evidence_gene"], g["evidence_score"], g["evidence_via"], g["evidence_identity"],
+            g["evidence_aligned_fraction"], g["evidence_loci"]) == ("TUFT1", 1.9, "both", 0.95, 0.9, 2)
+    assert all(preds[3][k] is None for k in ("evidence_gene", "evidence_identity", "evidence_loci"))
+    # without retrieval or a calibration: the outcome from the text, no evidence, no calibration
+    bare = plain.postprocess(rows, gen)
+    assert [p["outcome"] for p in bare] == [p["outcome"] for p in preds] and bare[0]["source"] == label
+    assert all(p["outcome_confidence"] is None and p["evidence_gene"] is None for p in bare)

@@ -41,7 +41,7 @@ def evaluated(trained):
     """The default systems of a model without retrieval on 8 test rows of split_random."""
     root, data = trained
     cfg = _cfg(root, data, out=str(root / "report"), splits=("split_random",), limit=8,
-               divergence_rates=(0.0, 0.3), divergence_rows=5)
+               divergence_rates=(0.0, 0.3), divergence_rows=5, negatives_per_kind=3)
     return root, cfg, evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
 
 
@@ -84,6 +84,36 @@ def test_evaluate_all_systems_and_report(evaluated):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_evaluate_out_of_reference_section(evaluated):
+    """A model without retrieval: its own outcomes on the test rows and on 3 negatives of each
+    kind, against blastn with thresholds tuned on validation rows, and the floor."""
+    from llamadna.data.negatives import NEGATIVE_KINDS
+    from llamadna.evaluate.out_of_reference import PRED_LABELS
+
+    root, cfg, m = evaluated
+    section = m["out_of_reference"]
+    assert section["split"] == "split_random" and section["units"] == ["split_random"]
+    assert section["rows"]["gene"] == 8 and "novel" not in section["rows"]  # no index: no novel setting
+    assert set(section["rows"]) - {"gene"} <= set(NEGATIVE_KINDS)
+    assert {"random", "shuffled", "foreign"} <= set(section["rows"])
+    assert all(0 < n <= 3 for k, n in section["rows"].items() if k != "gene")
+    assert set(section["systems"]) == {"model", "blastn_tuned"}  # no retriever without an index
+    assert 0 < section["validation_rows"] and "max_evalue" in section["thresholds"]["blastn_tuned"]
+    n = sum(section["rows"].values())
+    for name, s in section["systems"].items():
+        assert s["rows"] == n and s["confusion"]["columns"] == list(PRED_LABELS)
+        assert sum(map(sum, s["confusion"]["matrix"])) == n
+        lo, hi = s["macro_f1_interval"]
+        assert 0 <= lo <= hi <= 1 and 0 <= s["macro_f1"] <= 1, name
+    # blastn never aligns a uniformly random window to the reference: no gene claimed there
+    assert section["systems"]["blastn_tuned"]["kinds"]["random"]["gene_claims"] == 0
+    assert 0 <= section["floor"]["macro_f1"] < 1
+    table = pl.read_csv(root / "report" / "predictions" / "out_of_reference.model.tsv", separator="\t")
+    assert table.height == n and set(table["kind"].to_list()) == set(section["rows"])
+    assert "Out of reference" in (root / "report" / "report.html").read_text()
+
+
 def test_evaluate_trains_the_baselines_and_reuses_them(evaluated):
     root, cfg, _ = evaluated
     splash_prompt = BY_NAME["splash_prompt"].variant
@@ -128,13 +158,15 @@ def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_pat
         f"q_00\thuman\t{r0['gene_name']}\t{r0['transcript_type']}\t{r0['chrom']}\t100\n")
     cfg = _cfg(root, data, out=str(tmp_path / "r"), splits=("split_gene",), folds=2,
                systems=("model", "majority", "reference_lookup"), divergence_rates=(0.0,),
-               benchmark=str(bench))
+               benchmark=str(bench), negatives_per_kind=2)
     m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2))
     res = m["splits"]["split_gene"]
     assert res["units"] == ["split_gene", "split_gene_fold1"]
     genes = df.select("gene_id", "gene_name").unique().height
     assert res["genes"] == genes and res["rows"] == df.height - 0  # every row tested once
     assert (tmp_path / "r" / "models" / "split_gene_fold1" / "model" / "train_summary.json").exists()
+    # out of reference: every fold's test rows, each annotated by its own fold's model
+    assert m["out_of_reference"]["units"] == res["units"] and m["out_of_reference"]["rows"]["gene"] == res["rows"]
     b = m["benchmark"]["systems"]
     assert b["reference_lookup"]["all"]["gene"] == 1.0 and b["model"]["all"]["n"] == 1
 

@@ -288,22 +288,37 @@ def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
     base = make_processor()
     proc = LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True, evidence_k=2)
     r = rows(1)[0]  # its gene fields: GENE0, "secret" description, ...
-    cand = {"gene": "TUFT1", "chrom": "chr1", "description": "tuftelin 1",
+    cand = {"kind": "gene", "gene": "TUFT1", "chrom": "chr1", "description": "tuftelin 1",
             "transcript_type": "protein coding", "phenotype": "not specified", "source": "ClinVar",
-            "score": 1.97, "identity": 0.98, "aligned_fraction": 0.99, "cosine": 0.4, "via": "both"}
-    emb = {**cand, "gene": "OTHER", "identity": None, "score": 0.05, "cosine": 0.5, "via": "embed"}
+            "score": 1.97, "identity": 0.98, "aligned_fraction": 0.994, "cosine": 0.4, "via": "both",
+            "loci": 1}
+    emb = {**cand, "gene": "OTHER", "identity": None, "aligned_fraction": None, "score": 0.05,
+           "cosine": 0.5, "via": "embed"}
     third = {**cand, "gene": "THIRD"}
     p = proc.prompt_text({**r, "evidence": [cand, emb, third]})
     for field in ("gene_name", "gene_description", "phenotype", "clinical_significance"):
         assert r[field] not in p  # only retrieved fields
     assert p.endswith(" Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is "
                       "described as tuftelin 1 and a protein coding transcript type. It is of not "
-                      "specified phenotype. Nearest known variant ClinVar, aligned 0.97. [2] OTHER gene "
-                      "on chr1, similar 0.50. Annotation:")
+                      "specified phenotype. Nearest known variant ClinVar, aligned 0.99 of it at "
+                      "identity 0.98, 1 loci. [2] OTHER gene on chr1, similar 0.50. Annotation:")
     assert "THIRD" not in p  # evidence_k candidates only
     assert proc.prompt_text({**r, "evidence": []}).endswith(
         " Reference evidence: no reference match. Annotation:")
     assert evidence_text(None) == " Reference evidence: no reference match."
+    # an intergenic candidate: first, in the intergenic sentence's words; later, by its kind
+    between = {"kind": "intergenic", "gene": None, "chrom": "chr21", "description": None,
+               "transcript_type": None, "phenotype": None, "source": None, "score": 1.99,
+               "identity": 0.991, "aligned_fraction": 1.0, "cosine": None, "via": "align", "loci": 4,
+               "left_gene": "APP", "left_distance": 12_000, "right_gene": None, "right_distance": None}
+    assert evidence_text([between, cand]) == (
+        " Reference evidence: [1] part of chr21 chromosome between APP (12 kb) and no annotated gene; "
+        "no gene contains it, aligned 1.00 of it at identity 0.99, 4 loci. [2] TUFT1 gene on chr1, "
+        "aligned 0.99 of it at identity 0.98, 1 loci.")
+    assert evidence_text([cand, {**between, "right_gene": "ADAMTS1", "right_distance": 850}]).endswith(
+        " [2] intergenic on chr21, aligned 1.00 of it at identity 0.99, 4 loci.")
+    two_sided = evidence_text([{**between, "right_gene": "ADAMTS1", "right_distance": 4_200}])
+    assert "between APP (12 kb) and ADAMTS1 (4.2 kb); no gene contains it" in two_sided
     with pytest.raises(ValueError, match="no 'evidence'"):
         proc.prompt_text(r)
     # without retrieval the prompt is the previous architecture's, to the character
@@ -325,6 +340,37 @@ def test_processor_settings_round_trip(tmp_path):
     assert (back.retrieval, back.evidence_k, back.use_splash, back.index) == (True, 3, False, "/some/index")
 
 
+@pytest.mark.parametrize("version", [None, 1, "2"])
+def test_a_retrieval_model_from_before_outcome_aware_prompts_is_refused(tmp_path, version):
+    """A retrieval model's processor records the prompt wording it was trained on; one without
+    PROMPT_VERSION (or an older one) read other evidence text: a one-line error, retrain. A model
+    without retrieval reads no evidence and loads as before."""
+    import json
+
+    from llamadna.errors import InputError
+    from llamadna.model.processing import PROCESSOR_FILE, PROMPT_VERSION, LlamaDNAProcessor
+
+    base = make_processor()
+    LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True).save_pretrained(tmp_path)
+    path = tmp_path / PROCESSOR_FILE
+    cfg = json.loads(path.read_text())
+    assert cfg["prompt_version"] == PROMPT_VERSION == 2
+    assert LlamaDNAProcessor.from_pretrained(tmp_path).retrieval
+    if version is None:
+        del cfg["prompt_version"]
+    else:
+        cfg["prompt_version"] = version
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as err:
+        LlamaDNAProcessor.from_pretrained(tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg
+    assert "before outcome-aware prompts (issue 29)" in msg and "retrain" in msg and "llamadna train" in msg
+    path.write_text(json.dumps({**cfg, "retrieval": False}))  # the same, without retrieval: loads
+    back = LlamaDNAProcessor.from_pretrained(tmp_path)
+    assert not back.retrieval and back.prompt_text(rows(1)[0]).startswith("DNA:<dna> SPLASH effect")
+
+
 def test_full_llm_training_trains_every_llm_weight_and_no_adapter():
     m = make_model(llm_training="full")
     names = [n for n, p in m.named_parameters() if n.startswith("language_model.")]
@@ -335,25 +381,6 @@ def test_full_llm_training_trains_every_llm_weight_and_no_adapter():
 
     with pytest.raises(ConfigError, match="LoRA"):
         LlamaDNAConfig(llm_training="full", llm_path="/x/llama")
-
-
-def test_gene_confidence_calibration(tmp_path):
-    from llamadna.model.calibration import GeneCalibration, calibration_features
-
-    ev = [{"gene": "A", "score": 1.9}, {"gene": "B", "score": 1.2}]
-    assert calibration_features(-0.1, "A", ev) == [-0.1, 1.9, 1.0, 1.9, 1.0]
-    assert calibration_features(-0.1, "B", ev) == [-0.1, 1.9, 1.0, 1.2, 0.0]
-    assert calibration_features(-0.1, "C", ev) == [-0.1, 1.9, 0.0, 0.0, 0.0]
-    assert calibration_features(-0.1, None, []) == [-0.1, 0.0, 0.0, 0.0, 0.0]
-    # right when the gene is the top aligned candidate, wrong otherwise
-    X = [calibration_features(-0.2, "A", ev)] * 20 + [calibration_features(-0.9, "C", ev)] * 20
-    cal = GeneCalibration.fit(X, [True] * 20 + [False] * 20)
-    assert cal.gene_confidence(-0.2, "A", ev) > 0.8 > 0.2 > cal.gene_confidence(-0.9, "C", ev)
-    cal.save(tmp_path)
-    assert GeneCalibration.load(tmp_path) == cal
-    assert GeneCalibration.load(tmp_path / "none") is None
-    const = GeneCalibration.fit(X, [False] * 40)  # one class: its smoothed rate
-    assert const.gene_confidence(0, "A", ev) == pytest.approx(0.5 / 41)
 
 
 def test_copy_head_decoding_is_the_forward_passs_distribution():

@@ -13,8 +13,8 @@ def workspace(tmp_path_factory, bundle_factory):
 
     (root, bundle, dataset frame, ReferenceIndex): a two-chromosome bundle with 8 genes, its
     dataset (W-base windows) under root/dataset, a tiny pretrained encoder under root/encoder and
-    the reference index (stride 32, flank 100, the dataset's split_gene training variants) under
-    root/index."""
+    the reference index (both chromosomes tiled whole, the default; stride 32, flank 100 unused;
+    the dataset's split_gene training variants) under root/index."""
     from llamadna.data.build import BuildConfig, build_dataset
     from llamadna.io.dataset import write_dataset
     from llamadna.retrieve.index import IndexConfig, ReferenceIndex

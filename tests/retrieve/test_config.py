@@ -9,23 +9,27 @@ import pytest
 
 from llamadna.constants import DEFAULT_WINDOW, RETRIEVAL_K
 from llamadna.errors import ConfigError
-from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_SENSITIVE
+from llamadna.retrieve.align import MINIMAP2_BEST_N, MINIMAP2_INDEX, MINIMAP2_SENSITIVE
 from llamadna.retrieve.config import (
     DEFAULT_EMBED_WHEN,
     DEFAULT_K,
     EMBED_BATCH,
     EMBED_WHEN,
     FAISS_KINDS,
+    INDEX_TILES,
     IndexConfig,
 )
 
 
 def test_defaults():
     cfg = IndexConfig(encoder="enc", out="ix")
-    assert (cfg.window, cfg.stride, cfg.flank) == (DEFAULT_WINDOW, 128, 1000)
+    assert (cfg.window, cfg.stride, cfg.flank, cfg.tile) == (DEFAULT_WINDOW, 128, 1000, "all")
     assert (cfg.data, cfg.dataset, cfg.split, cfg.exclude_genes) == (None, None, "split_gene", ())
     assert (cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten) == ("flat", None, 16, True)
-    assert cfg.minimap2 == MINIMAP2_INDEX and cfg.minimap2_sensitive == MINIMAP2_SENSITIVE
+    # the tuned settings, reporting up to MINIMAP2_BEST_N alignments (the loci count reads them)
+    assert cfg.minimap2 == {**MINIMAP2_INDEX, "best_n": MINIMAP2_BEST_N}
+    assert cfg.minimap2_sensitive == {**MINIMAP2_SENSITIVE, "best_n": MINIMAP2_BEST_N}
+    assert "best_n" not in MINIMAP2_INDEX and "best_n" not in MINIMAP2_SENSITIVE  # the lookups' own
     assert (cfg.minimap2_deep, cfg.deep, cfg.scale_k) == (None, True, True)
     assert cfg.batch_size == EMBED_BATCH
     assert DEFAULT_K == RETRIEVAL_K and DEFAULT_EMBED_WHEN in EMBED_WHEN
@@ -40,7 +44,7 @@ def test_minimap2_settings_are_copies_of_the_module_constants():
         a.minimap2["k"] = 99
         a.minimap2_sensitive["k"] = 99
         assert (MINIMAP2_INDEX, MINIMAP2_SENSITIVE) == saved
-        assert (b.minimap2, b.minimap2_sensitive) == saved
+        assert (b.minimap2, b.minimap2_sensitive) == tuple({**x, "best_n": MINIMAP2_BEST_N} for x in saved)
     finally:  # a failure must not leak into later tests
         MINIMAP2_INDEX.update(saved[0])
         MINIMAP2_SENSITIVE.update(saved[1])
@@ -49,6 +53,17 @@ def test_minimap2_settings_are_copies_of_the_module_constants():
 @pytest.mark.parametrize("kind", FAISS_KINDS)
 def test_known_faiss_kinds_are_accepted(kind):
     assert IndexConfig(encoder="e", out="o", faiss=kind).faiss == kind
+
+
+@pytest.mark.parametrize("tile", INDEX_TILES)
+def test_known_tilings_are_accepted(tile):
+    assert IndexConfig(encoder="e", out="o", tile=tile).tile == tile
+
+
+@pytest.mark.parametrize("tile", ["genome", "All", ""])
+def test_unknown_tiling_is_a_config_error_naming_the_choices(tile):
+    with pytest.raises(ConfigError, match=r"unknown tiling .*all.*genes"):
+        IndexConfig(encoder="e", out="o", tile=tile)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "Flat", ""])

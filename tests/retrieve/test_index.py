@@ -10,7 +10,14 @@ import polars as pl
 import pytest
 
 from llamadna.data.mutate import mutate
-from llamadna.retrieve.index import INDEX_FILES, IndexConfig, ReferenceIndex, _faiss_index, inner_index
+from llamadna.retrieve.index import (
+    INDEX_FILES,
+    INDEX_FORMAT,
+    IndexConfig,
+    ReferenceIndex,
+    _faiss_index,
+    inner_index,
+)
 from llamadna.retrieve.retriever import CANDIDATE_FIELDS, Retriever
 from tests.retrieve.conftest import W
 
@@ -39,6 +46,22 @@ def test_save_load_round_trips(workspace):
     q = df["Sequence"].head(10).to_list()
     a = Retriever(index, str(root / "encoder"))(q)
     assert Retriever(loaded)(q) == a  # the encoder named in index.json
+
+
+def test_an_index_of_an_older_format_is_refused(workspace, tmp_path):
+    """Format 1 (genes +- flank only, no best_n): refused with the advice to rebuild."""
+    import json
+    import shutil
+
+    from llamadna.errors import InputError
+
+    root, _, _, _ = workspace
+    shutil.copytree(root / "index", tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "index.json").read_text())
+    (tmp_path / "old" / "index.json").write_text(json.dumps({**meta, "format": 1}))
+    with pytest.raises(InputError, match=r"index format 1, this version reads 2: rebuild the index"):
+        ReferenceIndex.load(tmp_path / "old")
+    assert ReferenceIndex.load(root / "index").meta["format"] == 2
 
 
 def test_excluded_genes_are_absent(workspace, tmp_path):
@@ -83,10 +106,16 @@ def test_index_and_search_commands(workspace, tmp_path):
     res = runner.invoke(app, ["index", "--encoder", str(root / "encoder"), "--out", str(tmp_path / "ix"),
                               "--data", str(b.path), "--window", str(W), "--stride", "48",
                               "--exclude-genes", str(genes), "--dataset", str(root / "dataset"),
-                              "--no-whiten", "--no-deep"])
+                              "--no-whiten", "--no-deep", "--tile", "genes"])
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "ix" / "index.json").read_text())
     assert meta["exclude_genes"] == [gene] and meta["config"]["stride"] == 48
+    assert meta["config"]["tile"] == "genes" and meta["format"] == INDEX_FORMAT == 2
+    # genes +- flank only: fewer bases than the whole genome the workspace index tiles
+    assert meta["segment_bases"] < sum(len(s) for _, s in b.genome.values()) == workspace[3].meta["segment_bases"]
+    res = runner.invoke(app, ["index", "--encoder", str(root / "encoder"), "--out", str(tmp_path / "iy"),
+                              "--data", str(b.path), "--tile", "genome"])
+    assert res.exit_code != 0 and "unknown tiling 'genome'" in res.output and not (tmp_path / "iy").exists()
     assert meta["faiss"]["whitened"] is False and meta["config"]["deep"] is False
     fa = tmp_path / "q.fa"
     seqs = df["Sequence"].head(5).to_list()
@@ -150,7 +179,7 @@ def test_data_parallel_embedding_gives_the_single_process_index(workspace, tmp_p
 
 
 def test_minimap2_k_grows_with_the_reference_and_the_index_records_it(workspace):
-    from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_TUNED_BASES, scaled_minimap2
+    from llamadna.retrieve.align import MINIMAP2_BEST_N, MINIMAP2_INDEX, MINIMAP2_TUNED_BASES, scaled_minimap2
 
     assert scaled_minimap2(MINIMAP2_INDEX, 10_000) == MINIMAP2_INDEX  # never lowered
     assert scaled_minimap2(MINIMAP2_INDEX, 16 * MINIMAP2_TUNED_BASES)["k"] == MINIMAP2_INDEX["k"] + 2
@@ -158,7 +187,7 @@ def test_minimap2_k_grows_with_the_reference_and_the_index_records_it(workspace)
     assert scaled_minimap2(MINIMAP2_INDEX, 10**30)["k"] == 28  # minimap2's limit
     assert scaled_minimap2({"preset": "map-ont"}, 10**10) == {"preset": "map-ont"}
     _, _, _, index = workspace  # a small reference keeps the tuned settings, as index.json says
-    assert index.meta["config"]["minimap2"] == MINIMAP2_INDEX
+    assert index.meta["config"]["minimap2"] == {**MINIMAP2_INDEX, "best_n": MINIMAP2_BEST_N}
     assert index.meta["config"]["scale_k"] is True
 
 

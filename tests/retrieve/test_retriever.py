@@ -16,6 +16,7 @@ from llamadna.retrieve.fields import NearestVariants
 from llamadna.retrieve.retriever import (
     CANDIDATE_FIELDS,
     EMBED_WEIGHT,
+    NEIGHBOUR_FIELDS,
     Retriever,
     _Gene,
     attach_evidence,
@@ -84,24 +85,31 @@ def test_scores_order_and_sources(workspace, hybrid, own_windows):
 
 def test_rank_rules_on_hand_made_genes(workspace, hybrid):
     """Score (aligned: 1 + alignment score; else EMBED_WEIGHT x cosine, a negative cosine as 0),
-    then cosine, then the key; the top k after ranking, whatever the order genes were found in."""
+    then cosine, then genes before intergenic candidates, then the key; the top k after ranking,
+    whatever the order genes were found in; the query's loci on every candidate."""
     _, _, _, index = workspace
     keys = sorted(hybrid.fields)[:5]
+    inter = ("", keys[0][1], keys[0][2], "", "")  # an intergenic stretch (no gene on either side)
     found = {  # in the order found, not the order ranked
         "d": _Gene(keys[0], 0, cosine=-0.3),  # score 0
         "e": _Gene(keys[4], 1, cosine=0.8),  # 0.08, ties with c: the key decides
-        # 1.9 each: b, with a cosine, before a, though a's key comes first
+        # 1.9 each: b, with a cosine, before a, though a's key comes first; i, intergenic, last
+        "i": _Gene(inter, 5, align=0.9, identity=0.9, aligned_fraction=1.0, position=50, kind="intergenic"),
         "a": _Gene(keys[2], 2, align=0.9, identity=0.9, aligned_fraction=1.0, position=100),
         "c": _Gene(keys[1], 3, cosine=0.8),  # 0.08
         "b": _Gene(keys[3], 4, align=0.9, identity=0.9, aligned_fraction=1.0, position=200, cosine=0.5),
     }
-    ranked = Retriever(index, k=5, embedder=hybrid.embedder)._ranked({g.key: g for g in found.values()})
-    assert [c["gene"] for c in ranked] == [found[x].key[0] for x in "baced"]
-    assert [c["score"] for c in ranked] == [1.9, 1.9, 0.08, 0.08, 0.0]
-    assert [c["via"] for c in ranked] == ["both", "align", "embed", "embed", "embed"]
-    assert [c["position"] for c in ranked[:2]] == [200, 100]  # the alignment's; else the window centre
-    assert ranked[2]["position"] == int(hybrid.centres[3])
-    top = Retriever(index, k=2, embedder=hybrid.embedder)._ranked({g.key: g for g in found.values()})
+    ranked = Retriever(index, k=6, embedder=hybrid.embedder)._ranked({g.key: g for g in found.values()}, 3)
+    assert [c["gene"] for c in ranked] == [found[x].key[0] if x != "i" else None for x in "baiced"]
+    assert [c["kind"] for c in ranked] == ["gene", "gene", "intergenic", "gene", "gene", "gene"]
+    assert [c["score"] for c in ranked] == [1.9, 1.9, 1.9, 0.08, 0.08, 0.0]
+    assert [c["via"] for c in ranked] == ["both", "align", "align", "embed", "embed", "embed"]
+    assert [c["position"] for c in ranked[:3]] == [200, 100, 50]  # the alignment's; else the window centre
+    assert ranked[3]["position"] == int(hybrid.centres[3])
+    assert [c["loci"] for c in ranked] == [3] * 6 and all(list(c) == list(CANDIDATE_FIELDS) for c in ranked)
+    assert ranked[2]["chrom"] == keys[0][2] and ranked[2]["description"] is None
+    assert all(c[f] is None for c in ranked if c["kind"] == "gene" for f in NEIGHBOUR_FIELDS)
+    top = Retriever(index, k=2, embedder=hybrid.embedder)._ranked({g.key: g for g in found.values()}, 3)
     assert top == ranked[:2]
 
 
@@ -245,3 +253,130 @@ def test_embedding_only_for_unaligned_queries(workspace):
         assert np.allclose([c["cosine"] for c in x], [c["cosine"] for c in y], atol=1e-4)
     with pytest.raises(ValueError, match="embed_when"):
         Retriever(index, embedder=always.embedder, embed_when="sometimes")
+
+
+def _gaps(b, margin: int) -> list[tuple[str, int, int]]:
+    """(chrom, 0-based start, end) of the generated genome's stretches lying >= `margin` bases
+    from every gene (computed from the generator's own gene list, not the index's)."""
+    out = []
+    for chrom, (start0, seq) in b.genome.items():
+        covered = np.zeros(len(seq), dtype=bool)
+        for g in b.genes:
+            if g["chrom"] == chrom:
+                covered[max(0, g["start"] - 1 - margin - start0): g["end"] + margin - start0] = True
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~covered).astype(int), [0]])) != 0)
+        out += [(chrom, int(a), int(e)) for a, e in zip(edges[::2], edges[1::2]) if e - a >= W]
+    return out
+
+
+def test_an_intergenic_query_names_the_genes_on_each_side(workspace):
+    """A window cut from a stretch between genes: its top candidate is intergenic (no gene
+    fields), with the nearest gene ending before its centre and the one starting after it, at
+    the distances computed from the generator's gene list."""
+    root, b, _, index = workspace
+    r = Retriever(index, str(root / "encoder"))
+    cases = []
+    for chrom, a, e in _gaps(b, 20):
+        s = (a + e - W) // 2  # a window in the middle of the stretch
+        pos = s + W // 2 + 1  # its centre base, 1-based (the records start at 1)
+        left = max((g for g in b.genes if g["chrom"] == chrom and g["end"] < pos),
+                   key=lambda g: g["end"], default=None)
+        right = min((g for g in b.genes if g["chrom"] == chrom and g["start"] > pos),
+                    key=lambda g: g["start"], default=None)
+        want = (left and left["gene_name"], left and pos - left["end"],
+                right and right["gene_name"], right and right["start"] - pos)
+        cases.append((b.genome[chrom][1][s: s + W].tobytes().decode(), chrom, pos, want))
+    assert len(cases) >= 4 and {w[0] is None for *_, w in cases} == {True, False}  # both kinds of side
+    assert any(w[2] is None for *_, w in cases)
+    hits = r([q for q, *_ in cases])
+    for h, (_, chrom, pos, want) in zip(hits, cases):
+        top = h[0]
+        assert (top["kind"], top["chrom"], top["position"], top["identity"]) == ("intergenic", chrom, pos, 1.0)
+        assert tuple(top[f] for f in NEIGHBOUR_FIELDS) == want
+        assert all(top[f] is None for f in ("gene", "gene_id", "description", "transcript_type", "phenotype"))
+        assert top["loci"] == 1 and all(c["loci"] == 1 for c in h)
+        assert all(c["kind"] == "gene" for c in h[1:])  # the rest: embedding genes
+        assert len({(c["chrom"], c["left_gene"], c["right_gene"]) for c in h if c["kind"] == "intergenic"}) == 1
+    table = candidates_table(["q"], hits[:1])
+    assert table["kind"][0] == "intergenic" and table.schema["left_distance"] == pl.Int64
+
+
+REPEAT_AT = {"chr1": (500, 2_000, 3_500, 7_000, 10_000), "chr2": (800, 3_000, 8_000)}
+
+
+@pytest.fixture(scope="module")
+def repeat_index(workspace, tmp_path_factory):
+    """The workspace's bundle with one random W-base sequence written over 8 places (REPEAT_AT,
+    0-based; in genes and between them), indexed whole (alignment is what is tested)."""
+    import shutil
+
+    from llamadna.data.synthetic import _write_fasta
+    from llamadna.retrieve.index import IndexConfig, ReferenceIndex
+
+    root, b, _, _ = workspace
+    out = tmp_path_factory.mktemp("repeat")
+    shutil.copytree(b.path, out / "bundle")
+    unit = np.frombuffer(b"".join(np.random.default_rng(11).choice([b"A", b"C", b"G", b"T"], W)), np.uint8)
+    genome = {name: (s0, seq.copy()) for name, (s0, seq) in b.genome.items()}
+    for chrom, places in REPEAT_AT.items():
+        for p in places:
+            genome[chrom][1][p: p + W] = unit
+    _write_fasta(out / "bundle" / "regions.fa", genome)
+    index = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(out / "index"),
+                                             data=str(out / "bundle"), window=W, stride=32, whiten=False))
+    return index, unit.tobytes().decode(), genome
+
+
+def test_loci_count_a_repeat_once_per_place_and_a_unique_window_once(repeat_index):
+    """8 copies -> 8 loci on every candidate of the query, on either strand (minimap2's default of
+    5 secondary alignments would report at most 6); a unique window -> 1; a diverged copy of the
+    repeat still aligns to all 8 equally well."""
+    index, unit, genome = repeat_index
+    unique = genome["chr1"][1][5_000: 5_000 + W].tobytes().decode()
+    rng = np.random.default_rng(2)
+    hits = Retriever(index, mode="align", k=8)([unit, mappy.revcomp(unit), unique, mutate(unit, 0.03, rng)])
+    for h in (hits[0], hits[1], hits[3]):
+        assert h and {c["loci"] for c in h} == {8}
+        kinds = {c["kind"] for c in h}
+        assert kinds == {"gene", "intergenic"}  # copies in genes and between them
+    assert hits[0][0]["kind"] == "gene" and hits[0][0]["score"] == 2.0  # ties: a gene first
+    # one candidate per interval between two genes: chr1's copies at 500, 2,000 and 3,500 lie
+    # before its first gene; 2 copies in genes (chr1 7,000, chr2 3,000)
+    inter = [(c["chrom"], c["left_gene"], c["right_gene"]) for c in hits[0] if c["kind"] == "intergenic"]
+    assert sorted(inter, key=str) == sorted([("chr1", None, "GENE0"), ("chr1", "GENE0", "GENE1"),
+                                             ("chr2", None, "GENE6"), ("chr2", "GENE4", None)], key=str)
+    assert len(hits[0]) == 6
+    assert [c["loci"] for c in hits[2]] == [1] and hits[2][0]["identity"] == 1.0
+    import copy  # the same index read with minimap2's default best_n: the count is cut
+
+    settings = {k: v for k, v in index.meta["config"]["minimap2"].items() if k not in ("k", "w", "best_n")}
+    few = copy.copy(index)
+    few.aligner, few.cascade = mappy.Aligner(str(index.path / "minimap2.mmi"), **settings), []
+    assert 1 < Retriever(few, mode="align")([unit])[0][0]["loci"] < 8
+
+
+def test_count_loci_rules():
+    """Share of the best identity x fraction, minimum aligned fraction, one locus per window-sized
+    bin, hits of any pass counted once, queries without hits 0."""
+    from llamadna.retrieve.retriever import count_loci
+
+    hits = [  # query, build, chrom, position, identity, aligned fraction, strand
+        (0, "B", "c1", 1_000, 1.0, 1.0, "+"),
+        (0, "B", "c1", 1_050, 1.0, 1.0, "+"),  # the same 100-base bin (a second pass's hit, say)
+        (0, "B", "c1", 5_000, 0.95, 0.95, "-"),  # 0.9025 >= 0.9 x 1
+        (0, "B", "c2", 1_000, 0.89, 1.0, "+"),  # under 0.9 x the best
+        (0, "A", "c1", 1_000, 1.0, 1.0, "+"),  # another build: another locus
+        (2, "B", "c1", 300, 0.99, 0.45, "+"),  # 0.4455 >= 0.9 x 0.45, but under half aligned
+        (2, "B", "c1", 900, 0.9, 0.5, "+"),  # query 2's best (0.45), half of it aligned
+    ]
+    assert count_loci(hits, 3, 100) == [3, 0, 1]
+    assert count_loci(hits, 3, 10_000) == [2, 0, 1]  # B c1 1,000 and 5,000 in one bin
+    assert count_loci([], 2, 100) == [0, 0]
+
+
+def test_random_sequence_aligns_nowhere_and_has_no_loci(workspace, hybrid):
+    rng = np.random.default_rng(9)
+    unrelated = ["".join(rng.choice(list("ACGT"), W)) for _ in range(4)]
+    assert Retriever(workspace[3], mode="align")(unrelated) == [[]] * 4
+    for h in hybrid(unrelated):  # embedding candidates only: genes, no locus
+        assert h and all(c["kind"] == "gene" and c["loci"] == 0 and c["via"] == "embed" for c in h)

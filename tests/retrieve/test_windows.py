@@ -192,3 +192,56 @@ def test_gene_table_names_every_window_gene_and_keeps_genes_without_id(workspace
     genes = pl.DataFrame({"gene_name": ["A", "B", None], "gene_id": [None, "ENSG2", "ENSG3"]})
     assert genes.filter(~_named(set()))["gene_id"].to_list() == [None, "ENSG2", "ENSG3"]
     assert genes.filter(~_named({"A", "ENSG3"}))["gene_name"].to_list() == ["B"]
+
+
+def test_whole_tiling_covers_every_base_of_every_record(workspace):
+    """tile "all": each record tiled from its first base to its last, every `stride`, full
+    windows (the last shifted to end at the record's end), in record order; a window's gene is
+    the one at its centre, None where no gene of the generator's list holds the centre."""
+    _, b, _, _ = workspace
+    windows, _ = index_tables(b.path, W, 32, 100, tile="all")
+    assert windows["window"].to_list() == list(range(windows.height))
+    assert windows["chrom"].unique(maintain_order=True).to_list() == list(b.genome)
+    for chrom, (start0, seq) in b.genome.items():
+        w = windows.filter(pl.col("chrom") == chrom)
+        s, e = w["start0"].to_numpy(), w["end0"].to_numpy()
+        covered = np.zeros(len(seq), dtype=int)
+        for a, z in zip(s - start0, e - start0):
+            covered[a:z] += 1
+        assert (covered > 0).all() and s[0] == start0 and e[-1] == start0 + len(seq)
+        assert (e - s == W).all() and (np.diff(s)[:-1] == 32).all() and 0 < np.diff(s)[-1] <= 32
+        assert w["Sequence"].to_list() == [seq[a - start0: z - start0].tobytes().decode() for a, z in zip(s, e)]
+        centre = (s + e) // 2 + 1
+        genic = [any(g["chrom"] == chrom and g["start"] <= c <= g["end"] for g in b.genes) for c in centre]
+        assert w["gene"].is_not_null().to_list() == genic and not all(genic) and any(genic)
+    assert windows.equals(index_tables(b.path, W, 32, 100)[0])  # the default
+
+
+def test_gene_tiling_is_the_genes_and_their_flanks_only(workspace):
+    """tile "genes": what the index tiled before whole-reference tiling: each merged gene +-
+    flank span (clipped to its record) tiled on its own, computed here from the generator's
+    gene list."""
+    _, b, _, _ = workspace
+    windows, genes = index_tables(b.path, W, 32, 100, tile="genes")
+    expected = []
+    for chrom, (start0, seq) in b.genome.items():
+        spans = sorted((max(g["start"] - 1 - 100, start0), min(g["end"] + 100, start0 + len(seq)))
+                       for g in b.genes if g["chrom"] == chrom)
+        merged: list[list[int]] = []
+        for a, z in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], z)
+            else:
+                merged.append([a, z])
+        for a, z in merged:
+            starts = list(range(a, z - W + 1, 32))
+            starts += [z - W] if starts[-1] + W < z else []
+            expected += [(chrom, x, x + W) for x in starts]
+    assert windows.select("chrom", "start0", "end0").rows() == expected
+    whole = index_tables(b.path, W, 32, 100, tile="all")
+    assert whole[1].equals(genes) and windows.height < whole[0].height
+
+
+def test_index_tables_rejects_an_unknown_tiling(tmp_path):
+    with pytest.raises(ConfigError, match="unknown tiling 'genome'"):
+        index_tables(tmp_path, 10, 1, 0, tile="genome")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 
+import mappy
 import numpy as np
 import polars as pl
 import pytest
 
+from llamadna.data.template import outcome_of, parse_outcome
 from llamadna.retrieve.index import IndexConfig, ReferenceIndex
 from llamadna.retrieve.retriever import Retriever
 from llamadna.train.evidence_sampler import (
     EvidenceSampler,
+    evidence_target,
     pseudo_text,
     pseudo_word,
     split_genes,
@@ -69,20 +72,26 @@ def test_sampler_makes_copying_tasks(indexed):
     out, targets = s.train_batch(rows, np.random.default_rng(0))
     renamed = 0
     for r, o, t in zip(rows, out, targets):
-        new = t.split(" chromosome part of ")[1].split(" gene.")[0]
-        assert new != r["gene_name"]  # the target names the new gene
-        if o["evidence"] and o["evidence"][0]["gene"] == new:
-            renamed += 1
         assert all(c["gene"] != r["gene_name"] for c in o["evidence"])
+        if outcome_of(t) != "gene":  # the (renamed) gene not among the candidates: what they show
+            assert t == evidence_target(o["evidence"])
+            continue
+        new = t.split(" chromosome part of ")[1].split(" gene.")[0]
+        assert new != r["gene_name"] and any(c["gene"] == new for c in o["evidence"])
+        if o["evidence"][0]["gene"] == new:
+            renamed += 1
         assert t.endswith(f"It is part of the {r['Dataset']} dataset.")
     assert renamed >= len(rows) * 0.8  # undiverged windows find their gene first, renamed
     # same rng seed, same batch; never swap but always drop: the gene is never in the evidence
     again, t2 = s.train_batch(rows, np.random.default_rng(0))
     assert t2 == targets and [o["Sequence"] for o in again] == [o["Sequence"] for o in out]
-    # always drop (and swap whenever not dropped): a dropped gene keeps its own fields as target
+    # always drop (and swap whenever not dropped): a dropped gene is a novel one, and the target
+    # says what the evidence shows (a repeat, a partial similarity or no match), never the gene
     d = EvidenceSampler(Retriever(idx, k=3), max_rate=0.4, swap=1.0, drop=1.0, shuffle=1.0, pseudo=0.0)
     out, targets = d.train_batch(rows, np.random.default_rng(1))
-    assert targets == [r["Annotation"] for r in rows]
+    assert targets == [evidence_target(o["evidence"]) for o in out]
+    assert {outcome_of(t) for t in targets} <= {"repeat", "similar", "none"}
+    assert not set(targets) & {r["Annotation"] for r in rows}
     assert all(c["gene"] != r["gene_name"] for r, o in zip(rows, out) for c in o["evidence"])
     assert any(o["Sequence"] != r["Sequence"] for r, o in zip(rows, out))  # diverged
     names = {synthetic_name(np.random.default_rng(i)) for i in range(50)}
@@ -116,6 +125,9 @@ def test_pseudo_fields_replace_a_renamed_genes_text(indexed):
     pseudo = EvidenceSampler(Retriever(idx, k=3), 0.0, 1.0, 0.0, 0.0, 1.0)
     known = {g["gene"] for g in plain.genes}
     out, targets = pseudo.train_batch(rows, np.random.default_rng(4))
+    # the rows whose renamed gene is among their candidates (the others: what the evidence shows)
+    keep = [i for i, t in enumerate(targets) if outcome_of(t) == "gene"]
+    out, targets = [out[i] for i in keep], [targets[i] for i in keep]
     named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets]
     assert not set(named) & known  # the fixture's genes are GENE<n>: unseen names of that shape
     assert all(len(n) >= 5 and n[:4].isupper() and n[4:].isdigit() for n in named)
@@ -128,12 +140,14 @@ def test_pseudo_fields_replace_a_renamed_genes_text(indexed):
             assert f"It is of {first[0]['phenotype']} phenotype" in t
     assert found >= len(rows) * 0.8  # undiverged windows find their (renamed) gene
     _, again = plain.train_batch(rows, np.random.default_rng(4))
-    assert set(t.split(" chromosome part of ")[1].split(" gene.")[0] for t in again) & known
+    assert set(t.split(" chromosome part of ")[1].split(" gene.")[0] for t in again
+               if outcome_of(t) == "gene") & known
 
 
 def test_truncation_keeps_a_prefix_of_the_candidates(indexed):
-    """With truncate=1 every list of 2+ candidates is cut to its first n (n in [1, k - 1]), the
-    target unchanged."""
+    """With truncate=1 every list of 2+ candidates is cut to its first n (n in [1, k - 1]); the
+    target is unchanged while the row's (renamed) gene is among those kept, else it says what the
+    kept candidates show."""
     root, _ = indexed
     train_rows, _, _ = load_split(root / "dataset", "split_gene")
     idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
@@ -144,7 +158,9 @@ def test_truncation_keeps_a_prefix_of_the_candidates(indexed):
     for i, r in enumerate(rows):  # one row a batch: its truncation draws come after all others
         (x,), ta = full.train_batch([r], np.random.default_rng(i))
         (y,), tb = cut.train_batch([r], np.random.default_rng(i))
-        assert ta == tb
+        named = ta[0].split(" chromosome part of ")[1].split(" gene.")[0] if outcome_of(ta[0]) == "gene" else None
+        kept = named is not None and any(c["gene"] == named for c in y["evidence"])
+        assert tb == (ta if kept else [evidence_target(y["evidence"])])
         n = len(x["evidence"])
         if n > 1:
             assert 1 <= len(y["evidence"]) < n and y["evidence"] == x["evidence"][: len(y["evidence"])]
@@ -210,7 +226,7 @@ def test_only_known_genes_lend_their_text(indexed):
     s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, 0.0, known=known)
     assert {g["gene"] for g in s.genes} == known
     _, targets = s.train_batch(train_rows[:40], np.random.default_rng(3))
-    named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets]
+    named = [t.split(" chromosome part of ")[1].split(" gene.")[0] for t in targets if outcome_of(t) == "gene"]
     assert all(n in known or n.startswith("Z") for n in named)  # a known gene's or a synthetic name
     assert any(n in known for n in named) and any(n.startswith("Z") for n in named)
 
@@ -227,11 +243,22 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
                  max_val_rows=4, checkpoint_every=0, calibration_rows=4)
     tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
                      index=str(root / "index"), max_steps=4, **small)
+    from llamadna.data.negatives import negative_rows
     from llamadna.train.calibrate import CALIBRATION_RATES
 
-    train(tc)
-    # train() calibrated it on calibration_rows validation rows, each at every rate with both indexes
-    fitted = 4 * len(CALIBRATION_RATES) * 2
+    summary = train(tc)
+    # train() calibrated it on calibration_rows validation rows, each at every rate with both
+    # indexes (gene: found; novel: masked out), and on calibration_rows negatives of each kind of
+    # the validation part of the reference, counted by their truth outcome
+    _, val_rows, _ = load_split(root / "dataset", "split_gene")
+    neg = negative_rows(data, val_rows, "val", per_kind=4, seed=tc.seed, window=96)
+    per = summary["calibration"]
+    assert per["gene"]["rows"] == per["novel"]["rows"] == 4 * len(CALIBRATION_RATES)
+    assert {k: c["rows"] for k, c in per.items() if k not in ("gene", "novel")} == {
+        o: sum(r["outcome"] == o for r in neg) for o in {r["outcome"] for r in neg}}
+    assert per["none"]["rows"] >= 2 * 4  # random and foreign (4 of each), shuffled too
+    assert json.loads((tmp_path / "m" / "train_summary.json").read_text())["calibration"] == per
+    fitted = 4 * len(CALIBRATION_RATES) * 2 + len(neg)
     assert json.loads((tmp_path / "m" / "calibration.json").read_text())["rows"] == fitted
     cfg = EvalConfig(model=str(tmp_path / "m"), dataset=str(root / "dataset"), data_dir=str(data),
                      out=str(tmp_path / "r"), splits=("split_gene",), folds=1, limit=6, n_boot=20,
@@ -250,4 +277,94 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
     assert not set(preds["evidence_gene"].drop_nulls().to_list()) & test_genes  # masked out
     full = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model.tsv", separator="\t")
     assert (full["evidence_gene"] == full["gene_name"]).mean() > 0.8  # the full index finds them
-    assert full["gene_confidence"].null_count() == 0
+    # calibrated: a gene confidence exactly where the sentence claims a gene (outcome gene)
+    claims = [parse_outcome(t)["gene"] is not None for t in full["prediction"].fill_null("").to_list()]
+    assert full["gene_confidence"].is_not_null().to_list() == claims
+
+
+def test_negatives_replace_every_example_at_rate_one(indexed):
+    """negative_rate=1: every example is a negative of the training part of the reference, with
+    no source class; its target is its intergenic sentence where its own interval is among the
+    candidates, else what the evidence shows (never a gene)."""
+    from llamadna.constants import IGNORE_INDEX
+    from llamadna.data.negatives import NEGATIVE_KINDS, negative_rows
+    from llamadna.train.evidence_sampler import same_interval
+    from llamadna.train.train import Batches
+    from tests.model.conftest import make_processor
+
+    root, data = indexed
+    train_rows, _, labels = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    pool = negative_rows(data, train_rows, "train", per_kind=4, seed=0, window=96)
+    kinds = {r["kind"] for r in pool}
+    assert {"random", "shuffled", "foreign"} <= kinds <= set(NEGATIVE_KINDS)
+    s = EvidenceSampler(Retriever(idx, k=3), 0.2, 0.5, 0.15, 0.0, 0.0, negatives=pool, negative_rate=1.0)
+    rows = train_rows[:24]
+    out, targets = s.train_batch(rows, np.random.default_rng(0))
+    assert all(o["kind"] in kinds and o["Dataset"] is None and o["gene_name"] is None for o in out)
+    assert len({o["kind"] for o in out}) >= 3  # kinds drawn uniformly
+    by_id = {r["id"]: r for r in pool}
+    for o, t in zip(out, targets):
+        if o["kind"] in ("random", "foreign"):  # generated: not diverged
+            assert o["Sequence"] == by_id[o["id"]]["Sequence"]
+        if o["kind"] == "intergenic" and any(same_interval(c, o) for c in o["evidence"]):
+            assert outcome_of(t) == "intergenic" and f"{o['chrom']} chromosome between" in t
+        else:
+            assert t == evidence_target(o["evidence"]) and outcome_of(t) in ("repeat", "similar", "none")
+    again, t2 = s.train_batch(rows, np.random.default_rng(0))  # seeded
+    assert t2 == targets and [o["Sequence"] for o in again] == [o["Sequence"] for o in out]
+    # no source class: the class loss leaves them out
+    b = Batches(make_processor(), rows, labels, sampler=s, augment=True)(range(len(rows)))
+    assert (b["class_labels"] == IGNORE_INDEX).all()
+    # undiverged intergenic windows of the training part find their own interval (the index tiles
+    # the whole reference): their target is their sentence
+    inter = [r for r in pool if r["kind"] == "intergenic"]
+    assert inter and "intergenic" in {outcome_of(t) for t in targets}
+    exact = EvidenceSampler(Retriever(idx, k=3), 0.0, 0.0, 0.0, 0.0, 0.0, negatives=inter, negative_rate=1.0)
+    out, targets = exact.train_batch(rows[:8], np.random.default_rng(1))
+    assert all(outcome_of(t) == "intergenic" for t in targets), targets
+    for o, t in zip(out, targets):  # the sentence of its own interval, as the candidate shows it
+        assert parse_outcome(t)["left_gene"] == o["left_gene"] and parse_outcome(t)["right_gene"] == o["right_gene"]
+
+
+def test_some_negatives_leave_the_genic_rows_as_they_were_drawn(indexed):
+    """With negatives at rate 0.5, the examples not replaced keep their class and gene targets;
+    a sampler with negatives at rate 0 draws exactly what one without them draws."""
+    from llamadna.data.negatives import negative_rows
+
+    root, data = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    pool = negative_rows(data, train_rows, "train", per_kind=2, seed=0, window=96)
+    rows = train_rows[:24]
+    half = EvidenceSampler(Retriever(idx, k=3), 0.0, 0.0, 0.0, 0.0, 0.0, negatives=pool, negative_rate=0.5)
+    out, targets = half.train_batch(rows, np.random.default_rng(2))
+    neg = [o.get("kind") is not None for o in out]
+    assert 4 <= sum(neg) <= 20
+    genic = [(r, o, t) for r, o, t, n in zip(rows, out, targets, neg) if not n]
+    assert all(o["Sequence"] in (r["Sequence"], mappy.revcomp(r["Sequence"])) and o["Dataset"] == r["Dataset"]
+               for r, o, _ in genic)  # undiverged (one strand or the other)
+    assert sum(t == r["Annotation"] for r, _, t in genic) >= 0.8 * len(genic)  # undiverged: found
+    none = EvidenceSampler(Retriever(idx, k=3), 0.3, 0.5, 0.2, 0.0, 0.0)
+    zero = EvidenceSampler(Retriever(idx, k=3), 0.3, 0.5, 0.2, 0.0, 0.0, negatives=pool, negative_rate=0.0)
+    a, ta = none.train_batch(rows, np.random.default_rng(3))
+    b, tb = zero.train_batch(rows, np.random.default_rng(3))
+    assert ta == tb and [o["Sequence"] for o in a] == [o["Sequence"] for o in b]
+
+
+def test_outcome_examples_cover_every_outcome(indexed):
+    """The text tokenizer's corpus and the LLM's pretraining hold sentences of every outcome and
+    evidence of intergenic and aligned candidates."""
+    from llamadna.train.train import _pretrain_texts, _text_corpus
+
+    root, _ = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    s = EvidenceSampler(Retriever(idx, k=2), 0.0, 1.0, 0.0, 0.0, 0.0)
+    sentences, evidence = s.outcome_examples()
+    assert {outcome_of(t) for t in sentences} == {"intergenic", "repeat", "similar", "none"}
+    assert {c["kind"] for cands in evidence for c in cands} == {"gene", "intergenic"}
+    texts = _pretrain_texts(train_rows[:4], s)
+    assert {outcome_of(t) for t in texts} == {"gene", "intergenic", "repeat", "similar", "none"}
+    corpus = " ".join(_text_corpus(train_rows[:4], "leak-free", s))
+    assert all(t in corpus for t in sentences)

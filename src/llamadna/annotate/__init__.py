@@ -9,7 +9,7 @@
 
 from llamadna.annotate.annotator import Annotator, InferenceConfig
 from llamadna.annotate.decoding import (
-    GeneNamed,
+    OutcomeDecided,
     SentenceScorer,
     candidate_sentence,
     check_decoding,
@@ -19,6 +19,6 @@ from llamadna.annotate.decoding import (
 from llamadna.annotate.pipeline import NO_BASE, annotate_fasta, tiles
 
 __all__ = [
-    "NO_BASE", "Annotator", "GeneNamed", "InferenceConfig", "SentenceScorer", "annotate_fasta",
+    "NO_BASE", "Annotator", "InferenceConfig", "OutcomeDecided", "SentenceScorer", "annotate_fasta",
     "candidate_sentence", "check_decoding", "ground", "rerank", "tiles",
 ]

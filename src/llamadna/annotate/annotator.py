@@ -1,7 +1,8 @@
 """`Annotator`: a trained model with what annotating needs beside it, as transformers' Pipeline.
 
     Annotator = model (a pure LlamaDNAForAnnotation) + processor (tokenizers, prompt)
-              + retriever (retrieval models: the reference index) + calibration (gene_confidence)
+              + retriever (retrieval models: the reference index)
+              + calibration (outcome_confidence, gene_confidence)
               + InferenceConfig (batch size, new tokens, decoding, prompt bucket)
 
     rows --[retrieval model: the retriever, a whole batch at once]--> rows with `evidence`
@@ -10,15 +11,19 @@
       _forward     class head softmax --> source, source_prob
                    greedy generate --> sentence, confidence
                    [retrieval model] decoding strategy (`decoding`: grounded, rerank)
-      postprocess  sentence --data.template.parse_annotation--> chrom, gene, description,
-                   transcript_type, phenotype, source_from_text; calibrated gene_confidence
+      postprocess  sentence --data.template.parse_outcome--> outcome, chrom (gene, intergenic,
+                   similar), gene, description, transcript_type, phenotype, source_from_text
+                   (gene only); source and source_prob where the outcome is a gene or undecided;
+                   calibrated outcome_confidence (gene_confidence: the same, for a gene);
+                   the top candidate's score, identity, aligned fraction and loci
 
 Confidence is the mean log-probability of the generated tokens, up to and including the first
 eos (<= 0; 0 = certain). It uses the raw next-token logits (`output_logits`), not the processed
 `scores`, so it is the model's own probability whatever logits processors the LLM's generation
 config may add (under plain greedy decoding they are the same). Grounded decoding stops a row
-with evidence once it has named a gene (`GeneNamed`): its confidence is over the tokens up to
-there, or, where no candidate has the name, the kept candidate sentence's (`decoding.ground`).
+once its outcome is decided and, for a gene, the gene named (`OutcomeDecided`): its confidence
+is over the tokens up to there, or, where sentences were weighed, the kept one's score
+(`decoding.ground`).
 
 The class head runs on the left-padded generation prompt: `classify` derives the LLM's position
 ids from the attention mask, so padding changes neither the positions nor the probabilities.
@@ -35,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from llamadna.annotate.decoding import GeneNamed, SentenceScorer, check_decoding, ground, rerank
+from llamadna.annotate.decoding import OutcomeDecided, SentenceScorer, check_decoding, ground, rerank
 from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
@@ -43,7 +48,7 @@ from llamadna.constants import (
     MODEL_PASS_ROWS,
     SEED_FAITHFUL_FIELDS,
 )
-from llamadna.data.template import parse_annotation
+from llamadna.data.template import parse_outcome
 from llamadna.errors import ConfigError, InputError
 from llamadna.model.loading import pad_to_bucket
 
@@ -78,7 +83,7 @@ class _Prompt:
     criterion of grounded decoding (None otherwise)."""
 
     inputs: dict[str, torch.Tensor]
-    stop: GeneNamed | None
+    stop: OutcomeDecided | None
 
 
 @dataclass
@@ -126,7 +131,7 @@ class Annotator:
         compile : compiled generation (`compile_generation`); the config's prompt bucket is set.
         config : the inference settings (default: InferenceConfig()).
         """
-        from llamadna.model.calibration import GeneCalibration
+        from llamadna.model.calibration import OutcomeCalibration
         from llamadna.model.loading import check_model_dir, compile_generation, load_model
         from llamadna.model.processing import PROCESSOR_FILE, LlamaDNAProcessor
 
@@ -139,7 +144,7 @@ class Annotator:
         config = config or InferenceConfig()
         if compile:
             config = replace(config, prompt_bucket=compile_generation(model))
-        annotator = cls(model, processor, calibration=GeneCalibration.load(path), config=config)
+        annotator = cls(model, processor, calibration=OutcomeCalibration.load(path), config=config)
         if index is not None:
             annotator.use_index(index, encoder)
         return annotator
@@ -229,14 +234,15 @@ class Annotator:
     def preprocess(self, rows: Sequence[dict]) -> _Prompt:
         """The left-padded generation prompt of one pass (checked against the LLM's positions;
         compiled generation: padded to a bucket) and grounded decoding's stop criterion: a row
-        with evidence stops once it has named a gene (the candidate gives the rest)."""
+        (with candidates or "no reference match") stops once its outcome is decided and, for a
+        gene, the gene named (the evidence gives the rest)."""
         proc, cfg = self.processor, self.config
         tt = proc.text_tokenizer
         gen_in = proc(rows, padding_side="left")
         _check_context(self.model, rows, gen_in["attention_mask"].sum(1), cfg.max_new_tokens)
         if cfg.prompt_bucket:  # compiled generation: a few prompt lengths only
             gen_in = pad_to_bucket(gen_in, cfg.prompt_bucket, tt.pad_token_id)
-        stop = (GeneNamed(tt, [bool(r.get("evidence")) for r in rows])
+        stop = (OutcomeDecided(tt, ["evidence" in r for r in rows])
                 if cfg.decoding == "grounded" and proc.retrieval else None)
         return _Prompt({k: v.to(self.model.device) for k, v in gen_in.items()}, stop)
 
@@ -274,31 +280,38 @@ class Annotator:
         return _Generated(texts, confidence, label, prob)
 
     def postprocess(self, rows: Sequence[dict], gen: _Generated) -> list[dict]:
-        """One prediction dict per row: the sentence, its parsed fields, the class head's source,
-        the confidence, the calibrated gene confidence and the top reference candidate."""
+        """One prediction dict per row: the sentence, its outcome and parsed fields, the class
+        head's source (a gene outcome or an undecided sentence), the confidence, the calibrated
+        outcome confidence and the top reference candidate."""
         labels, calibration = self.model.config.class_labels, self.calibration
         retrieval = self.processor.retrieval
         preds = []
         for b, row in enumerate(rows):
             text, confidence = gen.texts[b], float(gen.confidence[b])
-            fields = parse_annotation(text)
-            top = (row.get("evidence") or [None])[0] if retrieval else None
+            fields = parse_outcome(text)
+            gene = fields["outcome"] == "gene"
+            # the source class applies to a gene; an undecided sentence keeps the head's answer
+            sourced = fields["outcome"] in ("gene", None)
+            evidence = row.get("evidence") if retrieval else None
+            top = (evidence or [{}])[0]
+            calibrated = (calibration.confidence(fields["outcome"], confidence, fields["gene"], evidence)
+                          if calibration is not None else None)
             preds.append({
                 "annotation": text,
-                "source": labels[int(gen.label[b])],
-                "source_prob": float(gen.prob[b]),
+                "outcome": fields["outcome"],
+                "source": labels[int(gen.label[b])] if sourced else None,
+                "source_prob": float(gen.prob[b]) if sourced else None,
                 "source_from_text": fields["source"],
-                "chrom": fields["chrom"],
-                "gene": fields["gene"],
-                "description": fields["description"],
-                "transcript_type": fields["transcript_type"],
-                "phenotype": fields["phenotype"],
+                **{k: fields[k] for k in ("chrom", "gene", "description", "transcript_type", "phenotype")},
                 "confidence": confidence,
-                "gene_confidence": (calibration.gene_confidence(confidence, fields["gene"], row["evidence"])
-                                    if calibration is not None else None),
-                "evidence_gene": top["gene"] if top else None,
-                "evidence_score": top["score"] if top else None,
-                "evidence_via": top["via"] if top else None,
+                "outcome_confidence": calibrated,
+                "gene_confidence": calibrated if gene else None,
+                "evidence_gene": top.get("gene"),
+                "evidence_score": top.get("score"),
+                "evidence_via": top.get("via"),
+                "evidence_identity": top.get("identity"),
+                "evidence_aligned_fraction": top.get("aligned_fraction"),
+                "evidence_loci": top.get("loci"),
             })
         return preds
 

@@ -1,26 +1,40 @@
 """Decoding strategies of a retrieval model: what a row's sentence is once greedy generation ran.
 
     "greedy"   the generated sentence as it is
-    "grounded" the candidate whose gene the greedy sentence names, else the one the model scores
-               highest --> that candidate's sentence (`ground`); generation stops a row with
-               evidence once it has named a gene (`GeneNamed`)
+    "grounded" the greedy sentence's outcome (`parse_outcome`) --> the evidence's sentence of that
+               outcome (`ground`); generation stops a row once its outcome is decided and, for a
+               gene, the gene named (`OutcomeDecided`)
     "rerank"   greedy sentence vs the top candidate's sentence --> the one the model scores
                higher (`rerank`)
 
-A candidate's sentence is the annotation sentence its own fields make (`candidate_sentence`);
-sentences are scored by their mean log-probability per token under the model, eos included
-(`SentenceScorer`, teacher forcing).
+Grounded, per outcome of the greedy sentence:
+
+    gene        the candidate with the named gene (same chromosome first) --> its sentence; no
+                candidate has it --> the best scored of the aligned gene candidates' sentences
+                and what the evidence shows (`describe_evidence`); nothing aligned --> what the
+                evidence shows, unscored (out-of-reference queries stay fast)
+    intergenic  the first intergenic candidate --> its sentence
+    similar     the aligned candidate whose gene the sentence names, else the top aligned one
+    repeat      the repeat sentence of the candidates, when the query has >= 2 loci
+    none        NONE_SENTENCE
+    otherwise (no such candidate, an undecided sentence) --> what the evidence shows
+
+A row without any candidate never keeps a gene (or any) claim: NONE_SENTENCE. Sentences are
+made from the evidence (`outcome_sentence`; a gene candidate's own fields: `candidate_sentence`),
+never copied from the greedy text, and scored by their mean log-probability per token under the
+model, eos included (`SentenceScorer`, teacher forcing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE
-from llamadna.data.template import annotation_sentence, parse_annotation
+from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE
+from llamadna.data.template import annotation_sentence, outcome_of, parse_annotation, parse_outcome
 from llamadna.errors import ConfigError
+from llamadna.retrieve.outcome import describe_evidence, outcome_sentence, top_aligned
 
 
 def check_decoding(decoding: str) -> None:
@@ -38,11 +52,18 @@ def candidate_sentence(candidate: dict, source: str) -> str:
         phenotype=candidate.get("phenotype"), Dataset=source)
 
 
-class GeneNamed:
-    """Stop for grounded decoding: a row (of those `active`) is done once its new tokens have
-    named a gene (the template's gene clause, "... chromosome part of NAME gene", is closed):
-    what follows comes from the candidate that has that gene (`ground`). Called with the new
-    tokens so far (B, t), returns the rows to stop now; `kept` gives each row's tokens to keep."""
+def decided(text: str) -> bool:
+    """Whether a (partial) sentence has said all grounded decoding needs: a non-gene outcome, or
+    the gene outcome with its gene named ("... chromosome part of NAME gene")."""
+    outcome = outcome_of(text)
+    return outcome is not None and (outcome != "gene" or parse_annotation(text)["gene"] is not None)
+
+
+class OutcomeDecided:
+    """Stop for grounded decoding: a row (of those `active`: every row of a retrieval model, with
+    candidates or with "no reference match") is done once its new tokens have `decided` its
+    outcome: what follows comes from the evidence (`ground`). Called with the new tokens so far
+    (B, t), returns the rows to stop now; `kept` gives each row's tokens to keep."""
 
     def __init__(self, tokenizer, active: Sequence[bool]):
         self.tokenizer = tokenizer
@@ -53,8 +74,7 @@ class GeneNamed:
         now = torch.zeros(len(seqs), dtype=torch.bool)
         for b, on in enumerate(self.active):
             if on and self.length[b] is None:
-                text = self.tokenizer.decode(seqs[b].tolist(), skip_special_tokens=True)
-                if parse_annotation(text)["gene"] is not None:
+                if decided(self.tokenizer.decode(seqs[b].tolist(), skip_special_tokens=True)):
                     self.length[b], now[b] = seqs.shape[1], True
         return now
 
@@ -89,9 +109,9 @@ class SentenceScorer:
 def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
            finished: torch.Tensor, head_labels: list[str]) -> tuple[list[str], torch.Tensor]:
     """`decoding="rerank"`: per row, the greedy sentence or the top candidate's sentence
-    (`candidate_sentence`, with the source the greedy sentence names, else the class head's),
-    whichever has the higher mean log-probability per token (eos included) under the model;
-    a greedy sentence that ran out of tokens without eos always gives way.
+    (`outcome_sentence` of its kind; a gene's with the source the greedy sentence names, else the
+    class head's), whichever has the higher mean log-probability per token (eos included) under
+    the model; a greedy sentence that ran out of tokens without eos always gives way.
 
     Returns
     -------
@@ -102,7 +122,7 @@ def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confid
         ev = row.get("evidence") or []
         if ev:
             src = parse_annotation(texts[b])["source"] or head_labels[b]
-            sentence = candidate_sentence(ev[0], src)
+            sentence = outcome_sentence(ev[0].get("kind") or "gene", ev[0], ev, src)
             if sentence != texts[b]:
                 alt[b] = sentence
     if not alt:
@@ -116,34 +136,84 @@ def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confid
     return texts, confidence
 
 
+def described(cands: Sequence[dict]) -> str:
+    """The sentence of what the evidence shows when the row's own gene or locus is not in it
+    (`describe_evidence`: repeat, similar or none)."""
+    outcome, cand = describe_evidence(cands)
+    return outcome_sentence(outcome, cand, cands, None)
+
+
+# The grounded choice per outcome: (candidates, parse_outcome's fields, class head's source) ->
+# the sentence, kept with the greedy confidence, or the sentences to score (the best is kept).
+Choice = str | list[str]
+
+
+def _gene(cands: list[dict], fields: dict, head: str) -> Choice:
+    src = fields["source"] or head
+    named = [c for c in cands if fields["gene"] and c.get("gene") == fields["gene"]]
+    if named:
+        same = [c for c in named if c.get("chrom") == fields["chrom"]]
+        return candidate_sentence((same or named)[0], src)
+    # a gene no candidate has (not in the reference, or mis-copied: "CCDC74" for "CCDC74BP1")
+    aligned = [c for c in cands if c.get("identity") is not None and (c.get("kind") or "gene") == "gene"]
+    if not aligned:  # nothing to weigh: what the evidence shows, unscored (the fast path)
+        return described(cands)
+    return [candidate_sentence(c, src) for c in aligned] + [described(cands)]
+
+
+def _intergenic(cands: list[dict], fields: dict, head: str) -> Choice:
+    cand = next((c for c in cands if c.get("kind") == "intergenic"), None)
+    return outcome_sentence("intergenic", cand, cands, None) if cand else described(cands)
+
+
+def _similar(cands: list[dict], fields: dict, head: str) -> Choice:
+    aligned = [c for c in cands if c.get("identity") is not None]
+    named = [c for c in aligned if fields.get("similar_to") and c.get("gene") == fields["similar_to"]]
+    cand = named[0] if named else top_aligned(cands)
+    return outcome_sentence("similar", cand, cands, None) if cand else described(cands)
+
+
+def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
+    loci = cands[0].get("loci") or 0
+    return outcome_sentence("repeat", None, cands, None) if loci >= 2 else described(cands)
+
+
+CHOICES: dict[str, Callable[[list[dict], dict, str], Choice]] = {
+    "gene": _gene, "intergenic": _intergenic, "similar": _similar, "repeat": _repeat,
+    "none": lambda cands, fields, head: NONE_SENTENCE,
+}
+
+
+def grounded_choice(cands: Sequence[dict], text: str, head: str) -> Choice:
+    """What grounded decoding makes of one row's greedy `text` (see the module docstring): the
+    sentence, or the sentences to score. `head`: the class head's source, for a gene sentence
+    whose text names none."""
+    if not cands:  # "no reference match": no claim is kept
+        return NONE_SENTENCE
+    fields = parse_outcome(text)
+    choose = CHOICES.get(fields["outcome"])
+    return choose(list(cands), fields, head) if choose else described(cands)
+
+
 def ground(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
            head_labels: list[str]) -> tuple[list[str], torch.Tensor]:
-    """`decoding="grounded"`: per row with reference evidence, the sentence of one candidate
-    (`candidate_sentence`, with the source the greedy sentence names, else the class head's):
-    the candidate whose gene the greedy sentence names (the same chromosome first), its
-    confidence the greedy sentence's; when no candidate has that gene (a name broken off or
-    mis-copied: "CCDC74" for "CCDC74BP1"), the candidate whose sentence the model scores highest
-    (mean log-probability per token), its confidence that score. Rows without evidence keep the
-    greedy sentence.
+    """`decoding="grounded"`: per row, the evidence's sentence of the greedy sentence's outcome
+    (`grounded_choice`), its confidence the greedy sentence's; where several sentences are weighed
+    (a gene no candidate has, some gene candidates aligned), the one the model scores highest
+    (mean log-probability per token), its confidence that score.
 
     Returns
     -------
     texts, confidence : the sentences and their confidences (B,).
     """
     texts, confidence = list(texts), confidence.clone()
-    scored: list[tuple[int, str]] = []  # (row, candidate sentence) for rows naming no candidate
+    scored: list[tuple[int, str]] = []  # (row, sentence) for rows weighing several
     for b, row in enumerate(rows):
-        ev = row.get("evidence") or []
-        if not ev:
-            continue
-        fields = parse_annotation(texts[b])
-        src = fields["source"] or head_labels[b]
-        named = [c for c in ev if fields["gene"] and c.get("gene") == fields["gene"]]
-        if named:
-            same = [c for c in named if c.get("chrom") == fields["chrom"]]
-            texts[b] = candidate_sentence((same or named)[0], src)
+        choice = grounded_choice(row.get("evidence") or [], texts[b], head_labels[b])
+        if isinstance(choice, str):
+            texts[b] = choice
         else:
-            scored += [(b, candidate_sentence(c, src)) for c in ev]
+            scored += [(b, s) for s in choice]
     if scored:
         # k candidates a row: scored as many at a time as the batch holds rows
         mean = score([rows[b] for b, _ in scored], [s for _, s in scored], len(rows))

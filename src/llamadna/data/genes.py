@@ -5,6 +5,10 @@ Resolution order for a gene of the annotation (documented in the README):
 1. its Ensembl ID, when the annotation has one and gene_info lists it;
 2. else its symbol as an Entrez symbol;
 3. else its symbol as an alias that names exactly one Entrez gene.
+   A mitochondrial gene named the GENCODE way (MT-CO1, MT-TF) is first matched to the Entrez gene
+   that names it the Entrez way: an alias MT<rest> (MTCO1 -> COX1, MTND1 -> ND1) or, for a tRNA,
+   the symbol TRN<amino acid> (MT-TF -> TRNF), among the genes gene_info places on MT when it
+   says (so MT-CO2 is COX2, not the nuclear pseudogene MTCO2P12 that has MT-CO2 as an alias).
 The Entrez symbol found this way is the key into the phenotype table (so a renamed gene such as
 ATP5J -> ATP5PF still gets its phenotypes); the annotation's own gene_name is kept for the sentence.
 """
@@ -26,6 +30,33 @@ def _ensembl_index(info: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("ensembl_ids").str.starts_with("ENSG"))
         .unique(subset="ensembl_ids", keep="first", maintain_order=True)
         .rename({"ensembl_ids": "gene_id"})
+    )
+
+
+def _mito_index(info: pl.DataFrame) -> pl.DataFrame:
+    """GENCODE mitochondrial gene names (MT-CO1, MT-TF) -> the Entrez gene of that name
+    (symbol, description, its one Ensembl ID); names that two Entrez genes give are dropped."""
+    mt = info.filter(pl.col("chromosome") == "MT") if "chromosome" in info.columns else info
+    names = (
+        mt.select("symbol", "description", "ensembl_ids",
+                  pl.concat_list(pl.col("aliases").fill_null("").str.split(","), pl.col("symbol"))
+                  .alias("name"))
+        .explode("name")
+        .with_columns(
+            pl.when(pl.col("name").str.starts_with("MT"))
+            .then(pl.lit("MT-") + pl.col("name").str.slice(2))
+            .when(pl.col("name").str.starts_with("TRN") & (pl.col("name") == pl.col("symbol")))
+            .then(pl.lit("MT-T") + pl.col("name").str.slice(3))
+            .alias("gene_name")
+        )
+        .filter(pl.col("gene_name").is_not_null() & (pl.col("gene_name") != "MT-"))
+        .unique(subset=["gene_name", "symbol"], keep="first", maintain_order=True)
+        .filter(pl.len().over("gene_name") == 1)
+    )
+    return names.select(
+        "gene_name", pl.col("symbol").alias("sym_by_mt"), pl.col("description").alias("desc_by_mt"),
+        pl.when(pl.col("ensembl_ids").str.contains(","))
+        .then(None).otherwise(pl.col("ensembl_ids")).alias("id_by_mt"),
     )
 
 
@@ -62,17 +93,21 @@ def resolve_genes(genes: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
             on="gene_name", how="left",
         )
         .join(alias, on="gene_name", how="left")
+        .join(_mito_index(info), on="gene_name", how="left")
     )
     in_sym = pl.col("desc_by_sym").is_not_null() | pl.col("id_by_sym").is_not_null()
     return out.with_columns(
-        pl.coalesce("gene_id", "id_by_sym", "id_by_alias").alias("gene_id"),
-        pl.coalesce("desc_by_id", "desc_by_sym", "desc_by_alias").alias("gene_description"),
+        # the mitochondrial name before the alias: "MT-CO2" is also an alias of the nuclear
+        # pseudogene MTCO2P12
+        pl.coalesce("gene_id", "id_by_sym", "id_by_mt", "id_by_alias").alias("gene_id"),
+        pl.coalesce("desc_by_id", "desc_by_sym", "desc_by_mt", "desc_by_alias")
+        .alias("gene_description"),
         pl.coalesce(
-            "sym_by_id", pl.when(in_sym).then(pl.col("gene_name")), "sym_by_alias"
+            "sym_by_id", pl.when(in_sym).then(pl.col("gene_name")), "sym_by_mt", "sym_by_alias"
         ).alias("entrez_symbol"),
     ).drop(
         "sym_by_id", "desc_by_id", "desc_by_sym", "id_by_sym", "sym_by_alias", "desc_by_alias",
-        "id_by_alias",
+        "id_by_alias", "sym_by_mt", "desc_by_mt", "id_by_mt",
     )
 
 

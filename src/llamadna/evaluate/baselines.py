@@ -17,7 +17,7 @@ import copy
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +34,14 @@ from llamadna.retrieve.fields import NearestVariants, gene_fields, known_variant
 log = logging.getLogger(__name__)
 
 # Fields of a lookup result, in order (those of a prediction, plus how the query mapped; mapq is
-# minimap2's MAPQ, None for blastn).
+# minimap2's MAPQ, None for blastn; identity, aligned_fraction, evalue (blastn only) and loci:
+# the hit's `retrieve.align.Hit` statistics; kind: "gene" where the position lies in a gene, else
+# "intergenic").
 LOOKUP_FIELDS = (
     "annotation", "chrom", "gene", "description", "transcript_type", "phenotype", "source",
-    "mapped", "mapq", "position",
+    "mapped", "mapq", "position", "identity", "aligned_fraction", "evalue", "loci", "kind",
 )
+HIT_STATS = ("identity", "aligned_fraction", "evalue", "loci")
 
 
 def unmapped_result(source: str | None = None) -> dict:
@@ -131,6 +134,21 @@ class ReferenceLookup:
         other._set_variants(known_variants, fallback_source, variants_name)
         return other
 
+    def without_genes(self, names: Iterable[str]) -> ReferenceLookup:
+        """The same lookup (reference indexes shared) whose gene tables lack the genes `names`
+        (gene names or ids):
+        a query of such a gene reads like one outside every gene, or in another gene there (the
+        novel-gene setting: the annotation lacks the gene)."""
+        names = list(set(names))
+        other = copy.copy(self)
+        other._index = {}
+        for b, idx in self._index.items():
+            drop = pl.col("gene_name").is_in(names)
+            if "gene_id" in idx.genes.columns:
+                drop = drop | pl.col("gene_id").is_in(names)
+            other._index[b] = replace(idx, genes=idx.genes.filter(~drop.fill_null(False)))
+        return other
+
     @property
     def builds(self) -> list[str]:
         return list(self._index)
@@ -162,12 +180,13 @@ class ReferenceLookup:
     def _lookup_build(self, build: str, seqs: list[str]) -> list[dict]:
         idx = self._index[build]
         out = [unmapped_result(self.fallback_source) for _ in seqs]
-        rows, chroms, positions, mapqs = [], [], [], []
+        rows, chroms, positions, mapqs, stats = [], [], [], [], []
         for i, hit in enumerate(idx.map_fn(seqs)):
             if hit is None:
                 continue
             chrom, start0, length = idx.records[hit.record]
             rows.append(i)
+            stats.append({k: getattr(hit, k) for k in HIT_STATS})
             chroms.append(chrom)
             positions.append(start0 + min(max(hit.offset, 0), length - 1) + 1)
             mapqs.append(hit.mapq)
@@ -186,7 +205,8 @@ class ReferenceLookup:
             for k, label in zip(sel, labels):
                 res = out[rows[k]]
                 res.update(mapped=True, chrom=chrom, position=positions[k], mapq=mapqs[k],
-                           source=label if label is not None else self.fallback_source)
+                           source=label if label is not None else self.fallback_source,
+                           kind="gene" if rows[k] in gene_of else "intergenic", **stats[k])
                 if rows[k] in gene_of:
                     self._fill_gene(res, idx.fields[(chrom, gene_of[rows[k]])])
         return out

@@ -17,6 +17,10 @@ from llamadna.evaluate.systems import SYSTEM_NAMES
 
 N_BOOT = 1000
 DIVERGENCE_ROWS = 300  # per split: ~0.4 s of lookups and generation per row on 2 cores
+# out of reference (evaluate.out_of_reference): generated negatives per kind of the test part of
+# the reference (6 kinds: 240 rows), and of the validation part for tuning the baselines
+NEGATIVES_PER_KIND = 40
+OOR_VAL_ROWS = 200  # validation genic rows (seeded subsample) the baselines' thresholds are tuned on
 
 
 @dataclass
@@ -43,6 +47,10 @@ class EvalConfig:
     # retrieval models: the full reference index they search (default: the one the given model
     # was trained with); each unit's copy carries that unit's training variants only
     index: str | None = None
+    # the "out of reference" section: the test rows, their novel-gene setting (retrieval models)
+    # and `negatives_per_kind` generated negatives of each kind, against tuned-threshold baselines
+    out_of_reference: bool = True
+    negatives_per_kind: int = NEGATIVES_PER_KIND
 
     def __post_init__(self) -> None:
         self.systems = SYSTEM_NAMES if self.systems is None else tuple(self.systems)
@@ -62,3 +70,5 @@ class EvalConfig:
         check_decoding(self.decoding)
         if self.divergence_rows is not None and self.divergence_rows < 1:
             raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
+        if self.negatives_per_kind < 1:
+            raise ConfigError(f"--negatives-per-kind must be >= 1, got {self.negatives_per_kind}")

@@ -50,8 +50,11 @@ def annotate_distinct(annotator: Annotator, rows: list[dict], seen: dict, batch_
     return [dict(seen[k]) for k in keys]
 
 
-# retrieval models' extra columns (None for every other system)
-EVIDENCE_COLUMNS = ("gene_confidence", "evidence_gene", "evidence_score", "evidence_via")
+# the sentence's outcome (every model), then retrieval models' extra columns (None for every
+# other system)
+EVIDENCE_COLUMNS = ("outcome", "outcome_confidence", "gene_confidence", "evidence_gene",
+                    "evidence_score", "evidence_via", "evidence_identity", "evidence_aligned_fraction",
+                    "evidence_loci")
 
 
 def row_id(row: dict) -> str:

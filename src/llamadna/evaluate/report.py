@@ -645,6 +645,109 @@ def _split_section(split: str, entry: SplitEntry, reported: dict[str, dict[str, 
     return "\n".join(out)
 
 
+def plot_risk_coverage(points: Sequence[dict], title: str) -> str | None:
+    """Error against coverage as the confidence threshold rises (`out_of_reference.risk_coverage`);
+    None with no point that has an error."""
+    pts = [(_num(p["coverage"]), _num(p["error"])) for p in points or []]
+    pts = [(c, e) for c, e in pts if c is not None and e is not None]
+    if not pts:
+        return None
+    fig = _figure(4.8, 3.4)
+    ax = fig.add_subplot()
+    ax.plot([c for c, _ in pts], [e for _, e in pts], "-o", color=_ACCURACY_COLOUR, markersize=3)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, max(0.05, 1.1 * max(e for _, e in pts)))
+    ax.set_xlabel("coverage (rows answered at or above the threshold)")
+    ax.set_ylabel("outcome error among them")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png_uri(fig)
+
+
+def _claim_cell(k: Any, rate: Any, interval: Any) -> str:
+    """"1.2 % [0.3, 4.1] (3)": a rate with its Wilson interval and the count."""
+    if _num(rate) is None:
+        return MISSING
+    iv = (f" <small>[{100 * _num(interval[0]):.1f}, {100 * _num(interval[1]):.1f}]</small>"
+          if interval else "")
+    return f"{100 * _num(rate):.1f} %{iv}" + (f" ({_fmt(k)})" if k is not None else "")
+
+
+def _kind_table(section: dict, key: str, title: str, confident: bool = False) -> str:
+    """Truth kind x system: `key` ("gene_claim" or "accuracy") rates with their intervals; with
+    `confident`, the model's rows at gene_confidence >= 0.5 too."""
+    systems = section["systems"]
+    kinds = list(section["rows"])
+    head = ("<tr><th>truth kind</th><th>rows</th>" + "".join(f"<th>{_esc(n)}</th>" for n in systems)
+            + ("<th>model: gene confidence &ge; 0.5</th>" if confident else "") + "</tr>")
+    count_of = {"gene_claim": "gene_claims", "confident_gene": "confident_gene"}
+
+    def cell(ks: dict, prefix: str) -> str:
+        rate = ks.get(prefix + "_rate", ks.get(prefix))
+        value = _claim_cell(ks.get(count_of.get(prefix, "")), rate, ks.get(prefix + "_interval"))
+        return f'<td class="num">{value}</td>'
+
+    body = []
+    for kind in kinds:
+        cells = [cell(m["kinds"].get(kind, {}), key) for m in systems.values()]
+        if confident:
+            cells.append(cell(systems.get(MODEL, {}).get("kinds", {}).get(kind, {}), "confident_gene"))
+        body.append(f"<tr><td>{_esc(kind)}</td><td class=\"num\">{_fmt(section['rows'][kind])}</td>"
+                    f"{''.join(cells)}</tr>")
+    return f"<h3>{_esc(title)}</h3><table>{head}{''.join(body)}</table>"
+
+
+def _outcome_confusion_html(name: str, conf: dict) -> str:
+    head = ("<tr><th>truth / predicted</th>" + "".join(f"<th>{_esc(c)}</th>" for c in conf["columns"])
+            + "</tr>")
+    body = "".join(f"<tr><td>{_esc(r)}</td>" + "".join(f'<td class="num">{_fmt(v)}</td>' for v in row)
+                   + "</tr>" for r, row in zip(conf["rows"], conf["matrix"]))
+    return f"<h4>{_esc(name)}</h4><table>{head}{body}</table>"
+
+
+def _out_of_reference_html(section: dict) -> str:
+    """The "Out of reference" section: macro-F1 against the tuned baselines and the floor, false
+    gene claims and outcome accuracy per truth kind, confusion matrices, AUROC and the model's
+    risk-coverage table and plot."""
+    from llamadna.evaluate.out_of_reference import summary_rows
+
+    rows = ", ".join(f"{k} {_fmt(v)}" for k, v in section["rows"].items())
+    out = ['<h2 id="out_of_reference">Out of reference</h2>',
+           f'<p class="note">{_esc(section["split"])} ({_esc(", ".join(section["units"]))}): {_esc(rows)} '
+           "rows. gene = test rows (truth: their gene); novel = the same rows with their genes masked "
+           "out of the reference (right: any answer but a gene); the others are generated negatives "
+           "of the reference's test part. Baseline thresholds tuned on "
+           f"{_fmt(section['validation_rows'])} validation rows: "
+           f"{_esc(json.dumps(section['thresholds']))}.</p>"]
+    cols = ("macro-F1", "95 % interval", "gene claimed (not a gene)", "novel: no gene", "AUROC")
+    head = "<tr><th>system</th>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"
+    body = "".join(f"<tr><td>{_esc(r[0])}</td>" + "".join(f'<td class="num">{_esc(c)}</td>' for c in r[1:])
+                   + "</tr>" for r in summary_rows(section))
+    out.append(f"<h3>Outcome macro-F1 against the baselines and the floor</h3><table>{head}{body}</table>")
+    out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
+               "of every row (a wrong gene is an error; a novel row counts as its answer's class "
+               "unless that is a gene), interval: cluster bootstrap over genes (a negative "
+               "its own cluster); rates: Wilson 95 % intervals. "
+               + "; ".join(f"<i>{_esc(k)}</i>: {_esc(v)}" for k, v in section["notes"].items()) + ".</p>")
+    out.append(_kind_table(section, "gene_claim", "False gene claims per truth kind", confident=True))
+    out.append(_kind_table(section, "accuracy", "Outcome accuracy per truth kind"))
+    out.append("<h3>Confusion of outcomes (rows: truth kind)</h3>")
+    out += [_outcome_confusion_html(n, m["confusion"]) for n, m in section["systems"].items()]
+    model = section["systems"].get(MODEL)
+    if model and model.get("risk_coverage"):
+        out.append(f"<h3>Risk-coverage of the model's outcome confidence (AUROC "
+                   f"{_fmt(model.get('auroc'), 3)})</h3>")
+        out.append(_figure_or_note(plot_risk_coverage(model["risk_coverage"], "model: risk-coverage"),
+                                   "risk-coverage curve", "No risk-coverage points."))
+        pts = model["risk_coverage"][::2]
+        out.append("<table><tr><th>confidence &ge;</th><th>rows</th><th>coverage</th><th>error</th></tr>"
+                   + "".join(f'<tr><td class="num">{_fmt(p["threshold"], 2)}</td><td class="num">'
+                             f'{_fmt(p["rows"])}</td><td class="num">{_fmt(p["coverage"], 3)}</td>'
+                             f'<td class="num">{_fmt(p["error"], 3)}</td></tr>' for p in pts)
+                   + "</table>")
+    return "\n".join(out)
+
+
 def render_report(metrics: Metrics, examples: list[dict], n_examples: int = N_EXAMPLES) -> str:
     """The report page as one HTML string (see `write_report`)."""
     metrics = _to_jsonable(metrics)  # numpy arrays/scalars -> lists/numbers, NaN -> None
@@ -683,6 +786,8 @@ def render_report(metrics: Metrics, examples: list[dict], n_examples: int = N_EX
     out.append(_systems_html(metrics["systems"]))
     for name in names:
         out.append(_split_section(name, splits[name], reported, by_split.pop(name, [])[:n_examples]))
+    if "out_of_reference" in metrics:
+        out.append(_out_of_reference_html(metrics["out_of_reference"]))
     if "benchmark" in metrics:
         out.append('<h2 id="benchmark">Real divergence: cross-species benchmark</h2>')
         out.append(_benchmark_html(metrics["benchmark"]))

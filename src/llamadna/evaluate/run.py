@@ -30,6 +30,9 @@ mutations at DIVERGENCE_RATES of a seeded subsample of each split's test rows
 (`divergence_rows`), SPLASH scores recomputed from the anchors tables (null without them, never
 carried over), the model and every lookup re-run. `benchmark`: a real cross-species set
 (`evaluate.benchmark`), per species and identity bin.
+Out of reference (`out_of_reference`, on by default): the first split's test rows, their novel
+setting and generated negatives of the reference's test part, the model against retriever and
+blastn baselines with thresholds tuned on validation rows (`evaluate.out_of_reference`).
 Writes REPORT_DIR/metrics.json (layout: `evaluate.schema.Metrics`), report.html and every
 system's predictions.
 """
@@ -99,17 +102,24 @@ def evaluate(cfg: EvalConfig, models: ModelSource, progress: Progress = no_progr
     ctx = EvalContext(cfg, models, df, unit_dataset, out, lookups, anchors, reference, progress)
     splits: dict[str, SplitEntry] = {}
     examples: list[dict] = []
+    evaluated: list[Unit] = []  # the first split's units: the out-of-reference section's
     for split in cfg.splits:
         done = _run_split(ctx, split, [column for s, column in units if s == split])
         if done is None:
             continue
-        pooled, splits[split] = done
+        pooled, splits[split], ran = done
+        evaluated = evaluated or ran
         table = pooled.get("model")
         if table is not None:
             examples += [{"split": split, "system": "model", "id": table["id"][i],
                           "reference": table["reference"][i], "prediction": table["prediction"][i]}
                          for i in example_indices(table["gene_name"])]
     metrics: Metrics = {"meta": {}, "splits": splits, "reported": REPORTED, "systems": {}}
+    if cfg.out_of_reference and evaluated and "model" in cfg.systems:
+        from llamadna.evaluate.out_of_reference import out_of_reference
+
+        ctx.progress("out of reference", 0, 1)
+        metrics["out_of_reference"] = out_of_reference(ctx, evaluated)
     if cfg.benchmark:
         metrics["benchmark"] = evaluate_benchmark(ctx)
     metrics["systems"] = {n: system_note(n, lookups, reference is not None) for n in cfg.systems}
@@ -216,9 +226,10 @@ def _units(cfg: EvalConfig, df: pl.DataFrame, out: Path) -> tuple[list[tuple[str
 # ------------------------------------------------------------------------------------ a split
 
 
-def _run_split(ctx: EvalContext, split: str, columns: list[str]) -> tuple[dict, SplitEntry] | None:
+def _run_split(ctx: EvalContext, split: str,
+               columns: list[str]) -> tuple[dict, SplitEntry, list[Unit]] | None:
     """Every system on every unit (split column) of one split: the pooled prediction tables
-    (system -> table) and the split's entry; None without test rows."""
+    (system -> table), the split's entry and its units; None without test rows."""
     cfg = ctx.cfg
     tables: dict[str, list[dict]] = {}
     units: list[Unit] = []
@@ -239,7 +250,7 @@ def _run_split(ctx: EvalContext, split: str, columns: list[str]) -> tuple[dict, 
     pooled = {name: prediction_table(test_rows, preds) for name, preds in tables.items()}
     for name, table in pooled.items():
         pl.DataFrame(table).write_csv(ctx.out / "predictions" / f"{split}.{name}.tsv", separator="\t")
-    return pooled, _split_entry(ctx, test_rows, units, pooled)
+    return pooled, _split_entry(ctx, test_rows, units, pooled), units
 
 
 def _split_entry(ctx: EvalContext, test_rows: list[dict], units: list[Unit], pooled: dict) -> SplitEntry:

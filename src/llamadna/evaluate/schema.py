@@ -94,6 +94,63 @@ class BenchmarkEntry(TypedDict):
     systems: dict[str, BenchmarkScore]
 
 
+class OutcomeConfusion(TypedDict):
+    rows: list[str]  # truth kinds (out_of_reference.TRUTH_KINDS present)
+    columns: list[str]  # predicted outcomes (out_of_reference.PRED_LABELS)
+    matrix: list[list[int]]
+
+
+class KindScores(TypedDict):
+    """One system on the rows of one truth kind (out of reference); rates with Wilson intervals."""
+
+    rows: int
+    gene_claims: int | None  # outcome gene where the truth is no gene of the reference (None: gene rows)
+    gene_claim_rate: float | None
+    gene_claim_interval: Interval | None
+    confident_gene: int | None  # rows with gene_confidence >= 0.5 (None: no confidence)
+    confident_gene_rate: float | None
+    confident_gene_interval: Interval | None
+    accuracy: float | None  # outcome right (retrieve.outcome.outcome_correct)
+    accuracy_interval: Interval | None
+
+
+class RiskPoint(TypedDict):
+    threshold: float
+    rows: int  # rows whose confidence >= threshold
+    coverage: float
+    error: float | None
+
+
+class OutcomeScores(TypedDict):
+    """One system's out-of-reference metrics (`out_of_reference.score_outcomes`)."""
+
+    rows: int
+    confusion: OutcomeConfusion
+    kinds: dict[str, KindScores]
+    macro_f1: float | None  # retrieve.outcome.macro_f1 of scored_labels (every row)
+    macro_f1_interval: Interval | None  # cluster bootstrap (genes; a negative its own cluster)
+    novel_no_gene: float | None  # novel-gene setting: share answered with no gene
+    novel_no_gene_interval: Interval | None
+    auroc: NotRequired[float | None]  # systems with an outcome confidence
+    risk_coverage: NotRequired[list[RiskPoint]]
+
+
+class FloorScore(TypedDict):
+    macro_f1: float | None
+    macro_f1_interval: Interval | None
+
+
+class OutOfReference(TypedDict):
+    split: str
+    units: list[str]
+    rows: dict[str, int]  # truth kind -> rows
+    validation_rows: int  # rows the baselines' thresholds were tuned on
+    thresholds: dict[str, dict[str, Any]]  # baseline -> retrieve.outcome.Thresholds fields
+    systems: dict[str, OutcomeScores]
+    notes: dict[str, str]  # system -> what it is
+    floor: FloorScore  # always "none"
+
+
 class Meta(TypedDict):
     dataset: str
     data_dir: str
@@ -114,6 +171,7 @@ class Metrics(TypedDict):
     reported: dict[str, dict[str, float]]  # name -> numbers copied from elsewhere, not measured
     systems: dict[str, str]  # system -> what it saw
     benchmark: NotRequired[BenchmarkEntry]
+    out_of_reference: NotRequired[OutOfReference]
 
 
 def missing_keys(value: Any, schema: type = Metrics, where: str = "") -> list[str]:

@@ -3,7 +3,8 @@
 The format comes from the output's suffix (`output_format`). Every writer takes a prediction
 dict keyed by `constants.OUTPUT_COLUMNS`: the tile's id, its record and 1-based inclusive
 start/end on the record, then the prediction. GFF3 gives each tile as a `region` feature on its
-record (seqid = record id).
+record (seqid = record id): ID, Name (the gene, when one is claimed), outcome, Note (the
+sentence), source, source_prob and outcome_confidence, each only where it has a value.
 """
 
 from __future__ import annotations
@@ -65,14 +66,16 @@ class Gff3Writer:
 
     def write(self, pred: dict) -> None:
         attrs = [("ID", str(pred["id"]))]
-        if pred["gene"] is not None:
+        if pred["gene"]:  # no Name where no gene is claimed
             attrs.append(("Name", pred["gene"]))
         if pred["skipped"] is not None:  # not annotated: no sentence, source or score
             attrs.append(("skipped", pred["skipped"]))
-        else:
-            attrs += [("Note", pred["annotation"]), ("source", pred["source"]),
-                      ("source_prob", repr(pred["source_prob"]))]
-        col9 = ";".join(f"{k}={gff3_escape(v)}" for k, v in attrs)
+        else:  # source and the confidences only where they apply (no source unless a gene)
+            attrs += [("outcome", pred["outcome"]), ("Note", pred["annotation"]),
+                      ("source", pred["source"]), ("source_prob", pred["source_prob"]),
+                      ("outcome_confidence", pred["outcome_confidence"])]
+        col9 = ";".join(f"{k}={gff3_escape(_cell(v))}" for k, v in attrs
+                        if v is not None and v != "")
         score = "." if pred["confidence"] is None else repr(pred["confidence"])
         cols = [gff3_escape_seqid(str(pred["record"])), "llamadna", "region", str(pred["start"]),
                 str(pred["end"]), score, ".", ".", col9]

@@ -268,7 +268,9 @@ class LlamaDNAForAnnotation(PreTrainedModel):
                                           ignore_index=IGNORE_INDEX)
             loss = lm_loss
         if class_labels is not None:
-            cls_loss = F.cross_entropy(cls_logits.float(), class_labels)
+            # rows without a source class (negatives: IGNORE_INDEX) are left out; 0 when none has one
+            cls_loss = F.cross_entropy(cls_logits.float(), class_labels, ignore_index=IGNORE_INDEX,
+                                       reduction="sum") / (class_labels != IGNORE_INDEX).sum().clamp(min=1)
             loss = cls_loss * self.config.cls_loss_weight + (loss if loss is not None else 0)
         return LlamaDNAOutput(loss=loss, lm_loss=lm_loss, cls_loss=cls_loss, logits=logits,
                               cls_logits=cls_logits)

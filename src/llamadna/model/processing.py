@@ -13,16 +13,23 @@ did (only to reproduce that setting).
 
 With `retrieval` on, the leak-free prompt ends with the reference evidence a search of the
 reference index found for the sequence (`row["evidence"]`: the retriever's candidates, best
-first; never the row's own fields), worded like the annotation sentence so that a field can be
-copied:
+first; never the row's own fields), the first worded like the sentence of its kind (gene or
+intergenic), so that it can be copied, then how it was found (aligned: the share of the query
+the alignment covers, its identity and the query's number of reference loci; else the cosine):
 
     ... " Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is
     described as tuftelin 1 and a protein coding transcript type. It is of skin fragility ...
-    phenotype. Nearest known variant ClinVar, aligned 0.98. [2] KRTAP5-1 gene on chr11, similar
-    0.41." " Annotation:"
+    phenotype. Nearest known variant ClinVar, aligned 0.99 of it at identity 0.98, 1 loci.
+    [2] KRTAP5-1 gene on chr11, similar 0.41. [3] intergenic on chr21, aligned 0.20 of it at
+    identity 0.85, 1 loci." " Annotation:"
+
+    ... " Reference evidence: [1] part of chr21 chromosome between APP (12 kb) and no annotated
+    gene; no gene contains it, aligned 1.00 of it at identity 0.99, 1 loci." " Annotation:"
 
 or " Reference evidence: no reference match." `use_splash` False leaves the SPLASH text out
-(an ablation).
+(an ablation). A retrieval model records the prompt wording it was trained on
+(`PROMPT_VERSION` in processor_config.json); one trained before outcome-aware prompts
+(issue 29) is refused: retrain it.
 """
 
 from __future__ import annotations
@@ -37,12 +44,16 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES, RETRIEVAL_K
+from llamadna.data.template import flank_text
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.text import read_json_object
 from llamadna.model.safe_loading import load_tokenizer
 
 PROCESSOR_FILE = "processor_config.json"
 NOT_AVAILABLE = "not available"
+# The retrieval prompt's wording: 2 = outcome-aware evidence (candidate kinds, aligned fraction,
+# identity, loci; issue 29). A retrieval model recording less (or none) read another prompt.
+PROMPT_VERSION = 2
 
 
 def _is_missing(x) -> bool:
@@ -58,17 +69,27 @@ def splash_text(row: dict) -> str:
 
 
 def _how_found(c: dict) -> str:
+    """How a candidate was found: "aligned 0.99 of it at identity 0.98, 1 loci" or "similar 0.41"."""
     if c.get("identity") is not None:
-        return f"aligned {c['score'] - 1:.2f}"
+        return (f"aligned {c.get('aligned_fraction') or 0.0:.2f} of it at identity {c['identity']:.2f}, "
+                f"{int(c.get('loci') or 0)} loci")
     return f"similar {max(c.get('cosine') or 0.0, 0.0):.2f}"
 
 
 def candidate_text(rank: int, c: dict) -> str:
-    """One retrieved candidate in the prompt (`evidence_text`): the first in the annotation
-    template's own words (so the sentence to write is a copy of it, which even a small LM learns
-    to make: an induction pattern), the others by gene, chromosome and how they were found."""
+    """One retrieved candidate in the prompt (`evidence_text`): the first in the words of its
+    kind's sentence (a gene's annotation sentence, or the intergenic sentence: so the sentence to
+    write is a copy of it, which even a small LM learns to make: an induction pattern), the
+    others by gene (or "intergenic"), chromosome and how they were found."""
+    intergenic = c.get("kind") == "intergenic"
     if rank > 1:
-        return f" [{rank}] {c.get('gene')} gene on {c.get('chrom')}, {_how_found(c)}."
+        what = "intergenic" if intergenic else f"{c.get('gene')} gene"
+        return f" [{rank}] {what} on {c.get('chrom')}, {_how_found(c)}."
+    if intergenic:
+        left = flank_text(c.get("left_gene"), c.get("left_distance"))
+        right = flank_text(c.get("right_gene"), c.get("right_distance"))
+        return (f" [1] part of {c.get('chrom')} chromosome between {left} and {right}; no gene "
+                f"contains it, {_how_found(c)}.")
     src = c.get("source") or NOT_AVAILABLE
     return (f" [1] part of {c.get('chrom')} chromosome part of {c.get('gene')} gene. This gene is "
             f"described as {c.get('description')} and a {c.get('transcript_type')} transcript type. "
@@ -233,7 +254,7 @@ class LlamaDNAProcessor:
         (d / PROCESSOR_FILE).write_text(json.dumps(
             {"prompt_mode": self.prompt_mode, "dna_chunk_tokens": self.dna_chunk_tokens,
              "use_dna": self.use_dna, "retrieval": self.retrieval, "use_splash": self.use_splash,
-             "evidence_k": self.evidence_k, "index": index,
+             "evidence_k": self.evidence_k, "index": index, "prompt_version": PROMPT_VERSION,
              # where it was, for a model moved without its index
              "index_absolute": absolute},
             indent=1))
@@ -242,6 +263,7 @@ class LlamaDNAProcessor:
     def from_pretrained(cls, directory: str | Path) -> LlamaDNAProcessor:
         d = Path(directory)
         cfg = read_processor_config(d / PROCESSOR_FILE)
+        _check_prompt_version(d / PROCESSOR_FILE, cfg)
         processor = cls(
             load_tokenizer(d / "dna_tokenizer"),  # never code: model.safe_loading
             load_tokenizer(d / "text_tokenizer"),
@@ -252,6 +274,16 @@ class LlamaDNAProcessor:
         )
         processor.source = d / PROCESSOR_FILE
         return processor
+
+
+def _check_prompt_version(path: Path, cfg: dict) -> None:
+    """A retrieval model trained on an older prompt wording (no `prompt_version`, or one below
+    PROMPT_VERSION) would read evidence worded otherwise than it learned: InputError, retrain.
+    Models without retrieval read no evidence and load whatever they record."""
+    version = cfg.get("prompt_version")
+    if cfg.get("retrieval") and (not isinstance(version, int) or version < PROMPT_VERSION):
+        raise InputError(path, "this retrieval model was trained before outcome-aware prompts "
+                         "(issue 29): retrain it with `llamadna train`")
 
 
 def recorded_index(directory: Path, cfg: dict) -> str | None:

@@ -5,7 +5,8 @@ query's centre base aligns to. The centre (offset L // 2, read along the referen
 strand) is found by walking the alignment (minimap2's CIGAR, blastn's gapped HSP), so indels in a
 diverged query do not shift it; an inserted centre base maps to the next reference base.
 minimap2: the primary hit; blastn: the highest-bitscore HSP (either strand) that covers the centre
-base; none = unmapped.
+base; none = unmapped. A hit also says how well the query aligns (`Hit`: identity, aligned
+fraction, blastn's e-value, and the query's loci over all its alignments, `distinct_loci`).
 
 - `make_aligner`: `minimap2` = the sensitive settings `MINIMAP2_SENSITIVE`, chosen by a measured
   sweep (bench/bench_lookups.py, docs/BENCHMARKS.md "Reference lookups"); `map-ont` and `sr` =
@@ -28,8 +29,8 @@ import tempfile
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import mappy
 
@@ -49,6 +50,10 @@ MINIMAP2_SENSITIVE: dict = {"k": 8, "w": 2, "min_cnt": 2, "min_chain_score": 20,
 # divergence (102 vs 120 of 150 mapped), which the embedding half of the retriever is there for
 # (docs/BENCHMARKS.md "Reference index and retriever").
 MINIMAP2_INDEX: dict = {"k": 9, "w": 3, "min_cnt": 2, "min_chain_score": 20, "min_dp_score": 40}
+# Alignments minimap2 reports per query (primary + secondary; its default is 5) in the reference
+# index's settings (`retrieve.config.IndexConfig`): the retriever counts the loci a query aligns
+# to nearly as well as its best hit (a repeat's), which needs the secondary hits.
+MINIMAP2_BEST_N = 50
 # Indexed bases of the reference those two settings were chosen on (the bundle's index windows,
 # both builds). On a larger reference a k-mer of that size recurs by chance ~bases / 4^k times
 # and floods the chaining step, so `scaled_minimap2` raises k by log4(bases / MINIMAP2_TUNED_BASES)
@@ -76,13 +81,62 @@ _CIGAR_QUERY = (1,)  # I
 _CIGAR_REF = (2, 3)  # D, N
 
 
-class Hit(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Hit:
     """Where a query's centre base lands: index record, 0-based offset on it, MAPQ (None for
-    blastn, which has none)."""
+    blastn, which has none); and how well the query aligns there (`HitStats` fields, None where
+    not measured). Two hits are equal when they land on the same base with the same MAPQ: the
+    statistics describe the alignment, not where it lands.
+
+    identity : matching bases / alignment columns of the hit's alignment (blastn's pident / 100,
+        minimap2's mlen / blen).
+    aligned_fraction : the share of the query that alignment covers.
+    evalue : blastn's e-value of the hit's HSP (None for minimap2).
+    loci : distinct reference places (`distinct_loci`) among the query's alignments that align
+        nearly as well as its best one (identity x aligned fraction >= LOCI_SHARE x the best,
+        over >= LOCI_MIN_FRACTION of the query). Capped by what the aligner reports: minimap2
+        the primary + at most `best_n` - 1 secondary alignments (mappy's default best_n 5);
+        blastn at most max_target_seqs x max_hsps HSPs (25 with BLASTN_SETTINGS), and
+        BLASTN_SETTINGS' culling_limit 1 deletes every HSP whose query range lies inside a
+        higher-scoring one's, i.e. the other copies of a repeat: count loci with
+        `BlastnAligner(culling_limit=None)`.
+    """
 
     record: int
     offset: int
     mapq: int | None
+    identity: float | None = field(default=None, compare=False)
+    aligned_fraction: float | None = field(default=None, compare=False)
+    evalue: float | None = field(default=None, compare=False)
+    loci: int | None = field(default=None, compare=False)
+
+
+# A query's loci (`Hit.loci`): alignments whose identity x aligned fraction is at least
+# LOCI_SHARE x the query's best one, over at least LOCI_MIN_FRACTION of the query, on distinct
+# reference places (the retriever's rule: retrieve.config).
+LOCI_SHARE = 0.9
+LOCI_MIN_FRACTION = 0.5
+
+
+def distinct_loci(alignments: Iterable[tuple[int, int, int, float, float]]) -> int:
+    """Distinct reference places among a query's alignments that align nearly as well as its
+    best: `alignments` = (record, reference start, end, identity, aligned fraction) each; those
+    with identity x fraction >= LOCI_SHARE x the best and fraction >= LOCI_MIN_FRACTION count,
+    overlapping ones on one record (either strand) as one place. 0 without alignments."""
+    al = list(alignments)
+    if not al:
+        return 0
+    best = max(i * f for _, _, _, i, f in al)
+    keep = sorted((r, min(a, b), max(a, b)) for r, a, b, i, f in al
+                  if i * f >= LOCI_SHARE * best and f >= LOCI_MIN_FRACTION)
+    loci, last = 0, None
+    for r, a, b in keep:
+        if last is None or r != last[0] or a > last[1]:
+            loci += 1
+            last = (r, b)
+        else:
+            last = (r, max(last[1], b))
+    return loci
 
 
 # An indexed reference: queries -> one Hit (or None: unmapped) each.
@@ -210,11 +264,17 @@ def map_threaded(aligner: mappy.Aligner, sequences: Sequence, each: Callable,
 
 
 def _primary(i: int, s: str, hits) -> Hit | None:
-    hit = None
+    """The primary hit, with its identity and aligned fraction and the query's loci over every
+    hit minimap2 reports (primary and secondary)."""
+    primary, places = None, []
     for h in hits:  # consume all: mappy frees as it goes
-        if hit is None and h.is_primary:
-            hit = Hit(int(h.ctg), hit_position(h, len(s)), int(h.mapq))
-    return hit
+        identity, fraction = h.mlen / max(h.blen, 1), (h.q_en - h.q_st) / max(len(s), 1)
+        places.append((int(h.ctg), h.r_st, h.r_en, identity, fraction))
+        if primary is None and h.is_primary:
+            primary = (int(h.ctg), hit_position(h, len(s)), int(h.mapq), identity, fraction)
+    if primary is None:
+        return None
+    return Hit(*primary[:3], identity=primary[3], aligned_fraction=primary[4], loci=distinct_loci(places))
 
 
 class _Minimap2Map:
@@ -247,13 +307,25 @@ def _gapped_ref_pos(qseq: str, sseq: str, q: int, s: int, step: int, qc: int) ->
     raise ValueError(f"query base {qc} is not inside the HSP")
 
 
+def _hsp_identity(qseq: str, sseq: str) -> float:
+    """Identical columns / alignment columns of a gapped HSP (blastn's pident / 100)."""
+    return sum(a == b and a != "-" for a, b in zip(qseq, sseq)) / max(len(qseq), 1)
+
+
 def parse_blast_hits(lines: Iterable[str], qlens: Sequence[int]) -> list[Hit | None]:
     """Per query ("q<i>", length qlens[i]) the `Hit` of its best HSP covering the centre base:
-    highest bitscore, then lowest e-value, then first listed. Columns: `_BLAST_FIELDS`."""
+    highest bitscore, then lowest e-value, then first listed; with that HSP's identity, aligned
+    fraction and e-value and the query's loci over all its HSPs (`distinct_loci`).
+    Columns: `_BLAST_FIELDS`."""
     best: dict[int, tuple[tuple[float, float], Hit]] = {}
+    places: dict[int, list] = {}
     for line in lines:
-        qid, sid, qs, qe, ss, _, ev, bits, strand, qseq, sseq = line.rstrip("\n").split("\t")
+        qid, sid, qs, qe, ss, se, ev, bits, strand, qseq, sseq = line.rstrip("\n").split("\t")
         i, n = int(qid[1:]), qlens[int(qid[1:])]
+        # record names are their index; older BLAST+ may write gnl|BL_ORD_ID|<index>
+        record, identity = int(sid.rsplit("|", 1)[-1]), _hsp_identity(qseq, sseq)
+        fraction = (int(qe) - int(qs) + 1) / max(n, 1)
+        places.setdefault(i, []).append((record, int(ss), int(se), identity, fraction))
         minus = strand == "minus"
         # the query base that is base n // 2 of the query read along the reference's forward strand
         qc = n - n // 2 if minus else n // 2 + 1
@@ -261,9 +333,9 @@ def parse_blast_hits(lines: Iterable[str], qlens: Sequence[int]) -> list[Hit | N
         if not int(qs) <= qc <= int(qe) or (i in best and best[i][0] >= key):
             continue
         pos1 = _gapped_ref_pos(qseq, sseq, int(qs), int(ss), -1 if minus else 1, qc)
-        # record names are their index; older BLAST+ may write gnl|BL_ORD_ID|<index>
-        best[i] = (key, Hit(int(sid.rsplit("|", 1)[-1]), pos1 - 1, None))
-    return [best[i][1] if i in best else None for i in range(len(qlens))]
+        best[i] = (key, Hit(record, pos1 - 1, None, identity, fraction, float(ev)))
+    return [replace(best[i][1], loci=distinct_loci(places[i])) if i in best else None
+            for i in range(len(qlens))]
 
 
 def _blast_tool(name: str) -> str:

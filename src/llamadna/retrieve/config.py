@@ -6,12 +6,23 @@ from dataclasses import dataclass, field
 
 from llamadna.constants import DEFAULT_SPLIT, DEFAULT_WINDOW, RETRIEVAL_K
 from llamadna.errors import ConfigError
-from llamadna.retrieve.align import MINIMAP2_INDEX, MINIMAP2_SENSITIVE
+from llamadna.retrieve.align import (  # noqa: F401 - LOCI_*: the retriever's loci count reads them here
+    LOCI_MIN_FRACTION,
+    LOCI_SHARE,
+    MINIMAP2_BEST_N,
+    MINIMAP2_INDEX,
+    MINIMAP2_SENSITIVE,
+)
 
 EMBED_BATCH = 64  # chunks per encoder forward
 FAISS_KINDS = ("flat", "ivfpq")
 DEFAULT_STRIDE = 128
-DEFAULT_FLANK = 1000  # bases around each gene tiled too
+DEFAULT_FLANK = 1000  # bases around each gene tiled too (tile "genes")
+# What `llamadna index` tiles: "all" = every record of the reference whole (intergenic windows
+# carry no gene: the retriever names the genes on each side), "genes" = each gene +- `flank`.
+INDEX_TILES = ("all", "genes")
+DEFAULT_INDEX_TILE = "all"
+# A query's loci (`Retriever`, the lookups): LOCI_SHARE and LOCI_MIN_FRACTION of retrieve.align.
 DEFAULT_NPROBE = 16  # IVF lists searched per query
 DEFAULT_K = RETRIEVAL_K  # candidates per query
 # PCA whitening of the embeddings (`retrieve.index.whitening`): windows needed per dimension
@@ -39,7 +50,8 @@ class IndexConfig:
     data: str | None = None  # bundle (default: $LLAMADNA_DATA, else ../shared/data)
     window: int = DEFAULT_WINDOW
     stride: int = DEFAULT_STRIDE
-    flank: int = DEFAULT_FLANK
+    tile: str = DEFAULT_INDEX_TILE  # INDEX_TILES
+    flank: int = DEFAULT_FLANK  # tile "genes" only
     dataset: str | None = None  # the windows carry this dataset's `split` training variants
     split: str = DEFAULT_SPLIT
     exclude_genes: tuple[str, ...] = ()  # gene names or ids left out (a fold's held-out genes)
@@ -47,10 +59,13 @@ class IndexConfig:
     nlist: int | None = None  # ivfpq: default 4 * sqrt(windows)
     pq_m: int = 16
     whiten: bool = True  # PCA-whiten the embeddings in the FAISS index (`retrieve.index.whitening`)
-    minimap2: dict = field(default_factory=lambda: dict(MINIMAP2_INDEX))
+    # minimap2 settings of the first pass; best_n (secondary alignments kept) lets the
+    # retriever count the loci a repeat aligns to
+    minimap2: dict = field(default_factory=lambda: {**MINIMAP2_INDEX, "best_n": MINIMAP2_BEST_N})
     # second, sensitive minimap2 index: queries the first one maps poorly (best identity x
     # aligned fraction below CASCADE_BELOW) are aligned again on it; None = no second pass
-    minimap2_sensitive: dict | None = field(default_factory=lambda: dict(MINIMAP2_SENSITIVE))
+    minimap2_sensitive: dict | None = field(
+        default_factory=lambda: {**MINIMAP2_SENSITIVE, "best_n": MINIMAP2_BEST_N})
     # raise both settings' k with the size of the reference (`retrieve.align.scaled_minimap2`);
     # index.json records the settings used
     scale_k: bool = True
@@ -64,3 +79,5 @@ class IndexConfig:
     def __post_init__(self) -> None:
         if self.faiss not in FAISS_KINDS:
             raise ConfigError(f"unknown FAISS index {self.faiss!r}: expected one of {FAISS_KINDS}")
+        if self.tile not in INDEX_TILES:
+            raise ConfigError(f"unknown tiling {self.tile!r}: expected one of {INDEX_TILES}")

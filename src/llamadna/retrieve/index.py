@@ -1,7 +1,9 @@
 """The reference index `llamadna index` writes and `llamadna search` / the retriever read.
 
 INDEX/ holds:
-- `windows.parquet`: the index windows (`retrieve.windows.WINDOW_COLUMNS`);
+- `windows.parquet`: the index windows (`retrieve.windows.WINDOW_COLUMNS`): every record of the
+  reference tiled whole (`tile` "all", the default since INDEX_FORMAT 2; windows outside genes
+  have no gene fields) or the genes +- a flank ("genes");
 - `genes.parquet`: the genes they were annotated from (`retrieve.windows.GENE_COLUMNS`; excluded
   genes left out), to annotate the exact position an alignment lands on with the builder's rule;
 - `variants.parquet`: the known-variant table the windows carry (a split's training rows only;
@@ -57,7 +59,9 @@ from llamadna.retrieve.windows import exclude_genes as exclude_genes_from
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+# 2: the whole reference tiled by default, minimap2 settings with best_n (the loci count);
+# an index of format 1 (genes only) is refused: rebuild it
+INDEX_FORMAT = 2
 INDEX_FILES = ("windows.parquet", "genes.parquet", "variants.parquet", "segments.parquet",
                "minimap2.mmi", "embeddings.faiss", "index.json")
 SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensitive`
@@ -214,9 +218,11 @@ class ReferenceIndex:
             raise InputError(out, "exists and is not a directory (expected the index directory)")
         known, variants_name = _training_variants(cfg)
         progress("windows", 0, 1)
-        windows, genes = index_tables(data, cfg.window, cfg.stride, cfg.flank, known, cfg.exclude_genes)
+        windows, genes = index_tables(data, cfg.window, cfg.stride, cfg.flank, known, cfg.exclude_genes,
+                                      tile=cfg.tile)
         if windows.height == 0:
-            raise InputError(data, "no index window: the bundle's reference holds no annotated gene")
+            what = "sequence" if cfg.tile == "all" else "annotated gene"
+            raise InputError(data, f"no index window: the bundle's reference holds no {what}")
         progress("windows", 1, 1)
         embedded, dim = _embed_windows(cfg, windows["Sequence"].to_list(), progress)
         if embedded is None:  # a data-parallel process other than the main one: its share is sent

@@ -1,11 +1,13 @@
-"""The windows of a reference index: the reference of each build tiled over every annotated gene
-(flanks included), each window with the fields the dataset builder gives at its centre and the
-known variants (a split's training rows only) inside it.
+"""The windows of a reference index: the reference of each build tiled whole (`tile` "all": every
+record, genes or not) or over every annotated gene, flanks included ("genes"), each window with
+the fields the dataset builder gives at its centre and the known variants (a split's training
+rows only) inside it.
 
 One code path with the builder: genes from `load_genes` + `resolve_genes`, the gene at a position
 from `assign_genes`, the sentence fields from `retrieve.fields.gene_fields`. A window whose
-centre lies in no gene (a flank) keeps its sequence for alignment and embedding but has no gene
-fields. Builds are never mixed: a window's coordinates and fields are those of its own build.
+centre lies in no gene (intergenic, or a flank) keeps its sequence for alignment and embedding
+but has no gene fields. Builds are never mixed: a window's coordinates and fields are those of
+its own build.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from llamadna.data.paths import AssemblySet, discover_sets, shared_table
 from llamadna.errors import ConfigError
 from llamadna.io.fasta import Reference, read_reference
 from llamadna.io.tables import read_gene_info, read_gene_phenotypes
+from llamadna.retrieve.config import DEFAULT_INDEX_TILE, INDEX_TILES
 from llamadna.retrieve.fields import gene_fields, known_variant_table
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,11 @@ def gene_spans(genes: pl.DataFrame, ref: Reference, flank: int) -> list[tuple[in
     return out
 
 
+def record_spans(ref: Reference) -> list[tuple[int, int, int]]:
+    """Every reference record whole, as `gene_spans` gives spans: (record index, 0, length)."""
+    return [(ci, 0, len(c.seq)) for ci, c in enumerate(ref.contigs) if len(c.seq)]
+
+
 def _tile(length: int, window: int, stride: int) -> np.ndarray:
     """Window starts over a span of `length` bases: every `stride`, the last one shifted so the
     span's end is covered; one window (shorter) when the span is shorter than `window`."""
@@ -69,6 +77,7 @@ def index_tables(
     data_dir: str | Path, window: int, stride: int, flank: int,
     known_variants: pl.DataFrame | Iterable | None = None,
     exclude_genes: Iterable[str] = (), sets: list[AssemblySet] | None = None,
+    tile: str = DEFAULT_INDEX_TILE,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every index window of a bundle (columns `WINDOW_COLUMNS`), builds in bundle order, and
     the genes they were annotated from (`assign_genes`' input columns plus build and the
@@ -78,9 +87,12 @@ def index_tables(
         None = none.
     exclude_genes : gene names or ids whose windows are left out (a fold's held-out genes): a
         window is dropped when its centre lies in such a gene or when it overlaps one.
+    tile : "all" (every record whole; `flank` unused) or "genes" (genes +- `flank`), `INDEX_TILES`.
     """
     if window < 1 or stride < 1 or flank < 0:
         raise ConfigError(f"window and stride must be >= 1 and flank >= 0 (got {window}, {stride}, {flank})")
+    if tile not in INDEX_TILES:
+        raise ConfigError(f"unknown tiling {tile!r}: expected one of {INDEX_TILES}")
     data_dir = Path(data_dir)
     info = read_gene_info(shared_table(data_dir, "gene_info.tsv.gz"))
     pheno = gene_phenotype_table(read_gene_phenotypes(shared_table(data_dir, "gene_phenotypes.tsv.gz")))
@@ -91,7 +103,8 @@ def index_tables(
         ref = read_reference(aset.fasta)
         genes = resolve_genes(load_genes(aset), info)
         table = _gene_table(aset.build, genes, pheno)
-        frames.append(_build_set_windows(aset.build, ref, genes, table, window, stride, flank, known,
+        spans = record_spans(ref) if tile == "all" else gene_spans(genes, ref, flank)
+        frames.append(_build_set_windows(aset.build, ref, genes, table, window, stride, spans, known,
                                          excluded))
         gene_frames.append(table.filter(~_named(excluded)))
         log.info("index windows %s: %d", aset.build, frames[-1].height)
@@ -119,10 +132,11 @@ def _gene_table(build: str, genes: pl.DataFrame, pheno: pl.DataFrame) -> pl.Data
     return genes.with_columns(pl.lit(build).alias("build"), *cols.values()).select(GENE_COLUMNS)
 
 
-def _build_set_windows(build, ref, genes, table, window, stride, flank, known, excluded) -> pl.DataFrame:
-    """Windows of one build; `table`: its genes with their fields (`_gene_table`)."""
+def _build_set_windows(build, ref, genes, table, window, stride, spans, known, excluded) -> pl.DataFrame:
+    """Windows of one build over `spans` ((record index, s, e), `gene_spans` / `record_spans`);
+    `table`: its genes with their fields (`_gene_table`)."""
     rec, start0 = [], []
-    for ci, s, e in gene_spans(genes, ref, flank):
+    for ci, s, e in spans:
         for t in _tile(e - s, window, stride):
             rec.append(ci)
             start0.append(s + int(t))

@@ -23,6 +23,10 @@ from llamadna.constants import (
 )
 from llamadna.errors import ConfigError
 
+# negatives of each kind (data.negatives.NEGATIVE_KINDS) in the pool a retrieval model's
+# training draws from (built once, seeded; each draw diverged afresh)
+NEGATIVE_POOL_PER_KIND = 64
+
 
 @dataclass
 class TrainConfig:
@@ -43,7 +47,7 @@ class TrainConfig:
     evidence_k: int = RETRIEVAL_K  # candidates in the prompt
     evidence_max_rate: float = 0.4  # training queries diverged at a rate drawn in [0, this]
     evidence_swap: float = 0.5  # a row not dropped: its gene renamed in evidence and target (copying)
-    evidence_drop: float = 0.15  # the row's gene removed from the candidates, its own fields the target
+    evidence_drop: float = 0.15  # the row's gene removed from the candidates; target: what the evidence shows
     # a renamed gene's name, description and phenotype made unseen text of a real one's shape
     # (train.evidence_sampler.pseudo_text): copying text the tokenizer splits into unfamiliar pieces
     evidence_pseudo: float = 0.5
@@ -58,6 +62,10 @@ class TrainConfig:
     # only the first n candidates kept (n in [1, k - 1]): prompts with fewer than k candidates
     # (gene-poor regions), which training rows otherwise never show (train.evidence_sampler)
     evidence_truncate: float = 0.0
+    # share of training examples replaced by a negative of the training part of the reference
+    # (data.negatives: random, shuffled, foreign, intergenic, similar, repeat), whose target is
+    # what the evidence shows; 0 = genic rows only
+    negative_rate: float = 0.3
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8  # rows per step and process
@@ -131,7 +139,7 @@ class TrainConfig:
         if self.evidence_names not in ("index", "training"):
             raise ConfigError(f"--evidence-names must be index or training, got {self.evidence_names!r}")
         for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle",
-                     "evidence_pseudo", "evidence_truncate"):
+                     "evidence_pseudo", "evidence_truncate", "negative_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.calibration_rows < 1:

@@ -11,10 +11,9 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
 2. **retrieved**: the retriever's top-k candidates for the diverged sequence, exactly as at
    annotation time;
 3. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
-   the candidates, so the model learns what to write when the reference lacks the gene; the
-   target keeps the row's own fields, which the DNA and the neighbouring genes among the
-   candidates (their chromosome, their kind) partly tell (a renamed gene's fields would be a
-   random draw that nothing in the prompt tells);
+   the candidates, so the model learns what to write when the reference lacks the gene (a novel
+   gene): not the row's own fields, which nothing in the prompt tells, but what the evidence
+   shows (`retrieve.outcome.describe_evidence`: a repeat, a partial similarity or no match);
 4. **made a copying task** otherwise, with probability cfg.evidence_swap: the row's gene is renamed in both
    the evidence and the target sentence: its name, chromosome, description, transcript type and
    phenotype each drawn from an independent other gene of the index (the name, half of those
@@ -33,6 +32,20 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
    (one gene's windows fill the embedding neighbours), which the training rows, all with k
    candidates, never showed the model.
 
+The target of a row is its own sentence when its own gene (renamed or not) is among the
+candidates it ends with, else the sentence of what the evidence shows (`describe_evidence`,
+`outcome_sentence`): a row whose diverged sequence no longer finds its gene learns that too.
+
+**Negatives** (`negatives`, a pool of `data.negatives.negative_rows` of the training part of the
+reference, and `negative_rate`): each example of a training batch is replaced with probability
+negative_rate by a negative, its kind drawn uniformly among the pool's kinds, then a row of that
+kind; it is diverged like a genic row (not the random and foreign ones) and retrieved. Its target
+is its intergenic sentence when its own interval (chromosome and flanking genes) is among the
+candidates (with that candidate's distances, which the prompt shows), else what the evidence
+shows. A negative has no source class (`Dataset` None). The
+draws of negatives come from a child of the batch's generator (`Generator.spawn`), so a sampler
+without negatives draws exactly what it drew before them.
+
 Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
 masked out of the index, so validation measures the novel-gene case.
 
@@ -47,19 +60,31 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from pathlib import Path
 
 import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.constants import NOT_SPECIFIED
+from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED
 from llamadna.data.mutate import mutate
-from llamadna.data.template import annotation_sentence
+from llamadna.data.template import (
+    annotation_sentence,
+    intergenic_sentence,
+    repeat_sentence,
+    similar_sentence,
+)
+from llamadna.retrieve.outcome import describe_evidence, outcome_sentence
 from llamadna.retrieve.retriever import attach_evidence
 
 # The fields of a gene that are renamed together (candidate key, dataset row key).
 GENE_FIELDS = (("gene", "gene_name"), ("chrom", "chrom"), ("description", "gene_description"),
                ("transcript_type", "transcript_type"), ("phenotype", "phenotype"))
+# negatives left undiverged: generated sequences, which nothing in the reference resembles anyway
+UNDIVERGED_KINDS = ("random", "foreign")
+# example sentences (and evidence) of each outcome besides gene in the text tokenizer's corpus and
+# the tiny LLM's pretraining text (`EvidenceSampler.outcome_examples`)
+OUTCOME_EXAMPLES = 48
 
 
 def synthetic_name(rng: np.random.Generator) -> str:
@@ -117,14 +142,46 @@ def training_index(index, dataset, split: str, train_rows: Sequence[dict], keep:
     return full.derive(exclude_genes=sorted(held - known), variants=train_rows)
 
 
+def bundle_dir(dataset, index=None) -> Path:
+    """The data bundle negatives are drawn from: the one the dataset was built from (its
+    summary.json's inputs), else the one the index was built from (`index.meta["data"]`), else
+    `data.paths.default_data_dir()`."""
+    from llamadna.data.paths import default_data_dir
+    from llamadna.errors import InputError
+    from llamadna.io.dataset import DATASET_FILE, read_summary
+
+    d = Path(dataset)
+    d = d if d.is_dir() else d.parent
+    try:
+        summary = read_summary(d) if (d / DATASET_FILE).exists() else {}
+    except InputError:  # a summary of another build: its inputs say nothing of this table
+        summary = {}
+    found = [Path(i["fasta"]).parent for i in summary.get("inputs", []) if i.get("fasta")]
+    if index is not None and index.meta.get("data"):
+        found.append(Path(index.meta["data"]))
+    return next((p for p in found if p.is_dir()), None) or default_data_dir()
+
+
+def row_window(rows: Sequence[dict]) -> int:
+    """The length of the dataset's windows (the median length of `rows`' sequences): the length
+    negatives are cut to, so that they look like the rows they stand in for."""
+    return int(np.median([len(r["Sequence"]) for r in rows]))
+
+
 class EvidenceSampler:
     """Reference evidence for training and validation rows (module doc)."""
 
     def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float,
-                 pseudo: float, known: set[str] | None = None, truncate: float = 0.0):
+                 pseudo: float, known: set[str] | None = None, truncate: float = 0.0,
+                 negatives: Sequence[dict] | None = None, negative_rate: float = 0.0):
         self.retriever = retriever
         self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
         self.pseudo, self.truncate = pseudo, truncate
+        # the negatives by kind (in the pool's order), drawn from with probability negative_rate
+        self.negatives: dict[str, list[dict]] = {}
+        for r in negatives or ():
+            self.negatives.setdefault(r["kind"], []).append(r)
+        self.negative_rate = negative_rate if self.negatives else 0.0
         g = retriever.index.genes.filter(pl.col("gene").is_not_null())
         if known is not None:  # only the training rows' genes lend their text (swaps, corpus)
             names = sorted(known)
@@ -138,33 +195,104 @@ class EvidenceSampler:
         return attach_evidence(rows, self.retriever([r["Sequence"] for r in rows]))
 
     def train_batch(self, rows: Sequence[dict], rng: np.random.Generator) -> tuple[list[dict], list[str]]:
-        """Diverged rows with their evidence, and the target sentences (module doc)."""
+        """Diverged rows (some replaced by negatives) with their evidence, and the target
+        sentences (module doc)."""
+        neg, neg_rng = self._negative_draws(len(rows), rng)
+        rows = [n if n is not None else r for r, n in zip(rows, neg)]
         seqs = []
-        for r in rows:
-            s = mutate(r["Sequence"], float(rng.uniform(0, self.max_rate)), rng)
-            seqs.append(mappy.revcomp(s) if rng.random() < 0.5 else s)
+        for r, n in zip(rows, neg):
+            if n is not None and r["kind"] in UNDIVERGED_KINDS:
+                seqs.append(r["Sequence"])
+                continue
+            g = neg_rng if n is not None else rng
+            s = mutate(r["Sequence"], float(g.uniform(0, self.max_rate)), g)
+            seqs.append(mappy.revcomp(s) if g.random() < 0.5 else s)
         found = self.retriever(seqs)
         out, targets = [], []
-        for r, seq, cands in zip(rows, seqs, found):
+        for r, n, seq, cands in zip(rows, neg, seqs, found):
             cands = [dict(c) for c in cands]
-            fields = {k: r[k] for _, k in GENE_FIELDS}
-            if rng.random() < self.drop:  # the row's own fields: inferable from the DNA and neighbours
-                cands = [c for c in cands if c["gene"] != fields["gene_name"]]
-            elif rng.random() < self.swap:
-                new = self._other_gene(r["gene_name"], rng)
-                for c in cands:
-                    if c["gene"] == r["gene_name"]:
-                        c.update({ck: new[ck] for ck, _ in GENE_FIELDS})
-                fields = {rk: new[ck] for ck, rk in GENE_FIELDS}
-            if len(cands) > 1 and rng.random() < self.shuffle:
-                cands = [cands[i] for i in rng.permutation(len(cands))]
-            if self.truncate and len(cands) > 1 and rng.random() < self.truncate:
-                cands = cands[: int(rng.integers(1, len(cands)))]
+            if n is None:
+                cands, target = self._genic(r, cands, rng)
+            else:
+                target = self._negative_target(r, cands)
             out.append({**r, "Sequence": seq, "evidence": cands})
-            targets.append(annotation_sentence(fields["chrom"], fields["gene_name"],
-                                               fields["gene_description"], fields["transcript_type"],
-                                               fields["phenotype"], r["Dataset"]))
+            targets.append(target)
         return out, targets
+
+    def _negative_draws(self, n: int, rng: np.random.Generator
+                        ) -> tuple[list[dict | None], np.random.Generator | None]:
+        """Per example, a negative of the pool that replaces it (probability negative_rate; the
+        kind uniform among the pool's), else None; and the child of `rng` they were drawn from,
+        which diverges them (module doc)."""
+        if not self.negative_rate:
+            return [None] * n, None
+        g = rng.spawn(1)[0]
+        kinds = list(self.negatives)
+        out: list[dict | None] = []
+        for hit in g.random(n) < self.negative_rate:
+            pool = self.negatives[kinds[int(g.integers(len(kinds)))]] if hit else None
+            out.append(pool[int(g.integers(len(pool)))] if pool else None)
+        return out, g
+
+    def _genic(self, r: dict, cands: list[dict], rng: np.random.Generator) -> tuple[list[dict], str]:
+        """A genic row's candidates after drop / swap / shuffle / truncation, and its target: its
+        own (possibly renamed) sentence when its gene is still among them, else what they show."""
+        fields = {k: r[k] for _, k in GENE_FIELDS}
+        if rng.random() < self.drop:  # the gene out of the reference: a novel gene
+            cands = [c for c in cands if c["gene"] != fields["gene_name"]]
+        elif rng.random() < self.swap:
+            new = self._other_gene(r["gene_name"], rng)
+            for c in cands:
+                if c["gene"] == r["gene_name"]:
+                    c.update({ck: new[ck] for ck, _ in GENE_FIELDS})
+            fields = {rk: new[ck] for ck, rk in GENE_FIELDS}
+        if len(cands) > 1 and rng.random() < self.shuffle:
+            cands = [cands[i] for i in rng.permutation(len(cands))]
+        if self.truncate and len(cands) > 1 and rng.random() < self.truncate:
+            cands = cands[: int(rng.integers(1, len(cands)))]
+        if not any(c["gene"] == fields["gene_name"] for c in cands):
+            return cands, evidence_target(cands)
+        return cands, annotation_sentence(fields["chrom"], fields["gene_name"], fields["gene_description"],
+                                          fields["transcript_type"], fields["phenotype"], r["Dataset"])
+
+    @staticmethod
+    def _negative_target(r: dict, cands: Sequence[dict]) -> str:
+        """An intergenic negative whose own interval is among the candidates: its sentence, with
+        the distances of that candidate (the evidence the model copies them from: the window's
+        own differ by where the index's tile lies); any other negative: what the evidence shows."""
+        own = next((c for c in cands if r["kind"] == "intergenic" and same_interval(c, r)), None)
+        if own is not None:
+            return outcome_sentence("intergenic", own, cands, None)
+        return evidence_target(cands)
+
+    def outcome_examples(self) -> tuple[list[str], list[list[dict]]]:
+        """Sentences of the outcomes besides gene and candidate lists that show them, for the text
+        tokenizer's corpus and the tiny LLM's pretraining (`train.train`), so that their words
+        are known: OUTCOME_EXAMPLES of each (intergenic, repeat, similar), made from the pool's
+        intergenic negatives and the sampler's genes (deterministic), and the no-match one."""
+        genes = self.genes or [{"gene": "GENE1", "chrom": "chr1"}]
+        pool = self.negatives.get("intergenic", [])
+        sentences, evidence = [NONE_SENTENCE], [[]]
+        for i in range(OUTCOME_EXAMPLES):
+            g, other = genes[i % len(genes)], genes[(i * 7 + 1) % len(genes)]
+            fraction, identity, loci = (i % 10 + 1) / 10, 0.6 + (i % 8) / 20, 3 + i * 5 % 60
+            inter = pool[i % len(pool)] if pool else {  # distances from 100 bp to 1 Mb
+                "chrom": g["chrom"], "left_gene": g["gene"], "right_gene": other["gene"],
+                "left_distance": int(10 ** (2 + i * 7 % 40 / 10)),
+                "right_distance": int(10 ** (2 + i * 13 % 40 / 10))}
+            sentences += [
+                intergenic_sentence(inter["chrom"], inter["left_gene"], inter["left_distance"],
+                                    inter["right_gene"], inter["right_distance"]),
+                repeat_sentence(loci, [genes[(i + j) % len(genes)]["gene"] for j in range(3)]),
+                similar_sentence(g["chrom"], g["gene"] if i % 3 else None, fraction, identity),
+            ]
+            embedded = {**example_candidate(genes[(i + 2) % len(genes)], "gene", 0.0, 0.0, loci),
+                        "identity": None, "aligned_fraction": None, "cosine": (i % 9 + 1) / 10,
+                        "via": "embed"}  # found by the embedding only
+            evidence += [[example_candidate(inter, "intergenic", 1.0, 1.0, 1), embedded],
+                         [example_candidate(g, "gene", fraction, identity, loci),
+                          example_candidate(other, "gene", fraction / 2, identity, loci), embedded]]
+        return sentences, evidence
 
     def _other_gene(self, gene: str, rng: np.random.Generator) -> dict:
         """New fields for a renamed gene, each drawn from an independent other gene of the index
@@ -184,3 +312,31 @@ class EvidenceSampler:
         elif rng.random() < 0.5:
             new["gene"] = synthetic_name(rng)
         return new
+
+
+def evidence_target(cands: Sequence[dict]) -> str:
+    """The sentence of what candidates show when the query's own gene or locus is not among them
+    (`describe_evidence`: a repeat, a partial similarity or no match)."""
+    outcome, cand = describe_evidence(cands)
+    return outcome_sentence(outcome, cand, cands, None)
+
+
+def same_interval(cand: dict, row: dict) -> bool:
+    """An intergenic candidate of the row's own interval: same chromosome, same flanking genes."""
+    return (cand.get("kind") == "intergenic" and cand.get("chrom") == row["chrom"]
+            and cand.get("left_gene") == row["left_gene"] and cand.get("right_gene") == row["right_gene"])
+
+
+def example_candidate(fields: dict, kind: str, fraction: float, identity: float, loci: int) -> dict:
+    """A candidate dict with every field the evidence text reads, for the example texts."""
+    from llamadna.retrieve.retriever import CANDIDATE_FIELDS
+
+    cand = dict.fromkeys((*CANDIDATE_FIELDS, "left_gene", "left_distance", "right_gene", "right_distance"))
+    cand.update({k: fields.get(k) for k in ("gene", "chrom", "description", "transcript_type", "phenotype",
+                                            "left_gene", "left_distance", "right_gene", "right_distance")})
+    cand.update(kind=kind, aligned_fraction=fraction, identity=identity, loci=loci, via="align",
+                score=1.0 + identity * fraction, strand="+")
+    if kind == "gene":
+        cand.update({k: cand[k] or NOT_SPECIFIED for k in ("description", "phenotype")},
+                    transcript_type=cand["transcript_type"] or "protein coding")
+    return cand

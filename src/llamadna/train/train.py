@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from llamadna.constants import IGNORE_INDEX
 from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_dir
@@ -70,7 +71,8 @@ CKPT_PREFIX = "checkpoint-"
 
 def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
     """The training index (`cfg.index` without the genes that only validation and test rows of the
-    split hold, its variants the split's training rows) and its `EvidenceSampler`."""
+    split hold, its variants the split's training rows) and its `EvidenceSampler`, with a pool of
+    negatives of the training part of the reference when cfg.negative_rate > 0."""
     from llamadna.retrieve.retriever import open_retriever
     from llamadna.train.evidence_sampler import EvidenceSampler, split_genes, training_index
 
@@ -81,7 +83,28 @@ def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
     return EvidenceSampler(retriever, cfg.evidence_max_rate, cfg.evidence_swap, cfg.evidence_drop,
                            cfg.evidence_shuffle, cfg.evidence_pseudo,
                            known=split_genes(train_rows) if cfg.evidence_names == "training" else None,
-                           truncate=cfg.evidence_truncate)
+                           truncate=cfg.evidence_truncate,
+                           negatives=negative_pool(cfg, train_rows, index), negative_rate=cfg.negative_rate)
+
+
+def negative_pool(cfg: TrainConfig, train_rows: list[dict], index=None) -> list[dict]:
+    """The negatives a retrieval model's training draws from (built once, seeded):
+    NEGATIVE_POOL_PER_KIND of each kind of `data.negatives.negative_rows` of the training part of
+    the reference of the dataset's bundle (`bundle_dir`), as long as the dataset's windows; none
+    when cfg.negative_rate is 0."""
+    if not cfg.negative_rate:
+        return []
+    from collections import Counter
+
+    from llamadna.data.negatives import negative_rows
+    from llamadna.train.config import NEGATIVE_POOL_PER_KIND
+    from llamadna.train.evidence_sampler import bundle_dir, row_window
+
+    data = bundle_dir(cfg.dataset, index)
+    pool = negative_rows(data, train_rows, "train", per_kind=NEGATIVE_POOL_PER_KIND, seed=cfg.seed,
+                         window=row_window(train_rows))
+    log.info("negatives of the training part of %s: %s", data, dict(Counter(r["kind"] for r in pool)))
+    return pool
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -102,7 +125,8 @@ class Batches:
     """Collates rows into model batches with the processor.
 
     With an `EvidenceSampler` (retrieval): `augment` batches (training) are diverged, retrieved
-    and turned into copying tasks afresh at every step, seeded by (seed, key) so a resumed run
+    and turned into copying tasks afresh at every step, some examples replaced by negatives
+    (cfg.negative_rate; no source class: IGNORE_INDEX), seeded by (seed, key) so a resumed run
     replays them; other batches (validation) carry the candidates of their own sequence, found
     once."""
 
@@ -118,7 +142,9 @@ class Batches:
         targets = [r["Annotation"] for r in rows]
         if self.sampler is not None and self.augment:
             rows, targets = self.sampler.train_batch(rows, np.random.default_rng([self.seed, 7, *key]))
-        b = self.processor(rows, targets=targets, class_ids=[self.class_index[r["Dataset"]] for r in rows])
+        # a negative has no source class: IGNORE_INDEX, which the class loss leaves out
+        ids = [IGNORE_INDEX if r.get("Dataset") is None else self.class_index[r["Dataset"]] for r in rows]
+        b = self.processor(rows, targets=targets, class_ids=ids)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
@@ -127,7 +153,8 @@ class Batches:
 
 def _text_corpus(rows: list[dict], mode: str, sampler=None) -> list[str]:
     """What the text tokenizer is trained on: the train rows' sentences and prompts, and with
-    retrieval the evidence wording of every gene of the training index."""
+    retrieval the evidence wording of every gene of the training index and example sentences and
+    evidence of the other outcomes (intergenic, repeat, similar, none)."""
     from llamadna.model.processing import evidence_text, metadata_text, splash_text
 
     out = []
@@ -137,14 +164,18 @@ def _text_corpus(rows: list[dict], mode: str, sampler=None) -> list[str]:
         if mode == "seed-faithful":
             out.append(metadata_text(r))
     if sampler is not None:
-        out.append(evidence_text([]))
-        out += [evidence_text([{**g, "identity": 1.0, "score": 1.99}]) for g in sampler.genes]
+        from llamadna.train.evidence_sampler import example_candidate
+
+        sentences, evidence = sampler.outcome_examples()  # the other outcomes' words
+        out += sentences + [evidence_text(c) for c in evidence]
+        out += [evidence_text([example_candidate(g, "gene", 1.0, 1.0, 1)]) for g in sampler.genes]
     return out
 
 
 def _pretrain_texts(rows: list[dict], sampler=None) -> list[str]:
     """The tiny LLM's stage-1 text: the train rows' sentences, and with retrieval the sentence of
-    every gene of the training index (under each source label in turn)."""
+    every gene of the training index (under each source label in turn) and example sentences of
+    the other outcomes (`EvidenceSampler.outcome_examples`)."""
     from llamadna.data.template import annotation_sentence
 
     out = [r["Annotation"] for r in rows]
@@ -153,6 +184,7 @@ def _pretrain_texts(rows: list[dict], sampler=None) -> list[str]:
         out += [annotation_sentence(g["chrom"], g["gene"], g["description"], g["transcript_type"],
                                     g["phenotype"], labels[i % len(labels)])
                 for i, g in enumerate(sampler.genes)]
+        out += sampler.outcome_examples()[0]
     return out
 
 
@@ -518,8 +550,9 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Progress = no_progress) -> dict:
-    """Train and write MODEL (= cfg.out), a finished model: with an index (`cfg.index`) its gene
-    confidence is calibrated too (MODEL/calibration.json, `train.calibrate`). Returns the run
+    """Train and write MODEL (= cfg.out), a finished model: with an index (`cfg.index`) its
+    outcome confidence is calibrated too (MODEL/calibration.json, `train.calibrate`; the summary's
+    "calibration": validation annotations and right ones per truth kind). Returns the run
     summary (also MODEL/train_summary.json). `progress(description, step, total)` reports the
     stages (main process only)."""
     trainer = Trainer(cfg, progress)
@@ -530,11 +563,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress = no_progre
     trainer.fit()
     summary = trainer.finish()
     if cfg.index is not None and trainer.main:
-        # a retrieval model's gene confidence, fitted on validation rows (train.calibrate): the
-        # model read back from MODEL, as every later user reads it
-        from llamadna.train.calibrate import calibrate_model
+        # a retrieval model's outcome confidence, fitted on validation rows and negatives
+        # (train.calibrate): the model read back from MODEL, as every later user reads it
+        from llamadna.train.calibrate import fit_calibration
 
-        calibrate_model(cfg.out, cfg)
+        fitted = fit_calibration(cfg.out, cfg)
+        if fitted is not None:
+            summary["calibration"] = fitted[1]
+            (Path(cfg.out) / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 

@@ -1,0 +1,134 @@
+"""`annotate` throughput on out-of-reference and genic queries (issue 29; not run by `make test`).
+
+Goals: >= 20 sequences/s on out-of-reference queries and >= 30 on genic ones (2 cores). One
+Annotator (`Annotator.from_pretrained`, the default batch size; a retrieval model searches
+`--index`, else the index it was trained with), timed over annotate_rows with retrieval included,
+after one warm-up batch of each kind (not timed). Queries, `--n` of each kind (window bases):
+- out of reference (`data.negatives`), in the issue's proportions 60:60:40:80 of 240: uniformly
+  random, generated foreign-like (`foreign_sequence`), two-base shuffles (`dinucleotide_shuffle`)
+  of the dataset's split_gene test windows, and windows of the bundle's reference lying >= 10 kb
+  from every gene (`intergenic_windows(min_distance=10_000)`, a seeded draw);
+- genic: the dataset's split_gene test rows (the first n).
+Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON.
+
+    .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
+        --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llamadna.constants import DEFAULT_WINDOW, SPLASH_COLUMNS
+from llamadna.data.paths import default_data_dir
+
+GOALS = {"out of reference": 20.0, "genic": 30.0}  # sequences / s
+SHARES = {"random": 60, "foreign": 60, "shuffled": 40, "intergenic": 80}  # of 240
+INTERGENIC_DISTANCE = 10_000  # bases between an intergenic query and every gene, at least
+SEED = 0
+
+
+def _row(i: str, seq: str) -> dict:
+    return {"id": i, "Sequence": seq, **dict.fromkeys(SPLASH_COLUMNS)}
+
+
+def _counts(n: int) -> dict[str, int]:
+    """`n` split over SHARES in its proportions (rounding remainder to the last kind)."""
+    total = sum(SHARES.values())
+    out = {k: n * v // total for k, v in SHARES.items()}
+    out["intergenic"] += n - sum(out.values())
+    return out
+
+
+def out_of_reference_rows(data: Path, genic: list[dict], n: int, window: int) -> list[dict]:
+    """`n` out-of-reference queries in SHARES' proportions (seeded)."""
+    from llamadna.data.negatives import (
+        dinucleotide_shuffle,
+        foreign_sequence,
+        intergenic_windows,
+        random_sequence,
+    )
+
+    rng = np.random.default_rng(SEED)
+    k = _counts(n)
+    rows = [_row(f"random{i}", random_sequence(window, rng)) for i in range(k["random"])]
+    rows += [_row(f"foreign{i}", foreign_sequence(window, rng)) for i in range(k["foreign"])]
+    rows += [_row(f"shuffled{i}", dinucleotide_shuffle(genic[i % len(genic)]["Sequence"], rng))
+             for i in range(k["shuffled"])]
+    windows = intergenic_windows(data, window=window, min_distance=INTERGENIC_DISTANCE)
+    if windows.height < k["intergenic"]:
+        logging.warning("only %d windows lie >= %d bases from every gene", windows.height,
+                        INTERGENIC_DISTANCE)
+    pick = np.sort(rng.choice(windows.height, min(k["intergenic"], windows.height), replace=False))
+    rows += [_row(f"intergenic{i}", windows["Sequence"][int(j)]) for i, j in enumerate(pick)]
+    return rows
+
+
+def genic_rows(dataset: str, n: int) -> list[dict]:
+    """The first `n` split_gene test rows of the dataset."""
+    from llamadna.evaluate.predict import split_rows
+
+    test = split_rows(dataset, "split_gene", "test")[:n]
+    return [_row(f"genic{i}", r["Sequence"]) for i, r in enumerate(test)]
+
+
+def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, dict]:
+    """Seconds to annotate `rows` (retrieval included) after a warm-up on `warm`, and the
+    outcomes they got."""
+    annotator.annotate_rows(warm)
+    t = time.perf_counter()
+    preds = annotator.annotate_rows(rows)
+    seconds = time.perf_counter() - t
+    outcomes: dict[str, int] = {}
+    for p in preds:
+        outcomes[str(p.get("outcome"))] = outcomes.get(str(p.get("outcome")), 0) + 1
+    return seconds, outcomes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--index", default=None, help="reference index (default: the model's own)")
+    ap.add_argument("--dataset", required=True, help="build-dataset output (its split_gene test rows)")
+    ap.add_argument("--data", default=None, help="bundle (default: $LLAMADNA_DATA, else ../shared/data)")
+    ap.add_argument("--n", type=int, default=240, help="queries of each kind")
+    ap.add_argument("--window", type=int, default=DEFAULT_WINDOW)
+    ap.add_argument("--out", default=None, help="also write the results (JSON) here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from llamadna.annotate import Annotator
+
+    data = Path(args.data) if args.data else default_data_dir()
+    annotator = Annotator.from_pretrained(args.model, index=args.index)
+    batch = annotator.config.batch_size
+    genic = genic_rows(args.dataset, args.n)
+    sets = {"out of reference": out_of_reference_rows(data, genic, args.n, args.window), "genic": genic}
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+              "model": args.model, "index": args.index, "batch_size": batch, "kinds": {}}
+    for kind, rows in sets.items():
+        # warm-up: one batch of the same kind, other sequences (annotate_distinct is not used here,
+        # but the retriever remembers nothing either way)
+        warm = [_row(f"warm{i}", r["Sequence"][::-1]) for i, r in enumerate(rows[:batch])]
+        seconds, outcomes = throughput(annotator, rows, warm)
+        rate = len(rows) / seconds
+        report["kinds"][kind] = {"sequences": len(rows), "seconds": round(seconds, 2),
+                                 "sequences_per_s": round(rate, 1), "goal": GOALS[kind],
+                                 "meets_goal": rate >= GOALS[kind], "outcomes": outcomes}
+    print(f"{'queries':<18}{'sequences':>10}{'seconds':>9}{'seq/s':>8}{'goal':>6}  met  outcomes")
+    for kind, r in report["kinds"].items():
+        print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
+              f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,439 @@
+"""Out of reference: what each system answers for sequences that are part of no known gene.
+
+One evaluation run gives one section ("out_of_reference" of metrics.json, `schema.OutOfReference`):
+- rows: the usual test rows of the first evaluated split (truth: their gene), the same rows with
+  their genes masked out of the reference (the novel-gene setting, retrieval models: truth
+  "novel", right when no gene is claimed; the masked index is the unit's "novel" retriever of
+  `systems.Unit`, the lookup's gene table lacks the same genes), and generated negatives of the
+  TEST part of the reference (`data.negatives.negative_rows`: random, shuffled, foreign,
+  intergenic, similar, repeat; each with its truth outcome);
+- systems: the model (its outcome, gene, outcome_confidence), "retriever_tuned" (the hybrid
+  retriever's candidates -> `retrieve.outcome.candidate_outcome`) and "blastn_tuned" (blastn's
+  hit statistics -> `rule_outcome`), both with `Thresholds` tuned by `tune_thresholds` on
+  VALIDATION rows (the split's validation genic rows + negatives of the validation part of the
+  reference; evidence from the unit's full index, whose variants are its training rows); blastn
+  runs without culling (`BLASTN_LOCI`) so that a repeat's copies count as loci, its e-value in
+  the grid; and the floor "always none";
+- metrics per system (`score_outcomes`): confusion of truth kind x predicted outcome; per kind
+  the false gene claims (rate, Wilson 95 % interval), rows with gene_confidence >= CONFIDENT,
+  outcome accuracy (`outcome_correct`); outcome macro-F1 (`retrieve.outcome.macro_f1` of
+  `scored_labels`, as the baselines were tuned: a wrong gene is an error, a novel row counts as
+  its answer's class unless that is a gene) with a cluster-bootstrap interval (genes; each
+  negative its own cluster); the model's AUROC of outcome_confidence for "outcome
+  right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
+  gene.
+Writes OUT/predictions/out_of_reference.<system>.tsv.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+import numpy as np
+import polars as pl
+
+from llamadna.constants import OUTCOMES
+
+log = logging.getLogger(__name__)
+
+# Truth kinds in the order of the report: dataset test rows, the novel-gene setting, then
+# data.negatives.NEGATIVE_KINDS (a test pins the two together).
+TRUTH_KINDS = ("gene", "novel", "random", "shuffled", "foreign", "intergenic", "similar", "repeat")
+UNPARSED = "unparsed"  # a sentence whose outcome cannot be read
+PRED_LABELS = (*OUTCOMES, UNPARSED)  # confusion columns
+CONFIDENT = 0.5  # a gene "claimed with confidence": gene_confidence >= this
+# confidence thresholds of the risk-coverage table (coverage = rows at or above, error among them)
+RISK_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(20))
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile (Wilson intervals)
+# blastn for the baseline: BLASTN_SETTINGS without culling, so that the other copies of a repeat
+# are reported and counted as loci (retrieve.align.Hit); at most max_target_seqs x max_hsps HSPs
+BLASTN_LOCI = {"culling_limit": None}
+BASELINES = {
+    "retriever_tuned": "the hybrid retriever's top candidates mapped to an outcome by thresholds on "
+                       "identity, aligned fraction and loci tuned on the validation rows",
+    "blastn_tuned": "blastn's top hit (no culling) mapped to an outcome by thresholds on e-value, "
+                    "identity, aligned fraction and loci tuned on the validation rows",
+}
+
+
+# ------------------------------------------------------------------------------ pure metrics
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> list[float] | None:
+    """Wilson score interval [low, high] of a proportion k / n (95 % by default); None for n = 0."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _rate(k: int, n: int) -> tuple[float | None, list[float] | None]:
+    return (k / n if n else None), wilson_interval(k, n)
+
+
+def outcome_label(pred: Mapping) -> str:
+    """A prediction's outcome (OUTCOMES), read from its sentence where the system gives none;
+    UNPARSED when the sentence decides none."""
+    from llamadna.data.template import outcome_of
+
+    out = pred.get("outcome") or outcome_of(pred.get("annotation"))
+    return out if out in OUTCOMES else UNPARSED
+
+
+def confusion(kinds: Sequence[str], outcomes: Sequence[str]) -> dict:
+    """Truth kind (rows, TRUTH_KINDS present) x predicted outcome (columns, PRED_LABELS) counts."""
+    rows = [k for k in TRUTH_KINDS if k in set(kinds)]
+    matrix = np.zeros((len(rows), len(PRED_LABELS)), dtype=int)
+    for k, o in zip(kinds, outcomes):
+        matrix[rows.index(k), PRED_LABELS.index(o)] += 1
+    return {"rows": rows, "columns": list(PRED_LABELS), "matrix": matrix.tolist()}
+
+
+def kind_scores(kinds: Sequence[str], outcomes: Sequence[str], right: Sequence[bool],
+                gene_confidence: Sequence[float | None] | None = None) -> dict[str, dict]:
+    """Per truth kind: rows; false gene claims (outcome gene where the truth is not a gene of the
+    reference: every kind but "gene"; for "gene" rows None) with rate and Wilson interval; rows
+    whose gene_confidence >= CONFIDENT (None without confidences); outcome accuracy (`right`)
+    with its Wilson interval."""
+    out = {}
+    conf = list(gene_confidence) if gene_confidence is not None else None
+    for kind in [k for k in TRUTH_KINDS if k in set(kinds)]:
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        n = len(idx)
+        claims = sum(outcomes[i] == "gene" for i in idx) if kind != "gene" else None
+        confident = (sum(conf[i] is not None and conf[i] >= CONFIDENT for i in idx)
+                     if conf is not None and any(conf[i] is not None for i in idx) else None)
+        hits = sum(bool(right[i]) for i in idx)
+        claim_rate, claim_iv = _rate(claims, n) if claims is not None else (None, None)
+        conf_rate, conf_iv = _rate(confident, n) if confident is not None else (None, None)
+        acc, acc_iv = _rate(hits, n)
+        out[kind] = {"rows": n, "gene_claims": claims, "gene_claim_rate": claim_rate,
+                     "gene_claim_interval": claim_iv, "confident_gene": confident,
+                     "confident_gene_rate": conf_rate, "confident_gene_interval": conf_iv,
+                     "accuracy": acc, "accuracy_interval": acc_iv}
+    return out
+
+
+def risk_coverage(right: Sequence[bool], confidence: Sequence[float | None],
+                  thresholds: Sequence[float] = RISK_THRESHOLDS) -> list[dict]:
+    """At each confidence threshold: rows answered (confidence >= threshold; rows without a
+    confidence are left out), coverage (their share) and error (1 - accuracy among them; None
+    when none is left). Coverage never grows with the threshold."""
+    pairs = [(bool(r), float(c)) for r, c in zip(right, confidence) if c is not None]
+    if not pairs:
+        return []
+    ok = np.array([r for r, _ in pairs], dtype=bool)
+    conf = np.array([c for _, c in pairs])
+    points = []
+    for t in thresholds:
+        kept = conf >= t
+        n = int(kept.sum())
+        points.append({"threshold": float(t), "rows": n, "coverage": n / len(pairs),
+                       "error": float(1 - ok[kept].mean()) if n else None})
+    return points
+
+
+def macro_f1_interval(outcomes: Sequence[str | None], genes: Sequence[str | None],
+                      truths: Sequence[Mapping], clusters: Sequence, n_boot: int,
+                      seed: int) -> tuple[float | None, list[float] | None]:
+    """Outcome macro-F1 (`retrieve.outcome.macro_f1` of `scored_labels`: a wrong gene is wrong, a
+    novel row counts as its answer's class when it names no gene) and its cluster-bootstrap 95 %
+    interval; (None, None) without rows."""
+    from llamadna.evaluate.stats import cluster_bootstrap_ci
+    from llamadna.retrieve.outcome import macro_f1, scored_labels
+
+    if not truths:
+        return None, None
+    pred, truth = scored_labels(outcomes, genes, truths)
+    p, t = np.asarray(pred, dtype=object), np.asarray(truth, dtype=object)
+    point, lo, hi = cluster_bootstrap_ci((p, t), list(clusters), lambda a, b: macro_f1(list(a), list(b)),
+                                         n_boot, seed)
+    return point, [lo, hi]
+
+
+def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
+    """The out-of-reference metrics of one system (`schema.OutcomeScores`).
+
+    rows : {"kind" (TRUTH_KINDS), "truth" ({"outcome", "gene_name"}: `outcome_correct`'s),
+        "cluster"} per row.
+    preds : {"outcome" (or "annotation" to read it from), "gene", "outcome_confidence",
+        "gene_confidence"} per row (the confidences None or absent for a system without them).
+    """
+    from llamadna.retrieve.outcome import outcome_correct
+
+    kinds = [r["kind"] for r in rows]
+    outcomes = [outcome_label(p) for p in preds]
+    answers = [o if o != UNPARSED else None for o in outcomes]
+    genes = [p.get("gene") for p in preds]
+    right = [outcome_correct(o, g, r["truth"]) for o, g, r in zip(answers, genes, rows)]
+    gene_conf = [p.get("gene_confidence") for p in preds]
+    f1, f1_iv = macro_f1_interval(answers, genes, [r["truth"] for r in rows],
+                                  [r["cluster"] for r in rows], n_boot, seed)
+    novel = [i for i, k in enumerate(kinds) if k == "novel"]
+    no_gene, no_gene_iv = _rate(sum(outcomes[i] != "gene" for i in novel), len(novel))
+    out = {"rows": len(rows), "confusion": confusion(kinds, outcomes),
+           "kinds": kind_scores(kinds, outcomes, right, gene_conf), "macro_f1": f1,
+           "macro_f1_interval": f1_iv, "novel_no_gene": no_gene, "novel_no_gene_interval": no_gene_iv}
+    conf = [p.get("outcome_confidence") for p in preds]
+    if any(c is not None for c in conf):
+        from llamadna.evaluate.stats import auroc
+
+        out["auroc"] = auroc([float(r) for r in right], conf)
+        out["risk_coverage"] = risk_coverage(right, conf)
+    return out
+
+
+# ------------------------------------------------------------------------------ baselines
+
+
+def lookup_top(res: Mapping) -> dict | None:
+    """A lookup result (`baselines.LOOKUP_FIELDS`) as the top hit `rule_outcome` reads (None:
+    unmapped)."""
+    if not res.get("mapped") or res.get("identity") is None:
+        return None
+    return {"identity": res["identity"], "aligned_fraction": res["aligned_fraction"],
+            "evalue": res.get("evalue"), "kind": res.get("kind") or "intergenic",
+            "gene": res.get("gene"), "chrom": res.get("chrom")}
+
+
+def tuned_rule(tops: Sequence[dict | None], loci: Sequence[int], truths: Sequence[Mapping]):
+    """`Thresholds` tuned on validation tops/loci/truths (`retrieve.outcome.tune_thresholds`,
+    its default grid: with the e-value cut-offs where the tops carry e-values, i.e. blastn's)."""
+    from llamadna.retrieve.outcome import tune_thresholds
+
+    return tune_thresholds(list(tops), list(loci), list(truths))
+
+
+def rule_predictions(tops: Sequence[dict | None], loci: Sequence[int], thresholds) -> list[dict]:
+    """rule_outcome per row, the top hit's gene where the outcome is a gene."""
+    from llamadna.retrieve.outcome import rule_outcome
+
+    out = []
+    for top, n in zip(tops, loci):
+        outcome = rule_outcome(top, n, thresholds)
+        out.append({"outcome": outcome, "gene": top.get("gene") if outcome == "gene" and top else None})
+    return out
+
+
+def evidence_tops(evidence: Sequence[Sequence[dict]]) -> tuple[list[dict | None], list[int]]:
+    """Per row of retriever candidates: `top_aligned` and the query's loci (0 without any)."""
+    from llamadna.retrieve.outcome import top_aligned
+
+    return ([top_aligned(c) for c in evidence],
+            [int(c[0].get("loci") or 0) if c else 0 for c in evidence])
+
+
+def lookup_tops(results: Sequence[Mapping]) -> tuple[list[dict | None], list[int]]:
+    """Per lookup result: `lookup_top` and its loci (0 unmapped)."""
+    return [lookup_top(r) for r in results], [int(r.get("loci") or 0) for r in results]
+
+
+def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping]) -> None:
+    """One system's out-of-reference predictions beside the truth, as TSV."""
+    pl.DataFrame({
+        "id": [str(r["id"]) for r in rows], "kind": [r["kind"] for r in rows],
+        "truth": [r["truth"]["outcome"] for r in rows],
+        "truth_gene": [r["truth"].get("gene_name") for r in rows],
+        "outcome": [outcome_label(p) for p in preds], "gene": [p.get("gene") for p in preds],
+        "outcome_confidence": [p.get("outcome_confidence") for p in preds],
+        "gene_confidence": [p.get("gene_confidence") for p in preds],
+    }, schema_overrides={"truth_gene": pl.Utf8, "gene": pl.Utf8, "outcome_confidence": pl.Float64,
+                         "gene_confidence": pl.Float64}).write_csv(path, separator="\t")
+
+
+def thresholds_dict(t) -> dict:
+    """A Thresholds as plain JSON."""
+    return asdict(t)
+
+
+# ------------------------------------------------------------------------------ one run
+
+
+def _genic(rows: Sequence[Mapping], kind: str) -> list[dict]:
+    """Dataset rows as out-of-reference rows: truth their gene ("gene") or no gene ("novel")."""
+    from llamadna.evaluate.predict import row_id
+
+    outcome = "gene" if kind == "gene" else "novel"
+    return [{"id": f"{kind}:{row_id(r)}", "kind": kind, "cluster": f"{r['build']}:{r['gene_name']}",
+             "truth": {"outcome": outcome, "gene_name": r["gene_name"]}} for r in rows]
+
+
+def _negative(negs: Sequence[Mapping], part: str) -> list[dict]:
+    return [{"id": f"{part}:{r['id']}", "kind": r["kind"], "cluster": f"{part}:{r['id']}",
+             "truth": {"outcome": r["outcome"], "gene_name": None}} for r in negs]
+
+
+def _held_genes(unit) -> list[str]:
+    """The unit's test genes that no training row holds (what its novel setting masks)."""
+    from llamadna.train.evidence_sampler import split_genes
+
+    return sorted(split_genes(unit.test_rows) - split_genes(unit.train_rows))
+
+
+def _novel_rows(unit) -> list[dict]:
+    """The unit's test rows whose gene its novel setting masks (split_gene: all; split_random:
+    those of genes no training row holds)."""
+    held = set(_held_genes(unit))
+    return [r for r in unit.test_rows if r.get("gene_name") in held or r.get("gene_id") in held]
+
+
+def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict]]:
+    """The tuning rows: the unit's validation genic rows (at most OOR_VAL_ROWS, or cfg.limit;
+    seeded) and negatives of the validation part of the reference; and their truths."""
+    from llamadna.data.negatives import negative_rows
+    from llamadna.data.splits import subsample
+    from llamadna.evaluate.config import OOR_VAL_ROWS
+
+    cfg = ctx.cfg
+    n = OOR_VAL_ROWS if cfg.limit is None else min(OOR_VAL_ROWS, cfg.limit)  # --limit: quick runs
+    genic = subsample(ctx.rows(unit.column, "val"), n, cfg.seed)
+    negs = negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind, seed=cfg.seed + 1)
+    truths = ([{"outcome": "gene", "gene_name": r["gene_name"]} for r in genic]
+              + [{"outcome": r["outcome"], "gene_name": None} for r in negs])
+    return genic + list(negs), truths
+
+
+def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
+    """The out-of-reference rows and the model's predictions: every unit's test rows (its own
+    model), their novel setting (retrieval models), the negatives (the first unit's model)."""
+    from llamadna.evaluate.systems import MODEL
+
+    rows, preds = [], []
+    retrieval = units[0].ctx.reference is not None
+    for u in units:
+        rows += _genic(u.test_rows, "gene")
+        preds += u.annotate(MODEL, u.test_rows)
+        if retrieval:
+            rows += _genic(_novel_rows(u), "novel")
+            preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
+    rows += _negative(negs, "test")
+    preds += units[0].annotate(MODEL, list(negs))
+    return rows, preds
+
+
+def _retriever_baseline(units, negs, val_rows, val_truths) -> tuple[list[dict], object]:
+    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds."""
+    from llamadna.evaluate.systems import MODEL
+
+    first = units[0]
+
+    def evidence(unit, rows, setting="full"):  # searched once per sequence, shared with the model's
+        return [r["evidence"] for r in unit.evidence(unit.annotator(MODEL, setting), rows, setting)]
+
+    thresholds = tuned_rule(*evidence_tops(evidence(first, val_rows)), val_truths)
+    found = []
+    for u in units:
+        found += evidence(u, u.test_rows) + evidence(u, _novel_rows(u), "novel")
+    found += evidence(first, list(negs))
+    return rule_predictions(*evidence_tops(found), thresholds), thresholds
+
+
+def _blastn_baseline(units, negs, val_rows, val_truths, data_dir) -> tuple[list[dict], object]:
+    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds."""
+    from llamadna.evaluate.baselines import ReferenceLookup
+    from llamadna.retrieve.align import BlastnAligner
+
+    lookup = ReferenceLookup(data_dir, [], "", aligner=BlastnAligner(**BLASTN_LOCI),
+                             variants_name="none (outcomes only)")
+    # a generated sequence of no build (random, shuffled, foreign) is searched on the build most
+    # test rows have
+    builds = [r["build"] for u in units for r in u.test_rows]
+    default = max(lookup.builds, key=builds.count)
+
+    def tops(lk, rows):
+        return lookup_tops(lk.lookup_many([r["Sequence"] for r in rows],
+                                          [r.get("build") or default for r in rows]))
+
+    thresholds = tuned_rule(*tops(lookup, val_rows), val_truths)
+    retrieval = units[0].ctx.reference is not None
+    found_tops, found_loci = [], []
+    for u in units:
+        settings = [(lookup, u.test_rows)]
+        if retrieval:
+            settings.append((lookup.without_genes(_held_genes(u)), _novel_rows(u)))
+        for lk, rows in settings:
+            t, n = tops(lk, rows)
+            found_tops += t
+            found_loci += n
+    t, n = tops(lookup, list(negs))
+    return rule_predictions(found_tops + t, found_loci + n, thresholds), thresholds
+
+
+def out_of_reference(ctx, units: Sequence) -> dict:
+    """The "out_of_reference" section (`schema.OutOfReference`) of one evaluation: the model, the
+    tuned baselines and the floor on the units' test rows, their novel setting and negatives of
+    the test part of the reference. `units`: the evaluated units of one split (`systems.Unit`)."""
+    from llamadna.data.negatives import negative_rows
+    from llamadna.data.paths import default_data_dir
+
+    cfg, first = ctx.cfg, units[0]
+    data_dir = cfg.data_dir or default_data_dir()
+    tested = [r for u in units for r in u.test_rows]
+    negs = negative_rows(data_dir, tested, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
+    rows, model_preds = _model_rows(units, negs)
+    val_rows, val_truths = _validation(ctx, first, data_dir)
+    preds, thresholds, notes = {"model": model_preds}, {}, {}
+    if ctx.reference is not None:
+        preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(
+            units, negs, val_rows, val_truths)
+    if shutil.which("blastn") and shutil.which("makeblastdb"):
+        preds["blastn_tuned"], thresholds["blastn_tuned"] = _blastn_baseline(
+            units, negs, val_rows, val_truths, data_dir)
+    else:
+        log.warning("out of reference: BLAST+ not installed, no blastn baseline")
+    systems = {}
+    for name, p in preds.items():
+        write_outcome_table(ctx.out / "predictions" / f"out_of_reference.{name}.tsv", rows, p)
+        systems[name] = score_outcomes(rows, p, cfg.n_boot, cfg.seed)
+        notes[name] = BASELINES.get(name, "the model's outcome, gene and calibrated outcome confidence")
+    floor = score_outcomes(rows, [{"outcome": "none"}] * len(rows), cfg.n_boot, cfg.seed)
+    kinds = [r["kind"] for r in rows]
+    log.info("out of reference: %d rows (%s)", len(rows), ", ".join(f"{k} {kinds.count(k)}"
+                                                                    for k in TRUTH_KINDS if k in kinds))
+    return {"split": first.split, "units": [u.column for u in units],
+            "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds},
+            "validation_rows": len(val_rows),
+            "thresholds": {k: thresholds_dict(t) for k, t in thresholds.items()},
+            "systems": systems, "notes": notes,
+            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]}}
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+def _pct(value: float | None) -> str:
+    return "\u2013" if value is None else f"{100 * value:.1f} %"
+
+
+def _iv(iv: Sequence[float] | None, digits: int = 3) -> str:
+    return "\u2013" if not iv else f"[{iv[0]:.{digits}f}, {iv[1]:.{digits}f}]"
+
+
+def false_claims(scores: Mapping) -> tuple[int, int]:
+    """(gene claims, rows) over every kind whose truth is not a gene of the reference."""
+    kinds = [v for k, v in scores["kinds"].items() if k != "gene"]
+    return sum(v["gene_claims"] or 0 for v in kinds), sum(v["rows"] for v in kinds)
+
+
+def summary_rows(section: Mapping) -> list[tuple[str, ...]]:
+    """Per system (then the floor): name, macro-F1, its interval, false gene claims over all
+    non-gene rows (with the Wilson interval), novel rows answered with no gene, AUROC."""
+    out = []
+    for name, m in section["systems"].items():
+        k, n = false_claims(m)
+        rate, iv = _rate(k, n)
+        out.append((name, "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f}",
+                    _iv(m["macro_f1_interval"]),
+                    _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"),
+                    _pct(m["novel_no_gene"]),
+                    "\u2013" if m.get("auroc") is None else f"{m['auroc']:.3f}"))
+    floor = section["floor"]
+    out.append(("always none (floor)", "\u2013" if floor["macro_f1"] is None else f"{floor['macro_f1']:.3f}",
+                _iv(floor["macro_f1_interval"]), "0.0 %", "\u2013", "\u2013"))
+    return out

@@ -1,0 +1,344 @@
+"""Out-of-reference evaluation: metrics on hand-made predictions, the tuned-threshold baselines,
+the lookups' hit statistics, the metrics.json section and its report."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from llamadna.evaluate.out_of_reference import (
+    CONFIDENT,
+    PRED_LABELS,
+    TRUTH_KINDS,
+    UNPARSED,
+    confusion,
+    lookup_top,
+    lookup_tops,
+    risk_coverage,
+    rule_predictions,
+    score_outcomes,
+    summary_rows,
+    tuned_rule,
+    wilson_interval,
+)
+from llamadna.evaluate.schema import OutOfReference, missing_keys
+from llamadna.retrieve.align import Hit, distinct_loci, parse_blast_hits
+from llamadna.retrieve.outcome import Thresholds, macro_f1
+
+
+def _row(kind: str, gene: str | None = None, i: int = 0) -> dict:
+    outcome = {"gene": "gene", "novel": "novel", "random": "none", "shuffled": "none",
+               "foreign": "none"}.get(kind, kind)
+    return {"id": f"{kind}{i}", "kind": kind, "cluster": gene or f"{kind}{i}",
+            "truth": {"outcome": outcome, "gene_name": gene}}
+
+
+def _pred(outcome: str | None, gene: str | None = None, conf: float | None = None) -> dict:
+    return {"outcome": outcome, "gene": gene, "outcome_confidence": conf,
+            "gene_confidence": conf if outcome == "gene" else None}
+
+
+# 4 gene rows (one wrong gene), 2 novel (one claims a gene), 3 random (one claims a gene with
+# confidence 0.9), 2 intergenic (one right), 1 repeat (right)
+ROWS = [_row("gene", "A", 0), _row("gene", "A", 1), _row("gene", "B", 2), _row("gene", "C", 3),
+        _row("novel", "A", 4), _row("novel", "B", 5),
+        _row("random", None, 6), _row("random", None, 7), _row("random", None, 8),
+        _row("intergenic", None, 9), _row("intergenic", None, 10), _row("repeat", None, 11)]
+PREDS = [_pred("gene", "A", 0.9), _pred("gene", "A", 0.8), _pred("gene", "B", 0.7), _pred("gene", "D", 0.6),
+         _pred("similar", None, 0.7), _pred("gene", "X", 0.3),
+         _pred("none", None, 0.95), _pred("gene", "Y", 0.9), {"annotation": "garbled", "gene": None},
+         _pred("intergenic", None, 0.8), _pred("similar", None, 0.2), _pred("repeat", None, 0.6)]
+
+
+def test_truth_kinds_are_the_settings_and_the_negative_kinds():
+    from llamadna.data.negatives import NEGATIVE_KINDS
+
+    assert TRUTH_KINDS == ("gene", "novel", *NEGATIVE_KINDS)
+
+
+def test_wilson_interval_known_values():
+    assert wilson_interval(0, 0) is None
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(3.8415 / 13.8415, abs=1e-4)  # z^2 / (n + z^2)
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    lo, hi = wilson_interval(1, 100)
+    assert lo < 0.01 < hi < 0.06
+
+
+def test_score_outcomes_on_hand_made_predictions():
+    m = score_outcomes(ROWS, PREDS, n_boot=200, seed=0)
+    conf = m["confusion"]
+    assert conf["rows"] == ["gene", "novel", "random", "intergenic", "repeat"]
+    assert conf["columns"] == list(PRED_LABELS)
+    col = {c: i for i, c in enumerate(PRED_LABELS)}
+    matrix = dict(zip(conf["rows"], conf["matrix"]))
+    assert matrix["gene"][col["gene"]] == 4 and sum(matrix["gene"]) == 4
+    assert matrix["random"][col["none"]] == 1 and matrix["random"][col["gene"]] == 1
+    assert matrix["random"][col[UNPARSED]] == 1  # a sentence that decides no outcome
+    assert matrix["intergenic"][col["similar"]] == 1 and matrix["repeat"][col["repeat"]] == 1
+    k = m["kinds"]
+    assert k["gene"]["gene_claims"] is None and k["gene"]["accuracy"] == 0.75  # the wrong gene D
+    assert k["random"]["gene_claims"] == 1 and k["random"]["gene_claim_rate"] == pytest.approx(1 / 3)
+    assert k["random"]["gene_claim_interval"] == wilson_interval(1, 3)
+    assert k["random"]["confident_gene"] == 1  # Y at 0.9 >= CONFIDENT
+    assert k["novel"]["gene_claims"] == 1 and k["novel"]["confident_gene"] == 0  # X at 0.3 < 0.5
+    assert CONFIDENT == 0.5
+    assert k["random"]["accuracy"] == pytest.approx(1 / 3)
+    assert k["intergenic"]["accuracy"] == 0.5 and k["repeat"]["accuracy"] == 1.0
+    assert m["novel_no_gene"] == 0.5 and m["novel_no_gene_interval"] == wilson_interval(1, 2)
+    # macro-F1 by hand (scored_labels): pred/truth per row
+    pred = ["gene", "gene", "gene", "wrong gene", "similar", "gene", "none", "gene", None,
+            "intergenic", "similar", "repeat"]
+    truth = ["gene"] * 4 + ["similar", "novel", "none", "none", "none", "intergenic", "intergenic", "repeat"]
+    assert m["macro_f1"] == pytest.approx(macro_f1(pred, truth))
+    # classes in truth: gene (tp 3, true 4, pred 5: F1 6/9), similar (tp 1, 1 true, 2 pred: 2/3),
+    # none (1, 3, 1: 2/4), intergenic (1, 2, 1: 2/3), repeat (1, 1, 1: 1)
+    assert m["macro_f1"] == pytest.approx((6 / 9 + 2 / 3 + 0.5 + 2 / 3 + 1) / 5)
+    lo, hi = m["macro_f1_interval"]
+    assert 0 <= lo <= hi <= 1
+    # AUROC of outcome confidence for outcome right: rows with a confidence only
+    assert 0 <= m["auroc"] <= 1
+    assert m["risk_coverage"][0]["coverage"] == 1.0 and m["risk_coverage"][0]["rows"] == 11
+
+
+def test_perfect_confidence_has_auroc_one_and_a_falling_error():
+    rows = [_row("random", None, i) for i in range(6)]
+    preds = [_pred("none", None, 0.9)] * 3 + [_pred("gene", "Z", 0.2)] * 3
+    m = score_outcomes(rows, preds, n_boot=20, seed=0)
+    assert m["auroc"] == 1.0
+    pts = {p["threshold"]: p for p in m["risk_coverage"]}
+    assert pts[0.0]["error"] == 0.5 and pts[0.5]["error"] == 0.0 and pts[0.5]["coverage"] == 0.5
+    assert m["kinds"]["random"]["gene_claims"] == 3 and m["novel_no_gene"] is None
+
+
+def test_risk_coverage_coverage_never_grows():
+    rng = np.random.default_rng(0)
+    conf = rng.random(200).tolist() + [None] * 5
+    right = (rng.random(205) < 0.7).tolist()
+    pts = risk_coverage(right, conf)
+    cover = [p["coverage"] for p in pts]
+    assert cover[0] == 1.0 and all(a >= b for a, b in zip(cover, cover[1:]))
+    assert all(p["rows"] == sum(c is not None and c >= p["threshold"] for c in conf) for p in pts)
+    assert risk_coverage(right, [None] * 205) == []
+
+
+def test_a_system_without_confidence_has_no_auroc():
+    m = score_outcomes(ROWS, [{"outcome": "none"}] * len(ROWS), n_boot=20, seed=0)
+    assert "auroc" not in m and "risk_coverage" not in m
+    assert all(v["confident_gene"] is None for v in m["kinds"].values())
+    assert m["novel_no_gene"] == 1.0 and m["kinds"]["random"]["gene_claims"] == 0
+
+
+def test_confusion_counts():
+    c = confusion(["repeat", "gene", "gene"], ["none", "gene", "similar"])
+    assert c["rows"] == ["gene", "repeat"]
+    assert c["matrix"][0][PRED_LABELS.index("gene")] == 1 and c["matrix"][1][PRED_LABELS.index("none")] == 1
+    assert sum(map(sum, c["matrix"])) == 3
+
+
+# ------------------------------------------------------------------------------ baselines
+
+
+def _validation_set():
+    """Hits of gene rows (identity 0.97-1, whole query), intergenic rows (the same, kind
+    intergenic), repeats (5 loci), similar (half the query at 0.85) and no hits."""
+    tops, loci, truths = [], [], []
+    rng = np.random.default_rng(1)
+    for i in range(20):
+        tops.append({"identity": 0.97 + 0.03 * rng.random(), "aligned_fraction": 1.0, "kind": "gene",
+                     "gene": f"G{i}", "evalue": 1e-100})
+        loci.append(1)
+        truths.append({"outcome": "gene", "gene_name": f"G{i}"})
+        tops.append({"identity": 0.98, "aligned_fraction": 0.95, "kind": "intergenic", "gene": None,
+                     "evalue": 1e-90})
+        loci.append(1)
+        truths.append({"outcome": "intergenic", "gene_name": None})
+        tops.append({"identity": 0.95, "aligned_fraction": 1.0, "kind": "gene", "gene": "R", "evalue": 1e-80})
+        loci.append(5)
+        truths.append({"outcome": "repeat", "gene_name": None})
+        tops.append({"identity": 0.85, "aligned_fraction": 0.45, "kind": "gene", "gene": "S", "evalue": 1e-20})
+        loci.append(1)
+        truths.append({"outcome": "similar", "gene_name": None})
+        tops.append(None)
+        loci.append(0)
+        truths.append({"outcome": "none", "gene_name": None})
+    return tops, loci, truths
+
+
+def _f1(preds, truths):
+    from llamadna.retrieve.outcome import scored_labels
+
+    return macro_f1(*scored_labels([p["outcome"] for p in preds], [p["gene"] for p in preds], truths))
+
+
+def test_tuned_thresholds_beat_a_bad_fixed_threshold():
+    tops, loci, truths = _validation_set()
+    bad = Thresholds(min_identity=0.999, min_fraction=0.999, repeat_loci=10)
+    tuned = tuned_rule(tops, loci, truths)
+    f_bad, f_tuned = _f1(rule_predictions(tops, loci, bad), truths), _f1(rule_predictions(tops, loci, tuned), truths)
+    assert f_tuned == 1.0 and f_bad < 0.6
+    preds = rule_predictions(tops, loci, tuned)
+    assert preds[0] == {"outcome": "gene", "gene": "G0"} and preds[1] == {"outcome": "intergenic", "gene": None}
+
+
+def test_lookup_results_as_top_hits():
+    mapped = {"mapped": True, "identity": 0.9, "aligned_fraction": 0.5, "evalue": 1e-30, "loci": 2,
+              "kind": "gene", "gene": "APP", "chrom": "chr21"}
+    unmapped = {"mapped": False, "identity": None, "loci": None}
+    top = lookup_top(mapped)
+    assert top["identity"] == 0.9 and top["kind"] == "gene" and top["gene"] == "APP"
+    assert lookup_top(unmapped) is None
+    assert lookup_tops([mapped, unmapped]) == ([top, None], [2, 0])
+
+
+# ------------------------------------------------------------------------------ hit statistics
+
+
+def test_count_loci_merges_overlaps_and_keeps_near_best():
+    al = [(0, 100, 400, 1.0, 1.0), (0, 380, 700, 0.99, 1.0),  # overlapping: one place
+          (0, 1900, 1600, 0.95, 0.98),  # minus strand (start > end), another place
+          (1, 100, 400, 0.97, 1.0), (2, 100, 400, 0.7, 1.0),  # record 2: too far below the best
+          (3, 0, 100, 1.0, 0.3)]  # covers too little of the query
+    assert distinct_loci(al) == 3
+    assert distinct_loci([]) == 0
+
+
+def test_blast_hits_carry_identity_fraction_evalue_and_loci():
+    # query q0 of 10 bases: a full HSP with one mismatch on record 3 and an equal one on record 5;
+    # q1: a half-length HSP
+    lines = ["q0\t3\t1\t10\t101\t110\t1e-3\t18.0\tplus\tACGTACGTAC\tACGTACGTAA",
+             "q0\t5\t1\t10\t51\t60\t1e-3\t18.0\tplus\tACGTACGTAC\tACGTACGTAC",
+             "q1\t2\t3\t7\t20\t24\t0.5\t9.0\tplus\tGTACG\tGTACG"]
+    hits = parse_blast_hits(lines, [10, 10])
+    assert hits[0] == Hit(3, 105, None)  # the first listed of two equal HSPs; statistics not compared
+    assert hits[0].identity == pytest.approx(0.9) and hits[0].aligned_fraction == 1.0
+    assert hits[0].evalue == 1e-3 and hits[0].loci == 2
+    assert hits[1].aligned_fraction == 0.5 and hits[1].identity == 1.0 and hits[1].loci == 1
+
+
+def _repeat_reference(tmp_path, copies: int = 4):
+    rng = np.random.default_rng(5)
+
+    def rnd(n):
+        return "".join(rng.choice(list("ACGT"), n))
+
+    element = rnd(400)
+    unique = rnd(400)
+    seq = rnd(1500) + unique + "".join(rnd(1500) + element for _ in range(copies)) + rnd(1500)
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(f">chr1:1-{len(seq)}\n{seq}\n")
+    return fasta, element, unique
+
+
+def test_minimap2_hits_count_a_repeats_loci(tmp_path):
+    from llamadna.retrieve.align import Minimap2Aligner, index_reference
+
+    fasta, element, unique = _repeat_reference(tmp_path)
+    map_fn, _ = index_reference(fasta, Minimap2Aligner(k=11, w=5))
+    rep, uni = map_fn([element, unique])
+    assert rep.loci == 4 and uni.loci == 1
+    assert uni.identity == 1.0 and uni.aligned_fraction == 1.0 and uni.evalue is None
+
+
+@pytest.mark.skipif(shutil.which("blastn") is None, reason="BLAST+ not installed")
+def test_blastn_without_culling_counts_a_repeats_loci(tmp_path):
+    from llamadna.retrieve.align import BlastnAligner, index_reference
+
+    fasta, element, unique = _repeat_reference(tmp_path)
+    culled, _ = index_reference(fasta, BlastnAligner(threads=1))
+    full, _ = index_reference(fasta, BlastnAligner(threads=1, culling_limit=None))
+    assert culled([element])[0].loci == 1  # culling_limit 1 deletes the other copies
+    rep, uni = full([element, unique])
+    assert rep.loci == 4 and uni.loci == 1 and uni.identity == 1.0 and uni.evalue < 1e-100
+
+
+# ------------------------------------------------------------------------------ section, report
+
+
+def _section() -> dict:
+    model = score_outcomes(ROWS, PREDS, n_boot=20, seed=0)
+    blast = score_outcomes(ROWS, [_pred("gene", r["truth"]["gene_name"]) if r["kind"] == "gene"
+                                  else _pred("none") for r in ROWS], n_boot=20, seed=0)
+    floor = score_outcomes(ROWS, [{"outcome": "none"}] * len(ROWS), n_boot=20, seed=0)
+    kinds = [r["kind"] for r in ROWS]
+    return {"split": "split_gene", "units": ["split_gene"],
+            "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds}, "validation_rows": 40,
+            "thresholds": {"blastn_tuned": {"min_identity": 0.8, "max_evalue": 1e-5}},
+            "systems": {"model": model, "blastn_tuned": blast},
+            "notes": {"model": "the model", "blastn_tuned": "blastn"},
+            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]}}
+
+
+def test_section_matches_the_schema():
+    section = _section()
+    assert missing_keys(section, OutOfReference) == []
+    del section["systems"]["model"]["kinds"]["random"]["gene_claim_rate"]
+    del section["floor"]["macro_f1"]
+    assert sorted(missing_keys(section, OutOfReference)) == [
+        "floor.macro_f1", "systems.model.kinds.random.gene_claim_rate"]
+
+
+def test_summary_rows_and_the_report_section(tmp_path):
+    from llamadna.evaluate.report import write_report
+    from llamadna.evaluate.schema import read_metrics
+
+    section = _section()
+    rows = summary_rows(section)
+    assert [r[0] for r in rows] == ["model", "blastn_tuned", "always none (floor)"]
+    assert rows[1][3].startswith("0.0 %")  # blastn here claims no gene outside genes
+    meta = {"dataset": "ds", "data_dir": "data", "model": "m", "model_config": {}, "train_config": {},
+            "seed": 0, "splits": ["split_gene"], "created": "2026-01-01T00:00:00", "rows_per_split": {},
+            "eval_config": {}, "seconds": 1.0}
+    metrics = {"meta": meta, "splits": {}, "reported": {}, "systems": {}, "out_of_reference": section}
+    path = write_report(metrics, [], tmp_path)
+    assert read_metrics(tmp_path / "metrics.json")["out_of_reference"]["rows"]["random"] == 3
+    page = path.read_text()
+    part = page[page.index('<h2 id="out_of_reference">'):]
+    for text in ("Out of reference", "False gene claims per truth kind", "Outcome accuracy per truth kind",
+                 "Confusion of outcomes", "always none (floor)", "blastn_tuned", "Risk-coverage",
+                 "gene confidence &ge; 0.5", "data:image/png;base64,"):
+        assert text in part, text
+    # the random rows' false claims of the model: 1 of 3, with its Wilson interval
+    lo, hi = wilson_interval(1, 3)
+    assert f"33.3 % <small>[{100 * lo:.1f}, {100 * hi:.1f}]</small> (1)" in part
+    assert not math.isnan(section["systems"]["model"]["macro_f1"])
+
+
+@pytest.mark.parametrize("aligner", ("minimap2", "blastn"))
+def test_lookup_reports_hit_statistics_and_masks_genes(bundle_factory, aligner):
+    from llamadna.data.build import build_dataset
+    from llamadna.evaluate.baselines import ReferenceLookup
+
+    if aligner == "blastn" and shutil.which("blastn") is None:
+        pytest.skip("BLAST+ not installed")
+    bundle = bundle_factory(seed=3, chrom_lengths={"chr1": 30_000, "chr2": 20_000}, n_genes=6, n_variants=40)
+    rows = build_dataset(bundle.path)[0].to_dicts()[:20]
+    lookup = ReferenceLookup(bundle.path, [], "FALLBACK", aligner=aligner)
+    seqs = [r["Sequence"] for r in rows]
+    for row, res in zip(rows, lookup.lookup_many(seqs, "GRCh38")):
+        assert res["gene"] == row["gene_name"] and res["kind"] == "gene"
+        assert res["identity"] == 1.0 and res["aligned_fraction"] == 1.0 and res["loci"] >= 1
+        assert (res["evalue"] is None) == (aligner == "minimap2")
+    gene = rows[0]["gene_name"]
+    masked = lookup.without_genes([gene]).lookup_many(seqs, "GRCh38")
+    for row, res in zip(rows, masked):
+        if row["gene_name"] == gene:
+            assert res["gene"] != gene and res["mapped"]
+            assert res["kind"] == ("gene" if res["gene"] else "intergenic")
+        else:
+            assert res["gene"] == row["gene_name"]
+    assert lookup.lookup(seqs[0], "GRCh38")["gene"] == gene  # the original keeps every gene
+
+
+def test_evaluate_prints_the_out_of_reference_table():
+    from llamadna.cli import _print_out_of_reference, console
+
+    with console.capture() as cap:
+        _print_out_of_reference(_section())
+    text = cap.get()
+    assert "out of reference: 12 rows" in text and "macro-F1" in text
+    assert "model" in text and "always none" in text and "0.700" in text  # the model's macro-F1
