@@ -754,8 +754,8 @@ def test_grounded_gene_no_candidate_has_weighs_the_aligned_genes_against_the_evi
     """A name no candidate has: the aligned gene candidates' sentences and what the evidence shows
     are scored (embedding and intergenic candidates are not), the best kept with its score."""
     ev = [GENE7, BETWEEN, OTHER2, EMBEDDED]
-    shown = dec.described(ev)
-    assert shown.startswith("This sequence resembles part of chr1 chromosome in GENE7 gene")
+    shown = dec.described(ev)  # the rule's answer: the top aligned gene, whole and near-identical
+    assert shown == dec.outcome_sentence("gene", GENE7, ev, None)
     score = _Scores({dec.candidate_sentence(OTHER2, "ClinVar"): -0.3, shown: -0.4})
     texts = [_greedy_text("chr1", "GENE", "gene 7"), _greedy_text("chr1", "CCDC74", "x")]
     out, c, _ = _ground([ev, ev], texts, score)

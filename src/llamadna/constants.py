@@ -55,6 +55,11 @@ ANNOTATION_TEMPLATE = (
 # and parses each outcome's sentence; its opening words decide the outcome.
 OUTCOMES = ("gene", "intergenic", "repeat", "similar", "none")
 REPEAT_MIN_LOCI = 3  # loci at which a query is a repeat (rule default, training targets)
+# A query's loci (the retriever, the lookups, the repeat negatives' truth): reference places it
+# aligns to with identity x aligned fraction >= LOCI_SHARE x its best alignment's, over at least
+# LOCI_MIN_FRACTION of its length; overlapping places on a record count once.
+LOCI_SHARE = 0.9
+LOCI_MIN_FRACTION = 0.5
 INTERGENIC_TEMPLATE = (
     "This sequence is part of {chrom} chromosome between {left} and {right}; "
     "no gene contains it."

@@ -69,10 +69,10 @@ def test_rule_outcome_on_a_blastn_hit_uses_the_evalue_cut():
 def test_candidate_outcome_and_what_the_evidence_shows_without_the_own_locus():
     gene = [cand(), cand(gene="SOD1", identity=0.7, fraction=0.5)]
     assert candidate_outcome(gene) == ("gene", gene[0])
-    assert describe_evidence(gene) == ("similar", gene[0])
+    assert describe_evidence(gene) == ("gene", gene[0])  # the rule's: a paralog is named
     inter = [cand(kind="intergenic", left_gene="APP", left_distance=12_000)]
     assert candidate_outcome(inter) == ("intergenic", inter[0])
-    assert describe_evidence(inter) == ("similar", inter[0])
+    assert describe_evidence(inter) == ("intergenic", inter[0])
     rep = [cand(loci=7), cand(gene="SOD1", loci=7)]
     assert candidate_outcome(rep) == ("repeat", rep[0]) and describe_evidence(rep)[0] == "repeat"
     emb = [cand(identity=None, fraction=None, cosine=0.9, loci=0)]
@@ -86,8 +86,10 @@ def test_outcome_sentences_parse_back_to_their_outcome():
     c = cand()
     s = outcome_sentence("gene", c, [c], None)
     assert s.startswith("This sequence is part of chr21 chromosome part of APP gene.")
-    assert s.endswith(f"It is part of the {NOT_SPECIFIED} dataset.")
-    assert outcome_sentence("gene", c, [c], "ClinVar").endswith("It is part of the ClinVar dataset.")
+    assert s.endswith("It is part of the ClinVar dataset.")  # no source given: the candidate's
+    assert outcome_sentence("gene", c, [c], "COSMIC").endswith("It is part of the COSMIC dataset.")
+    c = {**c, "source": None}
+    assert outcome_sentence("gene", c, [c], None).endswith(f"It is part of the {NOT_SPECIFIED} dataset.")
     inter = cand(kind="intergenic", left_gene="APP", left_distance=12_000, right_gene=None)
     s = outcome_sentence("intergenic", inter, [inter], "ClinVar")
     assert parse_outcome(s)["outcome"] == "intergenic" and "APP (12 kb)" in s

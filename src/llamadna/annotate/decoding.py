@@ -138,7 +138,7 @@ def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confid
 
 def described(cands: Sequence[dict]) -> str:
     """The sentence of what the evidence shows when the row's own gene or locus is not in it
-    (`describe_evidence`: repeat, similar or none)."""
+    (`describe_evidence`: the threshold rule's outcome)."""
     outcome, cand = describe_evidence(cands)
     return outcome_sentence(outcome, cand, cands, None)
 

@@ -14,8 +14,9 @@ Kinds (`NEGATIVE_KINDS`) and their truth outcome:
 - similar (similar): a chimera of a genic row (`chimera`: 25-50 % of its window kept in one
   piece, the rest random bases), `similar_to` = its gene;
 - repeat (repeat): a REPEAT_WINDOW-base window of the reference found at >= REPEAT_MIN_LOCI
-  places of its build's reference (minimap2 through mappy, hits over >= REPEAT_FRACTION of the
-  window at >= REPEAT_IDENTITY identity).
+  places of its build's reference (minimap2 through mappy; the retriever's rule for loci,
+  constants.LOCI_SHARE and LOCI_MIN_FRACTION, so that a truth repeat is what the index's loci
+  count can show).
 
 Parts of the reference (`reference_part`): 100-kb blocks of each build's chromosomes, each
 train / val / test by a seeded hash (70/15/15), so that training, calibration and evaluation
@@ -35,7 +36,15 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.constants import DEFAULT_WINDOW, NONE_SENTENCE, REPEAT_MIN_LOCI, SPLASH_COLUMNS, SPLITS
+from llamadna.constants import (
+    DEFAULT_WINDOW,
+    LOCI_MIN_FRACTION,
+    LOCI_SHARE,
+    NONE_SENTENCE,
+    REPEAT_MIN_LOCI,
+    SPLASH_COLUMNS,
+    SPLITS,
+)
 from llamadna.data.genes import load_genes
 from llamadna.data.paths import discover_sets
 from llamadna.data.template import intergenic_sentence
@@ -53,8 +62,6 @@ DEFAULT_MIN_DISTANCE = 2000  # intergenic windows: bases from the nearest gene, 
 MAX_N_FRACTION = 0.1  # reference windows with this share of N or more are not used
 SIMILAR_KEEP = (0.25, 0.5)  # share of a genic window a "similar" chimera keeps (uniform)
 REPEAT_WINDOW = 300  # bases of a repeat window (about an Alu)
-REPEAT_IDENTITY = 0.9  # a locus counts when a hit has this identity ...
-REPEAT_FRACTION = 0.8  # ... over this share of the window
 REPEAT_BEST_N = 50  # hits minimap2 keeps per window (more than any locus count asked for)
 REPEAT_SCAN = 100  # windows aligned at most per repeat asked for (the scan is the slow part: ~0.3 ms
 # a window; ~4 % of the bundle's windows are repeats, so 100 x finds what a part holds)
@@ -243,12 +250,15 @@ def intergenic_windows(data_dir: str | Path, window: int = DEFAULT_WINDOW, strid
 
 # ----------------------------------------------------------------------------------- repeats
 def count_loci(aligner: mappy.Aligner, seq: str) -> int:
-    """Distinct reference loci of a sequence: its hits (every chain: `_ALL_CHAINS`) over at least
-    REPEAT_FRACTION of it at REPEAT_IDENTITY identity or more (matching bases / alignment
-    length), overlapping hits on a record merged into one locus."""
-    hits = sorted((h.ctg, h.r_st, h.r_en) for h in aligner.map(seq)
-                  if h.blen and h.mlen >= REPEAT_IDENTITY * h.blen
-                  and h.q_en - h.q_st >= REPEAT_FRACTION * len(seq))
+    """Distinct reference loci of a sequence by the retriever's rule: its hits (every chain:
+    `_ALL_CHAINS`) whose identity (matching bases / alignment length) x aligned fraction is at
+    least LOCI_SHARE x the best hit's, over at least LOCI_MIN_FRACTION of it; overlapping hits on
+    a record merged into one locus."""
+    found = [(h.ctg, h.r_st, h.r_en, h.mlen / h.blen * (h.q_en - h.q_st) / len(seq),
+              (h.q_en - h.q_st) / len(seq)) for h in aligner.map(seq) if h.blen]
+    best = max((score for *_, score, _ in found), default=0.0)
+    hits = sorted((ctg, st, en) for ctg, st, en, score, frac in found
+                  if score >= LOCI_SHARE * best and frac >= LOCI_MIN_FRACTION)
     loci, last = 0, (None, -1)
     for ctg, st, en in hits:
         if ctg != last[0] or st >= last[1]:

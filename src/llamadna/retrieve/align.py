@@ -34,6 +34,7 @@ from pathlib import Path
 
 import mappy
 
+from llamadna.constants import LOCI_MIN_FRACTION, LOCI_SHARE
 from llamadna.errors import ConfigError
 from llamadna.io.fasta import read_reference
 
@@ -111,11 +112,6 @@ class Hit:
     loci: int | None = field(default=None, compare=False)
 
 
-# A query's loci (`Hit.loci`): alignments whose identity x aligned fraction is at least
-# LOCI_SHARE x the query's best one, over at least LOCI_MIN_FRACTION of the query, on distinct
-# reference places (the retriever's rule: retrieve.config).
-LOCI_SHARE = 0.9
-LOCI_MIN_FRACTION = 0.5
 
 
 def distinct_loci(alignments: Iterable[tuple[int, int, int, float, float]]) -> int:

@@ -13,7 +13,8 @@ and a `Retriever` on it. For a training batch (`train_batch`, seeded per step), 
 3. **left without its gene** with probability cfg.evidence_drop: the row's gene is removed from
    the candidates, so the model learns what to write when the reference lacks the gene (a novel
    gene): not the row's own fields, which nothing in the prompt tells, but what the evidence
-   shows (`retrieve.outcome.describe_evidence`: a repeat, a partial similarity or no match);
+   shows (`retrieve.outcome.describe_evidence`, the threshold rule's outcome: a paralog's gene,
+   a repeat, a partial similarity or no match);
 4. **made a copying task** otherwise, with probability cfg.evidence_swap: the row's gene is renamed in both
    the evidence and the target sentence: its name, chromosome, description, transcript type and
    phenotype each drawn from an independent other gene of the index (the name, half of those
@@ -251,7 +252,7 @@ class EvidenceSampler:
         if self.truncate and len(cands) > 1 and rng.random() < self.truncate:
             cands = cands[: int(rng.integers(1, len(cands)))]
         if not any(c["gene"] == fields["gene_name"] for c in cands):
-            return cands, evidence_target(cands)
+            return cands, evidence_target(cands, r.get("Dataset"))
         return cands, annotation_sentence(fields["chrom"], fields["gene_name"], fields["gene_description"],
                                           fields["transcript_type"], fields["phenotype"], r["Dataset"])
 
@@ -314,11 +315,13 @@ class EvidenceSampler:
         return new
 
 
-def evidence_target(cands: Sequence[dict]) -> str:
+def evidence_target(cands: Sequence[dict], source: str | None = None) -> str:
     """The sentence of what candidates show when the query's own gene or locus is not among them
-    (`describe_evidence`: a repeat, a partial similarity or no match)."""
+    (`describe_evidence`, the rule's outcome: a paralog's gene, an intergenic stretch, a repeat,
+    a partial similarity or no match); `source`: a gene sentence's database (the row's own; None:
+    the candidate's nearest known variant's)."""
     outcome, cand = describe_evidence(cands)
-    return outcome_sentence(outcome, cand, cands, None)
+    return outcome_sentence(outcome, cand, cands, source)
 
 
 def same_interval(cand: dict, row: dict) -> bool:
