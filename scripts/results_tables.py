@@ -111,6 +111,68 @@ def benchmark(b: dict) -> list[str]:
     return out
 
 
+def _pct_iv(k, n, iv) -> str:
+    if not n:
+        return "–"
+    return f"{k}/{n} = {100 * k / n:.1f} %" + ("" if not iv else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
+
+
+def _kind_claims(o: dict, kinds: list[str]) -> list[str]:
+    out = ["", "Gene claims per kind of row (rate, Wilson 95 % interval); the first column is "
+           "the genic test rows' outcome accuracy:", "",
+           "| system | gene (accuracy) | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 2) + "|"]
+    for name, m in o["systems"].items():
+        g, per = m["kinds"]["gene"], m["kinds"]
+        cells = [_pct_iv(round(g["accuracy"] * g["rows"]), g["rows"], g["accuracy_interval"])]
+        cells += [_pct_iv(per[k]["gene_claims"], per[k]["rows"], per[k]["gene_claim_interval"])
+                  for k in kinds]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _confusions(o: dict) -> list[str]:
+    out = []
+    for name, m in o["systems"].items():
+        c = m["confusion"]
+        out += ["", f"Confusion ({name}): truth kind x answered outcome", "",
+                "| truth | " + " | ".join(c["columns"]) + " |", "|---" * (len(c["columns"]) + 1) + "|"]
+        out += [f"| {r} | " + " | ".join(map(str, row)) + " |" for r, row in zip(c["rows"], c["matrix"])]
+    return out
+
+
+def _model_confidence(model: dict) -> list[str]:
+    confident = [f"{k} {v['confident_gene']}/{v['rows']}" for k, v in model["kinds"].items()
+                 if v["confident_gene"] is not None]
+    out = ["", "Model rows with gene confidence >= 0.5, per kind: " + ", ".join(confident)]
+    rc = model.get("risk_coverage") or []
+    if rc:
+        out += ["", "Model risk-coverage (outcome confidence threshold: coverage, error among the covered):",
+                "", "| threshold | coverage | error |", "|---|---|---|"]
+        out += [f"| {p['threshold']:.2f} | {p['coverage']:.3f} | "
+                f"{'–' if p['error'] is None else format(p['error'], '.3f')} |" for p in rc]
+    return out
+
+
+def out_of_reference(o: dict) -> list[str]:
+    """The "out_of_reference" section: summary per system, gene claims per kind, the model's
+    confidence, the confusion matrices, the tuned thresholds."""
+    from llamadna.evaluate.out_of_reference import summary_rows
+
+    rows = ", ".join(f"{k} {v}" for k, v in o["rows"].items())
+    out = ["", f"### Out of reference ({o['split']}; {sum(o['rows'].values())} rows: {rows}; "
+           f"thresholds tuned on {o['validation_rows']} validation rows)", "",
+           "| system | outcome macro-F1 | 95 % interval | gene claimed where there is none | "
+           "novel: no gene claimed | AUROC |", "|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(r) + " |" for r in summary_rows(o)]
+    out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
+    if o["systems"].get("model"):
+        out += _model_confidence(o["systems"]["model"])
+    out += _confusions(o)
+    out += ["", "Thresholds tuned on validation: " + "; ".join(
+        f"{k}: " + ", ".join(f"{a} {b}" for a, b in t.items()) for k, t in o["thresholds"].items())]
+    return out
+
+
 def main(path: str) -> None:
     m = json.load(open(path))
     lines = [
@@ -123,6 +185,8 @@ def main(path: str) -> None:
         if entry.get("divergence"):
             lines += divergence(split, entry["divergence"])
         lines.append("")
+    if m.get("out_of_reference"):
+        lines += out_of_reference(m["out_of_reference"])
     if m.get("benchmark"):
         lines += benchmark(m["benchmark"])
     print("\n".join(lines))

@@ -325,13 +325,58 @@ def test_lookup_reports_hit_statistics_and_masks_genes(bundle_factory, aligner):
         assert (res["evalue"] is None) == (aligner == "minimap2")
     gene = rows[0]["gene_name"]
     masked = lookup.without_genes([gene]).lookup_many(seqs, "GRCh38")
+    spans = [(g["chrom"], g["start"], g["end"]) for g in bundle.genes if g["gene_name"] == gene]
+    apart = 0
     for row, res in zip(rows, masked):
-        if row["gene_name"] == gene:
-            assert res["gene"] != gene and res["mapped"]
-            assert res["kind"] == ("gene" if res["gene"] else "intergenic")
+        near = any(c == row["chrom"] and row["start"] <= e and row["end"] >= s for c, s, e in spans)
+        if near:  # the gene's sequence is masked too: unmapped, or another place
+            assert res["gene"] != gene
+            assert res["kind"] == ("gene" if res["gene"] else "intergenic" if res["mapped"] else None)
         else:
             assert res["gene"] == row["gene_name"]
+            apart += 1
+    assert apart and any(r["gene_name"] == gene for r in rows)
     assert lookup.lookup(seqs[0], "GRCh38")["gene"] == gene  # the original keeps every gene
+
+
+@pytest.mark.parametrize("aligner", ("minimap2", "blastn"))
+def test_lookup_without_genes_masks_their_sequence(bundle_factory, aligner):
+    """The novel-gene setting of the lookup: the gene's span is N in the indexed reference, so a
+    query cut from inside it no longer maps there, while other genes map as before (chromosome
+    coordinates, on region records that start at 1,001)."""
+    from llamadna.evaluate.baselines import ReferenceLookup
+
+    if aligner == "blastn" and shutil.which("blastn") is None:
+        pytest.skip("BLAST+ not installed")
+    bundle = bundle_factory(seed=5, chrom_lengths={"chr1": 30_000, "chr2": 20_000}, n_genes=6,
+                            n_variants=10, regions=True, gene_len=(2_000, 6_000))
+    genome = {name.split(":")[0]: value for name, value in bundle.genome.items()}
+    gone = bundle.genes[0]
+    kept = next(g for g in bundle.genes[1:] if g["chrom"] != gone["chrom"] or g["start"] > gone["end"]
+                or g["end"] < gone["start"])
+
+    def cut(gene, offset, n=400):  # a query inside the gene, and its centre (1-based)
+        start0, seq = genome[gene["chrom"]]
+        a = gene["start"] - 1 + offset
+        return seq[a - start0 : a - start0 + n].tobytes().decode(), a + n // 2 + 1
+
+    lookup = ReferenceLookup(bundle.path, [], "FALLBACK", aligner=aligner)
+    novel = lookup.without_genes([gone["gene_id"]])  # by id
+    inside = [cut(gone, o) for o in (0, 500, 1_000, gone["end"] - gone["start"] + 1 - 400)]
+    for (seq, centre), res in zip(inside, novel.lookup_many([s for s, _ in inside], "GRCh38")):
+        assert res["gene"] != gone["gene_name"]
+        assert not res["mapped"] or res["chrom"] != gone["chrom"] or not (
+            gone["start"] <= res["position"] <= gone["end"])
+        assert lookup.lookup(seq, "GRCh38")["position"] == centre  # the original still maps it
+    others = [cut(kept, o) for o in (0, 700)]
+    for (_, centre), res in zip(others, novel.lookup_many([s for s, _ in others], "GRCh38")):
+        assert res["mapped"] and res["gene"] == kept["gene_name"]
+        assert (res["chrom"], res["position"]) == (kept["chrom"], centre)
+    # the masks add up: without a second gene, the first stays masked
+    again = novel.without_genes([kept["gene_name"]])
+    assert not any(r["mapped"] and r["chrom"] == gone["chrom"] and gone["start"] <= r["position"] <= gone["end"]
+                   for r in again.lookup_many([s for s, _ in inside], "GRCh38"))
+    assert all(r["gene"] != kept["gene_name"] for r in again.lookup_many([s for s, _ in others], "GRCh38"))
 
 
 def test_evaluate_prints_the_out_of_reference_table():

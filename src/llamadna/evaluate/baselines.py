@@ -63,6 +63,8 @@ class _BuildIndex:
     records: list[tuple[str, int, int]]  # index record name (= position here) -> (chrom, start0, L)
     genes: pl.DataFrame  # resolved genes of the build (assign_genes' input)
     fields: dict[tuple[str, str], dict]  # (chrom, gene_name) -> the gene's sentence fields
+    fasta: Path  # the build's reference FASTA
+    masked: tuple[tuple[str, int, int], ...] = ()  # (chrom, start0, end0) indexed as N
 
 
 class ReferenceLookup:
@@ -111,7 +113,7 @@ class ReferenceLookup:
             map_fn, records = index_reference(aset.fasta, self.aligner)
             genes = resolve_genes(load_genes(aset), info)
             self._index[aset.build] = _BuildIndex(map_fn, records, genes,
-                                                  gene_fields(genes, gene_pheno))
+                                                  gene_fields(genes, gene_pheno), Path(aset.fasta))
             log.info("reference lookup %s: %d records, %d genes (%s)", aset.build, len(records),
                      genes.height, self.description)
 
@@ -135,10 +137,15 @@ class ReferenceLookup:
         return other
 
     def without_genes(self, names: Iterable[str]) -> ReferenceLookup:
-        """The same lookup (reference indexes shared) whose gene tables lack the genes `names`
-        (gene names or ids):
-        a query of such a gene reads like one outside every gene, or in another gene there (the
-        novel-gene setting: the annotation lacks the gene)."""
+        """The same lookup without the genes `names` (gene names or ids), in the annotation and in
+        the reference (the novel-gene setting: neither the annotation nor the reference has the
+        gene): their rows leave the gene tables, and the span (start..end on its chromosome) of
+        every such gene of a build is masked with N in a temporary copy of the build's FASTA,
+        which is indexed with the same aligner instead of the original; so a query of such a gene
+        maps elsewhere (a paralog, a repeat) or not at all, never to the gene's own locus, as the
+        retriever's index without the gene's windows (`ReferenceIndex.derive(exclude_genes=)`).
+        Masking keeps lengths, so hits keep the original coordinates. A build with none of the
+        genes shares this lookup's index; the masks of an earlier `without_genes` are kept."""
         names = list(set(names))
         other = copy.copy(self)
         other._index = {}
@@ -146,8 +153,24 @@ class ReferenceLookup:
             drop = pl.col("gene_name").is_in(names)
             if "gene_id" in idx.genes.columns:
                 drop = drop | pl.col("gene_id").is_in(names)
-            other._index[b] = replace(idx, genes=idx.genes.filter(~drop.fill_null(False)))
+            drop = drop.fill_null(False)
+            gone = idx.genes.filter(drop)
+            other._index[b] = replace(idx, genes=idx.genes.filter(~drop))
+            if gone.height:
+                other._index[b] = self._masked_index(other._index[b], gone)
         return other
+
+    def _masked_index(self, idx: _BuildIndex, gone: pl.DataFrame) -> _BuildIndex:
+        """`idx` re-indexed with the spans of the genes `gone` (1-based, inclusive) masked too."""
+        spans = gone.select("chrom", pl.col("start") - 1, "end").iter_rows()
+        masked = tuple(sorted(set(idx.masked) | {(c, int(s), int(e)) for c, s, e in spans}))
+        mask: dict[str, list[tuple[int, int]]] = {}
+        for chrom, start0, end0 in masked:
+            mask.setdefault(chrom, []).append((start0, end0))
+        map_fn, records = index_reference(idx.fasta, self.aligner, mask)
+        log.info("reference lookup without %d genes: %d spans (%s bases) masked with N", gone.height,
+                 len(masked), f"{sum(e - s for _, s, e in masked):,}")
+        return replace(idx, map_fn=map_fn, records=records, masked=masked)
 
     @property
     def builds(self) -> list[str]:

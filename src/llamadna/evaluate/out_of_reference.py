@@ -4,7 +4,8 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
 - rows: the usual test rows of the first evaluated split (truth: their gene), the same rows with
   their genes masked out of the reference (the novel-gene setting, retrieval models: truth
   "novel", right when no gene is claimed; the masked index is the unit's "novel" retriever of
-  `systems.Unit`, the lookup's gene table lacks the same genes), and generated negatives of the
+  `systems.Unit`; blastn's lookup lacks the same genes in its gene table and in its database,
+  their spans masked with N: `ReferenceLookup.without_genes`), and generated negatives of the
   TEST part of the reference (`data.negatives.negative_rows`: random, shuffled, foreign,
   intergenic, similar, repeat; each with its truth outcome);
 - systems: the model (its outcome, gene, outcome_confidence), "retriever_tuned" (the hybrid

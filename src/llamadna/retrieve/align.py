@@ -14,8 +14,9 @@ fraction, blastn's e-value, and the query's loci over all its alignments, `disti
   `BLASTN_SETTINGS`. Every aligner states what it uses in `description`.
 - `index_reference`: one index per build over all its records, built from a temporary FASTA whose
   records are named by their index (0, 1, ...), so a hit maps back to the record's chromosome and
-  0-based start (`read_reference` parses `chr21:1000-2000` names); each distinct query is aligned
-  once (`RememberedMap`).
+  0-based start (`read_reference` parses `chr21:1000-2000` names); spans given as `mask` are
+  written as N there (a reference without some genes); each distinct query is aligned once
+  (`RememberedMap`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import subprocess
 import tempfile
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -441,23 +442,45 @@ def make_aligner(name: str) -> Aligner:
     raise ConfigError(f"unknown lookup aligner {name!r}; expected one of {ALIGNERS}")
 
 
-def index_reference(fasta: str | Path, aligner: Aligner) -> tuple[MapFn, list[tuple[str, int, int]]]:
+def index_reference(
+    fasta: str | Path, aligner: Aligner,
+    mask: Mapping[str, Iterable[tuple[int, int]]] | None = None,
+) -> tuple[MapFn, list[tuple[str, int, int]]]:
     """Index every record of a reference FASTA (upper case, IUPAC -> N as the builder reads it)
     with `aligner`, records named by their index; returns the map function and, per index
-    record, (chrom, 0-based start on the chromosome, length) to map hits back."""
+    record, (chrom, 0-based start on the chromosome, length) to map hits back.
+
+    mask : chromosome -> 0-based half-open spans [start0, end0) written as N in the indexed
+        (temporary) copy, so nothing aligns there; lengths and so the hits' coordinates stay
+        those of the FASTA.
+    """
     ref = read_reference(fasta)
     records = [(c.chrom, c.start0, len(c.seq)) for c in ref.contigs]
+    mask = {chrom: list(spans) for chrom, spans in (mask or {}).items()}
     fd, tmp = tempfile.mkstemp(suffix=".fa", prefix="llamadna_lookup_")
     try:
         with os.fdopen(fd, "wb") as fh:
             for i, c in enumerate(ref.contigs):
                 fh.write(b">%d\n" % i)
-                fh.write(c.seq.tobytes())
+                fh.write(_masked(c.seq, c.start0, mask.get(c.chrom, ())).tobytes())
                 fh.write(b"\n")
         map_fn = aligner.index(Path(tmp))
     finally:
         os.unlink(tmp)
     return RememberedMap(map_fn), records
+
+
+def _masked(seq, start0: int, spans: Iterable[tuple[int, int]]):
+    """`seq` (a contig at `start0` on its chromosome) with the parts of the chromosome spans
+    [a, b) that it covers set to N (a copy; `seq` itself where none overlaps)."""
+    out = seq
+    for a, b in spans:
+        lo, hi = max(a - start0, 0), min(b - start0, len(seq))
+        if lo < hi:
+            if out is seq:
+                out = seq.copy()
+            out[lo:hi] = ord("N")
+    return out
 
 
 class RememberedMap:
