@@ -352,6 +352,33 @@ def test_some_negatives_leave_the_genic_rows_as_they_were_drawn(indexed):
     assert ta == tb and [o["Sequence"] for o in a] == [o["Sequence"] for o in b]
 
 
+def test_with_negatives_some_genic_examples_lose_their_splash_scores(indexed):
+    """A negative has no SPLASH scores: with negatives, genic examples lose theirs with
+    probability splash_hide, so that "not available" does not mark the negatives; without
+    negatives nothing is hidden."""
+    from llamadna.constants import SPLASH_COLUMNS
+    from llamadna.data.negatives import negative_rows
+
+    root, data = indexed
+    train_rows, _, _ = load_split(root / "dataset", "split_gene")
+    idx = training_index(root / "index", root / "dataset", "split_gene", train_rows)
+    pool = negative_rows(data, train_rows, "train", per_kind=2, seed=0, window=96)
+    rows = [{**r, **dict(zip(SPLASH_COLUMNS, (0.6, 1e-3, 0.5)))} for r in train_rows[:40]]
+
+    def shown(sampler):
+        out, _ = sampler.train_batch(rows, np.random.default_rng(5))
+        genic = [o for o in out if o.get("kind") is None]
+        return sum(all(o[c] is not None for c in SPLASH_COLUMNS) for o in genic), len(genic)
+
+    def sampler(**kw):
+        return EvidenceSampler(Retriever(idx, k=3), 0.0, 0.0, 0.0, 0.0, 0.0, negatives=pool, **kw)
+
+    kept, n = shown(sampler(negative_rate=0.2, splash_hide=0.5))
+    assert n >= 20 and 0.2 * n <= kept <= 0.8 * n
+    assert shown(sampler(negative_rate=0.2, splash_hide=0.0))[0] == shown(sampler(negative_rate=0.2))[1]
+    assert shown(sampler(negative_rate=0.0, splash_hide=1.0)) == (40, 40)  # no negatives: nothing hidden
+
+
 def test_outcome_examples_cover_every_outcome(indexed):
     """The text tokenizer's corpus and the LLM's pretraining hold sentences of every outcome and
     evidence of intergenic and aligned candidates."""

@@ -14,8 +14,9 @@ Grounded, per outcome of the greedy sentence:
                 and what the evidence shows (`describe_evidence`); nothing aligned --> what the
                 evidence shows, unscored (out-of-reference queries stay fast)
     intergenic  the first intergenic candidate --> its sentence
-    similar     the aligned candidate whose gene the sentence names, else the top aligned one
-    repeat      the repeat sentence of the candidates, when the query has >= 2 loci
+    similar     the top aligned candidate (generation stops at "This sequence resembles", so the
+                sentence names none; one that does: that aligned candidate)
+    repeat      the repeat sentence of the candidates, when the query has >= REPEAT_MIN_LOCI loci
     none        NONE_SENTENCE
     otherwise (no such candidate, an undecided sentence) --> what the evidence shows
 
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE
+from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE, REPEAT_MIN_LOCI
 from llamadna.data.template import annotation_sentence, outcome_of, parse_annotation, parse_outcome
 from llamadna.errors import ConfigError
 from llamadna.retrieve.outcome import describe_evidence, outcome_sentence, top_aligned
@@ -175,7 +176,7 @@ def _similar(cands: list[dict], fields: dict, head: str) -> Choice:
 
 def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
     loci = cands[0].get("loci") or 0
-    return outcome_sentence("repeat", None, cands, None) if loci >= 2 else described(cands)
+    return outcome_sentence("repeat", None, cands, None) if loci >= REPEAT_MIN_LOCI else described(cands)
 
 
 CHOICES: dict[str, Callable[[list[dict], dict, str], Choice]] = {

@@ -70,7 +70,8 @@ class Gff3Writer:
             attrs.append(("Name", pred["gene"]))
         if pred["skipped"] is not None:  # not annotated: no sentence, source or score
             attrs.append(("skipped", pred["skipped"]))
-        else:  # source and the confidences only where they apply (no source unless a gene)
+        else:  # source and the confidences only where they apply (the source: a gene sentence or
+            # one whose outcome cannot be read, never another outcome)
             attrs += [("outcome", pred["outcome"]), ("Note", pred["annotation"]),
                       ("source", pred["source"]), ("source_prob", pred["source_prob"]),
                       ("outcome_confidence", pred["outcome_confidence"])]

@@ -66,6 +66,11 @@ class TrainConfig:
     # (data.negatives: random, shuffled, foreign, intergenic, similar, repeat), whose target is
     # what the evidence shows; 0 = genic rows only
     negative_rate: float = 0.3
+    # with negatives: share of training examples (genic or negative) whose SPLASH scores are left
+    # out of the prompt ("SPLASH scores not available"). A negative has none, and a FASTA given to
+    # `annotate` has none: if every genic example showed its scores, "not available" would tell
+    # the model which examples are negatives, and a user's query would read like one
+    splash_hide: float = 0.5
     epochs: int = 3
     max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
     batch_size: int = 8  # rows per step and process
@@ -139,7 +144,7 @@ class TrainConfig:
         if self.evidence_names not in ("index", "training"):
             raise ConfigError(f"--evidence-names must be index or training, got {self.evidence_names!r}")
         for name in ("evidence_max_rate", "evidence_swap", "evidence_drop", "evidence_shuffle",
-                     "evidence_pseudo", "evidence_truncate", "negative_rate"):
+                     "evidence_pseudo", "evidence_truncate", "negative_rate", "splash_hide"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.calibration_rows < 1:

@@ -45,7 +45,9 @@ is its intergenic sentence when its own interval (chromosome and flanking genes)
 candidates (with that candidate's distances, which the prompt shows), else what the evidence
 shows. A negative has no source class (`Dataset` None). The
 draws of negatives come from a child of the batch's generator (`Generator.spawn`), so a sampler
-without negatives draws exactly what it drew before them.
+without negatives draws exactly what it drew before them. With negatives, each example's SPLASH
+scores are left out with probability `splash_hide` (from the same child): a negative has none,
+nor does a FASTA given to `annotate`, so "SPLASH scores not available" must not mark negatives.
 
 Validation rows (`plain`) get the candidates of their own sequence, unchanged: their genes are
 masked out of the index, so validation measures the novel-gene case.
@@ -67,7 +69,7 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED
+from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED, SPLASH_COLUMNS
 from llamadna.data.mutate import mutate
 from llamadna.data.template import (
     annotation_sentence,
@@ -174,7 +176,8 @@ class EvidenceSampler:
 
     def __init__(self, retriever, max_rate: float, swap: float, drop: float, shuffle: float,
                  pseudo: float, known: set[str] | None = None, truncate: float = 0.0,
-                 negatives: Sequence[dict] | None = None, negative_rate: float = 0.0):
+                 negatives: Sequence[dict] | None = None, negative_rate: float = 0.0,
+                 splash_hide: float = 0.0):
         self.retriever = retriever
         self.max_rate, self.swap, self.drop, self.shuffle = max_rate, swap, drop, shuffle
         self.pseudo, self.truncate = pseudo, truncate
@@ -183,6 +186,7 @@ class EvidenceSampler:
         for r in negatives or ():
             self.negatives.setdefault(r["kind"], []).append(r)
         self.negative_rate = negative_rate if self.negatives else 0.0
+        self.splash_hide = splash_hide  # with negatives: examples whose SPLASH scores are left out
         g = retriever.index.genes.filter(pl.col("gene").is_not_null())
         if known is not None:  # only the training rows' genes lend their text (swaps, corpus)
             names = sorted(known)
@@ -200,6 +204,9 @@ class EvidenceSampler:
         sentences (module doc)."""
         neg, neg_rng = self._negative_draws(len(rows), rng)
         rows = [n if n is not None else r for r, n in zip(rows, neg)]
+        if neg_rng is not None and self.splash_hide:  # "not available" must not mark the negatives
+            hide = neg_rng.random(len(rows)) < self.splash_hide
+            rows = [{**r, **dict.fromkeys(SPLASH_COLUMNS)} if h else r for r, h in zip(rows, hide)]
         seqs = []
         for r, n in zip(rows, neg):
             if n is not None and r["kind"] in UNDIVERGED_KINDS:
@@ -252,7 +259,7 @@ class EvidenceSampler:
         if self.truncate and len(cands) > 1 and rng.random() < self.truncate:
             cands = cands[: int(rng.integers(1, len(cands)))]
         if not any(c["gene"] == fields["gene_name"] for c in cands):
-            return cands, evidence_target(cands, r.get("Dataset"))
+            return cands, evidence_target(cands)
         return cands, annotation_sentence(fields["chrom"], fields["gene_name"], fields["gene_description"],
                                           fields["transcript_type"], fields["phenotype"], r["Dataset"])
 
@@ -315,13 +322,13 @@ class EvidenceSampler:
         return new
 
 
-def evidence_target(cands: Sequence[dict], source: str | None = None) -> str:
+def evidence_target(cands: Sequence[dict]) -> str:
     """The sentence of what candidates show when the query's own gene or locus is not among them
     (`describe_evidence`, the rule's outcome: a paralog's gene, an intergenic stretch, a repeat,
-    a partial similarity or no match); `source`: a gene sentence's database (the row's own; None:
-    the candidate's nearest known variant's)."""
+    a partial similarity or no match); a gene sentence ends with the candidate's nearest known
+    variant's source, as grounded decoding writes it (`annotate.decoding.described`)."""
     outcome, cand = describe_evidence(cands)
-    return outcome_sentence(outcome, cand, cands, source)
+    return outcome_sentence(outcome, cand, cands, None)
 
 
 def same_interval(cand: dict, row: dict) -> bool:

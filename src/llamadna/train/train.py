@@ -84,7 +84,8 @@ def evidence_sampler(cfg: TrainConfig, train_rows: list[dict]):
                            cfg.evidence_shuffle, cfg.evidence_pseudo,
                            known=split_genes(train_rows) if cfg.evidence_names == "training" else None,
                            truncate=cfg.evidence_truncate,
-                           negatives=negative_pool(cfg, train_rows, index), negative_rate=cfg.negative_rate)
+                           negatives=negative_pool(cfg, train_rows, index), negative_rate=cfg.negative_rate,
+                           splash_hide=cfg.splash_hide)
 
 
 def negative_pool(cfg: TrainConfig, train_rows: list[dict], index=None) -> list[dict]:
