@@ -86,6 +86,9 @@ def test_score_outcomes_on_hand_made_predictions():
     assert k["random"]["gene_claim_interval"] == wilson_interval(1, 3)
     assert k["random"]["confident_gene"] == 1  # Y at 0.9 >= CONFIDENT
     assert k["novel"]["gene_claims"] == 1 and k["novel"]["confident_gene"] == 0  # X at 0.3 < 0.5
+    # a kind never claimed as a gene: 0 confident rows of a system with confidences, not None
+    assert k["intergenic"]["confident_gene"] == 0 and k["intergenic"]["confident_gene_rate"] == 0
+    assert k["intergenic"]["confident_gene_interval"] == wilson_interval(0, 2)
     assert CONFIDENT == 0.5
     assert k["random"]["accuracy"] == pytest.approx(1 / 3)
     assert k["intergenic"]["accuracy"] == 0.5 and k["repeat"]["accuracy"] == 1.0
@@ -113,6 +116,14 @@ def test_perfect_confidence_has_auroc_one_and_a_falling_error():
     pts = {p["threshold"]: p for p in m["risk_coverage"]}
     assert pts[0.0]["error"] == 0.5 and pts[0.5]["error"] == 0.0 and pts[0.5]["coverage"] == 0.5
     assert m["kinds"]["random"]["gene_claims"] == 3 and m["novel_no_gene"] is None
+
+
+def test_novel_no_gene_counts_only_answers_that_are_read():
+    rows = [_row("novel", "A", i) for i in range(4)]
+    preds = [_pred("none"), {"annotation": "garbled", "gene": None}, {"outcome": None},
+             _pred("gene", "A")]
+    m = score_outcomes(rows, preds, n_boot=20, seed=0)
+    assert m["novel_no_gene"] == 0.25 and m["novel_no_gene_interval"] == wilson_interval(1, 4)
 
 
 def test_risk_coverage_coverage_never_grows():
@@ -194,6 +205,133 @@ def test_lookup_results_as_top_hits():
     assert lookup_top(unmapped) is None
     assert lookup_tops([mapped, unmapped]) == ([top, None], [2, 0])
 
+
+# ------------------------------------------------------------------------------ section rows
+
+SPLASH = {"SPLASH_Effect": 1.5, "SPLASH_pval": 0.01, "SPLASH_entropy": 2.0}
+
+
+def _genic_row(gene: str, i: int, seq: str = "ACGT") -> dict:
+    return {"build": "GRCh38", "variant_id": f"v{i}", "row": i, "gene_name": gene, "gene_id": f"id{gene}",
+            "Sequence": seq + str(i), "Dataset": "d", **SPLASH}
+
+
+def _neg(kind: str, i: int, similar_to: str | None = None) -> dict:
+    outcome = {"intergenic": "intergenic", "similar": "similar", "repeat": "repeat"}.get(kind, "none")
+    return {"id": f"neg-{kind}-{i}", "kind": kind, "outcome": outcome, "Sequence": f"GG{kind}{i}",
+            "build": "GRCh38" if similar_to else None, "similar_to": similar_to,
+            "SPLASH_Effect": None, "SPLASH_pval": None, "SPLASH_entropy": None}
+
+
+def test_similar_negatives_are_clustered_with_their_gene():
+    from llamadna.evaluate.out_of_reference import _negative
+
+    rows = _negative([_neg("similar", 0, "APP"), _neg("shuffled", 1), _neg("random", 2)], "test")
+    assert [r["cluster"] for r in rows] == ["GRCh38:APP", "test:neg-shuffled-1", "test:neg-random-2"]
+
+
+def _fake_ctx(tmp_path, val_rows, reference=None):
+    from types import SimpleNamespace
+
+    (tmp_path / "predictions").mkdir(exist_ok=True)
+    cfg = SimpleNamespace(limit=None, seed=0, negatives_per_kind=1, n_boot=10, data_dir=tmp_path)
+    return SimpleNamespace(cfg=cfg, reference=reference, out=tmp_path, dataset="ds",
+                           rows=lambda column, subset: list(val_rows))
+
+
+class _FakeUnit:
+    """A unit whose model answers "none"; records the rows it is given."""
+
+    def __init__(self, ctx, column, test_rows, train_rows):
+        self.ctx, self.split, self.column = ctx, "split_gene", column
+        self.test_rows, self.train_rows, self.cache, self.seen = test_rows, train_rows, {}, []
+
+    def annotate(self, variant, rows, setting="full"):
+        self.seen += rows
+        return [{"outcome": "none", "gene": None} for _ in rows]
+
+
+def _fake_negatives(monkeypatch):
+    import llamadna.data.negatives as negatives
+
+    monkeypatch.setattr(negatives, "negative_rows", lambda data_dir, genic, part, per_kind, seed: [
+        _neg("random", 0), _neg("similar", 1, genic[0]["gene_name"])])
+
+
+def test_the_section_uses_the_first_unit_only_and_no_splash_scores(tmp_path, monkeypatch):
+    from llamadna.constants import SPLASH_COLUMNS
+    from llamadna.evaluate import out_of_reference as oor
+
+    _fake_negatives(monkeypatch)
+    monkeypatch.setattr(oor.shutil, "which", lambda name: None)  # no blastn baseline
+    ctx = _fake_ctx(tmp_path, [_genic_row("V", 9)])
+    units = [_FakeUnit(ctx, "split_gene", [_genic_row("A", 0), _genic_row("B", 1)], [_genic_row("T", 5)]),
+             _FakeUnit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
+    section = oor.out_of_reference(ctx, units)
+    assert section["units"] == ["split_gene"] and section["rows"]["gene"] == 2
+    assert units[1].seen == []  # another fold's test genes are the first unit's validation genes
+    assert section["validation_rows"] == 1 + 2 + 1  # genic, negatives, the genic rows as novel
+    assert units[0].seen and all(r[c] is None for r in units[0].seen for c in SPLASH_COLUMNS)
+
+
+def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, monkeypatch):
+    """retriever_tuned's thresholds see the validation rows with their genes masked out
+    (training_index of the unit), truth "novel"; blastn_tuned's, the lookup without them."""
+    import llamadna.evaluate.baselines as baselines
+    import llamadna.retrieve.align as align
+    import llamadna.retrieve.retriever as retriever
+    import llamadna.train.evidence_sampler as sampler
+    from llamadna.evaluate import out_of_reference as oor
+
+    _fake_negatives(monkeypatch)
+    ctx = _fake_ctx(tmp_path, [_genic_row("V", 9), _genic_row("A", 8)], reference="REF")
+    ctx.models = type("M", (), {"train_config": {"evidence_k": 3}})()
+    unit = _FakeUnit(ctx, "split_gene", [_genic_row("B", 1)], [_genic_row("A", 0)])
+    full, novel, truths = oor._validation(ctx, unit, tmp_path)
+    assert len(full) == 4 and [r["gene_name"] for r in novel] == ["V", "A"]
+    assert [t["outcome"] for t in truths] == ["gene", "gene", "none", "similar", "novel", "novel"]
+    assert all(r["SPLASH_Effect"] is None for r in full + novel)
+    hit = {"identity": 1.0, "aligned_fraction": 1.0, "kind": "gene", "loci": 1}
+    calls, tuned = [], []
+    monkeypatch.setattr(sampler, "training_index", lambda *a: calls.append(a) or "MASKED")
+    monkeypatch.setattr(retriever, "open_retriever", lambda index, k: ("retriever", index, k))
+    monkeypatch.setattr(oor, "tuned_rule", lambda tops, loci, t: tuned.append((tops, t)) or Thresholds())
+
+    def evidence(annotator, rows, setting):
+        masked = setting == oor.VAL_NOVEL
+        return [{**r, "evidence": [] if masked else [{**hit, "gene": r.get("gene_name")}]} for r in rows]
+
+    unit.annotator = lambda variant, setting="full": unit.retriever(setting) if setting == oor.VAL_NOVEL else None
+    unit.retriever = lambda setting: unit.cache[f"retriever:{setting}"]
+    unit.evidence = evidence
+    oor._retriever_baseline([unit], [], (full, novel), truths)
+    assert calls == [("REF", "ds", "split_gene", unit.train_rows)]
+    assert unit.cache[f"retriever:{oor.VAL_NOVEL}"] == ("retriever", "MASKED", 3)
+    tops, seen = tuned[-1]
+    assert seen == truths and len(tops) == 6 and tops[4:] == [None, None] and tops[0]["gene"] == "V"
+
+    class Lookup:  # genes masked: unmapped
+        builds, masked = ["GRCh38"], ()
+
+        def __init__(self, *a, **k):
+            pass
+
+        def without_genes(self, genes):
+            out = Lookup()
+            out.masked = tuple(genes)
+            calls.append(out.masked)
+            return out
+
+        def lookup_many(self, seqs, builds):
+            return [{"mapped": not self.masked, "identity": None if self.masked else 1.0,
+                     "aligned_fraction": 1.0, "loci": 0 if self.masked else 1, "gene": "g"} for _ in seqs]
+
+    monkeypatch.setattr(baselines, "ReferenceLookup", Lookup)
+    monkeypatch.setattr(align, "BlastnAligner", lambda **k: None)
+    oor._blastn_baseline([unit], [], (full, novel), truths, tmp_path)
+    tops, seen = tuned[-1]
+    assert seen == truths and tops[4:] == [None, None] and tops[0] is not None
+    assert calls[-2:] == [("V", "idV"), ("B", "idB")]  # validation genes no training row holds; test
 
 # ------------------------------------------------------------------------------ hit statistics
 

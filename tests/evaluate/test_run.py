@@ -165,8 +165,10 @@ def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_pat
     genes = df.select("gene_id", "gene_name").unique().height
     assert res["genes"] == genes and res["rows"] == df.height - 0  # every row tested once
     assert (tmp_path / "r" / "models" / "split_gene_fold1" / "model" / "train_summary.json").exists()
-    # out of reference: every fold's test rows, each annotated by its own fold's model
-    assert m["out_of_reference"]["units"] == res["units"] and m["out_of_reference"]["rows"]["gene"] == res["rows"]
+    # out of reference: the first unit only (its thresholds are tuned on that unit's validation
+    # genes, which are other folds' test genes)
+    first = df.filter(pl.col("split_gene") == "test").height
+    assert m["out_of_reference"]["units"] == ["split_gene"] and m["out_of_reference"]["rows"]["gene"] == first
     b = m["benchmark"]["systems"]
     assert b["reference_lookup"]["all"]["gene"] == 1.0 and b["model"]["all"]["n"] == 1
 

@@ -1,7 +1,7 @@
 """Out of reference: what each system answers for sequences that are part of no known gene.
 
 One evaluation run gives one section ("out_of_reference" of metrics.json, `schema.OutOfReference`):
-- rows: the usual test rows of the first evaluated split (truth: their gene), the same rows with
+- rows: the usual test rows of the first evaluated unit (truth: their gene), the same rows with
   their genes masked out of the reference (the novel-gene setting, retrieval models: truth
   "novel", right when no gene is claimed; the masked index is the unit's "novel" retriever of
   `systems.Unit`; blastn's lookup lacks the same genes in its gene table and in its database,
@@ -11,18 +11,28 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
 - systems: the model (its outcome, gene, outcome_confidence), "retriever_tuned" (the hybrid
   retriever's candidates -> `retrieve.outcome.candidate_outcome`) and "blastn_tuned" (blastn's
   hit statistics -> `rule_outcome`), both with `Thresholds` tuned by `tune_thresholds` on
-  VALIDATION rows (the split's validation genic rows + negatives of the validation part of the
-  reference; evidence from the unit's full index, whose variants are its training rows); blastn
+  VALIDATION rows (the split's validation genic rows searched with their genes, truth the gene,
+  and without them, truth "novel": the retriever's index masked as in training,
+  `train.evidence_sampler.training_index`, blastn's lookup without the validation genes no
+  training row holds; + negatives of the validation part of the reference; evidence from the
+  unit's full index, whose variants are its training rows); blastn
   runs without culling (`BLASTN_LOCI`) so that a repeat's copies count as loci, its e-value in
   the grid; and the floor "always none";
 - metrics per system (`score_outcomes`): confusion of truth kind x predicted outcome; per kind
   the false gene claims (rate, Wilson 95 % interval), rows with gene_confidence >= CONFIDENT,
   outcome accuracy (`outcome_correct`); outcome macro-F1 (`retrieve.outcome.macro_f1` of
   `scored_labels`, as the baselines were tuned: a wrong gene is an error, a novel row counts as
-  its answer's class unless that is a gene) with a cluster-bootstrap interval (genes; each
-  negative its own cluster); the model's AUROC of outcome_confidence for "outcome
+  its answer's class unless that is a gene) with a cluster-bootstrap interval (clusters below);
+  the model's AUROC of outcome_confidence for "outcome
   right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
   gene.
+Only the FIRST unit (the split column itself, fold 0 of split_gene) is used, for every row: the
+thresholds are tuned on its validation rows, and another fold's test genes are its validation genes.
+Every row (test, novel, negatives, validation) is given WITHOUT SPLASH scores (SPLASH_COLUMNS None),
+as `annotate` sees a FASTA: negatives have none, so a prompt without them must not tell the model
+which rows are negatives. The clusters of the bootstrap: a gene (build:gene_name) for genic and
+novel rows and for a "similar" negative (its `similar_to` gene); every other negative (shuffled
+ones included: their source gene is not on the row) is its own cluster.
 Writes OUT/predictions/out_of_reference.<system>.tsv.
 """
 
@@ -37,7 +47,7 @@ from dataclasses import asdict
 import numpy as np
 import polars as pl
 
-from llamadna.constants import OUTCOMES
+from llamadna.constants import OUTCOMES, SPLASH_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +110,9 @@ def kind_scores(kinds: Sequence[str], outcomes: Sequence[str], right: Sequence[b
                 gene_confidence: Sequence[float | None] | None = None) -> dict[str, dict]:
     """Per truth kind: rows; false gene claims (outcome gene where the truth is not a gene of the
     reference: every kind but "gene"; for "gene" rows None) with rate and Wilson interval; rows
-    whose gene_confidence >= CONFIDENT (None without confidences); outcome accuracy (`right`)
-    with its Wilson interval."""
+    whose gene_confidence >= CONFIDENT over all its rows (a None confidence counts as below; None
+    for a system without confidences: gene_confidence None); outcome accuracy (`right`) with its
+    Wilson interval."""
     out = {}
     conf = list(gene_confidence) if gene_confidence is not None else None
     for kind in [k for k in TRUTH_KINDS if k in set(kinds)]:
@@ -109,7 +120,7 @@ def kind_scores(kinds: Sequence[str], outcomes: Sequence[str], right: Sequence[b
         n = len(idx)
         claims = sum(outcomes[i] == "gene" for i in idx) if kind != "gene" else None
         confident = (sum(conf[i] is not None and conf[i] >= CONFIDENT for i in idx)
-                     if conf is not None and any(conf[i] is not None for i in idx) else None)
+                     if conf is not None else None)
         hits = sum(bool(right[i]) for i in idx)
         claim_rate, claim_iv = _rate(claims, n) if claims is not None else (None, None)
         conf_rate, conf_iv = _rate(confident, n) if confident is not None else (None, None)
@@ -173,16 +184,17 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     answers = [o if o != UNPARSED else None for o in outcomes]
     genes = [p.get("gene") for p in preds]
     right = [outcome_correct(o, g, r["truth"]) for o, g, r in zip(answers, genes, rows)]
-    gene_conf = [p.get("gene_confidence") for p in preds]
+    conf = [p.get("outcome_confidence") for p in preds]
+    has_conf = any(c is not None for c in conf)  # decided once per system
+    gene_conf = [p.get("gene_confidence") for p in preds] if has_conf else None
     f1, f1_iv = macro_f1_interval(answers, genes, [r["truth"] for r in rows],
                                   [r["cluster"] for r in rows], n_boot, seed)
     novel = [i for i, k in enumerate(kinds) if k == "novel"]
-    no_gene, no_gene_iv = _rate(sum(outcomes[i] != "gene" for i in novel), len(novel))
+    no_gene, no_gene_iv = _rate(sum(outcomes[i] not in ("gene", UNPARSED) for i in novel), len(novel))
     out = {"rows": len(rows), "confusion": confusion(kinds, outcomes),
            "kinds": kind_scores(kinds, outcomes, right, gene_conf), "macro_f1": f1,
            "macro_f1_interval": f1_iv, "novel_no_gene": no_gene, "novel_no_gene_interval": no_gene_iv}
-    conf = [p.get("outcome_confidence") for p in preds]
-    if any(c is not None for c in conf):
+    if has_conf:
         from llamadna.evaluate.stats import auroc
 
         out["auroc"] = auroc([float(r) for r in right], conf)
@@ -266,8 +278,15 @@ def _genic(rows: Sequence[Mapping], kind: str) -> list[dict]:
 
 
 def _negative(negs: Sequence[Mapping], part: str) -> list[dict]:
-    return [{"id": f"{part}:{r['id']}", "kind": r["kind"], "cluster": f"{part}:{r['id']}",
+    """Negative rows as out-of-reference rows; a "similar" chimera clustered with its gene."""
+    return [{"id": f"{part}:{r['id']}", "kind": r["kind"],
+             "cluster": (f"{r['build']}:{r['similar_to']}" if r.get("similar_to") else f"{part}:{r['id']}"),
              "truth": {"outcome": r["outcome"], "gene_name": None}} for r in negs]
+
+
+def no_splash(rows: Sequence[Mapping]) -> list[dict]:
+    """Rows without SPLASH scores (SPLASH_COLUMNS None), as `annotate` sees a FASTA."""
+    return [{**r, **dict.fromkeys(SPLASH_COLUMNS)} for r in rows]
 
 
 def _held_genes(unit) -> list[str]:
@@ -281,23 +300,33 @@ def _novel_rows(unit) -> list[dict]:
     """The unit's test rows whose gene its novel setting masks (split_gene: all; split_random:
     those of genes no training row holds)."""
     held = set(_held_genes(unit))
-    return [r for r in unit.test_rows if r.get("gene_name") in held or r.get("gene_id") in held]
+    return no_splash([r for r in unit.test_rows if r.get("gene_name") in held or r.get("gene_id") in held])
 
 
-def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict]]:
+def _val_held_genes(unit, genic: Sequence[Mapping]) -> list[str]:
+    """The validation genes that no training row holds (what the novel tuning rows mask)."""
+    from llamadna.train.evidence_sampler import split_genes
+
+    return sorted(split_genes(genic) - split_genes(unit.train_rows))
+
+
+def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict], list[dict]]:
     """The tuning rows: the unit's validation genic rows (at most OOR_VAL_ROWS, or cfg.limit;
-    seeded) and negatives of the validation part of the reference; and their truths."""
+    seeded) and negatives of the validation part of the reference, searched in full; the same
+    genic rows searched without their genes; and the truths of both, in that order."""
     from llamadna.data.negatives import negative_rows
     from llamadna.data.splits import subsample
     from llamadna.evaluate.config import OOR_VAL_ROWS
 
     cfg = ctx.cfg
     n = OOR_VAL_ROWS if cfg.limit is None else min(OOR_VAL_ROWS, cfg.limit)  # --limit: quick runs
-    genic = subsample(ctx.rows(unit.column, "val"), n, cfg.seed)
-    negs = negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind, seed=cfg.seed + 1)
+    genic = no_splash(subsample(ctx.rows(unit.column, "val"), n, cfg.seed))
+    negs = no_splash(negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind,
+                                   seed=cfg.seed + 1))
     truths = ([{"outcome": "gene", "gene_name": r["gene_name"]} for r in genic]
-              + [{"outcome": r["outcome"], "gene_name": None} for r in negs])
-    return genic + list(negs), truths
+              + [{"outcome": r["outcome"], "gene_name": None} for r in negs]
+              + [{"outcome": "novel", "gene_name": r["gene_name"]} for r in genic])
+    return genic + negs, list(genic), truths
 
 
 def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
@@ -309,17 +338,33 @@ def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
     retrieval = units[0].ctx.reference is not None
     for u in units:
         rows += _genic(u.test_rows, "gene")
-        preds += u.annotate(MODEL, u.test_rows)
+        preds += u.annotate(MODEL, no_splash(u.test_rows))
         if retrieval:
             rows += _genic(_novel_rows(u), "novel")
             preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
     rows += _negative(negs, "test")
-    preds += units[0].annotate(MODEL, list(negs))
+    preds += units[0].annotate(MODEL, no_splash(negs))
     return rows, preds
 
 
-def _retriever_baseline(units, negs, val_rows, val_truths) -> tuple[list[dict], object]:
-    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds."""
+VAL_NOVEL = "val_novel"  # the unit's setting of the novel tuning rows (`_val_novel_retriever`)
+
+
+def _val_novel_retriever(unit) -> None:
+    """Gives the unit a retriever of setting VAL_NOVEL: its index as in training
+    (`training_index`: validation and test genes masked out, its training rows as variants)."""
+    from llamadna.retrieve.retriever import open_retriever
+    from llamadna.train.evidence_sampler import training_index
+
+    key = f"retriever:{VAL_NOVEL}"  # read by Unit.retriever / Unit.annotator
+    if key not in unit.cache:
+        index = training_index(unit.ctx.reference, unit.ctx.dataset, unit.column, unit.train_rows)
+        unit.cache[key] = open_retriever(index, k=unit.ctx.models.train_config["evidence_k"])
+
+
+def _retriever_baseline(units, negs, val, val_truths) -> tuple[list[dict], object]:
+    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds.
+    val: `_validation`'s full and novel tuning rows."""
     from llamadna.evaluate.systems import MODEL
 
     first = units[0]
@@ -327,7 +372,9 @@ def _retriever_baseline(units, negs, val_rows, val_truths) -> tuple[list[dict], 
     def evidence(unit, rows, setting="full"):  # searched once per sequence, shared with the model's
         return [r["evidence"] for r in unit.evidence(unit.annotator(MODEL, setting), rows, setting)]
 
-    thresholds = tuned_rule(*evidence_tops(evidence(first, val_rows)), val_truths)
+    _val_novel_retriever(first)
+    found_val = evidence(first, val[0]) + evidence(first, val[1], VAL_NOVEL)
+    thresholds = tuned_rule(*evidence_tops(found_val), val_truths)
     found = []
     for u in units:
         found += evidence(u, u.test_rows) + evidence(u, _novel_rows(u), "novel")
@@ -335,8 +382,9 @@ def _retriever_baseline(units, negs, val_rows, val_truths) -> tuple[list[dict], 
     return rule_predictions(*evidence_tops(found), thresholds), thresholds
 
 
-def _blastn_baseline(units, negs, val_rows, val_truths, data_dir) -> tuple[list[dict], object]:
-    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds."""
+def _blastn_baseline(units, negs, val, val_truths, data_dir) -> tuple[list[dict], object]:
+    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds.
+    val: `_validation`'s full and novel tuning rows."""
     from llamadna.evaluate.baselines import ReferenceLookup
     from llamadna.retrieve.align import BlastnAligner
 
@@ -351,7 +399,9 @@ def _blastn_baseline(units, negs, val_rows, val_truths, data_dir) -> tuple[list[
         return lookup_tops(lk.lookup_many([r["Sequence"] for r in rows],
                                           [r.get("build") or default for r in rows]))
 
-    thresholds = tuned_rule(*tops(lookup, val_rows), val_truths)
+    val_tops, val_loci = tops(lookup, val[0])
+    t, n = tops(lookup.without_genes(_val_held_genes(units[0], val[1])), val[1])
+    thresholds = tuned_rule(val_tops + t, val_loci + n, val_truths)
     retrieval = units[0].ctx.reference is not None
     found_tops, found_loci = [], []
     for u in units:
@@ -368,24 +418,27 @@ def _blastn_baseline(units, negs, val_rows, val_truths, data_dir) -> tuple[list[
 
 def out_of_reference(ctx, units: Sequence) -> dict:
     """The "out_of_reference" section (`schema.OutOfReference`) of one evaluation: the model, the
-    tuned baselines and the floor on the units' test rows, their novel setting and negatives of
-    the test part of the reference. `units`: the evaluated units of one split (`systems.Unit`)."""
+    tuned baselines and the floor on the first unit's test rows, their novel setting and negatives
+    of the test part of the reference. `units`: the evaluated units of one split (`systems.Unit`);
+    only the first is used (module doc)."""
     from llamadna.data.negatives import negative_rows
     from llamadna.data.paths import default_data_dir
 
     cfg, first = ctx.cfg, units[0]
+    units = [first]  # the thresholds are tuned on its validation rows: other folds' test genes
     data_dir = cfg.data_dir or default_data_dir()
     tested = [r for u in units for r in u.test_rows]
     negs = negative_rows(data_dir, tested, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
     rows, model_preds = _model_rows(units, negs)
-    val_rows, val_truths = _validation(ctx, first, data_dir)
+    val_full, val_novel, val_truths = _validation(ctx, first, data_dir)
+    val = (val_full, val_novel)
     preds, thresholds, notes = {"model": model_preds}, {}, {}
     if ctx.reference is not None:
         preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(
-            units, negs, val_rows, val_truths)
+            units, negs, val, val_truths)
     if shutil.which("blastn") and shutil.which("makeblastdb"):
         preds["blastn_tuned"], thresholds["blastn_tuned"] = _blastn_baseline(
-            units, negs, val_rows, val_truths, data_dir)
+            units, negs, val, val_truths, data_dir)
     else:
         log.warning("out of reference: BLAST+ not installed, no blastn baseline")
     systems = {}
@@ -399,7 +452,7 @@ def out_of_reference(ctx, units: Sequence) -> dict:
                                                                     for k in TRUTH_KINDS if k in kinds))
     return {"split": first.split, "units": [u.column for u in units],
             "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds},
-            "validation_rows": len(val_rows),
+            "validation_rows": len(val_full) + len(val_novel),
             "thresholds": {k: thresholds_dict(t) for k, t in thresholds.items()},
             "systems": systems, "notes": notes,
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]}}
