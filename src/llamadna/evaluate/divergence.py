@@ -45,9 +45,9 @@ def mutated(unit: Unit, rows: list[dict], rates, anchors: dict) -> dict[float, l
 def rescore_splash(rows: list[dict], anchors: dict) -> list[dict]:
     """The rows with their SPLASH scores recomputed from their build's anchors table (null where
     there is none)."""
-    from llamadna.splash.scores import score_sequences
+    from llamadna.splash.scores import score_sequences, without_scores
 
-    out = [{**r, **dict.fromkeys(SPLASH_COLUMNS)} for r in rows]
+    out = without_scores(rows)
     for build in {r["build"] for r in rows}:
         table = anchors.get(build, anchors.get(None))
         if table is None:

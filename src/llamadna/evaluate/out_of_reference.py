@@ -47,7 +47,8 @@ from dataclasses import asdict
 import numpy as np
 import polars as pl
 
-from llamadna.constants import OUTCOMES, SPLASH_COLUMNS
+from llamadna.constants import OUTCOMES
+from llamadna.splash.scores import without_scores
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +285,6 @@ def _negative(negs: Sequence[Mapping], part: str) -> list[dict]:
              "truth": {"outcome": r["outcome"], "gene_name": None}} for r in negs]
 
 
-def no_splash(rows: Sequence[Mapping]) -> list[dict]:
-    """Rows without SPLASH scores (SPLASH_COLUMNS None), as `annotate` sees a FASTA."""
-    return [{**r, **dict.fromkeys(SPLASH_COLUMNS)} for r in rows]
-
-
 def _held_genes(unit) -> list[str]:
     """The unit's test genes that no training row holds (what its novel setting masks)."""
     from llamadna.train.evidence_sampler import split_genes
@@ -300,7 +296,8 @@ def _novel_rows(unit) -> list[dict]:
     """The unit's test rows whose gene its novel setting masks (split_gene: all; split_random:
     those of genes no training row holds)."""
     held = set(_held_genes(unit))
-    return no_splash([r for r in unit.test_rows if r.get("gene_name") in held or r.get("gene_id") in held])
+    return without_scores([r for r in unit.test_rows
+                           if r.get("gene_name") in held or r.get("gene_id") in held])
 
 
 def _val_held_genes(unit, genic: Sequence[Mapping]) -> list[str]:
@@ -320,8 +317,8 @@ def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict], list[dict]
 
     cfg = ctx.cfg
     n = OOR_VAL_ROWS if cfg.limit is None else min(OOR_VAL_ROWS, cfg.limit)  # --limit: quick runs
-    genic = no_splash(subsample(ctx.rows(unit.column, "val"), n, cfg.seed))
-    negs = no_splash(negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind,
+    genic = without_scores(subsample(ctx.rows(unit.column, "val"), n, cfg.seed))
+    negs = without_scores(negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind,
                                    seed=cfg.seed + 1))
     truths = ([{"outcome": "gene", "gene_name": r["gene_name"]} for r in genic]
               + [{"outcome": r["outcome"], "gene_name": None} for r in negs]
@@ -338,12 +335,12 @@ def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
     retrieval = units[0].ctx.reference is not None
     for u in units:
         rows += _genic(u.test_rows, "gene")
-        preds += u.annotate(MODEL, no_splash(u.test_rows))
+        preds += u.annotate(MODEL, without_scores(u.test_rows))
         if retrieval:
             rows += _genic(_novel_rows(u), "novel")
             preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
     rows += _negative(negs, "test")
-    preds += units[0].annotate(MODEL, no_splash(negs))
+    preds += units[0].annotate(MODEL, without_scores(negs))
     return rows, preds
 
 

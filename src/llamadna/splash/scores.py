@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llamadna.constants import BUILDS
+from llamadna.constants import BUILDS, SPLASH_COLUMNS
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.dataset import DATASET_FILE, read_summary, write_dataset
 from llamadna.io.tables import read_tsv
@@ -228,6 +228,12 @@ def _best_per_row(rows: np.ndarray, idx: np.ndarray, n_rows: int, pval: np.ndarr
     best = np.full(n_rows, -1, dtype=np.int64)
     best[r[first]] = a[first]
     return n_a, best
+
+
+def without_scores(rows: Sequence[dict]) -> list[dict]:
+    """Copies of the rows with their SPLASH scores left out (SPLASH_COLUMNS None): what a prompt
+    says of a sequence SPLASH has not scored, e.g. a FASTA given to `annotate`."""
+    return [{**r, **dict.fromkeys(SPLASH_COLUMNS)} for r in rows]
 
 
 def score_sequences(sequences: pl.Series | Sequence[str | None], anchors: Anchors) -> pl.DataFrame:

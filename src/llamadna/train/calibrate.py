@@ -14,7 +14,8 @@ finished one. What it is fitted on, every row annotated by the model read back f
 `OutcomeCalibration` is fitted on whether each annotation's outcome (and, for a gene, its gene)
 is right (`retrieve.outcome.outcome_correct`) and written to MODEL/calibration.json, so that
 annotations report `outcome_confidence`. Test genes are never in either index. Every row is
-annotated without SPLASH scores (`NO_SPLASH`), as `annotate` sees a FASTA and as negatives are.
+annotated without SPLASH scores (`splash.scores.without_scores`), as `annotate` sees a FASTA and
+as negatives are: the confidence must not learn "no SPLASH scores" as a sign.
 """
 
 from __future__ import annotations
@@ -24,20 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llamadna.annotate import Annotator
-from llamadna.constants import SPLASH_COLUMNS
 from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.splits import subsample
 from llamadna.model.calibration import OutcomeCalibration, outcome_features
 from llamadna.retrieve.outcome import outcome_correct
+from llamadna.splash.scores import without_scores
 from llamadna.train.config import TrainConfig
 from llamadna.train.evidence_sampler import bundle_dir, row_window, training_index
 from llamadna.train.rows import load_split
 
 log = logging.getLogger(__name__)
-
-# Every calibration row is annotated without SPLASH scores, as `annotate` sees a FASTA and as the
-# negatives (which have none) are: the confidence must not learn "no SPLASH scores" as a sign.
-NO_SPLASH = dict.fromkeys(SPLASH_COLUMNS)
 
 CALIBRATION_RATES = (0.0, 0.2, 0.4)
 
@@ -85,7 +82,7 @@ def fit_calibration(model_dir: str | Path, cfg: TrainConfig, max_rows: int | Non
         index = training_index(cfg.index, cfg.dataset, cfg.split, train_rows, keep=keep)
         annotator.use_index(index)
         for k, _ in enumerate(CALIBRATION_RATES):
-            batch = [{**r, **NO_SPLASH, "Sequence": m[k]} for r, m in zip(rows, mutated)]
+            batch = [{**r, "Sequence": m[k]} for r, m in zip(without_scores(rows), mutated)]
             _annotate(annotator, batch, [{"outcome": truth, "gene_name": r["gene_name"]} for r in batch],
                       X, y, kinds)
         if keep == "val":  # negatives with the index a user of the model has (validation genes in)

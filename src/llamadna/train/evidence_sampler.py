@@ -69,7 +69,7 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED, SPLASH_COLUMNS
+from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED
 from llamadna.data.mutate import mutate
 from llamadna.data.template import (
     annotation_sentence,
@@ -79,6 +79,7 @@ from llamadna.data.template import (
 )
 from llamadna.retrieve.outcome import describe_evidence, outcome_sentence
 from llamadna.retrieve.retriever import attach_evidence
+from llamadna.splash.scores import without_scores
 
 # The fields of a gene that are renamed together (candidate key, dataset row key).
 GENE_FIELDS = (("gene", "gene_name"), ("chrom", "chrom"), ("description", "gene_description"),
@@ -206,7 +207,7 @@ class EvidenceSampler:
         rows = [n if n is not None else r for r, n in zip(rows, neg)]
         if neg_rng is not None and self.splash_hide:  # "not available" must not mark the negatives
             hide = neg_rng.random(len(rows)) < self.splash_hide
-            rows = [{**r, **dict.fromkeys(SPLASH_COLUMNS)} if h else r for r, h in zip(rows, hide)]
+            rows = [without_scores([r])[0] if h else r for r, h in zip(rows, hide)]
         seqs = []
         for r, n in zip(rows, neg):
             if n is not None and r["kind"] in UNDIVERGED_KINDS:
