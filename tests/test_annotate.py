@@ -387,7 +387,7 @@ def test_unknown_output_format(annotator, fasta, tmp_path):
     assert output_format(tmp_path / "P.TSV") == ".tsv"
 
 
-def test_failure_leaves_no_output(annotator, fasta, tmp_path, monkeypatch):
+def test_failure_leaves_no_output_but_its_parts_for_resume(annotator, fasta, tmp_path, monkeypatch):
     calls = [0]
     real = Annotator.predict_batch
 
@@ -399,8 +399,15 @@ def test_failure_leaves_no_output(annotator, fasta, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Annotator, "predict_batch", flaky)
     with pytest.raises(RuntimeError):
-        annotate_fasta(annotator, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fa"]
+        annotate_fasta(annotator, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2, part_size=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tsv.parts", "seqs.fa"]  # no output
+    assert sorted(p.name for p in (tmp_path / "p.tsv.parts").glob("part-*.jsonl")) == ["part-000000.jsonl"]
+    s = annotate_fasta(annotator, fasta, tmp_path / "p.tsv", batch_size=2, max_new_tokens=2, part_size=2,
+                       resume=True)
+    assert (s["parts"], s["parts_reused"], s["parts_computed"]) == (2, 1, 1) and calls[0] == 3
+    annotate_fasta(annotator, fasta, tmp_path / "q.tsv", batch_size=2, max_new_tokens=2)
+    assert (tmp_path / "p.tsv").read_bytes() == (tmp_path / "q.tsv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tsv", "q.tsv", "seqs.fa"]
 
 
 # ------------------------------------------------------------------------------ SPLASH

@@ -17,7 +17,6 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from llamadna import cli
 from llamadna.cli import app
 from llamadna.io.atomic import (
     atomic_write,
@@ -70,9 +69,11 @@ def work(tmp_path):
 @pytest.fixture
 def no_model(monkeypatch):
     """A model load fails the test: the refusals come before any work."""
+    from llamadna.annotate.distributed import ModelLoader
+
     def load(*a, **k):
         raise AssertionError("the model was loaded before the output was checked")
-    monkeypatch.setattr(cli, "_load_with_index", load)
+    monkeypatch.setattr(ModelLoader, "load", load)
 
 
 # ------------------------------------------------------------------------------ output is an input

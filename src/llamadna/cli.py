@@ -36,8 +36,10 @@ from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_PART_ROWS,
     DEFAULT_SPLIT,
     DEFAULT_TILE,
+    MIN_PARTS,
 )
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildConfig
@@ -674,8 +676,15 @@ def train_cmd(
 @contextmanager
 def _record_progress(unit: str = "records") -> Iterator:
     """One progress bar counting `unit` (records; tiles for `annotate`), with its rate per second
-    (a `progress.Progress` callback)."""
-    from rich.progress import MofNCompleteColumn, ProgressColumn
+    and the projected time left (a `progress.Progress` callback). Under `accelerate launch` the
+    main process shows the whole run's; the others show nothing."""
+    from rich.progress import MofNCompleteColumn, ProgressColumn, TimeRemainingColumn
+
+    from llamadna.progress import no_progress
+
+    if _rank() > 0:
+        yield no_progress
+        return
 
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
@@ -683,7 +692,8 @@ def _record_progress(unit: str = "records") -> Iterator:
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+        transient=False,
     ) as prog:
         task = prog.add_task("", total=None)
 
@@ -691,6 +701,40 @@ def _record_progress(unit: str = "records") -> Iterator:
             prog.update(task, description=desc, completed=done, total=total)
 
         yield step
+
+
+def _rank() -> int:
+    """This process's rank under `accelerate launch` / torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _print_parts(summary: dict, unit: str) -> None:
+    """A sharded run's per-process counts and the parts it reused (annotate, predict, benchmark)."""
+    for rank, r in summary["per_rank"].items():
+        rate = f" ({r['rows'] / r['seconds']:.2f} {unit}/s)" if r["seconds"] else ""
+        console.print(f"  process {rank}: {r['parts']} parts, {r['rows']} {unit} in {r['seconds']} s{rate}")
+    console.print(f"{summary['parts_reused']} parts reused, {summary['parts_computed']} computed "
+                  f"(of {summary['parts']})")
+
+
+def _loader(model: Path, index: Path | None = None, encoder: Path | None = None, **kw):
+    """How each process loads the model (annotate.distributed.ModelLoader): on its own device,
+    a retrieval model's index once per machine."""
+    from llamadna.annotate.distributed import ModelLoader
+
+    return ModelLoader(model, index=index, encoder=encoder, **kw)
+
+
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Finish the interrupted run whose parts OUT.parts/ holds (same model, input and "
+    "options): only the parts not done are computed.")]
+AlignThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", help="Retrieval models: minimap2's threads in the process that searches (one per "
+    "machine under `accelerate launch`). Default: the CPUs.", show_default=False)]
+PartSizeOption = Annotated[int | None, typer.Option(
+    help="Rows per part (rounded up to a multiple of --batch-size): the unit each process takes, "
+    f"writes and --resume skips when done. Default: the rows / {MIN_PARTS}, at most "
+    f"{DEFAULT_PART_ROWS}.", show_default=False)]
 
 
 # model loading options shared by `annotate`, `predict` and `evaluate`
@@ -738,6 +782,9 @@ def annotate_cmd(
         help="Records longer than this many bases are annotated tile by tile (one row per tile, "
              "with its start and end on the record).")] = DEFAULT_TILE,
     index: IndexOption = None,
+    resume: ResumeOption = False,
+    part_size: PartSizeOption = None,
+    threads: AlignThreadsOption = None,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy; a retrieval model writes the
     fields of the reference candidate it names, --decoding), its fields, the source
@@ -745,6 +792,8 @@ def annotate_cmd(
     A retrieval model also reports the reference evidence it read (top candidate, its score, the
     retriever that found it) and a calibrated gene confidence.
     U (RNA) is read as T and IUPAC ambiguity codes as N; both are counted in the summary.
+    Under `accelerate launch` every process annotates parts of the FASTA and the main one writes
+    the output, the same bytes as one process.
     """
     from llamadna.annotate import annotate_fasta
     from llamadna.io.predictions import OUTPUT_FORMATS
@@ -754,10 +803,11 @@ def annotate_cmd(
                         "the SPLASH anchors table": splash}, formats=OUTPUT_FORMATS)
         with _record_progress("tiles") as step:
             summary = annotate_fasta(
-                lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
-                                         encoder=encoder),
+                _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                progress=step, tile=tile, decoding=decoding)
+                progress=step, tile=tile, decoding=decoding, resume=resume, part_size=part_size)
+    if summary is None:  # not the main process: it wrote nothing
+        return
     if summary["splash_scored"] is not None:
         console.print(f"SPLASH scores: {summary['splash_scored']} of {summary['tiles']} "
                       "tiles hold a tested anchor")
@@ -769,20 +819,9 @@ def annotate_cmd(
             console.print(f"{summary[key]} {what}")
     tiled = (f" ({summary['tiles']} tiles of <= {tile} bases)"
              if summary["tiles"] != summary["records"] else "")
+    _print_parts(summary, "tiles")
     console.print(f"annotated {summary['records']} records{tiled} in {summary['seconds']} s "
                   f"({summary['tiles_per_s']} tiles/s); wrote [bold]{escape(str(out))}[/]")
-
-
-def _load_with_index(model: Path, index: Path | None, encoder: Path | None = None, **kw):
-    """A trained model's Annotator, a retrieval model's with its retriever on `index` (default:
-    the index it was trained with); `encoder` (--encoder): a full-preset model's DNABERT-2
-    directory and the index's encoder, where they are now."""
-    from llamadna.annotate import Annotator
-
-    annotator = Annotator.from_pretrained(model, dna_encoder=encoder, **kw)
-    if index is not None or annotator.processor.retrieval:  # now: a missing index fails before any work
-        annotator.use_index(index, encoder)
-    return annotator
 
 
 @app.command("pretrain-encoder")
@@ -967,25 +1006,32 @@ def predict_cmd(
     llm: LlmOption = None,
     encoder: EncoderOption = None,
     index: IndexOption = None,
+    resume: ResumeOption = False,
+    part_size: PartSizeOption = None,
+    threads: AlignThreadsOption = None,
 ) -> None:
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
-    each prediction, for `llamadna score` and for reading."""
+    each prediction, for `llamadna score` and for reading. Under `accelerate launch` every
+    process predicts parts of the rows and the main one writes the table."""
     from llamadna.evaluate.predict import predict_dataset
 
     with _errors():  # before the progress bar and any work
         _out_file(out, {"the dataset": dataset, **_model_inputs(model, index, encoder, llm)})
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
-            lambda: _load_with_index(model, index, dtype=dtype, compile=compile, llm=llm,
-                                     encoder=encoder),
+            _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads),
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, progress=step, decoding=decoding)
+            max_new_tokens=max_new_tokens, progress=step, decoding=decoding, resume=resume,
+            part_size=part_size)
+    if summary is None:  # not the main process: it wrote nothing
+        return
     for ex in summary["examples"][:show]:
         _print_fields(f"{ex['id']} ({ex['gene_name']})", [
             ("truth", escape(ex["reference"])), ("predicted", escape(ex["prediction"])),
             ("source", f"true {ex['label_true']}, head {ex['label_pred']} "
                        f"(p={ex['label_prob']:.2f}), text {ex['label_from_text']}")])
+    _print_parts(summary, "rows")
     console.print(f"{summary['rows']} rows in {summary['seconds']} s "
                   f"({summary['records_per_s']} sequences/s); wrote [bold]{escape(str(out))}[/]")
 
@@ -1002,30 +1048,30 @@ def benchmark_cmd(
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     decoding: DecodingOption = DEFAULT_DECODING,
+    resume: ResumeOption = False,
+    part_size: PartSizeOption = None,
+    threads: AlignThreadsOption = None,
 ) -> None:
     """Annotate a real benchmark's queries and score the fields its truth holds (gene,
     transcript type, chromosome) overall and per species; print a few next to their truth.
-    A test set: never train, tune or index on it."""
-    from llamadna.evaluate.benchmark import (
-        BENCHMARK_FIELDS,
-        benchmark_system,
-        benchmark_table,
-        read_benchmark,
-    )
-    from llamadna.io.atomic import atomic_write
+    A test set: never train, tune or index on it. Under `accelerate launch` every process
+    annotates parts of the queries; the main one scores them and writes --out."""
+    from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, run_benchmark
 
     with _errors():  # before the progress bar and any work
         if out is not None:
             _out_file(out, {"the benchmark directory": benchmark, **_model_inputs(model, index, encoder)})
-    with _errors(), _record_progress():
-        rows, truth = read_benchmark(benchmark)
-        annotator = _load_with_index(model, index, encoder=encoder).with_config(
-            batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding)
-        preds, score = benchmark_system(annotator.annotate_rows, rows, truth)
-    table = benchmark_table(truth, preds)
-    if out is not None:
-        atomic_write(out, lambda t: table.write_csv(t, separator="\t"))
-    picks = sorted({s: i for i, s in reversed(list(enumerate(truth["species"].to_list())))}.values())
+        elif resume:
+            raise ConfigError("--resume needs --out: a benchmark run without an output keeps no parts")
+    with _errors(), _record_progress("queries") as step:
+        done = run_benchmark(_loader(model, index, encoder, threads=threads), benchmark, out,
+                             batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding,
+                             progress=step, resume=resume, part_size=part_size)
+    if done is None:  # not the main process
+        return
+    table, score, parts = done
+    _print_parts(parts, "queries")
+    picks = sorted({s: i for i, s in reversed(list(enumerate(table["species"].to_list())))}.values())
     for i in picks[:show]:
         r = table.row(i, named=True)
         c = r["predicted_gene_confidence"]
@@ -1034,7 +1080,7 @@ def benchmark_cmd(
             ("truth", f"{r['gene']} gene, {r['transcript_type']}, {r['chrom']}"),
             ("annotation", escape(r["predicted_annotation"]) + conf)])
     scored = BENCHMARK_FIELDS
-    _print_table(f"{benchmark}: {truth.height} queries", ("species", "n", *scored),
+    _print_table(f"{benchmark}: {table.height} queries", ("species", "n", *scored),
                  [(name, str(v["n"]), *[f"{v[c]:.3f}" for c in scored])
                   for name, v in {"all": score["all"], **score["species"]}.items()],
                  right=("n", *scored))

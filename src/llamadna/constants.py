@@ -125,6 +125,15 @@ DEFAULT_DECODING = "grounded"
 N_EXAMPLES = 10  # predictions shown for reading (predict, the evaluation report)
 
 DEFAULT_TILE = DEFAULT_WINDOW  # annotate: longer records are annotated in tiles of this many bases
+# rows per part of a sharded run (annotate, predict, benchmark; `io.parts`): the unit a rank claims,
+# writes atomically and a --resume skips when done. Rounded up to a multiple of the batch size, so
+# a part's batches are a one-process run's (same padding, same floats). By default a run is cut
+# into MIN_PARTS parts (so that up to 64 ranks all get work), of at most DEFAULT_PART_ROWS rows:
+# 4096 rows are ~2 minutes of the retrieval model on 2 CPU cores, what a kill -9 loses at most of
+# each rank's work. The default depends on the rows only (never on the number of processes), so a
+# run resumes with any number of them.
+DEFAULT_PART_ROWS = 4096
+MIN_PARTS = 64
 
 # One prediction per sequence (`annotate.Annotator.annotate` / `annotate_rows`).
 PREDICTION_COLUMNS = [

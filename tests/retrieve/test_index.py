@@ -155,27 +155,68 @@ def test_index_and_search_commands(workspace, tmp_path):
 
 @pytest.mark.slow
 def test_data_parallel_embedding_gives_the_single_process_index(workspace, tmp_path):
+    """Two ranks embed alternate batches of windows; the gathered index is the one-process
+    index bit for bit (both with one torch thread a process): the same stored vectors, the same
+    FAISS file (whitening fitted on the same embeddings) and the same hybrid search results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
     from tests.train.launch import torchrun_cli
 
-    root, b, _, _ = workspace
+    root, b, df, _ = workspace
     args = ["--encoder", str(root / "encoder"), "--data", str(b.path), "--window", str(W), "--stride", "32",
             "--flank", "100", "--dataset", str(root / "dataset")]
-    one = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(tmp_path / "one"),
-                                           data=str(b.path), dataset=str(root / "dataset"), window=W,
-                                           stride=32, flank=100))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("WORLD_SIZE", None)
+    res = subprocess.run([sys.executable, "-m", "llamadna.cli", "index", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
     res = torchrun_cli("index", *args, "--out", str(tmp_path / "two"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("wrote") == 1  # the main process writes and reports
-    two = ReferenceIndex.load(tmp_path / "two")
-    assert two.windows.equals(one.windows) and two.meta["windows"] == one.meta["windows"]
-    # the same search: whitening both fits its transform to the gathered embeddings, which differ
-    # from one process's by float noise only (the near-degenerate axes may turn a little)
-    from llamadna.retrieve.embed import SequenceEmbedder
+    one, two = ReferenceIndex.load(tmp_path / "one"), ReferenceIndex.load(tmp_path / "two")
+    n = one.windows.height
+    size = IndexConfig.batch_size
+    assert n % size and n // size >= 4  # several batches a rank, the last one short
+    assert two.windows.equals(one.windows) and two.meta["windows"] == n
+    stored = [inner_index(ix.vectors).reconstruct_n(0, n) for ix in (one, two)]
+    assert stored[0].dtype == np.float32 and np.array_equal(stored[0], stored[1])
+    assert (tmp_path / "one" / "embeddings.faiss").read_bytes() == (tmp_path / "two" / "embeddings.faiss").read_bytes()
+    rng = np.random.default_rng(7)
+    q = [*df["Sequence"].head(20).to_list(), *(mutate(s, 0.2, rng) for s in df["Sequence"].tail(20))]
+    a = Retriever(one, str(root / "encoder"), k=8)
+    hits = a(q)
+    assert sum(c["via"] != "align" for h in hits for c in h) > 20  # the embeddings take part
+    assert Retriever(two, embedder=a.embedder, k=8)(q) == hits
 
-    q = SequenceEmbedder(root / "encoder")(one.windows["Sequence"].head(40).to_list())
-    (da, ia), (dc, ic) = one.vectors.search(q, 3), two.vectors.search(q, 3)
-    assert (ia[:, 0] == ic[:, 0]).all() and (ia[:, 0] == np.arange(40)).mean() > 0.9
-    np.testing.assert_allclose(da, dc, atol=1e-3)
+
+def test_ranks_embed_the_batches_of_one_process():
+    """Each rank's batches are batches of the one-process run, so an embedder whose rows depend
+    on their batch (as padding makes a real encoder's last bits do) gives the one-process result
+    once gathered, for any number of ranks; taking every N-th window would not."""
+    from llamadna.retrieve.index import batch_starts, gather_batches
+
+    seqs = np.arange(23, dtype=np.float32)
+
+    def embed(batch: np.ndarray) -> np.ndarray:  # (B, 2): the row and its batch's mean
+        return np.stack([batch, np.full_like(batch, batch.mean())], axis=1)
+
+    def one_rank(world: int, rank: int, size: int) -> np.ndarray:
+        parts = [embed(seqs[a : a + size]) for a in batch_starts(len(seqs), size, world, rank)]
+        return np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.float32)
+
+    single = one_rank(1, 0, 4)
+    for world in (2, 3, 7, 30):
+        gathered = gather_batches([one_rank(world, r, 4) for r in range(world)], len(seqs), 4)
+        assert np.array_equal(gathered, single)
+    strided = np.empty_like(single)
+    for r in range(2):  # every 2nd window, batched on each rank: other batches, other rows
+        strided[r::2] = np.concatenate([embed(seqs[r::2][a : a + 4]) for a in range(0, len(seqs[r::2]), 4)])
+    assert not np.array_equal(strided, single)
+    with pytest.raises(RuntimeError, match="rank 1 sent 3 window embeddings, expected 11"):
+        gather_batches([one_rank(2, 0, 4), one_rank(2, 1, 4)[:3]], len(seqs), 4)
 
 
 def test_minimap2_k_grows_with_the_reference_and_the_index_records_it(workspace):

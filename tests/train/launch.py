@@ -14,8 +14,8 @@ def torchrun_train(*args: str, use_cpu: bool = True, nproc: int = 2) -> subproce
     return torchrun_cli("train", *args, use_cpu=use_cpu, nproc=nproc)
 
 
-def torchrun_cli(command: str, *args: str, use_cpu: bool = True, nproc: int = 2) -> subprocess.CompletedProcess:
-    """`llamadna COMMAND ARGS` as `nproc` processes."""
+def torchrun_command(command: str, *args: str, use_cpu: bool = True, nproc: int = 2) -> tuple[list[str], dict]:
+    """The command line and environment of `llamadna COMMAND ARGS` as `nproc` processes."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -27,4 +27,10 @@ def torchrun_cli(command: str, *args: str, use_cpu: bool = True, nproc: int = 2)
     env.pop("ACCELERATE_USE_CPU", None)
     if use_cpu:
         env["ACCELERATE_USE_CPU"] = "true"
+    return cmd, env
+
+
+def torchrun_cli(command: str, *args: str, use_cpu: bool = True, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`llamadna COMMAND ARGS` as `nproc` processes."""
+    cmd, env = torchrun_command(command, *args, use_cpu=use_cpu, nproc=nproc)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)

@@ -156,12 +156,13 @@ class Annotator:
                          replace(self.config, **changes))
 
     # ------------------------------------------------------------------ retrieval
-    def use_index(self, index=None, encoder: str | Path | None = None):
+    def use_index(self, index=None, encoder: str | Path | None = None, threads: int | None = None):
         """Give a retrieval model its retriever: on `index` (a `llamadna index` directory, or a
         loaded `ReferenceIndex`, e.g. a user's own reference), else on the index it was trained
         with (kept beside the model as training left them: the model records it relative to its
         directory). `encoder`: the index's DNA encoder directory, when it is no longer where the
-        index records it. Returns the retriever (None for a model without retrieval)."""
+        index records it; `threads`: minimap2's threads (default: the CPUs). Returns the retriever
+        (None for a model without retrieval)."""
         from llamadna.retrieve.index import ReferenceIndex
         from llamadna.retrieve.retriever import open_retriever
 
@@ -176,7 +177,7 @@ class Annotator:
             index = _trained_index(proc)
         if not isinstance(index, ReferenceIndex):
             index = ReferenceIndex.load(index)
-        self.retriever = open_retriever(index, index.encoder_dir(encoder), k=proc.evidence_k)
+        self.retriever = open_retriever(index, index.encoder_dir(encoder), k=proc.evidence_k, threads=threads)
         return self.retriever
 
     def with_evidence(self, rows: Sequence[dict]) -> list[dict]:

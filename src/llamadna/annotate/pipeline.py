@@ -5,9 +5,12 @@
     rows --Annotator.annotate_rows--> predictions (tiles without A/C/G/T: `skipped`, no model)
     predictions --io.predictions writer--> .tsv / .jsonl / .gff3
 
-Memory stays bounded by one batch: records are read lazily, predictions are written as they
-come to a temporary file beside the output, which is renamed over it only at the end
-(`io.atomic.atomic_write`), so an interrupted run never leaves a partial output behind.
+Memory stays bounded by one part: records are read lazily, a part's predictions are written
+to `<out>.parts/` when it is done (`io.parts`), and the main process streams the parts into a
+temporary file beside the output, renamed over it only at the end (`io.atomic.atomic_write`):
+an interrupted run never leaves a partial output behind, and `--resume` redoes only the parts
+that were not done. Under `accelerate launch` every process takes parts
+(`annotate.distributed`); the output is the same bytes.
 
 Before any model work the FASTA is read once to validate it (cheap next to generation) and to
 count the records for the progress bar (`io.fasta.count_fasta`): a bad record at the end of a
@@ -29,6 +32,7 @@ from llamadna.constants import DEFAULT_TILE, PREDICTION_COLUMNS, SPLASH_COLUMNS
 from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import FastaRecord, count_fasta, iter_fasta
+from llamadna.io.parts import check_part_size, files_digest, part_rows, parts_dir
 from llamadna.io.predictions import output_format, prediction_writer
 from llamadna.progress import Progress, no_progress
 
@@ -147,13 +151,9 @@ def _read_anchors(spec: str | Path):
     return next(iter(tables.values()))
 
 
-def _ready(annotator, changes: dict) -> Annotator:
-    """The Annotator (loaded from a directory, or made by a function), with `changes` to its
-    config; a seed-faithful model is refused (a FASTA holds no gene metadata)."""
-    if isinstance(annotator, (str, Path)):
-        annotator = Annotator.from_pretrained(annotator)
-    elif not isinstance(annotator, Annotator):
-        annotator = annotator()
+def _ready(annotator: Annotator, changes: dict) -> Annotator:
+    """The loaded Annotator with `changes` to its config; a seed-faithful model is refused (a
+    FASTA holds no gene metadata)."""
     if changes:
         annotator = annotator.with_config(**changes)
     if annotator.processor.prompt_mode == "seed-faithful":
@@ -168,81 +168,115 @@ def annotate_fasta(
     annotator, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
     batch_size: int | None = None, max_new_tokens: int | None = None,
     progress: Progress = no_progress, tile: int = DEFAULT_TILE, decoding: str | None = None,
-) -> dict:
+    resume: bool = False, part_size: int | None = None,
+) -> dict | None:
     """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
 
-    A record longer than `tile` bases is annotated tile by tile (`tiles`): one prediction per
-    tile, with its start and end on the record, so that a long sequence never overflows the
-    LLM's context and each part of it gets its own annotation.
+    A record longer than `tile` bases is annotated tile by tile (`tiles`), one prediction per
+    tile with its start and end on the record. The tiles are annotated in parts of `part_size`
+    (`annotate.distributed`): under `accelerate launch` by every process, merged by the main one
+    into `out` in FASTA order (a one-process run's bytes); an interrupted run leaves
+    `<out>.parts/`, which `resume` finishes.
 
     Parameters
     ----------
-    annotator : an `Annotator`, a model directory, or a function returning an Annotator (e.g.
-        `Annotator.from_pretrained` with options), called once the FASTA is validated: a bad
-        input fails before the model loads.
+    annotator : an `Annotator`, a model directory, a `distributed.ModelLoader` (each process
+        loads the model on its device; one reference index per machine) or a function returning
+        an Annotator, loaded once the FASTA is validated (a bad input fails first).
     fasta : FASTA of the sequences (plain or gzip); validated first (see iter_fasta).
     out : output path; the format comes from the suffix. Written atomically.
-    splash : anchors TSV (`llamadna splash` output): SPLASH scores per sequence, as
-        `splash-scores` computes them; without it the prompt says "not available".
+    splash : anchors TSV (`llamadna splash`): SPLASH scores per sequence (else "not available").
     batch_size, max_new_tokens, decoding : the annotator's config, unless given.
-    progress : callback("annotate", tiles_done, tiles_total) after each batch.
+    progress : callback("annotate", tiles_done, tiles_total), the tiles of every process.
     tile : bases per annotated tile (default: the dataset's window, what the model was trained on).
+    resume, part_size : finish the run `<out>.parts/` holds; tiles per part (rounded up to a
+        multiple of the batch size).
 
     Returns
     -------
-    summary : records, tiles, seconds, tiles_per_s, splash_scored (tiles
-        with a tested anchor, None without --splash), u_to_t and iupac_to_n (bases read as T or
-        N), all_n_tiles (tiles without any A/C/G/T base: written with empty fields and the
-        reason in `skipped`, never given to the model), output, format.
+    summary (the main process; None on the others) : records, tiles, seconds, tiles_per_s,
+        splash_scored (tiles with a tested anchor; None without --splash), u_to_t and iupac_to_n
+        (bases read as T or N), all_n_tiles (tiles without any A/C/G/T base: empty fields, the
+        reason in `skipped`, never given to the model), output, format, and the parts: parts,
+        parts_reused, parts_computed, per_rank (this run's parts, rows, seconds per process).
     """
+    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin
+
     fmt = output_format(out)
+    changes = _changes(batch_size, max_new_tokens, decoding, tile, part_size)
+    anchors = _read_anchors(splash) if splash is not None else None
+    found = survey(fasta, tile)
+    with ShardedRun(parts_dir(out), resume, "annotate") as run:
+        if run.rt.is_main:
+            found.warn(fasta)
+        model = _ready(run.load(annotator), changes)
+        run.begin(found.tiles, part_rows(part_size, model.config.batch_size, found.tiles), lambda: {
+            "input": {"fasta": files_digest([fasta])}, **origin(annotator, model),
+            "settings": {**inference_settings(model), "tile": tile, "format": fmt,
+                         "splash": files_digest([splash]) if splash is not None else None}})
+        run.serve(model, annotator)
+        start = time.perf_counter()
+        run.walk(tile_rows(iter_fasta(fasta), tile),
+                 lambda part, advance, counts: _annotate_part(model, part, anchors, advance, counts),
+                 progress, "annotate")
+        parts = run.merge(lambda records: _write_output(out, fmt, records), progress, "annotate")
+    if parts is None:  # not the main process
+        return None
+    return _summary(found, parts, time.perf_counter() - start, anchors is not None, out, fmt)
+
+
+def _summary(found: Survey, parts: dict, seconds: float, splash: bool, out, fmt: str) -> dict:
+    """annotate_fasta's summary: the survey's counts, the rate of the tiles computed in this run
+    (reused parts left out) and the parts' counts."""
+    computed = sum(r["rows"] for r in parts["per_rank"].values())
+    log.debug("annotated %d tiles in %.1f s (%.2f tiles/s) -> %s", computed, seconds,
+              computed / seconds if seconds else math.inf, out)
+    return {
+        "records": found.records, "tiles": found.tiles, "u_to_t": found.u_to_t,
+        "iupac_to_n": found.iupac_to_n, "all_n_tiles": found.all_n_tiles, "seconds": round(seconds, 3),
+        "tiles_per_s": round(computed / seconds, 3) if seconds else None,
+        "splash_scored": parts["counts"].get("splash_scored", 0) if splash else None,
+        "output": str(out), "format": fmt.lstrip("."),
+        **{k: parts[k] for k in ("parts", "parts_reused", "parts_computed", "per_rank")},
+    }
+
+
+def _changes(batch_size: int | None, max_new_tokens: int | None, decoding: str | None, tile: int,
+             part_size: int | None) -> dict:
+    """The inference settings given (the annotator's own otherwise), checked with the tile and
+    part sizes before any work."""
     changes = {k: v for k, v in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens),
                                  ("decoding", decoding)) if v is not None}
     if changes.get("batch_size", 1) < 1 or changes.get("max_new_tokens", 1) < 1 or tile < 1:
         raise ConfigError("--batch-size, --max-new-tokens and --tile must be >= 1")
+    check_part_size(part_size)
     if decoding is not None:
         check_decoding(decoding)
-    anchors = _read_anchors(splash) if splash is not None else None
-    found = survey(fasta, tile)
-    found.warn(fasta)
-    annotator = _ready(annotator, changes)
-    start = time.perf_counter()
-    stats = _write_predictions(annotator, fasta, out, fmt, anchors, tile,
-                               lambda done: progress("annotate", done, found.tiles))
-    seconds = time.perf_counter() - start
-    n = stats["tiles"]
-    log.debug("annotated %d tiles in %.1f s (%.2f tiles/s) -> %s", n, seconds,
-              n / seconds if seconds else math.inf, out)
-    return {
-        "records": found.records, "tiles": n, "u_to_t": found.u_to_t, "iupac_to_n": found.iupac_to_n,
-        "all_n_tiles": found.all_n_tiles, "seconds": round(seconds, 3),
-        "tiles_per_s": round(n / seconds, 3) if seconds else None,
-        "splash_scored": stats["splash_scored"] if anchors is not None else None,
-        "output": str(out),
-        "format": fmt.lstrip("."),
-    }
+    return changes
 
 
-def _write_predictions(annotator: Annotator, fasta: str | Path, out: str | Path, fmt: str, anchors,
-                       tile: int, done) -> dict:
-    """Stream the FASTA's tile rows through the annotator into `out` (atomically); `done(tiles)`
-    after each batch. Returns the tiles written and those with a SPLASH score."""
-    batch_size = annotator.config.batch_size
-    stats = {"tiles": 0, "splash_scored": 0}
-
-    def write(tmp: Path) -> None:
-        # SPLASH matching is vectorised over a chunk of records; without it, one batch at a time
-        chunk = max(batch_size, _SPLASH_CHUNK) if anchors is not None else batch_size
-        rows = _fasta_rows(tile_rows(iter_fasta(fasta), tile), anchors, chunk)
+def _write_output(out: str | Path, fmt: str, records: Iterable[dict]) -> None:
+    """Every tile's record, in FASTA order, through the format's writer into `out` (atomically)."""
+    def lines(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = prediction_writer(fmt, fh)
-            for batch in batched(rows, batch_size):
-                for row, pred in _annotate_tiles(annotator, batch):
-                    writer.write({**pred, "record": row["record"], "start": row["start"],
-                                  "end": row["end"]})
-                    stats["splash_scored"] += row["SPLASH_pval"] is not None
-                stats["tiles"] += len(batch)
-                done(stats["tiles"])
+            for r in records:
+                writer.write(r)
 
-    atomic_write(out, write)
-    return stats
+    atomic_write(out, lines)
+
+
+def _annotate_part(annotator: Annotator, part: Iterable[dict], anchors, advance,
+                   counts: dict) -> Iterator[dict]:
+    """One part's tile rows (read lazily) -> its output records, a batch at a time: SPLASH scores
+    (with anchors), then the annotator; `advance(rows)` after each batch, the tiles with a
+    SPLASH score counted in `counts`."""
+    batch_size = annotator.config.batch_size
+    # SPLASH matching is vectorised over a chunk of records; without it, one batch at a time
+    chunk = max(batch_size, _SPLASH_CHUNK) if anchors is not None else batch_size
+    counts["splash_scored"] = 0
+    for batch in batched(_fasta_rows(part, anchors, chunk), batch_size):
+        for row, pred in _annotate_tiles(annotator, batch):
+            counts["splash_scored"] += row["SPLASH_pval"] is not None
+            yield {**pred, "record": row["record"], "start": row["start"], "end": row["end"]}
+        advance(len(batch))

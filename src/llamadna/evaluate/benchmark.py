@@ -4,9 +4,11 @@ sequences whose human ortholog is known, and score the fields that the truth hol
 A benchmark directory holds `queries.fa` (ids carry no label) and `truth.tsv` (id, species,
 gene = the human ortholog, transcript_type, chrom, identity_to_human in %, ...). It is a test
 set: never trained, tuned or indexed on. Queries are scored per species and per identity bin.
-`benchmark_system` annotates the queries with one system and scores it (`llamadna benchmark`
-and `llamadna evaluate --benchmark`); `evaluate_benchmark` is evaluate's step (the given model
-and every lookup, with intervals by bootstrap over genes).
+`benchmark_system` annotates the queries with one system and scores it (`llamadna evaluate
+--benchmark`, in one process); `run_benchmark` is `llamadna benchmark`: the model's predictions
+in parts (every process of `accelerate launch`), merged and scored on the main process;
+`evaluate_benchmark` is evaluate's step (the given model and every lookup, with intervals by
+bootstrap over genes).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from llamadna.data.template import parse_annotation
 from llamadna.errors import InputError
 from llamadna.evaluate.schema import BenchmarkEntry, BenchmarkScore
 from llamadna.evaluate.systems import LOOKUPS, MODEL, EvalContext, Unit
+from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import iter_fasta
+from llamadna.io.parts import check_part_size, files_digest, part_rows, parts_dir
 from llamadna.io.tables import read_tsv
+from llamadna.progress import Progress, no_progress
 
 TRUTH_COLUMNS = ["id", "species", "gene", "transcript_type", "chrom", "identity_to_human"]
 BENCHMARK_FIELDS = ("gene", "transcript_type", "chrom")  # what the truth holds
@@ -120,13 +125,64 @@ def benchmark_system(predict: Callable[[list[dict]], list[dict]], rows: list[dic
     return preds, res
 
 
-PREDICTED_COLUMNS = ("gene", "transcript_type", "chrom", "gene_confidence", "evidence_gene", "annotation")
+# the prediction columns beside the truth, with their types (a column of nulls keeps its type)
+PREDICTED_COLUMNS = {"gene": pl.String, "transcript_type": pl.String, "chrom": pl.String,
+                     "gene_confidence": pl.Float64, "evidence_gene": pl.String, "annotation": pl.String}
 
 
 def benchmark_table(truth: pl.DataFrame, preds: list[dict]) -> pl.DataFrame:
     """The truth with each model prediction beside it (`predicted_<column>` of PREDICTED_COLUMNS)."""
-    return truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds])
-                                for c in PREDICTED_COLUMNS])
+    return truth.with_columns(*[pl.Series(f"predicted_{c}", [p[c] for p in preds], dtype=t)
+                                for c, t in PREDICTED_COLUMNS.items()])
+
+
+def run_benchmark(annotator, directory: str | Path, out: str | Path | None = None,
+                  batch_size: int | None = None, max_new_tokens: int | None = None,
+                  decoding: str | None = None, progress: Progress = no_progress, resume: bool = False,
+                  part_size: int | None = None) -> tuple[pl.DataFrame, BenchmarkScore, dict] | None:
+    """`llamadna benchmark`: a model on a benchmark's queries, in parts (under `accelerate
+    launch` on every process; `annotate.distributed`), scored on the main process from the
+    merged predictions (`benchmark_system`): the same table and score as one process.
+
+    annotator : an Annotator, a `ModelLoader` or a function returning an Annotator.
+    out : the table (`benchmark_table`) as TSV; its parts in `<out>.parts/` (`resume` finishes
+        them). Without it the parts go to a temporary directory (no --resume).
+
+    Returns (the main process; None on the others) the table, the score and the parts' counts
+    (parts, parts_reused, parts_computed, per_rank, seconds, rows_per_s).
+    """
+    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin
+    from llamadna.evaluate.predict import _configured
+
+    check_part_size(part_size)
+    d = Path(directory)
+    rows, truth = read_benchmark(d)
+    merged: list[list[dict]] = []
+
+    def write(records) -> None:
+        merged.append(list(records))
+        if out is not None:
+            table = benchmark_table(truth, merged[0])
+            atomic_write(out, lambda tmp: table.write_csv(tmp, separator="\t"))
+
+    with ShardedRun(None if out is None else parts_dir(out), resume, "benchmark") as run:
+        model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
+        run.begin(len(rows), part_rows(part_size, model.config.batch_size, len(rows)), lambda: {
+            "input": {"benchmark": files_digest([d / "queries.fa", d / "truth.tsv"])},
+            **origin(annotator, model), "settings": inference_settings(model)})
+        run.serve(model, annotator)
+
+        def predict_part(part, advance, counts):
+            for pred in model.annotate(part):
+                yield pred
+                advance(1)
+
+        run.walk(rows, predict_part, progress, "benchmark")
+        parts = run.merge(write, progress, "benchmark")
+    if parts is None:
+        return None
+    preds, score = benchmark_system(lambda _: merged[0], rows, truth)
+    return benchmark_table(truth, preds), score, parts
 
 
 def evaluate_benchmark(ctx: EvalContext) -> BenchmarkEntry:

@@ -19,6 +19,7 @@ from llamadna.constants import DEFAULT_SPLIT, N_EXAMPLES
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.dataset import dataset_parquet, read_dataset
+from llamadna.io.parts import check_part_size, files_digest, part_rows, parts_dir
 from llamadna.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # the annotate package imports torch: loaded only where a model runs
@@ -94,45 +95,86 @@ def split_rows(dataset: str | Path, split: str, subset: str) -> list[dict]:
     return df.with_row_index("row").filter(pl.col(split) == subset).to_dicts()
 
 
+# the prediction table's columns and types (module doc): the TSV is the same bytes whatever the
+# values (a column of nulls, or of whole numbers, keeps its type)
+PREDICTION_SCHEMA = {
+    "id": pl.String, "reference": pl.String, "prediction": pl.String, "label_true": pl.String,
+    "label_pred": pl.String, "label_prob": pl.Float64, "label_from_text": pl.String,
+    "confidence": pl.Float64, "outcome": pl.String, "outcome_confidence": pl.Float64,
+    "gene_confidence": pl.Float64, "evidence_gene": pl.String, "evidence_score": pl.Float64,
+    "evidence_via": pl.String, "evidence_identity": pl.Float64, "evidence_aligned_fraction": pl.Float64,
+    "evidence_loci": pl.Int64, "build": pl.String, "chrom": pl.String, "gene_name": pl.String,
+}
+
+
+def prediction_frame(rows: list[dict], preds: list[dict]) -> pl.DataFrame:
+    """`prediction_table` as a DataFrame of PREDICTION_SCHEMA's types."""
+    return pl.DataFrame(prediction_table(rows, preds), schema=PREDICTION_SCHEMA)
+
+
 def predict_dataset(
     annotator, dataset: str | Path, out: str | Path, split: str = DEFAULT_SPLIT,
     subset: str = "test", limit: int | None = None, batch_size: int | None = None,
     max_new_tokens: int | None = None, progress: Progress = no_progress,
-    decoding: str | None = None,
-) -> dict:
+    decoding: str | None = None, resume: bool = False, part_size: int | None = None,
+) -> dict | None:
     """Annotate one subset (train/val/test) of a dataset split with a model's Annotator and write
     the prediction table (module doc) as TSV, for `llamadna score` and for reading.
 
-    `annotator`: an `Annotator`, or a function returning one, called once the dataset and the
-    options are checked (a bad input fails before the model loads). `batch_size`,
-    `max_new_tokens`, `decoding`: the annotator's config, unless given.
+    `annotator`: an `Annotator`, a `annotate.distributed.ModelLoader` or a function returning
+    one, loaded once the dataset and the options are checked (a bad input fails before the model
+    loads). `batch_size`, `max_new_tokens`, `decoding`: the annotator's config, unless given.
+    The rows are predicted in parts of `part_size` (rounded up to a multiple of the batch size):
+    under `accelerate launch` by every process, merged by the main one (the same bytes as one
+    process); `resume` finishes an interrupted run from `<out>.parts/`.
 
-    Returns rows, seconds, records_per_s, output and `examples` (N_EXAMPLES rows of the table,
-    see example_indices).
+    Returns (the main process; None on the others) rows, seconds, records_per_s, output,
+    `examples` (N_EXAMPLES rows of the table, see example_indices), and the parts' counts
+    (parts, parts_reused, parts_computed, per_rank).
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: the number of rows to predict must be >= 1 "
                           "(leave it out for the whole subset)")
+    check_part_size(part_size)
     rows = split_rows(dataset, split, subset)[:limit]
     if not rows:
         raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
-    from llamadna.annotate import Annotator
+    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin
 
-    if not isinstance(annotator, Annotator):
-        annotator = annotator()
-    annotator = _configured(annotator, batch_size, max_new_tokens, decoding)
-    t0 = time.perf_counter()
-    preds = []
-    for pred in annotator.annotate(rows):
-        preds.append(pred)
-        progress(f"predict {split}={subset}", len(preds), len(rows))
+    what = f"predict {split}={subset}"
+    tables: list[pl.DataFrame] = []
+
+    def write(records) -> None:
+        tables.append(prediction_frame(rows, list(records)))
+        atomic_write(out, lambda tmp: tables[0].write_csv(tmp, separator="\t"))
+
+    with ShardedRun(parts_dir(out), resume, "predict") as run:
+        model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
+        run.begin(len(rows), part_rows(part_size, model.config.batch_size, len(rows)), lambda: {
+            "input": {"dataset": files_digest([dataset_parquet(dataset)])}, **origin(annotator, model),
+            "settings": {**inference_settings(model), "split": split, "subset": subset, "limit": limit}})
+        run.serve(model, annotator)
+        t0 = time.perf_counter()
+        run.walk(rows, lambda part, advance, counts: _predict_part(model, part, advance, counts),
+                 progress, what)
+        parts = run.merge(write, progress, what)
+    if parts is None:
+        return None
     seconds = time.perf_counter() - t0
-    table = pl.DataFrame(prediction_table(rows, preds))
-    atomic_write(out, lambda tmp: table.write_csv(tmp, separator="\t"))
+    table = tables[0]
+    computed = sum(r["rows"] for r in parts["per_rank"].values())
     examples = [table.row(i, named=True) for i in example_indices(table["gene_name"].to_list())]
-    return {"rows": len(preds), "seconds": round(seconds, 2),
-            "records_per_s": round(len(preds) / seconds, 2), "output": str(out),
-            "examples": examples}
+    return {"rows": table.height, "seconds": round(seconds, 2),
+            "records_per_s": round(computed / seconds, 2) if seconds else None, "output": str(out),
+            "examples": examples,
+            **{k: parts[k] for k in ("parts", "parts_reused", "parts_computed", "per_rank")}}
+
+
+def _predict_part(annotator: Annotator, part, advance, counts: dict):
+    """One part's predictions (without `id`: the table names rows by row_id), `advance(1)` each."""
+    for pred in annotator.annotate(part):
+        yield {k: v for k, v in pred.items() if k != "id"}
+        advance(1)
 
 
 def example_indices(genes: list[str], n: int = N_EXAMPLES) -> list[int]:

@@ -206,9 +206,9 @@ class ReferenceIndex:
     def build(cls, cfg: IndexConfig, progress: Progress = no_progress) -> ReferenceIndex | None:
         """Tile, annotate, align-index and embed the bundle's reference; written to cfg.out.
 
-        Under `accelerate launch` (or torchrun) with N processes, each embeds every N-th window
-        on its own device and the main process gathers them, writes the index and returns it;
-        the others return None."""
+        Under `accelerate launch` (or torchrun) with N processes, each embeds every N-th batch of
+        windows on its own device (`_embed_windows`) and the main process gathers them, writes
+        the index and returns it; the others return None."""
         from llamadna.data.paths import default_data_dir
 
         t0 = time.perf_counter()
@@ -398,7 +398,15 @@ def _read_faiss(path: Path, meta: dict, windows: int):
 
 
 def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tuple[np.ndarray | None, int]:
-    """(N, H) window embeddings on the main process (None on the others) and H."""
+    """(N, H) window embeddings on the main process (None on the others) and H.
+
+    The windows are embedded in batches of `cfg.batch_size` consecutive windows, one
+    `SequenceEmbedder` call each (it sorts a call's chunks by length and encodes `batch_size`
+    chunks a forward, so a batch of windows of one chunk each is one forward). Under N processes
+    batch b is embedded by rank b % N: every batch holds the same windows, hence the same
+    padding, as in one process, and the gathered embeddings are bit-identical to one process's
+    (with the same torch threads per process: a forward's float reductions may depend on them).
+    One call per batch also keeps a whole reference's tokens out of memory at once."""
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -408,8 +416,13 @@ def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tup
         raise ConfigError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
     embedder = SequenceEmbedder(cfg.encoder, device=state.device, batch_size=cfg.batch_size)
-    mine = embedder(seqs[rank::world], progress if state.is_main_process else no_progress,
-                    "embedding windows")
+    size, n = cfg.batch_size, len(seqs)
+    parts = []
+    for a in batch_starts(n, size, world, rank):
+        parts.append(embedder(seqs[a : a + size]))
+        if state.is_main_process:  # batches go round-robin: the others are about as far
+            progress("embedding windows", min(a + world * size, n), n)
+    mine = np.concatenate(parts) if parts else np.empty((0, embedder.dim), dtype=np.float32)
     if world == 1:
         return mine, embedder.dim
     from accelerate.utils import gather_object
@@ -418,10 +431,27 @@ def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tup
     state.wait_for_everyone()
     if not state.is_main_process:
         return None, embedder.dim
-    out = np.empty((len(seqs), embedder.dim), dtype=np.float32)
+    return gather_batches(shares, n, size), embedder.dim
+
+
+def batch_starts(n: int, size: int, world: int, rank: int) -> range:
+    """The first window of each batch rank `rank` of `world` embeds: batches of `size`
+    consecutive windows of `n`, batch b to rank b % world."""
+    return range(rank * size, n, world * size)
+
+
+def gather_batches(shares: Sequence[np.ndarray], n: int, size: int) -> np.ndarray:
+    """The (n, H) embeddings in window order, from each rank's (`batch_starts`) in rank order."""
+    world = len(shares)
+    out = np.empty((n, shares[0].shape[1]), dtype=shares[0].dtype)
     for r, part in enumerate(shares):
-        out[r::world] = part
-    return out, embedder.dim
+        starts = batch_starts(n, size, world, r)
+        expected = sum(min(size, n - a) for a in starts)
+        if len(part) != expected:
+            raise RuntimeError(f"rank {r} sent {len(part)} window embeddings, expected {expected}")
+        for k, a in enumerate(starts):
+            out[a : a + size] = part[k * size : (k + 1) * size]  # only the last batch is short
+    return out
 
 
 def _training_variants(cfg: IndexConfig) -> tuple[pl.DataFrame | None, str]:

@@ -1,0 +1,381 @@
+"""Sharded runs: `annotate`, `predict` and `benchmark` on every rank of `accelerate launch`.
+
+    rank 0 (main)          prepare <out>.parts (run.json; --resume: compare)  --attempt-->  all
+    every rank             load the model on its device; the search service of its machine
+                           walk the parts in order: done -> skip; claimed -> skip; else
+                           predict its rows in batches, write it (io.parts)
+    rank 0                 wait for every part (polling), stream them in order through the
+                           output writer; once every rank marked itself finished, remove
+                           <out>.parts (files only after the start: no collective's timeout)
+
+One process is the same path with a world of one, so every run can be resumed. The output is
+byte-identical whatever the number of processes: a part's batches are a one-process run's
+(parts are a whole number of batches), every prediction goes through JSON (which gives Python
+floats back bit for bit) and one writer writes them all in input order. The float reductions of
+the model depend on the threads per process (OMP_NUM_THREADS): run every process with the same.
+
+The reference index is loaded once per machine: local rank 0 loads it and serves searches to
+its neighbours (`retrieve.service.SearchService`, advertised in
+`<out>.parts/search.<host>.<attempt>.json`); the other local ranks load the model without it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamadna.errors import ConfigError, InputError
+from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
+from llamadna.progress import Progress, no_progress
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_S = 1.0  # how often the main rank lists the parts directory for the whole run's progress
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """This process's place in the run: rank and world, local rank and local world (the
+    processes of its machine), the device it computes on (None: the model's default), and
+    accelerate's PartialState (None for one process)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    device: object = None
+    state: object = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, values: list[int]) -> list[int]:
+        """Rank 0's integers on every rank, as a tensor (no pickle)."""
+        if self.world == 1:
+            return values
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.int64, device=self.device)
+        dist.broadcast(t, src=0)
+        return [int(x) for x in t.tolist()]
+
+
+def runtime() -> Runtime:
+    """The run's ranks from accelerate's PartialState (ACCELERATE_USE_CPU as Accelerator()
+    reads it: torchrun on CPUs); one process without torchrun's variables. A run launched as
+    several processes without a distributed device is refused (as `llamadna index` does)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Runtime()
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    world = state.num_processes
+    if world == 1:
+        raise ConfigError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate found no "
+                          "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return Runtime(state.process_index, world, state.local_process_index, local_world, state.device, state)
+
+
+# ------------------------------------------------------------------------------ the model
+def index_record(index_dir: str | Path) -> dict:
+    """Which reference index: its id, windows and creation time (index.json)."""
+    meta = json.loads((Path(index_dir) / "index.json").read_text())
+    return {k: meta.get(k) for k in ("index_id", "windows", "created")}
+
+
+@dataclass(frozen=True)
+class ModelLoader:
+    """How each rank loads a trained model (the CLI's options): on the rank's device, the
+    reference index attached by `attach_index` on the ranks that hold it."""
+
+    model: Path
+    index: Path | None = None  # a retrieval model's index (None: the one it was trained with)
+    encoder: Path | None = None  # the DNA encoder directory, where it is now
+    dtype: str | None = None
+    compile: bool = False
+    llm: Path | None = None
+    threads: int | None = None  # minimap2's threads on the rank that searches (None: the CPUs)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: minimap2's threads must be >= 1")
+
+    def load(self, device=None):
+        """The Annotator, without its reference index."""
+        from llamadna.annotate.annotator import Annotator
+
+        return Annotator.from_pretrained(self.model, dna_encoder=self.encoder, device=device,
+                                         dtype=self.dtype, compile=self.compile, llm=self.llm)
+
+    def attach_index(self, annotator) -> None:
+        """Give a retrieval model its retriever now (a missing index fails before any work); a
+        model without retrieval is refused an --index."""
+        if self.index is not None or annotator.processor.retrieval:
+            annotator.use_index(self.index, self.encoder, self.threads)
+
+    def record(self, annotator) -> dict:
+        """The model and index part of a run's fingerprint (before the index is attached)."""
+        return {"model": {"digest": dir_digest(self.model)}, "index": _index_of(annotator, self.index)}
+
+
+def _index_of(annotator, given: Path | None = None) -> dict | None:
+    """Which index a retrieval model searches (None: no retrieval): `given`, else the one its
+    retriever holds, else the one it was trained with. One that cannot be read is recorded by
+    its path (attaching it reports why)."""
+    proc = annotator.processor
+    if not getattr(proc, "retrieval", False):
+        return None
+    index = getattr(annotator.retriever, "index", None)
+    if given is None and isinstance(getattr(index, "meta", None), dict):
+        return {k: index.meta.get(k) for k in ("index_id", "windows", "created")}
+    from llamadna.annotate.annotator import _trained_index
+
+    try:
+        return index_record(given if given is not None else _trained_index(proc))
+    except (ConfigError, InputError, OSError, ValueError, TypeError):  # none recorded, or unreadable
+        return {"path": str(given if given is not None else getattr(proc, "index", None))}
+
+
+def model_record(annotator) -> dict:
+    """The fingerprint's model and index for an Annotator given as an object (a library
+    call): the digest of the directory it was loaded from, when known."""
+    where = getattr(getattr(annotator.model, "config", None), "_name_or_path", None)
+    digest = dir_digest(where) if isinstance(where, str) and where and Path(where).is_dir() else None
+    return {"model": {"digest": digest}, "index": _index_of(annotator)}
+
+
+def origin(given, annotator) -> dict:
+    """The model and index of a run's fingerprint: `given` is what the command was handed (a
+    ModelLoader, or an Annotator / function / directory), `annotator` the loaded model."""
+    return given.record(annotator) if isinstance(given, ModelLoader) else model_record(annotator)
+
+
+def inference_settings(annotator) -> dict:
+    """The inference settings of a run's fingerprint: what changes a prediction."""
+    cfg = annotator.config
+    return {"batch_size": cfg.batch_size, "max_new_tokens": cfg.max_new_tokens, "decoding": cfg.decoding,
+            "prompt_bucket": cfg.prompt_bucket, "dtype": str(getattr(annotator.model, "dtype", None))}
+
+
+# ------------------------------------------------------------------------------ a sharded run
+class ShardedRun:
+    """One command's run over parts (module doc). Use as a context manager:
+
+        with ShardedRun(parts_dir, resume, "annotate") as run:
+            annotator = run.load(loader)             # on this rank's device
+            run.begin(rows, part_rows, describe)     # rank 0 prepares; the attempt id to all
+            run.serve(annotator, loader)             # the index, or its machine's service
+            run.walk(rows, predict_part, progress)   # this rank's parts
+            summary = run.merge(write, progress)     # rank 0: dict; the others: None
+
+    On an error, the parts stay for --resume, except after a user error (ConfigError,
+    InputError) in a one-process run that reused nothing (the settings must change: its parts
+    could never be resumed) and for a temporary directory (no output named: nothing to resume).
+    """
+
+    def __init__(self, directory: str | Path | None, resume: bool, command: str):
+        self.rt = runtime()
+        self.resume, self.command = resume, command
+        self.temporary = directory is None
+        if self.temporary and resume:
+            raise ConfigError(f"--resume needs --out: a {command} run without an output keeps no parts")
+        self.dir = None if directory is None else Path(directory)
+        self.store: PartStore | None = None
+        self.attempt = self.reused = 0
+        self.service = self.client = None
+        self.t0 = time.perf_counter()
+        self._own = 0  # rows of the part this (main) rank is predicting
+
+    def __enter__(self) -> ShardedRun:
+        if self.rt.is_main and self.dir is not None and not self.resume:
+            refuse_stale(self.dir)  # before the model loads
+        return self
+
+    # ------------------------------------------------------------------ setup
+    def load(self, annotator):
+        """The Annotator on this rank's device: a ModelLoader is loaded, with its reference index
+        on the ranks that hold one (one per machine: `serve`); a function is called, a model
+        directory loaded, an Annotator kept as it is."""
+        from llamadna.annotate.annotator import Annotator
+
+        if isinstance(annotator, ModelLoader):
+            model = annotator.load(self.rt.device)
+            if self._holds_index(model):  # now: a missing index fails before any work
+                annotator.attach_index(model)
+            return model
+        if isinstance(annotator, (str, Path)):
+            return Annotator.from_pretrained(annotator, device=self.rt.device)
+        if not isinstance(annotator, Annotator):
+            return annotator()
+        return annotator
+
+    def begin(self, rows: int, part_rows: int, describe: Callable[[], dict]) -> None:
+        """Rank 0 prepares the parts directory (`PartStore.prepare`: run.json, or --resume's
+        check) for `rows` rows in parts of `part_rows`, the rest of the fingerprint from
+        `describe()` (input, model, index, settings: see io.parts.fingerprint); then every rank
+        gets the attempt id and the number of parts done before it."""
+        rt = self.rt
+        parts = -(-rows // part_rows)
+        values, store = [0, 0], None
+        if rt.is_main:
+            values[0] = secrets.randbits(63)
+            if self.temporary:
+                self.dir = _temporary_parts(self.command, values[0], rt)
+            run = fingerprint(self.command, rows, part_rows, **describe())
+            store = PartStore(self.dir, parts)
+            values[1] = store.prepare(run, self.resume)  # refused: no store, nothing removed
+        self.attempt, self.reused = rt.broadcast(values)
+        if self.temporary and not rt.is_main:
+            self.dir = _temporary_parts(self.command, self.attempt, rt)
+        self.store = store or PartStore(self.dir, parts)
+        self.part_rows, self.rows = part_rows, rows
+
+    def _holds_index(self, annotator) -> bool:
+        """Whether this rank loads the reference index itself: one rank per machine does (local
+        rank 0), and every rank of a model without retrieval (nothing to load, or an --index to
+        refuse)."""
+        return (self.rt.local_world == 1 or self.rt.local_rank == 0
+                or not getattr(annotator.processor, "retrieval", False))
+
+    def serve(self, annotator, loader=None) -> None:
+        """The reference index, one copy per machine: with a ModelLoader's retrieval model and
+        several ranks on the machine, local rank 0 (which `load` gave the index) serves its
+        neighbours, which search through it. An Annotator given otherwise keeps its retriever."""
+        rt = self.rt
+        retrieval = getattr(annotator.processor, "retrieval", False)
+        if not isinstance(loader, ModelLoader) or rt.local_world == 1 or not retrieval:
+            return
+        from llamadna.retrieve.service import SearchService, connect
+
+        advert = self.dir / f"search.{socket.gethostname()}.{self.attempt}.json"
+        if rt.local_rank == 0:
+            self.service = SearchService(annotator.retriever, clients=rt.local_world - 1)
+            self.service.start()
+            self.service.advertise(advert)
+        else:
+            self.client = annotator.retriever = connect(advert)
+
+    # ------------------------------------------------------------------ the parts
+    def walk(self, rows: Iterable[dict], predict_part: Callable, progress: Progress = no_progress,
+             what: str = "rows") -> None:
+        """This rank's parts: every part's rows are read (`rows`, in input order, lazily) but only
+        the parts it claims are predicted: `predict_part(rows, advance, counts)` yields the part's
+        records (one per row, in order) a batch at a time, calling `advance(n)` after each batch
+        of n rows and adding to `counts` what the summary sums; the records are streamed into the
+        part's file (memory: one batch)."""
+        store, rt = self.store, self.rt
+        report = self._reporter(progress, what) if rt.is_main else (lambda force=False: None)
+        it = iter(rows)
+        for k in range(store.parts):
+            part = _Counted(itertools.islice(it, self.part_rows))
+            if store.is_done(k) or not store.claim(k, self.attempt):
+                for _ in part:  # read past it: no scoring, no model
+                    pass
+                continue
+            t0 = time.perf_counter()
+            self._own, counts = 0, {}
+
+            def advance(n: int) -> None:
+                self._own += n
+                report()
+
+            def meta(written: int, k=k, t0=t0, part=part, counts=counts) -> dict:
+                if written != part.n:
+                    raise RuntimeError(f"part {k}: {written} records for {part.n} rows")
+                return {"rank": rt.rank, "host": socket.gethostname(), "rows": written,
+                        "seconds": round(time.perf_counter() - t0, 3), "attempt": self.attempt,
+                        "counts": counts}
+
+            store.write(k, predict_part(part, advance, counts), meta)
+            self._own = 0
+            report(force=True)
+
+    def _reporter(self, progress: Progress, what: str) -> Callable:
+        """The main rank's progress over all ranks: rows of the finished parts (the directory
+        listed at most once a second) plus its own rows in progress."""
+        last = [-_PROGRESS_S, 0]  # when the parts were last listed, their rows
+
+        def report(force: bool = False) -> None:
+            now = time.monotonic()
+            if force or now - last[0] >= _PROGRESS_S:
+                last[:] = [now, self.store.rows_done()]
+            progress(what, last[1] + self._own, self.rows)
+
+        return report
+
+    def merge(self, write: Callable[[Iterable[dict]], None], progress: Progress = no_progress,
+              what: str = "rows") -> dict | None:
+        """Rank 0: wait for every part, then `write(records)` (all parts' records in input order,
+        streamed) and the summary; the other ranks: None. Then each other rank marks itself
+        finished (a file: no barrier, whose timeout a long merge could outlast) and rank 0,
+        once all are, removes the parts directory (no rank reads it any more)."""
+        rt, store = self.rt, self.store
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        summary = None
+        if rt.is_main:
+            store.wait(lambda done: progress(what, done, self.rows))
+            write(store.predictions())
+            seconds = time.perf_counter() - self.t0
+            summary = store.summary(self.attempt, self.reused)
+            computed = sum(r["rows"] for r in summary["per_rank"].values())
+            summary.update(rows=self.rows, seconds=round(seconds, 3),
+                           rows_per_s=round(computed / seconds, 3) if seconds else None)
+        if self.service is not None:
+            self.service.wait()
+            self.service.close()
+            self.service = None
+        if rt.is_main:  # the other ranks are done with the directory: remove it
+            store.wait_finished(range(1, rt.world), self.attempt)
+            store.remove()
+        else:
+            store.finish(rt.rank, self.attempt)
+        return summary
+
+    def __exit__(self, kind, exc, tb) -> None:
+        for held in (self.client, self.service):
+            if held is not None:
+                held.close()
+        if kind is None or self.store is None or not self.rt.is_main:
+            return
+        user_error = issubclass(kind, (ConfigError, InputError))
+        if self.temporary or (user_error and self.rt.world == 1 and self.reused == 0):
+            self.store.remove()
+        elif self.store.dir.exists():
+            done = len(self.store.done())
+            log.warning("%d of %d parts of this run are done in %s: finish it with --resume (same "
+                        "options), or delete it", done, self.store.parts, self.store.dir)
+
+
+class _Counted:
+    """An iterator that counts what it gave (a part's rows)."""
+
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+def _temporary_parts(command: str, attempt: int, rt: Runtime) -> Path:
+    """The parts directory of a run that names no output: the temporary directory on one
+    machine, the working directory across machines (which they must share)."""
+    base = Path(tempfile.gettempdir()) if rt.local_world == rt.world else Path.cwd()
+    return base / f".llamadna-{command}.{attempt}.parts"
+

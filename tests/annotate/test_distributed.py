@@ -1,0 +1,292 @@
+"""Sharded runs (annotate.distributed): one process and torchrun's two write the same bytes; a
+killed rank's run resumes, recomputing only its unfinished parts; another run's parts are refused.
+
+The torchrun tests share one small trained retrieval model and its index (a module fixture:
+the index is served to the second rank by the first one's search service) and run every
+process with one thread (OMP_NUM_THREADS=1), as byte-identity needs the same threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
+from llamadna.annotate.distributed import ModelLoader
+from llamadna.constants import PREDICTION_COLUMNS
+from llamadna.errors import ConfigError
+from tests.conftest import model_workspace
+from tests.train.launch import torchrun_cli, torchrun_command
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MITO = Path(__file__).parents[3] / "shared" / "benchmarks" / "mito"
+N_SEQS = 2_000
+TILE = 96  # records longer than the dataset's window are tiled
+NEW = "3"  # new tokens: the sentences are cut short, which changes no byte-identity
+PART = "64"  # tiles per part: ~33 parts of 2,000 tiles, so that both ranks take many
+
+
+# ------------------------------------------------------------------------------ one process, a stub model
+class _Model:
+    training = False
+    dtype = "stub"
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+
+class _Processor:
+    prompt_mode = "leak-free"
+    retrieval = False
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    calls: list[int] = []
+
+    def predict(self, rows):
+        calls.append(len(rows))
+        return [dict.fromkeys(PREDICTION_COLUMNS[1:], None) | {"confidence": -len(r["Sequence"]) / 7,
+                                                               "annotation": r["Sequence"][:4]} for r in rows]
+
+    monkeypatch.setattr(Annotator, "predict_batch", predict)
+    annotator = Annotator(_Model(), _Processor(), config=InferenceConfig(batch_size=2, max_new_tokens=7,
+                                                                         decoding="greedy"))
+    annotator.calls = calls
+    return annotator
+
+
+@pytest.fixture
+def fasta(tmp_path):
+    fa = tmp_path / "s.fa"
+    fa.write_text("".join(f">s{i}\n{'ACGT' * (i + 1)}\n" for i in range(9)))
+    return fa
+
+
+def test_a_one_process_run_resumes_its_unfinished_parts_only(stub, fasta, tmp_path, monkeypatch):
+    want = tmp_path / "want.tsv"
+    annotate_fasta(stub, fasta, want)
+    stub.calls.clear()
+    out = tmp_path / "p.tsv"
+    real = Annotator.predict_batch
+
+    def dies(self, rows):  # the 3rd batch: parts 0 (batches 1-2) done, part 1 not
+        if len(stub.calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, rows)
+
+    monkeypatch.setattr(Annotator, "predict_batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        annotate_fasta(stub, fasta, out, part_size=3)  # 4 tiles a part (2 batches of 2)
+    parts = tmp_path / "p.tsv.parts"
+    assert not out.exists() and sorted(p.name for p in parts.glob("part-*.jsonl")) == ["part-000000.jsonl"]
+    assert json.loads((parts / "run.json").read_text())["part_rows"] == 4
+    monkeypatch.setattr(Annotator, "predict_batch", real)
+    with pytest.raises(ConfigError, match=r"p\.tsv\.parts holds the parts of an interrupted run: add --resume"):
+        annotate_fasta(stub, fasta, out, part_size=3)
+    with pytest.raises(ConfigError) as err:  # other settings: refused, naming them
+        annotate_fasta(stub, fasta, out, part_size=3, max_new_tokens=5, resume=True)
+    assert "settings.max_new_tokens 7 in the parts, 5 now" in str(err.value) and "\n" not in str(err.value)
+    stub.calls.clear()
+    s = annotate_fasta(stub, fasta, out, part_size=3, resume=True)
+    assert (s["parts"], s["parts_reused"], s["parts_computed"]) == (3, 1, 2)
+    assert sum(stub.calls) == 9 - 4  # the finished part's tiles were not annotated again
+    assert s["per_rank"] == {0: {"parts": 2, "rows": 5, "seconds": s["per_rank"][0]["seconds"]}}
+    assert out.read_bytes() == want.read_bytes() and not parts.exists()
+
+
+def test_a_user_error_in_one_process_leaves_no_parts(stub, fasta, tmp_path, monkeypatch):
+    def refuses(self, rows):
+        raise ConfigError("sequence 's0': past the LLM's positions")
+
+    monkeypatch.setattr(Annotator, "predict_batch", refuses)
+    with pytest.raises(ConfigError, match="past the LLM"):
+        annotate_fasta(stub, fasta, tmp_path / "p.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]  # rerun with other options: nothing to resume
+
+
+def test_resume_of_a_benchmark_without_out_is_refused(tmp_path):
+    from llamadna.cli import app
+
+    r = CliRunner().invoke(app, ["benchmark", str(tmp_path), "--model", str(tmp_path), "--resume"])
+    assert r.exit_code == 2 and "--resume needs --out" in " ".join(r.output.split())
+
+
+# ------------------------------------------------------------------------------ torchrun, a trained model
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, bundle_factory):
+    """A tiny retrieval model trained a few steps on a generated bundle, its index, and a FASTA of
+    N_SEQS generated sequences: reference windows (some mutated), random sequence, records
+    longer than TILE (tiled) and one all-N record (skipped)."""
+    from llamadna.retrieve.config import IndexConfig
+    from llamadna.retrieve.index import ReferenceIndex
+    from llamadna.train.config import TrainConfig
+    from llamadna.train.train import train
+
+    root = tmp_path_factory.mktemp("sharded")
+    data = model_workspace(root, bundle_factory, seed=31, n_variants=120)
+    ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(root / "index"), data=str(data),
+                                     dataset=str(root / "dataset"), window=96, stride=48, flank=50))
+    train(TrainConfig(dataset=str(root / "dataset"), out=str(root / "model"), encoder=str(root / "encoder"),
+                      index=str(root / "index"), max_steps=2, batch_size=4, llm_pretrain_steps=5,
+                      text_vocab_size=300, llm_hidden_size=32, llm_layers=1, max_val_rows=4,
+                      checkpoint_every=0, calibration_rows=4))
+    windows = pl.read_parquet(root / "dataset" / "dataset.parquet")["Sequence"].to_list()
+    rng = np.random.default_rng(5)
+    with open(root / "seqs.fa", "w") as fh:
+        for i in range(N_SEQS):
+            kind = i % 4
+            if kind == 0:
+                seq = windows[i % len(windows)]
+            elif kind == 1:  # a mutated window
+                s = list(windows[(7 * i) % len(windows)])
+                for j in rng.choice(len(s), 8, replace=False):
+                    s[j] = "ACGT"[rng.integers(4)]
+                seq = "".join(s)
+            elif kind == 2:
+                seq = "".join(rng.choice(list("ACGT"), int(rng.integers(30, 96))))
+            else:  # longer than a tile: 2-3 tiles
+                seq = "".join(rng.choice(list("ACGT"), int(rng.integers(100, 250))))
+            fh.write(f">q{i} generated\n{'N' * 40 if i == 17 else seq}\n")
+    return root
+
+
+def _cli(root, command: str, *args: str, nproc: int = 2) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    r = torchrun_cli(command, *args, "--model", str(root / "model"), nproc=nproc)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r, time.perf_counter() - t0
+
+
+def _annotate_args(root, out) -> list[str]:
+    return [str(root / "seqs.fa"), "--out", str(out), "--tile", str(TILE), "--max-new-tokens", NEW,
+            "--batch-size", "16", "--part-size", PART]
+
+
+def _one_process(root, out, **kw) -> dict:
+    """The same run in this process (one thread), as `llamadna annotate` runs it alone."""
+    return annotate_fasta(ModelLoader(root / "model"), root / "seqs.fa", out, tile=TILE, batch_size=16,
+                          max_new_tokens=int(NEW), part_size=int(PART), **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["jsonl", "tsv", "gff3"])
+def test_two_processes_write_the_bytes_of_one(trained, tmp_path, fmt):
+    root = trained
+    t0 = time.perf_counter()
+    one = _one_process(root, tmp_path / f"one.{fmt}")
+    alone = time.perf_counter() - t0
+    r, both = _cli(root, "annotate", *_annotate_args(root, tmp_path / f"two.{fmt}"))
+    assert (tmp_path / f"two.{fmt}").read_bytes() == (tmp_path / f"one.{fmt}").read_bytes()
+    assert one["tiles"] > N_SEQS and one["all_n_tiles"] == 1
+    text = " ".join(r.stdout.split() + r.stderr.split())
+    assert "process 0:" in text and "process 1:" in text and f"0 parts reused, {one['parts']} computed" in text
+    assert not (tmp_path / f"two.{fmt}.parts").exists()
+    rate = re.search(r"annotated \d+ records \(\d+ tiles of <= \d+ bases\) in ([\d.]+) s \(([\d.]+) tiles/s\)", text)
+    print(f"{fmt}: {one['tiles']} tiles, one process {one['seconds']} s ({one['tiles_per_s']} tiles/s; "
+          f"{alone:.1f} s with the model load), two processes {rate[1]} s ({rate[2]} tiles/s; {both:.1f} s "
+          "with torchrun's start)")
+
+
+@pytest.mark.slow
+def test_predict_in_two_processes_writes_the_bytes_of_one(trained, tmp_path):
+    root = trained
+    args = ["--dataset", str(root / "dataset"), "--subset", "train", "--max-new-tokens", NEW, "--batch-size",
+            "8", "--part-size", "16", "--show", "0"]
+    r1, _ = _cli(root, "predict", *args, "--out", str(tmp_path / "one.tsv"), nproc=1)
+    r2, _ = _cli(root, "predict", *args, "--out", str(tmp_path / "two.tsv"))
+    assert (tmp_path / "one.tsv").read_bytes() == (tmp_path / "two.tsv").read_bytes()
+    assert "process 1:" in r2.stdout + r2.stderr and "process 1:" not in r1.stdout + r1.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MITO / "queries.fa").exists(), reason="no mito benchmark in ../shared/benchmarks")
+def test_benchmark_in_two_processes_writes_the_bytes_of_one(trained, tmp_path):
+    root = trained
+    args = [str(MITO), "--max-new-tokens", NEW, "--batch-size", "8", "--part-size", "24", "--show", "0"]
+    r1, _ = _cli(root, "benchmark", *args, "--out", str(tmp_path / "one.tsv"), nproc=1)
+    r2, _ = _cli(root, "benchmark", *args, "--out", str(tmp_path / "two.tsv"))
+    assert (tmp_path / "one.tsv").read_bytes() == (tmp_path / "two.tsv").read_bytes()
+    scores = [[line for line in r.stderr.splitlines() if line.startswith("│")] for r in (r1, r2)]
+    assert scores[0] and scores[0] == scores[1]  # the score table printed
+
+
+def _workers(pid: int) -> dict[int, int]:
+    """{rank: pid} of torchrun's worker processes."""
+    import psutil
+
+    found = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            env = child.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "llamadna.cli" in " ".join(child.cmdline()) and "RANK" in env:
+            found[int(env["RANK"])] = child.pid
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [1])
+def test_a_killed_rank_resumes_to_the_same_bytes_redoing_only_unfinished_parts(trained, tmp_path, victim):
+    root = trained
+    want = tmp_path / "want.jsonl"
+    _one_process(root, want)
+    out = tmp_path / "p.jsonl"
+    parts = tmp_path / "p.jsonl.parts"
+    cmd, env = torchrun_command("annotate", *_annotate_args(root, out), "--model", str(root / "model"))
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None and len(list(parts.glob("part-*.jsonl"))) < 8:
+            time.sleep(0.1)
+        workers = _workers(run.pid)
+        assert run.poll() is None and victim in workers, "the run ended before a rank could be killed"
+        signal_sent = time.time()
+        os.kill(workers[victim], signal.SIGKILL)
+        _, err = run.communicate(timeout=120)  # torchrun stops the other rank and fails
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0 and not out.exists() and time.time() - signal_sent < 120
+    done = sorted(parts.glob("part-*.jsonl"))
+    total = json.loads((parts / "run.json").read_text())["parts"]
+    assert 8 <= len(done) < total, (len(done), total)
+    claims = list(parts.glob("part-*.claim-*"))  # the killed attempt's claims: ignored by the next
+    assert len(claims) >= len(done)
+    # the parts of another run are refused, naming what differs
+    from llamadna.cli import app
+
+    r = CliRunner().invoke(app, ["annotate", *_annotate_args(root, out), "--model", str(root / "model"),
+                                 "--resume", "--max-new-tokens", "2"])
+    line = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"error: --resume: {parts} was written by another run" in line
+    (said,) = [x for x in r.output.splitlines() if x.startswith("error:")]  # one line
+    assert "settings.max_new_tokens 3 in the parts, 2 now" in said
+    other = tmp_path / "other-model"
+    shutil.copytree(root / "model", other)
+    (other / "calibration.json").unlink(missing_ok=True)
+    r = CliRunner().invoke(app, ["annotate", *_annotate_args(root, out), "--model", str(other), "--resume"])
+    assert r.exit_code == 2 and "model differs" in " ".join(r.output.split()), r.output
+    # --resume: the same bytes, only the unfinished parts computed
+    r, _ = _cli(root, "annotate", *_annotate_args(root, out), "--resume")
+    text = " ".join(r.stdout.split() + r.stderr.split())
+    assert f"{len(done)} parts reused, {total - len(done)} computed (of {total})" in text, text[-2000:]
+    per_process = [int(n) for n in re.findall(r"process \d: (\d+) parts", text)]
+    assert len(per_process) == 2 and sum(per_process) == total - len(done)  # only the unfinished ones
+    assert out.read_bytes() == want.read_bytes() and not parts.exists()
+    print(f"killed rank {victim} with {len(done)} of {total} parts done; --resume computed {total - len(done)}")
