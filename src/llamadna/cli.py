@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -184,7 +184,7 @@ def _config(command: Callable, values: dict, **extra):
 def _progress() -> Iterator:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False,
     ) as prog:
         tasks: dict[str, int] = {}
 
@@ -678,7 +678,7 @@ def _record_progress(unit: str = "records") -> Iterator:
     """One progress bar counting `unit` (records; tiles for `annotate`), with its rate per second
     and the projected time left (a `progress.Progress` callback). Under `accelerate launch` the
     main process shows the whole run's; the others show nothing."""
-    from rich.progress import MofNCompleteColumn, ProgressColumn, TimeRemainingColumn
+    from rich.progress import MofNCompleteColumn, ProgressColumn
 
     from llamadna.progress import no_progress
 
@@ -949,6 +949,10 @@ def index_cmd(
     console.print(f"{m['windows']:,} windows of {cfg.window} bases over {m['genes']:,} genes "
                   f"({', '.join(m['builds'])}; {m['segment_bases']:,} bases aligned-indexed), "
                   f"variants: {m['variants']}; {m['seconds']} s")
+    e = m["embedding"]
+    shares = ", ".join(f"{n:,}" for n in e["windows_per_process"])
+    console.print(f"embedded by {e['processes']} process(es) ({shares} windows) in {e['seconds']} s "
+                  f"({e['windows_per_s']} windows/s)")
     console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 

@@ -25,6 +25,7 @@ from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
 from llamadna.annotate.distributed import ModelLoader
 from llamadna.constants import PREDICTION_COLUMNS
 from llamadna.errors import ConfigError
+from tests.annotate.stubs import StubModel, StubProcessor
 from tests.conftest import model_workspace
 from tests.train.launch import torchrun_cli, torchrun_command
 
@@ -38,22 +39,6 @@ PART = "64"  # tiles per part: ~33 parts of 2,000 tiles, so that both ranks take
 
 
 # ------------------------------------------------------------------------------ one process, a stub model
-class _Model:
-    training = False
-    dtype = "stub"
-
-    def eval(self):
-        return self
-
-    def train(self, mode=True):
-        return self
-
-
-class _Processor:
-    prompt_mode = "leak-free"
-    retrieval = False
-
-
 @pytest.fixture
 def stub(monkeypatch):
     calls: list[int] = []
@@ -64,7 +49,7 @@ def stub(monkeypatch):
                                                                "annotation": r["Sequence"][:4]} for r in rows]
 
     monkeypatch.setattr(Annotator, "predict_batch", predict)
-    annotator = Annotator(_Model(), _Processor(), config=InferenceConfig(batch_size=2, max_new_tokens=7,
+    annotator = Annotator(StubModel(), StubProcessor(), config=InferenceConfig(batch_size=2, max_new_tokens=7,
                                                                          decoding="greedy"))
     annotator.calls = calls
     return annotator

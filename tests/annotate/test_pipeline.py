@@ -11,25 +11,9 @@ from llamadna.annotate import pipeline as pipe
 from llamadna.constants import PREDICTION_COLUMNS
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.fasta import count_fasta, iter_fasta
+from tests.annotate.stubs import StubModel, StubProcessor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class _Model:
-    """A stand-in for the model (eval/train only): predictions come from `_fake_predict`."""
-
-    training = False
-
-    def eval(self):
-        return self
-
-    def train(self, mode=True):
-        return self
-
-
-class _Processor:
-    prompt_mode = "leak-free"
-    retrieval = False
 
 
 def _fake_predict(self, rows):
@@ -41,9 +25,9 @@ def _fake_predict(self, rows):
 @pytest.fixture
 def stub(monkeypatch):
     monkeypatch.setattr(Annotator, "predict_batch", _fake_predict)
-    model = _Model()
+    model = StubModel()
     model.batches = []
-    return Annotator(model, _Processor(), config=InferenceConfig(batch_size=2, max_new_tokens=7, decoding="greedy"))
+    return Annotator(model, StubProcessor(), config=InferenceConfig(batch_size=2, max_new_tokens=7, decoding="greedy"))
 
 
 def test_survey_counts_what_the_records_hold_and_validates_first(tmp_path):

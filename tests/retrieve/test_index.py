@@ -181,6 +181,11 @@ def test_data_parallel_embedding_gives_the_single_process_index(workspace, tmp_p
     size = IndexConfig.batch_size
     assert n % size and n // size >= 4  # several batches a rank, the last one short
     assert two.windows.equals(one.windows) and two.meta["windows"] == n
+    # who embedded what: index.json and the summary line (whole batches, round-robin)
+    first = sum(min(size, n - a) for a in range(0, n, 2 * size))
+    assert two.meta["embedding"]["windows_per_process"] == [first, n - first]
+    assert one.meta["embedding"]["windows_per_process"] == [n] and one.meta["embedding"]["processes"] == 1
+    assert f"embedded by 2 process(es) ({first:,}, {n - first:,} windows)" in " ".join(res.stderr.split())
     stored = [inner_index(ix.vectors).reconstruct_n(0, n) for ix in (one, two)]
     assert stored[0].dtype == np.float32 and np.array_equal(stored[0], stored[1])
     assert (tmp_path / "one" / "embeddings.faiss").read_bytes() == (tmp_path / "two" / "embeddings.faiss").read_bytes()

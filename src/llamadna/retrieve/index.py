@@ -224,7 +224,7 @@ class ReferenceIndex:
             what = "sequence" if cfg.tile == "all" else "annotated gene"
             raise InputError(data, f"no index window: the bundle's reference holds no {what}")
         progress("windows", 1, 1)
-        embedded, dim = _embed_windows(cfg, windows["Sequence"].to_list(), progress)
+        embedded, dim, embedding = _embed_windows(cfg, windows["Sequence"].to_list(), progress)
         if embedded is None:  # a data-parallel process other than the main one: its share is sent
             return None
         segments, seqs = _segments(windows)
@@ -237,6 +237,7 @@ class ReferenceIndex:
         vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten)
         variants = known if known is not None else known_variant_table([])
         meta = _index_meta(cfg, out, data, windows, segments, variants, variants_name, vectors, dim, t0)
+        meta["embedding"] = embedding
         index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade,
                     encoder=Path(cfg.encoder))
         index.save(out)
@@ -397,8 +398,11 @@ def _read_faiss(path: Path, meta: dict, windows: int):
     return vectors
 
 
-def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tuple[np.ndarray | None, int]:
-    """(N, H) window embeddings on the main process (None on the others) and H.
+def _embed_windows(cfg: IndexConfig, seqs: list[str],
+                   progress: Progress) -> tuple[np.ndarray | None, int, dict | None]:
+    """(N, H) window embeddings on the main process (None on the others), H, and (main process)
+    who embedded what: {"processes", "windows_per_process" (in rank order), "seconds",
+    "windows_per_s"}.
 
     The windows are embedded in batches of `cfg.batch_size` consecutive windows, one
     `SequenceEmbedder` call each (it sorts a call's chunks by length and encodes `batch_size`
@@ -417,6 +421,7 @@ def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tup
                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
     embedder = SequenceEmbedder(cfg.encoder, device=state.device, batch_size=cfg.batch_size)
     size, n = cfg.batch_size, len(seqs)
+    t0 = time.perf_counter()
     parts = []
     for a in batch_starts(n, size, world, rank):
         parts.append(embedder(seqs[a : a + size]))
@@ -424,14 +429,22 @@ def _embed_windows(cfg: IndexConfig, seqs: list[str], progress: Progress) -> tup
             progress("embedding windows", min(a + world * size, n), n)
     mine = np.concatenate(parts) if parts else np.empty((0, embedder.dim), dtype=np.float32)
     if world == 1:
-        return mine, embedder.dim
+        return mine, embedder.dim, _embedding_record([len(mine)], t0)
     from accelerate.utils import gather_object
 
     shares = gather_object([mine])  # one (n_r, H) array per process, in rank order
     state.wait_for_everyone()
     if not state.is_main_process:
-        return None, embedder.dim
-    return gather_batches(shares, n, size), embedder.dim
+        return None, embedder.dim, None
+    return gather_batches(shares, n, size), embedder.dim, _embedding_record([len(s) for s in shares], t0)
+
+
+def _embedding_record(counts: list[int], t0: float) -> dict:
+    """index.json's "embedding": the processes, the windows each embedded, the seconds (gather
+    included) and the windows a second."""
+    seconds = time.perf_counter() - t0
+    return {"processes": len(counts), "windows_per_process": counts, "seconds": round(seconds, 1),
+            "windows_per_s": round(sum(counts) / seconds, 1) if seconds else None}
 
 
 def batch_starts(n: int, size: int, world: int, rank: int) -> range:
