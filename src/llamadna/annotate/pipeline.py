@@ -5,8 +5,9 @@
     rows --Annotator.annotate_rows--> predictions (tiles without A/C/G/T: `skipped`, no model)
     predictions --io.predictions writer--> .tsv / .jsonl / .gff3
 
-Memory stays bounded by one part: records are read lazily, a part's predictions are written
-to `<out>.parts/` when it is done (`io.parts`), and the main process streams the parts into a
+Memory stays bounded by one batch: records are read lazily, a part's predictions are streamed
+into `<out>.parts/` (the part counts as done once renamed into place, `io.parts`), and the main
+process streams the parts into a
 temporary file beside the output, renamed over it only at the end (`io.atomic.atomic_write`):
 an interrupted run never leaves a partial output behind, and `--resume` redoes only the parts
 that were not done. Under `accelerate launch` every process takes parts
