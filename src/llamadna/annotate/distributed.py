@@ -90,9 +90,8 @@ def runtime() -> Runtime:
 
 
 # ------------------------------------------------------------------------------ the model
-def index_record(index_dir: str | Path) -> dict:
-    """Which reference index: its id, windows and creation time (index.json)."""
-    meta = json.loads((Path(index_dir) / "index.json").read_text())
+def index_record(meta: dict) -> dict:
+    """Which reference index (its index.json `meta`): its id, windows and creation time."""
     return {k: meta.get(k) for k in ("index_id", "windows", "created")}
 
 
@@ -140,11 +139,12 @@ def _index_of(annotator, given: Path | None = None) -> dict | None:
         return None
     index = getattr(annotator.retriever, "index", None)
     if given is None and isinstance(getattr(index, "meta", None), dict):
-        return {k: index.meta.get(k) for k in ("index_id", "windows", "created")}
+        return index_record(index.meta)
     from llamadna.annotate.annotator import _trained_index
 
     try:
-        return index_record(given if given is not None else _trained_index(proc))
+        where = Path(given if given is not None else _trained_index(proc))
+        return index_record(json.loads((where / "index.json").read_text()))
     except (ConfigError, InputError, OSError, ValueError, TypeError):  # none recorded, or unreadable
         return {"path": str(given if given is not None else getattr(proc, "index", None))}
 
@@ -196,7 +196,7 @@ class ShardedRun:
         self.store: PartStore | None = None
         self.attempt = self.reused = 0
         self.service = self.client = None
-        self.t0 = time.perf_counter()
+        self.t0: float | None = None  # when this rank's walk began (the run's clock: `merge`)
         self._own = 0  # rows of the part this (main) rank is predicting
 
     def __enter__(self) -> ShardedRun:
@@ -277,6 +277,7 @@ class ShardedRun:
         of n rows and adding to `counts` what the summary sums; the records are streamed into the
         part's file (memory: one batch)."""
         store, rt = self.store, self.rt
+        self.t0 = time.perf_counter()
         report = self._reporter(progress, what) if rt.is_main else (lambda force=False: None)
         it = iter(rows)
         for k in range(store.parts):
@@ -359,6 +360,15 @@ class ShardedRun:
             done = len(self.store.done())
             log.warning("%d of %d parts of this run are done in %s: finish it with --resume (same "
                         "options), or delete it", done, self.store.parts, self.store.dir)
+
+
+def predict_rows(annotator, part: Iterable[dict], advance: Callable[[int], None]):
+    """A part's predictions (rows as they are: dataset rows, benchmark queries) without `id`
+    (the writers name rows themselves), `advance(1)` after each: `walk`'s `predict_part` for
+    `predict` and `benchmark`."""
+    for pred in annotator.annotate(part):
+        yield {k: v for k, v in pred.items() if k != "id"}
+        advance(1)
 
 
 class _Counted:

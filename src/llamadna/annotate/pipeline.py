@@ -21,8 +21,6 @@ large file is reported before hours of annotation, naming the file, the record a
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,26 +214,23 @@ def annotate_fasta(
             "settings": {**inference_settings(model), "tile": tile, "format": fmt,
                          "splash": files_digest([splash]) if splash is not None else None}})
         run.serve(model, annotator)
-        start = time.perf_counter()
         run.walk(tile_rows(iter_fasta(fasta), tile),
                  lambda part, advance, counts: _annotate_part(model, part, anchors, advance, counts),
                  progress, "annotate")
         parts = run.merge(lambda records: _write_output(out, fmt, records), progress, "annotate")
     if parts is None:  # not the main process
         return None
-    return _summary(found, parts, time.perf_counter() - start, anchors is not None, out, fmt)
+    return _summary(found, parts, anchors is not None, out, fmt)
 
 
-def _summary(found: Survey, parts: dict, seconds: float, splash: bool, out, fmt: str) -> dict:
-    """annotate_fasta's summary: the survey's counts, the rate of the tiles computed in this run
-    (reused parts left out) and the parts' counts."""
-    computed = sum(r["rows"] for r in parts["per_rank"].values())
-    log.debug("annotated %d tiles in %.1f s (%.2f tiles/s) -> %s", computed, seconds,
-              computed / seconds if seconds else math.inf, out)
+def _summary(found: Survey, parts: dict, splash: bool, out, fmt: str) -> dict:
+    """annotate_fasta's summary: the survey's counts, the seconds of the run and the rate of the
+    tiles computed in it (reused parts left out; `ShardedRun.merge`), and the parts' counts."""
+    log.debug("annotated in %.1f s (%s tiles/s computed) -> %s", parts["seconds"], parts["rows_per_s"], out)
     return {
         "records": found.records, "tiles": found.tiles, "u_to_t": found.u_to_t,
-        "iupac_to_n": found.iupac_to_n, "all_n_tiles": found.all_n_tiles, "seconds": round(seconds, 3),
-        "tiles_per_s": round(computed / seconds, 3) if seconds else None,
+        "iupac_to_n": found.iupac_to_n, "all_n_tiles": found.all_n_tiles, "seconds": parts["seconds"],
+        "tiles_per_s": parts["rows_per_s"],
         "splash_scored": parts["counts"].get("splash_scored", 0) if splash else None,
         "output": str(out), "format": fmt.lstrip("."),
         **{k: parts[k] for k in ("parts", "parts_reused", "parts_computed", "per_rank")},

@@ -151,19 +151,19 @@ def run_benchmark(annotator, directory: str | Path, out: str | Path | None = Non
     Returns (the main process; None on the others) the table, the score and the parts' counts
     (parts, parts_reused, parts_computed, per_rank, seconds, rows_per_s).
     """
-    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin
+    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin, predict_rows
     from llamadna.evaluate.predict import _configured
 
     check_part_size(part_size)
     d = Path(directory)
     rows, truth = read_benchmark(d)
-    merged: list[list[dict]] = []
+    merged: list[tuple[list[dict], pl.DataFrame]] = []  # the predictions and their table
 
     def write(records) -> None:
-        merged.append(list(records))
+        preds = list(records)
+        merged.append((preds, benchmark_table(truth, preds)))
         if out is not None:
-            table = benchmark_table(truth, merged[0])
-            atomic_write(out, lambda tmp: table.write_csv(tmp, separator="\t"))
+            atomic_write(out, lambda tmp: merged[0][1].write_csv(tmp, separator="\t"))
 
     with ShardedRun(None if out is None else parts_dir(out), resume, "benchmark") as run:
         model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
@@ -171,18 +171,13 @@ def run_benchmark(annotator, directory: str | Path, out: str | Path | None = Non
             "input": {"benchmark": files_digest([d / "queries.fa", d / "truth.tsv"])},
             **origin(annotator, model), "settings": inference_settings(model)})
         run.serve(model, annotator)
-
-        def predict_part(part, advance, counts):
-            for pred in model.annotate(part):
-                yield pred
-                advance(1)
-
-        run.walk(rows, predict_part, progress, "benchmark")
+        run.walk(rows, lambda part, advance, counts: predict_rows(model, part, advance), progress,
+                 "benchmark")
         parts = run.merge(write, progress, "benchmark")
     if parts is None:
         return None
-    preds, score = benchmark_system(lambda _: merged[0], rows, truth)
-    return benchmark_table(truth, preds), score, parts
+    preds, table = merged[0]
+    return table, benchmark_system(lambda _: preds, rows, truth)[1], parts
 
 
 def evaluate_benchmark(ctx: EvalContext) -> BenchmarkEntry:

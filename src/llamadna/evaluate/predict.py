@@ -9,7 +9,6 @@ writes it, `llamadna evaluate` writes one per system, `llamadna score` reads it)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,7 +138,7 @@ def predict_dataset(
     rows = split_rows(dataset, split, subset)[:limit]
     if not rows:
         raise InputError(dataset_parquet(dataset), f"no rows with {split} == {subset!r}")
-    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin
+    from llamadna.annotate.distributed import ShardedRun, inference_settings, origin, predict_rows
 
     what = f"predict {split}={subset}"
     tables: list[pl.DataFrame] = []
@@ -154,27 +153,17 @@ def predict_dataset(
             "input": {"dataset": files_digest([dataset_parquet(dataset)])}, **origin(annotator, model),
             "settings": {**inference_settings(model), "split": split, "subset": subset, "limit": limit}})
         run.serve(model, annotator)
-        t0 = time.perf_counter()
-        run.walk(rows, lambda part, advance, counts: _predict_part(model, part, advance, counts),
-                 progress, what)
+        run.walk(rows, lambda part, advance, counts: predict_rows(model, part, advance), progress, what)
         parts = run.merge(write, progress, what)
     if parts is None:
         return None
-    seconds = time.perf_counter() - t0
     table = tables[0]
-    computed = sum(r["rows"] for r in parts["per_rank"].values())
     examples = [table.row(i, named=True) for i in example_indices(table["gene_name"].to_list())]
-    return {"rows": table.height, "seconds": round(seconds, 2),
-            "records_per_s": round(computed / seconds, 2) if seconds else None, "output": str(out),
+    rate = parts["rows_per_s"]
+    return {"rows": table.height, "seconds": round(parts["seconds"], 2),
+            "records_per_s": round(rate, 2) if rate is not None else None, "output": str(out),
             "examples": examples,
             **{k: parts[k] for k in ("parts", "parts_reused", "parts_computed", "per_rank")}}
-
-
-def _predict_part(annotator: Annotator, part, advance, counts: dict):
-    """One part's predictions (without `id`: the table names rows by row_id), `advance(1)` each."""
-    for pred in annotator.annotate(part):
-        yield {k: v for k, v in pred.items() if k != "id"}
-        advance(1)
 
 
 def example_indices(genes: list[str], n: int = N_EXAMPLES) -> list[int]:

@@ -234,9 +234,9 @@ class PartStore:
             self._meta[k] = json.loads(self.meta_path(k).read_text())
         return self._meta[k]
 
-    def rows_done(self) -> int:
-        """Rows of every done part (for the progress of the whole run)."""
-        return sum(self.meta(k)["rows"] for k in self.done())
+    def rows_done(self, done: Iterable[int] | None = None) -> int:
+        """Rows of the done parts (`done`, default: one listing; the progress of the whole run)."""
+        return sum(self.meta(k)["rows"] for k in (self.done() if done is None else done))
 
     # ------------------------------------------------------------------ the main rank, last
     def wait(self, progress: Callable[[int], None] | None = None, poll: float = _POLL_S) -> None:
@@ -245,7 +245,7 @@ class PartStore:
         while True:
             done = self.done()
             if progress is not None:
-                progress(sum(self.meta(k)["rows"] for k in done))
+                progress(self.rows_done(done))
             if len(done) == self.parts:
                 return
             time.sleep(poll)

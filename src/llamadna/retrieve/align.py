@@ -113,8 +113,6 @@ class Hit:
     loci: int | None = field(default=None, compare=False)
 
 
-
-
 def distinct_loci(alignments: Iterable[tuple[int, int, int, float, float]]) -> int:
     """Distinct reference places among a query's alignments that align nearly as well as its
     best: `alignments` = (record, reference start, end, identity, aligned fraction) each; those
