@@ -297,7 +297,7 @@ def test_an_index_from_before_the_checksums_still_loads(artifacts, tmp_path):
     ("processor_config.json", '{\n "prompt_mode": "leak-free",\n "index": }\n', 3, "not valid JSON"),
     ("processor_config.json", '{"index": "../index"}\n', None, "prompt_mode, dna_chunk_tokens missing"),
     ("processor_config.json", '{"prompt_mode": "leak-free", "dna_chunk_tokens": 32, "retrieval": true}\n', None,
-     "trained before outcome-aware prompts (issue 29): retrain it"),
+     "trained on an older prompt wording"),
 ])
 def test_a_damaged_model_json_is_one_line(name, text, line, cause, artifacts, tmp_path):
     x = shutil.copytree(artifacts / "art", tmp_path / "art")

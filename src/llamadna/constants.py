@@ -90,6 +90,15 @@ PROMPT_MODES = ("leak-free", "seed-faithful")
 SEED_FAITHFUL_FIELDS = ("gene_name", "gene_description", "phenotype")
 # Reference candidates per query: `llamadna search`'s default and what the retrieval prompt holds.
 RETRIEVAL_K = 4
+# The retrieval prompt words an aligned candidate's share of the query and identity, besides the
+# numbers (`model.processing.alignment_words`): (lowest value, word), highest first. A tiny LM
+# trained for minutes on ~4,000 examples did not learn to read "aligned 0.35 of it at identity
+# 1.00" as a partial match (it copied the gene for 39 of 40 chimeras); a word per band is one
+# token to condition on. Bands: a whole window vs most vs part of it; identity of an undiverged
+# copy, of a close homologue, of a diverged one (~25-30 % mutated: 0.66-0.76), and of chance-level
+# alignments (random, foreign and novel queries: 0.52-0.64 in the sensitive tier).
+COVERAGE_WORDS = ((0.85, "whole"), (0.55, "most"), (0.0, "part"))
+IDENTITY_WORDS = ((0.95, "near-identical"), (0.85, "close"), (0.66, "diverged"), (0.0, "weak"))
 PRESETS = ("tiny", "full")  # tiny: offline, weights trained here; full: local DNABERT-2 + Llama-2
 
 # LoRA on the LLM (and on the encoder with encoder_training="lora"): the model config's defaults,

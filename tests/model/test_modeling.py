@@ -300,8 +300,9 @@ def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
         assert r[field] not in p  # only retrieved fields
     assert p.endswith(" Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is "
                       "described as tuftelin 1 and a protein coding transcript type. It is of not "
-                      "specified phenotype. Nearest known variant ClinVar, aligned 0.99 of it at "
-                      "identity 0.98, 1 loci. [2] OTHER gene on chr1, similar 0.50. Annotation:")
+                      "specified phenotype. Nearest known variant ClinVar, aligned 0.99 (whole) of it at "
+                      "identity 0.98 (near-identical), 1 loci. [2] OTHER gene on chr1, similar 0.50. "
+                      "Annotation:")
     assert "THIRD" not in p  # evidence_k candidates only
     assert proc.prompt_text({**r, "evidence": []}).endswith(
         " Reference evidence: no reference match. Annotation:")
@@ -313,10 +314,19 @@ def test_retrieval_prompt_holds_the_evidence_and_never_the_rows_own_fields():
                "left_gene": "APP", "left_distance": 12_000, "right_gene": None, "right_distance": None}
     assert evidence_text([between, cand]) == (
         " Reference evidence: [1] part of chr21 chromosome between APP (12 kb) and no annotated gene; "
-        "no gene contains it, aligned 1.00 of it at identity 0.99, 4 loci. [2] TUFT1 gene on chr1, "
-        "aligned 0.99 of it at identity 0.98, 1 loci.")
+        "no gene contains it, aligned 1.00 (whole) of it at identity 0.99 (near-identical), 4 loci. "
+        "[2] TUFT1 gene on chr1, aligned 0.99 (whole) of it at identity 0.98 (near-identical), 1 loci.")
     assert evidence_text([cand, {**between, "right_gene": "ADAMTS1", "right_distance": 850}]).endswith(
-        " [2] intergenic on chr21, aligned 1.00 of it at identity 0.99, 4 loci.")
+        " [2] intergenic on chr21, aligned 1.00 (whole) of it at identity 0.99 (near-identical), 4 loci.")
+    # the bands' words (constants.COVERAGE_WORDS, IDENTITY_WORDS), at and below each band's edge
+    partial = {**cand, "aligned_fraction": 0.35, "identity": 1.0}
+    assert "aligned 0.35 (part) of it at identity 1.00 (near-identical)" in evidence_text([cand, partial])
+    for fraction, identity, words in ((0.85, 0.95, "(whole) of it at identity 0.95 (near-identical)"),
+                                      (0.849, 0.949, "(most) of it at identity 0.95 (close)"),
+                                      (0.55, 0.66, "(most) of it at identity 0.66 (diverged)"),
+                                      (0.549, 0.659, "(part) of it at identity 0.66 (weak)"),
+                                      (0.0, 0.0, "(part) of it at identity 0.00 (weak)")):
+        assert words in evidence_text([{**cand, "aligned_fraction": fraction, "identity": identity}])
     two_sided = evidence_text([{**between, "right_gene": "ADAMTS1", "right_distance": 4_200}])
     assert "between APP (12 kb) and ADAMTS1 (4.2 kb); no gene contains it" in two_sided
     with pytest.raises(ValueError, match="no 'evidence'"):
@@ -340,7 +350,7 @@ def test_processor_settings_round_trip(tmp_path):
     assert (back.retrieval, back.evidence_k, back.use_splash, back.index) == (True, 3, False, "/some/index")
 
 
-@pytest.mark.parametrize("version", [None, 1, "2"])
+@pytest.mark.parametrize("version", [None, 1, 2, "3"])
 def test_a_retrieval_model_from_before_outcome_aware_prompts_is_refused(tmp_path, version):
     """A retrieval model's processor records the prompt wording it was trained on; one without
     PROMPT_VERSION (or an older one) read other evidence text: a one-line error, retrain. A model
@@ -354,7 +364,7 @@ def test_a_retrieval_model_from_before_outcome_aware_prompts_is_refused(tmp_path
     LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True).save_pretrained(tmp_path)
     path = tmp_path / PROCESSOR_FILE
     cfg = json.loads(path.read_text())
-    assert cfg["prompt_version"] == PROMPT_VERSION == 2
+    assert cfg["prompt_version"] == PROMPT_VERSION == 3
     assert LlamaDNAProcessor.from_pretrained(tmp_path).retrieval
     if version is None:
         del cfg["prompt_version"]
@@ -365,7 +375,9 @@ def test_a_retrieval_model_from_before_outcome_aware_prompts_is_refused(tmp_path
         LlamaDNAProcessor.from_pretrained(tmp_path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg
-    assert "before outcome-aware prompts (issue 29)" in msg and "retrain" in msg and "llamadna train" in msg
+    recorded = version if isinstance(version, int) else "none recorded"
+    assert f"older prompt wording (prompt_version {recorded}; now 3: outcome-aware evidence" in msg
+    assert "retrain" in msg and "llamadna train" in msg
     path.write_text(json.dumps({**cfg, "retrieval": False}))  # the same, without retrieval: loads
     back = LlamaDNAProcessor.from_pretrained(tmp_path)
     assert not back.retrieval and back.prompt_text(rows(1)[0]).startswith("DNA:<dna> SPLASH effect")

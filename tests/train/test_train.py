@@ -120,7 +120,7 @@ def test_config_errors():
         TrainConfig(dataset="d", out="o", encoder="e", calibration_rows=0)
     with pytest.raises(ConfigError, match=r"negative_rate must be in \[0, 1\], got 1.5"):
         TrainConfig(dataset="d", out="o", encoder="e", negative_rate=1.5)
-    assert TrainConfig(dataset="d", out="o", encoder="e").negative_rate == 0.3
+    assert TrainConfig(dataset="d", out="o", encoder="e").negative_rate == 0.4
 
 
 def test_a_config_from_before_negatives_reads_as_trained_without_them(tmp_path):
@@ -135,7 +135,7 @@ def test_a_config_from_before_negatives_reads_as_trained_without_them(tmp_path):
     raw.pop("negative_rate")
     (tmp_path / "old.json").write_text(json.dumps(raw))
     assert saved_config(tmp_path / "old.json")["negative_rate"] == 0.0
-    assert saved_config(tmp_path / "new.json")["negative_rate"] == TrainConfig.negative_rate == 0.3
+    assert saved_config(tmp_path / "new.json")["negative_rate"] == TrainConfig.negative_rate == 0.4
 
 
 def test_class_loss_leaves_out_rows_without_a_source_class():

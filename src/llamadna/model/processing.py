@@ -19,17 +19,19 @@ the alignment covers, its identity and the query's number of reference loci; els
 
     ... " Reference evidence: [1] part of chr1 chromosome part of TUFT1 gene. This gene is
     described as tuftelin 1 and a protein coding transcript type. It is of skin fragility ...
-    phenotype. Nearest known variant ClinVar, aligned 0.99 of it at identity 0.98, 1 loci.
-    [2] KRTAP5-1 gene on chr11, similar 0.41. [3] intergenic on chr21, aligned 0.20 of it at
-    identity 0.85, 1 loci." " Annotation:"
+    phenotype. Nearest known variant ClinVar, aligned 0.99 (whole) of it at identity 0.98
+    (near-identical), 1 loci. [2] KRTAP5-1 gene on chr11, similar 0.41. [3] intergenic on chr21,
+    aligned 0.20 (part) of it at identity 0.85 (close), 1 loci." " Annotation:"
 
     ... " Reference evidence: [1] part of chr21 chromosome between APP (12 kb) and no annotated
-    gene; no gene contains it, aligned 1.00 of it at identity 0.99, 1 loci." " Annotation:"
+    gene; no gene contains it, aligned 1.00 (whole) of it at identity 0.99 (near-identical),
+    1 loci." " Annotation:"
 
-or " Reference evidence: no reference match." `use_splash` False leaves the SPLASH text out
-(an ablation). A retrieval model records the prompt wording it was trained on
-(`PROMPT_VERSION` in processor_config.json); one trained before outcome-aware prompts
-(issue 29) is refused: retrain it.
+or " Reference evidence: no reference match." The share of the query aligned and the identity
+are given as numbers and in words (a band each: constants.COVERAGE_WORDS, IDENTITY_WORDS), which
+a small LM conditions on far more readily. `use_splash` False leaves the SPLASH text out (an
+ablation). A retrieval model records the prompt wording it was trained on (`PROMPT_VERSION` in
+processor_config.json); one trained on an older wording is refused: retrain it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from llamadna.constants import DNA_PLACEHOLDER, IGNORE_INDEX, PROMPT_MODES, RETRIEVAL_K
+from llamadna.constants import (
+    COVERAGE_WORDS,
+    DNA_PLACEHOLDER,
+    IDENTITY_WORDS,
+    IGNORE_INDEX,
+    PROMPT_MODES,
+    RETRIEVAL_K,
+)
 from llamadna.data.template import flank_text
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.text import read_json_object
@@ -52,8 +61,9 @@ from llamadna.model.safe_loading import load_tokenizer
 PROCESSOR_FILE = "processor_config.json"
 NOT_AVAILABLE = "not available"
 # The retrieval prompt's wording: 2 = outcome-aware evidence (candidate kinds, aligned fraction,
-# identity, loci; issue 29). A retrieval model recording less (or none) read another prompt.
-PROMPT_VERSION = 2
+# identity, loci; issue 29); 3 = the aligned fraction and identity also in words (COVERAGE_WORDS,
+# IDENTITY_WORDS). A retrieval model recording less (or none) read another prompt.
+PROMPT_VERSION = 3
 
 
 def _is_missing(x) -> bool:
@@ -68,11 +78,18 @@ def splash_text(row: dict) -> str:
     return f"SPLASH effect {e:.2f}, p-value {p:.1e}, entropy {h:.2f}"
 
 
+def band_word(value: float, bands: Sequence[tuple[float, str]]) -> str:
+    """The word of the first (lowest value, word) band that `value` reaches (bands highest first)."""
+    return next((word for low, word in bands if value >= low), bands[-1][1])
+
+
 def _how_found(c: dict) -> str:
-    """How a candidate was found: "aligned 0.99 of it at identity 0.98, 1 loci" or "similar 0.41"."""
+    """How a candidate was found: "aligned 0.99 (whole) of it at identity 0.98 (near-identical),
+    1 loci" (COVERAGE_WORDS, IDENTITY_WORDS) or "similar 0.41"."""
     if c.get("identity") is not None:
-        return (f"aligned {c.get('aligned_fraction') or 0.0:.2f} of it at identity {c['identity']:.2f}, "
-                f"{int(c.get('loci') or 0)} loci")
+        fraction, identity = float(c.get("aligned_fraction") or 0.0), float(c["identity"])
+        return (f"aligned {fraction:.2f} ({band_word(fraction, COVERAGE_WORDS)}) of it at identity "
+                f"{identity:.2f} ({band_word(identity, IDENTITY_WORDS)}), {int(c.get('loci') or 0)} loci")
     return f"similar {max(c.get('cosine') or 0.0, 0.0):.2f}"
 
 
@@ -282,8 +299,10 @@ def _check_prompt_version(path: Path, cfg: dict) -> None:
     Models without retrieval read no evidence and load whatever they record."""
     version = cfg.get("prompt_version")
     if cfg.get("retrieval") and (not isinstance(version, int) or version < PROMPT_VERSION):
-        raise InputError(path, "this retrieval model was trained before outcome-aware prompts "
-                         "(issue 29): retrain it with `llamadna train`")
+        recorded = version if isinstance(version, int) else "none recorded"
+        raise InputError(path, f"this retrieval model was trained on an older prompt wording (prompt_version "
+                         f"{recorded}; now {PROMPT_VERSION}: outcome-aware evidence, the alignment in "
+                         "words): retrain it with `llamadna train`")
 
 
 def recorded_index(directory: Path, cfg: dict) -> str | None:

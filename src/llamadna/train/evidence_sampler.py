@@ -84,8 +84,10 @@ from llamadna.splash.scores import without_scores
 # The fields of a gene that are renamed together (candidate key, dataset row key).
 GENE_FIELDS = (("gene", "gene_name"), ("chrom", "chrom"), ("description", "gene_description"),
                ("transcript_type", "transcript_type"), ("phenotype", "phenotype"))
-# negatives left undiverged: generated sequences, which nothing in the reference resembles anyway
-UNDIVERGED_KINDS = ("random", "foreign")
+# negatives left undiverged: generated sequences, which nothing in the reference resembles anyway,
+# and partial chimeras: their kept piece aligns at identity ~1 over part of the query, the evidence
+# "similar" rests on (diverged, they looked like a diverged genic row, whose target is its gene)
+UNDIVERGED_KINDS = ("random", "foreign", "similar")
 # example sentences (and evidence) of each outcome besides gene in the text tokenizer's corpus and
 # the tiny LLM's pretraining text (`EvidenceSampler.outcome_examples`)
 OUTCOME_EXAMPLES = 48
