@@ -305,8 +305,10 @@ def test_negatives_replace_every_example_at_rate_one(indexed):
     assert len({o["kind"] for o in out}) >= 3  # kinds drawn uniformly
     by_id = {r["id"]: r for r in pool}
     for o, t in zip(out, targets):
-        if o["kind"] in ("random", "foreign"):  # generated: not diverged
+        if o["kind"] in ("random", "foreign", "similar"):  # generated, or a chimera: not diverged
             assert o["Sequence"] == by_id[o["id"]]["Sequence"]
+        elif o["kind"] in ("shuffled", "intergenic"):  # the others are (one strand or the other)
+            assert o["Sequence"] not in (by_id[o["id"]]["Sequence"], mappy.revcomp(by_id[o["id"]]["Sequence"]))
         if o["kind"] == "intergenic" and any(same_interval(c, o) for c in o["evidence"]):
             assert outcome_of(t) == "intergenic" and f"{o['chrom']} chromosome between" in t
         else:

@@ -40,10 +40,10 @@ candidates it ends with, else the sentence of what the evidence shows (`describe
 **Negatives** (`negatives`, a pool of `data.negatives.negative_rows` of the training part of the
 reference, and `negative_rate`): each example of a training batch is replaced with probability
 negative_rate by a negative, its kind drawn uniformly among the pool's kinds, then a row of that
-kind; it is diverged like a genic row (not the random and foreign ones) and retrieved. Its target
-is its intergenic sentence when its own interval (chromosome and flanking genes) is among the
-candidates (with that candidate's distances, which the prompt shows), else what the evidence
-shows. A negative has no source class (`Dataset` None). The
+kind; it is diverged like a genic row (not UNDIVERGED_KINDS: random, foreign, chimeras) and
+retrieved. Its target is its intergenic sentence when its own interval (chromosome and flanking
+genes) is among the candidates (with that candidate's distances, which the prompt shows), else
+what the evidence shows. A negative has no source class (`Dataset` None). The
 draws of negatives come from a child of the batch's generator (`Generator.spawn`), so a sampler
 without negatives draws exactly what it drew before them. With negatives, each example's SPLASH
 scores are left out with probability `splash_hide` (from the same child): a negative has none,
