@@ -1,0 +1,83 @@
+"""Repeat windows' loci and retrieval time, with the index's minimap2 passes as built and with every
+chain kept (issue 29; not run by `make test`).
+
+A repeat window (`data.negatives`: >= REPEAT_MIN_LOCI loci of its build's reference, counted with
+minimap2's MM_F_ALL_CHAINS) is what the "repeat" outcome rests on, but the retriever counts the
+loci its own passes report (`Retriever.count_loci`), and minimap2 drops secondary chains that
+score under 0.8 of the primary: copies a few percent diverged go uncounted. This times the
+retriever (k=4, hybrid) over the out-of-reference negatives of the test part of split_gene (its
+`--per-kind` of each kind) and the split's test rows, twice: with the index's aligners as loaded,
+and with the same .mmi files loaded again with MM_F_ALL_CHAINS added; it prints the seconds and
+how many repeat windows reach REPEAT_MIN_LOCI loci, and how many test rows keep their own gene
+first.
+
+    .venv/bin/python bench/bench_repeat_loci.py --index demo_out/index --dataset demo_out/dataset \
+        [--data ../shared/data] [--per-kind 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import mappy
+import polars as pl
+
+from llamadna.constants import REPEAT_MIN_LOCI
+from llamadna.data.negatives import negative_rows
+from llamadna.data.paths import default_data_dir
+from llamadna.io.dataset import read_dataset
+from llamadna.retrieve.index import CASCADE, ReferenceIndex
+from llamadna.retrieve.outcome import top_aligned
+from llamadna.retrieve.retriever import open_retriever
+
+ALL_CHAINS = 0x800000  # minimap2 MM_F_ALL_CHAINS (-P)
+
+
+def all_chains(index: ReferenceIndex) -> ReferenceIndex:
+    """The same index with its .mmi files loaded again, every chain kept."""
+    def load(name: str, settings: dict) -> mappy.Aligner:
+        kept = {k: v for k, v in settings.items() if k not in ("k", "w")}
+        return mappy.Aligner(str(index.path / name), extra_flags=ALL_CHAINS, **kept)
+
+    cfg = index.meta["config"]
+    index.aligner = load("minimap2.mmi", cfg["minimap2"])
+    index.cascade = [load(mmi, cfg[key]) for key, mmi in CASCADE if cfg.get(key)]
+    return index
+
+
+def measure(index: ReferenceIndex, negs: list[dict], test: list[dict]) -> dict:
+    retriever = open_retriever(index, k=4)
+    retriever(["ACGT" * 64])  # warm-up (loads the encoder)
+    t0 = time.perf_counter()
+    found = retriever([r["Sequence"] for r in negs + test])
+    seconds = time.perf_counter() - t0
+    rep = [c for r, c in zip(negs, found) if r["kind"] == "repeat"]
+    own = sum(1 for r, c in zip(test, found[len(negs):])
+              if (top := top_aligned(c)) is not None and top.get("gene") == r["gene_name"])
+    return {"seconds": seconds, "queries": len(found),
+            "repeats_counted": sum(1 for c in rep if c and (c[0].get("loci") or 0) >= REPEAT_MIN_LOCI),
+            "repeats": len(rep), "own_gene_first": own, "test_rows": len(test)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", required=True, type=Path)
+    ap.add_argument("--dataset", required=True, type=Path)
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--per-kind", type=int, default=40)
+    args = ap.parse_args()
+    df = read_dataset(args.dataset)
+    test = df.filter(pl.col("split_gene") == "test").to_dicts()
+    negs = negative_rows(args.data or default_data_dir(), test, "test", per_kind=args.per_kind, seed=0)
+    for name, index in (("as built", ReferenceIndex.load(args.index)),
+                        ("all chains", all_chains(ReferenceIndex.load(args.index)))):
+        m = measure(index, negs, test)
+        print(f"{name:>10}: {m['queries']} queries in {m['seconds']:.1f} s; repeat windows at >= "
+              f"{REPEAT_MIN_LOCI} loci {m['repeats_counted']}/{m['repeats']}; test rows with their "
+              f"own gene first {m['own_gene_first']}/{m['test_rows']}")
+
+
+if __name__ == "__main__":
+    main()
