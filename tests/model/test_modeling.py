@@ -351,7 +351,7 @@ def test_processor_settings_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("version", [None, 1, 2, "3"])
-def test_a_retrieval_model_from_before_outcome_aware_prompts_is_refused(tmp_path, version):
+def test_a_retrieval_model_of_an_older_prompt_wording_is_refused(tmp_path, version):
     """A retrieval model's processor records the prompt wording it was trained on; one without
     PROMPT_VERSION (or an older one) read other evidence text: a one-line error, retrain. A model
     without retrieval reads no evidence and loads as before."""
