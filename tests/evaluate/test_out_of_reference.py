@@ -269,9 +269,40 @@ def test_the_section_uses_the_first_unit_only_and_no_splash_scores(tmp_path, mon
              _FakeUnit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
     section = oor.out_of_reference(ctx, units)
     assert section["units"] == ["split_gene"] and section["rows"]["gene"] == 2
+    assert "validation_model" not in section  # no index: no retrieval model to score on them
     assert units[1].seen == []  # another fold's test genes are the first unit's validation genes
     assert section["validation_rows"] == 1 + 2 + 1  # genic, negatives, the genic rows as novel
     assert units[0].seen and all(r[c] is None for r in units[0].seen for c in SPLASH_COLUMNS)
+
+
+def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
+    """With a retrieval model the section holds its scores on the baselines' tuning rows
+    ("validation_model": validation genic rows searched in full, negatives of the validation part,
+    the genic rows searched on the index without the validation genes), what settings may be
+    chosen on; never on test rows. Without an index, none."""
+    from llamadna.evaluate import out_of_reference as oor
+
+    class Unit(_FakeUnit):  # answers each row's gene where the row has one; records the settings
+        def annotate(self, variant, rows, setting="full"):
+            self.seen += [(setting, r.get("gene_name") or r.get("kind")) for r in rows]
+            return [{"outcome": "gene", "gene": r["gene_name"]} if r.get("gene_name") and setting == "full"
+                    else {"outcome": "none", "gene": None} for r in rows]
+
+    _fake_negatives(monkeypatch)
+    ctx = _fake_ctx(tmp_path, [_genic_row("V", 9), _genic_row("W", 8)], reference="REF")
+    monkeypatch.setattr(oor, "_val_novel_retriever", lambda unit: unit.cache.setdefault("retriever:val_novel", 1))
+    unit = Unit(ctx, "split_gene", [_genic_row("B", 1)], [_genic_row("A", 0)])
+    full, novel, _ = oor._validation(ctx, unit, tmp_path)
+    m = oor._validation_model(unit, (full, novel), n_boot=20, seed=0)
+    assert unit.seen == [("full", "V"), ("full", "W"), ("full", "random"), ("full", "similar"),
+                         (oor.VAL_NOVEL, "V"), (oor.VAL_NOVEL, "W")]
+    assert m["rows"] == 6 and m["novel_no_gene"] == 1.0
+    # right: the two genes, the random row and both novel rows; wrong: the chimera ("none")
+    assert m["kinds"]["gene"]["accuracy"] == 1.0 and m["kinds"]["similar"]["accuracy"] == 0.0
+    assert 0 < m["macro_f1"] < 1
+    line = oor.validation_summary({"validation_model": m})
+    assert line.startswith("The model on the 6 tuning rows (validation part") and "novel: no gene claimed 100.0 %" in line
+    assert oor.validation_summary({"systems": {}}) is None
 
 
 def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, monkeypatch):
@@ -425,6 +456,8 @@ def test_summary_rows_and_the_report_section(tmp_path):
     from llamadna.evaluate.schema import read_metrics
 
     section = _section()
+    section["validation_model"] = section["systems"]["model"]
+    assert missing_keys(section, OutOfReference) == []
     rows = summary_rows(section)
     assert [r[0] for r in rows] == ["model", "blastn_tuned", "always none (floor)"]
     assert rows[1][3].startswith("0.0 %")  # blastn here claims no gene outside genes
@@ -438,7 +471,7 @@ def test_summary_rows_and_the_report_section(tmp_path):
     part = page[page.index('<h2 id="out_of_reference">'):]
     for text in ("Out of reference", "False gene claims per truth kind", "Outcome accuracy per truth kind",
                  "Confusion of outcomes", "always none (floor)", "blastn_tuned", "Risk-coverage",
-                 "gene confidence &ge; 0.5", "data:image/png;base64,"):
+                 "gene confidence &ge; 0.5", "data:image/png;base64,", "The model on the 12 tuning rows"):
         assert text in part, text
     # the random rows' false claims of the model: 1 of 3, with its Wilson interval
     lo, hi = wilson_interval(1, 3)
@@ -525,3 +558,7 @@ def test_evaluate_prints_the_out_of_reference_table():
     text = cap.get()
     assert "out of reference: 12 rows" in text and "macro-F1" in text
     assert "model" in text and "always none" in text and "0.700" in text  # the model's macro-F1
+    assert "tuning rows" not in text
+    with console.capture() as cap:
+        _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
+    assert "The model on the 12 tuning rows (validation part" in cap.get()

@@ -26,6 +26,9 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   the model's AUROC of outcome_confidence for "outcome
   right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
   gene.
+- with a retrieval model, "validation_model": the model's scores on the tuning rows themselves
+  (`_validation_model`): the figures to choose training settings on, since the test rows'
+  figures are the ones reported.
 Only the FIRST unit (the split column itself, fold 0 of split_gene) is used, for every row: the
 thresholds are tuned on its validation rows, and another fold's test genes are its validation genes.
 Every row (test, novel, negatives, validation) is given WITHOUT SPLASH scores (SPLASH_COLUMNS None),
@@ -359,6 +362,23 @@ def _val_novel_retriever(unit) -> None:
         unit.cache[key] = open_retriever(index, k=unit.ctx.models.train_config["evidence_k"])
 
 
+def _validation_model(unit, val, n_boot: int, seed: int) -> dict:
+    """The model's out-of-reference scores (`score_outcomes`) on the tuning rows of `_validation`
+    (val: its full and novel rows; the novel ones searched on the VAL_NOVEL index): rows of the
+    split's validation part, never its test rows, so the figures a model's training settings may
+    be chosen on. The tuned rules are fitted on these rows (their scores here would be in-sample)
+    and the model's outcome confidence is calibrated on validation rows too (its AUROC here is
+    in-sample)."""
+    from llamadna.evaluate.systems import MODEL
+
+    full, novel = val
+    genic, negs = full[:len(novel)], full[len(novel):]
+    rows = _genic(genic, "gene") + _negative(negs, "val") + _genic(novel, "novel")
+    _val_novel_retriever(unit)
+    preds = unit.annotate(MODEL, list(full)) + unit.annotate(MODEL, list(novel), setting=VAL_NOVEL)
+    return score_outcomes(rows, preds, n_boot, seed)
+
+
 def _retriever_baseline(units, negs, val, val_truths) -> tuple[list[dict], object]:
     """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds.
     val: `_validation`'s full and novel tuning rows."""
@@ -443,6 +463,9 @@ def out_of_reference(ctx, units: Sequence) -> dict:
         write_outcome_table(ctx.out / "predictions" / f"out_of_reference.{name}.tsv", rows, p)
         systems[name] = score_outcomes(rows, p, cfg.n_boot, cfg.seed)
         notes[name] = BASELINES.get(name, "the model's outcome, gene and calibrated outcome confidence")
+    validation = {}
+    if ctx.reference is not None:  # a retrieval model: its scores on the tuning rows
+        validation["validation_model"] = _validation_model(first, val, cfg.n_boot, cfg.seed)
     floor = score_outcomes(rows, [{"outcome": "none"}] * len(rows), cfg.n_boot, cfg.seed)
     kinds = [r["kind"] for r in rows]
     log.info("out of reference: %d rows (%s)", len(rows), ", ".join(f"{k} {kinds.count(k)}"
@@ -452,7 +475,8 @@ def out_of_reference(ctx, units: Sequence) -> dict:
             "validation_rows": len(val_full) + len(val_novel),
             "thresholds": {k: thresholds_dict(t) for k, t in thresholds.items()},
             "systems": systems, "notes": notes,
-            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]}}
+            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
+            **validation}
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -470,6 +494,20 @@ def false_claims(scores: Mapping) -> tuple[int, int]:
     """(gene claims, rows) over every kind whose truth is not a gene of the reference."""
     kinds = [v for k, v in scores["kinds"].items() if k != "gene"]
     return sum(v["gene_claims"] or 0 for v in kinds), sum(v["rows"] for v in kinds)
+
+
+def validation_summary(section: Mapping) -> str | None:
+    """One line of the model's scores on the tuning rows ("validation_model"), or None without."""
+    m = section.get("validation_model")
+    if not m:
+        return None
+    k, n = false_claims(m)
+    rate, iv = _rate(k, n)
+    f1 = "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f} {_iv(m['macro_f1_interval'])}"
+    claimed = _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
+    return (f"The model on the {m['rows']} tuning rows (validation part; what training settings may be "
+            f"chosen on; the tuned rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
+            f"there is none {claimed} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
 
 
 def summary_rows(section: Mapping) -> list[tuple[str, ...]]:

@@ -149,6 +149,8 @@ class OutOfReference(TypedDict):
     systems: dict[str, OutcomeScores]
     notes: dict[str, str]  # system -> what it is
     floor: FloorScore  # always "none"
+    # retrieval models: the model on the baselines' tuning rows (validation part), to choose on
+    validation_model: NotRequired[OutcomeScores]
 
 
 class Meta(TypedDict):
