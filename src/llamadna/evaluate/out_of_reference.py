@@ -496,18 +496,22 @@ def false_claims(scores: Mapping) -> tuple[int, int]:
     return sum(v["gene_claims"] or 0 for v in kinds), sum(v["rows"] for v in kinds)
 
 
+def _claimed(scores: Mapping) -> str:
+    """The false gene claims of a system over all non-gene rows: "1.5 % [0.8, 3.0]"."""
+    rate, iv = _rate(*false_claims(scores))
+    return _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
+
+
 def validation_summary(section: Mapping) -> str | None:
     """One line of the model's scores on the tuning rows ("validation_model"), or None without."""
     m = section.get("validation_model")
     if not m:
         return None
     k, n = false_claims(m)
-    rate, iv = _rate(k, n)
     f1 = "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f} {_iv(m['macro_f1_interval'])}"
-    claimed = _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
     return (f"The model on the {m['rows']} tuning rows (validation part; what training settings may be "
             f"chosen on; the tuned rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
-            f"there is none {claimed} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
+            f"there is none {_claimed(m)} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
 
 
 def summary_rows(section: Mapping) -> list[tuple[str, ...]]:
@@ -515,12 +519,8 @@ def summary_rows(section: Mapping) -> list[tuple[str, ...]]:
     non-gene rows (with the Wilson interval), novel rows answered with no gene, AUROC."""
     out = []
     for name, m in section["systems"].items():
-        k, n = false_claims(m)
-        rate, iv = _rate(k, n)
         out.append((name, "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f}",
-                    _iv(m["macro_f1_interval"]),
-                    _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"),
-                    _pct(m["novel_no_gene"]),
+                    _iv(m["macro_f1_interval"]), _claimed(m), _pct(m["novel_no_gene"]),
                     "\u2013" if m.get("auroc") is None else f"{m['auroc']:.3f}"))
     floor = section["floor"]
     out.append(("always none (floor)", "\u2013" if floor["macro_f1"] is None else f"{floor['macro_f1']:.3f}",
