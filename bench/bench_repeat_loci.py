@@ -21,25 +21,22 @@ import argparse
 import time
 from pathlib import Path
 
-import mappy
 import polars as pl
 
 from llamadna.constants import REPEAT_MIN_LOCI
-from llamadna.data.negatives import negative_rows
+from llamadna.data.negatives import ALL_CHAINS, negative_rows
 from llamadna.data.paths import default_data_dir
 from llamadna.io.dataset import read_dataset
-from llamadna.retrieve.index import CASCADE, ReferenceIndex
+from llamadna.retrieve.index import CASCADE, ReferenceIndex, _load_mmi
 from llamadna.retrieve.outcome import top_aligned
 from llamadna.retrieve.retriever import open_retriever
 
-ALL_CHAINS = 0x800000  # minimap2 MM_F_ALL_CHAINS (-P)
-
 
 def all_chains(index: ReferenceIndex) -> ReferenceIndex:
-    """The same index with its .mmi files loaded again, every chain kept."""
-    def load(name: str, settings: dict) -> mappy.Aligner:
-        kept = {k: v for k, v in settings.items() if k not in ("k", "w")}
-        return mappy.Aligner(str(index.path / name), extra_flags=ALL_CHAINS, **kept)
+    """The same index with its .mmi files loaded again (`_load_mmi`, checked as `load` does),
+    every chain kept."""
+    def load(name: str, settings: dict):
+        return _load_mmi(index.path / name, {**settings, "extra_flags": ALL_CHAINS}, index.meta)
 
     cfg = index.meta["config"]
     index.aligner = load("minimap2.mmi", cfg["minimap2"])

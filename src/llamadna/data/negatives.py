@@ -65,7 +65,7 @@ REPEAT_WINDOW = 300  # bases of a repeat window (about an Alu)
 REPEAT_BEST_N = 50  # hits minimap2 keeps per window (more than any locus count asked for)
 REPEAT_SCAN = 100  # windows aligned at most per repeat asked for (the scan is the slow part: ~0.3 ms
 # a window; ~4 % of the bundle's windows are repeats, so 100 x finds what a part holds)
-_ALL_CHAINS = 0x800000  # minimap2 MM_F_ALL_CHAINS (-P): keep every chain, not only those scoring
+ALL_CHAINS = 0x800000  # minimap2 MM_F_ALL_CHAINS (-P): keep every chain, not only those scoring
 # >= 0.8 x the best (the query's own locus, at identity 1, would hide copies at 90 %)
 FOREIGN_GC = ((0.2, 0.32), (0.55, 0.7))  # GC content of a foreign sequence: low or high (human: ~0.41)
 FOREIGN_CONCENTRATION = 2.0  # Dirichlet concentration of its transition rows (low: skewed)
@@ -251,7 +251,7 @@ def intergenic_windows(data_dir: str | Path, window: int = DEFAULT_WINDOW, strid
 # ----------------------------------------------------------------------------------- repeats
 def count_loci(aligner: mappy.Aligner, seq: str) -> int:
     """Distinct reference loci of a sequence by the retriever's rule: its hits (every chain:
-    `_ALL_CHAINS`) whose identity (matching bases / alignment length) x aligned fraction is at
+    `ALL_CHAINS`) whose identity (matching bases / alignment length) x aligned fraction is at
     least LOCI_SHARE x the best hit's, over at least LOCI_MIN_FRACTION of it; overlapping hits on
     a record merged into one locus."""
     found = [(h.ctg, h.r_st, h.r_en, h.mlen / h.blen * (h.q_en - h.q_st) / len(seq),
@@ -271,7 +271,7 @@ def count_loci(aligner: mappy.Aligner, seq: str) -> int:
 
 def repeat_aligner(fasta: str | Path) -> mappy.Aligner:
     """minimap2 over a build's reference FASTA, keeping every chain (`count_loci`)."""
-    return mappy.Aligner(fn_idx_in=str(fasta), best_n=REPEAT_BEST_N, extra_flags=_ALL_CHAINS)
+    return mappy.Aligner(fn_idx_in=str(fasta), best_n=REPEAT_BEST_N, extra_flags=ALL_CHAINS)
 
 
 def _repeat_rows(builds: list[_Build], part: str, want: int,
