@@ -1,15 +1,17 @@
-"""Repeat windows' loci and retrieval time, with the index's minimap2 passes as built and with every
-chain kept (issue 29; not run by `make test`).
+"""Repeat windows' loci and retrieval time, with the index's loci tier, without it, and with every
+chain kept on the passes (issue 29; not run by `make test`).
 
 A repeat window (`data.negatives`: >= REPEAT_MIN_LOCI loci of its build's reference, counted with
-minimap2's MM_F_ALL_CHAINS) is what the "repeat" outcome rests on, but the retriever counts the
-loci its own passes report (`Retriever.count_loci`), and minimap2 drops secondary chains that
-score under 0.8 of the primary: copies a few percent diverged go uncounted. This times the
-retriever (k=4, hybrid) over the out-of-reference negatives of the test part of split_gene (its
-`--per-kind` of each kind) and the split's test rows, twice: with the index's aligners as loaded,
-and with the same .mmi files loaded again with MM_F_ALL_CHAINS added; it prints the seconds and
-how many repeat windows reach REPEAT_MIN_LOCI loci, and how many test rows keep their own gene
-first.
+constants.MINIMAP2_LOCI: minimap2's default k and w, every chain kept) is what the "repeat"
+outcome rests on. The retriever counts the loci of its own passes (`Retriever.count_loci`),
+whose minimap2 drops secondary chains scoring under 0.8 of the primary, so copies a few percent
+diverged go uncounted, and, where the index has it, of its loci tier (minimap2_loci.mmi, the same
+settings as the truth). This times the retriever (k=4, hybrid) over the out-of-reference
+negatives of the test part of split_gene (`--per-kind` of each kind) and the split's test rows,
+three ways: the index as built (the loci tier, where it has one), without the loci tier, and
+without it but with the passes' .mmi files loaded again with MM_F_ALL_CHAINS added; it prints
+the seconds and how many repeat windows reach REPEAT_MIN_LOCI loci, and how many test rows keep
+their own gene first.
 
     .venv/bin/python bench/bench_repeat_loci.py --index demo_out/index --dataset demo_out/dataset \
         [--data ../shared/data] [--per-kind 40]
@@ -23,8 +25,8 @@ from pathlib import Path
 
 import polars as pl
 
-from llamadna.constants import REPEAT_MIN_LOCI
-from llamadna.data.negatives import ALL_CHAINS, negative_rows
+from llamadna.constants import MINIMAP2_ALL_CHAINS, REPEAT_MIN_LOCI
+from llamadna.data.negatives import negative_rows
 from llamadna.data.paths import default_data_dir
 from llamadna.io.dataset import read_dataset
 from llamadna.retrieve.index import CASCADE, ReferenceIndex, _load_mmi
@@ -32,16 +34,22 @@ from llamadna.retrieve.outcome import top_aligned
 from llamadna.retrieve.retriever import open_retriever
 
 
+def without_loci_tier(index: ReferenceIndex) -> ReferenceIndex:
+    """The same index counting loci on its passes' hits only."""
+    index.loci = None
+    return index
+
+
 def all_chains(index: ReferenceIndex) -> ReferenceIndex:
-    """The same index with its .mmi files loaded again (`_load_mmi`, checked as `load` does),
-    every chain kept."""
+    """The same index without its loci tier, its passes' .mmi files loaded again (`_load_mmi`,
+    checked as `load` does), every chain kept."""
     def load(name: str, settings: dict):
-        return _load_mmi(index.path / name, {**settings, "extra_flags": ALL_CHAINS}, index.meta)
+        return _load_mmi(index.path / name, {**settings, "extra_flags": MINIMAP2_ALL_CHAINS}, index.meta)
 
     cfg = index.meta["config"]
     index.aligner = load("minimap2.mmi", cfg["minimap2"])
     index.cascade = [load(mmi, cfg[key]) for key, mmi in CASCADE if cfg.get(key)]
-    return index
+    return without_loci_tier(index)
 
 
 def measure(index: ReferenceIndex, negs: list[dict], test: list[dict]) -> dict:
@@ -69,9 +77,10 @@ def main() -> None:
     test = df.filter(pl.col("split_gene") == "test").to_dicts()
     negs = negative_rows(args.data or default_data_dir(), test, "test", per_kind=args.per_kind, seed=0)
     for name, index in (("as built", ReferenceIndex.load(args.index)),
+                        ("no loci tier", without_loci_tier(ReferenceIndex.load(args.index))),
                         ("all chains", all_chains(ReferenceIndex.load(args.index)))):
         m = measure(index, negs, test)
-        print(f"{name:>10}: {m['queries']} queries in {m['seconds']:.1f} s; repeat windows at >= "
+        print(f"{name:>12}: {m['queries']} queries in {m['seconds']:.1f} s; repeat windows at >= "
               f"{REPEAT_MIN_LOCI} loci {m['repeats_counted']}/{m['repeats']}; test rows with their "
               f"own gene first {m['own_gene_first']}/{m['test_rows']}")
 

@@ -48,8 +48,8 @@ def artifacts(tmp_path_factory, bundle_factory):
         LlamaDNAProcessor(base.dna_tokenizer, base.text_tokenizer, retrieval=True,
                           dna_chunk_tokens=base.dna_chunk_tokens, evidence_k=2,
                           index=str(Path("art/index").resolve())).save_pretrained("art/model")
-        OutcomeCalibration.fit([outcome_features("gene", -0.1, "A", [{"gene": "A", "score": 1.5}]),
-                                outcome_features("none", -0.2, None, [])], [True, False]).save("art/model")
+        OutcomeCalibration.fit([outcome_features("gene", -0.1, [{"gene": "A", "score": 1.5}]),
+                                outcome_features("none", -0.2, [])], [True, False]).save("art/model")
     finally:
         os.chdir(before)
     windows = pl.read_parquet(root / "art" / "index" / "windows.parquet")
@@ -291,9 +291,11 @@ def test_an_index_from_before_the_checksums_still_loads(artifacts, tmp_path):
 # ------------------------------------------------------------------------------ damaged model files
 @pytest.mark.parametrize("name, text, line, cause", [
     ("calibration.json", '{"weights": [0.1,\n', 2, "not valid JSON"),
-    ("calibration.json", '{"format": 2, "weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
+    ("calibration.json", '{"format": 3, "weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
     ("calibration.json", '{"weights": [0.1], "bias": 0, "rows": 1, "right": 1}\n', None,
-     "before outcome calibration (issue 29): retrain"),
+     "older format (gene-only, this version reads 3): refit it with `llamadna calibrate"),
+    ("calibration.json", '{"format": 2, "weights": [0.1], "bias": 0, "rows": 1, "right": 1}\n', None,
+     "older format (2, this version reads 3)"),
     ("processor_config.json", '{\n "prompt_mode": "leak-free",\n "index": }\n', 3, "not valid JSON"),
     ("processor_config.json", '{"index": "../index"}\n', None, "prompt_mode, dna_chunk_tokens missing"),
     ("processor_config.json", '{"prompt_mode": "leak-free", "dna_chunk_tokens": 32, "retrieval": true}\n', None,

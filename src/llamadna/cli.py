@@ -659,18 +659,66 @@ def train_cmd(
                 from llamadna.model.calibration import OutcomeCalibration
 
                 cal = OutcomeCalibration.load(cfg.out)
-                if cal is not None:
-                    console.print(f"outcome confidence calibrated on {cal.rows} validation annotations "
-                                  f"({cal.right} with the right outcome)")
-                    per = summary.get("calibration") or {}  # right / rows per truth kind
-                    if per:
-                        console.print("  per truth: " + ", ".join(f"{k} {c['right']}/{c['rows']}"
-                                                                  for k, c in per.items()))
+                if cal is not None:  # right / rows per truth kind in the summary
+                    _print_calibration(cal, summary.get("calibration") or {})
     cols = ("val_loss", "val_lm_loss", "val_cls_loss", "val_cls_accuracy")
     _print_table(f"trained {summary['steps']} steps in {summary['seconds']} s", ("epoch", *cols),
                  [(str(ev["epoch"]), *[f"{ev[c]:.4f}" for c in cols]) for ev in summary["val"]])
     console.print(f"{summary['trainable_parameters']:,} of {summary['total_parameters']:,} parameters "
                   f"trained; wrote [bold]{escape(str(out))}[/]")
+
+
+def _print_calibration(cal, per_truth: dict) -> None:
+    """What an outcome calibration was fitted on: annotations, right ones, and per truth kind."""
+    console.print(f"outcome confidence calibrated on {cal.rows} validation annotations "
+                  f"({cal.right} with the right outcome)")
+    if per_truth:
+        console.print("  per truth: " + ", ".join(f"{k} {c['right']}/{c['rows']}"
+                                                  for k, c in per_truth.items()))
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(help="A retrieval model directory (`llamadna train --index`).")],
+    dataset: Annotated[Path | None, typer.Option(
+        help="The dataset it was trained on, where it is not at the path train_config.json records.")] = None,
+    index: Annotated[Path | None, typer.Option(
+        help="Its reference index, where it is not at the path train_config.json records.")] = None,
+    rows: Annotated[int | None, typer.Option(
+        help="Validation rows to annotate (default: the model's calibration_rows), and as many "
+             "negatives of each kind.")] = None,
+) -> None:
+    """Refit a trained retrieval model's outcome confidence (MODEL/calibration.json), as `train`
+    does at its end: on its split's validation rows, diverged and with their genes masked, and on
+    negatives of the validation part of the reference. For a model calibrated by an older version
+    (about a minute; the model itself is unchanged)."""
+    from dataclasses import replace
+
+    from llamadna.train.cache import saved_config
+    from llamadna.train.calibrate import fit_calibration
+
+    with _errors():
+        cfg_path = model / "train_config.json"
+        if not cfg_path.is_file():
+            raise InputError(model, "no train_config.json: expected a model directory written by "
+                             "`llamadna train`")
+        cfg = TrainConfig(**saved_config(cfg_path))
+        if cfg.index is None and index is None:
+            raise InputError(model, "trained without --index: only a retrieval model has an outcome "
+                             "confidence to calibrate")
+        if rows is not None and rows < 1:
+            raise ConfigError(f"--rows must be >= 1, got {rows}")
+        moved = {"dataset": dataset, "index": index}
+        cfg = replace(cfg, **{k: str(v) for k, v in moved.items() if v is not None})
+        for option, path in (("dataset", cfg.dataset), ("index", cfg.index)):
+            if not Path(path).exists():
+                raise InputError(path, f"the model's {option} is not there: give its place with --{option}")
+        with console.status("annotating validation rows and negatives"):
+            fitted = fit_calibration(model, cfg, rows)
+        if fitted is None:
+            raise InputError(cfg.dataset, f"no validation rows in {cfg.split}: nothing to calibrate on")
+    _print_calibration(*fitted)
+    console.print(f"wrote [bold]{escape(str(model / 'calibration.json'))}[/]")
 
 
 @contextmanager

@@ -60,6 +60,16 @@ REPEAT_MIN_LOCI = 3  # loci at which a query is a repeat (rule default, training
 # LOCI_MIN_FRACTION of its length; overlapping places on a record count once.
 LOCI_SHARE = 0.9
 LOCI_MIN_FRACTION = 0.5
+# minimap2 MM_F_ALL_CHAINS (-P): keep every chain, not only those scoring >= 0.8 x the best (a
+# query's own locus, at identity 1, would hide copies a few percent diverged)
+MINIMAP2_ALL_CHAINS = 0x800000
+# The minimap2 settings that count a query's loci: minimap2's default k and w, every chain kept,
+# up to 50 hits. The repeat negatives' truth is counted with them (`data.negatives`), and so is
+# the retriever's loci where its index has the loci tier (`retrieve.index`, minimap2_loci.mmi):
+# the index's own passes (k=9, w=3) keep only chains near the best, and with every chain kept
+# those passes align ~1,500 short chains of a window holding an Alu (60 ms a query, against
+# 0.3 ms with these; docs/BENCHMARKS.md "Repeat loci").
+MINIMAP2_LOCI: dict = {"k": 15, "w": 10, "best_n": 50, "extra_flags": MINIMAP2_ALL_CHAINS}
 INTERGENIC_TEMPLATE = (
     "This sequence is part of {chrom} chromosome between {left} and {right}; "
     "no gene contains it."
@@ -99,6 +109,9 @@ RETRIEVAL_K = 4
 # alignments (random, foreign and novel queries: 0.52-0.64 in the sensitive tier).
 COVERAGE_WORDS = ((0.85, "whole"), (0.55, "most"), (0.0, "part"))
 IDENTITY_WORDS = ((0.95, "near-identical"), (0.85, "close"), (0.66, "diverged"), (0.0, "weak"))
+# the outcome confidence's logistic regression: inverse L2 strength (model.calibration; chosen by
+# 5-fold cross-validation on the demo model's validation annotations, 2026-12-05)
+CALIBRATION_C = 3.0
 PRESETS = ("tiny", "full")  # tiny: offline, weights trained here; full: local DNABERT-2 + Llama-2
 
 # LoRA on the LLM (and on the encoder with encoder_training="lora"): the model config's defaults,

@@ -49,11 +49,14 @@ def test_from_pretrained_round_trips_every_part(model_dir, tmp_path):
     assert a.config == InferenceConfig(DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_DECODING, None)
     cfg = InferenceConfig(batch_size=3, max_new_tokens=2, decoding="greedy")
     assert Annotator.from_pretrained(model_dir, device="cpu", config=cfg).config is cfg
-    # a gene-only calibration from before issue 29: refused, retrain
+    # a gene-only calibration from before issue 29: refused, with the command that refits it;
+    # loaded without it (what `llamadna calibrate` annotates with), the model is the same
     (model_dir / "calibration.json").write_text(json.dumps(
         {"weights": [0.5, 0.1, 1.0, 0.2, 0.3], "bias": -1.0, "rows": 10, "right": 4}))
-    with pytest.raises(InputError, match="calibration.json: .*retrain"):
+    with pytest.raises(InputError, match="calibration.json: .*refit it with `llamadna calibrate "):
         Annotator.from_pretrained(model_dir, device="cpu")
+    bare = Annotator.from_pretrained(model_dir, device="cpu", calibrated=False)
+    assert bare.calibration is None and bare.model.state_dict().keys() == saved.keys()
 
 
 def test_the_model_holds_no_pipeline_parts(model_dir, tmp_path):
@@ -139,7 +142,7 @@ def test_postprocess_columns_follow_the_outcome(model_dir):
     top = {"kind": "gene", "gene": "TUFT1", "chrom": "chr1", "score": 1.9, "via": "both", "identity": 0.95,
            "aligned_fraction": 0.9, "loci": 2}
     ev = [top, {**top, "gene": "OTHER"}]
-    X = [outcome_features(o, c, g, ev) for o, c, g in (("gene", -0.1, "TUFT1"), ("none", -2.0, None))] * 5
+    X = [outcome_features(o, c, ev) for o, c in (("gene", -0.1), ("none", -2.0))] * 5
     cal = OutcomeCalibration.fit(X, [True, False] * 5)
     a = Annotator(plain.model, retrieval, calibration=cal)
     texts = [annotation_sentence("chr1", "TUFT1", "tuftelin 1", "protein coding", "not specified", "COSMIC"),
@@ -166,7 +169,7 @@ def test_postprocess_columns_follow_the_outcome(model_dir):
         assert p["source"] is p["source_prob"] is None
     assert (preds[4]["source"], preds[4]["source_prob"]) == (label, pytest.approx(0.7))
     for p, row in zip(preds, rows):
-        want = cal.confidence(p["outcome"], p["confidence"], p["gene"], row["evidence"])
+        want = cal.confidence(p["outcome"], p["confidence"], row["evidence"])
         assert p["outcome_confidence"] == pytest.approx(want) and 0 < want < 1
     assert g["gene_confidence"] == g["outcome_confidence"] > preds[3]["outcome_confidence"]
     assert (g["evidence_gene"], g["evidence_score"], g["evidence_via"], g["evidence_identity"],

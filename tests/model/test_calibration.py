@@ -1,4 +1,4 @@
-"""OutcomeCalibration: features, fit, save/load, and the refusal of a gene-only calibration."""
+"""OutcomeCalibration: features per outcome, fit, save/load, and the refusal of older formats."""
 
 from __future__ import annotations
 
@@ -7,79 +7,128 @@ import math
 
 import pytest
 
-from llamadna.constants import OUTCOMES
+from llamadna.constants import COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI
 from llamadna.errors import InputError
 from llamadna.model.calibration import (
+    BANDS,
     CALIBRATION_FILE,
     FEATURES,
+    NUMERIC,
     OutcomeCalibration,
+    calibration_current,
+    evidence_features,
     outcome_features,
 )
 
-GENE_A = {"kind": "gene", "gene": "A", "score": 1.9, "identity": 0.95, "aligned_fraction": 0.9, "loci": 1}
+GENE_A = {"kind": "gene", "gene": "A", "score": 1.9, "identity": 0.96, "aligned_fraction": 0.9, "loci": 1,
+          "cosine": 0.8}
 GENE_B = {"kind": "gene", "gene": "B", "score": 1.2, "identity": 0.6, "aligned_fraction": 0.3, "loci": 1}
 EMBED = {"kind": "gene", "gene": "E", "score": 0.05, "identity": None, "aligned_fraction": None,
          "cosine": 0.5, "loci": 0}
+PER = len(BANDS) + len(NUMERIC)  # values given in each outcome's slot
 
 
-def test_outcome_features():
-    assert len(FEATURES) == len(OUTCOMES) + 7
+def _named(values: list[float]) -> dict[str, float]:
+    return dict(zip((*BANDS, *NUMERIC), values))
+
+
+def test_evidence_features_bands_and_gap():
+    assert len(BANDS) == len(IDENTITY_WORDS) + len(COVERAGE_WORDS) + REPEAT_MIN_LOCI + 1
+    f = _named(evidence_features(-0.1, [GENE_A, GENE_B]))
+    # identity 0.96: near-identical; 0.9 of it: whole; one locus
+    assert [f[b] for b in BANDS] == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+    assert (f["confidence"], f["top_score"], f["aligned_fraction"], f["identity"]) == (-0.1, 1.9, 0.9, 0.96)
+    assert f["log1p_loci"] == pytest.approx(math.log(2)) and f["top_cosine"] == 0.8
+    assert f["align_gap"] == pytest.approx(0.96 * 0.9 - 0.6 * 0.3)  # the top aligns this much better
+    # a lone candidate: the gap is its whole alignment; many loci fall in the last loci band
+    lone = _named(evidence_features(0.0, [{**GENE_A, "identity": 0.7, "aligned_fraction": 0.6, "loci": 9}]))
+    assert lone["align_gap"] == pytest.approx(0.42) and lone[f"loci_{REPEAT_MIN_LOCI}+"] == 1
+    assert lone["identity_diverged"] == 1 and lone["coverage_most"] == 1
+    # at each band's lower edge the band is that one, just under it the next
+    for (low, word), (_, below) in zip(IDENTITY_WORDS, IDENTITY_WORDS[1:]):
+        assert _named(evidence_features(0, [{**GENE_A, "identity": low}]))[f"identity_{word}"] == 1
+        assert _named(evidence_features(0, [{**GENE_A, "identity": low - 1e-9}]))[f"identity_{below}"] == 1
+    # nothing found, or found by embedding only: no alignment band, zeros, never an error
+    for ev in ([], None, [EMBED]):
+        g = _named(evidence_features(-0.2, ev))
+        assert sum(g[b] for b in BANDS[:len(IDENTITY_WORDS) + len(COVERAGE_WORDS)]) == 0
+        assert g["align_gap"] == 0 and g["identity"] == 0 and g["loci_0"] == 1
+    assert _named(evidence_features(-0.2, [EMBED]))["top_cosine"] == 0.5
+
+
+def test_outcome_features_fill_the_slot_of_the_outcome_said():
+    assert len(FEATURES) == len(OUTCOMES) * (1 + PER)
     ev = [GENE_A, GENE_B]
-    one_hot = {o: [float(o == p) for p in OUTCOMES] for o in OUTCOMES}
-    assert outcome_features("gene", -0.1, "A", ev) == [*one_hot["gene"], -0.1, 1.9, 0.9, 0.95,
-                                                       math.log(2), 1.0, 1.0]
-    assert outcome_features("gene", -0.1, "B", ev)[-2:] == [1.0, 0.0]  # in the evidence, not top
-    assert outcome_features("gene", -0.1, "C", ev)[-2:] == [0.0, 0.0]
-    assert outcome_features("repeat", -0.3, None, [{**GENE_A, "loci": 9}])[: len(OUTCOMES)] == one_hot["repeat"]
-    assert outcome_features("repeat", -0.3, None, [{**GENE_A, "loci": 9}])[len(OUTCOMES) + 4] == math.log(10)
-    # nothing found / an embedding-only top candidate / an undecided sentence: zeros, never an error
-    assert outcome_features("none", -0.2, None, []) == [*one_hot["none"], -0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    assert outcome_features("similar", -0.2, None, [EMBED]) == [*one_hot["similar"], -0.2, 0.05, 0, 0, 0, 0, 0]
-    assert outcome_features(None, -0.2, None, None)[: len(OUTCOMES)] == [0.0] * len(OUTCOMES)
+    values = evidence_features(-0.1, ev)
+    for j, o in enumerate(OUTCOMES):
+        x = outcome_features(o, -0.1, ev)
+        assert x[: len(OUTCOMES)] == [float(o == p) for p in OUTCOMES]
+        slot = len(OUTCOMES) + j * PER
+        assert x[slot: slot + PER] == values
+        assert sum(abs(v) for v in x[len(OUTCOMES):]) == pytest.approx(sum(abs(v) for v in values))
+        assert FEATURES[slot].startswith(f"{o}:")
+    assert outcome_features(None, -0.2, ev) == [0.0] * len(FEATURES)  # an undecided sentence
 
 
 def _fitted() -> OutcomeCalibration:
-    """Right: a gene that is the top aligned candidate, and "none" over nothing found; wrong: a
-    gene that no candidate has, and "none" over a full-length alignment."""
-    ev = [GENE_A, GENE_B]
-    X = ([outcome_features("gene", -0.2, "A", ev)] * 20 + [outcome_features("gene", -0.9, "C", ev)] * 20
-         + [outcome_features("none", -0.1, None, [])] * 15 + [outcome_features("none", -0.8, None, ev)] * 5)
+    """Right: a gene over a near-identical candidate far ahead of the next one, and "none" over
+    nothing found; wrong: a gene over a lone weak candidate, and "none" over a whole alignment.
+    Identity then means opposite things for the two outcomes."""
+    strong, weak = [GENE_A, GENE_B], [{**GENE_B, "identity": 0.7, "aligned_fraction": 0.9}]
+    X = ([outcome_features("gene", -0.2, strong)] * 20 + [outcome_features("gene", -0.2, weak)] * 20
+         + [outcome_features("none", -0.2, [])] * 15 + [outcome_features("none", -0.2, strong)] * 5)
     y = [True] * 20 + [False] * 20 + [True] * 15 + [False] * 5
     return OutcomeCalibration.fit(X, y)
 
 
-def test_fit_separates_right_from_wrong_outcomes_and_counts_them():
+def test_fit_weighs_the_evidence_per_outcome_and_counts_them():
     cal = _fitted()
-    ev = [GENE_A, GENE_B]
-    assert cal.confidence("gene", -0.2, "A", ev) > 0.8 > 0.2 > cal.confidence("gene", -0.9, "C", ev)
-    assert cal.confidence("none", -0.1, None, []) > 0.5 > cal.confidence("none", -0.8, None, ev)
+    strong, weak = [GENE_A, GENE_B], [{**GENE_B, "identity": 0.7, "aligned_fraction": 0.9}]
+    # the same confidence, told apart by the evidence alone, in opposite directions per outcome
+    assert cal.confidence("gene", -0.2, strong) > 0.8 > 0.2 > cal.confidence("gene", -0.2, weak)
+    assert cal.confidence("none", -0.2, []) > 0.5 > cal.confidence("none", -0.2, strong)
     assert (cal.rows, cal.right) == (60, 35)
     assert cal.counts["gene"] == {"rows": 40, "right": 20} and cal.counts["none"] == {"rows": 20, "right": 15}
     assert cal.counts["repeat"] == {"rows": 0, "right": 0}
-    const = OutcomeCalibration.fit([outcome_features("gene", 0, "A", ev)] * 40, [False] * 40)
-    assert const.confidence("gene", 0, "A", ev) == pytest.approx(0.5 / 41)  # one class: its smoothed rate
-    assert const.confidence("none", -5, None, []) == pytest.approx(0.5 / 41)
+    const = OutcomeCalibration.fit([outcome_features("gene", 0, strong)] * 40, [False] * 40)
+    assert const.confidence("gene", 0, strong) == pytest.approx(0.5 / 41)  # one class: its smoothed rate
+    assert const.confidence("none", -5, []) == pytest.approx(0.5 / 41)
 
 
 def test_save_and_load_round_trip(tmp_path):
     cal = _fitted()
     cal.save(tmp_path)
     raw = json.loads((tmp_path / CALIBRATION_FILE).read_text())
-    assert raw["format"] == 2 and raw["features"] == list(FEATURES) and raw["rows"] == 60
+    assert raw["format"] == 3 and raw["features"] == list(FEATURES) and raw["rows"] == 60
     assert set(raw) == {"format", "features", "weights", "bias", "rows", "right", "counts"}
+    assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]  # no temporary left
     back = OutcomeCalibration.load(tmp_path)
-    assert back == cal and back.confidence("gene", -0.2, "A", [GENE_A]) == cal.confidence("gene", -0.2, "A", [GENE_A])
-    assert OutcomeCalibration.load(tmp_path / "none") is None
+    assert back == cal and back.confidence("gene", -0.2, [GENE_A]) == cal.confidence("gene", -0.2, [GENE_A])
+    assert calibration_current(tmp_path)
+    assert OutcomeCalibration.load(tmp_path / "none") is None and not calibration_current(tmp_path / "none")
 
 
-def test_a_gene_only_calibration_is_refused_with_retrain(tmp_path):
-    old = {"weights": [0.5, 0.1, 1.0, 0.2, 0.3], "bias": -1.0, "rows": 10, "right": 4,
-           "features": ["confidence", "top_score", "gene_in_evidence", "gene_score", "gene_is_top"]}
+@pytest.mark.parametrize("old", [
+    {"weights": [0.5, 0.1, 1.0, 0.2, 0.3], "bias": -1.0, "rows": 10, "right": 4,  # gene-only
+     "features": ["confidence", "top_score", "gene_in_evidence", "gene_score", "gene_is_top"]},
+    {"format": 2, "weights": [0.1] * 12, "bias": -0.6, "rows": 10, "right": 4, "counts": {},  # one set of weights
+     "features": ["outcome_gene", "outcome_intergenic", "outcome_repeat", "outcome_similar", "outcome_none",
+                  "confidence", "top_score", "aligned_fraction", "identity", "log1p_loci",
+                  "gene_in_evidence", "gene_is_top"]},
+])
+def test_an_older_calibration_is_refused_with_the_command_that_refits_it(tmp_path, old):
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(old))
-    with pytest.raises(InputError, match="before outcome calibration .*retrain the model with `llamadna train`"):
+    with pytest.raises(InputError, match=r"older format .*refit it with `llamadna calibrate "):
         OutcomeCalibration.load(tmp_path)
-    for damaged in ({**json.loads(json.dumps(old)), "format": 2},  # old fields under the new format
-                    {"format": 2, "weights": "high", "bias": 0}):
+    assert not calibration_current(tmp_path)
+
+
+def test_a_damaged_calibration_is_refused(tmp_path):
+    for damaged in ({"format": 3, "weights": "high", "bias": 0},
+                    {"format": 3, "weights": [0.0] * 3, "bias": 0.0, "rows": 1, "right": 0, "counts": {},
+                     "features": ["outcome_gene"] * 3}):
         (tmp_path / CALIBRATION_FILE).write_text(json.dumps(damaged))
         with pytest.raises(InputError, match="expected the fitted calibration"):
             OutcomeCalibration.load(tmp_path)
+    (tmp_path / CALIBRATION_FILE).write_text("[1, 2")
+    assert not calibration_current(tmp_path)

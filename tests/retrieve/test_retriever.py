@@ -352,7 +352,55 @@ def test_loci_count_a_repeat_once_per_place_and_a_unique_window_once(repeat_inde
     settings = {k: v for k, v in index.meta["config"]["minimap2"].items() if k not in ("k", "w", "best_n")}
     few = copy.copy(index)
     few.aligner, few.cascade = mappy.Aligner(str(index.path / "minimap2.mmi"), **settings), []
+    few.loci = None  # counted on the passes' hits only
     assert 1 < Retriever(few, mode="align")([unit])[0][0]["loci"] < 8
+    assert Retriever(copy.copy(few), mode="align")([unit])[0][0]["loci"] < Retriever(
+        index, mode="align")([unit])[0][0]["loci"]
+
+
+@pytest.fixture(scope="module")
+def diverged_repeat_index(workspace, tmp_path_factory):
+    """The workspace's bundle with a random W-base unit written at REPEAT_AT's first place and
+    copies of it with 5 % substitutions (each its own) at the 7 others, indexed whole."""
+    import shutil
+
+    from llamadna.data.synthetic import _write_fasta
+    from llamadna.retrieve.index import IndexConfig, ReferenceIndex
+
+    root, b, _, _ = workspace
+    out = tmp_path_factory.mktemp("diverged_repeat")
+    shutil.copytree(b.path, out / "bundle")
+    rng = np.random.default_rng(5)
+    unit = "".join(rng.choice(list("ACGT"), W))
+    genome = {name: (s0, seq.copy()) for name, (s0, seq) in b.genome.items()}
+    places = [(chrom, p) for chrom, ps in REPEAT_AT.items() for p in ps]
+    for k, (chrom, p) in enumerate(places):
+        copy = unit if k == 0 else mutate(unit, 0.05, rng, indel_fraction=0.0)
+        genome[chrom][1][p: p + W] = np.frombuffer(copy.encode(), np.uint8)
+    _write_fasta(out / "bundle" / "regions.fa", genome)
+    index = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(out / "index"),
+                                             data=str(out / "bundle"), window=W, stride=32, whiten=False))
+    return index, unit
+
+
+def test_the_loci_tier_counts_copies_a_few_percent_diverged(diverged_repeat_index):
+    """The query is one copy; the other 7 are 5 % diverged from it (identity ~0.95, within
+    LOCI_SHARE of the exact hit). The passes (k=9) keep only chains scoring near the exact copy's
+    and count fewer; the loci tier (every chain, constants.MINIMAP2_LOCI) counts all 8, as the
+    repeat negatives' truth (`data.negatives.count_loci`) does."""
+    import copy
+
+    from llamadna.constants import MINIMAP2_LOCI
+    from llamadna.retrieve.index import LOCI_MMI
+
+    index, unit = diverged_repeat_index
+    assert index.loci is not None and index.meta["config"]["minimap2_loci"] == MINIMAP2_LOCI
+    assert LOCI_MMI in index.meta["files"]
+    passes = copy.copy(index)
+    passes.loci = None
+    with_tier = Retriever(index, mode="align")([unit])[0][0]["loci"]
+    without = Retriever(passes, mode="align")([unit])[0][0]["loci"]
+    assert with_tier == 8 and without < 8, (with_tier, without)
 
 
 def test_count_loci_rules():

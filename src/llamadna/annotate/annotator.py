@@ -116,7 +116,7 @@ class Annotator:
                         device: str | torch.device | None = None, dtype: str | None = None,
                         compile: bool = False, llm: str | Path | None = None,
                         dna_encoder: str | Path | None = None,
-                        config: InferenceConfig | None = None) -> Annotator:
+                        config: InferenceConfig | None = None, calibrated: bool = True) -> Annotator:
         """A trained model directory, ready to annotate.
 
         Parameters
@@ -130,6 +130,8 @@ class Annotator:
             `encoder`: a full-preset model's DNABERT-2 directory).
         compile : compiled generation (`compile_generation`); the config's prompt bucket is set.
         config : the inference settings (default: InferenceConfig()).
+        calibrated : False: without the model's calibration.json (no outcome_confidence), as
+            `train.calibrate` annotates the rows it refits it on.
         """
         from llamadna.model.calibration import OutcomeCalibration
         from llamadna.model.loading import check_model_dir, compile_generation, load_model
@@ -144,7 +146,8 @@ class Annotator:
         config = config or InferenceConfig()
         if compile:
             config = replace(config, prompt_bucket=compile_generation(model))
-        annotator = cls(model, processor, calibration=OutcomeCalibration.load(path), config=config)
+        annotator = cls(model, processor, calibration=OutcomeCalibration.load(path) if calibrated else None,
+                        config=config)
         if index is not None:
             annotator.use_index(index, encoder)
         return annotator
@@ -295,7 +298,7 @@ class Annotator:
             sourced = fields["outcome"] in ("gene", None)
             evidence = row.get("evidence") if retrieval else None
             top = (evidence or [{}])[0]
-            calibrated = (calibration.confidence(fields["outcome"], confidence, fields["gene"], evidence)
+            calibrated = (calibration.confidence(fields["outcome"], confidence, evidence)
                           if calibration is not None else None)
             preds.append({
                 "annotation": text,

@@ -14,9 +14,10 @@ Kinds (`NEGATIVE_KINDS`) and their truth outcome:
 - similar (similar): a chimera of a genic row (`chimera`: 25-50 % of its window kept in one
   piece, the rest random bases), `similar_to` = its gene;
 - repeat (repeat): a REPEAT_WINDOW-base window of the reference found at >= REPEAT_MIN_LOCI
-  places of its build's reference (minimap2 through mappy; the retriever's rule for loci,
-  constants.LOCI_SHARE and LOCI_MIN_FRACTION, so that a truth repeat is what the index's loci
-  count can show).
+  places of its build's reference (minimap2 through mappy with constants.MINIMAP2_LOCI, the
+  settings of the index's loci tier, and the retriever's rule for loci, constants.LOCI_SHARE and
+  LOCI_MIN_FRACTION: a truth repeat is what the index's loci count shows, so the repeat rows
+  measure whether a system reads the count, not how well it counts).
 
 Parts of the reference (`reference_part`): 100-kb blocks of each build's chromosomes, each
 train / val / test by a seeded hash (70/15/15), so that training, calibration and evaluation
@@ -40,6 +41,7 @@ from llamadna.constants import (
     DEFAULT_WINDOW,
     LOCI_MIN_FRACTION,
     LOCI_SHARE,
+    MINIMAP2_LOCI,
     NONE_SENTENCE,
     REPEAT_MIN_LOCI,
     SPLASH_COLUMNS,
@@ -62,11 +64,8 @@ DEFAULT_MIN_DISTANCE = 2000  # intergenic windows: bases from the nearest gene, 
 MAX_N_FRACTION = 0.1  # reference windows with this share of N or more are not used
 SIMILAR_KEEP = (0.25, 0.5)  # share of a genic window a "similar" chimera keeps (uniform)
 REPEAT_WINDOW = 300  # bases of a repeat window (about an Alu)
-REPEAT_BEST_N = 50  # hits minimap2 keeps per window (more than any locus count asked for)
 REPEAT_SCAN = 100  # windows aligned at most per repeat asked for (the scan is the slow part: ~0.3 ms
 # a window; ~4 % of the bundle's windows are repeats, so 100 x finds what a part holds)
-ALL_CHAINS = 0x800000  # minimap2 MM_F_ALL_CHAINS (-P): keep every chain, not only those scoring
-# >= 0.8 x the best (the query's own locus, at identity 1, would hide copies at 90 %)
 FOREIGN_GC = ((0.2, 0.32), (0.55, 0.7))  # GC content of a foreign sequence: low or high (human: ~0.41)
 FOREIGN_CONCENTRATION = 2.0  # Dirichlet concentration of its transition rows (low: skewed)
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
@@ -250,10 +249,10 @@ def intergenic_windows(data_dir: str | Path, window: int = DEFAULT_WINDOW, strid
 
 # ----------------------------------------------------------------------------------- repeats
 def count_loci(aligner: mappy.Aligner, seq: str) -> int:
-    """Distinct reference loci of a sequence by the retriever's rule: its hits (every chain:
-    `ALL_CHAINS`) whose identity (matching bases / alignment length) x aligned fraction is at
-    least LOCI_SHARE x the best hit's, over at least LOCI_MIN_FRACTION of it; overlapping hits on
-    a record merged into one locus."""
+    """Distinct reference loci of a sequence by the retriever's rule: its hits (every chain,
+    constants.MINIMAP2_LOCI) whose identity (matching bases / alignment length) x aligned
+    fraction is at least LOCI_SHARE x the best hit's, over at least LOCI_MIN_FRACTION of it;
+    overlapping hits on a record merged into one locus."""
     found = [(h.ctg, h.r_st, h.r_en, h.mlen / h.blen * (h.q_en - h.q_st) / len(seq),
               (h.q_en - h.q_st) / len(seq)) for h in aligner.map(seq) if h.blen]
     best = max((score for *_, score, _ in found), default=0.0)
@@ -270,8 +269,9 @@ def count_loci(aligner: mappy.Aligner, seq: str) -> int:
 
 
 def repeat_aligner(fasta: str | Path) -> mappy.Aligner:
-    """minimap2 over a build's reference FASTA, keeping every chain (`count_loci`)."""
-    return mappy.Aligner(fn_idx_in=str(fasta), best_n=REPEAT_BEST_N, extra_flags=ALL_CHAINS)
+    """minimap2 over a build's reference FASTA with the loci settings (constants.MINIMAP2_LOCI:
+    every chain kept; `count_loci`)."""
+    return mappy.Aligner(fn_idx_in=str(fasta), **MINIMAP2_LOCI)
 
 
 def _repeat_rows(builds: list[_Build], part: str, want: int,

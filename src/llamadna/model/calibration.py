@@ -1,16 +1,29 @@
 """A calibrated confidence that the annotation's outcome is right, for retrieval models.
 
 `OutcomeCalibration` is a logistic model of "the outcome (gene, intergenic, repeat, similar,
-none; for gene: the gene too) is right" over what the annotation itself shows: its outcome
-(one-hot over OUTCOMES), the mean log-probability of the generated tokens (`confidence`), the
-top reference candidate's score, aligned fraction and identity, the query's number of
-reference loci (log1p), whether the generated gene is one of the candidates in the prompt and
-whether it is the top one (`outcome_features`). `train` fits it on validation rows, genic and
-negative (`train.calibrate`), and writes MODEL/calibration.json (format 2, with how many rows of
-each outcome it saw and how many were right); `Annotator.from_pretrained` reads it back
+none; for gene: the gene too) is right", fitted per outcome: each feature is given once for
+every outcome, zero unless the annotation said that outcome, so that an alignment's identity
+can raise the confidence of a gene and lower that of "none" (one set of weights for all
+outcomes could not; that calibration, format 2, ranked rows at AUROC 0.72 on cross-validated
+validation rows against 0.81 for this one, docs/RESULTS.md). What it reads
+(`outcome_features`), all shown by the annotation itself:
+
+- the outcome (one-hot over OUTCOMES);
+- bands of the top reference candidate's alignment, the words the prompt gives
+  (constants.IDENTITY_WORDS, COVERAGE_WORDS; none for a candidate found by embedding only),
+  and of the query's loci (0, 1, ..., REPEAT_MIN_LOCI or more);
+- the mean log-probability of the generated tokens (`confidence`), the top candidate's score,
+  aligned fraction, identity, the query's loci (log1p), the top candidate's cosine, and the
+  **alignment gap**: how much better the top candidate aligns (identity x aligned fraction)
+  than the next one. A lone strong candidate is what a gene missing from the reference leaves
+  behind (its paralog); a genic query usually finds its own gene and that paralog too.
+
+`train` fits it on validation rows, genic and negative (`train.calibrate`, or `llamadna
+calibrate` for a trained model), and writes MODEL/calibration.json (format 3, with how many rows
+of each outcome it saw and how many were right); `Annotator.from_pretrained` reads it back
 (`OutcomeCalibration.load`), and the Annotator reports `outcome_confidence` (and
-`gene_confidence` where the outcome is a gene). A calibration.json of the gene-only calibration
-before issue 29 is refused: retrain.
+`gene_confidence` where the outcome is a gene). An older calibration.json is refused with the
+command that refits it.
 """
 
 from __future__ import annotations
@@ -21,28 +34,56 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llamadna.constants import OUTCOMES
+from llamadna.constants import CALIBRATION_C, COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI
 from llamadna.errors import InputError
+from llamadna.io.atomic import atomic_write
 from llamadna.io.text import read_json_object
 
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_FORMAT = 2
-FEATURES = (*(f"outcome_{o}" for o in OUTCOMES), "confidence", "top_score", "aligned_fraction",
-            "identity", "log1p_loci", "gene_in_evidence", "gene_is_top")
+CALIBRATION_FORMAT = 3
+BANDS = (*(f"identity_{w}" for _, w in IDENTITY_WORDS), *(f"coverage_{w}" for _, w in COVERAGE_WORDS),
+         *(f"loci_{n}" for n in range(REPEAT_MIN_LOCI)), f"loci_{REPEAT_MIN_LOCI}+")
+NUMERIC = ("confidence", "top_score", "aligned_fraction", "identity", "log1p_loci", "top_cosine",
+           "align_gap")
+FEATURES = (*(f"outcome_{o}" for o in OUTCOMES),
+            *(f"{o}:{f}" for o in OUTCOMES for f in (*BANDS, *NUMERIC)))
 
 
-def outcome_features(outcome: str | None, confidence: float, gene: str | None,
-                     evidence: Sequence[dict] | None) -> list[float]:
-    """The `FEATURES` of one annotation: its outcome one-hot (all 0 when the sentence decides
-    none), its confidence, the top candidate's score, aligned fraction, identity (0 where it was
-    not aligned) and loci, whether `gene` is among the candidates and whether it is the top one."""
+def _aligned(c: dict) -> float:
+    """A candidate's identity x aligned fraction (0 where it was not aligned)."""
+    return float(c.get("identity") or 0.0) * float(c.get("aligned_fraction") or 0.0)
+
+
+def _band(value: float, bands: Sequence[tuple[float, str]]) -> list[float]:
+    """One-hot of the first (lowest value, word) band that `value` reaches (bands highest first)."""
+    k = next((j for j, (low, _) in enumerate(bands) if value >= low), len(bands) - 1)
+    return [float(j == k) for j in range(len(bands))]
+
+
+def evidence_features(confidence: float, evidence: Sequence[dict] | None) -> list[float]:
+    """The BANDS and NUMERIC values of one annotation (before they are given per outcome)."""
     cands = list(evidence or [])
     top = cands[0] if cands else {}
-    match = next((c for c in cands if gene and c.get("gene") == gene), None)
-    return [*(float(outcome == o) for o in OUTCOMES), float(confidence),
-            float(top.get("score") or 0.0), float(top.get("aligned_fraction") or 0.0),
-            float(top.get("identity") or 0.0), math.log1p(float(top.get("loci") or 0)),
-            float(match is not None), float(match is not None and match is top)]
+    aligned = top.get("identity") is not None
+    identity, fraction = float(top.get("identity") or 0.0), float(top.get("aligned_fraction") or 0.0)
+    loci = int(top.get("loci") or 0)
+    bands = [*(_band(identity, IDENTITY_WORDS) if aligned else [0.0] * len(IDENTITY_WORDS)),
+             *(_band(fraction, COVERAGE_WORDS) if aligned else [0.0] * len(COVERAGE_WORDS)),
+             *[float(min(loci, REPEAT_MIN_LOCI) == n) for n in range(REPEAT_MIN_LOCI + 1)]]
+    scores = sorted((_aligned(c) for c in cands), reverse=True) + [0.0, 0.0]
+    numeric = [float(confidence), float(top.get("score") or 0.0), fraction, identity, math.log1p(loci),
+               float(top.get("cosine") or 0.0), scores[0] - scores[1]]
+    return bands + numeric
+
+
+def outcome_features(outcome: str | None, confidence: float, evidence: Sequence[dict] | None) -> list[float]:
+    """The `FEATURES` of one annotation: its outcome one-hot, then `evidence_features` in the
+    slot of its outcome and zeros in the others' (all zeros when the sentence decides none)."""
+    values = evidence_features(confidence, evidence)
+    out = [float(outcome == o) for o in OUTCOMES]
+    for o in OUTCOMES:
+        out += values if outcome == o else [0.0] * len(values)
+    return out
 
 
 @dataclass
@@ -55,18 +96,17 @@ class OutcomeCalibration:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     features: tuple[str, ...] = FEATURES
 
-    def confidence(self, outcome: str | None, confidence: float, gene: str | None,
-                   evidence: Sequence[dict] | None) -> float:
+    def confidence(self, outcome: str | None, confidence: float, evidence: Sequence[dict] | None) -> float:
         """P(the annotation's outcome is right), by the fitted logistic model."""
-        x = outcome_features(outcome, confidence, gene, evidence)
+        x = outcome_features(outcome, confidence, evidence)
         z = self.bias + sum(w * v for w, v in zip(self.weights, x))
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     @classmethod
     def fit(cls, X: Sequence[Sequence[float]], y: Sequence[bool]) -> OutcomeCalibration:
-        """Logistic regression (scikit-learn, L2, C=1) on `outcome_features` rows `X` of whether
-        each outcome was right (`y`); with one class only, a constant at that class's smoothed
-        rate. The per-outcome counts are read from the features' one-hot."""
+        """Logistic regression (scikit-learn, L2, C=CALIBRATION_C) on `outcome_features` rows `X`
+        of whether each outcome was right (`y`); with one class only, a constant at that class's
+        smoothed rate. The per-outcome counts are read from the features' one-hot."""
         n, k = len(y), sum(bool(v) for v in y)
         counts = {}
         for j, o in enumerate(OUTCOMES):
@@ -75,34 +115,45 @@ class OutcomeCalibration:
         if 0 < k < n:
             from sklearn.linear_model import LogisticRegression
 
-            lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, [bool(v) for v in y])
+            lr = LogisticRegression(C=CALIBRATION_C, max_iter=5000).fit(X, [bool(v) for v in y])
             return cls([float(w) for w in lr.coef_[0]], float(lr.intercept_[0]), n, k, counts)
         p = (k + 0.5) / (n + 1.0)
         return cls([0.0] * len(FEATURES), math.log(p / (1 - p)), n, k, counts)
 
     def save(self, directory: str | Path) -> None:
         raw = {"format": CALIBRATION_FORMAT, **asdict(self), "features": list(self.features)}
-        (Path(directory) / CALIBRATION_FILE).write_text(json.dumps(raw, indent=1) + "\n")
+        text = json.dumps(raw, indent=1) + "\n"
+        atomic_write(Path(directory) / CALIBRATION_FILE, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load(cls, directory: str | Path) -> OutcomeCalibration | None:
-        """MODEL/calibration.json, or None where there is none. One written before outcome
-        calibration (no "format": the gene-only calibration) is an InputError: retrain."""
+        """MODEL/calibration.json, or None where there is none. One of an older format (the
+        gene-only calibration, or format 2's one set of weights for every outcome) is an
+        InputError naming `llamadna calibrate`, which refits it."""
         p = Path(directory) / CALIBRATION_FILE
         if not p.exists():
             return None
         redo = "restore it from the directory `llamadna train` wrote, or delete it (no outcome_confidence)"
         raw = read_json_object(p, redo)
         if raw.get("format") != CALIBRATION_FORMAT:
-            raise InputError(p, "a gene-only calibration from before outcome calibration (issue 29): "
-                             "retrain the model with `llamadna train` (or delete the file: no "
-                             "outcome_confidence)")
+            raise InputError(p, f"a calibration of an older format ({raw.get('format', 'gene-only')}, this "
+                             f"version reads {CALIBRATION_FORMAT}): refit it with `llamadna calibrate "
+                             f"{Path(directory)}` (about a minute; or delete it: no outcome_confidence)")
         raw.pop("format")
         if not _well_formed(raw):
             raise InputError(p, f"expected the fitted calibration (weights, one per feature, bias, rows, "
                              f"right, counts): {redo}")
         raw["features"] = tuple(raw["features"])
         return cls(**raw)
+
+
+def calibration_current(directory: str | Path) -> bool:
+    """MODEL/calibration.json exists and is of this version's format (what `load` reads)."""
+    p = Path(directory) / CALIBRATION_FILE
+    try:
+        return json.loads(p.read_text()).get("format") == CALIBRATION_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _well_formed(raw) -> bool:

@@ -14,6 +14,10 @@ INDEX/ holds:
   `minimap2_sensitive.mmi`: the same records with the sensitive settings (`minimap2_sensitive`),
   for a second pass on queries the first index maps poorly; `minimap2_deep.mmi` (large
   references, `minimap2_deep`): a third pass on those the second maps poorly too;
+  `minimap2_loci.mmi` (`minimap2_loci`, constants.MINIMAP2_LOCI): the loci tier, on which the
+  retriever counts every query's loci (every chain kept: the other passes keep only chains
+  near the best one and miss a repeat's diverged copies); an index without it counts them on the
+  passes' hits;
 - `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
   "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
   `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome. With `whiten` (the
@@ -66,6 +70,7 @@ INDEX_FILES = ("windows.parquet", "genes.parquet", "variants.parquet", "segments
                "minimap2.mmi", "embeddings.faiss", "index.json")
 SENSITIVE_MMI = "minimap2_sensitive.mmi"  # when the config has `minimap2_sensitive`
 DEEP_MMI = "minimap2_deep.mmi"  # when the config has `minimap2_deep`
+LOCI_MMI = "minimap2_loci.mmi"  # when the config has `minimap2_loci` (indexes from before: none)
 # the passes after the first: config key and file, in the order they are tried
 CASCADE = (("minimap2_sensitive", SENSITIVE_MMI), ("minimap2_deep", DEEP_MMI))
 # index.json "paths": the paths it records (the encoder) are relative to the index directory
@@ -173,11 +178,12 @@ class ReferenceIndex:
     def __init__(self, windows: pl.DataFrame, genes: pl.DataFrame, variants: pl.DataFrame,
                  segments: pl.DataFrame, aligner: mappy.Aligner, vectors, meta: dict,
                  path: Path | None = None, cascade: list[mappy.Aligner] | None = None,
-                 encoder: Path | None = None) -> None:
+                 encoder: Path | None = None, loci: mappy.Aligner | None = None) -> None:
         self.windows, self.genes, self.variants, self.segments = windows, genes, variants, segments
         self.aligner, self.vectors, self.meta, self.path = aligner, vectors, meta, path
         # the further minimap2 passes (sensitive, deep), tried in order on poorly mapped queries
         self.cascade = list(cascade or [])
+        self.loci = loci  # the loci tier (None: the retriever counts loci on the passes' hits)
         # the encoder the index was built with, where it is now (None: recorded but not found)
         self.encoder = encoder if encoder is not None else _find_encoder(meta, path)
 
@@ -234,12 +240,13 @@ class ReferenceIndex:
         aligner = _minimap2_index(seqs, out / "minimap2.mmi", cfg.minimap2)
         cascade = [_minimap2_index(seqs, out / mmi, getattr(cfg, key))
                    for key, mmi in CASCADE if getattr(cfg, key)]
+        loci = _minimap2_index(seqs, out / LOCI_MMI, cfg.minimap2_loci) if cfg.minimap2_loci else None
         vectors = _faiss_index(embedded, cfg.faiss, cfg.nlist, cfg.pq_m, cfg.whiten)
         variants = known if known is not None else known_variant_table([])
         meta = _index_meta(cfg, out, data, windows, segments, variants, variants_name, vectors, dim, t0)
         meta["embedding"] = embedding
         index = cls(windows, genes, variants, segments, aligner, vectors, meta, out, cascade,
-                    encoder=Path(cfg.encoder))
+                    encoder=Path(cfg.encoder), loci=loci)
         index.save(out)
         return index
 
@@ -281,6 +288,7 @@ class ReferenceIndex:
         else:
             known = self.variants
         vectors, aligner, cascade, segments = self.vectors, self.aligner, self.cascade, self.segments
+        loci = self.loci
         if names:
             windows, genes = exclude_genes_from(windows, genes, names)
             if windows.height == 0:
@@ -302,12 +310,13 @@ class ReferenceIndex:
             cfg = meta["config"]
             aligner = _minimap2_index(seqs, None, cfg["minimap2"])
             cascade = [_minimap2_index(seqs, None, cfg[key]) for key, _ in CASCADE if cfg.get(key)]
+            loci = _minimap2_index(seqs, None, cfg["minimap2_loci"]) if cfg.get("minimap2_loci") else None
             meta["exclude_genes"] = list(dict.fromkeys([*meta.get("exclude_genes", []), *names]))
             meta.update(windows=windows.height, genes=windows["gene"].drop_nulls().n_unique(),
                         segments=segments.height, segment_bases=int(segments["length"].sum()))
         meta["derived_from"] = self.meta.get("index_id")
         return ReferenceIndex(windows, genes, known, segments, aligner, vectors, meta, None, cascade,
-                              encoder=self.encoder)
+                              encoder=self.encoder, loci=loci)
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -318,7 +327,7 @@ class ReferenceIndex:
         refuse_link_loop(path)
         if not path.is_dir():
             raise InputError(path, "no such index directory (`llamadna index --out` writes one)")
-        for f in (*INDEX_FILES, *(mmi for _, mmi in CASCADE)):
+        for f in (*INDEX_FILES, *(mmi for _, mmi in CASCADE), LOCI_MMI):
             refuse_link_loop(path / f)
         missing = [f for f in INDEX_FILES if not (path / f).exists()]
         if missing:
@@ -328,15 +337,16 @@ class ReferenceIndex:
         tables = [_read_table(path / f"{name}.parquet", cols) for name, cols in TABLE_COLUMNS.items()]
         vectors = _read_faiss(path / "embeddings.faiss", meta, tables[0].height)
         aligner = _load_mmi(path / "minimap2.mmi", meta["config"]["minimap2"], meta)
-        cascade = []
-        for key, mmi in CASCADE:
-            settings = meta["config"].get(key)  # an index from before the deep tier has no key
+        tiers = {}
+        for key, mmi in (*CASCADE, ("minimap2_loci", LOCI_MMI)):
+            settings = meta["config"].get(key)  # an index from before the deep or loci tier has no key
             if not settings:
                 continue
             if not (path / mmi).exists():
                 raise InputError(path, f"incomplete index: {mmi} missing (rebuild it with `llamadna index`)")
-            cascade.append(_load_mmi(path / mmi, settings, meta))
-        return cls(*tables, aligner, vectors, meta, path, cascade)
+            tiers[key] = _load_mmi(path / mmi, settings, meta)
+        loci = tiers.pop("minimap2_loci", None)
+        return cls(*tables, aligner, vectors, meta, path, list(tiers.values()), loci=loci)
 
 
 REBUILD = "rebuild the index with `llamadna index`"
@@ -511,7 +521,8 @@ def file_record(path: Path) -> dict:
 
 def _mmi_names(cfg: IndexConfig) -> list[str]:
     """The minimap2 index files an index built with `cfg` holds."""
-    return ["minimap2.mmi", *(mmi for key, mmi in CASCADE if getattr(cfg, key))]
+    return ["minimap2.mmi", *(mmi for key, mmi in CASCADE if getattr(cfg, key)),
+            *([LOCI_MMI] if cfg.minimap2_loci else [])]
 
 
 def _relative_to(target: str | Path, directory: str | Path) -> str:

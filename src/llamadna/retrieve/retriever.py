@@ -33,7 +33,9 @@ For each query (batch API, deterministic):
   loci — hits of every pass, one per (build, chrom, position // index window) — the query aligns
   to nearly as well as its best hit (identity x aligned fraction >= LOCI_SHARE x the best's) over
   at least LOCI_MIN_FRACTION of its length: 1 for a unique sequence, many for a repeat, 0 when
-  nothing aligned (and in "embed" mode).
+  nothing aligned (and in "embed" mode). The passes keep only chains scoring near the best one,
+  so where the index has the loci tier (`index.loci`, constants.MINIMAP2_LOCI: every chain kept)
+  the count is the larger of the passes' and the loci tier's hits counted the same way.
 A candidate (CANDIDATE_FIELDS) has "kind" "gene" (neighbour fields None) or "intergenic" (gene
 fields None). A query with fewer unambiguous bases than the index's k-mer size (all N, or
 shorter than k) gets an empty list. `source` is the label of the training variant nearest the
@@ -189,7 +191,13 @@ class Retriever:
             if g.identity is None or ident * frac > g.align:
                 g.align, g.identity, g.aligned_fraction = ident * frac, ident, frac
                 g.strand, g.position = strand, pos
-        return count_loci(hits, len(seqs), self.locus_bases)
+        loci = count_loci(hits, len(seqs), self.locus_bases)
+        if self.index.loci is None:
+            return loci
+        # the loci tier (every chain, minimap2's default k and w): the larger of the two counts
+        # (a query diverged past its k-mers aligns in the passes only)
+        more = self._map(self.index.loci, seqs, [i for i, good in enumerate(ok) if good])
+        return [max(a, b) for a, b in zip(loci, count_loci(more, len(seqs), self.locus_bases))]
 
     def _hits(self, seqs: list[str], ok: list[bool]) -> list[tuple]:
         """`_map`'s hits of the queries `ok` on the first minimap2 index, then those of each

@@ -8,7 +8,8 @@ model is reused when its train_config.json equals the settings it would be train
 Variants (`train.variants.ModelVariant`: a name and the TrainConfig fields it changes) come from
 the caller: `evaluate.systems` lists them; this module knows none by name.
 A retrieval model trained here comes out calibrated (`train()` calls `train.calibrate`); a
-cached one without its calibration.json is calibrated before use. `get` hands out an `Annotator`.
+cached one without its calibration.json, or with one of an older format, is calibrated before
+use. `get` hands out an `Annotator`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from llamadna.errors import InputError
-from llamadna.model.calibration import CALIBRATION_FILE
+from llamadna.model.calibration import calibration_current
 from llamadna.train.config import TrainConfig
 from llamadna.train.variants import ModelVariant
 
@@ -75,8 +76,8 @@ class TrainedModels:
                 if trained:
                     log.info("training %s for %s (same settings as %s)", variant.name, split, self.model_dir)
                     train(tc)  # a retrieval model: calibrated at the end
-                elif tc.index is not None and not (path / CALIBRATION_FILE).exists():
-                    calibrate_model(path, tc)  # cached uncalibrated (an interrupted calibration)
+                elif tc.index is not None and not calibration_current(path):
+                    calibrate_model(path, tc)  # cached uncalibrated (an interrupted calibration) or older
                 (path / FINGERPRINT_FILE).write_text(rows + "\n")
             self.loaded[key] = Annotator.from_pretrained(path)
         return self.loaded[key]

@@ -1,7 +1,8 @@
 """Fit a retrieval model's outcome confidence on validation rows (`Annotator.calibration`).
 
 `train()` calls `fit_calibration` at its end when the model has an index, so a trained model is a
-finished one. What it is fitted on, every row annotated by the model read back from MODEL:
+finished one; `llamadna calibrate` refits a trained model's (one of an older format is refused
+when the model is loaded). What it is fitted on, every row annotated by the model read back from MODEL:
 
 - the validation rows of the model's split (cfg.calibration_rows of them, seeded), each at
   divergence rates CALIBRATION_RATES (nested `mutate`, seeded by row), twice: with the reference
@@ -66,7 +67,7 @@ def fit_calibration(model_dir: str | Path, cfg: TrainConfig, max_rows: int | Non
     """
     if cfg.index is None:
         return None
-    annotator = Annotator.from_pretrained(model_dir).with_config(batch_size=batch_size)
+    annotator = Annotator.from_pretrained(model_dir, calibrated=False).with_config(batch_size=batch_size)
     train_rows, val_rows, _ = load_split(cfg.dataset, cfg.split)
     n = cfg.calibration_rows if max_rows is None else max_rows
     rows = subsample(val_rows, n, cfg.seed)
@@ -109,6 +110,6 @@ def _annotate(annotator: Annotator, rows: Sequence[dict], truths: Sequence[dict]
         return
     batch = annotator.with_evidence(list(rows))
     for r, p, t in zip(batch, annotator.annotate_rows(batch), truths):
-        X.append(outcome_features(p["outcome"], p["confidence"], p["gene"], r["evidence"]))
+        X.append(outcome_features(p["outcome"], p["confidence"], r["evidence"]))
         y.append(outcome_correct(p["outcome"], p["gene"], t))
         kinds.append(t["outcome"])
