@@ -40,6 +40,7 @@ from llamadna.constants import (
     DEFAULT_SPLIT,
     DEFAULT_TILE,
     MIN_PARTS,
+    MINIMAP2_LOCI,
 )
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildConfig
@@ -939,8 +940,13 @@ def _gene_list(path: Path | None) -> tuple[str, ...]:
     return read_gene_list(path) if path else ()
 
 
+def _loci_tier(on: bool) -> dict | None:
+    """--loci-tier: the loci tier's minimap2 settings (constants.MINIMAP2_LOCI), else None."""
+    return dict(MINIMAP2_LOCI) if on else None
+
+
 @app.command("index")
-@_configures(IndexConfig, convert={"exclude_genes": _gene_list})
+@_configures(IndexConfig, convert={"exclude_genes": _gene_list, "loci_tier": ("minimap2_loci", _loci_tier)})
 def index_cmd(
     encoder: Annotated[Path, typer.Option(
         help="DNA encoder directory (`pretrain-encoder` output, or DNABERT-2).")],
@@ -976,6 +982,10 @@ def index_cmd(
     deep: Annotated[bool, typer.Option(
         help="On a reference large enough for --scale-k to raise k, a third minimap2 tier (every "
              "k-mer, k one less) for the queries the first two map poorly.")] = IndexConfig.deep,
+    loci_tier: Annotated[bool, typer.Option(
+        help="A fourth minimap2 index (minimap2's default k and w, every chain kept) that counts "
+             "each query's loci, so a repeat's copies a few percent diverged are counted (README: "
+             "a model trained with it answered fewer repeats; off by default).")] = False,
 ) -> None:
     """Build a reference index: the reference of each build tiled whole (or, --tile genes, over
     every annotated gene, flanks included), each window with the dataset builder's fields at its

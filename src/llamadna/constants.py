@@ -65,10 +65,10 @@ LOCI_MIN_FRACTION = 0.5
 MINIMAP2_ALL_CHAINS = 0x800000
 # The minimap2 settings that count a query's loci: minimap2's default k and w, every chain kept,
 # up to 50 hits. The repeat negatives' truth is counted with them (`data.negatives`), and so is
-# the retriever's loci where its index has the loci tier (`retrieve.index`, minimap2_loci.mmi):
-# the index's own passes (k=9, w=3) keep only chains near the best, and with every chain kept
-# those passes align ~1,500 short chains of a window holding an Alu (60 ms a query, against
-# 0.3 ms with these; docs/BENCHMARKS.md "Repeat loci").
+# the retriever's loci where its index has the optional loci tier (`llamadna index --loci-tier`,
+# minimap2_loci.mmi): the index's own passes (k=9, w=3) keep only chains near the best, and with
+# every chain kept those passes align ~1,500 short chains of a window holding an Alu (60 ms a
+# query, against ~0.3 ms with these; docs/BENCHMARKS.md, issue 29 third pass).
 MINIMAP2_LOCI: dict = {"k": 15, "w": 10, "best_n": 50, "extra_flags": MINIMAP2_ALL_CHAINS}
 INTERGENIC_TEMPLATE = (
     "This sequence is part of {chrom} chromosome between {left} and {right}; "

@@ -365,9 +365,9 @@ def test_deep_tier_maps_what_the_first_two_miss(workspace, tmp_path):
 
 def test_the_loci_tier_is_saved_loaded_rebuilt_by_derive_and_optional(workspace, tmp_path):
     """minimap2_loci.mmi (constants.MINIMAP2_LOCI) is written, checksummed and loaded; derive
-    rebuilds it without the excluded gene; an index without it (minimap2_loci None, or an
-    index.json from before it) loads with none, and one that names it but lacks the file is
-    incomplete."""
+    rebuilds it without the excluded gene; an index without it (the default, minimap2_loci
+    None, or an index.json from before it) loads with none, and one that names it but lacks the
+    file is incomplete."""
     import json
     import shutil
 
@@ -378,7 +378,8 @@ def test_the_loci_tier_is_saved_loaded_rebuilt_by_derive_and_optional(workspace,
     root, b, _, _ = workspace
     cfg = IndexConfig(encoder=str(root / "encoder"), out=str(tmp_path / "ix"), data=str(b.path), window=W,
                       stride=32, whiten=False)
-    index = ReferenceIndex.build(cfg)
+    assert cfg.minimap2_loci is None  # off by default
+    index = ReferenceIndex.build(replace(cfg, minimap2_loci=dict(MINIMAP2_LOCI)))
     assert index.meta["config"]["minimap2_loci"] == MINIMAP2_LOCI and (tmp_path / "ix" / LOCI_MMI).exists()
     assert LOCI_MMI in index.meta["files"]
     loaded = ReferenceIndex.load(tmp_path / "ix")
@@ -387,7 +388,7 @@ def test_the_loci_tier_is_saved_loaded_rebuilt_by_derive_and_optional(workspace,
     assert loaded.loci is not None and [h.r_st for h in loaded.loci.map(seq)] == [h.r_st for h in index.loci.map(seq)]
     assert list(index.loci.map(seq)) and not list(index.derive([gene]).loci.map(seq))  # gone with its gene
     # without the tier: none written, none loaded; an index.json from before it the same
-    bare = ReferenceIndex.build(replace(cfg, out=str(tmp_path / "bare"), minimap2_loci=None))
+    bare = ReferenceIndex.build(replace(cfg, out=str(tmp_path / "bare")))
     assert bare.loci is None and not (tmp_path / "bare" / LOCI_MMI).exists()
     assert ReferenceIndex.load(tmp_path / "bare").loci is None
     older = shutil.copytree(tmp_path / "bare", tmp_path / "older")

@@ -361,9 +361,11 @@ def test_loci_count_a_repeat_once_per_place_and_a_unique_window_once(repeat_inde
 @pytest.fixture(scope="module")
 def diverged_repeat_index(workspace, tmp_path_factory):
     """The workspace's bundle with a random W-base unit written at REPEAT_AT's first place and
-    copies of it with 5 % substitutions (each its own) at the 7 others, indexed whole."""
+    copies of it with 5 % substitutions (each its own) at the 7 others, indexed whole with the
+    loci tier."""
     import shutil
 
+    from llamadna.constants import MINIMAP2_LOCI
     from llamadna.data.synthetic import _write_fasta
     from llamadna.retrieve.index import IndexConfig, ReferenceIndex
 
@@ -379,7 +381,8 @@ def diverged_repeat_index(workspace, tmp_path_factory):
         genome[chrom][1][p: p + W] = np.frombuffer(copy.encode(), np.uint8)
     _write_fasta(out / "bundle" / "regions.fa", genome)
     index = ReferenceIndex.build(IndexConfig(encoder=str(root / "encoder"), out=str(out / "index"),
-                                             data=str(out / "bundle"), window=W, stride=32, whiten=False))
+                                             data=str(out / "bundle"), window=W, stride=32, whiten=False,
+                                             minimap2_loci=dict(MINIMAP2_LOCI)))
     return index, unit
 
 

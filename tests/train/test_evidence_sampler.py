@@ -243,9 +243,7 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
                  max_val_rows=4, checkpoint_every=0, calibration_rows=4)
     tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
                      index=str(root / "index"), max_steps=4, **small)
-    from llamadna.annotate import Annotator
     from llamadna.data.negatives import negative_rows
-    from llamadna.errors import InputError
     from llamadna.train.calibrate import CALIBRATION_RATES
 
     summary = train(tc)
@@ -261,23 +259,8 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
     assert per["none"]["rows"] >= 2 * 4  # random and foreign (4 of each), shuffled too
     assert json.loads((tmp_path / "m" / "train_summary.json").read_text())["calibration"] == per
     fitted = 4 * len(CALIBRATION_RATES) * 2 + len(neg)
-    calibrated = json.loads((tmp_path / "m" / "calibration.json").read_text())
-    assert calibrated["rows"] == fitted
-    # `llamadna calibrate` refits one of an older format (refused when loading) to the same fit
-    from typer.testing import CliRunner
-
-    from llamadna.cli import app
-
-    older = {"format": 2, "weights": [0.1] * 12, "bias": 0.0, "rows": 1, "right": 1, "counts": {}}
-    (tmp_path / "m" / "calibration.json").write_text(json.dumps(older))
-    with pytest.raises(InputError, match="refit it with `llamadna calibrate "):
-        Annotator.from_pretrained(tmp_path / "m")
-    r = CliRunner().invoke(app, ["calibrate", str(tmp_path / "m")])
-    assert r.exit_code == 0, r.output
-    assert f"calibrated on {fitted} validation annotations" in r.output
-    assert json.loads((tmp_path / "m" / "calibration.json").read_text()) == calibrated  # seeded: the same
-    r = CliRunner().invoke(app, ["calibrate", str(tmp_path / "m"), "--dataset", str(tmp_path / "gone")])
-    assert r.exit_code == 2 and "the model's dataset is not there: give its place with --dataset" in r.output
+    assert json.loads((tmp_path / "m" / "calibration.json").read_text())["rows"] == fitted
+    _refit_with_the_cli(tmp_path / "m", fitted)
     cfg = EvalConfig(model=str(tmp_path / "m"), dataset=str(root / "dataset"), data_dir=str(data),
                      out=str(tmp_path / "r"), splits=("split_gene",), folds=1, limit=6, n_boot=20,
                      systems=("model", "model_novel", "majority", "no_dna"), divergence_rates=(0.0, 0.3),
@@ -291,13 +274,12 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
     # train() calibrated it, with the given model's settings
     assert json.loads((ablation / "calibration.json").read_text())["rows"] == fitted
     # cached with a calibration of an older format: refitted, not retrained, before use
-    (ablation / "calibration.json").write_text(json.dumps(older))
+    (ablation / "calibration.json").write_text(json.dumps(OLDER_CALIBRATION))
     weights = (ablation / "model.safetensors").stat().st_mtime_ns
-    again = TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2)
     from llamadna.evaluate.systems import BY_NAME
 
-    assert again.get("split_gene", BY_NAME["no_dna"].variant).calibration.rows == fitted
-    assert (ablation / "model.safetensors").stat().st_mtime_ns == weights
+    again = TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2).get("split_gene", BY_NAME["no_dna"].variant)
+    assert again.calibration.rows == fitted and (ablation / "model.safetensors").stat().st_mtime_ns == weights
     preds = pl.read_csv(tmp_path / "r" / "predictions" / "split_gene.model_novel.tsv", separator="\t")
     test_genes = set(preds["gene_name"].to_list())
     assert not set(preds["evidence_gene"].drop_nulls().to_list()) & test_genes  # masked out
@@ -306,6 +288,31 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
     # calibrated: a gene confidence exactly where the sentence claims a gene (outcome gene)
     claims = [parse_outcome(t)["gene"] is not None for t in full["prediction"].fill_null("").to_list()]
     assert full["gene_confidence"].is_not_null().to_list() == claims
+
+
+# a calibration.json of format 2 (one set of weights for every outcome): refused, refitted
+OLDER_CALIBRATION = {"format": 2, "weights": [0.1] * 12, "bias": 0.0, "rows": 1, "right": 1, "counts": {}}
+
+
+def _refit_with_the_cli(model_dir, fitted: int) -> None:
+    """`llamadna calibrate` refits an older calibration (refused when the model is loaded) to the
+    same fit as train()'s (seeded); a dataset that is not there is a one-line error."""
+    from typer.testing import CliRunner
+
+    from llamadna.annotate import Annotator
+    from llamadna.cli import app
+    from llamadna.errors import InputError
+
+    calibrated = json.loads((model_dir / "calibration.json").read_text())
+    (model_dir / "calibration.json").write_text(json.dumps(OLDER_CALIBRATION))
+    with pytest.raises(InputError, match="refit it with `llamadna calibrate "):
+        Annotator.from_pretrained(model_dir)
+    r = CliRunner().invoke(app, ["calibrate", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    assert f"calibrated on {fitted} validation annotations" in r.output
+    assert json.loads((model_dir / "calibration.json").read_text()) == calibrated
+    r = CliRunner().invoke(app, ["calibrate", str(model_dir), "--dataset", str(model_dir / "gone")])
+    assert r.exit_code == 2 and "the model's dataset is not there: give its place with --dataset" in r.output
 
 
 def test_negatives_replace_every_example_at_rate_one(indexed):

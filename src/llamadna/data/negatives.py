@@ -15,9 +15,9 @@ Kinds (`NEGATIVE_KINDS`) and their truth outcome:
   piece, the rest random bases), `similar_to` = its gene;
 - repeat (repeat): a REPEAT_WINDOW-base window of the reference found at >= REPEAT_MIN_LOCI
   places of its build's reference (minimap2 through mappy with constants.MINIMAP2_LOCI, the
-  settings of the index's loci tier, and the retriever's rule for loci, constants.LOCI_SHARE and
-  LOCI_MIN_FRACTION: a truth repeat is what the index's loci count shows, so the repeat rows
-  measure whether a system reads the count, not how well it counts).
+  settings of the index's optional loci tier, and the retriever's rule for loci,
+  constants.LOCI_SHARE and LOCI_MIN_FRACTION; an index built with the tier counts nearly what
+  this truth counts, one without it fewer: its passes drop copies a few percent diverged).
 
 Parts of the reference (`reference_part`): 100-kb blocks of each build's chromosomes, each
 train / val / test by a seeded hash (70/15/15), so that training, calibration and evaluation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llamadna.constants import DEFAULT_SPLIT, DEFAULT_WINDOW, MINIMAP2_LOCI, RETRIEVAL_K
+from llamadna.constants import DEFAULT_SPLIT, DEFAULT_WINDOW, RETRIEVAL_K
 from llamadna.errors import ConfigError
 from llamadna.retrieve.align import (  # noqa: F401 - LOCI_*: the retriever's loci count reads them here
     LOCI_MIN_FRACTION,
@@ -74,10 +74,15 @@ class IndexConfig:
     # `deep` False = no third tier
     minimap2_deep: dict | None = None
     deep: bool = True
-    # the loci tier: a minimap2 index that counts each query's loci (constants.MINIMAP2_LOCI:
-    # minimap2's default k and w, every chain kept), as the repeat negatives' truth is counted;
-    # None = loci counted from the passes' own hits (which drop copies a few percent diverged)
-    minimap2_loci: dict | None = field(default_factory=lambda: dict(MINIMAP2_LOCI))
+    # the loci tier (`llamadna index --loci-tier`): a minimap2 index that counts each query's
+    # loci (constants.MINIMAP2_LOCI, e.g. dict(MINIMAP2_LOCI): minimap2's default k and w, every
+    # chain kept), as the repeat negatives' truth is counted; None (the default) = loci counted
+    # on the passes' own hits, which drop copies a few percent diverged. Off by default: with it
+    # the tuned rule answers repeats better, but three models trained with it (seeds 0-2) said
+    # "repeat" for 17-24 of 84 validation repeat windows against 67 without it: the windows of
+    # genes in segmental duplications then show 3 loci too, and their training target is their
+    # gene (docs/RESULTS.md)
+    minimap2_loci: dict | None = None
     batch_size: int = EMBED_BATCH
 
     def __post_init__(self) -> None:

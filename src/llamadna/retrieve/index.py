@@ -14,10 +14,10 @@ INDEX/ holds:
   `minimap2_sensitive.mmi`: the same records with the sensitive settings (`minimap2_sensitive`),
   for a second pass on queries the first index maps poorly; `minimap2_deep.mmi` (large
   references, `minimap2_deep`): a third pass on those the second maps poorly too;
-  `minimap2_loci.mmi` (`minimap2_loci`, constants.MINIMAP2_LOCI): the loci tier, on which the
-  retriever counts every query's loci (every chain kept: the other passes keep only chains
-  near the best one and miss a repeat's diverged copies); an index without it counts them on the
-  passes' hits;
+  `minimap2_loci.mmi` (optional, `minimap2_loci`: `llamadna index --loci-tier`,
+  constants.MINIMAP2_LOCI): the loci tier, on which the retriever counts every query's loci too
+  (every chain kept: the other passes keep only chains near the best one and miss a repeat's
+  diverged copies); an index without it counts them on the passes' hits only;
 - `embeddings.faiss`: a FAISS index of the windows' encoder embeddings (`retrieve.embed`):
   "flat" = exact inner-product search (small references), "ivfpq" = IVF-PQ (`nlist` lists,
   `pq_m` sub-quantizers of 8 bits) for large ones such as a whole genome. With `whiten` (the
