@@ -397,3 +397,26 @@ def test_old_artifacts_with_absolute_paths_load_where_built_and_moved_together(a
     r = annotate(artifacts / "queries.fa", z / "model", out)
     assert r.exit_code == 0, r.output
     assert out.read_text() == unmoved
+
+
+def test_calibrate_refuses_what_it_cannot_refit_in_one_line(artifacts, tmp_path):
+    """`llamadna calibrate`: a directory without train_config.json, a model trained without an
+    index, and a model whose recorded dataset or index is gone are one-line errors naming the
+    fix; nothing is written."""
+    from dataclasses import asdict
+
+    from llamadna.train.config import TrainConfig
+
+    x = shutil.copytree(artifacts / "art", tmp_path / "art")
+    model = x / "model"
+    before = (model / "calibration.json").read_text()
+    one_line_error(runner.invoke(app, ["calibrate", str(model)]), str(model), "no train_config.json")
+    cfg = asdict(TrainConfig(dataset=str(tmp_path), out=str(model), encoder=str(x / "encoder")))
+    (model / "train_config.json").write_text(json.dumps(cfg))
+    one_line_error(runner.invoke(app, ["calibrate", str(model)]), str(model),
+                   "trained without --index: only a retrieval model has an outcome confidence")
+    (model / "train_config.json").write_text(json.dumps({**cfg, "index": str(tmp_path / "gone")}))
+    one_line_error(runner.invoke(app, ["calibrate", str(model)]), str(tmp_path / "gone"),
+                   "the model's index is not there: give its place with --index")
+    one_line_error(runner.invoke(app, ["calibrate", str(model), "--rows", "0"]), "--rows must be >= 1")
+    assert (model / "calibration.json").read_text() == before
