@@ -704,7 +704,7 @@ def calibrate_cmd(
             raise InputError(model, "no train_config.json: expected a model directory written by "
                              "`llamadna train`")
         cfg = TrainConfig(**saved_config(cfg_path))
-        if cfg.index is None and index is None:
+        if cfg.index is None:
             raise InputError(model, "trained without --index: only a retrieval model has an outcome "
                              "confidence to calibrate")
         if rows is not None and rows < 1:

@@ -130,5 +130,6 @@ def test_a_damaged_calibration_is_refused(tmp_path):
         (tmp_path / CALIBRATION_FILE).write_text(json.dumps(damaged))
         with pytest.raises(InputError, match="expected the fitted calibration"):
             OutcomeCalibration.load(tmp_path)
+        assert not calibration_current(tmp_path)
     (tmp_path / CALIBRATION_FILE).write_text("[1, 2")
     assert not calibration_current(tmp_path)

@@ -148,10 +148,12 @@ class OutcomeCalibration:
 
 
 def calibration_current(directory: str | Path) -> bool:
-    """MODEL/calibration.json exists and is of this version's format (what `load` reads)."""
+    """MODEL/calibration.json exists and is of this version's format and features (what `load`
+    reads)."""
     p = Path(directory) / CALIBRATION_FILE
     try:
-        return json.loads(p.read_text()).get("format") == CALIBRATION_FORMAT
+        raw = json.loads(p.read_text())
+        return raw.get("format") == CALIBRATION_FORMAT and raw.get("features") == list(FEATURES)
     except (OSError, ValueError, AttributeError):
         return False
 
