@@ -101,7 +101,7 @@ SEED_FAITHFUL_FIELDS = ("gene_name", "gene_description", "phenotype")
 # Reference candidates per query: `llamadna search`'s default and what the retrieval prompt holds.
 RETRIEVAL_K = 4
 # The retrieval prompt words an aligned candidate's share of the query and identity, besides the
-# numbers (`model.processing.band_word`): (lowest value, word), highest first. A tiny LM
+# numbers (`data.template.band_word`): (lowest value, word), highest first. A tiny LM
 # trained for minutes on ~4,000 examples did not learn to read "aligned 0.35 of it at identity
 # 1.00" as a partial match (it copied the gene for 39 of 40 chimeras); a word per band is one
 # token to condition on. Bands: a whole window vs most vs part of it; identity of an undiverged

@@ -170,6 +170,12 @@ def distance_text(bp: int) -> str:
     return f"{(bp + 500) // 1000} kb"
 
 
+def band_word(value: float, bands: Sequence[tuple[float, str]]) -> str:
+    """The word of the first (lowest value, word) band that `value` reaches (bands highest first:
+    constants.COVERAGE_WORDS, IDENTITY_WORDS)."""
+    return next((word for low, word in bands if value >= low), bands[-1][1])
+
+
 def flank_text(gene: str | None, distance: int | None) -> str:
     """One side of an intergenic sequence: "APP (12 kb)", "APP" without a distance, or
     "no annotated gene"."""

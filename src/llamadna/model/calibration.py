@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llamadna.constants import CALIBRATION_C, COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI
+from llamadna.data.template import band_word
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.text import read_json_object
@@ -55,9 +56,9 @@ def _aligned(c: dict) -> float:
 
 
 def _band(value: float, bands: Sequence[tuple[float, str]]) -> list[float]:
-    """One-hot of the first (lowest value, word) band that `value` reaches (bands highest first)."""
-    k = next((j for j, (low, _) in enumerate(bands) if value >= low), len(bands) - 1)
-    return [float(j == k) for j in range(len(bands))]
+    """One-hot over `bands` of the band `value` falls in (`band_word`, the prompt's word)."""
+    word = band_word(value, bands)
+    return [float(w == word) for _, w in bands]
 
 
 def evidence_features(confidence: float, evidence: Sequence[dict] | None) -> list[float]:

@@ -53,7 +53,7 @@ from llamadna.constants import (
     PROMPT_MODES,
     RETRIEVAL_K,
 )
-from llamadna.data.template import flank_text
+from llamadna.data.template import band_word, flank_text
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.text import read_json_object
 from llamadna.model.safe_loading import load_tokenizer
@@ -76,11 +76,6 @@ def splash_text(row: dict) -> str:
     if any(_is_missing(x) for x in (e, p, h)):
         return f"SPLASH scores {NOT_AVAILABLE}"
     return f"SPLASH effect {e:.2f}, p-value {p:.1e}, entropy {h:.2f}"
-
-
-def band_word(value: float, bands: Sequence[tuple[float, str]]) -> str:
-    """The word of the first (lowest value, word) band that `value` reaches (bands highest first)."""
-    return next((word for low, word in bands if value >= low), bands[-1][1])
 
 
 def _how_found(c: dict) -> str:
