@@ -130,6 +130,29 @@ def _kind_claims(o: dict, kinds: list[str]) -> list[str]:
     return out
 
 
+NO_GENE_KINDS = ("random", "shuffled", "foreign", "intergenic", "repeat")  # part of no gene at all
+
+
+def _no_gene_rows(o: dict) -> list[str]:
+    """Per system, over the kinds that are part of no gene (repeats outside genes included): gene
+    claims and, for the model, rows at gene confidence >= 0.5; and what the gene claims on repeat
+    windows inside a gene name."""
+    out = ["", "Part of no gene (" + ", ".join(k for k in NO_GENE_KINDS if k in o["rows"])
+           + ": repeats outside every gene):", ""]
+    for name, m in o["systems"].items():
+        per = [m["kinds"][k] for k in NO_GENE_KINDS if k in m["kinds"]]
+        n, claims = sum(v["rows"] for v in per), sum(v["gene_claims"] for v in per)
+        line = f"- {name}: gene claimed {claims}/{n}"
+        if all(v["confident_gene"] is not None for v in per):
+            line += f", gene confidence >= 0.5 {sum(v['confident_gene'] for v in per)}/{n}"
+        inside = m["kinds"].get("repeat_in_gene")
+        if inside:
+            line += (f"; repeat windows inside a gene: {inside['gene_claims']}/{inside['rows']} "
+                     f"answered with a gene, {inside['holding_gene_claims']} of them a gene that holds it")
+        out.append(line)
+    return out
+
+
 def _confusions(o: dict) -> list[str]:
     out = []
     for name, m in o["systems"].items():
@@ -167,6 +190,7 @@ def out_of_reference(o: dict) -> list[str]:
     if (line := validation_summary(o)) is not None:
         out += ["", line]
     out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
+    out += _no_gene_rows(o)
     if o["systems"].get("model"):
         out += _model_confidence(o["systems"]["model"])
     out += _confusions(o)

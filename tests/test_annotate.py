@@ -20,6 +20,7 @@ from llamadna.errors import ConfigError
 from llamadna.io.predictions import gff3_escape, output_format
 from llamadna.model.loading import PROMPT_BUCKET, load_model
 from llamadna.model.processing import LlamaDNAProcessor
+from llamadna.retrieve.outcome import Thresholds
 
 RNG = np.random.default_rng(0)
 SEQS = ["".join(RNG.choice(list("ACGT"), n)) for n in (60, 23, 41, 90, 12, 33, 75)]
@@ -723,6 +724,7 @@ BETWEEN = {**GENE7, "kind": "intergenic", "gene": None, "description": None, "tr
            "phenotype": None, "source": None, "chrom": "chr21", "identity": 0.99, "aligned_fraction": 1.0,
            "score": 1.99, "left_gene": "APP", "left_distance": 12_000, "right_gene": "ADAMTS1",
            "right_distance": 30_000}
+WEAK = {**OTHER2, "aligned_fraction": 0.1}  # identity x aligned fraction 0.07
 EMBEDDED = {**GENE7, "gene": "FAR1", "identity": None, "aligned_fraction": None, "score": 0.04,
             "cosine": 0.4, "via": "embed", "loci": 0}
 
@@ -803,6 +805,8 @@ def test_grounded_non_gene_outcomes():
         ([GENE7, OTHER2], similar),  # similar to a named aligned candidate: that one
         ([GENE7, OTHER2], similar_sentence("chr2", "NOPE1", 0.5, 0.9)),  # to none: the top aligned
         ([EMBEDDED], similar),  # nothing aligned
+        ([WEAK], similar),  # too little aligned to be similar (the rule's floor): no match
+        ([GENE7, WEAK], similar_sentence("chr2", "OTHER2", 0.1, 0.7)),  # named but weak: the evidence's
         ([{**GENE7, "loci": 4}, {**OTHER2, "loci": 4}], repeat),  # a repeat where the query has loci
         ([GENE7, OTHER2], repeat),  # one locus: no repeat
         ([GENE7, OTHER2], NONE_SENTENCE),
@@ -811,19 +815,23 @@ def test_grounded_non_gene_outcomes():
     ]
     out, c, conf = _ground([ev for ev, _ in rows], [t for _, t in rows])
     rep = [{**GENE7, "loci": 4}, {**OTHER2, "loci": 4}]
+    assert WEAK["identity"] * WEAK["aligned_fraction"] < Thresholds.min_similar
     assert out == [
         intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000),
         dec.described([GENE7, OTHER2]),
         similar_sentence("chr2", "OTHER2", 0.4, 0.7),
         similar_sentence("chr1", "GENE7", 0.95, 0.9),
         NONE_SENTENCE,
+        NONE_SENTENCE,
+        dec.described([GENE7, WEAK]),
         repeat_sentence(4, ["GENE7", "OTHER2"]),
         dec.described([GENE7, OTHER2]),
         NONE_SENTENCE,
         dec.described([GENE7, OTHER2]),
         NONE_SENTENCE, NONE_SENTENCE, NONE_SENTENCE,
     ]
-    assert out[5] == dec.grounded_choice(rep, repeat, "COSMIC")
+    assert out[7] == dec.grounded_choice(rep, repeat, "COSMIC")
+    assert "resembles" not in out[6]  # the strong top hit's own outcome, not OTHER2's weak similarity
     assert torch.equal(c, conf)  # nothing weighed: the greedy confidences
 
 

@@ -23,6 +23,7 @@ from llamadna.data.negatives import (
     dinucleotide_shuffle,
     flanking_genes,
     foreign_sequence,
+    genes_at,
     intergenic_windows,
     negative_rows,
     random_sequence,
@@ -175,11 +176,28 @@ def test_negative_rows_of_each_kind(bundle):
             assert len(r["Sequence"]) == REPEAT_WINDOW and r["Annotation"] is None
             assert g[r["chrom"]][r["start0"]:r["start0"] + REPEAT_WINDOW] == r["Sequence"]
             assert sum(s.count(r["Sequence"]) for s in g.values()) >= REPEAT_MIN_LOCI
+            mid = r["start0"] + REPEAT_WINDOW // 2 + 1  # 1-based middle base
+            held = sorted(x["gene_name"] for x in bundle.genes
+                          if x["chrom"] == r["chrom"] and x["start"] <= mid <= x["end"])
+            assert r["in_gene"] == (",".join(held) or None)
+        else:
+            assert r["in_gene"] is None
         if r["kind"] == "shuffled":
             assert any(sorted(r["Sequence"]) == sorted(x["Sequence"]) for x in genic)
+    assert any(r["in_gene"] for r in rows)  # the planted families are genes: their copies lie in them
     assert rows == negative_rows(bundle.path, genic, "train", per_kind=6, seed=0, window=W)
     other = negative_rows(bundle.path, genic, "train", per_kind=6, seed=1, window=W)
     assert [r["Sequence"] for r in other] != [r["Sequence"] for r in rows]
+
+
+def test_genes_at_a_position():
+    genes = pl.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chr2"], "start": [100, 150, 500, 100],
+                          "end": [200, 300, 600, 200], "gene_name": ["B", None, "A", "C"],
+                          "gene_id": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"]})
+    assert genes_at(genes, "chr1", 100) == ["B"]  # 1-based, inclusive
+    assert genes_at(genes, "chr1", 180) == ["B", "ENSG2"]  # a gene without a name goes by its id
+    assert genes_at(genes, "chr1", 400) == [] and genes_at(genes, "chr3", 150) == []
+    assert genes_at(genes, "chr1", 600) == ["A"] and genes_at(genes, "chr1", 601) == []
 
 
 def test_a_part_without_repeats_gives_none_and_windows_of_its_own(bundle, caplog):

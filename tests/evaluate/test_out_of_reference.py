@@ -12,6 +12,7 @@ import pytest
 from llamadna.evaluate.out_of_reference import (
     CONFIDENT,
     PRED_LABELS,
+    REPEAT_IN_GENE,
     TRUTH_KINDS,
     UNPARSED,
     confusion,
@@ -56,7 +57,7 @@ PREDS = [_pred("gene", "A", 0.9), _pred("gene", "A", 0.8), _pred("gene", "B", 0.
 def test_truth_kinds_are_the_settings_and_the_negative_kinds():
     from llamadna.data.negatives import NEGATIVE_KINDS
 
-    assert TRUTH_KINDS == ("gene", "novel", *NEGATIVE_KINDS)
+    assert TRUTH_KINDS == ("gene", "novel", *NEGATIVE_KINDS, REPEAT_IN_GENE)
 
 
 def test_wilson_interval_known_values():
@@ -228,6 +229,25 @@ def test_similar_negatives_are_clustered_with_their_gene():
 
     rows = _negative([_neg("similar", 0, "APP"), _neg("shuffled", 1), _neg("random", 2)], "test")
     assert [r["cluster"] for r in rows] == ["GRCh38:APP", "test:neg-shuffled-1", "test:neg-random-2"]
+
+
+def test_repeats_inside_a_gene_are_a_kind_of_their_own():
+    """A repeat window inside genes (`in_gene`) is reported apart, truth "repeat" all the same;
+    its gene claims that name a gene holding it are counted."""
+    from llamadna.evaluate.out_of_reference import _negative
+
+    negs = [{**_neg("repeat", 0), "in_gene": "GTPBP6"}, {**_neg("repeat", 1), "in_gene": "A,B"},
+            {**_neg("repeat", 2), "in_gene": None}, {**_neg("repeat", 3), "in_gene": "C"}]
+    rows = _negative(negs, "test")
+    assert [r["kind"] for r in rows] == [REPEAT_IN_GENE, REPEAT_IN_GENE, "repeat", REPEAT_IN_GENE]
+    assert [r["in_gene"] for r in rows] == [["GTPBP6"], ["A", "B"], [], ["C"]]
+    assert all(r["truth"] == {"outcome": "repeat", "gene_name": None} for r in rows)
+    preds = [_pred("gene", "GTPBP6", 0.9), _pred("gene", "B", 0.4), _pred("gene", "GTPBP6", 0.9),
+             _pred("gene", "OTHER", 0.8)]
+    k = score_outcomes(rows, preds, n_boot=10, seed=0)["kinds"]
+    assert k[REPEAT_IN_GENE]["gene_claims"] == 3 and k[REPEAT_IN_GENE]["holding_gene_claims"] == 2
+    assert k[REPEAT_IN_GENE]["confident_gene"] == 2 and k[REPEAT_IN_GENE]["accuracy"] == 0
+    assert k["repeat"]["gene_claims"] == 1 and "holding_gene_claims" not in k["repeat"]
 
 
 def _fake_ctx(tmp_path, val_rows, reference=None):

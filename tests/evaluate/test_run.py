@@ -95,7 +95,7 @@ def test_evaluate_out_of_reference_section(evaluated):
     section = m["out_of_reference"]
     assert section["split"] == "split_random" and section["units"] == ["split_random"]
     assert section["rows"]["gene"] == 8 and "novel" not in section["rows"]  # no index: no novel setting
-    assert set(section["rows"]) - {"gene"} <= set(NEGATIVE_KINDS)
+    assert set(section["rows"]) - {"gene"} <= {*NEGATIVE_KINDS, "repeat_in_gene"}
     assert {"random", "shuffled", "foreign"} <= set(section["rows"])
     assert all(0 < n <= 3 for k, n in section["rows"].items() if k != "gene")
     assert set(section["systems"]) == {"model", "blastn_tuned"}  # no retriever without an index

@@ -18,6 +18,10 @@ Kinds (`NEGATIVE_KINDS`) and their truth outcome:
   settings of the index's optional loci tier, and the retriever's rule for loci,
   constants.LOCI_SHARE and LOCI_MIN_FRACTION; an index built with the tier counts nearly what
   this truth counts, one without it fewer: its passes drop copies a few percent diverged).
+  Its `in_gene`: the annotated genes whose span holds the window's middle base (`genes_at`,
+  comma-separated; None outside genes). Such a window is part of a gene as well as a repeat:
+  its truth stays "repeat", and the evaluation reports these rows apart (a system that names the
+  gene holding it is not claiming a gene for a sequence of no gene).
 
 Parts of the reference (`reference_part`): 100-kb blocks of each build's chromosomes, each
 train / val / test by a seeded hash (70/15/15), so that training, calibration and evaluation
@@ -182,6 +186,13 @@ def flanking_genes(genes: pl.DataFrame, chrom: str, pos: np.ndarray) -> tuple[li
             [int(starts[i] - p) if i < len(starts) else None for i, p in zip(ri, pos)])
 
 
+def genes_at(genes: pl.DataFrame, chrom: str, pos: int) -> list[str]:
+    """The names (else ids) of the genes of `chrom` whose span (1-based, inclusive) holds the
+    1-based position `pos`, sorted."""
+    g = genes.filter((pl.col("chrom") == chrom) & (pl.col("start") <= pos) & (pl.col("end") >= pos))
+    return sorted(set(g.select(pl.coalesce("gene_name", "gene_id")).to_series().drop_nulls().to_list()))
+
+
 def _clear_of_genes(genes: pl.DataFrame, chrom: str, s: np.ndarray, e: np.ndarray,
                     min_distance: int) -> np.ndarray:
     """Windows [s, e) (0-based) with at least `min_distance` bases between them and every gene
@@ -277,7 +288,7 @@ def repeat_aligner(fasta: str | Path) -> mappy.Aligner:
 def _repeat_rows(builds: list[_Build], part: str, want: int,
                  rng: np.random.Generator) -> list[tuple[str, dict]]:
     """Up to `want` REPEAT_WINDOW-base windows of `part` found at >= REPEAT_MIN_LOCI loci of their
-    build's reference, as (sequence, its build, chrom and start0): candidate windows (tiled
+    build's reference, as (sequence, its build, chrom, start0 and in_gene): candidate windows (tiled
     without overlap, under MAX_N_FRACTION N) in a seeded random order, at most REPEAT_SCAN x
     `want` of them aligned."""
     cands = []  # (build index, contig index, offset in the record)
@@ -298,7 +309,9 @@ def _repeat_rows(builds: list[_Build], part: str, want: int,
             aligners[bi] = repeat_aligner(b.fasta)
         scanned += 1
         if count_loci(aligners[bi], seq) >= REPEAT_MIN_LOCI:
-            rows.append((seq, {"build": b.build, "chrom": c.chrom, "start0": c.start0 + x}))
+            held = genes_at(b.genes, c.chrom, c.start0 + x + REPEAT_WINDOW // 2 + 1)
+            rows.append((seq, {"build": b.build, "chrom": c.chrom, "start0": c.start0 + x,
+                               "in_gene": ",".join(held) or None}))
             if len(rows) == want:
                 break
     if len(rows) < want:
@@ -314,7 +327,8 @@ def _row(part: str, kind: str, i: int, seq: str, **where) -> dict:
     outcome = KIND_OUTCOME[kind]
     row = {"id": f"neg-{part}-{kind}-{i}", "Sequence": seq, "kind": kind, "outcome": outcome,
            "build": None, "chrom": None, "start0": None, **dict.fromkeys(FLANK_COLUMNS),
-           "similar_to": None, "gene_name": None, "Dataset": None, **dict.fromkeys(SPLASH_COLUMNS),
+           "similar_to": None, "in_gene": None, "gene_name": None, "Dataset": None,
+           **dict.fromkeys(SPLASH_COLUMNS),
            "Annotation": NONE_SENTENCE if outcome == "none" else None}
     return {**row, **where}
 
@@ -350,8 +364,9 @@ def negative_rows(data_dir: str | Path, genic_rows: pl.DataFrame | Sequence[dict
     Returns dicts with "id", "Sequence", "kind", "outcome" (KIND_OUTCOME), "build", "chrom",
     "start0" (0-based, of the reference piece the sequence or its kept part comes from; None for
     random, shuffled and foreign), FLANK_COLUMNS (intergenic rows), "similar_to" (similar rows:
-    the gene), "gene_name", "Dataset" and the SPLASH columns (None), and "Annotation": the truth
-    sentence where it is known without an index (none, intergenic), else None. Random and
+    the gene), "in_gene" (repeat rows: the genes holding the window, module doc), "gene_name",
+    "Dataset" and the SPLASH columns (None), and "Annotation": the truth sentence where it is
+    known without an index (none, intergenic), else None. Random and
     foreign sequences are `window` bases, shuffled and similar ones as long as their genic row,
     repeats REPEAT_WINDOW.
     """

@@ -7,7 +7,8 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   `systems.Unit`; blastn's lookup lacks the same genes in its gene table and in its database,
   their spans masked with N: `ReferenceLookup.without_genes`), and generated negatives of the
   TEST part of the reference (`data.negatives.negative_rows`: random, shuffled, foreign,
-  intergenic, similar, repeat; each with its truth outcome);
+  intergenic, similar, repeat; each with its truth outcome; a repeat window inside an annotated
+  gene is the kind REPEAT_IN_GENE, truth "repeat" all the same);
 - systems: the model (its outcome, gene, outcome_confidence), "retriever_tuned" (the hybrid
   retriever's candidates -> `retrieve.outcome.candidate_outcome`) and "blastn_tuned" (blastn's
   hit statistics -> `rule_outcome`), both with `Thresholds` tuned by `tune_thresholds` on
@@ -19,7 +20,8 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   runs without culling (`BLASTN_LOCI`) so that a repeat's copies count as loci, its e-value in
   the grid; and the floor "always none";
 - metrics per system (`score_outcomes`): confusion of truth kind x predicted outcome; per kind
-  the false gene claims (rate, Wilson 95 % interval), rows with gene_confidence >= CONFIDENT,
+  the false gene claims (rate, Wilson 95 % interval; for REPEAT_IN_GENE also how many of them
+  name a gene that holds the window), rows with gene_confidence >= CONFIDENT,
   outcome accuracy (`outcome_correct`); outcome macro-F1 (`retrieve.outcome.macro_f1` of
   `scored_labels`, as the baselines were tuned: a wrong gene is an error, a novel row counts as
   its answer's class unless that is a gene) with a cluster-bootstrap interval (clusters below);
@@ -56,8 +58,12 @@ from llamadna.splash.scores import without_scores
 log = logging.getLogger(__name__)
 
 # Truth kinds in the order of the report: dataset test rows, the novel-gene setting, then
-# data.negatives.NEGATIVE_KINDS (a test pins the two together).
-TRUTH_KINDS = ("gene", "novel", "random", "shuffled", "foreign", "intergenic", "similar", "repeat")
+# data.negatives.NEGATIVE_KINDS (a test pins the two together), then the repeat windows that lie
+# inside an annotated gene (`in_gene`): truth "repeat" too, reported apart since they are part of
+# a gene (naming the gene that holds one claims no gene for a sequence of no gene)
+REPEAT_IN_GENE = "repeat_in_gene"
+TRUTH_KINDS = ("gene", "novel", "random", "shuffled", "foreign", "intergenic", "similar", "repeat",
+               REPEAT_IN_GENE)
 UNPARSED = "unparsed"  # a sentence whose outcome cannot be read
 PRED_LABELS = (*OUTCOMES, UNPARSED)  # confusion columns
 CONFIDENT = 0.5  # a gene "claimed with confidence": gene_confidence >= this
@@ -177,7 +183,7 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     """The out-of-reference metrics of one system (`schema.OutcomeScores`).
 
     rows : {"kind" (TRUTH_KINDS), "truth" ({"outcome", "gene_name"}: `outcome_correct`'s),
-        "cluster"} per row.
+        "cluster", and for REPEAT_IN_GENE rows "in_gene": the genes holding it} per row.
     preds : {"outcome" (or "annotation" to read it from), "gene", "outcome_confidence",
         "gene_confidence"} per row (the confidences None or absent for a system without them).
     """
@@ -195,8 +201,13 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
                                   [r["cluster"] for r in rows], n_boot, seed)
     novel = [i for i, k in enumerate(kinds) if k == "novel"]
     no_gene, no_gene_iv = _rate(sum(outcomes[i] not in ("gene", UNPARSED) for i in novel), len(novel))
+    per_kind = kind_scores(kinds, outcomes, right, gene_conf)
+    if REPEAT_IN_GENE in per_kind:  # of its gene claims, those naming a gene that holds the window
+        per_kind[REPEAT_IN_GENE]["holding_gene_claims"] = sum(
+            o == "gene" and g in r.get("in_gene", ()) for o, g, r in zip(outcomes, genes, rows)
+            if r["kind"] == REPEAT_IN_GENE)
     out = {"rows": len(rows), "confusion": confusion(kinds, outcomes),
-           "kinds": kind_scores(kinds, outcomes, right, gene_conf), "macro_f1": f1,
+           "kinds": per_kind, "macro_f1": f1,
            "macro_f1_interval": f1_iv, "novel_no_gene": no_gene, "novel_no_gene_interval": no_gene_iv}
     if has_conf:
         from llamadna.evaluate.stats import auroc
@@ -282,10 +293,13 @@ def _genic(rows: Sequence[Mapping], kind: str) -> list[dict]:
 
 
 def _negative(negs: Sequence[Mapping], part: str) -> list[dict]:
-    """Negative rows as out-of-reference rows; a "similar" chimera clustered with its gene."""
-    return [{"id": f"{part}:{r['id']}", "kind": r["kind"],
+    """Negative rows as out-of-reference rows; a "similar" chimera clustered with its gene; a
+    repeat inside a gene of kind REPEAT_IN_GENE, with the genes that hold it (`in_gene`)."""
+    return [{"id": f"{part}:{r['id']}",
+             "kind": REPEAT_IN_GENE if r["kind"] == "repeat" and r.get("in_gene") else r["kind"],
              "cluster": (f"{r['build']}:{r['similar_to']}" if r.get("similar_to") else f"{part}:{r['id']}"),
-             "truth": {"outcome": r["outcome"], "gene_name": None}} for r in negs]
+             "truth": {"outcome": r["outcome"], "gene_name": None},
+             "in_gene": r["in_gene"].split(",") if r.get("in_gene") else []} for r in negs]
 
 
 def _held_genes(unit) -> list[str]:

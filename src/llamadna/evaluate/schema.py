@@ -112,6 +112,8 @@ class KindScores(TypedDict):
     confident_gene_interval: Interval | None
     accuracy: float | None  # outcome right (retrieve.outcome.outcome_correct)
     accuracy_interval: Interval | None
+    # repeat windows inside a gene: the gene claims that name a gene holding the window
+    holding_gene_claims: NotRequired[int]
 
 
 class RiskPoint(TypedDict):
