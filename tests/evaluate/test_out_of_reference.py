@@ -499,6 +499,24 @@ def test_summary_rows_and_the_report_section(tmp_path):
     assert not math.isnan(section["systems"]["model"]["macro_f1"])
 
 
+def test_the_report_says_what_gene_claims_on_repeats_inside_genes_name():
+    from llamadna.evaluate.out_of_reference import _negative
+    from llamadna.evaluate.report import _in_gene_note, _out_of_reference_html
+
+    assert _in_gene_note(_section()) is None  # no such rows: no note
+    rows = ROWS + _negative([{**_neg("repeat", 0), "in_gene": "GTPBP6"}, {**_neg("repeat", 1), "in_gene": "C"}],
+                            "test")
+    section = _section()
+    section["systems"]["model"] = score_outcomes(rows, PREDS + [_pred("gene", "GTPBP6", 0.9),
+                                                                _pred("gene", "D", 0.9)], n_boot=20, seed=0)
+    section["systems"]["blastn_tuned"] = score_outcomes(rows, PREDS + [_pred("repeat")] * 2, n_boot=20, seed=0)
+    section["rows"][REPEAT_IN_GENE] = 2
+    assert missing_keys(section, OutOfReference) == []
+    note = _in_gene_note(section)
+    assert "model: 1 of 2; blastn_tuned: 0 of 0" in note
+    assert note in _out_of_reference_html(section)
+
+
 @pytest.mark.parametrize("aligner", ("minimap2", "blastn"))
 def test_lookup_reports_hit_statistics_and_masks_genes(bundle_factory, aligner):
     from llamadna.data.build import build_dataset

@@ -705,6 +705,21 @@ def _outcome_confusion_html(name: str, conf: dict) -> str:
     return f"<h4>{_esc(name)}</h4><table>{head}{body}</table>"
 
 
+def _in_gene_note(section: dict) -> str | None:
+    """What the gene claims on repeat windows inside a gene name, per system; None without such rows."""
+    from llamadna.evaluate.out_of_reference import REPEAT_IN_GENE
+
+    per = {n: m["kinds"][REPEAT_IN_GENE] for n, m in section["systems"].items()
+           if REPEAT_IN_GENE in m["kinds"]}
+    if not per:
+        return None
+    said = "; ".join(f"{_esc(n)}: {_fmt(k['holding_gene_claims'])} of {_fmt(k['gene_claims'])}"
+                     for n, k in per.items())
+    return (f'<p class="note">{REPEAT_IN_GENE}: repeat windows whose middle base lies inside an annotated '
+            "gene (truth: repeat; part of a gene too). Of their gene claims, those that name a gene "
+            f"holding the window: {said}.</p>")
+
+
 def _out_of_reference_html(section: dict) -> str:
     """The "Out of reference" section: macro-F1 against the tuned baselines and the floor, false
     gene claims and outcome accuracy per truth kind, confusion matrices, AUROC and the model's
@@ -732,6 +747,8 @@ def _out_of_reference_html(section: dict) -> str:
                "its own cluster); rates: Wilson 95 % intervals. "
                + "; ".join(f"<i>{_esc(k)}</i>: {_esc(v)}" for k, v in section["notes"].items()) + ".</p>")
     out.append(_kind_table(section, "gene_claim", "False gene claims per truth kind", confident=True))
+    if (note := _in_gene_note(section)) is not None:
+        out.append(note)
     out.append(_kind_table(section, "accuracy", "Outcome accuracy per truth kind"))
     out.append("<h3>Confusion of outcomes (rows: truth kind)</h3>")
     out += [_outcome_confusion_html(n, m["confusion"]) for n, m in section["systems"].items()]
