@@ -179,7 +179,7 @@ def _model_confidence(model: dict) -> list[str]:
 def out_of_reference(o: dict) -> list[str]:
     """The "out_of_reference" section: summary per system, gene claims per kind, the model's
     confidence, the confusion matrices, the tuned thresholds."""
-    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary
+    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
 
     rows = ", ".join(f"{k} {v}" for k, v in o["rows"].items())
     out = ["", f"### Out of reference ({o['split']}; {sum(o['rows'].values())} rows: {rows}; "
@@ -187,8 +187,9 @@ def out_of_reference(o: dict) -> list[str]:
            "| system | outcome macro-F1 | 95 % interval | gene claimed where there is none | "
            "novel: no gene claimed | AUROC |", "|---|---|---|---|---|---|"]
     out += ["| " + " | ".join(r) + " |" for r in summary_rows(o)]
-    if (line := validation_summary(o)) is not None:
-        out += ["", line]
+    for line in (validation_summary(o), versus_summary(o)):
+        if line is not None:
+            out += ["", line]
     out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
     out += _no_gene_rows(o)
     if o["systems"].get("model"):

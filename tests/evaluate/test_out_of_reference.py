@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from llamadna.constants import OUTCOMES
 from llamadna.evaluate.out_of_reference import (
     CONFIDENT,
     PRED_LABELS,
@@ -18,16 +19,18 @@ from llamadna.evaluate.out_of_reference import (
     confusion,
     lookup_top,
     lookup_tops,
+    model_versus,
     risk_coverage,
     rule_predictions,
     score_outcomes,
     summary_rows,
+    top_candidate_agreement,
     tuned_rule,
     wilson_interval,
 )
 from llamadna.evaluate.schema import OutOfReference, missing_keys
 from llamadna.retrieve.align import Hit, distinct_loci, parse_blast_hits
-from llamadna.retrieve.outcome import Thresholds, macro_f1
+from llamadna.retrieve.outcome import Thresholds, macro_f1, outcome_correct
 
 
 def _row(kind: str, gene: str | None = None, i: int = 0) -> dict:
@@ -290,6 +293,7 @@ def test_the_section_uses_the_first_unit_only_and_no_splash_scores(tmp_path, mon
     section = oor.out_of_reference(ctx, units)
     assert section["units"] == ["split_gene"] and section["rows"]["gene"] == 2
     assert "validation_model" not in section  # no index: no retrieval model to score on them
+    assert "model_top_candidate" not in section and section["model_versus"] == {}  # no baseline here
     assert units[1].seen == []  # another fold's test genes are the first unit's validation genes
     assert section["validation_rows"] == 1 + 2 + 1  # genic, negatives, the genic rows as novel
     assert units[0].seen and all(r[c] is None for r in units[0].seen for c in SPLASH_COLUMNS)
@@ -448,10 +452,39 @@ def test_blastn_without_culling_counts_a_repeats_loci(tmp_path):
 # ------------------------------------------------------------------------------ section, report
 
 
+BLAST_PREDS = [_pred("gene", r["truth"]["gene_name"]) if r["kind"] == "gene" else _pred("none") for r in ROWS]
+
+
+def test_model_versus_another_system_on_the_same_rows():
+    """Rows only one of the two gets right, and the macro-F1 difference with a paired interval
+    that holds it; against itself: nothing apart, a difference of 0."""
+    v = model_versus(ROWS, PREDS, BLAST_PREDS, n_boot=200, seed=0)
+    right_m = [outcome_correct(*_answer(p), r["truth"]) for p, r in zip(PREDS, ROWS)]
+    right_b = [outcome_correct(*_answer(p), r["truth"]) for p, r in zip(BLAST_PREDS, ROWS)]
+    assert v["model_only"] == sum(a and not b for a, b in zip(right_m, right_b)) > 0
+    assert v["other_only"] == sum(b and not a for a, b in zip(right_m, right_b)) > 0
+    m, b = score_outcomes(ROWS, PREDS, 10, 0), score_outcomes(ROWS, BLAST_PREDS, 10, 0)
+    assert v["macro_f1_difference"] == pytest.approx(m["macro_f1"] - b["macro_f1"])
+    lo, hi = v["macro_f1_difference_interval"]
+    assert lo <= v["macro_f1_difference"] <= hi and lo < hi
+    same = model_versus(ROWS, PREDS, PREDS, n_boot=50, seed=0)
+    assert same["model_only"] == same["other_only"] == 0
+    assert same["macro_f1_difference"] == 0 and same["macro_f1_difference_interval"] == [0, 0]
+
+
+def test_top_candidate_agreement_counts_gene_answers_naming_the_top_hit():
+    preds = [{**_pred("gene", "A", 0.9), "evidence_gene": "A"}, {**_pred("gene", "B", 0.9), "evidence_gene": "A"},
+             {**_pred("none"), "evidence_gene": "A"}, {**_pred("gene", "C"), "evidence_gene": None}]
+    assert top_candidate_agreement(preds) == {"gene_answers": 3, "top_candidate": 1}
+
+
+def _answer(p: dict) -> tuple:
+    return p.get("outcome") if p.get("outcome") in OUTCOMES else None, p.get("gene")
+
+
 def _section() -> dict:
     model = score_outcomes(ROWS, PREDS, n_boot=20, seed=0)
-    blast = score_outcomes(ROWS, [_pred("gene", r["truth"]["gene_name"]) if r["kind"] == "gene"
-                                  else _pred("none") for r in ROWS], n_boot=20, seed=0)
+    blast = score_outcomes(ROWS, BLAST_PREDS, n_boot=20, seed=0)
     floor = score_outcomes(ROWS, [{"outcome": "none"}] * len(ROWS), n_boot=20, seed=0)
     kinds = [r["kind"] for r in ROWS]
     return {"split": "split_gene", "units": ["split_gene"],
@@ -459,7 +492,8 @@ def _section() -> dict:
             "thresholds": {"blastn_tuned": {"min_identity": 0.8, "max_evalue": 1e-5}},
             "systems": {"model": model, "blastn_tuned": blast},
             "notes": {"model": "the model", "blastn_tuned": "blastn"},
-            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]}}
+            "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
+            "model_versus": {"blastn_tuned": model_versus(ROWS, PREDS, BLAST_PREDS, n_boot=20, seed=0)}}
 
 
 def test_section_matches_the_schema():
@@ -491,7 +525,8 @@ def test_summary_rows_and_the_report_section(tmp_path):
     part = page[page.index('<h2 id="out_of_reference">'):]
     for text in ("Out of reference", "False gene claims per truth kind", "Outcome accuracy per truth kind",
                  "Confusion of outcomes", "always none (floor)", "blastn_tuned", "Risk-coverage",
-                 "gene confidence &ge; 0.5", "data:image/png;base64,", "The model on the 12 tuning rows"):
+                 "gene confidence &ge; 0.5", "data:image/png;base64,", "The model on the 12 tuning rows",
+                 "The model against each baseline on the same rows"):
         assert text in part, text
     # the random rows' false claims of the model: 1 of 3, with its Wilson interval
     lo, hi = wilson_interval(1, 3)
@@ -597,6 +632,12 @@ def test_evaluate_prints_the_out_of_reference_table():
     assert "out of reference: 12 rows" in text and "macro-F1" in text
     assert "model" in text and "always none" in text and "0.700" in text  # the model's macro-F1
     assert "tuning rows" not in text
+    v = _section()["model_versus"]["blastn_tuned"]
+    assert (f"blastn_tuned: right where it is not {v['model_only']} rows, wrong where it is right "
+            f"{v['other_only']}, macro-F1 difference {v['macro_f1_difference']:+.3f}") in " ".join(text.split())
+    with console.capture() as cap:
+        _print_out_of_reference({**_section(), "model_top_candidate": {"gene_answers": 5, "top_candidate": 4}})
+    assert "top reference candidate's in 4 of its 5 gene answers" in " ".join(cap.get().split())
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
     assert "The model on the 12 tuning rows (validation part" in cap.get()

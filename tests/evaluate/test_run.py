@@ -109,6 +109,10 @@ def test_evaluate_out_of_reference_section(evaluated):
     # blastn never aligns a uniformly random window to the reference: no gene claimed there
     assert section["systems"]["blastn_tuned"]["kinds"]["random"]["gene_claims"] == 0
     assert 0 <= section["floor"]["macro_f1"] < 1
+    v = section["model_versus"]["blastn_tuned"]  # the model against the baseline, row by row
+    assert set(section["model_versus"]) == {"blastn_tuned"} and v["model_only"] + v["other_only"] <= n
+    assert v["macro_f1_difference"] == pytest.approx(section["systems"]["model"]["macro_f1"]
+                                                     - section["systems"]["blastn_tuned"]["macro_f1"])
     table = pl.read_csv(root / "report" / "predictions" / "out_of_reference.model.tsv", separator="\t")
     assert table.height == n and set(table["kind"].to_list()) == set(section["rows"])
     assert "Out of reference" in (root / "report" / "report.html").read_text()

@@ -179,6 +179,59 @@ def macro_f1_interval(outcomes: Sequence[str | None], genes: Sequence[str | None
     return point, [lo, hi]
 
 
+def macro_f1_difference(first: tuple[Sequence, Sequence], second: tuple[Sequence, Sequence],
+                        truths: Sequence[Mapping], clusters: Sequence, n_boot: int,
+                        seed: int) -> tuple[float | None, list[float] | None]:
+    """Outcome macro-F1 of the `first` system's answers (outcomes, genes) minus the `second`'s on
+    the same rows, with a paired cluster-bootstrap 95 % interval (each resample scores both on
+    the same rows); (None, None) without rows."""
+    from llamadna.evaluate.stats import cluster_bootstrap_ci
+    from llamadna.retrieve.outcome import macro_f1, scored_labels
+
+    if not truths:
+        return None, None
+    cols = []
+    for outcomes, genes in (first, second):
+        pred, truth = scored_labels(outcomes, genes, truths)
+        cols += [np.asarray(pred, dtype=object), np.asarray(truth, dtype=object)]
+    point, lo, hi = cluster_bootstrap_ci(
+        tuple(cols), list(clusters),
+        lambda pa, ta, pb, tb: macro_f1(list(pa), list(ta)) - macro_f1(list(pb), list(tb)), n_boot, seed)
+    return point, [lo, hi]
+
+
+def _answers(preds: Sequence[Mapping]) -> tuple[list[str | None], list[str | None]]:
+    """A system's outcomes (None where the sentence decides none) and genes."""
+    outcomes = [outcome_label(p) for p in preds]
+    return [o if o != UNPARSED else None for o in outcomes], [p.get("gene") for p in preds]
+
+
+def model_versus(rows: Sequence[Mapping], model: Sequence[Mapping], other: Sequence[Mapping],
+                 n_boot: int, seed: int) -> dict:
+    """The model against another system on the same rows (`schema.Versus`): the rows only the
+    model gets right, those only the other gets right, and the macro-F1 difference (model minus
+    other) with its paired cluster-bootstrap interval."""
+    from llamadna.retrieve.outcome import outcome_correct
+
+    truths, clusters = [r["truth"] for r in rows], [r["cluster"] for r in rows]
+    a, b = _answers(model), _answers(other)
+    right_a = [outcome_correct(o, g, t) for o, g, t in zip(*a, truths)]
+    right_b = [outcome_correct(o, g, t) for o, g, t in zip(*b, truths)]
+    diff, iv = macro_f1_difference(a, b, truths, clusters, n_boot, seed)
+    return {"model_only": sum(x and not y for x, y in zip(right_a, right_b)),
+            "other_only": sum(y and not x for x, y in zip(right_a, right_b)),
+            "macro_f1_difference": diff, "macro_f1_difference_interval": iv}
+
+
+def top_candidate_agreement(preds: Sequence[Mapping]) -> dict:
+    """Of a retrieval model's gene answers, how many name its top reference candidate's gene
+    (`evidence_gene`): how often it decides a gene the top hit does not give."""
+    genes = [p for p in preds if outcome_label(p) == "gene"]
+    return {"gene_answers": len(genes),
+            "top_candidate": sum(p.get("gene") is not None and p.get("gene") == p.get("evidence_gene")
+                                 for p in genes)}
+
+
 def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
     """The out-of-reference metrics of one system (`schema.OutcomeScores`).
 
@@ -191,8 +244,7 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
 
     kinds = [r["kind"] for r in rows]
     outcomes = [outcome_label(p) for p in preds]
-    answers = [o if o != UNPARSED else None for o in outcomes]
-    genes = [p.get("gene") for p in preds]
+    answers, genes = _answers(preds)
     right = [outcome_correct(o, g, r["truth"]) for o, g, r in zip(answers, genes, rows)]
     conf = [p.get("outcome_confidence") for p in preds]
     has_conf = any(c is not None for c in conf)  # decided once per system
@@ -480,6 +532,9 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     validation = {}
     if ctx.reference is not None:  # a retrieval model: its scores on the tuning rows
         validation["validation_model"] = _validation_model(first, val, cfg.n_boot, cfg.seed)
+        validation["model_top_candidate"] = top_candidate_agreement(model_preds)
+    versus = {name: model_versus(rows, model_preds, p, cfg.n_boot, cfg.seed)
+              for name, p in preds.items() if name != "model"}
     floor = score_outcomes(rows, [{"outcome": "none"}] * len(rows), cfg.n_boot, cfg.seed)
     kinds = [r["kind"] for r in rows]
     log.info("out of reference: %d rows (%s)", len(rows), ", ".join(f"{k} {kinds.count(k)}"
@@ -490,7 +545,7 @@ def out_of_reference(ctx, units: Sequence) -> dict:
             "thresholds": {k: thresholds_dict(t) for k, t in thresholds.items()},
             "systems": systems, "notes": notes,
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
-            **validation}
+            "model_versus": versus, **validation}
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -526,6 +581,23 @@ def validation_summary(section: Mapping) -> str | None:
     return (f"The model on the {m['rows']} tuning rows (validation part; what training settings may be "
             f"chosen on; the tuned rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
             f"there is none {_claimed(m)} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
+
+
+def versus_summary(section: Mapping) -> str | None:
+    """One line: the model against each baseline on the same rows, and how often its gene is its
+    top candidate's; None without a comparison."""
+    parts = []
+    for name, v in (section.get("model_versus") or {}).items():
+        diff = v["macro_f1_difference"]
+        said = "\u2013" if diff is None else f"{diff:+.3f} {_iv(v['macro_f1_difference_interval'])}"
+        parts.append(f"{name}: right where it is not {v['model_only']} rows, wrong where it is right "
+                     f"{v['other_only']}, macro-F1 difference {said}")
+    top = section.get("model_top_candidate")
+    if top:
+        parts.append(f"its gene is its top reference candidate's in {top['top_candidate']} of its "
+                     f"{top['gene_answers']} gene answers")
+    return ("The model against each baseline on the same rows (paired cluster bootstrap): "
+            + "; ".join(parts) + ".") if parts else None
 
 
 def summary_rows(section: Mapping) -> list[tuple[str, ...]]:

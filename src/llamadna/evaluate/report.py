@@ -724,7 +724,7 @@ def _out_of_reference_html(section: dict) -> str:
     """The "Out of reference" section: macro-F1 against the tuned baselines and the floor, false
     gene claims and outcome accuracy per truth kind, confusion matrices, AUROC and the model's
     risk-coverage table and plot."""
-    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary
+    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
 
     rows = ", ".join(f"{k} {_fmt(v)}" for k, v in section["rows"].items())
     out = ['<h2 id="out_of_reference">Out of reference</h2>',
@@ -739,8 +739,9 @@ def _out_of_reference_html(section: dict) -> str:
     body = "".join(f"<tr><td>{_esc(r[0])}</td>" + "".join(f'<td class="num">{_esc(c)}</td>' for c in r[1:])
                    + "</tr>" for r in summary_rows(section))
     out.append(f"<h3>Outcome macro-F1 against the baselines and the floor</h3><table>{head}{body}</table>")
-    if (line := validation_summary(section)) is not None:
-        out.append(f'<p class="note">{_esc(line)}</p>')
+    for line in (validation_summary(section), versus_summary(section)):
+        if line is not None:
+            out.append(f'<p class="note">{_esc(line)}</p>')
     out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
                "of every row (a wrong gene is an error; a novel row counts as its answer's class "
                "unless that is a gene), interval: cluster bootstrap over genes (a negative "

@@ -142,6 +142,20 @@ class FloorScore(TypedDict):
     macro_f1_interval: Interval | None
 
 
+class Versus(TypedDict):
+    """The model against one other system on the same out-of-reference rows."""
+
+    model_only: int  # rows only the model gets right
+    other_only: int  # rows only the other system gets right
+    macro_f1_difference: float | None  # model minus the other
+    macro_f1_difference_interval: Interval | None  # paired cluster bootstrap
+
+
+class TopCandidate(TypedDict):
+    gene_answers: int  # the model's gene answers
+    top_candidate: int  # of which naming its top reference candidate's gene
+
+
 class OutOfReference(TypedDict):
     split: str
     units: list[str]
@@ -151,8 +165,10 @@ class OutOfReference(TypedDict):
     systems: dict[str, OutcomeScores]
     notes: dict[str, str]  # system -> what it is
     floor: FloorScore  # always "none"
+    model_versus: NotRequired[dict[str, Versus]]  # per baseline (absent in older metrics.json)
     # retrieval models: the model on the baselines' tuning rows (validation part), to choose on
     validation_model: NotRequired[OutcomeScores]
+    model_top_candidate: NotRequired[TopCandidate]  # retrieval models
 
 
 class Meta(TypedDict):
