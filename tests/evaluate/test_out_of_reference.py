@@ -633,7 +633,7 @@ def test_evaluate_prints_the_out_of_reference_table():
     assert "model" in text and "always none" in text and "0.700" in text  # the model's macro-F1
     assert "tuning rows" not in text
     v = _section()["model_versus"]["blastn_tuned"]
-    assert (f"blastn_tuned: right where it is not {v['model_only']} rows, wrong where it is right "
+    assert (f"against blastn_tuned, rows only the model gets right {v['model_only']}, only blastn_tuned "
             f"{v['other_only']}, macro-F1 difference {v['macro_f1_difference']:+.3f}") in " ".join(text.split())
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "model_top_candidate": {"gene_answers": 5, "top_candidate": 4}})

@@ -28,6 +28,10 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   the model's AUROC of outcome_confidence for "outcome
   right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
   gene.
+- "model_versus", per baseline: the model against it on the same rows (`model_versus`: rows only
+  one of them gets right, the macro-F1 difference with a paired cluster-bootstrap interval); with
+  a retrieval model, "model_top_candidate": how many of its gene answers name its top reference
+  candidate's gene (`top_candidate_agreement`);
 - with a retrieval model, "validation_model": the model's scores on the tuning rows themselves
   (`_validation_model`): the figures to choose training settings on, since the test rows'
   figures are the ones reported.
@@ -590,7 +594,7 @@ def versus_summary(section: Mapping) -> str | None:
     for name, v in (section.get("model_versus") or {}).items():
         diff = v["macro_f1_difference"]
         said = "\u2013" if diff is None else f"{diff:+.3f} {_iv(v['macro_f1_difference_interval'])}"
-        parts.append(f"{name}: right where it is not {v['model_only']} rows, wrong where it is right "
+        parts.append(f"against {name}, rows only the model gets right {v['model_only']}, only {name} "
                      f"{v['other_only']}, macro-F1 difference {said}")
     top = section.get("model_top_candidate")
     if top:
