@@ -17,6 +17,7 @@ from llamadna.retrieve.outcome import (
     candidate_outcome,
     describe_evidence,
     macro_f1,
+    no_match,
     outcome_correct,
     outcome_sentence,
     rule_outcome,
@@ -41,6 +42,17 @@ def test_top_aligned_skips_embedding_only_candidates():
     hit = cand(gene="SOD1", identity=0.9)
     assert top_aligned([emb, hit]) is hit
     assert top_aligned([emb]) is None and top_aligned([]) is None and top_aligned(None) is None
+
+
+def test_no_match_is_the_rules_first_step():
+    t = Thresholds(min_similar=0.1, max_evalue=1e-5)
+    assert no_match(None, t) and no_match({"identity": None, "aligned_fraction": 0.9}, t)
+    assert no_match({"identity": 0.9, "aligned_fraction": 0.1}, t)  # 0.09 < 0.1
+    assert not no_match({"identity": 0.5, "aligned_fraction": 0.4}, t)  # 0.2
+    assert no_match({"identity": 1.0, "aligned_fraction": 1.0, "evalue": 1e-3}, t)
+    assert not no_match({"identity": 1.0, "aligned_fraction": 1.0, "evalue": 1e-3}, Thresholds())
+    for top in ({"identity": 0.9, "aligned_fraction": 0.1}, {"identity": 0.5, "aligned_fraction": 0.4}):
+        assert no_match(top, t) == (rule_outcome(top, 0, t) == "none")
 
 
 @pytest.mark.parametrize("top, loci, want", [

@@ -16,8 +16,9 @@ Grounded, per outcome of the greedy sentence:
     intergenic  the first intergenic candidate --> its sentence
     similar     the top aligned candidate (generation stops at "This sequence resembles", so the
                 sentence names none; one that does: that aligned candidate), when it aligns at
-                least as much as anything the rule calls similar (identity x aligned fraction >=
-                Thresholds.min_similar, the floor the training targets were made with)
+                least as much as anything the rule calls similar (`no_match` is false: identity x
+                aligned fraction >= Thresholds.min_similar, the floor the training targets were made
+                with)
     repeat      the repeat sentence of the candidates, when the query has >= REPEAT_MIN_LOCI loci
     none        NONE_SENTENCE
     otherwise (no such candidate, an undecided sentence) --> what the evidence shows
@@ -37,7 +38,7 @@ import torch
 from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE, REPEAT_MIN_LOCI
 from llamadna.data.template import annotation_sentence, outcome_of, parse_annotation, parse_outcome
 from llamadna.errors import ConfigError
-from llamadna.retrieve.outcome import Thresholds, describe_evidence, outcome_sentence, top_aligned
+from llamadna.retrieve.outcome import describe_evidence, no_match, outcome_sentence, top_aligned
 
 
 def check_decoding(decoding: str) -> None:
@@ -173,8 +174,8 @@ def _similar(cands: list[dict], fields: dict, head: str) -> Choice:
     aligned = [c for c in cands if c.get("identity") is not None]
     named = [c for c in aligned if fields.get("similar_to") and c.get("gene") == fields["similar_to"]]
     cand = named[0] if named else top_aligned(cands)
-    if cand is None or cand["identity"] * float(cand.get("aligned_fraction") or 0.0) < Thresholds.min_similar:
-        return described(cands)  # too little aligns to call it similar: what the evidence shows
+    if no_match(cand):  # too little aligns to call it similar (the rule's floor): what the evidence shows
+        return described(cands)
     return outcome_sentence("similar", cand, cands, None)
 
 

@@ -204,10 +204,11 @@ def macro_f1_difference(first: tuple[Sequence, Sequence], second: tuple[Sequence
     return point, [lo, hi]
 
 
-def _answers(preds: Sequence[Mapping]) -> tuple[list[str | None], list[str | None]]:
-    """A system's outcomes (None where the sentence decides none) and genes."""
-    outcomes = [outcome_label(p) for p in preds]
-    return [o if o != UNPARSED else None for o in outcomes], [p.get("gene") for p in preds]
+def _answers(preds: Sequence[Mapping]) -> tuple[list[str], list[str | None], list[str | None]]:
+    """A system's outcome labels (PRED_LABELS), its answers (the same, None where the sentence
+    decides none) and its genes."""
+    labels = [outcome_label(p) for p in preds]
+    return labels, [o if o != UNPARSED else None for o in labels], [p.get("gene") for p in preds]
 
 
 def model_versus(rows: Sequence[Mapping], model: Sequence[Mapping], other: Sequence[Mapping],
@@ -218,7 +219,7 @@ def model_versus(rows: Sequence[Mapping], model: Sequence[Mapping], other: Seque
     from llamadna.retrieve.outcome import outcome_correct
 
     truths, clusters = [r["truth"] for r in rows], [r["cluster"] for r in rows]
-    a, b = _answers(model), _answers(other)
+    a, b = _answers(model)[1:], _answers(other)[1:]
     right_a = [outcome_correct(o, g, t) for o, g, t in zip(*a, truths)]
     right_b = [outcome_correct(o, g, t) for o, g, t in zip(*b, truths)]
     diff, iv = macro_f1_difference(a, b, truths, clusters, n_boot, seed)
@@ -247,8 +248,7 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     from llamadna.retrieve.outcome import outcome_correct
 
     kinds = [r["kind"] for r in rows]
-    outcomes = [outcome_label(p) for p in preds]
-    answers, genes = _answers(preds)
+    outcomes, answers, genes = _answers(preds)
     right = [outcome_correct(o, g, r["truth"]) for o, g, r in zip(answers, genes, rows)]
     conf = [p.get("outcome_confidence") for p in preds]
     has_conf = any(c is not None for c in conf)  # decided once per system

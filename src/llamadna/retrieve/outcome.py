@@ -55,17 +55,23 @@ def top_aligned(cands: Sequence[dict] | None) -> dict | None:
     return None
 
 
+def no_match(top: dict | None, t: Thresholds = Thresholds()) -> bool:
+    """The rule's step 1 (module doc): `top` (a candidate or a blastn hit dict) is no match at all:
+    none, not aligned, identity x aligned fraction < t.min_similar, or an e-value > t.max_evalue."""
+    if top is None or top.get("identity") is None:
+        return True
+    evalue = top.get("evalue")
+    return (float(top["identity"]) * float(top.get("aligned_fraction") or 0.0) < t.min_similar
+            or (t.max_evalue is not None and evalue is not None and evalue > t.max_evalue))
+
+
 def rule_outcome(top: dict | None, loci: int, t: Thresholds) -> str:
     """The outcome the rule (module doc) gives a query from its top aligned hit and its number
     of reference loci. `top`: a candidate or a blastn hit dict (identity, aligned_fraction,
     kind; evalue optional); a hit without "kind" counts as a gene hit."""
-    if top is None or top.get("identity") is None:
+    if no_match(top, t):
         return "none"
     identity, fraction = float(top["identity"]), float(top.get("aligned_fraction") or 0.0)
-    evalue = top.get("evalue")
-    if identity * fraction < t.min_similar or (
-            t.max_evalue is not None and evalue is not None and evalue > t.max_evalue):
-        return "none"
     if (loci or 0) >= t.repeat_loci:
         return "repeat"
     if identity >= t.min_identity and fraction >= t.min_fraction:
