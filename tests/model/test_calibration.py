@@ -124,9 +124,14 @@ def test_an_older_calibration_is_refused_with_the_command_that_refits_it(tmp_pat
 
 
 def test_a_damaged_calibration_is_refused(tmp_path):
+    whole = {"format": 3, "weights": [0.0] * len(FEATURES), "bias": 0.0, "rows": 1, "right": 0, "counts": {},
+             "features": list(FEATURES)}
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(whole))
+    assert OutcomeCalibration.load(tmp_path) is not None and calibration_current(tmp_path)
     for damaged in ({"format": 3, "weights": "high", "bias": 0},
-                    {"format": 3, "weights": [0.0] * 3, "bias": 0.0, "rows": 1, "right": 0, "counts": {},
-                     "features": ["outcome_gene"] * 3}):
+                    {**whole, "weights": [0.0] * 3, "features": ["outcome_gene"] * 3},
+                    {**whole, "weights": [0.0] * 3},  # this version's features, too few weights
+                    {**whole, "rows": "1"}):
         (tmp_path / CALIBRATION_FILE).write_text(json.dumps(damaged))
         with pytest.raises(InputError, match="expected the fitted calibration"):
             OutcomeCalibration.load(tmp_path)

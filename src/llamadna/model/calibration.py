@@ -149,12 +149,13 @@ class OutcomeCalibration:
 
 
 def calibration_current(directory: str | Path) -> bool:
-    """MODEL/calibration.json exists and is of this version's format and features (what `load`
-    reads)."""
+    """MODEL/calibration.json exists, is of this version's format and features, and is well
+    formed: what `load` reads without an error."""
     p = Path(directory) / CALIBRATION_FILE
     try:
         raw = json.loads(p.read_text())
-        return raw.get("format") == CALIBRATION_FORMAT and raw.get("features") == list(FEATURES)
+        return (raw.get("format") == CALIBRATION_FORMAT
+                and _well_formed({k: v for k, v in raw.items() if k != "format"}))
     except (OSError, ValueError, AttributeError):
         return False
 
