@@ -182,7 +182,8 @@ def out_of_reference(o: dict) -> list[str]:
     from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
 
     rows = ", ".join(f"{k} {v}" for k, v in o["rows"].items())
-    out = ["", f"### Out of reference ({o['split']}; {sum(o['rows'].values())} rows: {rows}; "
+    units = ", ".join(o["units"])
+    out = ["", f"### Out of reference ({o['split']}: {units}; {sum(o['rows'].values())} rows: {rows}; "
            f"thresholds tuned on {o['validation_rows']} validation rows)", "",
            "| system | outcome macro-F1 | 95 % interval | gene claimed where there is none | "
            "novel: no gene claimed | AUROC |", "|---|---|---|---|---|---|"]
@@ -195,8 +196,9 @@ def out_of_reference(o: dict) -> list[str]:
     if o["systems"].get("model"):
         out += _model_confidence(o["systems"]["model"])
     out += _confusions(o)
-    out += ["", "Thresholds tuned on validation: " + "; ".join(
-        f"{k}: " + ", ".join(f"{a} {b}" for a, b in t.items()) for k, t in o["thresholds"].items())]
+    out += ["", "Thresholds tuned on each unit's validation rows: " + "; ".join(
+        f"{k} ({unit}): " + ", ".join(f"{a} {b}" for a, b in t.items())
+        for k, per_unit in o["thresholds"].items() for unit, t in per_unit.items())]
     return out
 
 

@@ -281,7 +281,9 @@ def _fake_negatives(monkeypatch):
         _neg("random", 0), _neg("similar", 1, genic[0]["gene_name"])])
 
 
-def test_the_section_uses_the_first_unit_only_and_no_splash_scores(tmp_path, monkeypatch):
+def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeypatch):
+    """Each unit (a fold) answers its own test rows; the negatives are made from the first unit's
+    test rows and answered by its model only; every unit has its tuning rows."""
     from llamadna.constants import SPLASH_COLUMNS
     from llamadna.evaluate import out_of_reference as oor
 
@@ -291,12 +293,57 @@ def test_the_section_uses_the_first_unit_only_and_no_splash_scores(tmp_path, mon
     units = [_FakeUnit(ctx, "split_gene", [_genic_row("A", 0), _genic_row("B", 1)], [_genic_row("T", 5)]),
              _FakeUnit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
     section = oor.out_of_reference(ctx, units)
-    assert section["units"] == ["split_gene"] and section["rows"]["gene"] == 2
+    assert section["units"] == ["split_gene", "split_gene_fold1"] and section["rows"]["gene"] == 3
     assert "validation_model" not in section  # no index: no retrieval model to score on them
     assert "model_top_candidate" not in section and section["model_versus"] == {}  # no baseline here
-    assert units[1].seen == []  # another fold's test genes are the first unit's validation genes
-    assert section["validation_rows"] == 1 + 2 + 1  # genic, negatives, the genic rows as novel
-    assert units[0].seen and all(r[c] is None for r in units[0].seen for c in SPLASH_COLUMNS)
+    assert [r["gene_name"] for r in units[1].seen] == ["V"]  # its test row, no negative
+    assert [r.get("gene_name") for r in units[0].seen] == ["A", "B", None, None]
+    assert section["validation_rows"] == 2 * (1 + 2 + 1)  # per unit: genic, negatives, genic as novel
+    assert all(r[c] is None for u in units for r in u.seen for c in SPLASH_COLUMNS)
+
+
+def test_each_unit_tunes_the_retriever_rule_on_its_own_validation_rows(tmp_path, monkeypatch):
+    """retriever_tuned: each unit's thresholds are tuned on that unit's validation rows only and
+    answer that unit's test and novel rows; the negatives get the first unit's."""
+    from llamadna.evaluate import out_of_reference as oor
+    from llamadna.retrieve.outcome import Thresholds
+
+    class Unit(_FakeUnit):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.searched = []
+
+        def annotator(self, variant, setting="full"):
+            return setting
+
+        def evidence(self, annotator, rows, setting):
+            self.searched += [(setting, r.get("gene_name") or r.get("kind")) for r in rows]
+            return [{"evidence": []} for _ in rows]
+
+    tuned = []
+
+    def tuned_rule(tops, loci, truths):
+        tuned.append([t["gene_name"] or t["outcome"] for t in truths])
+        return Thresholds(min_identity=0.6 + 0.1 * len(tuned))
+
+    _fake_negatives(monkeypatch)
+    monkeypatch.setattr(oor.shutil, "which", lambda name: None)
+    monkeypatch.setattr(oor, "_val_novel_retriever", lambda unit: unit.cache.setdefault("retriever:val_novel", 1))
+    monkeypatch.setattr(oor, "tuned_rule", tuned_rule)
+    ctx = _fake_ctx(tmp_path, [], reference="REF")
+    val = {"split_gene": [_genic_row("V", 9)], "split_gene_fold1": [_genic_row("W", 8)]}
+    ctx.rows = lambda column, subset: list(val[column])
+    units = [Unit(ctx, "split_gene", [_genic_row("A", 0)], [_genic_row("T", 5)]),
+             Unit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
+    section = oor.out_of_reference(ctx, units)
+    assert tuned == [["V", "none", "similar", "V"], ["W", "none", "similar", "W"]]
+    assert {u: t["min_identity"] for u, t in section["thresholds"]["retriever_tuned"].items()} == {
+        "split_gene": 0.7, "split_gene_fold1": 0.8}
+    assert units[0].searched == [("full", "V"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "V"),
+                                 ("full", "A"), ("novel", "A"), ("full", "random"), ("full", "similar")]
+    assert units[1].searched == [("full", "W"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "W"),
+                                 ("full", "V"), ("novel", "V")]
+    assert section["systems"]["retriever_tuned"]["rows"] == 2 + 2 + 2  # genes, novel, negatives
 
 
 def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
@@ -359,7 +406,7 @@ def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, m
     unit.annotator = lambda variant, setting="full": unit.retriever(setting) if setting == oor.VAL_NOVEL else None
     unit.retriever = lambda setting: unit.cache[f"retriever:{setting}"]
     unit.evidence = evidence
-    oor._retriever_baseline([unit], [], (full, novel), truths)
+    oor._retriever_baseline([unit], [], {"split_gene": (full, novel, truths)})
     assert calls == [("REF", "ds", "split_gene", unit.train_rows)]
     assert unit.cache[f"retriever:{oor.VAL_NOVEL}"] == ("retriever", "MASKED", 3)
     tops, seen = tuned[-1]
@@ -383,7 +430,7 @@ def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, m
 
     monkeypatch.setattr(baselines, "ReferenceLookup", Lookup)
     monkeypatch.setattr(align, "BlastnAligner", lambda **k: None)
-    oor._blastn_baseline([unit], [], (full, novel), truths, tmp_path)
+    oor._blastn_baseline([unit], [], {"split_gene": (full, novel, truths)}, tmp_path)
     tops, seen = tuned[-1]
     assert seen == truths and tops[4:] == [None, None] and tops[0] is not None
     assert calls[-2:] == [("V", "idV"), ("B", "idB")]  # validation genes no training row holds; test
@@ -489,7 +536,7 @@ def _section() -> dict:
     kinds = [r["kind"] for r in ROWS]
     return {"split": "split_gene", "units": ["split_gene"],
             "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds}, "validation_rows": 40,
-            "thresholds": {"blastn_tuned": {"min_identity": 0.8, "max_evalue": 1e-5}},
+            "thresholds": {"blastn_tuned": {"split_gene": {"min_identity": 0.8, "max_evalue": 1e-5}}},
             "systems": {"model": model, "blastn_tuned": blast},
             "notes": {"model": "the model", "blastn_tuned": "blastn"},
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},

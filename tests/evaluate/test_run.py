@@ -99,7 +99,9 @@ def test_evaluate_out_of_reference_section(evaluated):
     assert {"random", "shuffled", "foreign"} <= set(section["rows"])
     assert all(0 < n <= 3 for k, n in section["rows"].items() if k != "gene")
     assert set(section["systems"]) == {"model", "blastn_tuned"}  # no retriever without an index
-    assert 0 < section["validation_rows"] and "max_evalue" in section["thresholds"]["blastn_tuned"]
+    assert 0 < section["validation_rows"]
+    assert list(section["thresholds"]["blastn_tuned"]) == ["split_random"]  # per unit
+    assert "max_evalue" in section["thresholds"]["blastn_tuned"]["split_random"]
     n = sum(section["rows"].values())
     for name, s in section["systems"].items():
         assert s["rows"] == n and s["confusion"]["columns"] == list(PRED_LABELS)
@@ -169,10 +171,11 @@ def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_pat
     genes = df.select("gene_id", "gene_name").unique().height
     assert res["genes"] == genes and res["rows"] == df.height - 0  # every row tested once
     assert (tmp_path / "r" / "models" / "split_gene_fold1" / "model" / "train_summary.json").exists()
-    # out of reference: the first unit only (its thresholds are tuned on that unit's validation
-    # genes, which are other folds' test genes)
-    first = df.filter(pl.col("split_gene") == "test").height
-    assert m["out_of_reference"]["units"] == ["split_gene"] and m["out_of_reference"]["rows"]["gene"] == first
+    # out of reference: every fold's test rows (each answered by its fold's model), thresholds
+    # tuned per fold on its own validation rows
+    oor = m["out_of_reference"]
+    assert oor["units"] == res["units"] and oor["rows"]["gene"] == df.height
+    assert all(list(t) == res["units"] for t in oor["thresholds"].values())
     b = m["benchmark"]["systems"]
     assert b["reference_lookup"]["all"]["gene"] == 1.0 and b["model"]["all"]["n"] == 1
 

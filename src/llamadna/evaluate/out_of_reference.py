@@ -1,18 +1,20 @@
 """Out of reference: what each system answers for sequences that are part of no known gene.
 
 One evaluation run gives one section ("out_of_reference" of metrics.json, `schema.OutOfReference`):
-- rows: the usual test rows of the first evaluated unit (truth: their gene), the same rows with
+- rows: the usual test rows of every evaluated unit (a split, or each fold of split_gene: every
+  gene is then a test gene once; truth: their gene), the same rows with
   their genes masked out of the reference (the novel-gene setting, retrieval models: truth
   "novel", right when no gene is claimed; the masked index is the unit's "novel" retriever of
   `systems.Unit`; blastn's lookup lacks the same genes in its gene table and in its database,
   their spans masked with N: `ReferenceLookup.without_genes`), and generated negatives of the
-  TEST part of the reference (`data.negatives.negative_rows`: random, shuffled, foreign,
+  TEST part of the reference, made from the first unit's test rows and answered by its model
+  (`data.negatives.negative_rows`: random, shuffled, foreign,
   intergenic, similar, repeat; each with its truth outcome; a repeat window inside an annotated
   gene is the kind REPEAT_IN_GENE, truth "repeat" all the same);
 - systems: the model (its outcome, gene, outcome_confidence), "retriever_tuned" (the hybrid
   retriever's candidates -> `retrieve.outcome.candidate_outcome`) and "blastn_tuned" (blastn's
-  hit statistics -> `rule_outcome`), both with `Thresholds` tuned by `tune_thresholds` on
-  VALIDATION rows (the split's validation genic rows searched with their genes, truth the gene,
+  hit statistics -> `rule_outcome`), both with `Thresholds` tuned by `tune_thresholds` per unit
+  on that unit's VALIDATION rows (its validation genic rows searched with their genes, truth the gene,
   and without them, truth "novel": the retriever's index masked as in training,
   `train.evidence_sampler.training_index`, blastn's lookup without the validation genes no
   training row holds; + negatives of the validation part of the reference; evidence from the
@@ -32,11 +34,13 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   one of them gets right, the macro-F1 difference with a paired cluster-bootstrap interval); with
   a retrieval model, "model_top_candidate": how many of its gene answers name its top reference
   candidate's gene (`top_candidate_agreement`);
-- with a retrieval model, "validation_model": the model's scores on the tuning rows themselves
-  (`_validation_model`): the figures to choose training settings on, since the test rows'
+- with a retrieval model, "validation_model": the first unit's model scored on that unit's tuning
+  rows (`_validation_model`): the figures to choose training settings on, since the test rows'
   figures are the ones reported.
-Only the FIRST unit (the split column itself, fold 0 of split_gene) is used, for every row: the
-thresholds are tuned on its validation rows, and another fold's test genes are its validation genes.
+Each unit's rows are answered by that unit's model and its baselines' thresholds (tuned on its own
+validation rows, which hold other folds' test genes but never its own): no system sees a row
+whose gene it was trained, calibrated or tuned on. The negatives are answered by the first unit's
+model and thresholds only, so a run of one unit (`--folds 1`) and one of k folds share them.
 Every row (test, novel, negatives, validation) is given WITHOUT SPLASH scores (SPLASH_COLUMNS None),
 as `annotate` sees a FASTA: negatives have none, so a prompt without them must not tell the model
 which rows are negatives. The clusters of the bootstrap: a gene (build:gene_name) for genic and
@@ -449,83 +453,80 @@ def _validation_model(unit, val, n_boot: int, seed: int) -> dict:
     return score_outcomes(rows, preds, n_boot, seed)
 
 
-def _retriever_baseline(units, negs, val, val_truths) -> tuple[list[dict], object]:
-    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds.
-    val: `_validation`'s full and novel tuning rows."""
+def _retriever_baseline(units, negs, tuning) -> tuple[list[dict], dict]:
+    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds
+    per unit, each tuned on that unit's rows of `tuning` ({unit column: `_validation`'s full and
+    novel tuning rows and truths}); the negatives with the first unit's."""
     from llamadna.evaluate.systems import MODEL
-
-    first = units[0]
 
     def evidence(unit, rows, setting="full"):  # searched once per sequence, shared with the model's
         return [r["evidence"] for r in unit.evidence(unit.annotator(MODEL, setting), rows, setting)]
 
-    _val_novel_retriever(first)
-    found_val = evidence(first, val[0]) + evidence(first, val[1], VAL_NOVEL)
-    thresholds = tuned_rule(*evidence_tops(found_val), val_truths)
-    found = []
+    preds, thresholds = [], {}
     for u in units:
-        found += evidence(u, u.test_rows) + evidence(u, _novel_rows(u), "novel")
-    found += evidence(first, list(negs))
-    return rule_predictions(*evidence_tops(found), thresholds), thresholds
+        full, novel, truths = tuning[u.column]
+        _val_novel_retriever(u)
+        found_val = evidence(u, full) + evidence(u, novel, VAL_NOVEL)
+        thresholds[u.column] = tuned_rule(*evidence_tops(found_val), truths)
+        found = evidence(u, u.test_rows) + evidence(u, _novel_rows(u), "novel")
+        preds += rule_predictions(*evidence_tops(found), thresholds[u.column])
+    first = units[0]
+    preds += rule_predictions(*evidence_tops(evidence(first, list(negs))), thresholds[first.column])
+    return preds, thresholds
 
 
-def _blastn_baseline(units, negs, val, val_truths, data_dir) -> tuple[list[dict], object]:
-    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds.
-    val: `_validation`'s full and novel tuning rows."""
+def _blastn_baseline(units, negs, tuning, data_dir) -> tuple[list[dict], dict]:
+    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds
+    per unit, tuned as `_retriever_baseline`'s."""
     from llamadna.evaluate.baselines import ReferenceLookup
     from llamadna.retrieve.align import BlastnAligner
 
     lookup = ReferenceLookup(data_dir, [], "", aligner=BlastnAligner(**BLASTN_LOCI),
                              variants_name="none (outcomes only)")
     # a generated sequence of no build (random, shuffled, foreign) is searched on the build most
-    # test rows have
-    builds = [r["build"] for u in units for r in u.test_rows]
+    # of the first unit's test rows have (the rows the negatives are made from)
+    builds = [r["build"] for r in units[0].test_rows]
     default = max(lookup.builds, key=builds.count)
 
     def tops(lk, rows):
         return lookup_tops(lk.lookup_many([r["Sequence"] for r in rows],
                                           [r.get("build") or default for r in rows]))
 
-    val_tops, val_loci = tops(lookup, val[0])
-    t, n = tops(lookup.without_genes(_val_held_genes(units[0], val[1])), val[1])
-    thresholds = tuned_rule(val_tops + t, val_loci + n, val_truths)
     retrieval = units[0].ctx.reference is not None
-    found_tops, found_loci = [], []
+    preds, thresholds = [], {}
     for u in units:
-        settings = [(lookup, u.test_rows)]
+        full, novel, truths = tuning[u.column]
+        val_tops, val_loci = tops(lookup, full)
+        t, n = tops(lookup.without_genes(_val_held_genes(u, novel)), novel)
+        thresholds[u.column] = tuned_rule(val_tops + t, val_loci + n, truths)
+        found_tops, found_loci = tops(lookup, u.test_rows)
         if retrieval:
-            settings.append((lookup.without_genes(_held_genes(u)), _novel_rows(u)))
-        for lk, rows in settings:
-            t, n = tops(lk, rows)
-            found_tops += t
-            found_loci += n
+            t, n = tops(lookup.without_genes(_held_genes(u)), _novel_rows(u))
+            found_tops, found_loci = found_tops + t, found_loci + n
+        preds += rule_predictions(found_tops, found_loci, thresholds[u.column])
     t, n = tops(lookup, list(negs))
-    return rule_predictions(found_tops + t, found_loci + n, thresholds), thresholds
+    return preds + rule_predictions(t, n, thresholds[units[0].column]), thresholds
 
 
 def out_of_reference(ctx, units: Sequence) -> dict:
     """The "out_of_reference" section (`schema.OutOfReference`) of one evaluation: the model, the
-    tuned baselines and the floor on the first unit's test rows, their novel setting and negatives
-    of the test part of the reference. `units`: the evaluated units of one split (`systems.Unit`);
-    only the first is used (module doc)."""
+    tuned baselines and the floor on every unit's test rows and their novel setting, each unit
+    with its own model and its baselines' thresholds tuned on its own validation rows, and on
+    negatives of the test part of the reference made from the first unit's test rows (its model
+    and thresholds). `units`: the evaluated units of one split (`systems.Unit`; module doc)."""
     from llamadna.data.negatives import negative_rows
     from llamadna.data.paths import default_data_dir
 
     cfg, first = ctx.cfg, units[0]
-    units = [first]  # the thresholds are tuned on its validation rows: other folds' test genes
     data_dir = cfg.data_dir or default_data_dir()
-    tested = [r for u in units for r in u.test_rows]
-    negs = negative_rows(data_dir, tested, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
+    negs = negative_rows(data_dir, first.test_rows, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
     rows, model_preds = _model_rows(units, negs)
-    val_full, val_novel, val_truths = _validation(ctx, first, data_dir)
-    val = (val_full, val_novel)
+    tuning = {u.column: _validation(ctx, u, data_dir) for u in units}
     preds, thresholds, notes = {"model": model_preds}, {}, {}
     if ctx.reference is not None:
-        preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(
-            units, negs, val, val_truths)
+        preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(units, negs, tuning)
     if shutil.which("blastn") and shutil.which("makeblastdb"):
-        preds["blastn_tuned"], thresholds["blastn_tuned"] = _blastn_baseline(
-            units, negs, val, val_truths, data_dir)
+        preds["blastn_tuned"], thresholds["blastn_tuned"] = _blastn_baseline(units, negs, tuning, data_dir)
     else:
         log.warning("out of reference: BLAST+ not installed, no blastn baseline")
     systems = {}
@@ -534,8 +535,9 @@ def out_of_reference(ctx, units: Sequence) -> dict:
         systems[name] = score_outcomes(rows, p, cfg.n_boot, cfg.seed)
         notes[name] = BASELINES.get(name, "the model's outcome, gene and calibrated outcome confidence")
     validation = {}
-    if ctx.reference is not None:  # a retrieval model: its scores on the tuning rows
-        validation["validation_model"] = _validation_model(first, val, cfg.n_boot, cfg.seed)
+    if ctx.reference is not None:  # a retrieval model: its scores on the first unit's tuning rows
+        validation["validation_model"] = _validation_model(first, tuning[first.column][:2], cfg.n_boot,
+                                                           cfg.seed)
         validation["model_top_candidate"] = top_candidate_agreement(model_preds)
     versus = {name: model_versus(rows, model_preds, p, cfg.n_boot, cfg.seed)
               for name, p in preds.items() if name != "model"}
@@ -545,8 +547,9 @@ def out_of_reference(ctx, units: Sequence) -> dict:
                                                                     for k in TRUTH_KINDS if k in kinds))
     return {"split": first.split, "units": [u.column for u in units],
             "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds},
-            "validation_rows": len(val_full) + len(val_novel),
-            "thresholds": {k: thresholds_dict(t) for k, t in thresholds.items()},
+            "validation_rows": sum(len(full) + len(novel) for full, novel, _ in tuning.values()),
+            "thresholds": {k: {unit: thresholds_dict(t) for unit, t in per_unit.items()}
+                           for k, per_unit in thresholds.items()},
             "systems": systems, "notes": notes,
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
             "model_versus": versus, **validation}

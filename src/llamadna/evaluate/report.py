@@ -729,10 +729,11 @@ def _out_of_reference_html(section: dict) -> str:
     rows = ", ".join(f"{k} {_fmt(v)}" for k, v in section["rows"].items())
     out = ['<h2 id="out_of_reference">Out of reference</h2>',
            f'<p class="note">{_esc(section["split"])} ({_esc(", ".join(section["units"]))}): {_esc(rows)} '
-           "rows. gene = test rows (truth: their gene); novel = the same rows with their genes masked "
-           "out of the reference (right: any answer but a gene); the others are generated negatives "
-           "of the reference's test part. Baseline thresholds tuned on "
-           f"{_fmt(section['validation_rows'])} validation rows: "
+           "rows. gene = the test rows of every unit listed, each answered by its unit's model (truth: "
+           "their gene); novel = the same rows with their genes masked out of the reference (right: "
+           "any answer but a gene); the others are generated negatives of the reference's test part, "
+           "made from the first unit's test rows and answered by its model. Baseline thresholds tuned "
+           f"per unit on its own validation rows ({_fmt(section['validation_rows'])} in all): "
            f"{_esc(json.dumps(section['thresholds']))}.</p>"]
     cols = ("macro-F1", "95 % interval", "gene claimed (not a gene)", "novel: no gene", "AUROC")
     head = "<tr><th>system</th>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"

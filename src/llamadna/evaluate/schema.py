@@ -160,8 +160,9 @@ class OutOfReference(TypedDict):
     split: str
     units: list[str]
     rows: dict[str, int]  # truth kind -> rows
-    validation_rows: int  # rows the baselines' thresholds were tuned on
-    thresholds: dict[str, dict[str, Any]]  # baseline -> retrieve.outcome.Thresholds fields
+    validation_rows: int  # rows the baselines' thresholds were tuned on (every unit's)
+    # baseline -> unit column -> retrieve.outcome.Thresholds fields (tuned per unit)
+    thresholds: dict[str, dict[str, dict[str, Any]]]
     systems: dict[str, OutcomeScores]
     notes: dict[str, str]  # system -> what it is
     floor: FloorScore  # always "none"
