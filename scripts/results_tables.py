@@ -179,7 +179,12 @@ def _model_confidence(model: dict) -> list[str]:
 def out_of_reference(o: dict) -> list[str]:
     """The "out_of_reference" section: summary per system, gene claims per kind, the model's
     confidence, the confusion matrices, the tuned thresholds."""
-    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
+    from llamadna.evaluate.out_of_reference import (
+        per_unit_rows,
+        summary_rows,
+        validation_summary,
+        versus_summary,
+    )
 
     rows = ", ".join(f"{k} {v}" for k, v in o["rows"].items())
     units = ", ".join(o["units"])
@@ -191,6 +196,11 @@ def out_of_reference(o: dict) -> list[str]:
     for line in (validation_summary(o), versus_summary(o)):
         if line is not None:
             out += ["", line]
+    head, units = per_unit_rows(o)
+    if units:
+        out += ["", "Per unit: genic rows answered with their gene, novel rows with no gene:", "",
+                "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in units]
     out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
     out += _no_gene_rows(o)
     if o["systems"].get("model"):

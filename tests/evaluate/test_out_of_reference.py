@@ -298,6 +298,8 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
     assert "model_top_candidate" not in section and section["model_versus"] == {}  # no baseline here
     assert [r["gene_name"] for r in units[1].seen] == ["V"]  # its test row, no negative
     assert [r.get("gene_name") for r in units[0].seen] == ["A", "B", None, None]
+    assert section["per_unit"]["model"] == {"split_gene": {"gene": [0, 2], "novel_no_gene": [0, 0]},
+                                            "split_gene_fold1": {"gene": [0, 1], "novel_no_gene": [0, 0]}}
     assert section["validation_rows"] == 2 * (1 + 2 + 1)  # per unit: genic, negatives, genic as novel
     assert all(r[c] is None for u in units for r in u.seen for c in SPLASH_COLUMNS)
 
@@ -688,3 +690,31 @@ def test_evaluate_prints_the_out_of_reference_table():
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
     assert "The model on the 12 tuning rows (validation part" in cap.get()
+
+
+def test_per_unit_counts_each_folds_genes_and_novel_rows():
+    """`per_unit`: per unit, its genic rows answered with their gene and its novel rows answered
+    with no gene; negatives and rows of no unit are left out; the table shows them per unit only
+    where there are several units."""
+    from llamadna.evaluate.out_of_reference import _genic, _negative, per_unit, per_unit_rows
+    from llamadna.evaluate.report import _out_of_reference_html
+
+    rows = (_genic([_genic_row("A", 0), _genic_row("B", 1)], "gene", "split_gene")
+            + _genic([_genic_row("A", 0)], "novel", "split_gene")
+            + _genic([_genic_row("V", 9)], "gene", "split_gene_fold1")
+            + _genic([_genic_row("V", 9)], "novel", "split_gene_fold1")
+            + _negative([_neg("random", 0)], "test"))
+    preds = [_pred("gene", "A", 0.9), _pred("gene", "X", 0.9), _pred("similar"),  # split_gene
+             _pred("gene", "V", 0.9), _pred("gene", "V", 0.9), _pred("gene", "R", 0.9)]  # fold 1, a negative
+    got = per_unit(rows, preds)
+    assert got == {"split_gene": {"gene": [1, 2], "novel_no_gene": [1, 1]},
+                   "split_gene_fold1": {"gene": [1, 1], "novel_no_gene": [0, 1]}}
+    section = {**_section(), "units": ["split_gene", "split_gene_fold1"], "per_unit": {"model": got}}
+    assert missing_keys(section, OutOfReference) == []
+    head, table = per_unit_rows(section)
+    assert head == ["unit", "model: gene", "model: novel: no gene"]
+    assert table == [("split_gene", "1/2 = 50.0 %", "1/1 = 100.0 %"), ("split_gene_fold1", "1/1 = 100.0 %",
+                                                                         "0/1 = 0.0 %")]
+    assert "Per unit: genic rows answered with their gene" in _out_of_reference_html(section)
+    one = {**section, "units": ["split_gene"]}
+    assert per_unit_rows(one) == ([], []) and "Per unit" not in _out_of_reference_html(one)

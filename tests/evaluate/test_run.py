@@ -176,6 +176,8 @@ def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_pat
     oor = m["out_of_reference"]
     assert oor["units"] == res["units"] and oor["rows"]["gene"] == df.height
     assert all(list(t) == res["units"] for t in oor["thresholds"].values())
+    assert all(list(p) == res["units"] for p in oor["per_unit"].values())
+    assert sum(c["gene"][1] for c in oor["per_unit"]["model"].values()) == df.height
     b = m["benchmark"]["systems"]
     assert b["reference_lookup"]["all"]["gene"] == 1.0 and b["model"]["all"]["n"] == 1
 

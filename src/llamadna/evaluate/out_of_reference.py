@@ -30,6 +30,8 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   the model's AUROC of outcome_confidence for "outcome
   right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
   gene.
+- "per_unit", per system and unit: its genic rows answered with their gene and its novel rows
+  answered with no gene (`per_unit`), the spread from one fold's model and thresholds to another's;
 - "model_versus", per baseline: the model against it on the same rows (`model_versus`: rows only
   one of them gets right, the macro-F1 difference with a paired cluster-bootstrap interval); with
   a retrieval model, "model_top_candidate": how many of its gene answers name its top reference
@@ -241,6 +243,23 @@ def top_candidate_agreement(preds: Sequence[Mapping]) -> dict:
                                  for p in genes)}
 
 
+def per_unit(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dict[str, list[int]]]:
+    """Per unit (the rows' "unit": a fold), one system's genic test rows answered with their gene
+    and novel rows answered with no gene, as [right, rows] (`schema.UnitScores`): how much the
+    figures move from one fold's model and thresholds to another's."""
+    from llamadna.retrieve.outcome import outcome_correct
+
+    out: dict[str, dict[str, list[int]]] = {}
+    for r, o, g in zip(rows, *_answers(preds)[1:]):
+        if r.get("unit") is None or r["kind"] not in ("gene", "novel"):
+            continue
+        cell = out.setdefault(r["unit"], {"gene": [0, 0], "novel_no_gene": [0, 0]})
+        key = "gene" if r["kind"] == "gene" else "novel_no_gene"
+        cell[key][0] += bool(outcome_correct(o, g, r["truth"]))
+        cell[key][1] += 1
+    return out
+
+
 def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
     """The out-of-reference metrics of one system (`schema.OutcomeScores`).
 
@@ -343,12 +362,14 @@ def thresholds_dict(t) -> dict:
 # ------------------------------------------------------------------------------ one run
 
 
-def _genic(rows: Sequence[Mapping], kind: str) -> list[dict]:
-    """Dataset rows as out-of-reference rows: truth their gene ("gene") or no gene ("novel")."""
+def _genic(rows: Sequence[Mapping], kind: str, unit: str | None = None) -> list[dict]:
+    """Dataset rows as out-of-reference rows: truth their gene ("gene") or no gene ("novel");
+    `unit`: the unit whose test rows they are (`per_unit`)."""
     from llamadna.evaluate.predict import row_id
 
     outcome = "gene" if kind == "gene" else "novel"
     return [{"id": f"{kind}:{row_id(r)}", "kind": kind, "cluster": f"{r['build']}:{r['gene_name']}",
+             "unit": unit,
              "truth": {"outcome": outcome, "gene_name": r["gene_name"]}} for r in rows]
 
 
@@ -411,10 +432,10 @@ def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
     rows, preds = [], []
     retrieval = units[0].ctx.reference is not None
     for u in units:
-        rows += _genic(u.test_rows, "gene")
+        rows += _genic(u.test_rows, "gene", u.column)
         preds += u.annotate(MODEL, without_scores(u.test_rows))
         if retrieval:
-            rows += _genic(_novel_rows(u), "novel")
+            rows += _genic(_novel_rows(u), "novel", u.column)
             preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
     rows += _negative(negs, "test")
     preds += units[0].annotate(MODEL, without_scores(negs))
@@ -551,6 +572,7 @@ def out_of_reference(ctx, units: Sequence) -> dict:
             "thresholds": {k: {unit: thresholds_dict(t) for unit, t in per_unit.items()}
                            for k, per_unit in thresholds.items()},
             "systems": systems, "notes": notes,
+            "per_unit": {name: per_unit(rows, p) for name, p in preds.items()},
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
             "model_versus": versus, **validation}
 
@@ -605,6 +627,27 @@ def versus_summary(section: Mapping) -> str | None:
                      f"{top['gene_answers']} gene answers")
     return ("The model against each baseline on the same rows (paired cluster bootstrap): "
             + "; ".join(parts) + ".") if parts else None
+
+
+def _share(right_rows: Sequence[int] | None) -> str:
+    if not right_rows or not right_rows[1]:
+        return "\u2013"
+    k, n = right_rows
+    return f"{k}/{n} = {100 * k / n:.1f} %"
+
+
+def per_unit_rows(section: Mapping) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The "per_unit" table: its header (unit, then per system its genic rows answered with
+    their gene and its novel rows with no gene) and one row per unit; ([], []) for a section of
+    one unit (its figures are the summary's) or without "per_unit"."""
+    per = section.get("per_unit") or {}
+    if len(section["units"]) < 2 or not per:
+        return [], []
+    head = ["unit", *(f"{name}: {col}" for name in per for col in ("gene", "novel: no gene"))]
+    rows = [(unit, *(cell for name in per for cell in (_share(per[name].get(unit, {}).get("gene")),
+                                                       _share(per[name].get(unit, {}).get("novel_no_gene")))))
+            for unit in section["units"]]
+    return head, rows
 
 
 def summary_rows(section: Mapping) -> list[tuple[str, ...]]:

@@ -724,7 +724,12 @@ def _out_of_reference_html(section: dict) -> str:
     """The "Out of reference" section: macro-F1 against the tuned baselines and the floor, false
     gene claims and outcome accuracy per truth kind, confusion matrices, AUROC and the model's
     risk-coverage table and plot."""
-    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
+    from llamadna.evaluate.out_of_reference import (
+        per_unit_rows,
+        summary_rows,
+        validation_summary,
+        versus_summary,
+    )
 
     rows = ", ".join(f"{k} {_fmt(v)}" for k, v in section["rows"].items())
     out = ['<h2 id="out_of_reference">Out of reference</h2>',
@@ -743,6 +748,12 @@ def _out_of_reference_html(section: dict) -> str:
     for line in (validation_summary(section), versus_summary(section)):
         if line is not None:
             out.append(f'<p class="note">{_esc(line)}</p>')
+    head, units = per_unit_rows(section)
+    if units:
+        out.append("<h3>Per unit: genic rows answered with their gene, novel rows with no gene</h3><table>"
+                   + "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + "</tr>"
+                   + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in units)
+                   + "</table>")
     out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
                "of every row (a wrong gene is an error; a novel row counts as its answer's class "
                "unless that is a gene), interval: cluster bootstrap over genes (a negative "

@@ -156,6 +156,11 @@ class TopCandidate(TypedDict):
     top_candidate: int  # of which naming its top reference candidate's gene
 
 
+class UnitScores(TypedDict):
+    gene: list[int]  # [genic test rows answered with their gene, rows]
+    novel_no_gene: list[int]  # [novel rows answered with no gene, rows]
+
+
 class OutOfReference(TypedDict):
     split: str
     units: list[str]
@@ -167,6 +172,7 @@ class OutOfReference(TypedDict):
     notes: dict[str, str]  # system -> what it is
     floor: FloorScore  # always "none"
     model_versus: NotRequired[dict[str, Versus]]  # per baseline (absent in older metrics.json)
+    per_unit: NotRequired[dict[str, dict[str, UnitScores]]]  # system -> unit -> scores
     # retrieval models: the model on the baselines' tuning rows (validation part), to choose on
     validation_model: NotRequired[OutcomeScores]
     model_top_candidate: NotRequired[TopCandidate]  # retrieval models
