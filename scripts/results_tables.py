@@ -206,9 +206,12 @@ def out_of_reference(o: dict) -> list[str]:
     if o["systems"].get("model"):
         out += _model_confidence(o["systems"]["model"])
     out += _confusions(o)
+    # per baseline and unit; a metrics.json before 2026-12-05 has one set per baseline
+    by_unit = {k: t if all(isinstance(v, dict) for v in t.values()) else {o["units"][0]: t}
+               for k, t in o["thresholds"].items()}
     out += ["", "Thresholds tuned on each unit's validation rows: " + "; ".join(
         f"{k} ({unit}): " + ", ".join(f"{a} {b}" for a, b in t.items())
-        for k, per_unit in o["thresholds"].items() for unit, t in per_unit.items())]
+        for k, units in by_unit.items() for unit, t in units.items())]
     return out
 
 

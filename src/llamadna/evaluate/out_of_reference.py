@@ -569,8 +569,8 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     return {"split": first.split, "units": [u.column for u in units],
             "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds},
             "validation_rows": sum(len(full) + len(novel) for full, novel, _ in tuning.values()),
-            "thresholds": {k: {unit: thresholds_dict(t) for unit, t in per_unit.items()}
-                           for k, per_unit in thresholds.items()},
+            "thresholds": {k: {unit: thresholds_dict(t) for unit, t in by_unit.items()}
+                           for k, by_unit in thresholds.items()},
             "systems": systems, "notes": notes,
             "per_unit": {name: per_unit(rows, p) for name, p in preds.items()},
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
