@@ -217,17 +217,22 @@ def _answers(preds: Sequence[Mapping]) -> tuple[list[str], list[str | None], lis
     return labels, [o if o != UNPARSED else None for o in labels], [p.get("gene") for p in preds]
 
 
+def _right(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> list[bool]:
+    """Per row, whether the system's answer is right (`outcome_correct` against the row's truth)."""
+    from llamadna.retrieve.outcome import outcome_correct
+
+    _, answers, genes = _answers(preds)
+    return [bool(outcome_correct(o, g, r["truth"])) for o, g, r in zip(answers, genes, rows)]
+
+
 def model_versus(rows: Sequence[Mapping], model: Sequence[Mapping], other: Sequence[Mapping],
                  n_boot: int, seed: int) -> dict:
     """The model against another system on the same rows (`schema.Versus`): the rows only the
     model gets right, those only the other gets right, and the macro-F1 difference (model minus
     other) with its paired cluster-bootstrap interval."""
-    from llamadna.retrieve.outcome import outcome_correct
-
     truths, clusters = [r["truth"] for r in rows], [r["cluster"] for r in rows]
     a, b = _answers(model)[1:], _answers(other)[1:]
-    right_a = [outcome_correct(o, g, t) for o, g, t in zip(*a, truths)]
-    right_b = [outcome_correct(o, g, t) for o, g, t in zip(*b, truths)]
+    right_a, right_b = _right(rows, model), _right(rows, other)
     diff, iv = macro_f1_difference(a, b, truths, clusters, n_boot, seed)
     return {"model_only": sum(x and not y for x, y in zip(right_a, right_b)),
             "other_only": sum(y and not x for x, y in zip(right_a, right_b)),
@@ -247,15 +252,13 @@ def per_unit(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dic
     """Per unit (the rows' "unit": a fold), one system's genic test rows answered with their gene
     and novel rows answered with no gene, as [right, rows] (`schema.UnitScores`): how much the
     figures move from one fold's model and thresholds to another's."""
-    from llamadna.retrieve.outcome import outcome_correct
-
     out: dict[str, dict[str, list[int]]] = {}
-    for r, o, g in zip(rows, *_answers(preds)[1:]):
+    for r, ok in zip(rows, _right(rows, preds)):
         if r.get("unit") is None or r["kind"] not in ("gene", "novel"):
             continue
         cell = out.setdefault(r["unit"], {"gene": [0, 0], "novel_no_gene": [0, 0]})
         key = "gene" if r["kind"] == "gene" else "novel_no_gene"
-        cell[key][0] += bool(outcome_correct(o, g, r["truth"]))
+        cell[key][0] += ok
         cell[key][1] += 1
     return out
 
@@ -268,11 +271,9 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     preds : {"outcome" (or "annotation" to read it from), "gene", "outcome_confidence",
         "gene_confidence"} per row (the confidences None or absent for a system without them).
     """
-    from llamadna.retrieve.outcome import outcome_correct
-
     kinds = [r["kind"] for r in rows]
     outcomes, answers, genes = _answers(preds)
-    right = [outcome_correct(o, g, r["truth"]) for o, g, r in zip(answers, genes, rows)]
+    right = _right(rows, preds)
     conf = [p.get("outcome_confidence") for p in preds]
     has_conf = any(c is not None for c in conf)  # decided once per system
     gene_conf = [p.get("gene_confidence") for p in preds] if has_conf else None
