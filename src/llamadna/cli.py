@@ -603,6 +603,9 @@ def train_cmd(
         help="With --index: share of training examples replaced by a sequence of no gene (random, "
              "shuffled, foreign, intergenic, similar, repeat; from the training part of the "
              "reference), whose target says what the evidence shows.")] = TrainConfig.negative_rate,
+    decision_weight: Annotated[float, typer.Option(
+        help="How many times the target tokens of the words that decide a sentence's outcome (gene, "
+             "intergenic, repeat, similar, none) count in the LM loss.")] = TrainConfig.decision_weight,
     llm_training: Annotated[str | None, typer.Option(
         help="lora or full (default: full for tiny, whose LLM is ours; lora for full).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,

@@ -6,6 +6,7 @@ from llamadna.data.template import (
     SENTENCE_FIELDS,
     annotation_expr,
     annotation_sentence,
+    deciding_end,
     distance_text,
     flank_text,
     intergenic_sentence,
@@ -172,6 +173,21 @@ def test_outcome_is_decided_on_a_prefix_and_never_changes(name):
     assert set(seen[first:]) == {outcome}
     # decided by the opening words, well before the sentence ends
     assert first < 60
+
+
+@pytest.mark.parametrize("name", OUTCOME_SENTENCES)
+def test_deciding_end_is_where_the_outcome_becomes_decided(name):
+    text, _ = OUTCOME_SENTENCES[name]
+    end = deciding_end(text)
+    # the shortest prefix that decides the outcome: one character less decides nothing
+    assert outcome_of(text[:end]) == name.split("-")[0]
+    assert outcome_of(text[: end - 1]) is None
+
+
+def test_deciding_end_of_text_of_no_outcome():
+    assert deciding_end("It is part of the ClinVar dataset.") == 0
+    assert deciding_end("") == 0
+    assert POSTER[: deciding_end(POSTER)] == "This sequence is part of chr1 chromosome part of"
 
 
 def test_gene_and_intergenic_are_told_apart_only_after_the_chromosome():

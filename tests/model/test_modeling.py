@@ -101,6 +101,50 @@ def test_labels_only_on_target_and_padding_masks():
         assert torch.allclose(m(**batch1).lm_loss, lone, atol=1e-5)
 
 
+def test_decision_mask_marks_the_words_that_decide_the_outcome():
+    from llamadna.constants import NONE_SENTENCE
+
+    proc = make_processor()
+    rs = rows(2)
+    targets = [rs[0]["Annotation"], NONE_SENTENCE]
+    b = proc(rs, targets=targets)
+    mask, lab = b["decision_mask"], b["labels"]
+    assert not (mask & (lab == -100)).any()  # only target tokens, never the prompt or padding
+    tt = proc.text_tokenizer
+    for i, t in enumerate(targets):
+        decided = tt.decode(lab[i][mask[i]].tolist()).strip()
+        assert t.startswith(decided) and decided
+        # the first target tokens, up to the words that decide: "... chromosome part of"
+        start = int((lab[i] != -100).nonzero()[0])
+        assert mask[i].nonzero().flatten().tolist() == list(range(start, start + int(mask[i].sum())))
+    assert tt.decode(lab[0][mask[0]].tolist()).strip().endswith("chromosome part of")
+    assert "decision_mask" not in proc(rs)  # no targets: nothing to weigh
+
+
+@pytest.mark.parametrize("copy_head", [False, True])
+def test_decision_weight_weighs_the_deciding_tokens_only(copy_head):
+    rs = rows(2)
+    proc = make_processor()
+    b = proc(rs, targets=[r["Annotation"] for r in rs])
+    plain = make_model(copy_head=copy_head).eval()
+    with torch.no_grad():
+        base = plain(**b).lm_loss
+        # weight 1, or no mask: the plain mean over the target tokens
+        assert torch.equal(plain(**{k: v for k, v in b.items() if k != "decision_mask"}).lm_loss, base)
+        heavy = make_model(copy_head=copy_head, decision_weight=5.0).eval()
+        heavy.load_state_dict(plain.state_dict())
+        weighted = heavy(**b).lm_loss
+        # the same per-token losses, recombined by hand: deciding tokens count five times
+        out = plain(**b).logits  # log-probabilities (B, T-1, V) with the copy head
+        logp = (out if copy_head else out[:, :-1].float().log_softmax(-1)).flatten(0, 1)
+        gold = b["labels"][:, 1:].flatten()
+        keep = gold != -100
+        nll = -logp[keep].gather(1, gold[keep, None]).squeeze(1)
+        w = 1 + 4 * b["decision_mask"][:, 1:].flatten()[keep].float()
+    assert torch.allclose(weighted, (nll * w).sum() / w.sum(), atol=1e-5)
+    assert not torch.allclose(weighted, base)
+
+
 def test_long_sequences_are_chunked_not_truncated():
     m = make_model(chunk=16).eval()
     proc = make_processor(chunk=16)

@@ -121,6 +121,8 @@ def test_config_errors():
     with pytest.raises(ConfigError, match=r"negative_rate must be in \[0, 1\], got 1.5"):
         TrainConfig(dataset="d", out="o", encoder="e", negative_rate=1.5)
     assert TrainConfig(dataset="d", out="o", encoder="e").negative_rate == 0.4
+    with pytest.raises(ConfigError, match="--decision-weight must be > 0, got 0"):
+        TrainConfig(dataset="d", out="o", encoder="e", decision_weight=0)
 
 
 def test_a_config_from_before_negatives_reads_as_trained_without_them(tmp_path):
@@ -130,12 +132,16 @@ def test_a_config_from_before_negatives_reads_as_trained_without_them(tmp_path):
 
     from llamadna.train.cache import saved_config
 
-    raw = asdict(TrainConfig(dataset="d", out="o", encoder="e"))
+    raw = asdict(TrainConfig(dataset="d", out="o", encoder="e", decision_weight=3.0))
     (tmp_path / "new.json").write_text(json.dumps(raw))
     raw.pop("negative_rate")
+    raw.pop("decision_weight")
     (tmp_path / "old.json").write_text(json.dumps(raw))
     assert saved_config(tmp_path / "old.json")["negative_rate"] == 0.0
     assert saved_config(tmp_path / "new.json")["negative_rate"] == TrainConfig.negative_rate == 0.4
+    # nor with deciding tokens weighed: every target token alike, whatever today's default
+    assert saved_config(tmp_path / "old.json")["decision_weight"] == 1.0
+    assert saved_config(tmp_path / "new.json")["decision_weight"] == 3.0
 
 
 def test_class_loss_leaves_out_rows_without_a_source_class():

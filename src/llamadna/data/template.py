@@ -260,6 +260,14 @@ def outcome_of(text: str | None) -> str | None:
     return min(found)[1] if found else None
 
 
+def deciding_end(text: str) -> int:
+    """Where the words that decide `text`'s outcome end (a character offset of `text` as written:
+    "This sequence resembles| part of ..."); 0 when no outcome's words are in it. Training weighs
+    the tokens up to there (`LlamaDNAConfig.decision_weight`)."""
+    found = [(m.start(), m.end()) for rx in _OUTCOME_WORDS.values() if (m := rx.search(text))]
+    return min(found)[1] if found else 0
+
+
 def _flank_gene(text: str | None) -> str | None:
     value = _clean(text)
     if value is None:

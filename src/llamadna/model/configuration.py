@@ -25,6 +25,8 @@ class LlamaDNAConfig(PreTrainedConfig):
     dna_placeholder_id : text-token id of `<dna>`, one per projected DNA state in the prompt.
     class_labels : source-database classes of the classification head.
     cls_loss_weight : weight of the classification loss added to the LM loss.
+    decision_weight : how many times a target token of the words that decide its sentence's
+        outcome (gene, intergenic, repeat, similar, none) counts in the LM loss; 1: as any token.
     prompt_mode : "leak-free" (sequence + SPLASH) or "seed-faithful" (adds gene metadata).
     encoder_training : "frozen" (default), "full", or "lora" (LoRA on the encoder's attention).
     llm_training : "lora" (default: LoRA adapters on the frozen LLM, peft) or "full" (every
@@ -53,6 +55,7 @@ class LlamaDNAConfig(PreTrainedConfig):
     dna_placeholder_id: int = 0
     class_labels: list[str] | tuple[str, ...] = DEFAULT_SOURCES
     cls_loss_weight: float = 0.5
+    decision_weight: float = 1.0
     prompt_mode: str = "leak-free"
     encoder_training: str = "frozen"
     llm_training: str = "lora"

@@ -248,7 +248,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
         prompt_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-        class_labels: torch.Tensor | None = None, **kwargs,
+        class_labels: torch.Tensor | None = None, decision_mask: torch.Tensor | None = None, **kwargs,
     ) -> LlamaDNAOutput:
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
         out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
@@ -262,10 +262,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             if self.copy_head is not None:  # next-token log-probabilities with copying
                 copyable = self.copyable(input_ids, prompt_mask, attention_mask)
                 logits = teacher_forced_log_probs(self.copy_head, logits, hidden, input_ids, copyable)
-                lm_loss = F.nll_loss(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
-            else:
-                lm_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                          ignore_index=IGNORE_INDEX)
+            lm_loss = self._lm_loss(logits, labels, decision_mask)
             loss = lm_loss
         if class_labels is not None:
             # rows without a source class (negatives: IGNORE_INDEX) are left out; 0 when none has one
@@ -274,6 +271,25 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             loss = cls_loss * self.config.cls_loss_weight + (loss if loss is not None else 0)
         return LlamaDNAOutput(loss=loss, lm_loss=lm_loss, cls_loss=cls_loss, logits=logits,
                               cls_logits=cls_logits)
+
+    def _lm_loss(self, logits: torch.Tensor, labels: torch.Tensor, decision_mask: torch.Tensor | None):
+        """The mean next-token loss over the target tokens; with config.decision_weight != 1 and a
+        `decision_mask` (the processor's: the words that decide each target's outcome), a weighted
+        mean in which those tokens count decision_weight times. `logits`: log-probabilities
+        (B, T-1, V) with the copy head, else the LM's logits (B, T, V)."""
+        gold = labels[:, 1:].flatten()
+        weighted = decision_mask is not None and self.config.decision_weight != 1
+        reduction = "none" if weighted else "mean"
+        if self.copy_head is not None:
+            loss = F.nll_loss(logits.flatten(0, 1), gold, ignore_index=IGNORE_INDEX, reduction=reduction)
+        else:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), gold, ignore_index=IGNORE_INDEX,
+                                   reduction=reduction)
+        if not weighted:
+            return loss
+        extra = (self.config.decision_weight - 1) * decision_mask[:, 1:].flatten()
+        weight = (gold != IGNORE_INDEX) * (1 + extra)
+        return (loss * weight).sum() / weight.sum().clamp(min=1)
 
     def copyable(self, input_ids: torch.Tensor, prompt_mask, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) the prompt's text tokens the copy head may copy."""

@@ -53,7 +53,7 @@ from llamadna.constants import (
     PROMPT_MODES,
     RETRIEVAL_K,
 )
-from llamadna.data.template import band_word, flank_text
+from llamadna.data.template import band_word, deciding_end, flank_text
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.text import read_json_object
 from llamadna.model.safe_loading import load_tokenizer
@@ -165,6 +165,12 @@ class LlamaDNAProcessor:
     def _text_ids(self, text: str) -> list[int]:
         return self.text_tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def deciding(self, target: str) -> int:
+        """How many of a target sentence's tokens (as `__call__` tokenizes it) are the words that
+        decide its outcome (`data.template.deciding_end`); 0 for a sentence of no outcome."""
+        end = deciding_end(target)
+        return len(self._text_ids(" " + target[:end])) if end else 0
+
     def prompt_parts(self, row: dict) -> tuple[str, str]:
         """Text before and after the DNA placeholders."""
         after = f" {splash_text(row)}." if self.use_splash else ""
@@ -205,7 +211,8 @@ class LlamaDNAProcessor:
         with_dna : False builds the no-DNA baseline's prompt (no placeholders, no encoder input);
             default: the processor's `use_dna`.
 
-        Returns input_ids, attention_mask, prompt_mask (B, T); labels (B, T) when targets;
+        Returns input_ids, attention_mask, prompt_mask (B, T); labels and decision_mask (B, T) when
+        targets (decision_mask: the target tokens of the words that decide its outcome, `deciding`);
         class_labels (B,) when class_ids; dna_input_ids, dna_attention_mask (C, L) with chunks
         in sample order.
         """
@@ -216,7 +223,7 @@ class LlamaDNAProcessor:
             ch = self.dna_chunks(row["Sequence"]) if with_dna else []
             chunks.extend(ch)
             seqs.append(sum(len(c) for c in ch))
-        ids, labels, pmask = [], [], []
+        ids, labels, pmask, decide = [], [], [], []
         for i, row in enumerate(rows):
             before, after = self.prompt_parts(row)
             p = ([tt.bos_token_id] + self._text_ids(before) + [self.placeholder_id] * seqs[i]
@@ -225,6 +232,8 @@ class LlamaDNAProcessor:
             ids.append(p + t)
             labels.append([IGNORE_INDEX] * len(p) + t)
             pmask.append([1] * len(p) + [0] * len(t))
+            n = 0 if targets is None else min(self.deciding(targets[i]), len(t))
+            decide.append([0] * len(p) + [1] * n + [0] * (len(t) - n))
         T = max(len(x) for x in ids)
 
         def pad(seq: list[int], value: int) -> list[int]:
@@ -238,6 +247,7 @@ class LlamaDNAProcessor:
         }
         if targets is not None:
             out["labels"] = torch.tensor([pad(x, IGNORE_INDEX) for x in labels])
+            out["decision_mask"] = torch.tensor([pad(x, 0) for x in decide], dtype=torch.bool)
         if class_ids is not None:
             out["class_labels"] = torch.tensor(list(class_ids), dtype=torch.long)
         if with_dna:

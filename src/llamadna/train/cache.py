@@ -86,10 +86,12 @@ class TrainedModels:
 def saved_config(path: Path) -> dict:
     """A train_config.json with the settings added since it was written at the values it was
     trained with: no `llm_training` = LoRA on the LLM (the only mode then), no `negative_rate` =
-    no negatives (issue 29), then every other later setting at its default (TrainConfig's)."""
+    no negatives (issue 29), no `decision_weight` = every target token alike, then every other
+    later setting at its default (TrainConfig's)."""
     raw = json.loads(path.read_text())
     raw.setdefault("llm_training", "lora")
     raw.setdefault("negative_rate", 0.0)
+    raw.setdefault("decision_weight", 1.0)
     return asdict(TrainConfig(**raw))
 
 

@@ -101,6 +101,9 @@ class TrainConfig:
     lora_alpha: int = LORA_ALPHA
     lora_dropout: float = LORA_DROPOUT
     cls_loss_weight: float = 0.5  # the source-class loss, added to the LM loss
+    # how many times the target tokens of the words that decide a sentence's outcome ("This sequence
+    # is part of chr1 chromosome part of", "... resembles", "... is a repeat") count in the LM loss
+    decision_weight: float = 1.0
     # tiny preset: the text tokenizer and the LLM's own text pretraining (stage 1)
     text_vocab_size: int = 2048
     llm_pretrain_steps: int = 300
@@ -150,6 +153,8 @@ class TrainConfig:
                      "evidence_pseudo", "evidence_truncate", "negative_rate", "splash_hide"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.decision_weight <= 0:
+            raise ConfigError(f"--decision-weight must be > 0, got {self.decision_weight}")
         if self.calibration_rows < 1:
             raise ConfigError(f"calibration_rows must be >= 1, got {self.calibration_rows}")
         if self.evidence_k < 1:

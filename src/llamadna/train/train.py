@@ -229,7 +229,7 @@ def build_model(cfg: TrainConfig, train_rows: list[dict], labels: list[str],
     overrides = dict(
         projector_type=cfg.projector_type, encoder_training=cfg.encoder_training, lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, cls_loss_weight=cfg.cls_loss_weight,
-        llm_training=cfg.llm_mode, copy_head=cfg.copy_mode,
+        decision_weight=cfg.decision_weight, llm_training=cfg.llm_mode, copy_head=cfg.copy_mode,
     )
     prompt = dict(prompt_mode=cfg.prompt_mode, use_dna=cfg.use_dna, use_splash=cfg.use_splash,
                   retrieval=cfg.index is not None, evidence_k=cfg.evidence_k,
