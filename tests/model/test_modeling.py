@@ -107,7 +107,7 @@ def test_decision_mask_marks_the_words_that_decide_the_outcome():
     proc = make_processor()
     rs = rows(2)
     targets = [rs[0]["Annotation"], NONE_SENTENCE]
-    b = proc(rs, targets=targets)
+    b = proc(rs, targets=targets, decision_mask=True)
     mask, lab = b["decision_mask"], b["labels"]
     assert not (mask & (lab == -100)).any()  # only target tokens, never the prompt or padding
     tt = proc.text_tokenizer
@@ -119,13 +119,16 @@ def test_decision_mask_marks_the_words_that_decide_the_outcome():
         assert mask[i].nonzero().flatten().tolist() == list(range(start, start + int(mask[i].sum())))
     assert tt.decode(lab[0][mask[0]].tolist()).strip().endswith("chromosome part of")
     assert "decision_mask" not in proc(rs)  # no targets: nothing to weigh
+    # only when asked for (training): scoring sentences at annotation time does not tokenize it
+    assert "decision_mask" not in proc(rs, targets=targets)
+    assert "decision_mask" not in proc(rs, decision_mask=True)
 
 
 @pytest.mark.parametrize("copy_head", [False, True])
 def test_decision_weight_weighs_the_deciding_tokens_only(copy_head):
     rs = rows(2)
     proc = make_processor()
-    b = proc(rs, targets=[r["Annotation"] for r in rs])
+    b = proc(rs, targets=[r["Annotation"] for r in rs], decision_mask=True)
     plain = make_model(copy_head=copy_head).eval()
     with torch.no_grad():
         base = plain(**b).lm_loss

@@ -255,17 +255,22 @@ def outcome_of(text: str | None) -> str | None:
     """
     if not text:
         return None
-    norm = " ".join(text.split())
-    found = [(m.start(), name) for name, rx in _OUTCOME_WORDS.items() if (m := rx.search(norm))]
-    return min(found)[1] if found else None
+    first = _first_outcome(" ".join(text.split()))
+    return first[0] if first else None
 
 
 def deciding_end(text: str) -> int:
     """Where the words that decide `text`'s outcome end (a character offset of `text` as written:
     "This sequence resembles| part of ..."); 0 when no outcome's words are in it. Training weighs
     the tokens up to there (`LlamaDNAConfig.decision_weight`)."""
-    found = [(m.start(), m.end()) for rx in _OUTCOME_WORDS.values() if (m := rx.search(text))]
-    return min(found)[1] if found else 0
+    first = _first_outcome(text)
+    return first[1].end() if first else 0
+
+
+def _first_outcome(text: str) -> tuple[str, re.Match] | None:
+    """The outcome whose deciding words come first in `text`, and their match; None if none do."""
+    found = [(m.start(), name, m) for name, rx in _OUTCOME_WORDS.items() if (m := rx.search(text))]
+    return min(found, key=lambda f: f[:2])[1:] if found else None
 
 
 def _flank_gene(text: str | None) -> str | None:

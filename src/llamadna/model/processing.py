@@ -165,11 +165,13 @@ class LlamaDNAProcessor:
     def _text_ids(self, text: str) -> list[int]:
         return self.text_tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def deciding(self, target: str) -> int:
-        """How many of a target sentence's tokens (as `__call__` tokenizes it) are the words that
-        decide its outcome (`data.template.deciding_end`); 0 for a sentence of no outcome."""
+    def deciding(self, target: str, prompt: int, length: int) -> list[int]:
+        """A decision_mask row: 1 on the first of a target's `length` tokens (as `__call__`
+        tokenizes it, after `prompt` tokens of prompt) that are the words deciding its outcome
+        (`data.template.deciding_end`), 0 elsewhere (all 0 for a sentence of no outcome)."""
         end = deciding_end(target)
-        return len(self._text_ids(" " + target[:end])) if end else 0
+        n = min(len(self._text_ids(" " + target[:end])), length) if end else 0
+        return [0] * prompt + [1] * n + [0] * (length - n)
 
     def prompt_parts(self, row: dict) -> tuple[str, str]:
         """Text before and after the DNA placeholders."""
@@ -201,7 +203,7 @@ class LlamaDNAProcessor:
     def __call__(
         self, rows: Sequence[dict], targets: Sequence[str] | None = None,
         class_ids: Sequence[int] | None = None, padding_side: str = "right",
-        with_dna: bool | None = None,
+        with_dna: bool | None = None, decision_mask: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Batch of model inputs.
 
@@ -210,9 +212,10 @@ class LlamaDNAProcessor:
         padding_side : "right" for training, "left" for generation.
         with_dna : False builds the no-DNA baseline's prompt (no placeholders, no encoder input);
             default: the processor's `use_dna`.
+        decision_mask : with targets (training), also the target tokens that decide each outcome.
 
-        Returns input_ids, attention_mask, prompt_mask (B, T); labels and decision_mask (B, T) when
-        targets (decision_mask: the target tokens of the words that decide its outcome, `deciding`);
+        Returns input_ids, attention_mask, prompt_mask (B, T); labels (B, T) when targets, and
+        decision_mask (B, T, `deciding`) when asked;
         class_labels (B,) when class_ids; dna_input_ids, dna_attention_mask (C, L) with chunks
         in sample order.
         """
@@ -232,8 +235,8 @@ class LlamaDNAProcessor:
             ids.append(p + t)
             labels.append([IGNORE_INDEX] * len(p) + t)
             pmask.append([1] * len(p) + [0] * len(t))
-            n = 0 if targets is None else min(self.deciding(targets[i]), len(t))
-            decide.append([0] * len(p) + [1] * n + [0] * (len(t) - n))
+            if targets is not None and decision_mask:
+                decide.append(self.deciding(targets[i], len(p), len(t)))
         T = max(len(x) for x in ids)
 
         def pad(seq: list[int], value: int) -> list[int]:
@@ -247,6 +250,7 @@ class LlamaDNAProcessor:
         }
         if targets is not None:
             out["labels"] = torch.tensor([pad(x, IGNORE_INDEX) for x in labels])
+        if decide:
             out["decision_mask"] = torch.tensor([pad(x, 0) for x in decide], dtype=torch.bool)
         if class_ids is not None:
             out["class_labels"] = torch.tensor(list(class_ids), dtype=torch.long)

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from llamadna import __version__
+from llamadna import package_versions
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.corpus import reference_windows
 from llamadna.errors import ConfigError, InputError
@@ -347,8 +346,7 @@ def pretrain_encoder(
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     record = {
         "config": asdict(cfg), "data_dir": str(Path(data_dir).resolve()), **stats,
-        "versions": {"llamadna": __version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__},
+        "versions": package_versions(),
     }
     save_encoder(out_dir, mlm, tokenizer, record)
     summary = {k: v for k, v in stats.items() if k not in ("contrastive_loss_curve",)}

@@ -146,7 +146,7 @@ class Batches:
             rows, targets = self.sampler.train_batch(rows, np.random.default_rng([self.seed, 7, *key]))
         # a negative has no source class: IGNORE_INDEX, which the class loss leaves out
         ids = [IGNORE_INDEX if r.get("Dataset") is None else self.class_index[r["Dataset"]] for r in rows]
-        b = self.processor(rows, targets=targets, class_ids=ids)
+        b = self.processor(rows, targets=targets, class_ids=ids, decision_mask=True)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
