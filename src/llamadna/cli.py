@@ -46,7 +46,7 @@ from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildConfig
 from llamadna.data.fetch import FetchConfig
 from llamadna.data.simulate import SimulateConfig
-from llamadna.errors import ConfigError, DataDirError, InputError
+from llamadna.errors import ConfigError, DataDirError, InputError, RankError
 from llamadna.evaluate.config import EvalConfig
 from llamadna.evaluate.systems import SYSTEM_NAMES
 from llamadna.retrieve.config import (
@@ -114,6 +114,9 @@ def _errors() -> Iterator[None]:
         console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True,
                       highlight=False)
         raise typer.Exit(2) from None
+    except RankError as exc:
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
 
 
 Convert = Callable[[Any], Any] | str | tuple[str, Callable[[Any], Any]]

@@ -89,6 +89,10 @@ BUILDS = ("GRCh38", "GRCh37")
 BUILD_FILE_TAGS = {"GRCh38": "", "GRCh37": ".grch37"}
 
 ENV_DATA = "LLAMADNA_DATA"
+# Sharded runs on CPUs of one machine (annotate.distributed): the ranks are forks of local rank 0,
+# sharing its model and index, unless this variable says 0 / false
+ENV_FORK_RANKS = "LLAMADNA_FORK_RANKS"
+FORK_RANKS = True
 
 # ---- model
 IGNORE_INDEX = -100  # label value ignored by the LM loss (prompt, DNA slots, padding)

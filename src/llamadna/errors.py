@@ -45,6 +45,11 @@ class ConfigError(ValueError):
     """
 
 
+class RankError(RuntimeError):
+    """Another process of a sharded run failed (killed, or its own error, which it printed): the
+    CLI says which in one line and exits 1; the finished parts stay for --resume."""
+
+
 def refuse_link_loop(path: str | Path) -> None:
     """InputError when `path` is a symbolic link loop (a link that leads back to itself, directly
     or through others), which would otherwise read as a missing file; anything else is left to

@@ -1,9 +1,11 @@
 """Sharded runs (annotate.distributed): one process and torchrun's two write the same bytes; a
 killed rank's run resumes, recomputing only its unfinished parts; another run's parts are refused.
 
-The torchrun tests share one small trained retrieval model and its index (a module fixture:
-the index is served to the second rank by the first one's search service) and run every
-process with one thread (OMP_NUM_THREADS=1), as byte-identity needs the same threads."""
+The torchrun tests share one small trained retrieval model and its index (a module fixture)
+and run every process with one thread (OMP_NUM_THREADS=1), as byte-identity needs the same
+threads. On CPUs of one machine the second rank is a fork of the first (the default); one test
+turns the forks off (LLAMADNA_FORK_RANKS=0): two launched processes, the index served to the
+second by the first one's search service."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import pytest
 from typer.testing import CliRunner
 
 from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
-from llamadna.annotate.distributed import ModelLoader
-from llamadna.constants import PREDICTION_COLUMNS
+from llamadna.annotate.distributed import ModelLoader, Runtime
+from llamadna.constants import ENV_FORK_RANKS, PREDICTION_COLUMNS
 from llamadna.errors import ConfigError
 from tests.annotate.stubs import StubModel, StubProcessor
 from tests.conftest import model_workspace
@@ -150,9 +152,10 @@ def trained(tmp_path_factory, bundle_factory):
     return root
 
 
-def _cli(root, command: str, *args: str, nproc: int = 2) -> tuple[subprocess.CompletedProcess, float]:
+def _cli(root, command: str, *args: str, nproc: int = 2, env: dict | None = None
+         ) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.perf_counter()
-    r = torchrun_cli(command, *args, "--model", str(root / "model"), nproc=nproc)
+    r = torchrun_cli(command, *args, "--model", str(root / "model"), nproc=nproc, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return r, time.perf_counter() - t0
 
@@ -180,11 +183,49 @@ def test_two_processes_write_the_bytes_of_one(trained, tmp_path, fmt):
     assert one["tiles"] > N_SEQS and one["all_n_tiles"] == 1
     text = " ".join(r.stdout.split() + r.stderr.split())
     assert "process 0:" in text and "process 1:" in text and f"0 parts reused, {one['parts']} computed" in text
+    assert "ranks 1-1: forks of rank 0" in text  # CPUs of one machine: the second rank is a fork
     assert not (tmp_path / f"two.{fmt}.parts").exists()
     rate = re.search(r"annotated \d+ records \(\d+ tiles of <= \d+ bases\) in ([\d.]+) s \(([\d.]+) tiles/s\)", text)
     print(f"{fmt}: {one['tiles']} tiles, one process {one['seconds']} s ({one['tiles_per_s']} tiles/s; "
           f"{alone:.1f} s with the model load), two processes {rate[1]} s ({rate[2]} tiles/s; {both:.1f} s "
           "with torchrun's start)")
+
+
+@pytest.mark.slow
+def test_two_launched_processes_without_forks_write_the_bytes_of_one(trained, tmp_path):
+    """LLAMADNA_FORK_RANKS=0: each launched process is a rank, rank 1 searching through rank 0's
+    search service (the path GPUs and several machines take)."""
+    root = trained
+    _one_process(root, tmp_path / "one.jsonl")
+    r, _ = _cli(root, "annotate", *_annotate_args(root, tmp_path / "two.jsonl"), env={ENV_FORK_RANKS: "0"})
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    text = " ".join(r.stdout.split() + r.stderr.split())
+    assert "process 0:" in text and "process 1:" in text
+    assert "forks of rank 0" not in text
+
+
+@pytest.mark.parametrize(("env", "world", "forks"), [
+    ({"ACCELERATE_USE_CPU": "true", "LOCAL_WORLD_SIZE": "2"}, 2, True),
+    ({"ACCELERATE_USE_CPU": "1", "LOCAL_WORLD_SIZE": "4"}, 4, True),
+    ({"ACCELERATE_USE_CPU": "true", "LOCAL_WORLD_SIZE": "2", ENV_FORK_RANKS: "0"}, 2, False),
+    ({"ACCELERATE_USE_CPU": "true", "LOCAL_WORLD_SIZE": "2"}, 4, False),  # two machines
+    ({"LOCAL_WORLD_SIZE": "2"}, 2, False),  # GPUs
+    ({"ACCELERATE_USE_CPU": "true", "LOCAL_WORLD_SIZE": "1"}, 1, False),  # one process
+])
+def test_cpu_ranks_of_one_machine_are_forks_unless_turned_off(monkeypatch, env, world, forks):
+    from llamadna.annotate.distributed import forks_ranks, runtime
+
+    for name in ("ACCELERATE_USE_CPU", "LOCAL_WORLD_SIZE", ENV_FORK_RANKS):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert forks_ranks(world) is forks
+    if forks:  # decided without torch.distributed: rank 0 works, the other launched processes idle
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        assert runtime() == Runtime(0, world, 0, world, device="cpu", forked=True, idle=False)
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert runtime().idle and runtime().broadcast([7, 8]) == [7, 8]
 
 
 @pytest.mark.slow
@@ -211,18 +252,21 @@ def test_benchmark_in_two_processes_writes_the_bytes_of_one(trained, tmp_path):
 
 
 def _workers(pid: int) -> dict[int, int]:
-    """{rank: pid} of torchrun's worker processes."""
+    """{rank: pid} of the run's ranks: torchrun's worker processes or, where the ranks are forks
+    of rank 0 (`annotate.distributed`; the other workers have returned), rank 0 and its forks in
+    the order they were made."""
     import psutil
 
     found = {}
-    for child in psutil.Process(pid).children(recursive=True):
+    for child in psutil.Process(pid).children():
         try:
             env = child.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         if "llamadna.cli" in " ".join(child.cmdline()) and "RANK" in env:
             found[int(env["RANK"])] = child.pid
-    return found
+    forks = sorted(c.pid for c in psutil.Process(found[0]).children() if "llamadna.cli" in " ".join(c.cmdline()))
+    return {0: found[0], **{k: p for k, p in enumerate(forks, start=1)}} if forks else found
 
 
 @pytest.mark.slow
@@ -248,6 +292,8 @@ def test_a_killed_rank_resumes_to_the_same_bytes_redoing_only_unfinished_parts(t
         if run.poll() is None:
             run.kill()
     assert run.returncode != 0 and not out.exists() and time.time() - signal_sent < 120
+    said = " ".join(err.split())
+    assert f"error: rank {victim} of 2 (process {workers[victim]}, a fork of rank 0) was killed by signal 9" in said
     done = sorted(parts.glob("part-*.jsonl"))
     total = json.loads((parts / "run.json").read_text())["parts"]
     assert 8 <= len(done) < total, (len(done), total)
@@ -272,6 +318,6 @@ def test_a_killed_rank_resumes_to_the_same_bytes_redoing_only_unfinished_parts(t
     text = " ".join(r.stdout.split() + r.stderr.split())
     assert f"{len(done)} parts reused, {total - len(done)} computed (of {total})" in text, text[-2000:]
     per_process = [int(n) for n in re.findall(r"process \d: (\d+) parts", text)]
-    assert len(per_process) == 2 and sum(per_process) == total - len(done)  # only the unfinished ones
+    assert len(per_process) == 2 and sum(per_process) == total - len(done), text  # unfinished only
     assert out.read_bytes() == want.read_bytes() and not parts.exists()
     print(f"killed rank {victim} with {len(done)} of {total} parts done; --resume computed {total - len(done)}")

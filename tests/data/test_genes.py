@@ -98,3 +98,36 @@ def test_bundle_mitochondrial_genes_have_descriptions():
     assert mt["MT-TF"]["gene_description"] == "tRNA-Phe"
     app = genes.filter(pl.col("gene_name") == "APP").row(0, named=True)
     assert app["gene_description"] == "amyloid beta precursor protein"
+
+
+def test_the_gene_locator_gives_the_gene_assign_genes_gives():
+    """Overlapping, nested and tied genes, null names and ids, two chromosomes: the locator
+    (numpy, one position at a time) names the gene that the join names, and no gene where the
+    join finds none."""
+    import numpy as np
+
+    from llamadna.data.genes import GeneLocator, assign_genes
+
+    rng = np.random.default_rng(3)
+    n = 60
+    starts = rng.integers(1, 2_000, n)
+    genes = pl.DataFrame({
+        "chrom": rng.choice(["chr1", "chr2"], n).tolist(), "start": starts.tolist(),
+        "end": (starts + rng.choice([50, 120, 400], n)).tolist(), "strand": ["+"] * n,
+        "gene_id": [None if i % 7 == 0 else f"ENSG{i % 9:03d}" for i in range(n)],
+        "gene_name": [None if i % 11 == 0 else f"G{i}" for i in range(n)],
+        "gene_type": rng.choice(["protein_coding", "lncRNA"], n).tolist(),
+        "gene_description": [None] * n, "entrez_symbol": [None] * n})
+    pos = rng.integers(1, 2_600, 400)
+    chroms = rng.choice(["chr1", "chr2", "chrX"], 400).tolist()
+    points = pl.DataFrame({"row": list(range(400)), "chrom": chroms, "pos": pos.tolist()})
+    joined = dict(assign_genes(points, genes).select("row", "gene_name").iter_rows())
+    locator = GeneLocator(genes)
+    located = {}
+    for r, (c, p) in enumerate(zip(chroms, pos.tolist())):
+        found, name = locator.locate(c, p)
+        if found:
+            located[r] = name
+    assert located == joined
+    assert 100 < len(joined) < 400 and None in joined.values()  # inside and outside genes, a nameless one
+    assert locator.locate("chr1", 10**9) == (False, None) and locator.locate("chrX", 5) == (False, None)

@@ -14,26 +14,43 @@ byte-identical whatever the number of processes: a part's batches are a one-proc
 floats back bit for bit) and one writer writes them all in input order. The float reductions of
 the model depend on the threads per process (OMP_NUM_THREADS): run every process with the same.
 
-The reference index is loaded once per machine: local rank 0 loads it and serves searches to
-its neighbours (`retrieve.service.SearchService`, advertised in
+Memory on one machine of CPUs (ACCELERATE_USE_CPU, every rank on it; Linux): the ranks are forks.
+Local rank 0 loads the model and the reference index and prepares the parts; then, before it reads
+a row, it forks one process for each other rank, which walks that rank's parts and exits. The forks
+share the loaded pages copy-on-write (the garbage collector frozen first, so that it does not
+write to them), so a second rank costs what it computes, not another interpreter, torch, model and
+index. The processes that the launcher started for ranks 1..N-1 return at once (`ShardedRun.idle`).
+A fork that dies fails the run on rank 0 (RankError: its parts stay for --resume); a fork dies with
+rank 0 (PR_SET_PDEATHSIG). LLAMADNA_FORK_RANKS=0 turns this off.
+
+Otherwise (GPUs, several machines, or turned off) every launched process is a rank and loads the
+model on its device; the reference index is loaded once per machine: local rank 0 loads it and
+serves searches to its neighbours (`retrieve.service.SearchService`, advertised in
 `<out>.parts/search.<host>.<attempt>.json`); the other local ranks load the model without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import itertools
 import json
 import logging
 import os
 import secrets
+import signal
 import socket
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-from llamadna.errors import ConfigError, InputError
+from llamadna.constants import ENV_FORK_RANKS, FORK_RANKS
+from llamadna.errors import ConfigError, InputError, RankError
 from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
 from llamadna.progress import Progress, no_progress
 
@@ -45,8 +62,10 @@ _PROGRESS_S = 1.0  # how often the main rank lists the parts directory for the w
 @dataclass(frozen=True)
 class Runtime:
     """This process's place in the run: rank and world, local rank and local world (the
-    processes of its machine), the device it computes on (None: the model's default), and
-    accelerate's PartialState (None for one process)."""
+    processes of its machine), the device it computes on (None: the model's default),
+    accelerate's PartialState (None for one process and for forked ranks), whether the machine's
+    ranks are forks of local rank 0 (module doc), and whether this launched process is idle (a
+    fork does its rank's share)."""
 
     rank: int = 0
     world: int = 1
@@ -54,6 +73,8 @@ class Runtime:
     local_world: int = 1
     device: object = None
     state: object = None
+    forked: bool = False
+    idle: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -61,7 +82,7 @@ class Runtime:
 
     def broadcast(self, values: list[int]) -> list[int]:
         """Rank 0's integers on every rank, as a tensor (no pickle)."""
-        if self.world == 1:
+        if self.world == 1 or self.forked:  # forks inherit them
             return values
         import torch
         import torch.distributed as dist
@@ -75,8 +96,12 @@ def runtime() -> Runtime:
     """The run's ranks from accelerate's PartialState (ACCELERATE_USE_CPU as Accelerator()
     reads it: torchrun on CPUs); one process without torchrun's variables. A run launched as
     several processes without a distributed device is refused (as `llamadna index` does)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
         return Runtime()
+    if forks_ranks(world):  # no torch.distributed: the ranks are forks of local rank 0
+        idle = int(os.environ.get("LOCAL_RANK", "0")) != 0
+        return Runtime(0, world, 0, world, device="cpu", forked=True, idle=idle)
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -87,6 +112,32 @@ def runtime() -> Runtime:
                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     return Runtime(state.process_index, world, state.local_process_index, local_world, state.device, state)
+
+
+def _flag(value: str) -> bool:
+    """An environment flag as accelerate reads one (str_to_bool): 1, true, yes, y, t, on."""
+    return value.strip().lower() in {"1", "true", "yes", "y", "t", "on"}
+
+
+def forks_ranks(world: int) -> bool:
+    """Whether the `world` launched processes run as forks of local rank 0 (module doc): on CPUs
+    (ACCELERATE_USE_CPU), all of them on this machine (LOCAL_WORLD_SIZE), on Linux, unless
+    LLAMADNA_FORK_RANKS turns it off. Decided from the environment alone: an idle process never
+    imports torch."""
+    wanted = os.environ.get(ENV_FORK_RANKS)
+    return (world > 1 and _flag(os.environ.get("ACCELERATE_USE_CPU", ""))
+            and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == world and sys.platform.startswith("linux")
+            and (FORK_RANKS if wanted is None else _flag(wanted)))
+
+
+def _die_with(parent: int) -> None:
+    """This fork gets SIGKILL when its parent dies (PR_SET_PDEATHSIG), as torchrun stops every
+    rank when one fails; it exits now if the parent died already."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 # ------------------------------------------------------------------------------ the model
@@ -175,10 +226,12 @@ class ShardedRun:
     """One command's run over parts (module doc). Use as a context manager:
 
         with ShardedRun(parts_dir, resume, "annotate") as run:
+            if run.idle:                             # a fork of local rank 0 does its share
+                return None
             annotator = run.load(loader)             # on this rank's device
             run.begin(rows, part_rows, describe)     # rank 0 prepares; the attempt id to all
             run.serve(annotator, loader)             # the index, or its machine's service
-            run.walk(rows, predict_part, progress)   # this rank's parts
+            run.walk(rows, predict_part, progress)   # this rank's parts (forked ranks: forks here)
             summary = run.merge(write, progress)     # rank 0: dict; the others: None
 
     On an error, the parts stay for --resume, except after a user error (ConfigError,
@@ -198,6 +251,13 @@ class ShardedRun:
         self.service = self.client = None
         self.t0: float | None = None  # when this rank's walk began (the run's clock: `merge`)
         self._own = 0  # rows of the part this (main) rank is predicting
+        self.forks: dict[int, int] = {}  # forked ranks: rank -> process id (on local rank 0)
+
+    @property
+    def idle(self) -> bool:
+        """A launched process with nothing to do: a fork of local rank 0 does its share (module
+        doc). The command returns None at once."""
+        return self.rt.idle
 
     def __enter__(self) -> ShardedRun:
         if self.rt.is_main and self.dir is not None and not self.resume:
@@ -256,7 +316,7 @@ class ShardedRun:
         neighbours, which search through it. An Annotator given otherwise keeps its retriever."""
         rt = self.rt
         retrieval = getattr(annotator.processor, "retrieval", False)
-        if not isinstance(loader, ModelLoader) or rt.local_world == 1 or not retrieval:
+        if not isinstance(loader, ModelLoader) or rt.local_world == 1 or not retrieval or rt.forked:
             return
         from llamadna.retrieve.service import SearchService, connect
 
@@ -275,12 +335,19 @@ class ShardedRun:
         the parts it claims are predicted: `predict_part(rows, advance, counts)` yields the part's
         records (one per row, in order) a batch at a time, calling `advance(n)` after each batch
         of n rows and adding to `counts` what the summary sums; the records are streamed into the
-        part's file (memory: one batch)."""
+        part's file (memory: one batch). Forked ranks: local rank 0 forks the others first, and
+        each fork walks its rank's parts and exits (`_forked_walk`)."""
+        if self.rt.forked and self.rt.is_main and self.rt.local_world > 1 and self._fork():
+            self._forked_walk(rows, predict_part, what)
+        self._walk(rows, predict_part, progress, what)
+
+    def _walk(self, rows: Iterable[dict], predict_part: Callable, progress: Progress, what: str) -> None:
         store, rt = self.store, self.rt
         self.t0 = time.perf_counter()
         report = self._reporter(progress, what) if rt.is_main else (lambda force=False: None)
         it = iter(rows)
         for k in range(store.parts):
+            self._check_forks()  # one died: stop now, as torchrun stops every rank when one fails
             part = _Counted(itertools.islice(it, self.part_rows))
             if store.is_done(k) or not store.claim(k, self.attempt):
                 for _ in part:  # read past it: no scoring, no model
@@ -303,6 +370,59 @@ class ShardedRun:
             store.write(k, predict_part(part, advance, counts), meta)
             self._own = 0
             report(force=True)
+
+    def _fork(self) -> int:
+        """Local rank 0 of a forked run (module doc), its model and index loaded, its parts
+        prepared, no row read yet: fork one process per other rank of the machine. Returns 0 here
+        and the rank in each fork."""
+        gc.collect()
+        gc.freeze()  # the loaded objects: out of the collector's reach, their pages stay shared
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        parent = os.getpid()
+        for rank in range(1, self.rt.local_world):
+            pid = os.fork()
+            if pid == 0:
+                _die_with(parent)
+                self.forks, self.rt = {}, dataclasses.replace(self.rt, rank=rank, local_rank=rank)
+                return rank
+            self.forks[rank] = pid
+        log.info("ranks 1-%d: forks of rank 0 (processes %s), sharing its model and index",
+                 self.rt.local_world - 1, ", ".join(map(str, self.forks.values())))
+        return 0
+
+    def _forked_walk(self, rows: Iterable[dict], predict_part: Callable, what: str) -> NoReturn:
+        """A fork: its rank's parts, then it marks itself finished and exits (never returning into
+        the command, which rank 0 finishes); an error is printed and exits 1."""
+        code = 1
+        try:  # plain logging: a lock that rank 0's progress display held at the fork stays held here
+            logging.root.handlers = [logging.StreamHandler(sys.stderr)]
+            self._walk(rows, predict_part, no_progress, what)
+            self.store.finish(self.rt.rank, self.attempt)
+            code = 0
+        except KeyboardInterrupt:
+            pass
+        except BaseException:
+            print(f"rank {self.rt.rank} (process {os.getpid()}, a fork of rank 0):", file=sys.stderr)
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(code)
+
+    def _check_forks(self, block: bool = False) -> None:
+        """RankError for a fork that died or failed (its parts and the finished ones stay for
+        --resume); one that exited cleanly is forgotten. `block`: wait for each to end."""
+        for rank, pid in list(self.forks.items()):
+            ended, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+            if ended == 0:
+                continue
+            del self.forks[rank]
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                how = f"was killed by signal {-code}" if code < 0 else f"failed (exit status {code})"
+                raise RankError(f"rank {rank} of {self.rt.world} (process {pid}, a fork of rank 0) {how}; "
+                                "the finished parts are kept: run the same command with --resume")
 
     def _reporter(self, progress: Progress, what: str) -> Callable:
         """The main rank's progress over all ranks: rows of the finished parts (the directory
@@ -329,7 +449,7 @@ class ShardedRun:
             self.client = None
         summary = None
         if rt.is_main:
-            store.wait(lambda done: progress(what, done, self.rows))
+            store.wait(lambda done: (self._check_forks(), progress(what, done, self.rows)))
             write(store.predictions())
             seconds = time.perf_counter() - self.t0
             summary = store.summary(self.attempt, self.reused)
@@ -341,7 +461,8 @@ class ShardedRun:
             self.service.close()
             self.service = None
         if rt.is_main:  # the other ranks are done with the directory: remove it
-            store.wait_finished(range(1, rt.world), self.attempt)
+            store.wait_finished(range(1, rt.world), self.attempt, check=self._check_forks)
+            self._check_forks(block=True)
             store.remove()
         else:
             store.finish(rt.rank, self.attempt)
@@ -351,6 +472,10 @@ class ShardedRun:
         for held in (self.client, self.service):
             if held is not None:
                 held.close()
+        for pid in self.forks.values():  # rank 0 failed: its forks stop with it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.forks = {}
         if kind is None or self.store is None or not self.rt.is_main:
             return
         user_error = issubclass(kind, (ConfigError, InputError))

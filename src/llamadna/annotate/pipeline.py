@@ -203,9 +203,11 @@ def annotate_fasta(
 
     fmt = output_format(out)
     changes = _changes(batch_size, max_new_tokens, decoding, tile, part_size)
-    anchors = _read_anchors(splash) if splash is not None else None
-    found = survey(fasta, tile)
     with ShardedRun(parts_dir(out), resume, "annotate") as run:
+        if run.idle:  # a fork of local rank 0 annotates this process's share
+            return None
+        anchors = _read_anchors(splash) if splash is not None else None
+        found = survey(fasta, tile)
         if run.rt.is_main:
             found.warn(fasta)
         model = _ready(run.load(annotator), changes)

@@ -15,6 +15,7 @@ ATP5J -> ATP5PF still gets its phenotypes); the annotation's own gene_name is ke
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from llamadna.constants import GENE_PHENOTYPE_SOURCES, MAX_PHENOTYPES, NOT_SPECIFIED
@@ -154,10 +155,16 @@ def load_genes(aset: AssemblySet) -> pl.DataFrame:
     return genes.drop("ann_rank", "line")
 
 
+def _gene_priority(start: str, end: str) -> list:
+    """Which of overlapping genes holds a position, as sort keys (first wins): protein-coding
+    first, then the smallest, then gene_id / gene_name (lexicographic), a deterministic tie-break."""
+    return [(pl.col("gene_type") != "protein_coding"), (pl.col(end) - pl.col(start)),
+            pl.col("gene_id").fill_null(""), "gene_name"]
+
+
 def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
-    """Inner-join each variant to one gene containing its position: among overlapping genes,
-    protein-coding first, then the smallest, then gene_id / gene_name (lexicographic) for a
-    deterministic tie-break."""
+    """Inner-join each variant to one gene containing its position: among overlapping genes, the
+    first by `_gene_priority`."""
     g = genes.select(
         pl.col("chrom").alias("g_chrom"),
         pl.col("start").alias("g_start"),
@@ -178,18 +185,34 @@ def assign_genes(variants: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
         return variants.head(0).join(g.head(0), how="cross")
     cand = pl.concat(parts)
     return (
-        cand.sort(
-            [
-                "row",
-                (pl.col("gene_type") != "protein_coding"),
-                (pl.col("g_end") - pl.col("g_start")),
-                pl.col("gene_id").fill_null(""),
-                "gene_name",
-            ]
-        )
+        cand.sort(["row", *_gene_priority("g_start", "g_end")])
         .unique(subset="row", keep="first", maintain_order=True)
         .drop("g_chrom", "g_start", "g_end")
     )
+
+
+class GeneLocator:
+    """The gene `assign_genes` gives a position, without a join: per chromosome, the genes in
+    `_gene_priority` order as arrays, and the first that contains the position. For lookups one
+    position at a time on a hot path (the retriever's hits) that must not use polars: its thread
+    pool does not survive a fork (`annotate.distributed`'s forked ranks)."""
+
+    def __init__(self, genes: pl.DataFrame):
+        ordered = genes.sort(_gene_priority("start", "end"), maintain_order=True)
+        self._by_chrom: dict[str, tuple[np.ndarray, np.ndarray, list]] = {}
+        for (chrom,), g in ordered.group_by(["chrom"], maintain_order=True):
+            self._by_chrom[chrom] = (g["start"].to_numpy(), g["end"].to_numpy(), g["gene_name"].to_list())
+
+    def locate(self, chrom: str, pos: int) -> tuple[bool, str | None]:
+        """(whether a gene holds the 1-based `pos` of `chrom`, its gene_name: None for a gene
+        without one)."""
+        table = self._by_chrom.get(chrom)
+        if table is None:
+            return False, None
+        starts, ends, names = table
+        inside = (starts <= pos) & (pos <= ends)
+        k = int(inside.argmax())
+        return (True, names[k]) if inside[k] else (False, None)
 
 
 def add_gene_phenotypes(df: pl.DataFrame, gene_pheno: pl.DataFrame) -> pl.DataFrame:

@@ -166,6 +166,8 @@ def run_benchmark(annotator, directory: str | Path, out: str | Path | None = Non
             atomic_write(out, lambda tmp: merged[0][1].write_csv(tmp, separator="\t"))
 
     with ShardedRun(None if out is None else parts_dir(out), resume, "benchmark") as run:
+        if run.idle:  # a fork of local rank 0 predicts this process's share
+            return None
         model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
         run.begin(len(rows), part_rows(part_size, model.config.batch_size, len(rows)), lambda: {
             "input": {"benchmark": files_digest([d / "queries.fa", d / "truth.tsv"])},

@@ -148,6 +148,8 @@ def predict_dataset(
         atomic_write(out, lambda tmp: tables[0].write_csv(tmp, separator="\t"))
 
     with ShardedRun(parts_dir(out), resume, "predict") as run:
+        if run.idle:  # a fork of local rank 0 predicts this process's share
+            return None
         model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
         run.begin(len(rows), part_rows(part_size, model.config.batch_size, len(rows)), lambda: {
             "input": {"dataset": files_digest([dataset_parquet(dataset)])}, **origin(annotator, model),

@@ -281,11 +281,15 @@ class PartStore:
         """Mark that `rank` is done with the directory in this attempt (its walk is over)."""
         self.finished_path(rank, attempt).touch()
 
-    def wait_finished(self, ranks: Iterable[int], attempt: int, poll: float = _POLL_S) -> None:
+    def wait_finished(self, ranks: Iterable[int], attempt: int, poll: float = _POLL_S,
+                      check: Callable[[], None] | None = None) -> None:
         """Until every rank of `ranks` has marked itself finished in this attempt, polling (no
-        collective: a long merge on the main rank never runs into a barrier's timeout)."""
+        collective: a long merge on the main rank never runs into a barrier's timeout); `check()`
+        after each look (it raises to stop waiting)."""
         for r in ranks:
             while not self.finished_path(r, attempt).exists():
+                if check is not None:
+                    check()
                 time.sleep(poll)
 
     def remove(self) -> None:

@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 
 from llamadna.constants import DEFAULT_WINDOW
+from llamadna.data.genes import GeneLocator
 from llamadna.errors import InputError
 from llamadna.progress import Progress, no_progress
 from llamadna.retrieve.align import hit_position, map_threaded
@@ -146,7 +147,7 @@ class Retriever:
             order = np.argsort(self.centres[g["i"].to_numpy()], kind="stable")
             ids = g["i"].to_numpy()[order]
             self.by_chrom[(build, chrom)] = (ids, self.centres[ids])
-        self.genes = {b: g for (b,), g in index.genes.group_by(["build"])}
+        self.genes = {b: GeneLocator(g) for (b,), g in index.genes.group_by(["build"])}
         self.fields = {(r["gene_name"], r["build"], r["chrom"]): r for r in index.genes.iter_rows(named=True)}
         self.flanking = _flanking_genes(index.genes)
         self.segments = index.segments.rows()
@@ -213,17 +214,14 @@ class Retriever:
         return hits
 
     def _genes_at(self, hits: list[tuple]) -> dict[int, str]:
-        """Hit number -> the gene at its position (`assign_genes`); hits in no gene absent."""
-        from llamadna.data.genes import assign_genes
-
+        """Hit number -> the gene at its position (`assign_genes`' choice: `GeneLocator`); hits
+        in no gene absent. No polars here: forked ranks call it (`annotate.distributed`)."""
         gene_of: dict[int, str] = {}
-        for build in dict.fromkeys(h[1] for h in hits):
-            rows = [k for k, h in enumerate(hits) if h[1] == build]
-            table = pl.DataFrame({"row": rows, "chrom": [hits[k][2] for k in rows],
-                                  "pos": [hits[k][3] for k in rows]},
-                                 schema={"row": pl.Int64, "chrom": pl.Utf8, "pos": pl.Int64})
+        for k, (_, build, chrom, pos, *_) in enumerate(hits):
             if build in self.genes:
-                gene_of.update(assign_genes(table, self.genes[build]).select("row", "gene_name").iter_rows())
+                found, name = self.genes[build].locate(chrom, pos)
+                if found:
+                    gene_of[k] = name
         return gene_of
 
     def _neighbours(self, build: str, chrom: str, pos: int) -> tuple:
