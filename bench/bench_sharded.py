@@ -1,8 +1,10 @@
 """`llamadna annotate` as one process against N ranks on one machine (issue 30; not run by `make test`).
 
 Goals (2-core machine): N = 2 processes of 1 thread each annotate >= 1.6x as many sequences a
-second as one process of 1 thread; the N ranks' peak memory <= 1.3x one process's (the
-reference index is held once per machine: `retrieve.service`); the outputs are the same bytes.
+second as one process of 1 thread; the N ranks' peak memory <= 1.3x one process's (on CPUs the
+ranks are forks of rank 0, sharing its model and index: `annotate.distributed`; with
+LLAMADNA_FORK_RANKS=0 in the environment, launched ranks and the index served by rank 0:
+`retrieve.service`); the outputs are the same bytes.
 
 Queries: `--n` sequences of the model's window, half genic (the dataset's rows, all subsets, in
 order: throughput only, nothing is scored) and half out of reference (`bench_outcomes`'
@@ -10,12 +12,13 @@ generator: random, foreign-like, shuffled, intergenic windows), interleaved, wri
 
 Each run is the CLI in fresh processes (`python -m llamadna.cli annotate`; N ranks through
 `torch.distributed.run` with ACCELERATE_USE_CPU=true, as `accelerate launch --cpu` starts them),
-with OMP_NUM_THREADS=1 and `--threads 1` (minimap2: one thread in the process that searches, which
-under N ranks serves them all). Timed: the wall clock of the whole command (model and index loading,
-merge included) and the annotation seconds the CLI reports. Memory: the sum of the proportional
-set sizes (PSS, /proc/PID/smaps_rollup: a page shared by two processes counts half in each, so
-the sum is what the processes hold together) of the ranks, sampled every `--every` seconds; its
-peak. The launcher (torchrun's agent) is reported apart: `accelerate launch` adds one too.
+with OMP_NUM_THREADS=1 and `--threads 1` (minimap2: one thread in each process that searches).
+Timed: the wall clock of the whole command (model and index loading, merge included) and the
+annotation seconds the CLI reports. Memory: the sum of the proportional set sizes (PSS,
+/proc/PID/smaps_rollup: a page shared by two processes counts half in each, so the sum is what the
+processes hold together) of the ranks (every process of the run whose command line is the CLI's:
+the launched ones and the forks), sampled every `--every` seconds; its peak. The launcher
+(torchrun's agent) is reported apart: `accelerate launch` adds one too.
 
     .venv/bin/python bench/bench_sharded.py --model demo_out/model --dataset demo_out/dataset \
         [--index DIR] [--n 2000] [--nproc 2] [--format tsv] [--workdir /tmp/sharded] [--out sharded.json]

@@ -228,6 +228,20 @@ def test_cpu_ranks_of_one_machine_are_forks_unless_turned_off(monkeypatch, env, 
         assert runtime().idle and runtime().broadcast([7, 8]) == [7, 8]
 
 
+def test_more_threads_than_cpus_are_warned_of(monkeypatch, caplog):
+    import torch
+
+    from llamadna.annotate.distributed import warn_oversubscribed
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not warn_oversubscribed(1) and not caplog.records
+    assert warn_oversubscribed(2)
+    assert "2 processes x 2 threads on 2 CPUs: oversubscribed" in caplog.text and "OMP_NUM_THREADS=1" in caplog.text
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert not warn_oversubscribed(2)
+
+
 @pytest.mark.slow
 def test_predict_in_two_processes_writes_the_bytes_of_one(trained, tmp_path):
     root = trained

@@ -130,6 +130,21 @@ def forks_ranks(world: int) -> bool:
             and (FORK_RANKS if wanted is None else _flag(wanted)))
 
 
+def warn_oversubscribed(processes: int) -> bool:
+    """Warn (and say True) when the machine's `processes` ranks, each with torch's threads, ask
+    for more threads than this process may use CPUs: measured 5x slower than one process, on 2
+    CPUs with 2 ranks of 2 threads (docs/BENCHMARKS.md)."""
+    import torch
+
+    threads, cpus = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    if processes < 2 or processes * threads <= cpus:
+        return False
+    log.warning("%d processes x %d threads on %d CPUs: oversubscribed, which can be several times "
+                "slower than one process; set OMP_NUM_THREADS=%d", processes, threads, cpus,
+                max(1, cpus // processes))
+    return True
+
+
 def _die_with(parent: int) -> None:
     """This fork gets SIGKILL when its parent dies (PR_SET_PDEATHSIG), as torchrun stops every
     rank when one fails; it exits now if the parent died already."""
@@ -337,6 +352,8 @@ class ShardedRun:
         of n rows and adding to `counts` what the summary sums; the records are streamed into the
         part's file (memory: one batch). Forked ranks: local rank 0 forks the others first, and
         each fork walks its rank's parts and exits (`_forked_walk`)."""
+        if self.rt.is_main:
+            warn_oversubscribed(self.rt.local_world)
         if self.rt.forked and self.rt.is_main and self.rt.local_world > 1 and self._fork():
             self._forked_walk(rows, predict_part, what)
         self._walk(rows, predict_part, progress, what)
