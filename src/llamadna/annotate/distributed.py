@@ -136,7 +136,8 @@ def warn_oversubscribed(processes: int) -> bool:
     CPUs with 2 ranks of 2 threads (docs/BENCHMARKS.md)."""
     import torch
 
-    threads, cpus = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    usable = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every CPU
+    threads, cpus = torch.get_num_threads(), len(usable(0)) if usable else (os.cpu_count() or 1)
     if processes < 2 or processes * threads <= cpus:
         return False
     log.warning("%d processes x %d threads on %d CPUs: oversubscribed, which can be several times "
