@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
 from llamadna.annotate.distributed import ModelLoader, Runtime
 from llamadna.constants import ENV_FORK_RANKS, PREDICTION_COLUMNS
-from llamadna.errors import ConfigError
+from llamadna.errors import ConfigError, RankError
 from tests.annotate.stubs import StubModel, StubProcessor
 from tests.conftest import model_workspace
 from tests.train.launch import torchrun_cli, torchrun_command
@@ -104,6 +104,51 @@ def test_a_user_error_in_one_process_leaves_no_parts(stub, fasta, tmp_path, monk
     with pytest.raises(ConfigError, match="past the LLM"):
         annotate_fasta(stub, fasta, tmp_path / "p.jsonl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]  # rerun with other options: nothing to resume
+
+
+@pytest.fixture
+def forked(monkeypatch):
+    """This process as local rank 0 of two CPU ranks on one machine: its walk forks rank 1."""
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0", "RANK": "0",
+                        "ACCELERATE_USE_CPU": "true"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(ENV_FORK_RANKS, raising=False)
+
+
+def test_a_forked_rank_writes_the_bytes_of_one_process_and_its_failure_stops_the_run(
+        stub, fasta, tmp_path, monkeypatch, forked):
+    want = tmp_path / "want.tsv"
+    with monkeypatch.context() as m:
+        m.setenv("WORLD_SIZE", "1")
+        annotate_fasta(stub, fasta, want)
+    s = annotate_fasta(stub, fasta, tmp_path / "two.tsv", part_size=2)
+    assert (tmp_path / "two.tsv").read_bytes() == want.read_bytes()
+    assert s["parts_computed"] == s["parts"] == 5 and set(s["per_rank"]) <= {0, 1}
+    # a fork that fails: rank 0 stops at its next part, naming it; the parts stay for --resume
+    parent, real = os.getpid(), Annotator.predict_batch
+
+    def fork_fails(self, rows):
+        if os.getpid() != parent:
+            raise RuntimeError("a bug in rank 1")
+        time.sleep(0.3)  # rank 0 slow: the fork claims a part
+        return real(self, rows)
+
+    monkeypatch.setattr(Annotator, "predict_batch", fork_fails)
+    out = tmp_path / "p.tsv"
+    with pytest.raises(RankError, match=r"rank 1 of 2 \(process \d+, a fork of rank 0\) failed \(exit status 1\)"):
+        annotate_fasta(stub, fasta, out, part_size=1)
+    assert not out.exists() and (tmp_path / "p.tsv.parts" / "run.json").exists()
+    monkeypatch.setattr(Annotator, "predict_batch", real)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    s = annotate_fasta(stub, fasta, out, part_size=1, resume=True)
+    assert out.read_bytes() == want.read_bytes() and s["parts_computed"] < s["parts"]
+
+
+def test_the_other_launched_processes_of_a_forked_run_return_at_once(stub, fasta, tmp_path, monkeypatch, forked):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(Annotator, "predict_batch", lambda self, rows: pytest.fail("an idle process annotated"))
+    assert annotate_fasta(stub, fasta, tmp_path / "p.tsv") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]
 
 
 def test_resume_of_a_benchmark_without_out_is_refused(tmp_path):

@@ -418,7 +418,7 @@ class ShardedRun:
             self._walk(rows, predict_part, no_progress, what)
             self.store.finish(self.rt.rank, self.attempt)
             code = 0
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (cli): rank 0 reports the stop
             pass
         except BaseException:
             print(f"rank {self.rt.rank} (process {os.getpid()}, a fork of rank 0):", file=sys.stderr)
