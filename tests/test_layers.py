@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "llamadna"
 # The pipeline's order: files -> SPLASH -> dataset -> model -> index -> annotation -> training
 # (which calibrates through the Annotator) -> evaluation -> command line.
 STAGES = ("base", "io", "splash", "data", "model", "retrieve", "annotate", "train", "evaluate", "cli")
-BASE = {"llamadna", "llamadna.constants", "llamadna.errors", "llamadna.progress"}
+BASE = {"llamadna", "llamadna.constants", "llamadna.errors", "llamadna.launch", "llamadna.progress"}
 MAX_LINES = 60
 
 

@@ -49,6 +49,7 @@ from llamadna.data.simulate import SimulateConfig
 from llamadna.errors import ConfigError, DataDirError, InputError, RankError
 from llamadna.evaluate.config import EvalConfig
 from llamadna.evaluate.systems import SYSTEM_NAMES
+from llamadna.launch import idle_process
 from llamadna.retrieve.config import (
     DEFAULT_EMBED_WHEN,
     DEFAULT_K,
@@ -850,6 +851,8 @@ def annotate_cmd(
     Under `accelerate launch` every process annotates parts of the FASTA and the main one writes
     the output, the same bytes as one process.
     """
+    if idle_process():  # a fork of local rank 0 does this process's share (annotate.distributed)
+        return
     from llamadna.annotate import annotate_fasta
     from llamadna.io.predictions import OUTPUT_FORMATS
 
@@ -1081,6 +1084,8 @@ def predict_cmd(
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
     each prediction, for `llamadna score` and for reading. Under `accelerate launch` every
     process predicts parts of the rows and the main one writes the table."""
+    if idle_process():  # a fork of local rank 0 does this process's share (annotate.distributed)
+        return
     from llamadna.evaluate.predict import predict_dataset
 
     with _errors():  # before the progress bar and any work
@@ -1124,6 +1129,8 @@ def benchmark_cmd(
     transcript type, chromosome) overall and per species; print a few next to their truth.
     A test set: never train, tune or index on it. Under `accelerate launch` every process
     annotates parts of the queries; the main one scores them and writes --out."""
+    if idle_process():  # a fork of local rank 0 does this process's share (annotate.distributed)
+        return
     from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, run_benchmark
 
     with _errors():  # before the progress bar and any work

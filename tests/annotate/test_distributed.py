@@ -151,6 +151,25 @@ def test_the_other_launched_processes_of_a_forked_run_return_at_once(stub, fasta
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]
 
 
+@pytest.mark.parametrize("command", ["annotate", "predict", "benchmark"])
+def test_an_idle_launched_process_leaves_before_importing_torch(tmp_path, command):
+    """The CLI of a launched process whose rank is a fork: exit 0 at once, nothing written, no
+    torch (the memory of N-1 such processes while rank 0 loads)."""
+    import sys
+
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1", "RANK": "1",
+           "ACCELERATE_USE_CPU": "true"}
+    env.pop(ENV_FORK_RANKS, None)
+    args = {"annotate": ["annotate", "in.fa", "--out", "o.tsv"], "predict": ["predict", "--dataset", "d", "--out", "o.tsv"],
+            "benchmark": ["benchmark", "bench", "--out", "o.tsv"]}[command]
+    code = ("import sys; from llamadna.cli import app; "
+            f"app({[*args, '--model', 'm']!r}, standalone_mode=False); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["False"], r.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resume_of_a_benchmark_without_out_is_refused(tmp_path):
     from llamadna.cli import app
 
@@ -258,7 +277,8 @@ def test_two_launched_processes_without_forks_write_the_bytes_of_one(trained, tm
     ({"ACCELERATE_USE_CPU": "true", "LOCAL_WORLD_SIZE": "1"}, 1, False),  # one process
 ])
 def test_cpu_ranks_of_one_machine_are_forks_unless_turned_off(monkeypatch, env, world, forks):
-    from llamadna.annotate.distributed import forks_ranks, runtime
+    from llamadna.annotate.distributed import runtime
+    from llamadna.launch import forks_ranks, idle_process
 
     for name in ("ACCELERATE_USE_CPU", "LOCAL_WORLD_SIZE", ENV_FORK_RANKS):
         monkeypatch.delenv(name, raising=False)
@@ -269,8 +289,9 @@ def test_cpu_ranks_of_one_machine_are_forks_unless_turned_off(monkeypatch, env, 
         monkeypatch.setenv("WORLD_SIZE", str(world))
         monkeypatch.setenv("LOCAL_RANK", "0")
         assert runtime() == Runtime(0, world, 0, world, device="cpu", forked=True, idle=False)
+        assert not idle_process()
         monkeypatch.setenv("LOCAL_RANK", "1")
-        assert runtime().idle and runtime().broadcast([7, 8]) == [7, 8]
+        assert runtime().idle and idle_process() and runtime().broadcast([7, 8]) == [7, 8]
 
 
 def test_more_threads_than_cpus_are_warned_of(monkeypatch, caplog):

@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from llamadna.constants import ENV_FORK_RANKS, FORK_RANKS
 from llamadna.errors import ConfigError, InputError, RankError
 from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
+from llamadna.launch import forks_ranks, idle_process
+from llamadna.launch import world as launched
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,11 @@ def runtime() -> Runtime:
     """The run's ranks from accelerate's PartialState (ACCELERATE_USE_CPU as Accelerator()
     reads it: torchrun on CPUs); one process without torchrun's variables. A run launched as
     several processes without a distributed device is refused (as `llamadna index` does)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    processes = launched()
+    if processes <= 1:
         return Runtime()
-    if forks_ranks(world):  # no torch.distributed: the ranks are forks of local rank 0
-        idle = int(os.environ.get("LOCAL_RANK", "0")) != 0
-        return Runtime(0, world, 0, world, device="cpu", forked=True, idle=idle)
+    if forks_ranks(processes):  # no torch.distributed: the ranks are forks of local rank 0
+        return Runtime(0, processes, 0, processes, device="cpu", forked=True, idle=idle_process())
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -112,22 +112,6 @@ def runtime() -> Runtime:
                           "distributed device; on CPUs set ACCELERATE_USE_CPU=true")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     return Runtime(state.process_index, world, state.local_process_index, local_world, state.device, state)
-
-
-def _flag(value: str) -> bool:
-    """An environment flag as accelerate reads one (str_to_bool): 1, true, yes, y, t, on."""
-    return value.strip().lower() in {"1", "true", "yes", "y", "t", "on"}
-
-
-def forks_ranks(world: int) -> bool:
-    """Whether the `world` launched processes run as forks of local rank 0 (module doc): on CPUs
-    (ACCELERATE_USE_CPU), all of them on this machine (LOCAL_WORLD_SIZE), on Linux, unless
-    LLAMADNA_FORK_RANKS turns it off. Decided from the environment alone: an idle process never
-    imports torch."""
-    wanted = os.environ.get(ENV_FORK_RANKS)
-    return (world > 1 and _flag(os.environ.get("ACCELERATE_USE_CPU", ""))
-            and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == world and sys.platform.startswith("linux")
-            and (FORK_RANKS if wanted is None else _flag(wanted)))
 
 
 def warn_oversubscribed(processes: int) -> bool:

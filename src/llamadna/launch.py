@@ -1,0 +1,38 @@
+"""Where this process stands in a launch (`accelerate launch`, torchrun), read from the launcher's
+environment alone: no torch, so that a process with nothing to do can leave before importing it.
+
+On CPUs of one machine the ranks of `annotate`, `predict` and `benchmark` are forks of local rank 0
+(`annotate.distributed`): the processes the launcher started for the other ranks are idle.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from llamadna.constants import ENV_FORK_RANKS, FORK_RANKS
+
+
+def _flag(value: str) -> bool:
+    """An environment flag as accelerate reads one (str_to_bool): 1, true, yes, y, t, on."""
+    return value.strip().lower() in {"1", "true", "yes", "y", "t", "on"}
+
+
+def world() -> int:
+    """The launched processes (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def forks_ranks(processes: int) -> bool:
+    """Whether the `processes` launched processes run as forks of local rank 0: on CPUs
+    (ACCELERATE_USE_CPU), all of them on this machine (LOCAL_WORLD_SIZE), on Linux, unless
+    LLAMADNA_FORK_RANKS turns it off."""
+    wanted = os.environ.get(ENV_FORK_RANKS)
+    return (processes > 1 and _flag(os.environ.get("ACCELERATE_USE_CPU", ""))
+            and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == processes
+            and sys.platform.startswith("linux") and (FORK_RANKS if wanted is None else _flag(wanted)))
+
+
+def idle_process() -> bool:
+    """A launched process whose rank a fork of local rank 0 runs: it has nothing to do."""
+    return forks_ranks(world()) and int(os.environ.get("LOCAL_RANK", "0")) != 0
