@@ -4,7 +4,8 @@ Defaults come from the package's config dataclasses and constants (one home each
 that builds a config declares how its options map onto the config's fields (`_configures`), and
 tests/test_cli_config.py checks every option and its default against them. Each command
 prints the errors a user can fix (bad input files, a missing data directory, invalid settings)
-as one line and exits 2; any other exception is a bug and keeps its traceback.
+as one line and exits 2; a sharded run whose other process died says which in one line and exits
+1; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -106,18 +107,16 @@ def _terminated(signum, frame) -> None:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """The errors a user can fix become one line and exit code 2; anything else is a bug and
-    keeps its traceback. The message is printed as plain text: no markup, no emoji codes (a
-    `file:100:` must not become an emoji)."""
+    """The errors a user can fix become one line and exit code 2, a dead process of a sharded
+    run (RankError) one line and exit code 1; anything else is a bug and keeps its traceback.
+    The message is printed as plain text: no markup, no emoji codes (a `file:100:` must not
+    become an emoji)."""
     try:
         yield
-    except (InputError, DataDirError, ConfigError) as exc:
+    except (InputError, DataDirError, ConfigError, RankError) as exc:  # RankError: another process died
         console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True,
                       highlight=False)
-        raise typer.Exit(2) from None
-    except RankError as exc:
-        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True, highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(1 if isinstance(exc, RankError) else 2) from None
 
 
 Convert = Callable[[Any], Any] | str | tuple[str, Callable[[Any], Any]]
