@@ -351,6 +351,9 @@ def test_negatives_replace_every_example_at_rate_one(indexed):
     # no source class: the class loss leaves them out
     b = Batches(make_processor(), rows, labels, sampler=s, augment=True)(range(len(rows)))
     assert (b["class_labels"] == IGNORE_INDEX).all()
+    assert "decision_mask" not in b  # decision_weight 1: the loss reads no mask, none is built
+    weighed = Batches(make_processor(), rows, labels, sampler=s, augment=True, decision_mask=True)
+    assert weighed(range(len(rows)))["decision_mask"].any()
     # undiverged intergenic windows of the training part find their own interval (the index tiles
     # the whole reference): their target is their sentence
     inter = [r for r in pool if r["kind"] == "intergenic"]

@@ -130,12 +130,15 @@ class Batches:
     and turned into copying tasks afresh at every step, some examples replaced by negatives
     (cfg.negative_rate; no source class: IGNORE_INDEX), seeded by (seed, key) so a resumed run
     replays them; other batches (validation) carry the candidates of their own sequence, found
-    once."""
+    once. `decision_mask`: the batches carry the processor's decision_mask (the loss weighs the
+    deciding words: TrainConfig.decision_weight != 1)."""
 
     def __init__(self, processor: LlamaDNAProcessor, rows: list[dict], labels: list[str],
-                 device: torch.device | str = "cpu", sampler=None, augment: bool = False, seed: int = 0):
+                 device: torch.device | str = "cpu", sampler=None, augment: bool = False, seed: int = 0,
+                 decision_mask: bool = False):
         self.processor, self.device = processor, torch.device(device)
         self.sampler, self.augment, self.seed = sampler, augment, seed
+        self.decision_mask = decision_mask
         self.rows = sampler.plain(rows) if sampler is not None and not augment else rows
         self.class_index = {lab: i for i, lab in enumerate(labels)}
 
@@ -146,7 +149,7 @@ class Batches:
             rows, targets = self.sampler.train_batch(rows, np.random.default_rng([self.seed, 7, *key]))
         # a negative has no source class: IGNORE_INDEX, which the class loss leaves out
         ids = [IGNORE_INDEX if r.get("Dataset") is None else self.class_index[r["Dataset"]] for r in rows]
-        b = self.processor(rows, targets=targets, class_ids=ids, decision_mask=True)
+        b = self.processor(rows, targets=targets, class_ids=ids, decision_mask=self.decision_mask)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
@@ -412,9 +415,11 @@ class Trainer:
         dropout stream and, on resume, everything the last checkpoint holds."""
         cfg, acc = self.cfg, self.accelerator
         processor = self.processor
+        weighted = cfg.decision_weight != 1  # else the loss never reads the mask: not built
         self.collate = Batches(processor, self.train_rows, self.labels, acc.device, self.sampler,
-                               augment=True, seed=cfg.seed)
-        self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device, self.sampler)
+                               augment=True, seed=cfg.seed, decision_mask=weighted)
+        self.val_collate = Batches(processor, self.val_rows, self.labels, acc.device, self.sampler,
+                                   decision_mask=weighted)
         self.global_batch = cfg.batch_size * self.world
         self.steps_per_epoch = math.ceil(len(self.train_rows) / self.global_batch)
         self.total = self.steps_per_epoch * cfg.epochs
