@@ -18,7 +18,7 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "y", "t", "on"}
 
 
-def world() -> int:
+def launched() -> int:
     """The launched processes (1 without a launcher)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -35,4 +35,4 @@ def forks_ranks(processes: int) -> bool:
 
 def idle_process() -> bool:
     """A launched process whose rank a fork of local rank 0 runs: it has nothing to do."""
-    return forks_ranks(world()) and int(os.environ.get("LOCAL_RANK", "0")) != 0
+    return forks_ranks(launched()) and int(os.environ.get("LOCAL_RANK", "0")) != 0

@@ -51,8 +51,7 @@ from typing import NoReturn
 
 from llamadna.errors import ConfigError, InputError, RankError
 from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
-from llamadna.launch import forks_ranks, idle_process
-from llamadna.launch import world as launched
+from llamadna.launch import forks_ranks, idle_process, launched
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -339,7 +338,7 @@ class ShardedRun:
         each fork walks its rank's parts and exits (`_forked_walk`)."""
         if self.rt.is_main:
             warn_oversubscribed(self.rt.local_world)
-        if self.rt.forked and self.rt.is_main and self.rt.local_world > 1 and self._fork():
+        if self.rt.forked and self.rt.is_main and self._fork():  # forked: 2+ processes, rank 0 forks
             self._forked_walk(rows, predict_part, what)
         self._walk(rows, predict_part, progress, what)
 

@@ -215,7 +215,7 @@ class LlamaDNAProcessor:
         decision_mask : with targets (training), also the target tokens that decide each outcome.
 
         Returns input_ids, attention_mask, prompt_mask (B, T); labels (B, T) when targets, and
-        decision_mask (B, T, `deciding`) when asked;
+        decision_mask (B, T; `deciding`) when asked;
         class_labels (B,) when class_ids; dna_input_ids, dna_attention_mask (C, L) with chunks
         in sample order.
         """
