@@ -12,7 +12,8 @@ after one warm-up batch of each kind (not timed). Queries, `--n` of each kind (w
 Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON.
 
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
-        --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json]
+        --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
+        [--withhold-below 0.5]
 """
 
 from __future__ import annotations
@@ -102,17 +103,22 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=240, help="queries of each kind")
     ap.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     ap.add_argument("--out", default=None, help="also write the results (JSON) here")
+    ap.add_argument("--withhold-below", type=float, default=None,
+                    help="InferenceConfig.withhold_below (default: the Annotator's own)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from llamadna.annotate import Annotator
+    from llamadna.annotate import Annotator, InferenceConfig
 
     data = Path(args.data) if args.data else default_data_dir()
-    annotator = Annotator.from_pretrained(args.model, index=args.index)
+    given = {} if args.withhold_below is None else {"withhold_below": args.withhold_below}
+    config = InferenceConfig(**given)
+    annotator = Annotator.from_pretrained(args.model, index=args.index, config=config)
     batch = annotator.config.batch_size
     genic = genic_rows(args.dataset, args.n)
     sets = {"out of reference": out_of_reference_rows(data, genic, args.n, args.window), "genic": genic}
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-              "model": args.model, "index": args.index, "batch_size": batch, "kinds": {}}
+              "model": args.model, "index": args.index, "batch_size": batch,
+              "withhold_below": annotator.config.withhold_below, "kinds": {}}
     for kind, rows in sets.items():
         # warm-up: one batch of the same kind, other sequences (annotate_distinct is not used here,
         # but the retriever remembers nothing either way)

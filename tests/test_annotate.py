@@ -894,3 +894,60 @@ def test_rerank_writes_an_intergenic_top_candidates_sentence():
     score = _Scores()
     out, c = dec.rerank(score, rs, ["greedy"], torch.tensor([-5.0]), torch.tensor([True]), ["COSMIC"])
     assert out == [intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000)] and float(c[0]) == -2.0
+
+
+# ----------------------------------------------------------------- withholding a doubted gene
+def test_withhold_gives_a_doubted_gene_answer_what_the_evidence_shows():
+    """A doubted gene answer becomes the rule's sentence of its evidence, scored by the model,
+    unless that evidence passes as a gene itself; an answer not doubted is never touched."""
+    similar = dec.outcome_sentence("similar", OTHER2, [OTHER2], None)
+    score = _Scores({similar: -0.7})
+    evidence = [[OTHER2], [GENE7, OTHER2], [WEAK], [OTHER2]]
+    rows = [{**r, "evidence": ev} for r, ev in zip(_rows(SEQS[:4]), evidence)]
+    texts = [dec.candidate_sentence(OTHER2, "ClinVar"), dec.candidate_sentence(GENE7, "ClinVar"),
+             dec.candidate_sentence(WEAK, "ClinVar"), dec.candidate_sentence(OTHER2, "ClinVar")]
+    conf = torch.tensor([-0.1, -0.2, -0.3, -0.4])
+    out, c = dec.withhold(score, rows, texts, conf, [True, True, True, False])
+    assert dec.withheld_sentence([GENE7, OTHER2]) is None  # whole and near-identical: a gene
+    assert out == [similar, texts[1], NONE_SENTENCE, texts[3]]
+    assert score.calls == [[similar, NONE_SENTENCE]]
+    assert c.tolist() == pytest.approx([-0.7, -0.2, -2.0, -0.4]) and conf[0] == pytest.approx(-0.1)
+    assert dec.withhold(_never, rows, texts, conf, [False] * 4) == (texts, conf)
+
+
+def _constant_calibration(bias: float):
+    """A calibration whose confidence is sigmoid(bias) for every answer."""
+    from llamadna.model.calibration import FEATURES, OutcomeCalibration
+
+    return OutcomeCalibration([0.0] * len(FEATURES), bias, rows=10, right=5)
+
+
+def test_annotator_withholds_gene_answers_its_calibration_doubts(monkeypatch):
+    from llamadna.annotate.annotator import _Generated
+
+    m = _retrieval_model()
+    rows = [{**r, "evidence": ev} for r, ev in zip(_rows(SEQS[:3]), [[OTHER2], [GENE7], [OTHER2]])]
+    texts = [dec.candidate_sentence(OTHER2, "ClinVar"), dec.candidate_sentence(GENE7, "ClinVar"), NONE_SENTENCE]
+    monkeypatch.setattr(Annotator, "_forward", lambda self, part, prompt: _Generated(
+        list(texts[: len(part)]), torch.full((len(part),), -0.5), torch.zeros(len(part), dtype=torch.long),
+        torch.ones(len(part))))
+
+    def predict(bias, **config):
+        calibration = None if bias is None else _constant_calibration(bias)
+        return Annotator(m.model, m.processor, calibration=calibration,
+                         config=InferenceConfig(**config)).predict_batch(rows)
+
+    similar = dec.outcome_sentence("similar", OTHER2, [OTHER2], None)
+    doubted = predict(-3.0, withhold_below=0.5)  # every answer's confidence 0.047: under 0.5
+    assert [p["outcome"] for p in doubted] == ["similar", "gene", "none"]
+    assert doubted[0]["annotation"] == similar and doubted[0]["gene"] is None and doubted[0]["source"] is None
+    want = float(dec.SentenceScorer(m.model, m.processor)(rows[:1], [similar])[0])
+    assert doubted[0]["confidence"] == pytest.approx(want, abs=1e-5) and want != pytest.approx(-0.5)
+    assert doubted[0]["outcome_confidence"] == pytest.approx(1 / (1 + math.exp(3.0)))
+    assert doubted[1]["gene"] == "GENE7" and doubted[1]["confidence"] == pytest.approx(-0.5)
+    for stands in (predict(-3.0), predict(3.0, withhold_below=0.5), predict(None, withhold_below=0.5),
+                   predict(-3.0, withhold_below=0.01)):  # off by default; confident; uncalibrated
+        assert [p["gene"] for p in stands] == ["OTHER2", "GENE7", None]
+        assert stands[0]["annotation"] == texts[0] and stands[0]["confidence"] == pytest.approx(-0.5)
+    with pytest.raises(ConfigError, match="withhold_below"):
+        InferenceConfig(withhold_below=0.0)

@@ -87,18 +87,20 @@ def test_every_option_maps_onto_its_config_with_its_default(name):
 
 
 def test_inference_options_have_the_annotator_defaults():
-    """annotate, predict and benchmark pass --batch-size, --max-new-tokens and --decoding to the
-    Annotator's InferenceConfig: their defaults are its defaults."""
+    """annotate, predict and benchmark pass --batch-size, --max-new-tokens, --decoding and
+    --withhold-below to the Annotator's InferenceConfig: their defaults are its defaults (the
+    CLI's --withhold-below 0 is its None, off)."""
     from llamadna.annotate import InferenceConfig
 
     want = {f.name: _field_default(f) for f in dataclasses.fields(InferenceConfig)}
+    want["withhold_below"] = want["withhold_below"] or 0.0
     seen = 0
     for name in NO_CONFIG:
         for param in inspect.signature(_commands()[name]).parameters.values():
             if param.name in want:
                 assert param.default == want[param.name], (name, param.name)
                 seen += 1
-    assert seen == 9  # three options in each of the three commands
+    assert seen == 12  # four options in each of the three commands
 
 
 def _renamed(cls, old: str, new: str, **defaults):

@@ -42,6 +42,7 @@ from llamadna.constants import (
     DEFAULT_TILE,
     MIN_PARTS,
     MINIMAP2_LOCI,
+    WITHHOLD_BELOW,
 )
 from llamadna.constants import SPLIT_COLUMNS as SPLIT_NAMES
 from llamadna.data.build import BuildConfig
@@ -786,6 +787,11 @@ ResumeOption = Annotated[bool, typer.Option(
 AlignThreadsOption = Annotated[int | None, typer.Option(
     "--threads", help="Retrieval models: minimap2's threads in the process that searches (one per "
     "machine under `accelerate launch`). Default: the CPUs.", show_default=False)]
+WithholdOption = Annotated[float, typer.Option(
+    help="Calibrated retrieval models: a gene answer whose gene confidence is under this is "
+    "withheld where the reference evidence's own rule claims no gene; the annotation then says "
+    "what the evidence shows (similar, repeat, intergenic, no match). 0 (the default): every gene "
+    "answer stands. 0.5 trades genic rows of multi-copy genes for novel genes (docs/RESULTS.md).")]
 PartSizeOption = Annotated[int | None, typer.Option(
     help="Rows per part (rounded up to a multiple of --batch-size): the unit each process takes, "
     f"writes and --resume skips when done. Default: the rows / {MIN_PARTS}, at most "
@@ -829,6 +835,7 @@ def annotate_cmd(
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     decoding: DecodingOption = DEFAULT_DECODING,
+    withhold_below: WithholdOption = WITHHOLD_BELOW or 0.0,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
     llm: LlmOption = None,
@@ -860,7 +867,8 @@ def annotate_cmd(
                         "the SPLASH anchors table": splash}, formats=OUTPUT_FORMATS)
         with _record_progress("tiles") as step:
             summary = annotate_fasta(
-                _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads),
+                _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads,
+                        withhold_below=withhold_below),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
                 progress=step, tile=tile, decoding=decoding, resume=resume, part_size=part_size)
     if summary is None:  # not the main process: it wrote nothing
@@ -1070,6 +1078,7 @@ def predict_cmd(
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     decoding: DecodingOption = DEFAULT_DECODING,
+    withhold_below: WithholdOption = WITHHOLD_BELOW or 0.0,
     show: Annotated[int, typer.Option(help="Print this many predictions next to the truth.")] = 5,
     dtype: DtypeOption = None,
     compile: CompileOption = False,
@@ -1091,7 +1100,8 @@ def predict_cmd(
         _out_file(out, {"the dataset": dataset, **_model_inputs(model, index, encoder, llm)})
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
-            _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads),
+            _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads,
+                        withhold_below=withhold_below),
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step, decoding=decoding, resume=resume,
@@ -1120,6 +1130,7 @@ def benchmark_cmd(
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     decoding: DecodingOption = DEFAULT_DECODING,
+    withhold_below: WithholdOption = WITHHOLD_BELOW or 0.0,
     resume: ResumeOption = False,
     part_size: PartSizeOption = None,
     threads: AlignThreadsOption = None,
@@ -1138,7 +1149,8 @@ def benchmark_cmd(
         elif resume:
             raise ConfigError("--resume needs --out: a benchmark run without an output keeps no parts")
     with _errors(), _record_progress("queries") as step:
-        done = run_benchmark(_loader(model, index, encoder, threads=threads), benchmark, out,
+        loader = _loader(model, index, encoder, threads=threads, withhold_below=withhold_below)
+        done = run_benchmark(loader, benchmark, out,
                              batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding,
                              progress=step, resume=resume, part_size=part_size)
     if done is None:  # not the main process
@@ -1171,7 +1183,8 @@ def _anchor_tables(specs: list[str] | None) -> dict[str, str]:
 @_configures(EvalConfig, cli=("epochs", "max_steps"), convert={
     "split": ("splits", lambda split: tuple(SPLIT_NAMES) if split == "all" else (split,)),
     "data": "data_dir", "systems": lambda systems: _csv(systems) if systems else None,
-    "splash": _anchor_tables, "divergence_rows": lambda rows: rows or None})
+    "splash": _anchor_tables, "divergence_rows": lambda rows: rows or None,
+    "withhold_below": lambda below: below or None})
 def evaluate_cmd(
     model: Annotated[Path, typer.Option(help="Model directory (`llamadna train` output).")],
     dataset: Annotated[Path, typer.Option(help="build-dataset output directory (or its parquet).")],
@@ -1194,6 +1207,7 @@ def evaluate_cmd(
     batch_size: BatchSizeOption = EvalConfig.batch_size,
     max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     decoding: DecodingOption = DEFAULT_DECODING,
+    withhold_below: WithholdOption = WITHHOLD_BELOW or 0.0,
     folds: Annotated[int, typer.Option(
         help="split_gene as k-fold over genes (every gene a test gene once; 1 = the dataset's "
              "split_gene only).")] = EvalConfig.folds,

@@ -116,6 +116,13 @@ IDENTITY_WORDS = ((0.95, "near-identical"), (0.85, "close"), (0.66, "diverged"),
 # the outcome confidence's logistic regression: inverse L2 strength (model.calibration; chosen by
 # 5-fold cross-validation on the demo model's validation annotations, 2026-12-05)
 CALIBRATION_C = 3.0
+# `annotate --withhold-below P`: a gene answer whose calibrated gene confidence is under P is
+# withheld where the evidence's rule (`retrieve.outcome.describe_evidence`) claims no gene; the
+# annotation then says what the evidence shows (`annotate.decoding.withhold`). Default None: every
+# gene answer stands. At P = 0.5 over split_gene's five folds, novel-gene rows with no gene
+# claimed rise from 81.4 to 94.5 %, but 28 genic rows of multi-copy genes become "repeat" (gene
+# field 0.989, under issue 29's 0.99): not adopted as the default (docs/RESULTS.md, seventh pass).
+WITHHOLD_BELOW: float | None = None
 PRESETS = ("tiny", "full")  # tiny: offline, weights trained here; full: local DNABERT-2 + Llama-2
 
 # LoRA on the LLM (and on the encoder with encoder_training="lora"): the model config's defaults,

@@ -179,3 +179,18 @@ def test_postprocess_columns_follow_the_outcome(model_dir):
     bare = plain.postprocess(rows, gen)
     assert [p["outcome"] for p in bare] == [p["outcome"] for p in preds] and bare[0]["source"] == label
     assert all(p["outcome_confidence"] is None and p["evidence_gene"] is None for p in bare)
+
+
+def test_model_loader_sets_the_withholding(model_dir):
+    """The CLI's --withhold-below reaches the Annotator each rank loads: 0 turns it off."""
+    from llamadna.annotate.distributed import ModelLoader, inference_settings
+    from llamadna.constants import WITHHOLD_BELOW
+
+    assert ModelLoader(model_dir).load().config.withhold_below == WITHHOLD_BELOW
+    assert WITHHOLD_BELOW is None  # off by default (docs/RESULTS.md, issue 29's seventh pass)
+    off = ModelLoader(model_dir, withhold_below=0.0).load()
+    assert off.config.withhold_below is None and inference_settings(off)["withhold_below"] is None
+    assert ModelLoader(model_dir, withhold_below=0.7).load().config.withhold_below == 0.7
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="--withhold-below"):
+            ModelLoader(model_dir, withhold_below=bad)

@@ -40,13 +40,21 @@ from pathlib import Path
 
 import torch
 
-from llamadna.annotate.decoding import OutcomeDecided, SentenceScorer, check_decoding, ground, rerank
+from llamadna.annotate.decoding import (
+    OutcomeDecided,
+    SentenceScorer,
+    check_decoding,
+    ground,
+    rerank,
+    withhold,
+)
 from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     MODEL_PASS_ROWS,
     SEED_FAITHFUL_FIELDS,
+    WITHHOLD_BELOW,
 )
 from llamadna.data.template import parse_outcome
 from llamadna.errors import ConfigError, InputError
@@ -63,10 +71,15 @@ class InferenceConfig:
     # compiled generation (`model.loading.compile_generation`): prompts left-padded to a multiple
     # of this many tokens, so that a few shapes are compiled; None: no padding beyond the batch's
     prompt_bucket: int | None = None
+    # a calibrated retrieval model's gene answer under this gene confidence is withheld where the
+    # evidence claims no gene (`decoding.withhold`); None: every gene answer stands
+    withhold_below: float | None = WITHHOLD_BELOW
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("batch_size and max_new_tokens must be >= 1")
+        if self.withhold_below is not None and not 0.0 < self.withhold_below <= 1.0:
+            raise ConfigError(f"withhold_below must be in (0, 1] or None, got {self.withhold_below}")
         check_decoding(self.decoding)
 
 
@@ -232,7 +245,8 @@ class Annotator:
         preds = []
         for a in range(0, len(rows), MODEL_PASS_ROWS):
             part = rows[a : a + MODEL_PASS_ROWS]
-            preds += self.postprocess(part, self._forward(part, self.preprocess(part)))
+            gen = self._withhold(part, self._forward(part, self.preprocess(part)))
+            preds += self.postprocess(part, gen)
         return preds
 
     def preprocess(self, rows: Sequence[dict]) -> _Prompt:
@@ -282,6 +296,22 @@ class Annotator:
             else:
                 texts, confidence = ground(score, rows, texts, confidence, heads)
         return _Generated(texts, confidence, label, prob)
+
+    def _withhold(self, rows: Sequence[dict], gen: _Generated) -> _Generated:
+        """A calibrated retrieval model's gene answers whose calibrated gene confidence is under
+        `config.withhold_below` give way to what the evidence shows, where its rule claims no gene
+        (`decoding.withhold`); the others, and every answer without a calibration, stand."""
+        below, calibration = self.config.withhold_below, self.calibration
+        if below is None or calibration is None or not self.processor.retrieval:
+            return gen
+        doubted = [parse_outcome(text)["outcome"] == "gene"
+                   and calibration.confidence("gene", float(c), row.get("evidence")) < below
+                   for text, c, row in zip(gen.texts, gen.confidence, rows)]
+        if not any(doubted):
+            return gen
+        texts, confidence = withhold(SentenceScorer(self.model, self.processor), rows, gen.texts,
+                                     gen.confidence, doubted)
+        return replace(gen, texts=texts, confidence=confidence)
 
     def postprocess(self, rows: Sequence[dict], gen: _Generated) -> list[dict]:
         """One prediction dict per row: the sentence, its outcome and parsed fields, the class

@@ -140,6 +140,39 @@ def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confid
     return texts, confidence
 
 
+def withheld_sentence(cands: Sequence[dict]) -> str | None:
+    """What replaces a doubted gene answer (`withhold`): the sentence of what the evidence shows
+    (`describe_evidence`, the rule the training targets use) where that rule claims no gene; None
+    where it claims one (the answer stands: the evidence itself passes as that gene)."""
+    outcome, cand = describe_evidence(cands)
+    return None if outcome == "gene" else outcome_sentence(outcome, cand, cands, None)
+
+
+def withhold(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
+             doubted: Sequence[bool]) -> tuple[list[str], torch.Tensor]:
+    """Per `doubted` row (a gene answer the calibration doubts: `Annotator`, constants.
+    WITHHOLD_BELOW), the gene claim withheld: `withheld_sentence` of its evidence instead, its
+    confidence the model's score of that sentence (mean log-probability per token); a row whose
+    evidence passes the rule as a gene keeps its answer.
+
+    Returns
+    -------
+    texts, confidence : the sentences and their confidences (B,).
+    """
+    alt = {}
+    for b, row in enumerate(rows):
+        if doubted[b] and (sentence := withheld_sentence(row.get("evidence") or [])) is not None:
+            alt[b] = sentence
+    if not alt:
+        return texts, confidence
+    idx = sorted(alt)
+    mean = score([rows[b] for b in idx], [alt[b] for b in idx], len(rows)).to(confidence.device)
+    texts, confidence = list(texts), confidence.clone()
+    for j, b in enumerate(idx):
+        texts[b], confidence[b] = alt[b], mean[j]
+    return texts, confidence
+
+
 def described(cands: Sequence[dict]) -> str:
     """The sentence of what the evidence shows when the row's own gene or locus is not in it
     (`describe_evidence`: the threshold rule's outcome)."""

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from llamadna.constants import WITHHOLD_BELOW
 from llamadna.errors import ConfigError, InputError, RankError
 from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
 from llamadna.launch import forks_ranks, idle_process, launched
@@ -157,17 +158,24 @@ class ModelLoader:
     compile: bool = False
     llm: Path | None = None
     threads: int | None = None  # minimap2's threads on the rank that searches (None: the CPUs)
+    # InferenceConfig.withhold_below; 0 (the CLI's "off") is None: every gene answer stands
+    withhold_below: float | None = WITHHOLD_BELOW
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: minimap2's threads must be >= 1")
+        if self.withhold_below is not None and not 0.0 <= self.withhold_below <= 1.0:
+            raise ConfigError(f"--withhold-below {self.withhold_below}: a gene confidence in [0, 1] "
+                              "(0: no gene answer is withheld)")
 
     def load(self, device=None):
         """The Annotator, without its reference index."""
-        from llamadna.annotate.annotator import Annotator
+        from llamadna.annotate.annotator import Annotator, InferenceConfig
 
+        below = self.withhold_below or None  # 0: off
         return Annotator.from_pretrained(self.model, dna_encoder=self.encoder, device=device,
-                                         dtype=self.dtype, compile=self.compile, llm=self.llm)
+                                         dtype=self.dtype, compile=self.compile, llm=self.llm,
+                                         config=InferenceConfig(withhold_below=below))
 
     def attach_index(self, annotator) -> None:
         """Give a retrieval model its retriever now (a missing index fails before any work); a
@@ -217,7 +225,8 @@ def inference_settings(annotator) -> dict:
     """The inference settings of a run's fingerprint: what changes a prediction."""
     cfg = annotator.config
     return {"batch_size": cfg.batch_size, "max_new_tokens": cfg.max_new_tokens, "decoding": cfg.decoding,
-            "prompt_bucket": cfg.prompt_bucket, "dtype": str(getattr(annotator.model, "dtype", None))}
+            "withhold_below": cfg.withhold_below, "prompt_bucket": cfg.prompt_bucket,
+            "dtype": str(getattr(annotator.model, "dtype", None))}
 
 
 # ------------------------------------------------------------------------------ a sharded run

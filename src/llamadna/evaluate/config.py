@@ -10,6 +10,7 @@ from llamadna.constants import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SPLIT,
     SPLIT_COLUMNS,
+    WITHHOLD_BELOW,
 )
 from llamadna.data.mutate import DIVERGENCE_RATES
 from llamadna.errors import ConfigError
@@ -37,6 +38,7 @@ class EvalConfig:
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     decoding: str = DEFAULT_DECODING  # retrieval models: constants.DECODINGS
+    withhold_below: float | None = WITHHOLD_BELOW  # retrieval models: InferenceConfig.withhold_below
     folds: int = 5  # split_gene as k-fold over genes (1 = the dataset's split_gene only)
     splash: dict[str, str] = field(default_factory=dict)  # build ("" = all) -> anchors TSV
     benchmark: str | None = None  # a real benchmark directory (evaluate.benchmark)
@@ -68,6 +70,9 @@ class EvalConfig:
         from llamadna.annotate import check_decoding  # lazily: it imports torch
 
         check_decoding(self.decoding)
+        if self.withhold_below is not None and not 0.0 < self.withhold_below <= 1.0:
+            raise ConfigError(f"--withhold-below {self.withhold_below}: a gene confidence in [0, 1] "
+                              "(0: no gene answer is withheld)")
         if self.divergence_rows is not None and self.divergence_rows < 1:
             raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
         if self.negatives_per_kind < 1:

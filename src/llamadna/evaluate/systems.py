@@ -83,7 +83,8 @@ class Unit:
         if key not in self.cache:
             cfg = self.cfg
             annotator = self.ctx.models.get(self.column, variant, self.ctx.dataset).with_config(
-                batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, decoding=cfg.decoding)
+                batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, decoding=cfg.decoding,
+                withhold_below=cfg.withhold_below)
             if annotator.processor.retrieval:
                 annotator.retriever = self.retriever(setting)  # this copy's only
             self.cache[key] = annotator
