@@ -129,13 +129,22 @@ def rerank(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confid
             sentence = outcome_sentence(ev[0].get("kind") or "gene", ev[0], ev, src)
             if sentence != texts[b]:
                 alt[b] = sentence
+    return _swap_scored(score, rows, texts, confidence, alt,
+                        lambda b, mean: not bool(finished[b]) or mean > float(confidence[b]))
+
+
+def _swap_scored(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
+                 alt: dict[int, str], take: Callable[[int, float], bool]) -> tuple[list[str], torch.Tensor]:
+    """Copies of texts and confidence where row b's sentence is alt[b], with the model's score of
+    it (mean log-probability per token) as its confidence, for each b of `alt` that
+    `take(b, score)` accepts; `alt` is scored in one call, as many a pass as there are rows."""
     if not alt:
         return texts, confidence
     idx = sorted(alt)
     mean = score([rows[b] for b in idx], [alt[b] for b in idx], len(rows)).to(confidence.device)
     texts, confidence = list(texts), confidence.clone()
     for j, b in enumerate(idx):
-        if not bool(finished[b]) or float(mean[j]) > float(confidence[b]):
+        if take(b, float(mean[j])):
             texts[b], confidence[b] = alt[b], mean[j]
     return texts, confidence
 
@@ -163,14 +172,7 @@ def withhold(score: SentenceScorer, rows: Sequence[dict], texts: list[str], conf
     for b, row in enumerate(rows):
         if doubted[b] and (sentence := withheld_sentence(row.get("evidence") or [])) is not None:
             alt[b] = sentence
-    if not alt:
-        return texts, confidence
-    idx = sorted(alt)
-    mean = score([rows[b] for b in idx], [alt[b] for b in idx], len(rows)).to(confidence.device)
-    texts, confidence = list(texts), confidence.clone()
-    for j, b in enumerate(idx):
-        texts[b], confidence[b] = alt[b], mean[j]
-    return texts, confidence
+    return _swap_scored(score, rows, texts, confidence, alt, lambda b, mean: True)
 
 
 def described(cands: Sequence[dict]) -> str:
