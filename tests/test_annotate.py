@@ -501,6 +501,10 @@ def test_cli_annotate(model_dir, fasta, tmp_path):
     r = runner.invoke(app, ["annotate", str(bad), "--model", str(model_dir), "--out", str(out)])
     assert r.exit_code == 2 and "error:" in r.output and "invalid character 'X'" in r.output
     assert "Traceback" not in r.output
+    r = runner.invoke(app, ["annotate", str(fasta), "--model", str(model_dir), "--out", str(out),
+                            "--withhold-below", "1.5"])
+    (said,) = [x for x in r.output.splitlines() if x.startswith("error:")]
+    assert r.exit_code == 2 and "--withhold-below 1.5: a gene confidence in (0, 1]" in said
 
 
 # ------------------------------------------------------------------------------ dtype, compiled generation
@@ -949,5 +953,6 @@ def test_annotator_withholds_gene_answers_its_calibration_doubts(monkeypatch):
                    predict(-3.0, withhold_below=0.01)):  # off by default; confident; uncalibrated
         assert [p["gene"] for p in stands] == ["OTHER2", "GENE7", None]
         assert stands[0]["annotation"] == texts[0] and stands[0]["confidence"] == pytest.approx(-0.5)
-    with pytest.raises(ConfigError, match="withhold_below"):
-        InferenceConfig(withhold_below=0.0)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="--withhold-below"):
+            InferenceConfig(withhold_below=bad)

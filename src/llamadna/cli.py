@@ -1101,7 +1101,7 @@ def predict_cmd(
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
             _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads,
-                        withhold_below=withhold_below),
+                    withhold_below=withhold_below),
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step, decoding=decoding, resume=resume,

@@ -44,6 +44,7 @@ from llamadna.annotate.decoding import (
     OutcomeDecided,
     SentenceScorer,
     check_decoding,
+    check_withhold,
     ground,
     rerank,
     withhold,
@@ -78,9 +79,8 @@ class InferenceConfig:
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("batch_size and max_new_tokens must be >= 1")
-        if self.withhold_below is not None and not 0.0 < self.withhold_below <= 1.0:
-            raise ConfigError(f"withhold_below must be in (0, 1] or None, got {self.withhold_below}")
         check_decoding(self.decoding)
+        check_withhold(self.withhold_below)
 
 
 def batched(items: Iterable, n: int) -> Iterator[list]:

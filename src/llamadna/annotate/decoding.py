@@ -47,6 +47,14 @@ def check_decoding(decoding: str) -> None:
         raise ConfigError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
 
 
+def check_withhold(below: float | None) -> None:
+    """A ConfigError unless `below` (InferenceConfig.withhold_below, `--withhold-below`, whose 0
+    is None: off) is None or a gene confidence in (0, 1]."""
+    if below is not None and not 0.0 < below <= 1.0:
+        raise ConfigError(f"--withhold-below {below}: a gene confidence in (0, 1], or 0 to withhold "
+                          "no gene answer")
+
+
 def candidate_sentence(candidate: dict, source: str) -> str:
     """The annotation sentence a reference candidate's own fields make (`source`: the database
     named at its end, which a candidate does not have: the model's own)."""

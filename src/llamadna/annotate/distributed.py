@@ -164,18 +164,17 @@ class ModelLoader:
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: minimap2's threads must be >= 1")
-        if self.withhold_below is not None and not 0.0 <= self.withhold_below <= 1.0:
-            raise ConfigError(f"--withhold-below {self.withhold_below}: a gene confidence in [0, 1] "
-                              "(0: no gene answer is withheld)")
+        from llamadna.annotate.decoding import check_withhold
+
+        check_withhold(self.withhold_below or None)  # the CLI's 0: off
 
     def load(self, device=None):
         """The Annotator, without its reference index."""
         from llamadna.annotate.annotator import Annotator, InferenceConfig
 
-        below = self.withhold_below or None  # 0: off
         return Annotator.from_pretrained(self.model, dna_encoder=self.encoder, device=device,
                                          dtype=self.dtype, compile=self.compile, llm=self.llm,
-                                         config=InferenceConfig(withhold_below=below))
+                                         config=InferenceConfig(withhold_below=self.withhold_below or None))
 
     def attach_index(self, annotator) -> None:
         """Give a retrieval model its retriever now (a missing index fails before any work); a

@@ -67,12 +67,10 @@ class EvalConfig:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: the test rows per split must be >= 1 (leave it "
                               "out for all of them)")
-        from llamadna.annotate import check_decoding  # lazily: it imports torch
+        from llamadna.annotate.decoding import check_decoding, check_withhold  # lazily: torch
 
         check_decoding(self.decoding)
-        if self.withhold_below is not None and not 0.0 < self.withhold_below <= 1.0:
-            raise ConfigError(f"--withhold-below {self.withhold_below}: a gene confidence in [0, 1] "
-                              "(0: no gene answer is withheld)")
+        check_withhold(self.withhold_below)
         if self.divergence_rows is not None and self.divergence_rows < 1:
             raise ConfigError(f"--divergence-rows must be >= 1, got {self.divergence_rows}")
         if self.negatives_per_kind < 1:
