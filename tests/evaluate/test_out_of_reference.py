@@ -295,6 +295,7 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
     section = oor.out_of_reference(ctx, units)
     assert section["units"] == ["split_gene", "split_gene_fold1"] and section["rows"]["gene"] == 3
     assert "validation_model" not in section  # no index: no retrieval model to score on them
+    assert not (tmp_path / "predictions" / "out_of_reference.validation.model.tsv").exists()
     assert "model_top_candidate" not in section and section["model_versus"] == {}  # no baseline here
     assert [r["gene_name"] for r in units[1].seen] == ["V"]  # its test row, no negative
     assert [r.get("gene_name") for r in units[0].seen] == ["A", "B", None, None]
@@ -346,6 +347,12 @@ def test_each_unit_tunes_the_retriever_rule_on_its_own_validation_rows(tmp_path,
     assert units[1].searched == [("full", "W"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "W"),
                                  ("full", "V"), ("novel", "V")]
     assert section["systems"]["retriever_tuned"]["rows"] == 2 + 2 + 2  # genes, novel, negatives
+    # the model on both units' tuning rows (each: genic, 2 negatives, genic as novel), row by row
+    table = (tmp_path / "predictions" / "out_of_reference.validation.model.tsv").read_text().splitlines()
+    assert section["validation_model"]["rows"] == 8 == len(table) - 1
+    ids = [line.split("\t")[0] for line in table[1:]]
+    assert len(set(ids)) == 8 and [i.split(":")[0] for i in ids] == ["split_gene"] * 4 + ["split_gene_fold1"] * 4
+    assert [i.split(":")[1] for i in ids[:4]] == ["gene", "val", "val", "novel"]
 
 
 def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
@@ -365,17 +372,25 @@ def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
     ctx = _fake_ctx(tmp_path, [_genic_row("V", 9), _genic_row("W", 8)], reference="REF")
     monkeypatch.setattr(oor, "_val_novel_retriever", lambda unit: unit.cache.setdefault("retriever:val_novel", 1))
     unit = Unit(ctx, "split_gene", [_genic_row("B", 1)], [_genic_row("A", 0)])
-    full, novel, _ = oor._validation(ctx, unit, tmp_path)
-    m = oor._validation_model(unit, (full, novel), n_boot=20, seed=0)
+    tuning = {"split_gene": oor._validation(ctx, unit, tmp_path)}
+    m, rows, _ = oor._validation_model([unit], tuning, n_boot=20, seed=0)
     assert unit.seen == [("full", "V"), ("full", "W"), ("full", "random"), ("full", "similar"),
                          (oor.VAL_NOVEL, "V"), (oor.VAL_NOVEL, "W")]
     assert m["rows"] == 6 and m["novel_no_gene"] == 1.0
     # right: the two genes, the random row and both novel rows; wrong: the chimera ("none")
     assert m["kinds"]["gene"]["accuracy"] == 1.0 and m["kinds"]["similar"]["accuracy"] == 0.0
     assert 0 < m["macro_f1"] < 1
-    line = oor.validation_summary({"validation_model": m})
-    assert line.startswith("The model on the 6 tuning rows (validation part") and "novel: no gene claimed 100.0 %" in line
+    line = oor.validation_summary({"validation_model": m, "units": ["split_gene"]})
+    assert line.startswith("The model on the 6 tuning rows of 1 unit (validation part") and "novel: no gene claimed 100.0 %" in line
     assert oor.validation_summary({"systems": {}}) is None
+    # every unit's model on its own tuning rows, pooled; ids stay apart where units draw alike
+    other = Unit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])
+    tuning["split_gene_fold1"] = oor._validation(ctx, other, tmp_path)
+    m2, rows2, preds2 = oor._validation_model([unit, other], tuning, n_boot=20, seed=0)
+    assert m2["rows"] == 12 == len(preds2) and len({r["id"] for r in rows2}) == 12
+    assert [r["id"] for r in rows2[:6]] == [r["id"] for r in rows] and other.seen == unit.seen[:6]
+    assert oor.validation_summary({"validation_model": m2, "units": ["a", "b"]}).startswith(
+        "The model on the 12 tuning rows of 2 units (validation part, each unit's model on its own")
 
 
 def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, monkeypatch):
@@ -689,7 +704,7 @@ def test_evaluate_prints_the_out_of_reference_table():
     assert "top reference candidate's in 4 of its 5 gene answers" in " ".join(cap.get().split())
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
-    assert "The model on the 12 tuning rows (validation part" in cap.get()
+    assert "The model on the 12 tuning rows of 1 unit (validation part" in " ".join(cap.get().split())
 
 
 def test_per_unit_counts_each_folds_genes_and_novel_rows():

@@ -36,9 +36,10 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   one of them gets right, the macro-F1 difference with a paired cluster-bootstrap interval); with
   a retrieval model, "model_top_candidate": how many of its gene answers name its top reference
   candidate's gene (`top_candidate_agreement`);
-- with a retrieval model, "validation_model": the first unit's model scored on that unit's tuning
-  rows (`_validation_model`): the figures to choose training settings on, since the test rows'
-  figures are the ones reported.
+- with a retrieval model, "validation_model": every unit's model scored on that unit's tuning
+  rows, pooled (`_validation_model`; per row in predictions/out_of_reference.validation.model.tsv):
+  the figures to choose training or inference settings on, since the test rows' figures are the
+  ones reported.
 Each unit's rows are answered by that unit's model and its baselines' thresholds (tuned on its own
 validation rows, which hold other folds' test genes but never its own): no system sees a row
 whose gene it was trained, calibrated or tuned on. The negatives are answered by the first unit's
@@ -458,21 +459,34 @@ def _val_novel_retriever(unit) -> None:
         unit.cache[key] = open_retriever(index, k=unit.ctx.models.train_config["evidence_k"])
 
 
-def _validation_model(unit, val, n_boot: int, seed: int) -> dict:
-    """The model's out-of-reference scores (`score_outcomes`) on the tuning rows of `_validation`
-    (val: its full and novel rows; the novel ones searched on the VAL_NOVEL index): rows of the
-    split's validation part, never its test rows, so the figures a model's training settings may
-    be chosen on. The tuned rules are fitted on these rows (their scores here would be in-sample)
-    and the model's outcome confidence is calibrated on validation rows too (its AUROC here is
-    in-sample)."""
+def _validation_answers(unit, full: Sequence[dict], novel: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """One unit's tuning rows of `_validation` (full: genic rows then negatives; novel: the genic
+    rows again, searched on the VAL_NOVEL index) as out-of-reference rows, ids prefixed with the
+    unit (units draw negatives alike), and its own model's answers to them."""
     from llamadna.evaluate.systems import MODEL
 
-    full, novel = val
     genic, negs = full[:len(novel)], full[len(novel):]
-    rows = _genic(genic, "gene") + _negative(negs, "val") + _genic(novel, "novel")
+    rows = _genic(genic, "gene", unit.column) + _negative(negs, "val") + _genic(novel, "novel", unit.column)
+    rows = [{**r, "id": f"{unit.column}:{r['id']}"} for r in rows]
     _val_novel_retriever(unit)
     preds = unit.annotate(MODEL, list(full)) + unit.annotate(MODEL, list(novel), setting=VAL_NOVEL)
-    return score_outcomes(rows, preds, n_boot, seed)
+    return rows, preds
+
+
+def _validation_model(units, tuning: Mapping, n_boot: int, seed: int) -> tuple[dict, list[dict], list[dict]]:
+    """The model's out-of-reference scores (`score_outcomes`) on every unit's tuning rows
+    (`tuning`: {unit column: `_validation`'s full rows, novel rows, truths}), each unit answered
+    by its own model (`_validation_answers`), pooled; and those rows and answers. Rows of the
+    split's validation parts, never its test rows: the figures a model's training or inference
+    settings may be chosen on. The tuned rules are fitted on these rows (their scores here would
+    be in-sample) and the outcome confidence is calibrated on validation rows too (its AUROC here
+    is in-sample)."""
+    rows, preds = [], []
+    for u in units:
+        full, novel, _ = tuning[u.column]
+        r, p = _validation_answers(u, full, novel)
+        rows, preds = rows + r, preds + p
+    return score_outcomes(rows, preds, n_boot, seed), rows, preds
 
 
 def _retriever_baseline(units, negs, tuning) -> tuple[list[dict], dict]:
@@ -557,9 +571,11 @@ def out_of_reference(ctx, units: Sequence) -> dict:
         systems[name] = score_outcomes(rows, p, cfg.n_boot, cfg.seed)
         notes[name] = BASELINES.get(name, "the model's outcome, gene and calibrated outcome confidence")
     validation = {}
-    if ctx.reference is not None:  # a retrieval model: its scores on the first unit's tuning rows
-        validation["validation_model"] = _validation_model(first, tuning[first.column][:2], cfg.n_boot,
-                                                           cfg.seed)
+    if ctx.reference is not None:  # a retrieval model: its scores on every unit's tuning rows
+        scores, val_rows, val_preds = _validation_model(units, tuning, cfg.n_boot, cfg.seed)
+        write_outcome_table(ctx.out / "predictions" / "out_of_reference.validation.model.tsv", val_rows,
+                            val_preds)
+        validation["validation_model"] = scores
         validation["model_top_candidate"] = top_candidate_agreement(model_preds)
     versus = {name: model_versus(rows, model_preds, p, cfg.n_boot, cfg.seed)
               for name, p in preds.items() if name != "model"}
@@ -608,8 +624,10 @@ def validation_summary(section: Mapping) -> str | None:
         return None
     k, n = false_claims(m)
     f1 = "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f} {_iv(m['macro_f1_interval'])}"
-    return (f"The model on the {m['rows']} tuning rows (validation part; what training settings may be "
-            f"chosen on; the tuned rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
+    units = len(section.get("units") or ()) or 1
+    return (f"The model on the {m['rows']} tuning rows of {units} unit{'s' if units > 1 else ''} (validation "
+            f"part, each unit's model on its own; what training settings may be chosen on; the tuned "
+            f"rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
             f"there is none {_claimed(m)} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
 
 
