@@ -164,17 +164,21 @@ class ModelLoader:
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: minimap2's threads must be >= 1")
-        from llamadna.annotate.decoding import check_withhold
+        self.inference_config()  # checked now, before any work
 
-        check_withhold(self.withhold_below or None)  # the CLI's 0: off
+    def inference_config(self):
+        """The InferenceConfig of these options (the CLI's --withhold-below 0: None, off)."""
+        from llamadna.annotate.annotator import InferenceConfig
+
+        return InferenceConfig(withhold_below=self.withhold_below or None)
 
     def load(self, device=None):
         """The Annotator, without its reference index."""
-        from llamadna.annotate.annotator import Annotator, InferenceConfig
+        from llamadna.annotate.annotator import Annotator
 
         return Annotator.from_pretrained(self.model, dna_encoder=self.encoder, device=device,
                                          dtype=self.dtype, compile=self.compile, llm=self.llm,
-                                         config=InferenceConfig(withhold_below=self.withhold_below or None))
+                                         config=self.inference_config())
 
     def attach_index(self, annotator) -> None:
         """Give a retrieval model its retriever now (a missing index fails before any work); a
