@@ -179,7 +179,10 @@ def _model_confidence(model: dict) -> list[str]:
 def out_of_reference(o: dict) -> list[str]:
     """The "out_of_reference" section: summary per system, gene claims per kind, the model's
     confidence, the confusion matrices, the tuned thresholds."""
+    from llamadna.constants import REPEAT_MIN_LOCI
     from llamadna.evaluate.out_of_reference import (
+        COPY_HEAD,
+        copy_rows,
         per_unit_rows,
         summary_rows,
         validation_summary,
@@ -201,6 +204,11 @@ def out_of_reference(o: dict) -> list[str]:
         out += ["", "Per unit: genic rows answered with their gene, novel rows with no gene:", "",
                 "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in units]
+    if copies := copy_rows(o):
+        out += ["", "Genic and novel rows by their window's reference loci (multi-copy: "
+                f">= {REPEAT_MIN_LOCI}, what the repeat truth calls a repeat):", "",
+                "| " + " | ".join(COPY_HEAD) + " |", "|---" * len(COPY_HEAD) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in copies]
     out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
     out += _no_gene_rows(o)
     if o["systems"].get("model"):

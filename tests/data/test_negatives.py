@@ -18,6 +18,7 @@ from llamadna.data.negatives import (
     NEGATIVE_KINDS,
     PART_FRACTIONS,
     REPEAT_WINDOW,
+    ReferenceCopies,
     chimera,
     count_loci,
     dinucleotide_shuffle,
@@ -224,6 +225,22 @@ def test_count_loci_counts_distinct_places(bundle):
     assert count_loci(aligner, random_sequence(REPEAT_WINDOW, np.random.default_rng(0))) == 0
     lone = next(x for x in bundle.genes if x.get("family") is None)
     assert count_loci(aligner, g[lone["chrom"]][lone["start"]:lone["start"] + REPEAT_WINDOW]) == 1
+
+
+def test_reference_copies_counts_by_the_repeat_rule_per_build(bundle):
+    copies = ReferenceCopies(bundle.path)
+    g = genome_text(bundle)
+    fam1 = next(x for x in bundle.genes if x.get("family") == 1)
+    lone = next(x for x in bundle.genes if x.get("family") is None)
+    family_window = g[fam1["chrom"]][fam1["start"] - 1:fam1["start"] - 1 + W]
+    lone_window = g[lone["chrom"]][lone["start"] - 1:lone["start"] - 1 + W]
+    assert copies(family_window, "GRCh38") == 3  # a gene family's window: what a repeat is
+    assert copies(lone_window, "GRCh38") == 1
+    assert copies(random_sequence(W, np.random.default_rng(1)), "GRCh38") == 0
+    assert list(copies.aligners) == ["GRCh38"] and len(copies.seen) == 3
+    assert copies(family_window, "GRCh38") == 3 and len(copies.seen) == 3  # counted once
+    with pytest.raises(ValueError, match="no reference of build 'GRCh37'.*GRCh38"):
+        copies(lone_window, "GRCh37")
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import math
 import shutil
 
 import numpy as np
+import polars as pl
 import pytest
 
 from llamadna.constants import OUTCOMES
@@ -280,6 +281,16 @@ def _fake_negatives(monkeypatch):
     monkeypatch.setattr(negatives, "negative_rows", lambda data_dir, genic, part, per_kind, seed: [
         _neg("random", 0), _neg("similar", 1, genic[0]["gene_name"])])
 
+    class Copies:  # the window of row 0 lies at three loci, every other at one
+        def __init__(self, data_dir):
+            self.asked = []
+
+        def __call__(self, seq, build):
+            self.asked.append((seq, build))
+            return 3 if seq == "ACGT0" else 1
+
+    monkeypatch.setattr(negatives, "ReferenceCopies", Copies)
+
 
 def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeypatch):
     """Each unit (a fold) answers its own test rows; the negatives are made from the first unit's
@@ -302,6 +313,11 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
     assert section["per_unit"]["model"] == {"split_gene": {"gene": [0, 2], "novel_no_gene": [0, 0]},
                                             "split_gene_fold1": {"gene": [0, 1], "novel_no_gene": [0, 0]}}
     assert section["validation_rows"] == 2 * (1 + 2 + 1)  # per unit: genic, negatives, genic as novel
+    # genic rows by their window's loci: A's (row 0) at three, B's and V's at one
+    assert section["systems"]["model"]["copies"] == {"multi_copy": {"gene": [0, 1], "novel_no_gene": [0, 0]},
+                                                     "single_copy": {"gene": [0, 2], "novel_no_gene": [0, 0]}}
+    table = pl.read_csv(tmp_path / "predictions" / "out_of_reference.model.tsv", separator="\t")
+    assert table["copies"].to_list() == [3, 1, 1, None, None]  # negatives: not counted
     assert all(r[c] is None for u in units for r in u.seen for c in SPLASH_COLUMNS)
 
 
@@ -350,6 +366,10 @@ def test_each_unit_tunes_the_retriever_rule_on_its_own_validation_rows(tmp_path,
     # the model on both units' tuning rows (each: genic, 2 negatives, genic as novel), row by row
     table = (tmp_path / "predictions" / "out_of_reference.validation.model.tsv").read_text().splitlines()
     assert section["validation_model"]["rows"] == 8 == len(table) - 1
+    v = section["validation_model"]["copies"]  # the tuning rows' windows are counted too
+    assert v["multi_copy"] == {"gene": [0, 0], "novel_no_gene": [0, 0]}
+    assert [v["single_copy"][k][1] for k in ("gene", "novel_no_gene")] == [2, 2]
+    assert [r[0] for r in oor.copy_rows(section)] == ["model", "retriever_tuned", "model (validation rows)"]
     ids = [line.split("\t")[0] for line in table[1:]]
     assert len(set(ids)) == 8 and [i.split(":")[0] for i in ids] == ["split_gene"] * 4 + ["split_gene_fold1"] * 4
     assert [i.split(":")[1] for i in ids[:4]] == ["gene", "val", "val", "novel"]
@@ -705,6 +725,41 @@ def test_evaluate_prints_the_out_of_reference_table():
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
     assert "The model on the 12 tuning rows of 1 unit (validation part" in " ".join(cap.get().split())
+
+
+def test_copy_scores_split_genic_and_novel_rows_by_their_windows_loci():
+    """`copy_scores`: genic and novel rows at >= REPEAT_MIN_LOCI loci (multi-copy) apart from the
+    others; negatives and rows whose loci were not counted are left out; no counted row: None.
+    The table and the report show it per system, the validation rows last."""
+    from llamadna.evaluate.out_of_reference import COPY_HEAD, _genic, _negative, copy_rows, copy_scores
+    from llamadna.evaluate.report import _out_of_reference_html
+
+    loci = {"ACGT0": 3, "ACGT1": 1, "ACGT2": 4}
+    rows = (_genic([_genic_row("A", 0), _genic_row("B", 1), _genic_row("C", 2)], "gene",
+                   copies=lambda seq, build: loci[seq])
+            + _genic([_genic_row("A", 0), _genic_row("B", 1)], "novel", copies=lambda seq, build: loci[seq])
+            + _genic([_genic_row("D", 3)], "gene")  # not counted
+            + _negative([_neg("random", 0)], "test"))
+    assert [r.get("copies") for r in rows] == [3, 1, 4, 3, 1, None, None]  # negatives: none
+    preds = [_pred("gene", "A", 0.9), _pred("gene", "B", 0.9), _pred("repeat"),  # genic: C's copy "repeat"
+             _pred("repeat"), _pred("gene", "X", 0.9),  # novel: A's no gene, B's a paralog
+             _pred("gene", "D", 0.9), _pred("none")]
+    got = copy_scores(rows, preds)
+    assert got == {"multi_copy": {"gene": [1, 2], "novel_no_gene": [1, 1]},
+                   "single_copy": {"gene": [1, 1], "novel_no_gene": [0, 1]}}
+    assert score_outcomes(rows, preds, n_boot=20, seed=0)["copies"] == got
+    assert copy_scores(ROWS, PREDS) is None and "copies" not in score_outcomes(ROWS, PREDS, n_boot=20, seed=0)
+    section = _section()
+    assert copy_rows(section) == [] and "reference copies" not in _out_of_reference_html(section)
+    section["systems"]["model"]["copies"] = got
+    section["validation_model"] = {**section["systems"]["model"]}
+    assert missing_keys(section, OutOfReference) == []
+    assert copy_rows(section) == [("model", "1/2 = 50.0 %", "1/1 = 100.0 %", "1/1 = 100.0 %", "0/1 = 0.0 %"),
+                                  ("model (validation rows)", "1/2 = 50.0 %", "1/1 = 100.0 %",
+                                   "1/1 = 100.0 %", "0/1 = 0.0 %")]
+    page = _out_of_reference_html(section)
+    assert "<h3>Genic and novel rows by their window's reference copies</h3>" in page
+    assert all(h in page for h in COPY_HEAD[1:]) and "&ge; 3 loci" in page
 
 
 def test_per_unit_counts_each_folds_genes_and_novel_rows():

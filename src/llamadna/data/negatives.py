@@ -285,6 +285,28 @@ def repeat_aligner(fasta: str | Path) -> mappy.Aligner:
     return mappy.Aligner(fn_idx_in=str(fasta), **MINIMAP2_LOCI)
 
 
+class ReferenceCopies:
+    """`ReferenceCopies(data_dir)(sequence, build) -> int`: the loci of a sequence in its build's
+    reference by the repeat truth's own rule (`count_loci` on `repeat_aligner`): a genic window
+    found at >= REPEAT_MIN_LOCI loci is what a repeat window would be called, though its truth is
+    its gene. One aligner per build, built on first use; counts kept per (build, sequence)."""
+
+    def __init__(self, data_dir: str | Path):
+        self.fasta = {a.build: a.fasta for a in discover_sets(data_dir)}
+        self.aligners: dict[str, mappy.Aligner] = {}
+        self.seen: dict[tuple[str, str], int] = {}
+
+    def __call__(self, seq: str, build: str) -> int:
+        key = (build, seq)
+        if key not in self.seen:
+            if build not in self.fasta:
+                raise ValueError(f"no reference of build {build!r} in the bundle: {sorted(self.fasta)}")
+            if build not in self.aligners:
+                self.aligners[build] = repeat_aligner(self.fasta[build])
+            self.seen[key] = count_loci(self.aligners[build], seq)
+        return self.seen[key]
+
+
 def _repeat_rows(builds: list[_Build], part: str, want: int,
                  rng: np.random.Generator) -> list[tuple[str, dict]]:
     """Up to `want` REPEAT_WINDOW-base windows of `part` found at >= REPEAT_MIN_LOCI loci of their

@@ -30,6 +30,9 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   the model's AUROC of outcome_confidence for "outcome
   right" and its risk-coverage table (`risk_coverage`); the novel rows' share answered with no
   gene.
+- "copies" in each system's metrics: the genic and novel rows split by how many reference loci
+  their window has by the repeat truth's rule (`copy_scores`): a window of a gene copied at
+  >= REPEAT_MIN_LOCI loci is a gene row here and would be a repeat window among the negatives;
 - "per_unit", per system and unit: its genic rows answered with their gene and its novel rows
   answered with no gene (`per_unit`), the spread from one fold's model and thresholds to another's;
 - "model_versus", per baseline: the model against it on the same rows (`model_versus`: rows only
@@ -57,7 +60,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -264,11 +267,35 @@ def per_unit(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dic
     return out
 
 
+def copy_scores(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dict[str, list[int]]] | None:
+    """The genic and novel rows split by their window's reference copies (`copies`, the repeat
+    truth's loci: `data.negatives.ReferenceCopies`): "multi_copy" (>= REPEAT_MIN_LOCI loci, what
+    a repeat window would be called) and "single_copy", each with its genic rows answered with
+    their gene and its novel rows answered with no gene, as [right, rows] (`schema.CopyScores`).
+    Where the gene field and the repeat outcome ask opposite answers of the same sequence. None
+    when no row carries `copies`."""
+    from llamadna.constants import REPEAT_MIN_LOCI
+
+    out = {"multi_copy": {"gene": [0, 0], "novel_no_gene": [0, 0]},
+           "single_copy": {"gene": [0, 0], "novel_no_gene": [0, 0]}}
+    seen = False
+    for r, ok in zip(rows, _right(rows, preds)):
+        if r["kind"] not in ("gene", "novel") or r.get("copies") is None:
+            continue
+        seen = True
+        cell = out["multi_copy" if r["copies"] >= REPEAT_MIN_LOCI else "single_copy"]
+        key = "gene" if r["kind"] == "gene" else "novel_no_gene"
+        cell[key][0] += ok
+        cell[key][1] += 1
+    return out if seen else None
+
+
 def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
     """The out-of-reference metrics of one system (`schema.OutcomeScores`).
 
     rows : {"kind" (TRUTH_KINDS), "truth" ({"outcome", "gene_name"}: `outcome_correct`'s),
-        "cluster", and for REPEAT_IN_GENE rows "in_gene": the genes holding it} per row.
+        "cluster", for REPEAT_IN_GENE rows "in_gene": the genes holding it, for genic and novel
+        rows optionally "copies": their window's reference loci, `copy_scores`} per row.
     preds : {"outcome" (or "annotation" to read it from), "gene", "outcome_confidence",
         "gene_confidence"} per row (the confidences None or absent for a system without them).
     """
@@ -290,6 +317,8 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     out = {"rows": len(rows), "confusion": confusion(kinds, outcomes),
            "kinds": per_kind, "macro_f1": f1,
            "macro_f1_interval": f1_iv, "novel_no_gene": no_gene, "novel_no_gene_interval": no_gene_iv}
+    if (copies := copy_scores(rows, preds)) is not None:
+        out["copies"] = copies
     if has_conf:
         from llamadna.evaluate.stats import auroc
 
@@ -344,7 +373,8 @@ def lookup_tops(results: Sequence[Mapping]) -> tuple[list[dict | None], list[int
 
 
 def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping]) -> None:
-    """One system's out-of-reference predictions beside the truth, as TSV."""
+    """One system's out-of-reference predictions beside the truth, as TSV (`copies`: a genic or
+    novel row's reference loci, empty for the others and where not counted)."""
     pl.DataFrame({
         "id": [str(r["id"]) for r in rows], "kind": [r["kind"] for r in rows],
         "truth": [r["truth"]["outcome"] for r in rows],
@@ -352,8 +382,9 @@ def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping])
         "outcome": [outcome_label(p) for p in preds], "gene": [p.get("gene") for p in preds],
         "outcome_confidence": [p.get("outcome_confidence") for p in preds],
         "gene_confidence": [p.get("gene_confidence") for p in preds],
+        "copies": [r.get("copies") for r in rows],
     }, schema_overrides={"truth_gene": pl.Utf8, "gene": pl.Utf8, "outcome_confidence": pl.Float64,
-                         "gene_confidence": pl.Float64}).write_csv(path, separator="\t")
+                         "gene_confidence": pl.Float64, "copies": pl.Int64}).write_csv(path, separator="\t")
 
 
 def thresholds_dict(t) -> dict:
@@ -364,14 +395,16 @@ def thresholds_dict(t) -> dict:
 # ------------------------------------------------------------------------------ one run
 
 
-def _genic(rows: Sequence[Mapping], kind: str, unit: str | None = None) -> list[dict]:
+def _genic(rows: Sequence[Mapping], kind: str, unit: str | None = None,
+           copies: Callable[[str, str], int] | None = None) -> list[dict]:
     """Dataset rows as out-of-reference rows: truth their gene ("gene") or no gene ("novel");
-    `unit`: the unit whose test rows they are (`per_unit`)."""
+    `unit`: the unit whose test rows they are (`per_unit`); `copies` (`ReferenceCopies`): counts
+    each window's reference loci (`copy_scores`)."""
     from llamadna.evaluate.predict import row_id
 
     outcome = "gene" if kind == "gene" else "novel"
     return [{"id": f"{kind}:{row_id(r)}", "kind": kind, "cluster": f"{r['build']}:{r['gene_name']}",
-             "unit": unit,
+             "unit": unit, "copies": copies(r["Sequence"], r["build"]) if copies else None,
              "truth": {"outcome": outcome, "gene_name": r["gene_name"]}} for r in rows]
 
 
@@ -426,18 +459,19 @@ def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict], list[dict]
     return genic + negs, list(genic), truths
 
 
-def _model_rows(units, negs) -> tuple[list[dict], list[dict]]:
+def _model_rows(units, negs, copies=None) -> tuple[list[dict], list[dict]]:
     """The out-of-reference rows and the model's predictions: every unit's test rows (its own
-    model), their novel setting (retrieval models), the negatives (the first unit's model)."""
+    model), their novel setting (retrieval models), the negatives (the first unit's model);
+    `copies`: `_genic`'s."""
     from llamadna.evaluate.systems import MODEL
 
     rows, preds = [], []
     retrieval = units[0].ctx.reference is not None
     for u in units:
-        rows += _genic(u.test_rows, "gene", u.column)
+        rows += _genic(u.test_rows, "gene", u.column, copies)
         preds += u.annotate(MODEL, without_scores(u.test_rows))
         if retrieval:
-            rows += _genic(_novel_rows(u), "novel", u.column)
+            rows += _genic(_novel_rows(u), "novel", u.column, copies)
             preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
     rows += _negative(negs, "test")
     preds += units[0].annotate(MODEL, without_scores(negs))
@@ -459,32 +493,35 @@ def _val_novel_retriever(unit) -> None:
         unit.cache[key] = open_retriever(index, k=unit.ctx.models.train_config["evidence_k"])
 
 
-def _validation_answers(unit, full: Sequence[dict], novel: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+def _validation_answers(unit, full: Sequence[dict], novel: Sequence[dict],
+                        copies=None) -> tuple[list[dict], list[dict]]:
     """One unit's tuning rows of `_validation` (full: genic rows then negatives; novel: the genic
     rows again, searched on the VAL_NOVEL index) as out-of-reference rows, ids prefixed with the
-    unit (units draw negatives alike), and its own model's answers to them."""
+    unit (units draw negatives alike), and its own model's answers to them; `copies`: `_genic`'s."""
     from llamadna.evaluate.systems import MODEL
 
     genic, negs = full[:len(novel)], full[len(novel):]
-    rows = _genic(genic, "gene", unit.column) + _negative(negs, "val") + _genic(novel, "novel", unit.column)
+    rows = (_genic(genic, "gene", unit.column, copies) + _negative(negs, "val")
+            + _genic(novel, "novel", unit.column, copies))
     rows = [{**r, "id": f"{unit.column}:{r['id']}"} for r in rows]
     _val_novel_retriever(unit)
     preds = unit.annotate(MODEL, list(full)) + unit.annotate(MODEL, list(novel), setting=VAL_NOVEL)
     return rows, preds
 
 
-def _validation_model(units, tuning: Mapping, n_boot: int, seed: int) -> tuple[dict, list[dict], list[dict]]:
+def _validation_model(units, tuning: Mapping, n_boot: int, seed: int,
+                      copies=None) -> tuple[dict, list[dict], list[dict]]:
     """The model's out-of-reference scores (`score_outcomes`) on every unit's tuning rows
     (`tuning`: {unit column: `_validation`'s full rows, novel rows, truths}), each unit answered
     by its own model (`_validation_answers`), pooled; and those rows and answers. Rows of the
     split's validation parts, never its test rows: the figures a model's training or inference
     settings may be chosen on. The tuned rules are fitted on these rows (their scores here would
     be in-sample) and the outcome confidence is calibrated on validation rows too (its AUROC here
-    is in-sample)."""
+    is in-sample). `copies`: `_genic`'s."""
     rows, preds = [], []
     for u in units:
         full, novel, _ = tuning[u.column]
-        r, p = _validation_answers(u, full, novel)
+        r, p = _validation_answers(u, full, novel, copies)
         rows, preds = rows + r, preds + p
     return score_outcomes(rows, preds, n_boot, seed), rows, preds
 
@@ -550,13 +587,14 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     with its own model and its baselines' thresholds tuned on its own validation rows, and on
     negatives of the test part of the reference made from the first unit's test rows (its model
     and thresholds). `units`: the evaluated units of one split (`systems.Unit`; module doc)."""
-    from llamadna.data.negatives import negative_rows
+    from llamadna.data.negatives import ReferenceCopies, negative_rows
     from llamadna.data.paths import default_data_dir
 
     cfg, first = ctx.cfg, units[0]
     data_dir = cfg.data_dir or default_data_dir()
     negs = negative_rows(data_dir, first.test_rows, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
-    rows, model_preds = _model_rows(units, negs)
+    copies = ReferenceCopies(data_dir)
+    rows, model_preds = _model_rows(units, negs, copies)
     tuning = {u.column: _validation(ctx, u, data_dir) for u in units}
     preds, thresholds, notes = {"model": model_preds}, {}, {}
     if ctx.reference is not None:
@@ -572,7 +610,7 @@ def out_of_reference(ctx, units: Sequence) -> dict:
         notes[name] = BASELINES.get(name, "the model's outcome, gene and calibrated outcome confidence")
     validation = {}
     if ctx.reference is not None:  # a retrieval model: its scores on every unit's tuning rows
-        scores, val_rows, val_preds = _validation_model(units, tuning, cfg.n_boot, cfg.seed)
+        scores, val_rows, val_preds = _validation_model(units, tuning, cfg.n_boot, cfg.seed, copies)
         write_outcome_table(ctx.out / "predictions" / "out_of_reference.validation.model.tsv", val_rows,
                             val_preds)
         validation["validation_model"] = scores
@@ -667,6 +705,21 @@ def per_unit_rows(section: Mapping) -> tuple[list[str], list[tuple[str, ...]]]:
                                                        _share(per[name].get(unit, {}).get("novel_no_gene")))))
             for unit in section["units"]]
     return head, rows
+
+
+COPY_HEAD = ("system", "multi-copy: gene", "multi-copy novel: no gene", "single-copy: gene",
+             "single-copy novel: no gene")
+
+
+def copy_rows(section: Mapping) -> list[tuple[str, ...]]:
+    """The "copies" table (header COPY_HEAD): per system, then the model on the validation rows,
+    its genic rows answered with their gene and its novel rows with no gene, for windows the
+    reference holds at >= REPEAT_MIN_LOCI loci and for the others (`copy_scores`); [] where the
+    run counted no copies."""
+    named = [*section["systems"].items(), ("model (validation rows)", section.get("validation_model") or {})]
+    return [(name, *(_share(m["copies"][part][key]) for part in ("multi_copy", "single_copy")
+                     for key in ("gene", "novel_no_gene")))
+            for name, m in named if m.get("copies")]
 
 
 def summary_rows(section: Mapping) -> list[tuple[str, ...]]:

@@ -33,7 +33,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from llamadna.constants import N_EXAMPLES, SPLIT_COLUMNS
+from llamadna.constants import N_EXAMPLES, REPEAT_MIN_LOCI, SPLIT_COLUMNS
 from llamadna.data.template import SENTENCE_FIELDS
 from llamadna.evaluate.schema import (
     BenchmarkEntry,
@@ -725,6 +725,8 @@ def _out_of_reference_html(section: dict) -> str:
     gene claims and outcome accuracy per truth kind, confusion matrices, AUROC and the model's
     risk-coverage table and plot."""
     from llamadna.evaluate.out_of_reference import (
+        COPY_HEAD,
+        copy_rows,
         per_unit_rows,
         summary_rows,
         validation_summary,
@@ -754,6 +756,13 @@ def _out_of_reference_html(section: dict) -> str:
                    + "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + "</tr>"
                    + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in units)
                    + "</table>")
+    if copies := copy_rows(section):
+        out.append("<h3>Genic and novel rows by their window's reference copies</h3><table><tr>"
+                   + "".join(f"<th>{_esc(c)}</th>" for c in COPY_HEAD) + "</tr>"
+                   + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in copies)
+                   + f'</table><p class="note">Multi-copy: windows found at &ge; {REPEAT_MIN_LOCI} loci of '
+                   "the reference by the repeat windows' own rule; their truth is their gene here, a "
+                   "repeat window of the same sequence among the negatives would be a repeat.</p>")
     out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
                "of every row (a wrong gene is an error; a novel row counts as its answer's class "
                "unless that is a gene), interval: cluster bootstrap over genes (a negative "

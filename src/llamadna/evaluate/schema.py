@@ -123,6 +123,14 @@ class RiskPoint(TypedDict):
     error: float | None
 
 
+class CopyScores(TypedDict):
+    """Genic and novel rows split by their window's reference copies (out_of_reference.copy_scores):
+    [right, rows] of genic rows answered with their gene and of novel rows answered with no gene."""
+
+    multi_copy: dict[str, list[int]]  # windows at >= REPEAT_MIN_LOCI loci (a repeat window's truth)
+    single_copy: dict[str, list[int]]
+
+
 class OutcomeScores(TypedDict):
     """One system's out-of-reference metrics (`out_of_reference.score_outcomes`)."""
 
@@ -135,6 +143,7 @@ class OutcomeScores(TypedDict):
     novel_no_gene_interval: Interval | None
     auroc: NotRequired[float | None]  # systems with an outcome confidence
     risk_coverage: NotRequired[list[RiskPoint]]
+    copies: NotRequired[CopyScores]  # where the run counted the genic windows' reference loci
 
 
 class FloorScore(TypedDict):
