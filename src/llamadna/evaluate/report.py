@@ -705,6 +705,13 @@ def _outcome_confusion_html(name: str, conf: dict) -> str:
     return f"<h4>{_esc(name)}</h4><table>{head}{body}</table>"
 
 
+def _plain_table(head, rows) -> str:
+    """A table of text cells: a header row, then one row each."""
+    return ("<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+            + "</table>")
+
+
 def _in_gene_note(section: dict) -> str | None:
     """What the gene claims on repeat windows inside a gene name, per system; None without such rows."""
     from llamadna.evaluate.out_of_reference import REPEAT_IN_GENE
@@ -752,15 +759,12 @@ def _out_of_reference_html(section: dict) -> str:
             out.append(f'<p class="note">{_esc(line)}</p>')
     head, units = per_unit_rows(section)
     if units:
-        out.append("<h3>Per unit: genic rows answered with their gene, novel rows with no gene</h3><table>"
-                   + "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + "</tr>"
-                   + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in units)
-                   + "</table>")
+        out.append("<h3>Per unit: genic rows answered with their gene, novel rows with no gene</h3>"
+                   + _plain_table(head, units))
     if copies := copy_rows(section):
-        out.append("<h3>Genic and novel rows by their window's reference copies</h3><table><tr>"
-                   + "".join(f"<th>{_esc(c)}</th>" for c in COPY_HEAD) + "</tr>"
-                   + "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in copies)
-                   + f'</table><p class="note">Multi-copy: windows found at &ge; {REPEAT_MIN_LOCI} loci of '
+        out.append("<h3>Genic and novel rows by their window's reference copies</h3>"
+                   + _plain_table(COPY_HEAD, copies)
+                   + f'<p class="note">Multi-copy: windows found at &ge; {REPEAT_MIN_LOCI} loci of '
                    "the reference by the repeat windows' own rule; their truth is their gene here, a "
                    "repeat window of the same sequence among the negatives would be a repeat.</p>")
     out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
@@ -774,19 +778,23 @@ def _out_of_reference_html(section: dict) -> str:
     out.append(_kind_table(section, "accuracy", "Outcome accuracy per truth kind"))
     out.append("<h3>Confusion of outcomes (rows: truth kind)</h3>")
     out += [_outcome_confusion_html(n, m["confusion"]) for n, m in section["systems"].items()]
-    model = section["systems"].get(MODEL)
-    if model and model.get("risk_coverage"):
-        out.append(f"<h3>Risk-coverage of the model's outcome confidence (AUROC "
-                   f"{_fmt(model.get('auroc'), 3)})</h3>")
-        out.append(_figure_or_note(plot_risk_coverage(model["risk_coverage"], "model: risk-coverage"),
-                                   "risk-coverage curve", "No risk-coverage points."))
-        pts = model["risk_coverage"][::2]
-        out.append("<table><tr><th>confidence &ge;</th><th>rows</th><th>coverage</th><th>error</th></tr>"
-                   + "".join(f'<tr><td class="num">{_fmt(p["threshold"], 2)}</td><td class="num">'
-                             f'{_fmt(p["rows"])}</td><td class="num">{_fmt(p["coverage"], 3)}</td>'
-                             f'<td class="num">{_fmt(p["error"], 3)}</td></tr>' for p in pts)
-                   + "</table>")
+    out += _risk_coverage_html(section["systems"].get(MODEL))
     return "\n".join(out)
+
+
+def _risk_coverage_html(model: dict | None) -> list[str]:
+    """The model's risk-coverage plot and table (every second threshold); [] without them."""
+    if not model or not model.get("risk_coverage"):
+        return []
+    pts = model["risk_coverage"][::2]
+    return [f"<h3>Risk-coverage of the model's outcome confidence (AUROC {_fmt(model.get('auroc'), 3)})</h3>",
+            _figure_or_note(plot_risk_coverage(model["risk_coverage"], "model: risk-coverage"),
+                            "risk-coverage curve", "No risk-coverage points."),
+            "<table><tr><th>confidence &ge;</th><th>rows</th><th>coverage</th><th>error</th></tr>"
+            + "".join(f'<tr><td class="num">{_fmt(p["threshold"], 2)}</td><td class="num">'
+                      f'{_fmt(p["rows"])}</td><td class="num">{_fmt(p["coverage"], 3)}</td>'
+                      f'<td class="num">{_fmt(p["error"], 3)}</td></tr>' for p in pts)
+            + "</table>"]
 
 
 def render_report(metrics: Metrics, examples: list[dict], n_examples: int = N_EXAMPLES) -> str:
