@@ -252,42 +252,46 @@ def top_candidate_agreement(preds: Sequence[Mapping]) -> dict:
                                  for p in genes)}
 
 
+def _gene_novel_counts(rows: Sequence[Mapping], preds: Sequence[Mapping],
+                       group: Callable[[Mapping], str | None]) -> dict[str, dict[str, list[int]]]:
+    """Per group (`group(row)`; None leaves the row out), one system's genic rows answered with
+    their gene and novel rows answered with no gene, as [right, rows]; other kinds left out."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for r, ok in zip(rows, _right(rows, preds)):
+        if r["kind"] not in ("gene", "novel") or (key := group(r)) is None:
+            continue
+        cell = out.setdefault(key, {"gene": [0, 0], "novel_no_gene": [0, 0]})
+        count = cell["gene" if r["kind"] == "gene" else "novel_no_gene"]
+        count[0] += ok
+        count[1] += 1
+    return out
+
+
 def per_unit(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dict[str, list[int]]]:
     """Per unit (the rows' "unit": a fold), one system's genic test rows answered with their gene
     and novel rows answered with no gene, as [right, rows] (`schema.UnitScores`): how much the
     figures move from one fold's model and thresholds to another's."""
-    out: dict[str, dict[str, list[int]]] = {}
-    for r, ok in zip(rows, _right(rows, preds)):
-        if r.get("unit") is None or r["kind"] not in ("gene", "novel"):
-            continue
-        cell = out.setdefault(r["unit"], {"gene": [0, 0], "novel_no_gene": [0, 0]})
-        key = "gene" if r["kind"] == "gene" else "novel_no_gene"
-        cell[key][0] += ok
-        cell[key][1] += 1
-    return out
+    return _gene_novel_counts(rows, preds, lambda r: r.get("unit"))
 
 
 def copy_scores(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, dict[str, list[int]]] | None:
     """The genic and novel rows split by their window's reference copies (`copies`, the repeat
     truth's loci: `data.negatives.ReferenceCopies`): "multi_copy" (>= REPEAT_MIN_LOCI loci, what
     a repeat window would be called) and "single_copy", each with its genic rows answered with
-    their gene and its novel rows answered with no gene, as [right, rows] (`schema.CopyScores`).
-    Where the gene field and the repeat outcome ask opposite answers of the same sequence. None
-    when no row carries `copies`."""
+    their gene and its novel rows answered with no gene, as [right, rows] (`schema.CopyScores`):
+    on multi-copy windows the gene field and the repeat outcome ask opposite answers of the same
+    sequence. None when no row carries `copies`."""
     from llamadna.constants import REPEAT_MIN_LOCI
 
-    out = {"multi_copy": {"gene": [0, 0], "novel_no_gene": [0, 0]},
-           "single_copy": {"gene": [0, 0], "novel_no_gene": [0, 0]}}
-    seen = False
-    for r, ok in zip(rows, _right(rows, preds)):
-        if r["kind"] not in ("gene", "novel") or r.get("copies") is None:
-            continue
-        seen = True
-        cell = out["multi_copy" if r["copies"] >= REPEAT_MIN_LOCI else "single_copy"]
-        key = "gene" if r["kind"] == "gene" else "novel_no_gene"
-        cell[key][0] += ok
-        cell[key][1] += 1
-    return out if seen else None
+    def group(r: Mapping) -> str | None:
+        if r.get("copies") is None:
+            return None
+        return "multi_copy" if r["copies"] >= REPEAT_MIN_LOCI else "single_copy"
+
+    got = _gene_novel_counts(rows, preds, group)
+    empty = {"gene": [0, 0], "novel_no_gene": [0, 0]}
+    return {part: got.get(part, {k: list(v) for k, v in empty.items()})
+            for part in ("multi_copy", "single_copy")} if got else None
 
 
 def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
