@@ -289,9 +289,10 @@ def copy_scores(rows: Sequence[Mapping], preds: Sequence[Mapping]) -> dict[str, 
         return "multi_copy" if r["copies"] >= REPEAT_MIN_LOCI else "single_copy"
 
     got = _gene_novel_counts(rows, preds, group)
-    empty = {"gene": [0, 0], "novel_no_gene": [0, 0]}
-    return {part: got.get(part, {k: list(v) for k, v in empty.items()})
-            for part in ("multi_copy", "single_copy")} if got else None
+    if not got:
+        return None
+    return {part: got.get(part) or {"gene": [0, 0], "novel_no_gene": [0, 0]}
+            for part in ("multi_copy", "single_copy")}
 
 
 def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: int, seed: int) -> dict:
@@ -475,8 +476,9 @@ def _model_rows(units, negs, copies=None) -> tuple[list[dict], list[dict]]:
         rows += _genic(u.test_rows, "gene", u.column, copies)
         preds += u.annotate(MODEL, without_scores(u.test_rows))
         if retrieval:
-            rows += _genic(_novel_rows(u), "novel", u.column, copies)
-            preds += u.annotate(MODEL, _novel_rows(u), setting="novel")
+            novel = _novel_rows(u)
+            rows += _genic(novel, "novel", u.column, copies)
+            preds += u.annotate(MODEL, novel, setting="novel")
     rows += _negative(negs, "test")
     preds += units[0].annotate(MODEL, without_scores(negs))
     return rows, preds
@@ -526,7 +528,8 @@ def _validation_model(units, tuning: Mapping, n_boot: int, seed: int,
     for u in units:
         full, novel, _ = tuning[u.column]
         r, p = _validation_answers(u, full, novel, copies)
-        rows, preds = rows + r, preds + p
+        rows += r
+        preds += p
     return score_outcomes(rows, preds, n_boot, seed), rows, preds
 
 
