@@ -1232,8 +1232,13 @@ def evaluate_cmd(
              "reference's test part, against retriever and blastn baselines with thresholds tuned "
              "on validation rows.")] = EvalConfig.out_of_reference,
     negatives_per_kind: Annotated[int, typer.Option(
-        help="Generated negatives per kind in the out-of-reference section.")] = (
+        help="Generated negatives per kind of the reference's test part in the out-of-reference "
+             "section (the part may hold fewer intergenic or repeat windows).")] = (
         EvalConfig.negatives_per_kind),
+    tuning_negatives_per_kind: Annotated[int, typer.Option(
+        help="Generated negatives per kind of the reference's validation part that the baselines' "
+             "thresholds are tuned on (with the validation genic rows).")] = (
+        EvalConfig.tuning_negatives_per_kind),
 ) -> None:
     """Evaluate the model against the alternatives a user has (majority, SPLASH-only and
     SPLASH-prompt baselines, shuffled DNA, minimap2 and BLASTN reference lookups whose source comes

@@ -243,6 +243,29 @@ def test_reference_copies_counts_by_the_repeat_rule_per_build(bundle):
         copies(lone_window, "GRCh37")
 
 
+def test_negative_rows_use_the_aligners_they_are_lent(bundle, monkeypatch):
+    """Two parts' negatives on `ReferenceCopies.aligner` index the reference once, and give the
+    rows they give on aligners of their own."""
+    import llamadna.data.negatives as negatives
+
+    built = []
+
+    def counted(fasta):
+        built.append(fasta)
+        return repeat_aligner(fasta)
+
+    monkeypatch.setattr(negatives, "repeat_aligner", counted)
+    genic = genic_rows(bundle)
+    own = negative_rows(bundle.path, genic, "train", per_kind=3, seed=0, window=W)
+    assert len(built) == 1  # built for the call, dropped after it
+    copies = ReferenceCopies(bundle.path)
+    lent = negative_rows(bundle.path, genic, "train", per_kind=3, seed=0, window=W, aligners=copies.aligner)
+    negative_rows(bundle.path, [], "val", per_kind=3, seed=0, window=W, aligners=copies.aligner)
+    assert lent == own and any(r["kind"] == "repeat" for r in lent)
+    copies(lent[0]["Sequence"], "GRCh38")
+    assert len(built) == 2 and list(copies.aligners) == ["GRCh38"]  # one more for both parts and the count
+
+
 @pytest.mark.slow
 def test_real_bundle_negatives(real_data):
     """Each part of the real bundle gives 40 rows of every kind (repeats: as many as it holds, up

@@ -258,7 +258,8 @@ def _fake_ctx(tmp_path, val_rows, reference=None):
     from types import SimpleNamespace
 
     (tmp_path / "predictions").mkdir(exist_ok=True)
-    cfg = SimpleNamespace(limit=None, seed=0, negatives_per_kind=1, n_boot=10, data_dir=tmp_path)
+    cfg = SimpleNamespace(limit=None, seed=0, negatives_per_kind=5, tuning_negatives_per_kind=2, n_boot=10,
+                          data_dir=tmp_path)
     return SimpleNamespace(cfg=cfg, reference=reference, out=tmp_path, dataset="ds",
                            rows=lambda column, subset: list(val_rows))
 
@@ -275,11 +276,18 @@ class _FakeUnit:
         return [{"outcome": "none", "gene": None} for _ in rows]
 
 
-def _fake_negatives(monkeypatch):
+def _fake_negatives(monkeypatch) -> list[tuple[str, int]]:
+    """Two negatives per call, whatever `per_kind`; returns the (part, per_kind, the aligner lent)
+    of every call."""
     import llamadna.data.negatives as negatives
 
-    monkeypatch.setattr(negatives, "negative_rows", lambda data_dir, genic, part, per_kind, seed: [
-        _neg("random", 0), _neg("similar", 1, genic[0]["gene_name"])])
+    asked = []
+
+    def negative_rows(data_dir, genic, part, per_kind, seed, aligners=None):
+        asked.append((part, per_kind, aligners and aligners("GRCh38")))
+        return [_neg("random", 0), _neg("similar", 1, genic[0]["gene_name"])]
+
+    monkeypatch.setattr(negatives, "negative_rows", negative_rows)
 
     class Copies:  # the window of row 0 lies at three loci, every other at one
         def __init__(self, data_dir):
@@ -288,7 +296,11 @@ def _fake_negatives(monkeypatch):
         def __call__(self, seq, build):
             return 3 if seq == "ACGT0" else 1
 
+        def aligner(self, build):  # one per run: what every negative_rows call must be lent
+            return id(self)
+
     monkeypatch.setattr(negatives, "ReferenceCopies", Copies)
+    return asked
 
 
 def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeypatch):
@@ -297,12 +309,15 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
     from llamadna.constants import SPLASH_COLUMNS
     from llamadna.evaluate import out_of_reference as oor
 
-    _fake_negatives(monkeypatch)
+    asked = _fake_negatives(monkeypatch)
     monkeypatch.setattr(oor.shutil, "which", lambda name: None)  # no blastn baseline
     ctx = _fake_ctx(tmp_path, [_genic_row("V", 9)])
     units = [_FakeUnit(ctx, "split_gene", [_genic_row("A", 0), _genic_row("B", 1)], [_genic_row("T", 5)]),
              _FakeUnit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
     section = oor.out_of_reference(ctx, units)
+    # the test part's negatives once, at negatives_per_kind; each unit's tuning negatives at its own setting
+    assert [a[:2] for a in asked] == [("test", 5), ("val", 2), ("val", 2)]
+    assert len({a[2] for a in asked}) == 1 and asked[0][2] is not None  # one aligner lent to every call
     assert section["units"] == ["split_gene", "split_gene_fold1"] and section["rows"]["gene"] == 3
     assert "validation_model" not in section  # no index: no retrieval model to score on them
     assert not (tmp_path / "predictions" / "out_of_reference.validation.model.tsv").exists()

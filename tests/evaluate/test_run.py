@@ -202,6 +202,10 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", folds=0)
     with pytest.raises(ConfigError, match="--divergence-rows must be >= 1"):
         EvalConfig(model="m", dataset="d", out="o", divergence_rows=0)
+    with pytest.raises(ConfigError, match="--negatives-per-kind must be >= 1, got 0"):
+        EvalConfig(model="m", dataset="d", out="o", negatives_per_kind=0)
+    with pytest.raises(ConfigError, match="--tuning-negatives-per-kind must be >= 1, got 0"):
+        EvalConfig(model="m", dataset="d", out="o", tuning_negatives_per_kind=0)
     with pytest.raises(ConfigError, match="--decoding must be one of greedy, rerank, grounded, got 'beam'"):
         EvalConfig(model="m", dataset="d", out="o", decoding="beam")
     with pytest.raises(ConfigError, match=r"--withhold-below 1.5: a gene confidence in \(0, 1\]"):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -289,30 +289,36 @@ class ReferenceCopies:
     """`ReferenceCopies(data_dir)(sequence, build) -> int`: the loci of a sequence in its build's
     reference by the repeat truth's own rule (`count_loci` on `repeat_aligner`): a genic window
     found at >= REPEAT_MIN_LOCI loci is what a repeat window would be called, though its truth is
-    its gene. One aligner per build, built on first use; counts kept per (build, sequence)."""
+    its gene. One aligner per build (`aligner`), built on first use and lent to `negative_rows`
+    so that a run indexes each reference once (on a whole genome, minutes and gigabytes each);
+    counts kept per (build, sequence)."""
 
     def __init__(self, data_dir: str | Path):
         self.fasta = {a.build: a.fasta for a in discover_sets(data_dir)}
         self.aligners: dict[str, mappy.Aligner] = {}
         self.seen: dict[tuple[str, str], int] = {}
 
+    def aligner(self, build: str) -> mappy.Aligner:
+        """The loci aligner of a build's reference, built on first use."""
+        if build not in self.aligners:
+            if build not in self.fasta:
+                raise ValueError(f"no reference of build {build!r} in the bundle: {sorted(self.fasta)}")
+            self.aligners[build] = repeat_aligner(self.fasta[build])
+        return self.aligners[build]
+
     def __call__(self, seq: str, build: str) -> int:
         key = (build, seq)
         if key not in self.seen:
-            if build not in self.fasta:
-                raise ValueError(f"no reference of build {build!r} in the bundle: {sorted(self.fasta)}")
-            if build not in self.aligners:
-                self.aligners[build] = repeat_aligner(self.fasta[build])
-            self.seen[key] = count_loci(self.aligners[build], seq)
+            self.seen[key] = count_loci(self.aligner(build), seq)
         return self.seen[key]
 
 
-def _repeat_rows(builds: list[_Build], part: str, want: int,
-                 rng: np.random.Generator) -> list[tuple[str, dict]]:
+def _repeat_rows(builds: list[_Build], part: str, want: int, rng: np.random.Generator,
+                 aligners: Callable[[str], mappy.Aligner]) -> list[tuple[str, dict]]:
     """Up to `want` REPEAT_WINDOW-base windows of `part` found at >= REPEAT_MIN_LOCI loci of their
     build's reference, as (sequence, its build, chrom, start0 and in_gene): candidate windows (tiled
     without overlap, under MAX_N_FRACTION N) in a seeded random order, at most REPEAT_SCAN x
-    `want` of them aligned."""
+    `want` of them aligned, each on `aligners(build)`."""
     cands = []  # (build index, contig index, offset in the record)
     for bi, b in enumerate(builds):
         for ci, c in enumerate(b.ref.contigs):
@@ -321,16 +327,13 @@ def _repeat_rows(builds: list[_Build], part: str, want: int,
             t = np.arange(0, len(c.seq) - REPEAT_WINDOW + 1, REPEAT_WINDOW)
             t = t[_few_n(c.seq, t, REPEAT_WINDOW)]
             cands += [(bi, ci, int(x)) for x in t if reference_part(b.build, c.chrom, c.start0 + x) == part]
-    aligners: dict[int, mappy.Aligner] = {}
     rows, scanned = [], 0
     for k in rng.permutation(len(cands))[:REPEAT_SCAN * want]:
         bi, ci, x = cands[k]
         b, c = builds[bi], builds[bi].ref.contigs[ci]
         seq = c.seq[x:x + REPEAT_WINDOW].tobytes().decode("ascii")
-        if bi not in aligners:
-            aligners[bi] = repeat_aligner(b.fasta)
         scanned += 1
-        if count_loci(aligners[bi], seq) >= REPEAT_MIN_LOCI:
+        if count_loci(aligners(b.build), seq) >= REPEAT_MIN_LOCI:
             held = genes_at(b.genes, c.chrom, c.start0 + x + REPEAT_WINDOW // 2 + 1)
             rows.append((seq, {"build": b.build, "chrom": c.chrom, "start0": c.start0 + x,
                                "in_gene": ",".join(held) or None}))
@@ -376,13 +379,16 @@ def _genic_rows(genic: list[dict], part: str, k: int, rng: np.random.Generator, 
 
 def negative_rows(data_dir: str | Path, genic_rows: pl.DataFrame | Sequence[dict], part: str,
                   per_kind: int, seed: int, window: int = DEFAULT_WINDOW,
-                  min_distance: int = DEFAULT_MIN_DISTANCE) -> list[dict]:
+                  min_distance: int = DEFAULT_MIN_DISTANCE,
+                  aligners: Callable[[str], mappy.Aligner] | None = None) -> list[dict]:
     """`per_kind` rows of each of NEGATIVE_KINDS from `part` of the reference (fewer where it
     holds fewer intergenic or repeat windows: logged), deterministic for a seed.
 
     genic_rows : dataset rows (Sequence, build, chrom, 1-based start, gene_name) that the
         shuffled and similar rows are made from: the caller passes the rows of the same part
         (its split's rows); none -> no such rows (logged).
+    aligners : build -> its `repeat_aligner`, for a caller that keeps them across calls
+        (`ReferenceCopies.aligner`); None -> built here when first needed, dropped on return.
     Returns dicts with "id", "Sequence", "kind", "outcome" (KIND_OUTCOME), "build", "chrom",
     "start0" (0-based, of the reference piece the sequence or its kept part comes from; None for
     random, shuffled and foreign), FLANK_COLUMNS (intergenic rows), "similar_to" (similar rows:
@@ -409,7 +415,8 @@ def negative_rows(data_dir: str | Path, genic_rows: pl.DataFrame | Sequence[dict
     rows += [_row(part, "foreign", i, foreign_sequence(window, f)) for i in range(per_kind)]
     rows += _intergenic_rows(builds, part, per_kind, rng("intergenic"), window, min_distance)
     rows += _genic_rows(genic, part, per_kind, rng("similar"), "similar")
-    repeats = _repeat_rows(builds, part, per_kind, rng("repeat"))
+    aligners = aligners or ReferenceCopies(data_dir).aligner
+    repeats = _repeat_rows(builds, part, per_kind, rng("repeat"), aligners)
     rows += [_row(part, "repeat", i, seq, **where) for i, (seq, where) in enumerate(repeats)]
     return rows
 

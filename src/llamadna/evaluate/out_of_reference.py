@@ -445,10 +445,11 @@ def _val_held_genes(unit, genic: Sequence[Mapping]) -> list[str]:
     return sorted(split_genes(genic) - split_genes(unit.train_rows))
 
 
-def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict], list[dict]]:
+def _validation(ctx, unit, data_dir, aligners=None) -> tuple[list[dict], list[dict], list[dict]]:
     """The tuning rows: the unit's validation genic rows (at most OOR_VAL_ROWS, or cfg.limit;
-    seeded) and negatives of the validation part of the reference, searched in full; the same
-    genic rows searched without their genes; and the truths of both, in that order."""
+    seeded) and negatives of the validation part of the reference (`aligners`: `negative_rows`'),
+    searched in full; the same genic rows searched without their genes; and the truths of both,
+    in that order."""
     from llamadna.data.negatives import negative_rows
     from llamadna.data.splits import subsample
     from llamadna.evaluate.config import OOR_VAL_ROWS
@@ -456,8 +457,8 @@ def _validation(ctx, unit, data_dir) -> tuple[list[dict], list[dict], list[dict]
     cfg = ctx.cfg
     n = OOR_VAL_ROWS if cfg.limit is None else min(OOR_VAL_ROWS, cfg.limit)  # --limit: quick runs
     genic = without_scores(subsample(ctx.rows(unit.column, "val"), n, cfg.seed))
-    negs = without_scores(negative_rows(data_dir, genic, "val", per_kind=cfg.negatives_per_kind,
-                                   seed=cfg.seed + 1))
+    negs = without_scores(negative_rows(data_dir, genic, "val", per_kind=cfg.tuning_negatives_per_kind,
+                                   seed=cfg.seed + 1, aligners=aligners))
     truths = ([{"outcome": "gene", "gene_name": r["gene_name"]} for r in genic]
               + [{"outcome": r["outcome"], "gene_name": None} for r in negs]
               + [{"outcome": "novel", "gene_name": r["gene_name"]} for r in genic])
@@ -599,10 +600,11 @@ def out_of_reference(ctx, units: Sequence) -> dict:
 
     cfg, first = ctx.cfg, units[0]
     data_dir = cfg.data_dir or default_data_dir()
-    negs = negative_rows(data_dir, first.test_rows, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed)
-    copies = ReferenceCopies(data_dir)
+    copies = ReferenceCopies(data_dir)  # its aligners serve the negatives' repeat windows too
+    negs = negative_rows(data_dir, first.test_rows, "test", per_kind=cfg.negatives_per_kind, seed=cfg.seed,
+                         aligners=copies.aligner)
     rows, model_preds = _model_rows(units, negs, copies)
-    tuning = {u.column: _validation(ctx, u, data_dir) for u in units}
+    tuning = {u.column: _validation(ctx, u, data_dir, copies.aligner) for u in units}
     preds, thresholds, notes = {"model": model_preds}, {}, {}
     if ctx.reference is not None:
         preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(units, negs, tuning)
