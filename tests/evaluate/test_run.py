@@ -41,7 +41,8 @@ def evaluated(trained):
     """The default systems of a model without retrieval on 8 test rows of split_random."""
     root, data = trained
     cfg = _cfg(root, data, out=str(root / "report"), splits=("split_random",), limit=8,
-               divergence_rates=(0.0, 0.3), divergence_rows=5, negatives_per_kind=3)
+               divergence_rates=(0.0, 0.3), divergence_rows=5, negatives_per_kind=3,
+               tuning_negatives_per_kind=2)
     return root, cfg, evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=3))
 
 
@@ -99,7 +100,8 @@ def test_evaluate_out_of_reference_section(evaluated):
     assert {"random", "shuffled", "foreign"} <= set(section["rows"])
     assert all(0 < n <= 3 for k, n in section["rows"].items() if k != "gene")
     assert set(section["systems"]) == {"model", "blastn_tuned"}  # no retriever without an index
-    assert 0 < section["validation_rows"]
+    # tuning rows: 8 validation genic rows (--limit), at most 2 negatives of each kind, the genic rows again
+    assert 2 * 8 < section["validation_rows"] <= 2 * 8 + 2 * len(NEGATIVE_KINDS)
     assert list(section["thresholds"]["blastn_tuned"]) == ["split_random"]  # per unit
     assert "max_evalue" in section["thresholds"]["blastn_tuned"]["split_random"]
     n = sum(section["rows"].values())
@@ -164,7 +166,7 @@ def test_split_gene_folds_cover_every_gene_once_and_a_benchmark(trained, tmp_pat
         f"q_00\thuman\t{r0['gene_name']}\t{r0['transcript_type']}\t{r0['chrom']}\t100\n")
     cfg = _cfg(root, data, out=str(tmp_path / "r"), splits=("split_gene",), folds=2,
                systems=("model", "majority", "reference_lookup"), divergence_rates=(0.0,),
-               benchmark=str(bench), negatives_per_kind=2)
+               benchmark=str(bench), negatives_per_kind=2, tuning_negatives_per_kind=2)
     m = evaluate(cfg, TrainedModels(cfg.model, cfg.dataset, cfg.out, max_steps=2))
     res = m["splits"]["split_gene"]
     assert res["units"] == ["split_gene", "split_gene_fold1"]
