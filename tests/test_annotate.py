@@ -798,7 +798,7 @@ def test_grounded_gene_with_nothing_aligned_is_the_evidence_unscored():
 
 
 def test_grounded_non_gene_outcomes():
-    from llamadna.data.template import intergenic_sentence, repeat_sentence, similar_sentence
+    from llamadna.data.template import intergenic_sentence, parse_outcome, repeat_sentence, similar_sentence
 
     inter = intergenic_sentence("chr9", "X", 1, "Y", 2)
     similar = similar_sentence("chr2", "OTHER2", 0.5, 0.9)
@@ -813,7 +813,11 @@ def test_grounded_non_gene_outcomes():
         ([GENE7, WEAK], similar_sentence("chr2", "OTHER2", 0.1, 0.7)),  # named but weak: the evidence's
         ([{**GENE7, "loci": 4}, {**OTHER2, "loci": 4}], repeat),  # a repeat where the query has loci
         ([GENE7, OTHER2], repeat),  # one locus: no repeat
-        ([GENE7, OTHER2], NONE_SENTENCE),
+        ([GENE7, OTHER2], NONE_SENTENCE),  # "no match" against a whole near-identical hit: the evidence's
+        ([OTHER2, GENE7], NONE_SENTENCE),  # the top aligned hit covers part of the query: "no match" stands
+        ([WEAK], NONE_SENTENCE),  # under the rule's floor: stands
+        ([BETWEEN], NONE_SENTENCE),  # a whole intergenic hit: the evidence's
+        ([{**OTHER2, "loci": 4}], NONE_SENTENCE),  # a repeat: the evidence's
         ([GENE7, OTHER2], "greedy nonsense"),  # undecided: what the evidence shows
         ([], inter), ([], repeat), ([], "greedy nonsense"),  # no candidate: no claim at all
     ]
@@ -830,10 +834,16 @@ def test_grounded_non_gene_outcomes():
         dec.described([GENE7, WEAK]),
         repeat_sentence(4, ["GENE7", "OTHER2"]),
         dec.described([GENE7, OTHER2]),
+        dec.described([GENE7, OTHER2]),
         NONE_SENTENCE,
+        NONE_SENTENCE,
+        dec.described([BETWEEN]),
+        repeat_sentence(4, ["OTHER2"]),
         dec.described([GENE7, OTHER2]),
         NONE_SENTENCE, NONE_SENTENCE, NONE_SENTENCE,
     ]
+    assert out[9] == dec.outcome_sentence("gene", GENE7, [GENE7, OTHER2], None)
+    assert parse_outcome(out[12])["outcome"] == "intergenic"
     assert out[7] == dec.grounded_choice(rep, repeat, "COSMIC")
     assert "resembles" not in out[6]  # the strong top hit's own outcome, not OTHER2's weak similarity
     assert torch.equal(c, conf)  # nothing weighed: the greedy confidences

@@ -20,7 +20,12 @@ Grounded, per outcome of the greedy sentence:
                 aligned fraction >= Thresholds.min_similar, the floor the training targets were made
                 with)
     repeat      the repeat sentence of the candidates, when the query has >= REPEAT_MIN_LOCI loci
-    none        NONE_SENTENCE
+    none        NONE_SENTENCE, unless the evidence contradicts it: the rule (`describe_evidence`,
+                default thresholds) gives gene, intergenic or repeat, i.e. the top candidate
+                aligns over at least Thresholds.min_fraction of the query at identity >=
+                Thresholds.min_identity, or the query has >= REPEAT_MIN_LOCI loci --> what the
+                evidence shows (a tandem-repeat window of a gene, aligned whole at identity 1,
+                was "nothing in the reference" to the demo model: docs/RESULTS.md)
     otherwise (no such candidate, an undecided sentence) --> what the evidence shows
 
 A row without any candidate never keeps a gene (or any) claim: NONE_SENTENCE. Sentences are
@@ -227,9 +232,14 @@ def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
     return outcome_sentence("repeat", None, cands, None) if loci >= REPEAT_MIN_LOCI else described(cands)
 
 
+def _none(cands: list[dict], fields: dict, head: str) -> Choice:
+    outcome, cand = describe_evidence(cands)
+    # no match, or only part of the query aligns: "nothing in the reference" stands
+    return NONE_SENTENCE if outcome in ("none", "similar") else outcome_sentence(outcome, cand, cands, None)
+
+
 CHOICES: dict[str, Callable[[list[dict], dict, str], Choice]] = {
-    "gene": _gene, "intergenic": _intergenic, "similar": _similar, "repeat": _repeat,
-    "none": lambda cands, fields, head: NONE_SENTENCE,
+    "gene": _gene, "intergenic": _intergenic, "similar": _similar, "repeat": _repeat, "none": _none,
 }
 
 
