@@ -234,7 +234,7 @@ def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
 
 def _none(cands: list[dict], fields: dict, head: str) -> Choice:
     outcome, cand = describe_evidence(cands)
-    # no match, or only part of the query aligns: "nothing in the reference" stands
+    # no match, or an alignment partial or diverged (the rule's "similar"): "nothing in the reference" stands
     return NONE_SENTENCE if outcome in ("none", "similar") else outcome_sentence(outcome, cand, cands, None)
 
 
