@@ -929,6 +929,30 @@ def test_withhold_gives_a_doubted_gene_answer_what_the_evidence_shows():
     assert dec.withhold(_never, rows, texts, conf, [False] * 4) == (texts, conf)
 
 
+def test_withhold_keeps_a_gene_whose_whole_copy_is_one_of_a_repeats_loci():
+    """At >= REPEAT_MIN_LOCI loci the rule says "repeat"; a doubted answer naming a gene that
+    aligns there whole (a copy of part of it) stands, one naming a gene that aligns only in part
+    gives way to the repeat sentence, as does one naming no candidate's gene."""
+    from llamadna.constants import REPEAT_MIN_LOCI
+    from llamadna.data.template import repeat_sentence
+
+    loci = REPEAT_MIN_LOCI
+    rep = [{**GENE7, "loci": loci}, {**OTHER2, "loci": loci}]  # GENE7 0.9 over 0.95; OTHER2 0.7 over 0.4
+    sentence = repeat_sentence(loci, ["GENE7", "OTHER2"])
+    assert dec.whole_copy(rep, "GENE7") and not dec.whole_copy(rep, "OTHER2")
+    assert not dec.whole_copy(rep, None) and not dec.whole_copy(rep, "ELSE")
+    assert dec.withheld_sentence(rep, "GENE7") is None
+    assert dec.withheld_sentence(rep, "OTHER2") == sentence == dec.withheld_sentence(rep)
+    assert dec.withheld_sentence([{**GENE7, "loci": loci, "aligned_fraction": 0.5}], "GENE7") == (
+        repeat_sentence(loci, ["GENE7"]))  # only half of the query: no whole copy
+    rows = [{**r, "evidence": rep} for r in _rows(SEQS[:2])]
+    texts = [dec.candidate_sentence(GENE7, "ClinVar"), dec.candidate_sentence(OTHER2, "ClinVar")]
+    score = _Scores({sentence: -0.9})
+    out, c = dec.withhold(score, rows, texts, torch.tensor([-0.1, -0.2]), [True, True])
+    assert out == [texts[0], sentence] and c.tolist() == pytest.approx([-0.1, -0.9])
+    assert score.calls == [[sentence]]
+
+
 def _constant_calibration(bias: float):
     """A calibration whose confidence is sigmoid(bias) for every answer."""
     from llamadna.model.calibration import FEATURES, OutcomeCalibration
@@ -959,8 +983,10 @@ def test_annotator_withholds_gene_answers_its_calibration_doubts(monkeypatch):
     assert doubted[0]["confidence"] == pytest.approx(want, abs=1e-5) and want != pytest.approx(-0.5)
     assert doubted[0]["outcome_confidence"] == pytest.approx(1 / (1 + math.exp(3.0)))
     assert doubted[1]["gene"] == "GENE7" and doubted[1]["confidence"] == pytest.approx(-0.5)
-    for stands in (predict(-3.0), predict(3.0, withhold_below=0.5), predict(None, withhold_below=0.5),
-                   predict(-3.0, withhold_below=0.01)):  # off by default; confident; uncalibrated
+    assert [p["outcome"] for p in predict(-3.0)] == ["similar", "gene", "none"]  # on by default, at 0.5
+    for stands in (predict(-3.0, withhold_below=None), predict(3.0, withhold_below=0.5),
+                   predict(None, withhold_below=0.5), predict(-3.0, withhold_below=0.01)):
+        # off; confident; uncalibrated; 0.047 not under 0.01
         assert [p["gene"] for p in stands] == ["OTHER2", "GENE7", None]
         assert stands[0]["annotation"] == texts[0] and stands[0]["confidence"] == pytest.approx(-0.5)
     for bad in (0.0, 1.5):

@@ -789,9 +789,9 @@ AlignThreadsOption = Annotated[int | None, typer.Option(
     "machine under `accelerate launch`). Default: the CPUs.", show_default=False)]
 WithholdOption = Annotated[float, typer.Option(
     help="Calibrated retrieval models: a gene answer whose gene confidence is under this is "
-    "withheld where the reference evidence's own rule claims no gene; the annotation then says "
-    "what the evidence shows (similar, repeat, intergenic, no match). 0 (the default): every gene "
-    "answer stands. 0.5 trades genic rows of multi-copy genes for novel genes (docs/RESULTS.md).")]
+    "withheld where the reference evidence's own rule claims no gene (a repeat of which the named "
+    "gene holds a whole copy keeps its gene); the annotation then says what the evidence shows "
+    "(similar, repeat, intergenic, no match). 0: every gene answer stands (docs/RESULTS.md).")]
 PartSizeOption = Annotated[int | None, typer.Option(
     help="Rows per part (rounded up to a multiple of --batch-size): the unit each process takes, "
     f"writes and --resume skips when done. Default: the rows / {MIN_PARTS}, at most "

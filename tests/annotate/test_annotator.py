@@ -187,7 +187,7 @@ def test_model_loader_sets_the_withholding(model_dir):
     from llamadna.constants import WITHHOLD_BELOW
 
     assert ModelLoader(model_dir).load().config.withhold_below == WITHHOLD_BELOW
-    assert WITHHOLD_BELOW is None  # off by default (docs/RESULTS.md, issue 29's seventh pass)
+    assert WITHHOLD_BELOW == 0.5  # on by default (docs/RESULTS.md, issue 29's tenth pass)
     off = ModelLoader(model_dir, withhold_below=0.0).load()
     assert off.config.withhold_below is None and inference_settings(off)["withhold_below"] is None
     assert ModelLoader(model_dir, withhold_below=0.7).load().config.withhold_below == 0.7

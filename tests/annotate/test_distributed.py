@@ -389,8 +389,8 @@ def test_a_killed_rank_resumes_to_the_same_bytes_redoing_only_unfinished_parts(t
     (said,) = [x for x in r.output.splitlines() if x.startswith("error:")]  # one line
     assert "settings.max_new_tokens 3 in the parts, 2 now" in said
     r = CliRunner().invoke(app, ["annotate", *_annotate_args(root, out), "--model", str(root / "model"),
-                                 "--resume", "--withhold-below", "0.5"])
-    assert r.exit_code == 2 and "settings.withhold_below null in the parts, 0.5 now" in " ".join(r.output.split())
+                                 "--resume", "--withhold-below", "0"])
+    assert r.exit_code == 2 and "settings.withhold_below 0.5 in the parts, null now" in " ".join(r.output.split())
     other = tmp_path / "other-model"
     shutil.copytree(root / "model", other)
     (other / "calibration.json").unlink(missing_ok=True)

@@ -212,7 +212,7 @@ def test_config_checks():
         EvalConfig(model="m", dataset="d", out="o", decoding="beam")
     with pytest.raises(ConfigError, match=r"--withhold-below 1.5: a gene confidence in \(0, 1\]"):
         EvalConfig(model="m", dataset="d", out="o", withhold_below=1.5)
-    assert EvalConfig(model="m", dataset="d", out="o", withhold_below=0.5).withhold_below == 0.5
+    assert EvalConfig(model="m", dataset="d", out="o", withhold_below=0.7).withhold_below == 0.7
 
 
 def test_divergence_subsample_is_seeded_and_spread_over_units():

@@ -43,7 +43,14 @@ import torch
 from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE, REPEAT_MIN_LOCI
 from llamadna.data.template import annotation_sentence, outcome_of, parse_annotation, parse_outcome
 from llamadna.errors import ConfigError
-from llamadna.retrieve.outcome import describe_evidence, no_match, outcome_sentence, top_aligned
+from llamadna.retrieve.outcome import (
+    Thresholds,
+    describe_evidence,
+    no_match,
+    outcome_sentence,
+    rule_outcome,
+    top_aligned,
+)
 
 
 def check_decoding(decoding: str) -> None:
@@ -162,12 +169,25 @@ def _swap_scored(score: SentenceScorer, rows: Sequence[dict], texts: list[str], 
     return texts, confidence
 
 
-def withheld_sentence(cands: Sequence[dict]) -> str | None:
-    """What replaces a doubted gene answer (`withhold`): the sentence of what the evidence shows
-    (`describe_evidence`, the rule the training targets use) where that rule claims no gene; None
-    where it claims one (the answer stands: the evidence itself passes as that gene)."""
+def whole_copy(cands: Sequence[dict], gene: str | None) -> bool:
+    """Whether a candidate of `gene` aligns as the rule's gene outcome asks, the query's loci
+    aside (`rule_outcome` with no loci: identity >= Thresholds.min_identity over at least
+    Thresholds.min_fraction of the query): the query is a whole copy of part of that gene."""
+    return gene is not None and any(c.get("gene") == gene and rule_outcome(c, 0, Thresholds()) == "gene"
+                                    for c in cands)
+
+
+def withheld_sentence(cands: Sequence[dict], gene: str | None = None) -> str | None:
+    """What replaces a doubted answer naming `gene` (`withhold`): the sentence of what the
+    evidence shows (`describe_evidence`, the rule the training targets use) where that rule claims
+    no gene; None where the answer stands: the evidence passes as a gene itself, or the rule says
+    "repeat" (the query sits at >= REPEAT_MIN_LOCI loci) and one of them is a `whole_copy` of
+    `gene`: a sequence that is part of a gene keeps that gene's sentence even where it also occurs
+    elsewhere (issue 29's "keep the poster's sentence for a sequence that is part of a gene")."""
     outcome, cand = describe_evidence(cands)
-    return None if outcome == "gene" else outcome_sentence(outcome, cand, cands, None)
+    if outcome == "gene" or (outcome == "repeat" and whole_copy(cands, gene)):
+        return None
+    return outcome_sentence(outcome, cand, cands, None)
 
 
 def withhold(score: SentenceScorer, rows: Sequence[dict], texts: list[str], confidence: torch.Tensor,
@@ -183,7 +203,10 @@ def withhold(score: SentenceScorer, rows: Sequence[dict], texts: list[str], conf
     """
     alt = {}
     for b, row in enumerate(rows):
-        if doubted[b] and (sentence := withheld_sentence(row.get("evidence") or [])) is not None:
+        if not doubted[b]:
+            continue
+        sentence = withheld_sentence(row.get("evidence") or [], parse_annotation(texts[b])["gene"])
+        if sentence is not None:
             alt[b] = sentence
     return _swap_scored(score, rows, texts, confidence, alt, lambda b, mean: True)
 
