@@ -300,7 +300,8 @@ class Annotator:
     def _withhold(self, rows: Sequence[dict], gen: _Generated) -> _Generated:
         """A calibrated retrieval model's gene answers whose calibrated gene confidence is under
         `config.withhold_below` give way to what the evidence shows, where its rule claims no gene
-        (`decoding.withhold`); the others, and every answer without a calibration, stand."""
+        and no repeat holds a whole copy of the named gene (`decoding.withhold`); the others, and
+        every answer without a calibration, stand."""
         below, calibration = self.config.withhold_below, self.calibration
         if below is None or calibration is None or not self.processor.retrieval:
             return gen

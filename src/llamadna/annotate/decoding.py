@@ -195,7 +195,8 @@ def withhold(score: SentenceScorer, rows: Sequence[dict], texts: list[str], conf
     """Per `doubted` row (a gene answer the calibration doubts: `Annotator`, constants.
     WITHHOLD_BELOW), the gene claim withheld: `withheld_sentence` of its evidence instead, its
     confidence the model's score of that sentence (mean log-probability per token); a row whose
-    evidence passes the rule as a gene keeps its answer.
+    evidence passes the rule as a gene, or is a repeat holding a `whole_copy` of the gene the
+    answer names, keeps its answer.
 
     Returns
     -------
