@@ -183,6 +183,8 @@ def out_of_reference(o: dict) -> list[str]:
     from llamadna.evaluate.out_of_reference import (
         COPY_HEAD,
         copy_rows,
+        diverged_outcomes,
+        diverged_rows,
         per_unit_rows,
         summary_rows,
         validation_summary,
@@ -209,6 +211,13 @@ def out_of_reference(o: dict) -> list[str]:
                 f">= {REPEAT_MIN_LOCI}, what the repeat truth calls a repeat):", "",
                 "| " + " | ".join(COPY_HEAD) + " |", "|---" * len(COPY_HEAD) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in copies]
+    head, rows = diverged_rows(o)
+    if rows:
+        out += ["", f"Diverged copies of the test rows ({o['diverged']['rows']} per rate): answered "
+                "with their own gene [95 % interval], the model minus each rule (paired):", "",
+                "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", "Outcomes given to the diverged copies:", ""] + [f"- {x}" for x in diverged_outcomes(o)]
     out += _kind_claims(o, [k for k in o["rows"] if k != "gene"])
     out += _no_gene_rows(o)
     if o["systems"].get("model"):

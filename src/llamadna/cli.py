@@ -1277,7 +1277,12 @@ def evaluate_cmd(
 def _print_out_of_reference(section: dict) -> None:
     """`evaluate`'s short out-of-reference table: per system, outcome macro-F1 (and the floor's),
     the share of rows outside known genes claimed as a gene, the novel rows answered without one."""
-    from llamadna.evaluate.out_of_reference import summary_rows, validation_summary, versus_summary
+    from llamadna.evaluate.out_of_reference import (
+        diverged_rows,
+        summary_rows,
+        validation_summary,
+        versus_summary,
+    )
 
     cols = ("macro-F1", "95 % interval", "gene claimed (not a gene)", "novel: no gene", "AUROC")
     _print_table(f"out of reference: {sum(section['rows'].values())} rows", ("system", *cols),
@@ -1285,6 +1290,10 @@ def _print_out_of_reference(section: dict) -> None:
     for line in (validation_summary(section), versus_summary(section)):
         if line is not None:
             console.print(escape(line))
+    head, rows = diverged_rows(section)
+    if rows:
+        _print_table(f"diverged copies of the test rows ({section['diverged']['rows']} per rate): "
+                     "answered with their own gene", head, rows, right=head[1:])
 
 
 @app.command("score")

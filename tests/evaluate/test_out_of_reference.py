@@ -3,6 +3,7 @@ the lookups' hit statistics, the metrics.json section and its report."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 
@@ -259,7 +260,7 @@ def _fake_ctx(tmp_path, val_rows, reference=None):
 
     (tmp_path / "predictions").mkdir(exist_ok=True)
     cfg = SimpleNamespace(limit=None, seed=0, negatives_per_kind=5, tuning_negatives_per_kind=2, n_boot=10,
-                          data_dir=tmp_path)
+                          data_dir=tmp_path, divergence_rates=(), divergence_rows=None)
     return SimpleNamespace(cfg=cfg, reference=reference, out=tmp_path, dataset="ds",
                            rows=lambda column, subset: list(val_rows))
 
@@ -270,6 +271,10 @@ class _FakeUnit:
     def __init__(self, ctx, column, test_rows, train_rows):
         self.ctx, self.split, self.column = ctx, "split_gene", column
         self.test_rows, self.train_rows, self.cache, self.seen = test_rows, train_rows, {}, []
+
+    @property
+    def cfg(self):
+        return self.ctx.cfg
 
     def annotate(self, variant, rows, setting="full"):
         self.seen += rows
@@ -425,6 +430,82 @@ def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
     assert [r["id"] for r in rows2[:6]] == [r["id"] for r in rows] and other.seen == unit.seen[:6]
     assert oor.validation_summary({"validation_model": m2, "units": ["a", "b"]}).startswith(
         "The model on the 12 tuning rows of 2 units (validation part, each unit's model on its own")
+
+
+def test_diverged_scores_count_own_gene_answers_per_rate():
+    """Per rate: the rows answered with their own gene (a wrong gene or another outcome is
+    wrong), the outcomes given, and the model minus each rule on the same rows."""
+    from llamadna.evaluate.out_of_reference import diverged_outcomes, diverged_rows, diverged_scores
+
+    rows = [{"rate": rate, "cluster": g, "truth": {"outcome": "gene", "gene_name": g}}
+            for rate in (0, 0.3) for g in ("A", "B", "C", "D")]
+    model = [_pred("gene", g) for g in "ABCD"] + [_pred("gene", "A"), _pred("gene", "X"), _pred("similar"),
+                                                    _pred("gene", "D")]
+    rule = [_pred("gene", g) for g in "ABCD"] + [_pred("similar")] * 3 + [_pred("none")]
+    d = diverged_scores([0, 0.3], rows, {"model": model, "retriever_tuned": rule}, n_boot=50, seed=0)
+    assert d["rates"] == [0, 0.3] and d["rows"] == 4
+    assert d["systems"]["model"]["gene"] == [1.0, 0.5] and d["systems"]["retriever_tuned"]["gene"] == [1.0, 0.0]
+    assert d["systems"]["model"]["outcomes"][1] == {"gene": 3, "similar": 1}
+    assert d["systems"]["retriever_tuned"]["outcomes"][1] == {"similar": 3, "none": 1}
+    lo, hi = d["systems"]["model"]["interval"][1]
+    assert 0 <= lo <= 0.5 <= hi <= 1 and d["systems"]["model"]["interval"][0] == [1.0, 1.0]
+    v = d["model_versus"]["retriever_tuned"]
+    assert v["difference"] == [0.0, 0.5] and v["interval"][1][0] <= 0.5 <= v["interval"][1][1]
+    assert "model" not in d["model_versus"]
+    head, table = diverged_rows({"diverged": d})
+    assert head == ["divergence", "model", "retriever_tuned", "model \u2212 retriever_tuned"]
+    assert table[1][0] == "30 %" and table[1][1].startswith("0.50 [") and table[1][3].startswith("+0.50 [")
+    assert diverged_outcomes({"diverged": d})[1] == (
+        "retriever_tuned: 0 %: gene 4; 30 %: similar 3, none 1")
+    assert diverged_rows({}) == ([], []) and diverged_outcomes({}) == []
+
+
+def test_diverged_copies_get_each_units_model_and_thresholds(tmp_path, monkeypatch):
+    """The diverged rows are the divergence curves' (the seeded subsample, nested mutations per
+    rate), without SPLASH scores; each unit's are answered by its own model and by the rule with
+    its own thresholds; the section holds their scores."""
+    from llamadna.evaluate import out_of_reference as oor
+    from llamadna.evaluate.divergence import divergence_subsample
+    from llamadna.evaluate.schema import DivergedGenes
+
+    seqs = {}
+
+    class Unit(_FakeUnit):  # the model names the row's gene; evidence: identity 1.0 unmutated, else 0.7
+        def annotate(self, variant, rows, setting="full"):
+            self.seen += rows
+            return [{"outcome": "gene", "gene": seqs.get(r["Sequence"], r.get("gene_name"))} for r in rows]
+
+        def annotator(self, variant, setting="full"):
+            return setting
+
+        def evidence(self, annotator, rows, setting):
+            return [{**r, "evidence": [{"identity": 1.0 if r["Sequence"] in seqs else 0.7,
+                                        "aligned_fraction": 1.0, "kind": "gene", "loci": 1,
+                                        "gene": r.get("gene_name")}]} for r in rows]
+
+    _fake_negatives(monkeypatch)
+    monkeypatch.setattr(oor.shutil, "which", lambda name: None)
+    monkeypatch.setattr(oor, "_val_novel_retriever", lambda unit: None)
+    cuts = itertools.cycle([0.9, 0.6])  # unit 0 names a gene from identity 0.9 on, unit 1 from 0.6
+    monkeypatch.setattr(oor, "tuned_rule", lambda tops, loci, truths: Thresholds(min_identity=next(cuts)))
+    ctx = _fake_ctx(tmp_path, [_genic_row("V", 9)], reference="REF")
+    ctx.cfg.divergence_rates, ctx.cfg.divergence_rows = (0, 0.3), 3
+    dna = "ACGTTGCAAGCTTAGCGGATCCATGCATGCAAGTCGATCGGATCAAGT" * 2
+    test = [[_genic_row(g, i, dna[i:] + dna[:i]) for i, g in enumerate("AB")],
+            [_genic_row(g, i + 2, dna[i + 2:] + dna[:i + 2]) for i, g in enumerate("CD")]]
+    seqs.update((r["Sequence"], r["gene_name"]) for rows in test for r in rows)
+    units = [Unit(ctx, "split_gene", test[0], []), Unit(ctx, "split_gene_fold1", test[1], [])]
+    d = oor.out_of_reference(ctx, units)["diverged"]
+    assert missing_keys(d, DivergedGenes) == [] and d["rates"] == [0, 0.3] and d["rows"] == 3
+    picks = divergence_subsample(ctx.cfg, [2, 2])
+    unit1 = len(picks[1])  # the subsample's rows of unit 1, whose rule names a gene at 0.7
+    assert d["systems"]["model"]["gene"] == [1.0, 1.0]
+    assert d["systems"]["retriever_tuned"]["gene"] == [1.0, unit1 / 3]
+    assert d["model_versus"]["retriever_tuned"]["difference"] == [0.0, 1 - unit1 / 3]
+    mutated = [r for u in units for r in u.seen if r.get("gene_name") in set("ABCD") and r["Sequence"] not in seqs]
+    assert len(mutated) == 3 and all(r["SPLASH_Effect"] is None for r in mutated)
+    ctx.cfg.divergence_rates = ()
+    assert "diverged" not in oor.out_of_reference(ctx, units)
 
 
 def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, monkeypatch):
@@ -609,6 +690,7 @@ def test_summary_rows_and_the_report_section(tmp_path):
 
     section = _section()
     section["validation_model"] = section["systems"]["model"]
+    section["diverged"] = _diverged()
     assert missing_keys(section, OutOfReference) == []
     rows = summary_rows(section)
     assert [r[0] for r in rows] == ["model", "blastn_tuned", "always none (floor)"]
@@ -624,7 +706,9 @@ def test_summary_rows_and_the_report_section(tmp_path):
     for text in ("Out of reference", "False gene claims per truth kind", "Outcome accuracy per truth kind",
                  "Confusion of outcomes", "always none (floor)", "blastn_tuned", "Risk-coverage",
                  "gene confidence &ge; 0.5", "data:image/png;base64,", "The model on the 12 tuning rows",
-                 "The model against each baseline on the same rows"):
+                 "The model against each baseline on the same rows",
+                 "Diverged copies of known genes: answered with their own gene", "model \u2212 blastn_tuned",
+                 "blastn_tuned: 0 %: gene 2; 30 %: similar 1, none 1"):
         assert text in part, text
     # the random rows' false claims of the model: 1 of 3, with its Wilson interval
     lo, hi = wilson_interval(1, 3)
@@ -739,6 +823,22 @@ def test_evaluate_prints_the_out_of_reference_table():
     with console.capture() as cap:
         _print_out_of_reference({**_section(), "validation_model": _section()["systems"]["model"]})
     assert "The model on the 12 tuning rows of 1 unit (validation part" in " ".join(cap.get().split())
+    assert "diverged copies" not in cap.get()
+    with console.capture() as cap:
+        _print_out_of_reference({**_section(), "diverged": _diverged()})
+    text = " ".join(cap.get().split())
+    assert "diverged copies of the test rows (2 per rate)" in text and "+0.50 [" in text
+
+
+def _diverged() -> dict:
+    """A "diverged" entry: two genes at 0 and 30 %, the model keeps one at 30 %, blastn none."""
+    from llamadna.evaluate.out_of_reference import diverged_scores
+
+    rows = [{"rate": rate, "cluster": g, "truth": {"outcome": "gene", "gene_name": g}}
+            for rate in (0, 0.3) for g in "AB"]
+    model = [_pred("gene", "A"), _pred("gene", "B"), _pred("gene", "A"), _pred("similar")]
+    blast = [_pred("gene", "A"), _pred("gene", "B"), _pred("none"), _pred("similar")]
+    return diverged_scores([0, 0.3], rows, {"model": model, "blastn_tuned": blast}, n_boot=20, seed=0)
 
 
 def test_copy_scores_split_genic_and_novel_rows_by_their_windows_loci():

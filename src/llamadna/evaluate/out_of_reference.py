@@ -43,6 +43,11 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   rows, pooled (`_validation_model`; per row in predictions/out_of_reference.validation.model.tsv):
   the figures to choose training or inference settings on, since the test rows' figures are the
   ones reported.
+- "diverged" (`diverged_scores`, with divergence rates): the model and the tuned rules on
+  diverged copies of known genes, the split's divergence-curve rows mutated at each rate
+  (`_diverged`): per rate, the rows answered with their own gene and the model minus each rule,
+  with intervals. The tuned rules' thresholds are fitted on exact windows and novel genes; this
+  is where the price of their identity cut-off shows.
 Each unit's rows are answered by that unit's model and its baselines' thresholds (tuned on its own
 validation rows, which hold other folds' test genes but never its own): no system sees a row
 whose gene it was trained, calibrated or tuned on. The negatives are answered by the first unit's
@@ -332,6 +337,42 @@ def score_outcomes(rows: Sequence[Mapping], preds: Sequence[Mapping], n_boot: in
     return out
 
 
+def diverged_scores(rates: Sequence[float], rows: Sequence[Mapping], preds: Mapping[str, Sequence[Mapping]],
+                    n_boot: int, seed: int) -> dict:
+    """The "diverged" entry (`schema.DivergedGenes`): per system and divergence rate, the
+    diverged copies of known genes answered with their own gene (outcome gene, the right gene)
+    with a cluster-bootstrap 95 % interval, the outcomes given instead, and the model minus each
+    other system with a paired interval (the same resamples score both).
+
+    rows : {"rate", "truth" ({"outcome": "gene", "gene_name"}), "cluster"} per diverged row.
+    preds : system -> one prediction per row (as `score_outcomes`'); "model" among them.
+    """
+    from llamadna.evaluate.stats import cluster_bootstrap_ci
+
+    right = {name: np.asarray(_right(rows, p), dtype=float) for name, p in preds.items()}
+    labels = {name: _answers(p)[0] for name, p in preds.items()}
+    systems: dict[str, dict] = {name: {"gene": [], "interval": [], "outcomes": []} for name in preds}
+    versus: dict[str, dict] = {name: {"difference": [], "interval": []} for name in preds if name != "model"}
+    for rate in rates:
+        idx = [i for i, r in enumerate(rows) if r["rate"] == rate]
+        clusters = [rows[i]["cluster"] for i in idx]
+        for name, entry in systems.items():
+            point, lo, hi = (cluster_bootstrap_ci(right[name][idx], clusters, np.mean, n_boot, seed)
+                             if idx else (None, None, None))
+            entry["gene"].append(point)
+            entry["interval"].append(None if point is None else [lo, hi])
+            got = [labels[name][i] for i in idx]
+            entry["outcomes"].append({o: got.count(o) for o in PRED_LABELS if o in got})
+        for name, entry in versus.items():
+            point, lo, hi = (cluster_bootstrap_ci((right["model"][idx], right[name][idx]), clusters,
+                                                  lambda a, b: float(np.mean(a) - np.mean(b)), n_boot, seed)
+                             if idx else (None, None, None))
+            entry["difference"].append(point)
+            entry["interval"].append(None if point is None else [lo, hi])
+    return {"rates": list(rates), "rows": len(rows) // max(len(rates), 1), "systems": systems,
+            "model_versus": versus}
+
+
 # ------------------------------------------------------------------------------ baselines
 
 
@@ -534,10 +575,11 @@ def _validation_model(units, tuning: Mapping, n_boot: int, seed: int,
     return score_outcomes(rows, preds, n_boot, seed), rows, preds
 
 
-def _retriever_baseline(units, negs, tuning) -> tuple[list[dict], dict]:
-    """retriever_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds
+def _retriever_baseline(units, negs, tuning, diverged=()) -> tuple[list[dict], dict, list[dict]]:
+    """retriever_tuned's predictions on the rows of `_model_rows` (same order), its thresholds
     per unit, each tuned on that unit's rows of `tuning` ({unit column: `_validation`'s full and
-    novel tuning rows and truths}); the negatives with the first unit's."""
+    novel tuning rows and truths}; the negatives with the first unit's), and its predictions on
+    the diverged copies (`_diverged`: each unit's rows with that unit's thresholds)."""
     from llamadna.evaluate.systems import MODEL
 
     def evidence(unit, rows, setting="full"):  # searched once per sequence, shared with the model's
@@ -553,12 +595,14 @@ def _retriever_baseline(units, negs, tuning) -> tuple[list[dict], dict]:
         preds += rule_predictions(*evidence_tops(found), thresholds[u.column])
     first = units[0]
     preds += rule_predictions(*evidence_tops(evidence(first, list(negs))), thresholds[first.column])
-    return preds, thresholds
+    div = [p for u, _, rows in diverged
+           for p in rule_predictions(*evidence_tops(evidence(u, rows)), thresholds[u.column])]
+    return preds, thresholds, div
 
 
-def _blastn_baseline(units, negs, tuning, data_dir) -> tuple[list[dict], dict]:
-    """blastn_tuned's predictions on the rows of `_model_rows` (same order) and its thresholds
-    per unit, tuned as `_retriever_baseline`'s."""
+def _blastn_baseline(units, negs, tuning, data_dir, diverged=()) -> tuple[list[dict], dict, list[dict]]:
+    """blastn_tuned's predictions on the rows of `_model_rows` (same order), its thresholds per
+    unit and its predictions on the diverged copies, as `_retriever_baseline`'s."""
     from llamadna.evaluate.baselines import ReferenceLookup
     from llamadna.retrieve.align import BlastnAligner
 
@@ -586,7 +630,32 @@ def _blastn_baseline(units, negs, tuning, data_dir) -> tuple[list[dict], dict]:
             found_tops, found_loci = found_tops + t, found_loci + n
         preds += rule_predictions(found_tops, found_loci, thresholds[u.column])
     t, n = tops(lookup, list(negs))
-    return preds + rule_predictions(t, n, thresholds[units[0].column]), thresholds
+    div = [p for u, _, rows in diverged for p in rule_predictions(*tops(lookup, rows), thresholds[u.column])]
+    return preds + rule_predictions(t, n, thresholds[units[0].column]), thresholds, div
+
+
+def _diverged(ctx, units: Sequence) -> list[tuple]:
+    """The split's divergence rows (`evaluate.divergence`: the curves' seeded subsample of the
+    pooled test rows, nested mutations at every rate of cfg.divergence_rates), without SPLASH
+    scores as every row here: [(unit, rate, its rows at that rate)]; [] without rates."""
+    from llamadna.evaluate.divergence import divergence_subsample, mutated
+
+    rates = list(ctx.cfg.divergence_rates)
+    if not rates:
+        return []
+    out = []
+    for u, idx in zip(units, divergence_subsample(ctx.cfg, [len(u.test_rows) for u in units])):
+        if len(idx):
+            per_rate = mutated(u, [u.test_rows[i] for i in idx], rates, {})  # {}: SPLASH null
+            out += [(u, rate, per_rate[rate]) for rate in rates]
+    return out
+
+
+def _diverged_truths(diverged: Sequence[tuple]) -> list[dict]:
+    """`_diverged`'s rows as `diverged_scores` reads them: truth their own gene."""
+    return [{"rate": rate, "cluster": f"{r['build']}:{r['gene_name']}",
+             "truth": {"outcome": "gene", "gene_name": r["gene_name"]}}
+            for _, rate, rows in diverged for r in rows]
 
 
 def out_of_reference(ctx, units: Sequence) -> dict:
@@ -594,9 +663,11 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     tuned baselines and the floor on every unit's test rows and their novel setting, each unit
     with its own model and its baselines' thresholds tuned on its own validation rows, and on
     negatives of the test part of the reference made from the first unit's test rows (its model
-    and thresholds). `units`: the evaluated units of one split (`systems.Unit`; module doc)."""
+    and thresholds); and the three on diverged copies of the test rows (`_diverged`).
+    `units`: the evaluated units of one split (`systems.Unit`; module doc)."""
     from llamadna.data.negatives import ReferenceCopies, negative_rows
     from llamadna.data.paths import default_data_dir
+    from llamadna.evaluate.systems import MODEL
 
     cfg, first = ctx.cfg, units[0]
     data_dir = cfg.data_dir or default_data_dir()
@@ -605,11 +676,15 @@ def out_of_reference(ctx, units: Sequence) -> dict:
                          aligners=copies.aligner)
     rows, model_preds = _model_rows(units, negs, copies)
     tuning = {u.column: _validation(ctx, u, data_dir, copies.aligner) for u in units}
+    diverged = _diverged(ctx, units)
     preds, thresholds, notes = {"model": model_preds}, {}, {}
+    div_preds = {"model": [p for u, _, r in diverged for p in u.annotate(MODEL, r)]}
     if ctx.reference is not None:
-        preds["retriever_tuned"], thresholds["retriever_tuned"] = _retriever_baseline(units, negs, tuning)
+        preds["retriever_tuned"], thresholds["retriever_tuned"], div_preds["retriever_tuned"] = (
+            _retriever_baseline(units, negs, tuning, diverged))
     if shutil.which("blastn") and shutil.which("makeblastdb"):
-        preds["blastn_tuned"], thresholds["blastn_tuned"] = _blastn_baseline(units, negs, tuning, data_dir)
+        preds["blastn_tuned"], thresholds["blastn_tuned"], div_preds["blastn_tuned"] = _blastn_baseline(
+            units, negs, tuning, data_dir, diverged)
     else:
         log.warning("out of reference: BLAST+ not installed, no blastn baseline")
     systems = {}
@@ -638,7 +713,9 @@ def out_of_reference(ctx, units: Sequence) -> dict:
             "systems": systems, "notes": notes,
             "per_unit": {name: per_unit(rows, p) for name, p in preds.items()},
             "floor": {"macro_f1": floor["macro_f1"], "macro_f1_interval": floor["macro_f1_interval"]},
-            "model_versus": versus, **validation}
+            "model_versus": versus, **validation,
+            **({"diverged": diverged_scores(cfg.divergence_rates, _diverged_truths(diverged), div_preds,
+                                            cfg.n_boot, cfg.seed)} if diverged else {})}
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -743,3 +820,36 @@ def summary_rows(section: Mapping) -> list[tuple[str, ...]]:
     out.append(("always none (floor)", "\u2013" if floor["macro_f1"] is None else f"{floor['macro_f1']:.3f}",
                 _iv(floor["macro_f1_interval"]), "0.0 %", "\u2013", "\u2013"))
     return out
+
+
+def _value_iv(value: float | None, iv: Sequence[float] | None, fmt: str = ".2f") -> str:
+    """ "0.75 [0.68, 0.81]" ("\u2013" without a value)."""
+    return "\u2013" if value is None else f"{value:{fmt}}" + ("" if not iv else f" {_iv(iv, 2)}")
+
+
+def diverged_rows(section: Mapping) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The "diverged" table: its header (rate, per system the share of diverged copies answered
+    with their own gene, then the model minus each other system) and one row per rate, each
+    share with its interval; ([], []) without "diverged"."""
+    d = section.get("diverged")
+    if not d:
+        return [], []
+    systems, versus = d["systems"], d["model_versus"]
+    head = ["divergence", *systems, *(f"model \u2212 {name}" for name in versus)]
+    rows = []
+    for k, rate in enumerate(d["rates"]):
+        cells = [_value_iv(m["gene"][k], m["interval"][k]) for m in systems.values()]
+        cells += [_value_iv(v["difference"][k], v["interval"][k], "+.2f") for v in versus.values()]
+        rows.append((f"{100 * rate:g} %", *cells))
+    return head, rows
+
+
+def diverged_outcomes(section: Mapping) -> list[str]:
+    """Per system, the outcomes it gives the diverged copies at each rate, one line each; []
+    without "diverged"."""
+    d = section.get("diverged")
+    if not d:
+        return []
+    return [f"{name}: " + "; ".join(f"{100 * rate:g} %: " + ", ".join(f"{o} {n}" for o, n in got.items())
+                                   for rate, got in zip(d["rates"], m["outcomes"]))
+            for name, m in d["systems"].items()]

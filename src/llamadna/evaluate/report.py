@@ -767,6 +767,7 @@ def _out_of_reference_html(section: dict) -> str:
                    + f'<p class="note">Multi-copy: windows found at &ge; {REPEAT_MIN_LOCI} loci of '
                    "the reference by the repeat windows' own rule; their truth is their gene here, a "
                    "repeat window of the same sequence among the negatives would be a repeat.</p>")
+    out += _diverged_html(section)
     out.append('<p class="note">Macro-F1 over the outcomes (gene, intergenic, repeat, similar, none) '
                "of every row (a wrong gene is an error; a novel row counts as its answer's class "
                "unless that is a gene), interval: cluster bootstrap over genes (a negative "
@@ -780,6 +781,23 @@ def _out_of_reference_html(section: dict) -> str:
     out += [_outcome_confusion_html(n, m["confusion"]) for n, m in section["systems"].items()]
     out += _risk_coverage_html(section["systems"].get(MODEL))
     return "\n".join(out)
+
+
+def _diverged_html(section: dict) -> list[str]:
+    """The model and the tuned rules on diverged copies of the test rows: a table per rate and
+    what each answers instead; [] where the run had none."""
+    from llamadna.evaluate.out_of_reference import diverged_outcomes, diverged_rows
+
+    head, rows = diverged_rows(section)
+    if not rows:
+        return []
+    d = section["diverged"]
+    said = "".join(f"<li>{_esc(line)}</li>" for line in diverged_outcomes(section))
+    return ["<h3>Diverged copies of known genes: answered with their own gene</h3>", _plain_table(head, rows),
+            f'<p class="note">{_fmt(d["rows"])} test rows per rate, the divergence curves\' rows and '
+            "mutations (substitutions and indels at each rate), given without SPLASH scores; each unit's "
+            "model and tuned thresholds. Right: outcome gene and the row's own gene. Intervals: cluster "
+            "bootstrap over genes, the difference paired. The outcomes given:</p>" f"<ul>{said}</ul>"]
 
 
 def _risk_coverage_html(model: dict | None) -> list[str]:

@@ -170,6 +170,27 @@ class UnitScores(TypedDict):
     novel_no_gene: list[int]  # [novel rows answered with no gene, rows]
 
 
+class DivergedSystem(TypedDict):
+    gene: list[float | None]  # per rate: diverged copies answered with their own gene
+    interval: list[Interval | None]  # cluster bootstrap (genes)
+    outcomes: list[dict[str, int]]  # per rate: outcome -> rows
+
+
+class DivergedVersus(TypedDict):
+    difference: list[float | None]  # per rate: the model's share minus the other's
+    interval: list[Interval | None]  # paired cluster bootstrap
+
+
+class DivergedGenes(TypedDict):
+    """The model and the tuned rules on diverged copies of the test rows (the divergence
+    curves' rows and mutations, no SPLASH scores), each unit's model and thresholds."""
+
+    rates: list[float]
+    rows: int  # per rate
+    systems: dict[str, DivergedSystem]
+    model_versus: dict[str, DivergedVersus]
+
+
 class OutOfReference(TypedDict):
     split: str
     units: list[str]
@@ -185,6 +206,7 @@ class OutOfReference(TypedDict):
     # retrieval models: the model on the baselines' tuning rows (validation part), to choose on
     validation_model: NotRequired[OutcomeScores]
     model_top_candidate: NotRequired[TopCandidate]  # retrieval models
+    diverged: NotRequired[DivergedGenes]  # with divergence rates (absent in older metrics.json)
 
 
 class Meta(TypedDict):
