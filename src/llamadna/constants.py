@@ -200,3 +200,8 @@ PREDICTION_COLUMNS = [
 # tile's place on its record, then the prediction, then why the tile was not annotated (empty
 # when it was; a tile of N only is never given to the model and keeps its row, fields empty).
 OUTPUT_COLUMNS = ["id", "record", "start", "end", *PREDICTION_COLUMNS[1:], "skipped"]
+
+# divergence rates of the validation rows a retrieval model's outcome confidence is fitted on
+# (`train.calibrate`; nested mutations): its exact and diverged copies, truth their gene or novel.
+# `evaluate`'s retriever_tuned_diverged tunes its thresholds on the same rates.
+CALIBRATION_RATES = (0.0, 0.2, 0.4)

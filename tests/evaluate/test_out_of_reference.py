@@ -374,21 +374,29 @@ def test_each_unit_tunes_the_retriever_rule_on_its_own_validation_rows(tmp_path,
     units = [Unit(ctx, "split_gene", [_genic_row("A", 0)], [_genic_row("T", 5)]),
              Unit(ctx, "split_gene_fold1", [_genic_row("V", 9)], [_genic_row("A", 0)])]
     section = oor.out_of_reference(ctx, units)
-    assert tuned == [["V", "none", "similar", "V"], ["W", "none", "similar", "W"]]
-    assert {u: t["min_identity"] for u, t in section["thresholds"]["retriever_tuned"].items()} == {
-        "split_gene": 0.7, "split_gene_fold1": 0.8}
-    assert units[0].searched == [("full", "V"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "V"),
-                                 ("full", "A"), ("novel", "A"), ("full", "random"), ("full", "similar")]
-    assert units[1].searched == [("full", "W"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "W"),
-                                 ("full", "V"), ("novel", "V")]
-    assert section["systems"]["retriever_tuned"]["rows"] == 2 + 2 + 2  # genes, novel, negatives
+    # retriever_tuned per unit, then retriever_tuned_diverged per unit: the same rows and the
+    # validation gene's copies at 20 and 40 %, searched in full (truth V) and masked (novel)
+    assert tuned == [["V", "none", "similar", "V"], ["W", "none", "similar", "W"],
+                     ["V", "none", "similar", "V", "V", "V", "V", "V"],
+                     ["W", "none", "similar", "W", "W", "W", "W", "W"]]
+    cuts = {k: {u: round(t["min_identity"], 6) for u, t in section["thresholds"][k].items()}
+            for k in ("retriever_tuned", oor.RETRIEVER_DIVERGED)}
+    assert cuts == {"retriever_tuned": {"split_gene": 0.7, "split_gene_fold1": 0.8},
+                    oor.RETRIEVER_DIVERGED: {"split_gene": 0.9, "split_gene_fold1": 1.0}}
+    assert units[0].searched[:8] == [("full", "V"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "V"),
+                                     ("full", "A"), ("novel", "A"), ("full", "random"), ("full", "similar")]
+    assert units[1].searched[:14] == [("full", "W"), ("full", "random"), ("full", "similar"), (oor.VAL_NOVEL, "W"),
+                                      ("full", "V"), ("novel", "V"), ("full", "W"), ("full", "random"),
+                                      ("full", "similar"), *[("full", "W")] * 2, *[(oor.VAL_NOVEL, "W")] * 3]
+    assert [section["systems"][k]["rows"] for k in cuts] == [2 + 2 + 2] * 2  # genes, novel, negatives
     # the model on both units' tuning rows (each: genic, 2 negatives, genic as novel), row by row
     table = (tmp_path / "predictions" / "out_of_reference.validation.model.tsv").read_text().splitlines()
     assert section["validation_model"]["rows"] == 8 == len(table) - 1
     v = section["validation_model"]["copies"]  # the tuning rows' windows are counted too
     assert v["multi_copy"] == {"gene": [0, 0], "novel_no_gene": [0, 0]}
     assert [v["single_copy"][k][1] for k in ("gene", "novel_no_gene")] == [2, 2]
-    assert [r[0] for r in oor.copy_rows(section)] == ["model", "retriever_tuned", "model (validation rows)"]
+    assert [r[0] for r in oor.copy_rows(section)] == ["model", "retriever_tuned", oor.RETRIEVER_DIVERGED,
+                                                      "model (validation rows)"]
     ids = [line.split("\t")[0] for line in table[1:]]
     assert len(set(ids)) == 8 and [i.split(":")[0] for i in ids] == ["split_gene"] * 4 + ["split_gene_fold1"] * 4
     assert [i.split(":")[1] for i in ids[:4]] == ["gene", "val", "val", "novel"]
@@ -430,6 +438,34 @@ def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
     assert [r["id"] for r in rows2[:6]] == [r["id"] for r in rows] and other.seen == unit.seen[:6]
     assert oor.validation_summary({"validation_model": m2, "units": ["a", "b"]}).startswith(
         "The model on the 12 tuning rows of 2 units (validation part, each unit's model on its own")
+
+
+def test_the_widened_tuning_rows_add_diverged_copies_of_the_validation_genes(tmp_path):
+    """retriever_tuned_diverged's tuning rows: the unit's own, then its validation genic rows'
+    copies at the calibration's nonzero rates (truth their gene), then the novel rows and their
+    copies (truth novel); copies mutated (seeded by row), without SPLASH scores."""
+    from types import SimpleNamespace
+
+    from llamadna.constants import CALIBRATION_RATES
+    from llamadna.evaluate import out_of_reference as oor
+
+    dna = "ACGTTGCAAGCTTAGCGGATCCATGCATGCAAGTCGATCGGATCAAGT" * 3
+    genic = [{**_genic_row("V", 1, dna), "Sequence": dna}, {**_genic_row("W", 2, dna), "Sequence": dna[::-1]}]
+    negs = [_neg("random", 0)]
+    truths = ([{"outcome": "gene", "gene_name": g} for g in "VW"] + [{"outcome": "none", "gene_name": None}]
+              + [{"outcome": "novel", "gene_name": g} for g in "VW"])
+    unit = SimpleNamespace(cfg=SimpleNamespace(seed=0))
+    full, novel, seen = oor._with_diverged(unit, genic + negs, genic, truths)
+    rates = [r for r in CALIBRATION_RATES if r > 0]
+    n = len(rates) * 2
+    assert len(rates) == 2 and len(full) == 3 + n and len(novel) == 2 + n and len(seen) == len(full) + len(novel)
+    copies = full[3:]
+    assert novel[2:] == copies and [r["gene_name"] for r in copies] == ["V", "W"] * len(rates)
+    assert all(r["Sequence"] not in (dna, dna[::-1]) and r["SPLASH_Effect"] is None for r in copies)
+    assert [t["outcome"] for t in seen] == ["gene"] * 2 + ["none"] + ["gene"] * n + ["novel"] * (2 + n)
+    assert [t["gene_name"] for t in seen[3:3 + n]] == ["V", "W"] * len(rates)
+    again = oor._with_diverged(unit, genic + negs, genic, truths)[0]
+    assert [r["Sequence"] for r in again] == [r["Sequence"] for r in full]  # seeded
 
 
 def test_diverged_scores_count_own_gene_answers_per_rate():

@@ -243,8 +243,8 @@ def test_evaluate_a_retrieval_model_with_the_novel_setting_and_an_ablation(index
                  max_val_rows=4, checkpoint_every=0, calibration_rows=4)
     tc = TrainConfig(dataset=str(root / "dataset"), out=str(tmp_path / "m"), encoder=str(root / "encoder"),
                      index=str(root / "index"), max_steps=4, **small)
+    from llamadna.constants import CALIBRATION_RATES
     from llamadna.data.negatives import negative_rows
-    from llamadna.train.calibrate import CALIBRATION_RATES
 
     summary = train(tc)
     # train() calibrated it on calibration_rows validation rows, each at every rate with both

@@ -71,7 +71,7 @@ from dataclasses import asdict
 import numpy as np
 import polars as pl
 
-from llamadna.constants import OUTCOMES
+from llamadna.constants import CALIBRATION_RATES, OUTCOMES
 from llamadna.splash.scores import without_scores
 
 log = logging.getLogger(__name__)
@@ -92,9 +92,14 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile (Wilson intervals)
 # blastn for the baseline: BLASTN_SETTINGS without culling, so that the other copies of a repeat
 # are reported and counted as loci (retrieve.align.Hit); at most max_target_seqs x max_hsps HSPs
 BLASTN_LOCI = {"culling_limit": None}
+RETRIEVER_DIVERGED = "retriever_tuned_diverged"  # the retriever rule tuned on diverged copies too
 BASELINES = {
     "retriever_tuned": "the hybrid retriever's top candidates mapped to an outcome by thresholds on "
                        "identity, aligned fraction and loci tuned on the validation rows",
+    RETRIEVER_DIVERGED: "the same rule with its thresholds tuned on the same rows plus their genic "
+                        "rows' copies diverged at the calibration's rates ("
+                        + ", ".join(f"{100 * r:g} %" for r in CALIBRATION_RATES if r > 0)
+                        + "), as the model's outcome confidence was fitted",
     "blastn_tuned": "blastn's top hit (no culling) mapped to an outcome by thresholds on e-value, "
                     "identity, aligned fraction and loci tuned on the validation rows",
 }
@@ -634,6 +639,41 @@ def _blastn_baseline(units, negs, tuning, data_dir, diverged=()) -> tuple[list[d
     return preds + rule_predictions(t, n, thresholds[units[0].column]), thresholds, div
 
 
+def _baselines(units, negs, tuning, diverged, data_dir) -> tuple[dict, dict, dict]:
+    """The tuned rules (BASELINES) that this run can give: per name, their predictions on the rows
+    of `_model_rows`, their thresholds per unit and their predictions on the diverged copies."""
+    preds, thresholds, div_preds = {}, {}, {}
+    if units[0].ctx.reference is not None:
+        preds["retriever_tuned"], thresholds["retriever_tuned"], div_preds["retriever_tuned"] = (
+            _retriever_baseline(units, negs, tuning, diverged))
+        widened = {u.column: _with_diverged(u, *tuning[u.column]) for u in units}
+        preds[RETRIEVER_DIVERGED], thresholds[RETRIEVER_DIVERGED], div_preds[RETRIEVER_DIVERGED] = (
+            _retriever_baseline(units, negs, widened, diverged))
+    if shutil.which("blastn") and shutil.which("makeblastdb"):
+        preds["blastn_tuned"], thresholds["blastn_tuned"], div_preds["blastn_tuned"] = _blastn_baseline(
+            units, negs, tuning, data_dir, diverged)
+    else:
+        log.warning("out of reference: BLAST+ not installed, no blastn baseline")
+    return preds, thresholds, div_preds
+
+
+def _with_diverged(unit, full: Sequence[dict], novel: Sequence[dict],
+                   truths: Sequence[Mapping]) -> tuple[list[dict], list[dict], list[dict]]:
+    """A unit's tuning rows (`_validation`'s) with its validation genic rows' copies diverged at
+    the calibration's nonzero rates (`constants.CALIBRATION_RATES`, nested mutations seeded
+    by row as the divergence curves'), searched in full (truth their gene) and without their
+    genes (truth "novel"): the inputs the model's outcome confidence was fitted on."""
+    from llamadna.evaluate.divergence import mutated
+
+    genic, k = list(full[:len(novel)]), len(full)
+    rates = [r for r in CALIBRATION_RATES if r > 0]
+    per_rate = mutated(unit, genic, rates, {})  # {}: no SPLASH scores, as every tuning row
+    copies = [r for rate in rates for r in per_rate[rate]]
+    gene_truths, novel_truths = list(truths[:len(genic)]), list(truths[k:])
+    return ([*full, *copies], [*novel, *copies],
+            [*truths[:k], *gene_truths * len(rates), *novel_truths, *novel_truths * len(rates)])
+
+
 def _diverged(ctx, units: Sequence) -> list[tuple]:
     """The split's divergence rows (`evaluate.divergence`: the curves' seeded subsample of the
     pooled test rows, nested mutations at every rate of cfg.divergence_rates), without SPLASH
@@ -677,17 +717,10 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     rows, model_preds = _model_rows(units, negs, copies)
     tuning = {u.column: _validation(ctx, u, data_dir, copies.aligner) for u in units}
     diverged = _diverged(ctx, units)
-    preds, thresholds, notes = {"model": model_preds}, {}, {}
-    div_preds = {"model": [p for u, _, r in diverged for p in u.annotate(MODEL, r)]}
-    if ctx.reference is not None:
-        preds["retriever_tuned"], thresholds["retriever_tuned"], div_preds["retriever_tuned"] = (
-            _retriever_baseline(units, negs, tuning, diverged))
-    if shutil.which("blastn") and shutil.which("makeblastdb"):
-        preds["blastn_tuned"], thresholds["blastn_tuned"], div_preds["blastn_tuned"] = _blastn_baseline(
-            units, negs, tuning, data_dir, diverged)
-    else:
-        log.warning("out of reference: BLAST+ not installed, no blastn baseline")
-    systems = {}
+    preds, thresholds, div_preds = _baselines(units, negs, tuning, diverged, data_dir)
+    preds = {"model": model_preds, **preds}
+    div_preds = {"model": [p for u, _, r in diverged for p in u.annotate(MODEL, r)], **div_preds}
+    systems, notes = {}, {}
     for name, p in preds.items():
         write_outcome_table(ctx.out / "predictions" / f"out_of_reference.{name}.tsv", rows, p)
         systems[name] = score_outcomes(rows, p, cfg.n_boot, cfg.seed)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llamadna.annotate import Annotator
+from llamadna.constants import CALIBRATION_RATES
 from llamadna.data.mutate import mutate_nested, row_seed
 from llamadna.data.splits import subsample
 from llamadna.model.calibration import OutcomeCalibration, outcome_features
@@ -37,7 +38,6 @@ from llamadna.train.rows import load_split
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_RATES = (0.0, 0.2, 0.4)
 
 
 def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int | None = None,
