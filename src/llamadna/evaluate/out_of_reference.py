@@ -20,7 +20,9 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   training row holds; + negatives of the validation part of the reference; evidence from the
   unit's full index, whose variants are its training rows); blastn
   runs without culling (`BLASTN_LOCI`) so that a repeat's copies count as loci, its e-value in
-  the grid; and the floor "always none";
+  the grid; RETRIEVER_DIVERGED, the retriever rule tuned on the same rows plus the validation
+  genic rows' copies diverged at the calibration's nonzero rates (`_with_diverged`: what the
+  model's outcome confidence was fitted on); and the floor "always none";
 - metrics per system (`score_outcomes`): confusion of truth kind x predicted outcome; per kind
   the false gene claims (rate, Wilson 95 % interval; for REPEAT_IN_GENE also how many of them
   name a gene that holds the window), rows with gene_confidence >= CONFIDENT,
@@ -581,10 +583,11 @@ def _validation_model(units, tuning: Mapping, n_boot: int, seed: int,
 
 
 def _retriever_baseline(units, negs, tuning, diverged=()) -> tuple[list[dict], dict, list[dict]]:
-    """retriever_tuned's predictions on the rows of `_model_rows` (same order), its thresholds
-    per unit, each tuned on that unit's rows of `tuning` ({unit column: `_validation`'s full and
-    novel tuning rows and truths}; the negatives with the first unit's), and its predictions on
-    the diverged copies (`_diverged`: each unit's rows with that unit's thresholds)."""
+    """A retriever rule's predictions on the rows of `_model_rows` (same order), its thresholds
+    per unit, each tuned on that unit's rows of `tuning` ({unit column: full and novel tuning
+    rows and truths: `_validation`'s for retriever_tuned, `_with_diverged`'s for
+    RETRIEVER_DIVERGED}; the negatives with the first unit's), and its predictions on the
+    diverged copies (`_diverged`: each unit's rows with that unit's thresholds)."""
     from llamadna.evaluate.systems import MODEL
 
     def evidence(unit, rows, setting="full"):  # searched once per sequence, shared with the model's
@@ -703,7 +706,7 @@ def out_of_reference(ctx, units: Sequence) -> dict:
     tuned baselines and the floor on every unit's test rows and their novel setting, each unit
     with its own model and its baselines' thresholds tuned on its own validation rows, and on
     negatives of the test part of the reference made from the first unit's test rows (its model
-    and thresholds); and the three on diverged copies of the test rows (`_diverged`).
+    and thresholds); and the model and the rules on diverged copies of the test rows (`_diverged`).
     `units`: the evaluated units of one split (`systems.Unit`; module doc)."""
     from llamadna.data.negatives import ReferenceCopies, negative_rows
     from llamadna.data.paths import default_data_dir
