@@ -119,7 +119,16 @@ def test_evaluate_out_of_reference_section(evaluated):
                                                      - section["systems"]["blastn_tuned"]["macro_f1"])
     table = pl.read_csv(root / "report" / "predictions" / "out_of_reference.model.tsv", separator="\t")
     assert table.height == n and set(table["kind"].to_list()) == set(section["rows"])
-    assert "Out of reference" in (root / "report" / "report.html").read_text()
+    page = (root / "report" / "report.html").read_text()
+    assert "Out of reference" in page and "Diverged copies of known genes" in page
+    # the divergence curves' 5 rows at each rate, answered by the model and the tuned rule
+    d = section["diverged"]
+    assert d["rates"] == [0.0, 0.3] and d["rows"] == 5 and set(d["systems"]) == {"model", "blastn_tuned"}
+    for name, s in d["systems"].items():
+        assert [sum(o.values()) for o in s["outcomes"]] == [5, 5], name
+        assert all(lo - 1e-9 <= g <= hi + 1e-9 for g, (lo, hi) in zip(s["gene"], s["interval"])), name
+    assert d["model_versus"]["blastn_tuned"]["difference"] == pytest.approx(
+        [a - b for a, b in zip(d["systems"]["model"]["gene"], d["systems"]["blastn_tuned"]["gene"])])
 
 
 def test_evaluate_trains_the_baselines_and_reuses_them(evaluated):
