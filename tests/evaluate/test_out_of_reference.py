@@ -546,9 +546,7 @@ def test_diverged_copies_get_each_units_model_and_thresholds(tmp_path, monkeypat
 
 def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, monkeypatch):
     """retriever_tuned's thresholds see the validation rows with their genes masked out
-    (training_index of the unit), truth "novel"; blastn_tuned's, the lookup without them."""
-    import llamadna.evaluate.baselines as baselines
-    import llamadna.retrieve.align as align
+    (training_index of the unit), truth "novel"."""
     import llamadna.retrieve.retriever as retriever
     import llamadna.train.evidence_sampler as sampler
     from llamadna.evaluate import out_of_reference as oor
@@ -580,7 +578,16 @@ def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, m
     tops, seen = tuned[-1]
     assert seen == truths and len(tops) == 6 and tops[4:] == [None, None] and tops[0]["gene"] == "V"
 
-    class Lookup:  # genes masked: unmapped
+
+def _fake_lookup(monkeypatch) -> tuple[list, list]:
+    """blastn's ReferenceLookup faked: a masked lookup (`without_genes`) maps nothing; returns the
+    gene sets masked and the (masked genes, query) pairs searched, in order."""
+    import llamadna.evaluate.baselines as baselines
+    import llamadna.retrieve.align as align
+
+    masks, searched = [], []
+
+    class Lookup:
         builds, masked = ["GRCh38"], ()
 
         def __init__(self, *a, **k):
@@ -589,19 +596,41 @@ def test_tuning_rows_hold_the_validation_genes_searched_without_them(tmp_path, m
         def without_genes(self, genes):
             out = Lookup()
             out.masked = tuple(genes)
-            calls.append(out.masked)
+            masks.append(out.masked)
             return out
 
         def lookup_many(self, seqs, builds):
+            searched.extend((self.masked, q) for q in seqs)
             return [{"mapped": not self.masked, "identity": None if self.masked else 1.0,
                      "aligned_fraction": 1.0, "loci": 0 if self.masked else 1, "gene": "g"} for _ in seqs]
 
     monkeypatch.setattr(baselines, "ReferenceLookup", Lookup)
     monkeypatch.setattr(align, "BlastnAligner", lambda **k: None)
-    oor._blastn_baseline([unit], [], {"split_gene": (full, novel, truths)}, tmp_path)
+    return masks, searched
+
+
+def test_blastn_tuning_masks_the_validation_genes_and_searches_each_query_once(tmp_path, monkeypatch):
+    """blastn_tuned's thresholds see the validation rows on the lookup without their genes (truth
+    "novel"); several tunings share every search: each query once per database."""
+    from llamadna.evaluate import out_of_reference as oor
+
+    _fake_negatives(monkeypatch)
+    ctx = _fake_ctx(tmp_path, [_genic_row("V", 9), _genic_row("A", 8)], reference="REF")
+    unit = _FakeUnit(ctx, "split_gene", [_genic_row("B", 1)], [_genic_row("A", 0)])
+    full, novel, truths = oor._validation(ctx, unit, tmp_path)
+    tuned = []
+    monkeypatch.setattr(oor, "tuned_rule", lambda tops, loci, t: tuned.append((tops, t)) or Thresholds())
+    masks, searched = _fake_lookup(monkeypatch)
+    tuning = {"split_gene": (full, novel, truths)}
+    got = oor._blastn_baseline([unit], [], {"blastn_tuned": tuning, "again": tuning}, tmp_path)
+    assert list(got) == ["blastn_tuned", "again"] and list(got["blastn_tuned"][1]) == ["split_gene"]
+    assert got["again"][0] == got["blastn_tuned"][0]
+    # per database, each query once: the 4 tuning rows and the test row in full; 2 + 1 masked
+    assert len(searched) == len(set(searched)) == 4 + 1 + 2 + 1
     tops, seen = tuned[-1]
     assert seen == truths and tops[4:] == [None, None] and tops[0] is not None
-    assert calls[-2:] == [("V", "idV"), ("B", "idB")]  # validation genes no training row holds; test
+    assert masks == [("V", "idV"), ("B", "idB")]  # validation genes no training row holds; test
+
 
 # ------------------------------------------------------------------------------ hit statistics
 

@@ -20,9 +20,10 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
   training row holds; + negatives of the validation part of the reference; evidence from the
   unit's full index, whose variants are its training rows); blastn
   runs without culling (`BLASTN_LOCI`) so that a repeat's copies count as loci, its e-value in
-  the grid; RETRIEVER_DIVERGED, the retriever rule tuned on the same rows plus the validation
-  genic rows' copies diverged at the calibration's nonzero rates (`_with_diverged`: what the
-  model's outcome confidence was fitted on); and the floor "always none";
+  the grid; RETRIEVER_DIVERGED and BLASTN_DIVERGED, the same two rules tuned on the same rows
+  plus the validation genic rows' copies diverged at the calibration's nonzero rates
+  (`_with_diverged`: what the model's outcome confidence was fitted on); and the floor "always
+  none";
 - metrics per system (`score_outcomes`): confusion of truth kind x predicted outcome; per kind
   the false gene claims (rate, Wilson 95 % interval; for REPEAT_IN_GENE also how many of them
   name a gene that holds the window), rows with gene_confidence >= CONFIDENT,
@@ -94,7 +95,8 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile (Wilson intervals)
 # blastn for the baseline: BLASTN_SETTINGS without culling, so that the other copies of a repeat
 # are reported and counted as loci (retrieve.align.Hit); at most max_target_seqs x max_hsps HSPs
 BLASTN_LOCI = {"culling_limit": None}
-RETRIEVER_DIVERGED = "retriever_tuned_diverged"  # the retriever rule tuned on diverged copies too
+# the tuned rules again, their thresholds tuned on diverged copies of the validation rows too
+RETRIEVER_DIVERGED, BLASTN_DIVERGED = "retriever_tuned_diverged", "blastn_tuned_diverged"
 BASELINES = {
     "retriever_tuned": "the hybrid retriever's top candidates mapped to an outcome by thresholds on "
                        "identity, aligned fraction and loci tuned on the validation rows",
@@ -104,6 +106,7 @@ BASELINES = {
                         + "), as the model's outcome confidence was fitted",
     "blastn_tuned": "blastn's top hit (no culling) mapped to an outcome by thresholds on e-value, "
                     "identity, aligned fraction and loci tuned on the validation rows",
+    BLASTN_DIVERGED: "the same blastn rule tuned on the same widened rows as " + RETRIEVER_DIVERGED,
 }
 
 
@@ -608,9 +611,13 @@ def _retriever_baseline(units, negs, tuning, diverged=()) -> tuple[list[dict], d
     return preds, thresholds, div
 
 
-def _blastn_baseline(units, negs, tuning, data_dir, diverged=()) -> tuple[list[dict], dict, list[dict]]:
-    """blastn_tuned's predictions on the rows of `_model_rows` (same order), its thresholds per
-    unit and its predictions on the diverged copies, as `_retriever_baseline`'s."""
+def _blastn_baseline(units, negs, tunings: Mapping[str, Mapping], data_dir,
+                     diverged=()) -> dict[str, tuple[list[dict], dict, list[dict]]]:
+    """blastn's rule tuned per unit on each of `tunings` (name -> {unit column: full and novel
+    tuning rows and truths}, as `_retriever_baseline`'s): per name, its predictions on the rows
+    of `_model_rows` (same order), its thresholds per unit and its predictions on the diverged
+    copies. Every (sequence, build) is searched once per database (the full reference, or one
+    with a set of genes masked)."""
     from llamadna.evaluate.baselines import ReferenceLookup
     from llamadna.retrieve.align import BlastnAligner
 
@@ -620,44 +627,54 @@ def _blastn_baseline(units, negs, tuning, data_dir, diverged=()) -> tuple[list[d
     # of the first unit's test rows have (the rows the negatives are made from)
     builds = [r["build"] for r in units[0].test_rows]
     default = max(lookup.builds, key=builds.count)
+    masked: dict[tuple, object] = {(): lookup}
+    found: dict[int, dict] = {}
 
-    def tops(lk, rows):
-        return lookup_tops(lk.lookup_many([r["Sequence"] for r in rows],
-                                          [r.get("build") or default for r in rows]))
+    def tops(genes, rows):  # the database without `genes`, each query searched once
+        key = tuple(genes)
+        if key not in masked:
+            masked[key] = lookup.without_genes(list(key))
+        lk, store = masked[key], found.setdefault(id(masked[key]), {})
+        queries = [(r["Sequence"], r.get("build") or default) for r in rows]
+        if todo := [q for q in dict.fromkeys(queries) if q not in store]:
+            store.update(zip(todo, lk.lookup_many([q for q, _ in todo], [b for _, b in todo])))
+        return lookup_tops([store[q] for q in queries])
 
     retrieval = units[0].ctx.reference is not None
-    preds, thresholds = [], {}
-    for u in units:
-        full, novel, truths = tuning[u.column]
-        val_tops, val_loci = tops(lookup, full)
-        t, n = tops(lookup.without_genes(_val_held_genes(u, novel)), novel)
-        thresholds[u.column] = tuned_rule(val_tops + t, val_loci + n, truths)
-        found_tops, found_loci = tops(lookup, u.test_rows)
-        if retrieval:
-            t, n = tops(lookup.without_genes(_held_genes(u)), _novel_rows(u))
-            found_tops, found_loci = found_tops + t, found_loci + n
-        preds += rule_predictions(found_tops, found_loci, thresholds[u.column])
-    t, n = tops(lookup, list(negs))
-    div = [p for u, _, rows in diverged for p in rule_predictions(*tops(lookup, rows), thresholds[u.column])]
-    return preds + rule_predictions(t, n, thresholds[units[0].column]), thresholds, div
+    out = {}
+    for name, tuning in tunings.items():
+        preds, thresholds = [], {}
+        for u in units:
+            full, novel, truths = tuning[u.column]
+            val_tops, val_loci = tops((), full)
+            t, n = tops(_val_held_genes(u, novel), novel)
+            thresholds[u.column] = tuned_rule(val_tops + t, val_loci + n, truths)
+            found_tops, found_loci = tops((), u.test_rows)
+            if retrieval:
+                t, n = tops(_held_genes(u), _novel_rows(u))
+                found_tops, found_loci = found_tops + t, found_loci + n
+            preds += rule_predictions(found_tops, found_loci, thresholds[u.column])
+        preds += rule_predictions(*tops((), list(negs)), thresholds[units[0].column])
+        div = [p for u, _, rows in diverged for p in rule_predictions(*tops((), rows), thresholds[u.column])]
+        out[name] = preds, thresholds, div
+    return out
 
 
 def _baselines(units, negs, tuning, diverged, data_dir) -> tuple[dict, dict, dict]:
     """The tuned rules (BASELINES) that this run can give: per name, their predictions on the rows
     of `_model_rows`, their thresholds per unit and their predictions on the diverged copies."""
-    preds, thresholds, div_preds = {}, {}, {}
+    got = {}
+    widened = {u.column: _with_diverged(u, *tuning[u.column]) for u in units}
     if units[0].ctx.reference is not None:
-        preds["retriever_tuned"], thresholds["retriever_tuned"], div_preds["retriever_tuned"] = (
-            _retriever_baseline(units, negs, tuning, diverged))
-        widened = {u.column: _with_diverged(u, *tuning[u.column]) for u in units}
-        preds[RETRIEVER_DIVERGED], thresholds[RETRIEVER_DIVERGED], div_preds[RETRIEVER_DIVERGED] = (
-            _retriever_baseline(units, negs, widened, diverged))
+        got["retriever_tuned"] = _retriever_baseline(units, negs, tuning, diverged)
+        got[RETRIEVER_DIVERGED] = _retriever_baseline(units, negs, widened, diverged)
     if shutil.which("blastn") and shutil.which("makeblastdb"):
-        preds["blastn_tuned"], thresholds["blastn_tuned"], div_preds["blastn_tuned"] = _blastn_baseline(
-            units, negs, tuning, data_dir, diverged)
+        got.update(_blastn_baseline(units, negs, {"blastn_tuned": tuning, BLASTN_DIVERGED: widened},
+                                    data_dir, diverged))
     else:
         log.warning("out of reference: BLAST+ not installed, no blastn baseline")
-    return preds, thresholds, div_preds
+    order = [n for n in BASELINES if n in got]  # the report's order
+    return ({n: got[n][0] for n in order}, {n: got[n][1] for n in order}, {n: got[n][2] for n in order})
 
 
 def _with_diverged(unit, full: Sequence[dict], novel: Sequence[dict],
