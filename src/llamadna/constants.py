@@ -203,5 +203,5 @@ OUTPUT_COLUMNS = ["id", "record", "start", "end", *PREDICTION_COLUMNS[1:], "skip
 
 # divergence rates of the validation rows a retrieval model's outcome confidence is fitted on
 # (`train.calibrate`; nested mutations): its exact and diverged copies, truth their gene or novel.
-# `evaluate`'s retriever_tuned_diverged tunes its thresholds on the same rates.
+# `evaluate`'s retriever_tuned_diverged and blastn_tuned_diverged tune their thresholds on the same rates.
 CALIBRATION_RATES = (0.0, 0.2, 0.4)

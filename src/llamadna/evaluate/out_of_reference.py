@@ -359,6 +359,13 @@ def diverged_scores(rates: Sequence[float], rows: Sequence[Mapping], preds: Mapp
     """
     from llamadna.evaluate.stats import cluster_bootstrap_ci
 
+    def add(entry: dict, key: str, values: tuple, clusters: list, statistic) -> None:
+        """Appends the statistic of `values` and its interval (None for both without rows)."""
+        point, lo, hi = (cluster_bootstrap_ci(values, clusters, statistic, n_boot, seed) if clusters
+                         else (None, None, None))
+        entry[key].append(point)
+        entry["interval"].append(None if point is None else [lo, hi])
+
     right = {name: np.asarray(_right(rows, p), dtype=float) for name, p in preds.items()}
     labels = {name: _answers(p)[0] for name, p in preds.items()}
     systems: dict[str, dict] = {name: {"gene": [], "interval": [], "outcomes": []} for name in preds}
@@ -367,18 +374,12 @@ def diverged_scores(rates: Sequence[float], rows: Sequence[Mapping], preds: Mapp
         idx = [i for i, r in enumerate(rows) if r["rate"] == rate]
         clusters = [rows[i]["cluster"] for i in idx]
         for name, entry in systems.items():
-            point, lo, hi = (cluster_bootstrap_ci(right[name][idx], clusters, np.mean, n_boot, seed)
-                             if idx else (None, None, None))
-            entry["gene"].append(point)
-            entry["interval"].append(None if point is None else [lo, hi])
+            add(entry, "gene", right[name][idx], clusters, np.mean)
             got = [labels[name][i] for i in idx]
             entry["outcomes"].append({o: got.count(o) for o in PRED_LABELS if o in got})
         for name, entry in versus.items():
-            point, lo, hi = (cluster_bootstrap_ci((right["model"][idx], right[name][idx]), clusters,
-                                                  lambda a, b: float(np.mean(a) - np.mean(b)), n_boot, seed)
-                             if idx else (None, None, None))
-            entry["difference"].append(point)
-            entry["interval"].append(None if point is None else [lo, hi])
+            add(entry, "difference", (right["model"][idx], right[name][idx]), clusters,
+                lambda a, b: float(np.mean(a) - np.mean(b)))
     return {"rates": list(rates), "rows": len(rows) // max(len(rates), 1), "systems": systems,
             "model_versus": versus}
 
@@ -628,13 +629,13 @@ def _blastn_baseline(units, negs, tunings: Mapping[str, Mapping], data_dir,
     builds = [r["build"] for r in units[0].test_rows]
     default = max(lookup.builds, key=builds.count)
     masked: dict[tuple, object] = {(): lookup}
-    found: dict[int, dict] = {}
+    found: dict[tuple, dict] = {}  # masked genes -> (sequence, build) -> lookup result
 
     def tops(genes, rows):  # the database without `genes`, each query searched once
         key = tuple(genes)
         if key not in masked:
             masked[key] = lookup.without_genes(list(key))
-        lk, store = masked[key], found.setdefault(id(masked[key]), {})
+        lk, store = masked[key], found.setdefault(key, {})
         queries = [(r["Sequence"], r.get("build") or default) for r in rows]
         if todo := [q for q in dict.fromkeys(queries) if q not in store]:
             store.update(zip(todo, lk.lookup_many([q for q, _ in todo], [b for _, b in todo])))

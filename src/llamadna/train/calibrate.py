@@ -39,7 +39,6 @@ from llamadna.train.rows import load_split
 log = logging.getLogger(__name__)
 
 
-
 def calibrate_model(model_dir: str | Path, cfg: TrainConfig, max_rows: int | None = None,
                     batch_size: int = 64) -> OutcomeCalibration | None:
     """Fit and save the calibration of a trained retrieval model (`fit_calibration`); None for
