@@ -11,12 +11,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from llamadna.constants import NONE_SENTENCE
 from llamadna.data.template import outcome_of, parse_outcome
 from llamadna.retrieve.index import IndexConfig, ReferenceIndex
+from llamadna.retrieve.outcome import NONE_STANDS, describe_evidence
 from llamadna.retrieve.retriever import Retriever
 from llamadna.train.evidence_sampler import (
     EvidenceSampler,
     evidence_target,
+    example_candidate,
     pseudo_text,
     pseudo_word,
     split_genes,
@@ -318,7 +321,8 @@ def _refit_with_the_cli(model_dir, fitted: int) -> None:
 def test_negatives_replace_every_example_at_rate_one(indexed):
     """negative_rate=1: every example is a negative of the training part of the reference, with
     no source class; its target is its intergenic sentence where its own interval is among the
-    candidates, else what the evidence shows (never a gene)."""
+    candidates, "matches nothing" for one of no match (random, shuffled, foreign) where the
+    evidence shows a similarity or nothing, else what the evidence shows (never a gene)."""
     from llamadna.constants import IGNORE_INDEX
     from llamadna.data.negatives import NEGATIVE_KINDS, negative_rows
     from llamadna.train.evidence_sampler import same_interval
@@ -344,6 +348,8 @@ def test_negatives_replace_every_example_at_rate_one(indexed):
             assert o["Sequence"] not in (by_id[o["id"]]["Sequence"], mappy.revcomp(by_id[o["id"]]["Sequence"]))
         if o["kind"] == "intergenic" and any(same_interval(c, o) for c in o["evidence"]):
             assert outcome_of(t) == "intergenic" and f"{o['chrom']} chromosome between" in t
+        elif o["outcome"] == "none" and describe_evidence(o["evidence"])[0] in NONE_STANDS:
+            assert t == NONE_SENTENCE
         else:
             assert t == evidence_target(o["evidence"]) and outcome_of(t) in ("repeat", "similar", "none")
     again, t2 = s.train_batch(rows, np.random.default_rng(0))  # seeded
@@ -363,6 +369,26 @@ def test_negatives_replace_every_example_at_rate_one(indexed):
     assert all(outcome_of(t) == "intergenic" for t in targets), targets
     for o, t in zip(out, targets):  # the sentence of its own interval, as the candidate shows it
         assert parse_outcome(t)["left_gene"] == o["left_gene"] and parse_outcome(t)["right_gene"] == o["right_gene"]
+
+
+def test_a_negative_of_no_match_learns_none_where_the_evidence_allows_it():
+    """A random / shuffled / foreign negative (truth no match) learns "matches nothing" where the
+    evidence shows a partial similarity (a chance alignment) or nothing, as grounded decoding
+    keeps "none" there; where the evidence contradicts "none" (a whole alignment, a repeat's
+    loci) it learns what the evidence shows; a chimera keeps its similarity."""
+    gene = {"gene": "GENE1", "chrom": "chr1"}
+    chance = [example_candidate(gene, "gene", 0.6, 0.62, 1)]  # identity x fraction 0.37: "similar"
+    whole = [example_candidate(gene, "gene", 1.0, 0.99, 1)]
+    repeat = [example_candidate(gene, "gene", 0.6, 0.62, 5)]
+    target = EvidenceSampler._negative_target
+    assert describe_evidence(chance)[0] == "similar" and evidence_target(chance) != NONE_SENTENCE
+    for kind in ("random", "shuffled", "foreign"):
+        r = {"kind": kind, "outcome": "none"}
+        assert target(r, chance) == NONE_SENTENCE and target(r, []) == NONE_SENTENCE
+        assert target(r, whole) == evidence_target(whole) and outcome_of(target(r, whole)) == "gene"
+        assert target(r, repeat) == evidence_target(repeat) and outcome_of(target(r, repeat)) == "repeat"
+    chimera = {"kind": "similar", "outcome": "similar"}
+    assert outcome_of(target(chimera, chance)) == "similar"
 
 
 def test_some_negatives_leave_the_genic_rows_as_they_were_drawn(indexed):

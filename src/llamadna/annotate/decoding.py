@@ -44,6 +44,7 @@ from llamadna.constants import DECODINGS, DEFAULT_BATCH_SIZE, NONE_SENTENCE, REP
 from llamadna.data.template import annotation_sentence, outcome_of, parse_annotation, parse_outcome
 from llamadna.errors import ConfigError
 from llamadna.retrieve.outcome import (
+    NONE_STANDS,
     Thresholds,
     describe_evidence,
     no_match,
@@ -258,8 +259,7 @@ def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
 
 def _none(cands: list[dict], fields: dict, head: str) -> Choice:
     outcome, cand = describe_evidence(cands)
-    # no match, or an alignment partial or diverged (the rule's "similar"): "nothing in the reference" stands
-    return NONE_SENTENCE if outcome in ("none", "similar") else outcome_sentence(outcome, cand, cands, None)
+    return NONE_SENTENCE if outcome in NONE_STANDS else outcome_sentence(outcome, cand, cands, None)
 
 
 CHOICES: dict[str, Callable[[list[dict], dict, str], Choice]] = {

@@ -35,6 +35,13 @@ from llamadna.data.template import (
     similar_sentence,
 )
 
+# The rule's outcomes of a query's evidence under which "no match" stands: nothing aligned, or an
+# alignment partial or diverged ("similar"). Grounded decoding keeps a greedy "none" there
+# (`annotate.decoding`), and a training negative whose truth is no match learns "none" there
+# (`train.evidence_sampler`); where the rule says gene, intergenic or repeat, the evidence
+# contradicts "none".
+NONE_STANDS = ("none", "similar")
+
 
 @dataclass(frozen=True)
 class Thresholds:

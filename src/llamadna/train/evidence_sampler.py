@@ -42,8 +42,10 @@ reference, and `negative_rate`): each example of a training batch is replaced wi
 negative_rate by a negative, its kind drawn uniformly among the pool's kinds, then a row of that
 kind; it is diverged like a genic row (not UNDIVERGED_KINDS: random, foreign, chimeras) and
 retrieved. Its target is its intergenic sentence when its own interval (chromosome and flanking
-genes) is among the candidates (with that candidate's distances, which the prompt shows), else
-what the evidence shows. A negative has no source class (`Dataset` None). The
+genes) is among the candidates (with that candidate's distances, which the prompt shows); for a
+negative of no match (random, shuffled, foreign) the no-match sentence where the evidence shows a
+partial similarity or nothing (`NONE_STANDS`: a chance alignment is no similarity); else what
+the evidence shows. A negative has no source class (`Dataset` None). The
 draws of negatives come from a child of the batch's generator (`Generator.spawn`), so a sampler
 without negatives draws exactly what it drew before them. With negatives, each example's SPLASH
 scores are left out with probability `splash_hide` (from the same child): a negative has none,
@@ -77,7 +79,7 @@ from llamadna.data.template import (
     repeat_sentence,
     similar_sentence,
 )
-from llamadna.retrieve.outcome import describe_evidence, outcome_sentence
+from llamadna.retrieve.outcome import NONE_STANDS, describe_evidence, outcome_sentence
 from llamadna.retrieve.retriever import attach_evidence
 from llamadna.splash.scores import without_scores
 
@@ -270,10 +272,16 @@ class EvidenceSampler:
     def _negative_target(r: dict, cands: Sequence[dict]) -> str:
         """An intergenic negative whose own interval is among the candidates: its sentence, with
         the distances of that candidate (the evidence the model copies them from: the window's
-        own differ by where the index's tile lies); any other negative: what the evidence shows."""
+        own differ by where the index's tile lies); a negative whose truth is no match (random,
+        shuffled, foreign: its "outcome") where the evidence shows a partial similarity or
+        nothing: the no-match sentence (a chance alignment of a biased composition is not a
+        similarity; grounded decoding keeps "none" on the same evidence); any other negative:
+        what the evidence shows."""
         own = next((c for c in cands if r["kind"] == "intergenic" and same_interval(c, r)), None)
         if own is not None:
             return outcome_sentence("intergenic", own, cands, None)
+        if r.get("outcome") == "none" and describe_evidence(cands)[0] in NONE_STANDS:
+            return NONE_SENTENCE
         return evidence_target(cands)
 
     def outcome_examples(self) -> tuple[list[str], list[list[dict]]]:
