@@ -236,6 +236,27 @@ def test_similar_negatives_are_clustered_with_their_gene():
     assert [r["cluster"] for r in rows] == ["GRCh38:APP", "test:neg-shuffled-1", "test:neg-random-2"]
 
 
+def test_reference_windows_of_one_block_are_one_cluster():
+    """Windows cut from the reference (intergenic, repeat) are clustered by their 100-kb block:
+    adjacent windows of one locus are one draw; windows of other blocks, chromosomes or builds,
+    and generated negatives, are not in it."""
+    from llamadna.data.negatives import PART_BLOCK
+    from llamadna.evaluate.out_of_reference import _negative
+
+    def at(kind, i, chrom, start0, build="GRCh37"):
+        return {**_neg(kind, i), "build": build, "chrom": chrom, "start0": start0}
+
+    base = 205 * PART_BLOCK
+    negs = [at("repeat", 0, "chr22", base + 5_500), at("repeat", 1, "chr22", base + 8_500),
+            at("intergenic", 2, "chr22", base + 90_000), at("repeat", 3, "chr22", base + PART_BLOCK),
+            at("repeat", 4, "chr6", base + 5_500), at("repeat", 5, "chr22", base, build="GRCh38"),
+            {**at("repeat", 6, "chr22", base), "in_gene": "G"}, _neg("foreign", 7)]
+    clusters = [r["cluster"] for r in _negative(negs, "test")]
+    assert clusters[:3] == ["test:GRCh37:chr22:205"] * 3
+    assert clusters[6] == clusters[0]  # a repeat inside a gene too: its block, not its gene
+    assert len(set(clusters[2:6])) == 4 and clusters[7] == "test:neg-foreign-7"
+
+
 def test_repeats_inside_a_gene_are_a_kind_of_their_own():
     """A repeat window inside genes (`in_gene`) is reported apart, truth "repeat" all the same;
     its gene claims that name a gene holding it are counted."""

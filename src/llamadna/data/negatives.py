@@ -59,6 +59,8 @@ from llamadna.io.fasta import Reference, read_reference
 log = logging.getLogger(__name__)
 
 NEGATIVE_KINDS = ("random", "shuffled", "foreign", "intergenic", "similar", "repeat")
+# the kinds whose windows are cut from the reference (their build, chrom and start0 say where)
+REFERENCE_KINDS = ("intergenic", "repeat")
 KIND_OUTCOME = {"random": "none", "shuffled": "none", "foreign": "none", "intergenic": "intergenic",
                 "similar": "similar", "repeat": "repeat"}
 PART_BLOCK = 100_000  # bases per block of `reference_part`
@@ -87,6 +89,13 @@ def _block_part(build: str, chrom: str, block: int) -> str:
     h = hashlib.blake2b(f"{PART_SALT}:{build}:{chrom}:{block}".encode(), digest_size=8).digest()
     u = int.from_bytes(h, "big") / 2.0 ** 64
     return SPLITS[int(np.searchsorted(np.cumsum(PART_FRACTIONS)[:-1], u, side="right"))]
+
+
+def reference_block(build: str, chrom: str, pos: int) -> str:
+    """The PART_BLOCK-base block of the reference that 0-based position `pos` of a build's
+    chromosome lies in, as "build:chrom:block" (the unit `reference_part` draws parts by: windows
+    of one block are not independent draws, e.g. a segmental duplication's adjacent windows)."""
+    return f"{build}:{chrom}:{int(pos) // PART_BLOCK}"
 
 
 def reference_part(build: str, chrom: str, pos: int) -> str:

@@ -58,8 +58,10 @@ model and thresholds only, so a run of one unit (`--folds 1`) and one of k folds
 Every row (test, novel, negatives, validation) is given WITHOUT SPLASH scores (SPLASH_COLUMNS None),
 as `annotate` sees a FASTA: negatives have none, so a prompt without them must not tell the model
 which rows are negatives. The clusters of the bootstrap: a gene (build:gene_name) for genic and
-novel rows and for a "similar" negative (its `similar_to` gene); every other negative (shuffled
-ones included: their source gene is not on the row) is its own cluster.
+novel rows and for a "similar" negative (its `similar_to` gene); a negative cut from the reference
+(intergenic, repeat) its 100-kb reference block (`data.negatives.reference_block`: in the bundle, 12 of the 16 test
+repeat windows outside genes are adjacent windows of one segmental duplication); every other
+negative (generated: random, foreign, shuffled, whose source gene is not on the row) its own.
 Writes OUT/predictions/out_of_reference.<system>.tsv.
 """
 
@@ -466,13 +468,26 @@ def _genic(rows: Sequence[Mapping], kind: str, unit: str | None = None,
 
 
 def _negative(negs: Sequence[Mapping], part: str) -> list[dict]:
-    """Negative rows as out-of-reference rows; a "similar" chimera clustered with its gene; a
-    repeat inside a gene of kind REPEAT_IN_GENE, with the genes that hold it (`in_gene`)."""
+    """Negative rows as out-of-reference rows, with their bootstrap cluster (`_negative_cluster`);
+    a repeat inside a gene of kind REPEAT_IN_GENE, with the genes that hold it (`in_gene`)."""
     return [{"id": f"{part}:{r['id']}",
              "kind": REPEAT_IN_GENE if r["kind"] == "repeat" and r.get("in_gene") else r["kind"],
-             "cluster": (f"{r['build']}:{r['similar_to']}" if r.get("similar_to") else f"{part}:{r['id']}"),
+             "cluster": _negative_cluster(r, part),
              "truth": {"outcome": r["outcome"], "gene_name": None},
              "in_gene": r["in_gene"].split(",") if r.get("in_gene") else []} for r in negs]
+
+
+def _negative_cluster(r: Mapping, part: str) -> str:
+    """A negative's bootstrap cluster: a "similar" chimera its gene's (build:gene); a window cut
+    from the reference (`REFERENCE_KINDS`) its 100-kb block's (`reference_block`: adjacent windows
+    of one locus, e.g. a segmental duplication, are one draw, not many); a generated one its own."""
+    from llamadna.data.negatives import REFERENCE_KINDS, reference_block
+
+    if r.get("similar_to"):
+        return f"{r['build']}:{r['similar_to']}"
+    if r["kind"] in REFERENCE_KINDS and r.get("start0") is not None:
+        return f"{part}:{reference_block(r['build'], r['chrom'], r['start0'])}"
+    return f"{part}:{r['id']}"
 
 
 def _held_genes(unit) -> list[str]:
