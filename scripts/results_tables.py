@@ -186,12 +186,13 @@ def out_of_reference(o: dict) -> list[str]:
         diverged_outcomes,
         diverged_rows,
         per_unit_rows,
+        rows_summary,
         summary_rows,
         validation_summary,
         versus_summary,
     )
 
-    rows = ", ".join(f"{k} {v}" for k, v in o["rows"].items())
+    rows = rows_summary(o)
     units = ", ".join(o["units"])
     out = ["", f"### Out of reference ({o['split']}: {units}; {sum(o['rows'].values())} rows: {rows}; "
            f"thresholds tuned on {o['validation_rows']} validation rows)", "",

@@ -236,6 +236,15 @@ def test_similar_negatives_are_clustered_with_their_gene():
     assert [r["cluster"] for r in rows] == ["GRCh38:APP", "test:neg-shuffled-1", "test:neg-random-2"]
 
 
+def test_the_rows_summary_says_where_rows_are_fewer_draws():
+    from llamadna.evaluate.out_of_reference import rows_summary
+
+    section = {"rows": {"gene": 2635, "random": 200, "repeat": 16}, "clusters": {"gene": 67, "random": 200, "repeat": 3}}
+    assert rows_summary(section) == "gene 2635 (67 clusters), random 200, repeat 16 (3 clusters)"
+    assert rows_summary(section, "{:,}".format).startswith("gene 2,635 (67 clusters)")
+    assert rows_summary({"rows": section["rows"]}) == "gene 2635, random 200, repeat 16"  # older metrics.json
+
+
 def test_reference_windows_of_one_block_are_one_cluster():
     """Windows cut from the reference (intergenic, repeat) are clustered by their 100-kb block:
     adjacent windows of one locus are one draw; windows of other blocks, chromosomes or builds,
@@ -353,6 +362,8 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
     assert section["per_unit"]["model"] == {"split_gene": {"gene": [0, 2], "novel_no_gene": [0, 0]},
                                             "split_gene_fold1": {"gene": [0, 1], "novel_no_gene": [0, 0]}}
     assert section["validation_rows"] == 2 * (1 + 2 + 1)  # per unit: genic, negatives, genic as novel
+    assert section["clusters"] == {"gene": 3, "random": 1, "similar": 1}  # genes A, B, V: a cluster each
+    assert oor.rows_summary(section) == "gene 3, random 1, similar 1"
     # genic rows by their window's loci: A's (row 0) at three, B's and V's at one
     assert section["systems"]["model"]["copies"] == {"multi_copy": {"gene": [0, 1], "novel_no_gene": [0, 0]},
                                                      "single_copy": {"gene": [0, 2], "novel_no_gene": [0, 0]}}

@@ -59,9 +59,10 @@ Every row (test, novel, negatives, validation) is given WITHOUT SPLASH scores (S
 as `annotate` sees a FASTA: negatives have none, so a prompt without them must not tell the model
 which rows are negatives. The clusters of the bootstrap: a gene (build:gene_name) for genic and
 novel rows and for a "similar" negative (its `similar_to` gene); a negative cut from the reference
-(intergenic, repeat) its 100-kb reference block (`data.negatives.reference_block`: in the bundle, 12 of the 16 test
-repeat windows outside genes are adjacent windows of one segmental duplication); every other
-negative (generated: random, foreign, shuffled, whose source gene is not on the row) its own.
+(intergenic, repeat) its 100-kb reference block (`data.negatives.reference_block`: in the bundle,
+12 of the 16 test repeat windows outside genes are adjacent windows of one segmental
+duplication); every other negative (generated: random, foreign, shuffled, whose source gene is
+not on the row) its own. The section's "clusters" counts them per truth kind (`rows_summary`).
 Writes OUT/predictions/out_of_reference.<system>.tsv.
 """
 
@@ -776,6 +777,8 @@ def out_of_reference(ctx, units: Sequence) -> dict:
                                                                     for k in TRUTH_KINDS if k in kinds))
     return {"split": first.split, "units": [u.column for u in units],
             "rows": {k: kinds.count(k) for k in TRUTH_KINDS if k in kinds},
+            "clusters": {k: len({r["cluster"] for r in rows if r["kind"] == k})
+                         for k in TRUTH_KINDS if k in kinds},
             "validation_rows": sum(len(full) + len(novel) for full, novel, _ in tuning.values()),
             "thresholds": {k: {unit: thresholds_dict(t) for unit, t in by_unit.items()}
                            for k, by_unit in thresholds.items()},
@@ -808,6 +811,15 @@ def _claimed(scores: Mapping) -> str:
     """The false gene claims of a system over all non-gene rows: "1.5 % [0.8, 3.0]"."""
     rate, iv = _rate(*false_claims(scores))
     return _pct(rate) + ("" if iv is None else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
+
+
+def rows_summary(section: Mapping, fmt: Callable[[int], str] = str) -> str:
+    """The section's rows per truth kind, "kind n", with "(k clusters)" where the bootstrap's
+    clusters (module doc) are fewer than its rows: how many independent draws they are (e.g.
+    "repeat 16 (3 clusters)": windows of three 100-kb blocks); `fmt` writes the numbers."""
+    clusters = section.get("clusters") or {}  # absent in older metrics.json
+    return ", ".join(f"{k} {fmt(n)}" + (f" ({fmt(clusters[k])} clusters)" if clusters.get(k, n) < n else "")
+                     for k, n in section["rows"].items())
 
 
 def validation_summary(section: Mapping) -> str | None:

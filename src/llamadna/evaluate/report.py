@@ -735,12 +735,13 @@ def _out_of_reference_html(section: dict) -> str:
         COPY_HEAD,
         copy_rows,
         per_unit_rows,
+        rows_summary,
         summary_rows,
         validation_summary,
         versus_summary,
     )
 
-    rows = ", ".join(f"{k} {_fmt(v)}" for k, v in section["rows"].items())
+    rows = rows_summary(section, _fmt)
     out = ['<h2 id="out_of_reference">Out of reference</h2>',
            f'<p class="note">{_esc(section["split"])} ({_esc(", ".join(section["units"]))}): {_esc(rows)} '
            "rows. gene = the test rows of every unit listed, each answered by its unit's model (truth: "

@@ -195,6 +195,7 @@ class OutOfReference(TypedDict):
     split: str
     units: list[str]
     rows: dict[str, int]  # truth kind -> rows
+    clusters: NotRequired[dict[str, int]]  # truth kind -> its rows' bootstrap clusters (absent in older ones)
     validation_rows: int  # rows the baselines' thresholds were tuned on (every unit's)
     # baseline -> unit column -> retrieve.outcome.Thresholds fields (tuned per unit)
     thresholds: dict[str, dict[str, dict[str, Any]]]
