@@ -816,7 +816,7 @@ def _claimed(scores: Mapping) -> str:
 def rows_summary(section: Mapping, fmt: Callable[[int], str] = str) -> str:
     """The section's rows per truth kind, "kind n", with "(k clusters)" where the bootstrap's
     clusters (module doc) are fewer than its rows: how many independent draws they are (e.g.
-    "repeat 16 (3 clusters)": windows of three 100-kb blocks); `fmt` writes the numbers."""
+    "repeat 16 (5 clusters)": windows of five 100-kb blocks); `fmt` writes the numbers."""
     clusters = section.get("clusters") or {}  # absent in older metrics.json
     return ", ".join(f"{k} {fmt(n)}" + (f" ({fmt(clusters[k])} clusters)" if clusters.get(k, n) < n else "")
                      for k, n in section["rows"].items())
