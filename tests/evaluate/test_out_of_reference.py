@@ -239,7 +239,8 @@ def test_similar_negatives_are_clustered_with_their_gene():
 def test_the_rows_summary_says_where_rows_are_fewer_draws():
     from llamadna.evaluate.out_of_reference import rows_summary
 
-    section = {"rows": {"gene": 2635, "random": 200, "repeat": 16}, "clusters": {"gene": 67, "random": 200, "repeat": 3}}
+    section = {"rows": {"gene": 2635, "random": 200, "repeat": 16},
+               "clusters": {"gene": 67, "random": 200, "repeat": 3}}
     assert rows_summary(section) == "gene 2635 (67 clusters), random 200, repeat 16 (3 clusters)"
     assert rows_summary(section, "{:,}".format).startswith("gene 2,635 (67 clusters)")
     assert rows_summary({"rows": section["rows"]}) == "gene 2635, random 200, repeat 16"  # older metrics.json
