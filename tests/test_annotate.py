@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from llamadna.annotate import Annotator, InferenceConfig, annotate_fasta
 from llamadna.annotate import decoding as dec
 from llamadna.annotate import pipeline as pipe
-from llamadna.constants import NONE_SENTENCE, OUTPUT_COLUMNS, PREDICTION_COLUMNS
+from llamadna.constants import NONE_SENTENCE, OUTPUT_COLUMNS, PREDICTION_COLUMNS, REPEAT_MIN_LOCI
 from llamadna.data.template import parse_annotation
 from llamadna.errors import ConfigError
 from llamadna.io.predictions import gff3_escape, output_format
@@ -805,6 +805,8 @@ def test_grounded_non_gene_outcomes():
     repeat = repeat_sentence(5, ["A"])
     rows = [
         ([GENE7, BETWEEN], inter),  # intergenic: the first intergenic candidate's locus, not the text's
+        ([{**BETWEEN, "loci": REPEAT_MIN_LOCI}, {**GENE7, "loci": REPEAT_MIN_LOCI}], inter),  # no one place
+        ([{**BETWEEN, "loci": REPEAT_MIN_LOCI - 1}], inter),  # under REPEAT_MIN_LOCI: its intergenic locus
         ([GENE7, OTHER2], inter),  # intergenic, no intergenic candidate: what the evidence shows
         ([GENE7, OTHER2], similar),  # similar to a named aligned candidate: that one
         ([GENE7, OTHER2], similar_sentence("chr2", "NOPE1", 0.5, 0.9)),  # to none: the top aligned
@@ -826,6 +828,8 @@ def test_grounded_non_gene_outcomes():
     assert WEAK["identity"] * WEAK["aligned_fraction"] < Thresholds.min_similar
     assert out == [
         intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000),
+        repeat_sentence(REPEAT_MIN_LOCI, ["GENE7"]),  # what the evidence shows: a repeat
+        intergenic_sentence("chr21", "APP", 12_000, "ADAMTS1", 30_000),
         dec.described([GENE7, OTHER2]),
         similar_sentence("chr2", "OTHER2", 0.4, 0.7),
         similar_sentence("chr1", "GENE7", 0.95, 0.9),
@@ -842,10 +846,10 @@ def test_grounded_non_gene_outcomes():
         dec.described([GENE7, OTHER2]),
         NONE_SENTENCE, NONE_SENTENCE, NONE_SENTENCE,
     ]
-    assert out[9] == dec.outcome_sentence("gene", GENE7, [GENE7, OTHER2], None)
-    assert parse_outcome(out[12])["outcome"] == "intergenic"
-    assert out[7] == dec.grounded_choice(rep, repeat, "COSMIC")
-    assert "resembles" not in out[6]  # the strong top hit's own outcome, not OTHER2's weak similarity
+    assert out[11] == dec.outcome_sentence("gene", GENE7, [GENE7, OTHER2], None)
+    assert parse_outcome(out[14])["outcome"] == "intergenic"
+    assert out[9] == dec.grounded_choice(rep, repeat, "COSMIC")
+    assert "resembles" not in out[8]  # the strong top hit's own outcome, not OTHER2's weak similarity
     assert torch.equal(c, conf)  # nothing weighed: the greedy confidences
 
 
@@ -933,7 +937,6 @@ def test_withhold_keeps_a_gene_whose_whole_copy_is_one_of_a_repeats_loci():
     """At >= REPEAT_MIN_LOCI loci the rule says "repeat"; a doubted answer naming a gene that
     aligns there whole (a copy of part of it) stands, one naming a gene that aligns only in part
     gives way to the repeat sentence, as does one naming no candidate's gene."""
-    from llamadna.constants import REPEAT_MIN_LOCI
     from llamadna.data.template import repeat_sentence
 
     loci = REPEAT_MIN_LOCI

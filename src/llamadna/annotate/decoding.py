@@ -13,7 +13,11 @@ Grounded, per outcome of the greedy sentence:
                 candidate has it --> the best scored of the aligned gene candidates' sentences
                 and what the evidence shows (`describe_evidence`); nothing aligned --> what the
                 evidence shows, unscored (out-of-reference queries stay fast)
-    intergenic  the first intergenic candidate --> its sentence
+    intergenic  the first intergenic candidate --> its sentence, when the query has fewer than
+                REPEAT_MIN_LOCI loci: an intergenic sentence says where the query lies, which a
+                query found at several loci does not (what the evidence shows instead: the
+                repeat sentence; the 60 validation repeat windows of the five folds were 25
+                "intergenic" to the demo model: docs/RESULTS.md)
     similar     the top aligned candidate (generation stops at "This sequence resembles", so the
                 sentence names none; one that does: that aligned candidate), when it aligns at
                 least as much as anything the rule calls similar (`no_match` is false: identity x
@@ -240,7 +244,9 @@ def _gene(cands: list[dict], fields: dict, head: str) -> Choice:
 
 def _intergenic(cands: list[dict], fields: dict, head: str) -> Choice:
     cand = next((c for c in cands if c.get("kind") == "intergenic"), None)
-    return outcome_sentence("intergenic", cand, cands, None) if cand else described(cands)
+    if cand is None or (cands[0].get("loci") or 0) >= REPEAT_MIN_LOCI:  # no one place it lies
+        return described(cands)
+    return outcome_sentence("intergenic", cand, cands, None)
 
 
 def _similar(cands: list[dict], fields: dict, head: str) -> Choice:
