@@ -16,8 +16,8 @@ Grounded, per outcome of the greedy sentence:
     intergenic  the first intergenic candidate --> its sentence, when the query has fewer than
                 REPEAT_MIN_LOCI loci: an intergenic sentence says where the query lies, which a
                 query found at several loci does not (what the evidence shows instead: the
-                repeat sentence; the 60 validation repeat windows of the five folds were 25
-                "intergenic" to the demo model: docs/RESULTS.md)
+                repeat sentence; 25 of the five folds' 60 validation rows of repeat windows
+                outside genes were "intergenic" to the demo model: docs/RESULTS.md)
     similar     the top aligned candidate (generation stops at "This sequence resembles", so the
                 sentence names none; one that does: that aligned candidate), when it aligns at
                 least as much as anything the rule calls similar (`no_match` is false: identity x
