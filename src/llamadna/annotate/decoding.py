@@ -53,6 +53,7 @@ from llamadna.retrieve.outcome import (
     describe_evidence,
     no_match,
     outcome_sentence,
+    query_loci,
     rule_outcome,
     top_aligned,
 )
@@ -244,7 +245,7 @@ def _gene(cands: list[dict], fields: dict, head: str) -> Choice:
 
 def _intergenic(cands: list[dict], fields: dict, head: str) -> Choice:
     cand = next((c for c in cands if c.get("kind") == "intergenic"), None)
-    if cand is None or (cands[0].get("loci") or 0) >= REPEAT_MIN_LOCI:  # no one place it lies
+    if cand is None or query_loci(cands) >= REPEAT_MIN_LOCI:  # no one place it lies
         return described(cands)
     return outcome_sentence("intergenic", cand, cands, None)
 
@@ -259,8 +260,8 @@ def _similar(cands: list[dict], fields: dict, head: str) -> Choice:
 
 
 def _repeat(cands: list[dict], fields: dict, head: str) -> Choice:
-    loci = cands[0].get("loci") or 0
-    return outcome_sentence("repeat", None, cands, None) if loci >= REPEAT_MIN_LOCI else described(cands)
+    repeat = query_loci(cands) >= REPEAT_MIN_LOCI
+    return outcome_sentence("repeat", None, cands, None) if repeat else described(cands)
 
 
 def _none(cands: list[dict], fields: dict, head: str) -> Choice:

@@ -421,10 +421,9 @@ def rule_predictions(tops: Sequence[dict | None], loci: Sequence[int], threshold
 
 def evidence_tops(evidence: Sequence[Sequence[dict]]) -> tuple[list[dict | None], list[int]]:
     """Per row of retriever candidates: `top_aligned` and the query's loci (0 without any)."""
-    from llamadna.retrieve.outcome import top_aligned
+    from llamadna.retrieve.outcome import query_loci, top_aligned
 
-    return ([top_aligned(c) for c in evidence],
-            [int(c[0].get("loci") or 0) if c else 0 for c in evidence])
+    return [top_aligned(c) for c in evidence], [query_loci(c) for c in evidence]
 
 
 def lookup_tops(results: Sequence[Mapping]) -> tuple[list[dict | None], list[int]]:

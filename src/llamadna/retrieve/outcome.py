@@ -86,7 +86,7 @@ def rule_outcome(top: dict | None, loci: int, t: Thresholds) -> str:
     return "similar"
 
 
-def _loci(cands: Sequence[dict] | None) -> int:
+def query_loci(cands: Sequence[dict] | None) -> int:
     """The query's loci (the same on each of its candidates; 0 without any)."""
     return int(cands[0].get("loci") or 0) if cands else 0
 
@@ -95,7 +95,7 @@ def candidate_outcome(cands: Sequence[dict] | None, t: Thresholds = Thresholds()
     """The rule's outcome of a query's candidates, and the candidate it rests on (the top
     aligned one; None for none)."""
     top = top_aligned(cands)
-    outcome = rule_outcome(top, _loci(cands), t)
+    outcome = rule_outcome(top, query_loci(cands), t)
     return outcome, (None if outcome == "none" else top)
 
 
@@ -120,7 +120,7 @@ def outcome_sentence(outcome: str, cand: dict | None, cands: Sequence[dict] | No
     if outcome == "none":
         return NONE_SENTENCE
     if outcome == "repeat":
-        return repeat_sentence(_loci(cands), [c["gene"] for c in cands or () if c.get("gene")])
+        return repeat_sentence(query_loci(cands), [c["gene"] for c in cands or () if c.get("gene")])
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}: expected one of {OUTCOMES}")
     if cand is None:
