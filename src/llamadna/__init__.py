@@ -20,3 +20,25 @@ def package_versions(names=NUMERIC_PACKAGES) -> dict[str, str | None]:
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def machine_record() -> dict[str, str | int | None]:
+    """What of the machine decides training's floating-point results besides the package versions
+    (recorded beside a trained model as "machine"): the architecture, the CPU's model name (Linux:
+    /proc/cpuinfo; else what `platform` says, "" where it says nothing), the instruction set
+    torch's CPU kernels dispatch to (AVX512, AVX2, ...; `ATEN_CPU_CAPABILITY` lowers it) and
+    torch's thread count: one install, code, data and seed train other weights on a machine whose
+    kernels round differently (docs/RESULTS.md, fifteenth pass of issue 29)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"arch": platform.machine(), "cpu": cpu,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads()}

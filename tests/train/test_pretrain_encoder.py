@@ -73,6 +73,8 @@ def test_output_dir_loads_offline(pretrained, small_bundle):
     assert rec["config"]["steps"] == 30 and rec["config"]["hidden_size"] == 32
     assert rec["data_dir"] == str(small_bundle.path.resolve())
     assert rec["loss_curve"] == s["loss_curve"] and rec["final_loss"] == s["final_loss"]
+    assert rec["versions"]["torch"] == torch.__version__  # what trained it: packages and machine
+    assert rec["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     mlm = BertForMaskedLM.from_pretrained(out / "mlm")
     seqs = ["ACGTACGTTTGACNNACGTAGGCT", "GATTACA" * 20]
     torch.testing.assert_close(hidden(model, tok, seqs), hidden(mlm.bert, tok, seqs))

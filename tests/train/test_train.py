@@ -51,8 +51,10 @@ def test_loss_falls_and_model_loads(workspace):
     assert sum(last) < 0.9 * sum(first)
     assert s["val"] and s["trainable_parameters"] < s["total_parameters"]
     # the packages that trained it, in the summary written beside the model
-    saved = json.loads((workspace / "m1" / "train_summary.json").read_text())["versions"]
+    summary = json.loads((workspace / "m1" / "train_summary.json").read_text())
+    saved = summary["versions"]
     assert saved["torch"] == torch.__version__ and saved["llamadna"] and saved["peft"]
+    assert summary["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     from llamadna.model.processing import LlamaDNAProcessor
 
     m = LlamaDNAForAnnotation.from_pretrained(workspace / "m1")
