@@ -22,7 +22,7 @@ def package_versions(names=NUMERIC_PACKAGES) -> dict[str, str | None]:
     return out
 
 
-def machine_record() -> dict[str, str | int | None]:
+def machine_record() -> dict[str, str | int]:
     """What of the machine decides training's floating-point results besides the package versions
     (recorded beside a trained model as "machine"): the architecture, the CPU's model name (Linux:
     /proc/cpuinfo; else what `platform` says, "" where it says nothing), the instruction set
@@ -42,3 +42,9 @@ def machine_record() -> dict[str, str | int | None]:
     return {"arch": platform.machine(), "cpu": cpu,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads()}
+
+
+def provenance() -> dict[str, dict]:
+    """What trained a model or encoder, recorded beside it: {"versions": `package_versions()`,
+    "machine": `machine_record()`}."""
+    return {"versions": package_versions(), "machine": machine_record()}

@@ -21,7 +21,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from llamadna import machine_record, package_versions
+from llamadna import provenance
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.corpus import reference_windows
 from llamadna.errors import ConfigError, InputError
@@ -346,7 +346,7 @@ def pretrain_encoder(
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     record = {
         "config": asdict(cfg), "data_dir": str(Path(data_dir).resolve()), **stats,
-        "versions": package_versions(), "machine": machine_record(),
+        **provenance(),
     }
     save_encoder(out_dir, mlm, tokenizer, record)
     summary = {k: v for k, v in stats.items() if k not in ("contrastive_loss_curve",)}

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from llamadna import machine_record, package_versions
+from llamadna import provenance
 from llamadna.constants import IGNORE_INDEX
 from llamadna.data.splits import subsample
 from llamadna.errors import ConfigError
@@ -541,7 +541,7 @@ class Trainer:
             "total_parameters": sum(p.numel() for p in raw.parameters()),
             # what this process holds: all of them under DDP, about 1/N of them under FSDP
             "parameters_in_process": sum(local_numel(p) for p in raw.parameters()), **self.info,
-            "versions": package_versions(), "machine": machine_record(),
+            **provenance(),
         }
         if not self.main:
             return summary
