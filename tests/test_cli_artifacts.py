@@ -291,11 +291,11 @@ def test_an_index_from_before_the_checksums_still_loads(artifacts, tmp_path):
 # ------------------------------------------------------------------------------ damaged model files
 @pytest.mark.parametrize("name, text, line, cause", [
     ("calibration.json", '{"weights": [0.1,\n', 2, "not valid JSON"),
-    ("calibration.json", '{"format": 3, "weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
+    ("calibration.json", '{"format": 4, "weights": "high", "bias": 0}\n', None, "expected the fitted calibration"),
     ("calibration.json", '{"weights": [0.1], "bias": 0, "rows": 1, "right": 1}\n', None,
-     "older format (gene-only, this version reads 3): refit it with `llamadna calibrate"),
+     "older format (gene-only, this version reads 4): refit it with `llamadna calibrate"),
     ("calibration.json", '{"format": 2, "weights": [0.1], "bias": 0, "rows": 1, "right": 1}\n', None,
-     "older format (2, this version reads 3)"),
+     "older format (2, this version reads 4)"),
     ("processor_config.json", '{\n "prompt_mode": "leak-free",\n "index": }\n', 3, "not valid JSON"),
     ("processor_config.json", '{"index": "../index"}\n', None, "prompt_mode, dna_chunk_tokens missing"),
     ("processor_config.json", '{"prompt_mode": "leak-free", "dna_chunk_tokens": 32, "retrieval": true}\n', None,

@@ -14,6 +14,7 @@ from llamadna.model.calibration import (
     CALIBRATION_FILE,
     FEATURES,
     NUMERIC,
+    VIA,
     OutcomeCalibration,
     calibration_current,
     evidence_features,
@@ -33,10 +34,10 @@ def _named(values: list[float]) -> dict[str, float]:
 
 
 def test_evidence_features_bands_and_gap():
-    assert len(BANDS) == len(IDENTITY_WORDS) + len(COVERAGE_WORDS) + REPEAT_MIN_LOCI + 1
+    assert len(BANDS) == len(IDENTITY_WORDS) + len(COVERAGE_WORDS) + REPEAT_MIN_LOCI + 1 + len(VIA)
     f = _named(evidence_features(-0.1, [GENE_A, GENE_B]))
-    # identity 0.96: near-identical; 0.9 of it: whole; one locus
-    assert [f[b] for b in BANDS] == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+    # identity 0.96: near-identical; 0.9 of it: whole; one locus; found by alignment and embedding
+    assert [f[b] for b in BANDS] == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1]
     assert (f["confidence"], f["top_score"], f["aligned_fraction"], f["identity"]) == (-0.1, 1.9, 0.9, 0.96)
     assert f["log1p_loci"] == pytest.approx(math.log(2)) and f["top_cosine"] == 0.8
     assert f["align_gap"] == pytest.approx(0.96 * 0.9 - 0.6 * 0.3)  # the top aligns this much better
@@ -54,6 +55,19 @@ def test_evidence_features_bands_and_gap():
         assert sum(g[b] for b in BANDS[:len(IDENTITY_WORDS) + len(COVERAGE_WORDS)]) == 0
         assert g["align_gap"] == 0 and g["identity"] == 0 and g["loci_0"] == 1
     assert _named(evidence_features(-0.2, [EMBED]))["top_cosine"] == 0.5
+
+
+def test_evidence_features_how_the_top_was_found_and_how_many_aligned():
+    def via(ev):
+        f = _named(evidence_features(0.0, ev))
+        return [v for v in VIA if f[f"via_{v}"] == 1], f["n_aligned"]
+
+    assert via([GENE_A, GENE_B, EMBED]) == (["both"], 2)  # aligned and a cosine; two of three aligned
+    assert via([GENE_B, GENE_A]) == (["align"], 2)  # aligned, not found by its embedding
+    assert via([EMBED, GENE_B]) == (["embed"], 1)  # the embedding's only
+    assert via([]) == ([], 0) and via(None) == ([], 0)  # no candidate: no band
+    # the retriever's own "via" is what it derives the same way
+    assert via([{**GENE_B, "via": "align"}]) == (["align"], 1)
 
 
 def test_outcome_features_fill_the_slot_of_the_outcome_said():
@@ -99,7 +113,7 @@ def test_save_and_load_round_trip(tmp_path):
     cal = _fitted()
     cal.save(tmp_path)
     raw = json.loads((tmp_path / CALIBRATION_FILE).read_text())
-    assert raw["format"] == 3 and raw["features"] == list(FEATURES) and raw["rows"] == 60
+    assert raw["format"] == 4 and raw["features"] == list(FEATURES) and raw["rows"] == 60
     assert set(raw) == {"format", "features", "weights", "bias", "rows", "right", "counts"}
     assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]  # no temporary left
     back = OutcomeCalibration.load(tmp_path)
@@ -115,6 +129,8 @@ def test_save_and_load_round_trip(tmp_path):
      "features": ["outcome_gene", "outcome_intergenic", "outcome_repeat", "outcome_similar", "outcome_none",
                   "confidence", "top_score", "aligned_fraction", "identity", "log1p_loci",
                   "gene_in_evidence", "gene_is_top"]},
+    {"format": 3, "weights": [0.1] * 3, "bias": -0.6, "rows": 10, "right": 4, "counts": {},  # no VIA, n_aligned
+     "features": ["outcome_gene", "outcome_intergenic", "outcome_repeat"]},
 ])
 def test_an_older_calibration_is_refused_with_the_command_that_refits_it(tmp_path, old):
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(old))
@@ -124,11 +140,11 @@ def test_an_older_calibration_is_refused_with_the_command_that_refits_it(tmp_pat
 
 
 def test_a_damaged_calibration_is_refused(tmp_path):
-    whole = {"format": 3, "weights": [0.0] * len(FEATURES), "bias": 0.0, "rows": 1, "right": 0, "counts": {},
+    whole = {"format": 4, "weights": [0.0] * len(FEATURES), "bias": 0.0, "rows": 1, "right": 0, "counts": {},
              "features": list(FEATURES)}
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(whole))
     assert OutcomeCalibration.load(tmp_path) is not None and calibration_current(tmp_path)
-    for damaged in ({"format": 3, "weights": "high", "bias": 0},
+    for damaged in ({"format": 4, "weights": "high", "bias": 0},
                     {**whole, "weights": [0.0] * 3, "features": ["outcome_gene"] * 3},
                     {**whole, "weights": [0.0] * 3},  # this version's features, too few weights
                     {**whole, "rows": "1"}):

@@ -19,7 +19,7 @@ validation rows against 0.81 for this one, docs/RESULTS.md). What it reads
   behind (its paralog); a genic query usually finds its own gene and that paralog too.
 
 `train` fits it on validation rows, genic and negative (`train.calibrate`, or `llamadna
-calibrate` for a trained model), and writes MODEL/calibration.json (format 3, with how many rows
+calibrate` for a trained model), and writes MODEL/calibration.json (format 4, with how many rows
 of each outcome it saw and how many were right); `Annotator.from_pretrained` reads it back
 (`OutcomeCalibration.load`), and the Annotator reports `outcome_confidence` (and
 `gene_confidence` where the outcome is a gene). An older calibration.json is refused with the
@@ -41,11 +41,14 @@ from llamadna.io.atomic import atomic_write
 from llamadna.io.text import read_json_object
 
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_FORMAT = 3
+CALIBRATION_FORMAT = 4
+# how the retriever found a candidate (`retrieve.retriever`'s "via"), as `_via` reads it back
+VIA = ("embed", "align", "both")
 BANDS = (*(f"identity_{w}" for _, w in IDENTITY_WORDS), *(f"coverage_{w}" for _, w in COVERAGE_WORDS),
-         *(f"loci_{n}" for n in range(REPEAT_MIN_LOCI)), f"loci_{REPEAT_MIN_LOCI}+")
+         *(f"loci_{n}" for n in range(REPEAT_MIN_LOCI)), f"loci_{REPEAT_MIN_LOCI}+",
+         *(f"via_{v}" for v in VIA))
 NUMERIC = ("confidence", "top_score", "aligned_fraction", "identity", "log1p_loci", "top_cosine",
-           "align_gap")
+           "align_gap", "n_aligned")
 FEATURES = (*(f"outcome_{o}" for o in OUTCOMES),
             *(f"{o}:{f}" for o in OUTCOMES for f in (*BANDS, *NUMERIC)))
 
@@ -53,6 +56,15 @@ FEATURES = (*(f"outcome_{o}" for o in OUTCOMES),
 def _aligned(c: dict) -> float:
     """A candidate's identity x aligned fraction (0 where it was not aligned)."""
     return float(c.get("identity") or 0.0) * float(c.get("aligned_fraction") or 0.0)
+
+
+def _via(c: dict) -> str:
+    """How the retriever found candidate `c` (one of VIA), from what it carries as the retriever
+    derives it: aligned and found by embedding (a cosine) "both", aligned only "align", else
+    "embed"."""
+    if c.get("identity") is None:
+        return "embed"
+    return "both" if c.get("cosine") is not None else "align"
 
 
 def _band(value: float, bands: Sequence[tuple[float, str]]) -> list[float]:
@@ -70,10 +82,12 @@ def evidence_features(confidence: float, evidence: Sequence[dict] | None) -> lis
     loci = int(top.get("loci") or 0)
     bands = [*(_band(identity, IDENTITY_WORDS) if aligned else [0.0] * len(IDENTITY_WORDS)),
              *(_band(fraction, COVERAGE_WORDS) if aligned else [0.0] * len(COVERAGE_WORDS)),
-             *[float(min(loci, REPEAT_MIN_LOCI) == n) for n in range(REPEAT_MIN_LOCI + 1)]]
+             *[float(min(loci, REPEAT_MIN_LOCI) == n) for n in range(REPEAT_MIN_LOCI + 1)],
+             *([float(_via(top) == v) for v in VIA] if cands else [0.0] * len(VIA))]
     scores = sorted((_aligned(c) for c in cands), reverse=True) + [0.0, 0.0]
     numeric = [float(confidence), float(top.get("score") or 0.0), fraction, identity, math.log1p(loci),
-               float(top.get("cosine") or 0.0), scores[0] - scores[1]]
+               float(top.get("cosine") or 0.0), scores[0] - scores[1],
+               float(sum(c.get("identity") is not None for c in cands))]
     return bands + numeric
 
 
@@ -129,8 +143,9 @@ class OutcomeCalibration:
     @classmethod
     def load(cls, directory: str | Path) -> OutcomeCalibration | None:
         """MODEL/calibration.json, or None where there is none. One of an older format (the
-        gene-only calibration, or format 2's one set of weights for every outcome) is an
-        InputError naming `llamadna calibrate`, which refits it."""
+        gene-only calibration, format 2's one set of weights for every outcome, or format 3
+        without the VIA bands and n_aligned) is an InputError naming `llamadna calibrate`, which
+        refits it."""
         p = Path(directory) / CALIBRATION_FILE
         if not p.exists():
             return None
