@@ -66,8 +66,8 @@ def test_evidence_features_how_the_top_was_found_and_how_many_aligned():
     assert via([GENE_B, GENE_A]) == (["align"], 2)  # aligned, not found by its embedding
     assert via([EMBED, GENE_B]) == (["embed"], 1)  # the embedding's only
     assert via([]) == ([], 0) and via(None) == ([], 0)  # no candidate: no band
-    # the retriever's own "via" is what it derives the same way
-    assert via([{**GENE_B, "via": "align"}]) == (["align"], 1)
+    # derived from identity and cosine as the retriever derives its "via", whatever a row carries
+    assert via([{**GENE_B, "via": "both"}]) == (["align"], 1)
 
 
 def test_outcome_features_fill_the_slot_of_the_outcome_said():
