@@ -284,6 +284,7 @@ class Retriever:
             else:
                 named = dict.fromkeys(GENE_FIELDS)
                 near = dict(zip(NEIGHBOUR_FIELDS, self._neighbours(build, chrom, pos)))
+            # the same rule as model.calibration._via, which reads it back from a candidate
             via = "both" if g.identity is not None and g.cosine is not None else (
                 "align" if g.identity is not None else "embed")
             cand = {**named, "build": build, "chrom": chrom,
