@@ -104,6 +104,18 @@ PROMPT_MODES = ("leak-free", "seed-faithful")
 SEED_FAITHFUL_FIELDS = ("gene_name", "gene_description", "phenotype")
 # Reference candidates per query: `llamadna search`'s default and what the retrieval prompt holds.
 RETRIEVAL_K = 4
+# How the retriever found a candidate (its "via", the annotation's `evidence_via`; the outcome
+# calibration reads it back): by its embedding only, by alignment only, or both.
+VIA = ("embed", "align", "both")
+
+
+def found_via(identity: float | None, cosine: float | None) -> str:
+    """A candidate's "via" (one of VIA): aligned (an identity) and found by its embedding (a
+    cosine) "both", aligned only "align", else "embed". The retriever sets it with this rule and
+    the calibration derives it back with it, whatever a stored row carries."""
+    if identity is None:
+        return "embed"
+    return "both" if cosine is not None else "align"
 # The retrieval prompt words an aligned candidate's share of the query and identity, besides the
 # numbers (`data.template.band_word`): (lowest value, word), highest first. A tiny LM
 # trained for minutes on ~4,000 examples did not learn to read "aligned 0.35 of it at identity

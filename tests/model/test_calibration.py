@@ -7,14 +7,13 @@ import math
 
 import pytest
 
-from llamadna.constants import COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI
+from llamadna.constants import COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI, VIA, found_via
 from llamadna.errors import InputError
 from llamadna.model.calibration import (
     BANDS,
     CALIBRATION_FILE,
     FEATURES,
     NUMERIC,
-    VIA,
     OutcomeCalibration,
     calibration_current,
     evidence_features,
@@ -68,6 +67,13 @@ def test_evidence_features_how_the_top_was_found_and_how_many_aligned():
     assert via([]) == ([], 0) and via(None) == ([], 0)  # no candidate: no band
     # derived from identity and cosine as the retriever derives its "via", whatever a row carries
     assert via([{**GENE_B, "via": "both"}]) == (["align"], 1)
+
+
+def test_found_via_is_the_retrievers_rule():
+    # one rule for the retriever's "via" and the calibration's bands (constants.found_via)
+    assert found_via(0.9, 0.4) == "both" and found_via(0.9, None) == "align"
+    assert found_via(None, 0.4) == "embed" and found_via(None, None) == "embed"
+    assert found_via(0.0, 0.0) == "both"  # zero is a value, not a missing one
 
 
 def test_outcome_features_fill_the_slot_of_the_outcome_said():

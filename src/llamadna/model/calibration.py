@@ -39,7 +39,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llamadna.constants import CALIBRATION_C, COVERAGE_WORDS, IDENTITY_WORDS, OUTCOMES, REPEAT_MIN_LOCI
+from llamadna.constants import (
+    CALIBRATION_C,
+    COVERAGE_WORDS,
+    IDENTITY_WORDS,
+    OUTCOMES,
+    REPEAT_MIN_LOCI,
+    VIA,
+    found_via,
+)
 from llamadna.data.template import band_word
 from llamadna.errors import InputError
 from llamadna.io.atomic import atomic_write
@@ -47,8 +55,6 @@ from llamadna.io.text import read_json_object
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = 4
-# how the retriever found a candidate (`retrieve.retriever`'s "via"), as `_via` reads it back
-VIA = ("embed", "align", "both")
 BANDS = (*(f"identity_{w}" for _, w in IDENTITY_WORDS), *(f"coverage_{w}" for _, w in COVERAGE_WORDS),
          *(f"loci_{n}" for n in range(REPEAT_MIN_LOCI)), f"loci_{REPEAT_MIN_LOCI}+",
          *(f"via_{v}" for v in VIA))
@@ -61,15 +67,6 @@ FEATURES = (*(f"outcome_{o}" for o in OUTCOMES),
 def _aligned(c: dict) -> float:
     """A candidate's identity x aligned fraction (0 where it was not aligned)."""
     return float(c.get("identity") or 0.0) * float(c.get("aligned_fraction") or 0.0)
-
-
-def _via(c: dict) -> str:
-    """How the retriever found candidate `c` (one of VIA), from what it carries as the retriever
-    derives it: aligned and found by embedding (a cosine) "both", aligned only "align", else
-    "embed"."""
-    if c.get("identity") is None:
-        return "embed"
-    return "both" if c.get("cosine") is not None else "align"
 
 
 def _band(value: float, bands: Sequence[tuple[float, str]]) -> list[float]:
@@ -85,10 +82,11 @@ def evidence_features(confidence: float, evidence: Sequence[dict] | None) -> lis
     aligned = top.get("identity") is not None
     identity, fraction = float(top.get("identity") or 0.0), float(top.get("aligned_fraction") or 0.0)
     loci = int(top.get("loci") or 0)
+    via = found_via(top.get("identity"), top.get("cosine"))  # as the retriever derives it
     bands = [*(_band(identity, IDENTITY_WORDS) if aligned else [0.0] * len(IDENTITY_WORDS)),
              *(_band(fraction, COVERAGE_WORDS) if aligned else [0.0] * len(COVERAGE_WORDS)),
              *[float(min(loci, REPEAT_MIN_LOCI) == n) for n in range(REPEAT_MIN_LOCI + 1)],
-             *([float(_via(top) == v) for v in VIA] if cands else [0.0] * len(VIA))]
+             *([float(via == v) for v in VIA] if cands else [0.0] * len(VIA))]
     scores = sorted((_aligned(c) for c in cands), reverse=True) + [0.0, 0.0]
     numeric = [float(confidence), float(top.get("score") or 0.0), fraction, identity, math.log1p(loci),
                float(top.get("cosine") or 0.0), scores[0] - scores[1],

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from llamadna.constants import DEFAULT_WINDOW
+from llamadna.constants import DEFAULT_WINDOW, found_via
 from llamadna.data.genes import GeneLocator
 from llamadna.errors import InputError
 from llamadna.progress import Progress, no_progress
@@ -284,14 +284,12 @@ class Retriever:
             else:
                 named = dict.fromkeys(GENE_FIELDS)
                 near = dict(zip(NEIGHBOUR_FIELDS, self._neighbours(build, chrom, pos)))
-            # the same rule as model.calibration._via, which reads it back from a candidate
-            via = "both" if g.identity is not None and g.cosine is not None else (
-                "align" if g.identity is not None else "embed")
             cand = {**named, "build": build, "chrom": chrom,
                     "source": self.variants.nearest(build, chrom, np.array([pos]))[0],
                     "score": round(g.score, 6), "identity": g.identity,
                     "aligned_fraction": g.aligned_fraction, "cosine": g.cosine, "strand": g.strand,
-                    "position": pos, "window": g.window, "via": via, "kind": g.kind, **near,
+                    "position": pos, "window": g.window, "via": found_via(g.identity, g.cosine),
+                    "kind": g.kind, **near,
                     "loci": loci}
             out.append({c: cand[c] for c in CANDIDATE_FIELDS})
         return out
