@@ -116,6 +116,8 @@ def found_via(identity: float | None, cosine: float | None) -> str:
     if identity is None:
         return "embed"
     return "both" if cosine is not None else "align"
+
+
 # The retrieval prompt words an aligned candidate's share of the query and identity, besides the
 # numbers (`data.template.band_word`): (lowest value, word), highest first. A tiny LM
 # trained for minutes on ~4,000 examples did not learn to read "aligned 0.35 of it at identity
