@@ -71,7 +71,7 @@ import mappy
 import numpy as np
 import polars as pl
 
-from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED
+from llamadna.constants import NONE_SENTENCE, NOT_SPECIFIED, found_via
 from llamadna.data.mutate import mutate
 from llamadna.data.template import (
     annotation_sentence,
@@ -305,9 +305,10 @@ class EvidenceSampler:
                 repeat_sentence(loci, [genes[(i + j) % len(genes)]["gene"] for j in range(3)]),
                 similar_sentence(g["chrom"], g["gene"] if i % 3 else None, fraction, identity),
             ]
+            cosine = (i % 9 + 1) / 10  # found by the embedding only
             embedded = {**example_candidate(genes[(i + 2) % len(genes)], "gene", 0.0, 0.0, loci),
-                        "identity": None, "aligned_fraction": None, "cosine": (i % 9 + 1) / 10,
-                        "via": "embed"}  # found by the embedding only
+                        "identity": None, "aligned_fraction": None, "cosine": cosine,
+                        "via": found_via(None, cosine)}
             evidence += [[example_candidate(inter, "intergenic", 1.0, 1.0, 1), embedded],
                          [example_candidate(g, "gene", fraction, identity, loci),
                           example_candidate(other, "gene", fraction / 2, identity, loci), embedded]]
@@ -355,8 +356,8 @@ def example_candidate(fields: dict, kind: str, fraction: float, identity: float,
     cand = dict.fromkeys((*CANDIDATE_FIELDS, "left_gene", "left_distance", "right_gene", "right_distance"))
     cand.update({k: fields.get(k) for k in ("gene", "chrom", "description", "transcript_type", "phenotype",
                                             "left_gene", "left_distance", "right_gene", "right_distance")})
-    cand.update(kind=kind, aligned_fraction=fraction, identity=identity, loci=loci, via="align",
-                score=1.0 + identity * fraction, strand="+")
+    cand.update(kind=kind, aligned_fraction=fraction, identity=identity, loci=loci,
+                via=found_via(identity, cand["cosine"]), score=1.0 + identity * fraction, strand="+")
     if kind == "gene":
         cand.update({k: cand[k] or NOT_SPECIFIED for k in ("description", "phenotype")},
                     transcript_type=cand["transcript_type"] or "protein coding")
