@@ -49,7 +49,7 @@ from llamadna.data.build import BuildConfig
 from llamadna.data.fetch import FetchConfig
 from llamadna.data.simulate import SimulateConfig
 from llamadna.errors import ConfigError, DataDirError, InputError, RankError
-from llamadna.evaluate.config import EvalConfig
+from llamadna.evaluate.config import COMPARE_AGAINST, EvalConfig
 from llamadna.evaluate.systems import SYSTEM_NAMES
 from llamadna.launch import idle_process
 from llamadna.retrieve.config import (
@@ -1318,6 +1318,65 @@ def score_cmd(
     _print_table(f"{m['n']} predictions", ("metric", "value"),
                  [(name, "-" if v is None else f"{v:.4f}") for name, v in values], right=("value",))
     console.print(f"wrote [bold]{escape(str(out))}[/]")
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[str], typer.Argument(
+        metavar="[LABEL=]RUN...",
+        help="`llamadna evaluate` output directories of the same rows (e.g. one model trained with "
+             "several seeds); runs given the same LABEL are one variant, summarized together.")],
+    against: Annotated[str, typer.Option(
+        help="The system the model is compared with (one of the run's tuned baselines).")] = COMPARE_AGAINST,
+    n_boot: Annotated[int, typer.Option(
+        help="Compute the difference's interval again with this many resamples (0: the run's own "
+             "interval).")] = 0,
+    boot_seed: Annotated[int, typer.Option(help="Bootstrap seed of --n-boot.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Evaluation runs side by side: per run and per variant (mean, least-most), the validation
+    figures a change may be chosen on, the test macro-F1 against a tuned baseline, and where the
+    model and that baseline disagree. Retraining with another seed moves these figures more than
+    most changes do: compare variants over several seeds each."""
+    from llamadna.evaluate.compare import TEST_FIGURES, VALIDATION_FIGURES, compare_runs, figure_text
+
+    with _errors():
+        if out is not None:
+            _out_file(out, {"a run's directory": [Path(r.rpartition("=")[2]) for r in runs]},
+                      formats=(".json",))
+        res = compare_runs(runs, against, n_boot or None, boot_seed)
+        if out is not None:
+            from llamadna.io.atomic import atomic_write
+
+            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(res, indent=1) + "\n"))
+    test_names = [name.format(against=against) for _, name in TEST_FIGURES]
+    for part, figs, names in (("validation", VALIDATION_FIGURES, [n for _, n in VALIDATION_FIGURES]),
+                              ("test", TEST_FIGURES, test_names)):
+        if res["rows"][part] is None:
+            console.print(f"{part}: none of the runs has these rows")
+            continue
+        rows = [(r["label"], str(r["train_seed"]), *(figure_text(r[part][k]) for k, _ in figs))
+                for r in res["runs"]]
+        rows += [(f"[bold]{escape(label)}[/] ({v['runs']} runs)", "mean (min-max)",
+                  *(figure_text(v[part][k]) for k, _ in figs)) for label, v in res["variants"].items()]
+        _print_table(f"{part}: {res['rows'][part]} rows", ("run", "seed", *names), rows, right=names)
+    for r in res["runs"]:
+        t = r["test"]
+        line = (f"{r['label']} ({r['path']}): model minus {against} {t['difference']:+.4f} "
+                f"[{t['difference_interval'][0]:+.4f}, {t['difference_interval'][1]:+.4f}] "
+                f"({t['n_boot']} resamples)")
+        if "recomputed" in t:
+            c = t["recomputed"]
+            line += (f"; {c['n_boot']} resamples, seed {c['seed']}: "
+                     f"[{c['interval'][0]:+.4f}, {c['interval'][1]:+.4f}]")
+        console.print(escape(line))
+        _print_table(f"{r['label']}: test rows only one of model / {against} gets right",
+                     ("truth", "model says", f"{against} says", "right", "rows"),
+                     [(d["kind"], d["model_says"], d["other_says"],
+                       "model" if d["right"] == "model" else against, str(d["rows"]))
+                      for d in t["disagreements"]], right=("rows",))
+    if out is not None:
+        console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 
 if __name__ == "__main__":

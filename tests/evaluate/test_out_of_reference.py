@@ -370,6 +370,10 @@ def test_every_unit_answers_its_own_rows_without_splash_scores(tmp_path, monkeyp
                                                      "single_copy": {"gene": [0, 2], "novel_no_gene": [0, 0]}}
     table = pl.read_csv(tmp_path / "predictions" / "out_of_reference.model.tsv", separator="\t")
     assert table["copies"].to_list() == [3, 1, 1, None, None]  # negatives: not counted
+    # each row's bootstrap cluster (for `llamadna compare`): genes A, B, V, the random window's
+    # own, and the chimera of A shares A's
+    clusters = table["cluster"].to_list()
+    assert None not in clusters and len(set(clusters)) == 4 and clusters[4] == clusters[0]
     assert all(r[c] is None for u in units for r in u.seen for c in SPLASH_COLUMNS)
 
 

@@ -85,7 +85,6 @@ def test_evaluate_all_systems_and_report(evaluated):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_evaluate_out_of_reference_section(evaluated):
     """A model without retrieval: its own outcomes on the test rows and on 3 negatives of each
     kind, against blastn with thresholds tuned on validation rows, and the floor."""
@@ -122,6 +121,15 @@ def test_evaluate_out_of_reference_section(evaluated):
                                                      - section["systems"]["blastn_tuned"]["macro_f1"])
     table = pl.read_csv(root / "report" / "predictions" / "out_of_reference.model.tsv", separator="\t")
     assert table.height == n and set(table["kind"].to_list()) == set(section["rows"])
+    # `llamadna compare` reads the run back and, from the tables' clusters, computes the same
+    # paired interval the run did
+    from llamadna.evaluate.compare import compare_runs
+
+    again = compare_runs([str(root / "report")], against="blastn_tuned", n_boot=cfg.n_boot,
+                         seed=cfg.seed)["runs"][0]["test"]
+    assert again["recomputed"]["difference"] == pytest.approx(v["macro_f1_difference"])
+    assert again["recomputed"]["interval"] == pytest.approx(v["macro_f1_difference_interval"])
+    assert sum(d["rows"] for d in again["disagreements"]) == v["model_only"] + v["other_only"]
     page = (root / "report" / "report.html").read_text()
     assert "Out of reference" in page and "Diverged copies of known genes" in page
     # the divergence curves' 5 rows at each rate, answered by the model and the tuned rule

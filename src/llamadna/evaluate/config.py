@@ -24,6 +24,8 @@ DIVERGENCE_ROWS = 300  # per split: ~0.4 s of lookups and generation per row on 
 NEGATIVES_PER_KIND = 200
 TUNING_NEGATIVES_PER_KIND = 40
 OOR_VAL_ROWS = 200  # validation genic rows (seeded subsample) the baselines' thresholds are tuned on
+# the tuned baseline the model must beat (issue 29); `llamadna compare` compares with it by default
+COMPARE_AGAINST = "retriever_tuned"
 
 
 @dataclass

@@ -433,7 +433,8 @@ def lookup_tops(results: Sequence[Mapping]) -> tuple[list[dict | None], list[int
 
 def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping]) -> None:
     """One system's out-of-reference predictions beside the truth, as TSV (`copies`: a genic or
-    novel row's reference loci, empty for the others and where not counted)."""
+    novel row's reference loci, empty for the others and where not counted; `cluster`: the row's
+    bootstrap cluster, so that `llamadna compare` can compute an interval again)."""
     pl.DataFrame({
         "id": [str(r["id"]) for r in rows], "kind": [r["kind"] for r in rows],
         "truth": [r["truth"]["outcome"] for r in rows],
@@ -441,9 +442,10 @@ def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping])
         "outcome": [outcome_label(p) for p in preds], "gene": [p.get("gene") for p in preds],
         "outcome_confidence": [p.get("outcome_confidence") for p in preds],
         "gene_confidence": [p.get("gene_confidence") for p in preds],
-        "copies": [r.get("copies") for r in rows],
+        "copies": [r.get("copies") for r in rows], "cluster": [r.get("cluster") for r in rows],
     }, schema_overrides={"truth_gene": pl.Utf8, "gene": pl.Utf8, "outcome_confidence": pl.Float64,
-                         "gene_confidence": pl.Float64, "copies": pl.Int64}).write_csv(path, separator="\t")
+                         "gene_confidence": pl.Float64, "copies": pl.Int64, "cluster": pl.Utf8},
+    ).write_csv(path, separator="\t")
 
 
 def thresholds_dict(t) -> dict:
