@@ -1329,8 +1329,8 @@ def compare_cmd(
     against: Annotated[str, typer.Option(
         help="The system the model is compared with (one of the run's tuned baselines).")] = COMPARE_AGAINST,
     n_boot: Annotated[int, typer.Option(
-        help="Compute the difference's interval again with this many resamples (0: the run's own "
-             "interval).")] = 0,
+        min=0, help="Compute the difference's interval again with this many resamples (0: the run's "
+                    "own interval).")] = 0,
     boot_seed: Annotated[int, typer.Option(help="Bootstrap seed of --n-boot.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
 ) -> None:
@@ -1338,7 +1338,13 @@ def compare_cmd(
     figures a change may be chosen on, the test macro-F1 against a tuned baseline, and where the
     model and that baseline disagree. Retraining with another seed moves these figures more than
     most changes do: compare variants over several seeds each."""
-    from llamadna.evaluate.compare import TEST_FIGURES, VALIDATION_FIGURES, compare_runs, figure_text
+    from llamadna.evaluate.compare import (
+        TEST_FIGURES,
+        VALIDATION_FIGURES,
+        compare_runs,
+        figure_text,
+        interval_text,
+    )
 
     with _errors():
         if out is not None:
@@ -1355,7 +1361,7 @@ def compare_cmd(
         if res["rows"][part] is None:
             console.print(f"{part}: none of the runs has these rows")
             continue
-        rows = [(r["label"], str(r["train_seed"]), *(figure_text(r[part][k]) for k, _ in figs))
+        rows = [(escape(r["label"]), str(r["train_seed"]), *(figure_text(r[part][k]) for k, _ in figs))
                 for r in res["runs"]]
         rows += [(f"[bold]{escape(label)}[/] ({v['runs']} runs)", "mean (min-max)",
                   *(figure_text(v[part][k]) for k, _ in figs)) for label, v in res["variants"].items()]
@@ -1363,14 +1369,12 @@ def compare_cmd(
     for r in res["runs"]:
         t = r["test"]
         line = (f"{r['label']} ({r['path']}): model minus {against} {t['difference']:+.4f} "
-                f"[{t['difference_interval'][0]:+.4f}, {t['difference_interval'][1]:+.4f}] "
-                f"({t['n_boot']} resamples)")
+                f"{interval_text(t['difference_interval'])} ({t['n_boot']} resamples)")
         if "recomputed" in t:
             c = t["recomputed"]
-            line += (f"; {c['n_boot']} resamples, seed {c['seed']}: "
-                     f"[{c['interval'][0]:+.4f}, {c['interval'][1]:+.4f}]")
+            line += f"; {c['n_boot']} resamples, seed {c['seed']}: {interval_text(c['interval'])}"
         console.print(escape(line))
-        _print_table(f"{r['label']}: test rows only one of model / {against} gets right",
+        _print_table(f"{escape(r['label'])}: test rows only one of model / {against} gets right",
                      ("truth", "model says", f"{against} says", "right", "rows"),
                      [(d["kind"], d["model_says"], d["other_says"],
                        "model" if d["right"] == "model" else against, str(d["rows"]))

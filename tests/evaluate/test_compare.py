@@ -102,6 +102,7 @@ def test_compare_runs_per_run_and_per_variant(tmp_path):
     assert C.figure_text(A["validation"]["genic_own_gene"]) == "0.5/2 (0-1)"
     assert C.figure_text(A["test"]["model_only"]) == "2.0 (2-2)"
     assert C.figure_text([3, 4]) == "3/4"
+    assert C.interval_text([-0.00521, 0.0305]) == "[-0.0052, +0.0305]" and C.interval_text(None) == "(no interval)"
 
 
 def test_recomputed_interval_is_the_paired_cluster_bootstrap(tmp_path):
@@ -148,5 +149,8 @@ def test_cli_prints_tables_and_writes_json(tmp_path):
     assert "50 resamples, seed 0" in res.output and "its gene" in res.output
     saved = json.loads(out.read_text())
     assert saved["variants"]["cur"]["runs"] == 2 and len(saved["runs"]) == 2
+    assert "+0.1000 [-0.0500, +0.2000] (1000 resamples)" in res.output  # the run's own
+    res = CliRunner().invoke(app, ["compare", str(a0), "--n-boot", "-1"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "no metrics.json" in res.output and "Traceback" not in res.output

@@ -247,3 +247,8 @@ def figure_text(value, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def interval_text(iv: Sequence[float] | None) -> str:
+    """A signed interval as "[-0.0052, +0.0305]"; "(no interval)" where there is none."""
+    return "(no interval)" if iv is None else f"[{iv[0]:+.4f}, {iv[1]:+.4f}]"
