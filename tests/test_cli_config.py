@@ -16,7 +16,7 @@ from llamadna.data.build import BuildConfig
 runner = CliRunner()
 
 # commands that build no config dataclass from their options (they pass them as arguments)
-NO_CONFIG = {"splash-scores", "annotate", "search", "predict", "benchmark", "score", "calibrate"}
+NO_CONFIG = {"splash-scores", "annotate", "search", "predict", "benchmark", "score", "calibrate", "compare"}
 REQUIRED = object()
 
 
