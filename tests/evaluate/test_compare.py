@@ -125,15 +125,20 @@ def test_refusals_name_the_file(tmp_path):
     with pytest.raises(InputError, match="no validation rows, and .* has them"):
         C.compare_runs([str(a), str(old)])
     other = make_run(tmp_path / "other", MODEL, RULE, VAL)
-    (other / "predictions" / "out_of_reference.model.tsv").write_text(
-        (other / "predictions" / "out_of_reference.model.tsv").read_text().replace("g2\t", "g9\t"))
+    for system in ("model", "retriever_tuned"):
+        table = other / "predictions" / f"out_of_reference.{system}.tsv"
+        table.write_text(table.read_text().replace("g2\t", "g9\t"))
     with pytest.raises(InputError, match="not the model rows of"):
         C.compare_runs([str(a), str(other)])
     with pytest.raises(InputError, match="not compared with 'blastn_tuned'.*retriever_tuned"):
         C.compare_runs([str(a)], against="blastn_tuned")
     with pytest.raises(InputError, match="no metrics.json"):
         C.compare_runs([str(tmp_path)])
-    (a / "predictions" / "out_of_reference.retriever_tuned.tsv").unlink()
+    rule = a / "predictions" / "out_of_reference.retriever_tuned.tsv"
+    rule.write_text(rule.read_text().replace("r1\t", "r9\t"))
+    with pytest.raises(InputError, match="not the rows of out_of_reference.model.tsv beside it"):
+        C.compare_runs([str(a)])
+    rule.unlink()
     with pytest.raises(InputError, match="out_of_reference.retriever_tuned.tsv: no such table"):
         C.compare_runs([str(a)])
 

@@ -98,9 +98,11 @@ def read_run(spec: str, against: str = COMPARE_AGAINST) -> Run:
     pred = path / PREDICTIONS
     seed = (metrics.get("meta", {}).get("train_config") or {}).get("seed")
     val = pred / VALIDATION_TABLE
-    return Run(label, path, seed, metrics, _table(val) if val.exists() else None,
-               _table(pred / TEST_TABLE.format(system="model")),
-               _table(pred / TEST_TABLE.format(system=against)))
+    model, other = (_table(pred / TEST_TABLE.format(system=s)) for s in ("model", against))
+    if model["id"].to_list() != other["id"].to_list():
+        raise InputError(pred / TEST_TABLE.format(system=against), "not the rows of "
+                         f"{TEST_TABLE.format(system='model')} beside it")
+    return Run(label, path, seed, metrics, _table(val) if val.exists() else None, model, other)
 
 
 def _answers(t: pl.DataFrame) -> tuple[list[str | None], list[str | None]]:
@@ -156,7 +158,7 @@ def disagreements(model: pl.DataFrame, other: pl.DataFrame) -> list[dict]:
             for (k, a, b, w), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def test_figures(run: Run, against: str, n_boot: int | None = None, seed: int = 0) -> dict:
+def figures_on_test(run: Run, against: str, n_boot: int | None = None, seed: int = 0) -> dict:
     """The run's test figures (module docstring). The macro-F1 interval and the difference's
     are the run's own (metrics.json); with `n_boot`, the difference's is computed again from the
     tables' clusters with `n_boot` resamples and bootstrap seed `seed` (`recomputed`)."""
@@ -215,7 +217,7 @@ def compare_runs(specs: Sequence[str], against: str = COMPARE_AGAINST, n_boot: i
     _same_rows(runs)
     for r in runs:
         r.figures = {"validation": None if r.validation is None else validation_figures(r.validation),
-                     "test": test_figures(r, against, n_boot, seed)}
+                     "test": figures_on_test(r, against, n_boot, seed)}
     parts = [("test", TEST_FIGURES)]
     if runs[0].validation is not None:
         parts.insert(0, ("validation", VALIDATION_FIGURES))
