@@ -8,8 +8,8 @@ output directories (metrics.json, predictions/out_of_reference.*.tsv) and gives,
 
 - **validation** (the pooled validation rows a model's settings may be chosen on; the model's
   answers only; a retrieval model's run has them, another's not): genic rows answered with
-  their own gene, outcome macro-F1, novel rows answered
-  with no gene, gene claims on rows of no gene, intergenic windows answered "intergenic";
+  their own gene, outcome macro-F1, novel rows answered with no gene, gene claims on rows of no
+  gene, intergenic windows answered "intergenic";
 - **test**: the model's outcome macro-F1 with the run's interval, and the model against another
   system (`retriever_tuned` by default): the macro-F1 difference with the run's paired
   cluster-bootstrap interval, and the rows only one of the two gets right, grouped by what the
