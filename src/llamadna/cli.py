@@ -1344,11 +1344,12 @@ def compare_cmd(
         compare_runs,
         figure_text,
         interval_text,
+        run_spec,
     )
 
     with _errors():
         if out is not None:
-            _out_file(out, {"a run's directory": [Path(r.rpartition("=")[2]) for r in runs]},
+            _out_file(out, {"a run's directory": [run_spec(r)[1] for r in runs]},
                       formats=(".json",))
         res = compare_runs(runs, against, n_boot or None, boot_seed)
         if out is not None:

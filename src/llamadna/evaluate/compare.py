@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -58,7 +58,6 @@ class Run:
     validation: pl.DataFrame | None
     model: pl.DataFrame
     other: pl.DataFrame
-    figures: dict = field(default_factory=dict)
 
 
 def _table(path: Path) -> pl.DataFrame:
@@ -76,11 +75,15 @@ def _table(path: Path) -> pl.DataFrame:
     return t
 
 
-def read_run(spec: str, against: str = COMPARE_AGAINST) -> Run:
-    """A run from "DIR" or "LABEL=DIR" (label: DIR's name where none is given)."""
+def run_spec(spec: str) -> tuple[str, Path]:
+    """(label, directory) of "DIR" or "LABEL=DIR" (label: DIR's name where none is given)."""
     label, _, path = spec.rpartition("=")
-    path = Path(path)
-    label = label or path.name
+    return label or Path(path).name, Path(path)
+
+
+def read_run(spec: str, against: str = COMPARE_AGAINST) -> Run:
+    """A run from "DIR" or "LABEL=DIR" (`run_spec`)."""
+    label, path = run_spec(spec)
     mpath = path / "metrics.json"
     if not mpath.is_file():
         raise InputError(path, "no metrics.json: not an `llamadna evaluate` output directory")
@@ -117,19 +120,20 @@ def validation_figures(t: pl.DataFrame) -> dict:
     """The validation figures of one model's table (see the module's docstring): counts as
     [k, n], macro-F1 as a float."""
     rows = t.to_dicts()
+    answers, truths = _answers(t), _truths(t)
+    right = [bool(outcome_correct(o, g, tr)) for o, g, tr in zip(*answers, truths)]
 
     def count(pick, ok) -> list[int]:
-        sel = [r for r in rows if pick(r)]
-        return [sum(bool(ok(r)) for r in sel), len(sel)]
+        sel = [i for i, r in enumerate(rows) if pick(r)]
+        return [sum(bool(ok(i)) for i in sel), len(sel)]
 
-    return {
-        "genic_own_gene": count(lambda r: r["truth"] == "gene",
-                                lambda r: r["outcome"] == "gene" and r["gene"] == r["truth_gene"]),
-        "macro_f1": macro_f1(*scored_labels(*_answers(t), _truths(t))),
-        "novel_no_gene": count(lambda r: r["truth"] == "novel",
-                               lambda r: r["outcome"] not in ("gene", UNPARSED)),
-        "gene_claims": count(lambda r: r["truth"] != "gene", lambda r: r["outcome"] == "gene"),
-        "intergenic": count(lambda r: r["kind"] == "intergenic", lambda r: r["outcome"] == "intergenic"),
+    return {  # genic and novel rows: right as `outcome_correct` says (own gene; anything but a gene)
+        "genic_own_gene": count(lambda r: r["truth"] == "gene", right.__getitem__),
+        "macro_f1": macro_f1(*scored_labels(*answers, truths)),
+        "novel_no_gene": count(lambda r: r["truth"] == "novel", right.__getitem__),
+        "gene_claims": count(lambda r: r["truth"] != "gene", lambda i: rows[i]["outcome"] == "gene"),
+        "intergenic": count(lambda r: r["kind"] == "intergenic",
+                            lambda i: rows[i]["outcome"] == "intergenic"),
     }
 
 
@@ -215,24 +219,23 @@ def compare_runs(specs: Sequence[str], against: str = COMPARE_AGAINST, n_boot: i
         raise ConfigError("no runs to compare")
     runs = [read_run(s, against) for s in specs]
     _same_rows(runs)
-    for r in runs:
-        r.figures = {"validation": None if r.validation is None else validation_figures(r.validation),
-                     "test": figures_on_test(r, against, n_boot, seed)}
+    figures = [{"validation": None if r.validation is None else validation_figures(r.validation),
+                "test": figures_on_test(r, against, n_boot, seed)} for r in runs]
     parts = [("test", TEST_FIGURES)]
     if runs[0].validation is not None:
         parts.insert(0, ("validation", VALIDATION_FIGURES))
-    variants: dict[str, list[Run]] = {}
-    for r in runs:
-        variants.setdefault(r.label, []).append(r)
-    summary = {label: {part: {name: summarize([r.figures[part][name] for r in rs]) for name, _ in figs}
+    variants: dict[str, list[dict]] = {}
+    for r, f in zip(runs, figures):
+        variants.setdefault(r.label, []).append(f)
+    summary = {label: {part: {name: summarize([f[part][name] for f in fs]) for name, _ in figs}
                        for part, figs in parts}
-               for label, rs in variants.items()}
+               for label, fs in variants.items()}
     rows = {"validation": None if runs[0].validation is None else runs[0].validation.height,
             "test": runs[0].model.height}
     return {"against": against, "rows": rows,
-            "runs": [{"label": r.label, "path": str(r.path), "train_seed": r.train_seed, **r.figures}
-                     for r in runs],
-            "variants": {label: {"runs": len(rs), **summary[label]} for label, rs in variants.items()}}
+            "runs": [{"label": r.label, "path": str(r.path), "train_seed": r.train_seed, **f}
+                     for r, f in zip(runs, figures)],
+            "variants": {label: {"runs": len(fs), **summary[label]} for label, fs in variants.items()}}
 
 
 def figure_text(value, digits: int = 4) -> str:
