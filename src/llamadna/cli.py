@@ -1338,14 +1338,7 @@ def compare_cmd(
     figures a change may be chosen on, the test macro-F1 against a tuned baseline, and where the
     model and that baseline disagree. Retraining with another seed moves these figures more than
     most changes do: compare variants over several seeds each."""
-    from llamadna.evaluate.compare import (
-        TEST_FIGURES,
-        VALIDATION_FIGURES,
-        compare_runs,
-        figure_text,
-        interval_text,
-        run_spec,
-    )
+    from llamadna.evaluate.compare import compare_runs, figure_text, interval_text, run_spec
 
     with _errors():
         if out is not None:
@@ -1356,17 +1349,18 @@ def compare_cmd(
             from llamadna.io.atomic import atomic_write
 
             atomic_write(out, lambda tmp: tmp.write_text(json.dumps(res, indent=1) + "\n"))
-    test_names = [name.format(against=against) for _, name in TEST_FIGURES]
-    for part, figs, names in (("validation", VALIDATION_FIGURES, [n for _, n in VALIDATION_FIGURES]),
-                              ("test", TEST_FIGURES, test_names)):
+    for part in ("validation", "diverged", "test"):
         if res["rows"][part] is None:
             console.print(f"{part}: none of the runs has these rows")
             continue
+        figs = res["figures"][part]
+        names = [n for _, n in figs]
         rows = [(escape(r["label"]), str(r["train_seed"]), *(figure_text(r[part][k]) for k, _ in figs))
                 for r in res["runs"]]
         rows += [(f"[bold]{escape(label)}[/] ({v['runs']} runs)", "mean (min-max)",
                   *(figure_text(v[part][k]) for k, _ in figs)) for label, v in res["variants"].items()]
-        _print_table(f"{part}: {res['rows'][part]} rows", ("run", "seed", *names), rows, right=names)
+        title = {"diverged": "validation, diverged copies"}.get(part, part)
+        _print_table(f"{title}: {res['rows'][part]} rows", ("run", "seed", *names), rows, right=names)
     for r in res["runs"]:
         t = r["test"]
         line = (f"{r['label']} ({r['path']}): model minus {against} {t['difference']:+.4f} "

@@ -19,6 +19,8 @@ TEST_ROWS = [("g1", "gene", "gene", "A", "GRCh38:A"), ("g2", "gene", "gene", "B"
 VAL_ROWS = [("v:g1", "gene", "gene", "C", "GRCh38:C"), ("v:g2", "gene", "gene", "D", "GRCh38:D"),
             ("v:i1", "intergenic", "intergenic", None, "val:b"), ("v:s1", "shuffled", "none", None, "val:s1"),
             ("v:n1", "novel", "novel", "C", "GRCh38:C"), ("v:n2", "novel", "novel", "D", "GRCh38:D")]
+# the validation genic rows' diverged copies: (..., rate)
+DIV_ROWS = [(f"{r}:v:g{k}", "gene", "gene", g, f"GRCh38:{g}", r) for r in (0.2, 0.4) for k, g in ((1, "C"), (2, "D"))]
 
 
 def _write(path, rows, answers, cluster=True):
@@ -27,18 +29,23 @@ def _write(path, rows, answers, cluster=True):
             "gene": [a[1] for a in answers]}
     if cluster:
         cols["cluster"] = [r[4] for r in rows]
+    if len(rows[0]) > 5:
+        cols["rate"] = [r[5] for r in rows]
     pl.DataFrame(cols, schema_overrides={"truth_gene": pl.Utf8, "gene": pl.Utf8}).write_csv(path, separator="\t")
 
 
-def make_run(root, model, other, val=None, seed=0, diff=0.1, iv=(-0.05, 0.2), cluster=True):
+def make_run(root, model, other, val=None, seed=0, diff=0.1, iv=(-0.05, 0.2), cluster=True, div=None):
     """An `llamadna evaluate` output directory with the files `compare` reads: the model's and
     retriever_tuned's test answers (as (outcome, gene) per TEST_ROWS row), the model's validation
-    answers (VAL_ROWS) unless None, and metrics.json with the run's own figures."""
+    answers (VAL_ROWS) and its diverged copies' (DIV_ROWS) unless None, and metrics.json with the
+    run's own figures."""
     (root / "predictions").mkdir(parents=True)
     _write(root / "predictions" / "out_of_reference.model.tsv", TEST_ROWS, model, cluster)
     _write(root / "predictions" / "out_of_reference.retriever_tuned.tsv", TEST_ROWS, other, cluster)
     if val is not None:
         _write(root / "predictions" / "out_of_reference.validation.model.tsv", VAL_ROWS, val, cluster)
+    if div is not None:
+        _write(root / "predictions" / C.DIVERGED_TABLE, DIV_ROWS, div, cluster)
     metrics = {"meta": {"train_config": {"seed": seed}, "eval_config": {"n_boot": 1000}},
                "out_of_reference": {
                    "systems": {"model": {"macro_f1": 0.9, "macro_f1_interval": [0.8, 0.95]}},
@@ -92,7 +99,10 @@ def test_compare_runs_per_run_and_per_variant(tmp_path):
     b0 = make_run(tmp_path / "b0", RULE, RULE, VAL, seed=0, diff=0.0, iv=(0.0, 0.0))
     res = C.compare_runs([f"A={a0}", f"A={a1}", str(b0)])
     assert [(r["label"], r["train_seed"]) for r in res["runs"]] == [("A", 0), ("A", 1), ("b0", 0)]
-    assert res["rows"] == {"validation": 6, "test": 6} and res["against"] == "retriever_tuned"
+    assert res["rows"] == {"validation": 6, "diverged": None, "test": 6} and res["against"] == "retriever_tuned"
+    assert [k for k, _ in res["figures"]["validation"]] == [k for k, _ in C.VALIDATION_FIGURES]
+    assert "diverged" not in res["figures"] and res["runs"][0]["diverged"] is None
+    assert dict(res["figures"]["test"])["difference"] == "minus retriever_tuned"
     assert res["runs"][1]["validation"]["genic_own_gene"] == [0, 2]  # RIGHT is in TEST_ROWS' order
     assert res["runs"][0]["test"]["difference_interval"] == [-0.01, 0.05]  # the run's own
     A = res["variants"]["A"]
@@ -159,3 +169,36 @@ def test_cli_prints_tables_and_writes_json(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "no metrics.json" in res.output and "Traceback" not in res.output
+
+
+# diverged copies: C kept at 20 %, D called "similar"; at 40 % C named D, D lost
+DIV = [("gene", "C"), ("similar", None), ("gene", "D"), ("none", None)]
+
+
+def test_diverged_copies_are_counted_per_rate(tmp_path):
+    """The validation genic rows' diverged copies: per rate, the copies answered with their own
+    gene (a wrong gene is wrong), per run and per variant, printed as their own table."""
+    a0 = make_run(tmp_path / "a0", MODEL, RULE, VAL, seed=0, div=DIV)
+    a1 = make_run(tmp_path / "a1", RIGHT, RULE, RIGHT, seed=1, div=[("gene", "C"), ("gene", "D")] * 2)
+    res = C.compare_runs([f"A={a0}", f"A={a1}"])
+    assert res["rows"]["diverged"] == 4
+    assert res["figures"]["diverged"] == [["20 %", "20 %: own gene"], ["40 %", "40 %: own gene"]]
+    assert res["runs"][0]["diverged"] == {"20 %": [1, 2], "40 %": [0, 2]}
+    assert res["runs"][1]["diverged"] == {"20 %": [2, 2], "40 %": [2, 2]}
+    assert res["variants"]["A"]["diverged"]["40 %"] == {"mean": 1.0, "min": 0, "max": 2, "n": 2}
+    out = CliRunner().invoke(app, ["compare", f"A={a0}", f"A={a1}"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "validation, diverged copies: 4 rows" in out.output and "40 %: own gene" in out.output
+    # runs are compared on the same rows: one without the table, or with other copies, is refused
+    bare = make_run(tmp_path / "bare", MODEL, RULE, VAL)
+    with pytest.raises(InputError, match="no diverged validation copies, and .* has them"):
+        C.compare_runs([str(a0), str(bare)])
+    table = a1 / "predictions" / C.DIVERGED_TABLE
+    table.write_text(table.read_text().replace("0.4:v:g2", "0.4:v:g9"))
+    with pytest.raises(InputError, match="not the diverged rows of"):
+        C.compare_runs([str(a0), str(a1)])
+    table.write_text("\t".join(["id", "kind", "truth", "truth_gene", "outcome", "gene"]) + "\n"
+                     + "\t".join(["x", "gene", "gene", "C", "gene", "C"]) + "\n")
+    with pytest.raises(InputError, match="no rate column") as e:
+        C.read_run(str(a1))
+    assert C.DIVERGED_TABLE in str(e.value)

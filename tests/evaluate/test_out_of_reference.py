@@ -477,6 +477,52 @@ def test_the_model_is_scored_on_the_tuning_rows_too(tmp_path, monkeypatch):
         "The model on the 12 tuning rows of 2 units (validation part, each unit's model on its own")
 
 
+def test_the_model_is_scored_on_diverged_copies_of_the_tuning_genes(tmp_path, monkeypatch):
+    """"validation_diverged": each unit's validation genic rows mutated at the calibration's
+    nonzero rates (the copies the widened rules are tuned on), searched in full, answered by that
+    unit's model and scored per rate as own-gene answers; ids keep units and rates apart; the
+    summary line gives them; the table carries each row's rate."""
+    from llamadna.evaluate import out_of_reference as oor
+
+    dna = "ACGTTGCAAGCTTAGCGGATCCATGCATGCAAGTCGATCGGATCAAGT" * 3
+    val = [{**_genic_row("V", 9), "Sequence": dna}, {**_genic_row("W", 8), "Sequence": dna[::-1]}]
+
+    class Unit(_FakeUnit):  # each unit keeps V's gene at 20 % (its first call), loses every gene at 40 %
+        def annotate(self, variant, rows, setting="full"):
+            self.seen += [(setting, r["Sequence"]) for r in rows]
+            return [{"outcome": "gene", "gene": "V"} if r.get("gene_name") == "V" and len(self.seen) <= 2
+                    else {"outcome": "similar", "gene": None} for r in rows]
+
+    _fake_negatives(monkeypatch)
+    monkeypatch.setattr(oor, "_val_novel_retriever", lambda unit: unit.cache.setdefault("retriever:val_novel", 1))
+    ctx = _fake_ctx(tmp_path, val, reference="REF")
+    units = [Unit(ctx, "split_gene", [_genic_row("B", 1)], [_genic_row("A", 0)]),
+             Unit(ctx, "split_gene_fold1", [_genic_row("A", 0)], [_genic_row("B", 1)])]
+    tuning = {u.column: oor._validation(ctx, u, tmp_path) for u in units}
+    d, rows, preds = oor._validation_diverged(units, tuning, n_boot=20, seed=0)
+    assert oor.VALIDATION_DIVERGED_RATES == (0.2, 0.4)
+    assert d["rates"] == [0.2, 0.4] and d["rows"] == 4 and list(d["systems"]) == ["model"]
+    assert d["systems"]["model"]["gene"] == [0.5, 0.0] and d["model_versus"] == {}
+    assert d["systems"]["model"]["outcomes"][1] == {"similar": 4}
+    # the copies are the widened tuning rows' copies: mutated, seeded by row, in full only
+    widened = oor._with_diverged(units[0], *tuning["split_gene"])[0][len(tuning["split_gene"][0]):]
+    assert [s for _, s in units[0].seen] == [r["Sequence"] for r in widened]
+    assert {setting for u in units for setting, _ in u.seen} == {"full"}
+    assert all(s not in (dna, dna[::-1]) for _, s in units[0].seen)
+    assert len({r["id"] for r in rows}) == 8 and rows[0]["id"].startswith("split_gene:0.2:gene:")
+    assert [r["rate"] for r in rows] == [0.2, 0.2, 0.4, 0.4] * 2
+    line = oor.validation_summary({"validation_model": oor._validation_model(units, tuning, 20, 0)[0],
+                                   "validation_diverged": d, "units": ["a", "b"]})
+    assert "copies diverged (4 per rate), answered with their own gene: 20 % 0.50" in line
+    assert ", 40 % 0.00" in line
+    path = tmp_path / "div.tsv"
+    oor.write_outcome_table(path, rows, preds)
+    table = pl.read_csv(path, separator="\t")
+    assert table["rate"].to_list() == [0.2, 0.2, 0.4, 0.4] * 2 and table["outcome"][0] == "gene"
+    oor.write_outcome_table(path, rows[:0] + [{k: v for k, v in rows[0].items() if k != "rate"}], preds[:1])
+    assert "rate" not in pl.read_csv(path, separator="\t").columns
+
+
 def test_the_widened_tuning_rows_add_diverged_copies_of_the_validation_genes(tmp_path):
     """retriever_tuned_diverged's tuning rows: the unit's own, then its validation genic rows'
     copies at the calibration's nonzero rates (truth their gene), then the novel rows and their

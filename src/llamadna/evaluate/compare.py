@@ -10,6 +10,8 @@ output directories (metrics.json, predictions/out_of_reference.*.tsv) and gives,
   answers only; a retrieval model's run has them, another's not): genic rows answered with
   their own gene, outcome macro-F1, novel rows answered with no gene, gene claims on rows of no
   gene, intergenic windows answered "intergenic";
+- **diverged** (runs whose evaluation wrote it): the same validation genic rows' copies diverged
+  at the calibration's rates, answered with their own gene, per rate;
 - **test**: the model's outcome macro-F1 with the run's interval, and the model against another
   system (`retriever_tuned` by default): the macro-F1 difference with the run's paired
   cluster-bootstrap interval, and the rows only one of the two gets right, grouped by what the
@@ -38,6 +40,7 @@ from llamadna.retrieve.outcome import macro_f1, outcome_correct, scored_labels
 PREDICTIONS = "predictions"
 TEST_TABLE = "out_of_reference.{system}.tsv"
 VALIDATION_TABLE = "out_of_reference.validation.model.tsv"
+DIVERGED_TABLE = "out_of_reference.validation_diverged.model.tsv"
 # (figure, its name in tables); counts are "k/n", the others floats
 VALIDATION_FIGURES = (("genic_own_gene", "genic: own gene"), ("macro_f1", "macro-F1"),
                       ("novel_no_gene", "novel: no gene"), ("gene_claims", "gene claims, no gene"),
@@ -50,7 +53,7 @@ TEST_FIGURES = (("macro_f1", "macro-F1"), ("difference", "minus {against}"),
 class Run:
     """One evaluation run: its label (the variant it belongs to), directory, the seed its model
     was trained with, its metrics.json and its tables (test: the model's and `against`'s;
-    validation: None where the run has none)."""
+    validation and diverged: None where the run has none)."""
     label: str
     path: Path
     train_seed: int | None
@@ -58,6 +61,7 @@ class Run:
     validation: pl.DataFrame | None
     model: pl.DataFrame
     other: pl.DataFrame
+    diverged: pl.DataFrame | None = None
 
 
 def _table(path: Path) -> pl.DataFrame:
@@ -100,12 +104,15 @@ def read_run(spec: str, against: str = COMPARE_AGAINST) -> Run:
                          f"(it was with: {', '.join(versus) or 'none'})")
     pred = path / PREDICTIONS
     seed = (metrics.get("meta", {}).get("train_config") or {}).get("seed")
-    val = pred / VALIDATION_TABLE
+    val, div = pred / VALIDATION_TABLE, pred / DIVERGED_TABLE
     model, other = (_table(pred / TEST_TABLE.format(system=s)) for s in ("model", against))
     if model["id"].to_list() != other["id"].to_list():
         raise InputError(pred / TEST_TABLE.format(system=against), "not the rows of "
                          f"{TEST_TABLE.format(system='model')} beside it")
-    return Run(label, path, seed, metrics, _table(val) if val.exists() else None, model, other)
+    if div.exists() and "rate" not in (diverged := _table(div)).columns:
+        raise InputError(div, "no rate column")
+    return Run(label, path, seed, metrics, _table(val) if val.exists() else None, model, other,
+               diverged if div.exists() else None)
 
 
 def _answers(t: pl.DataFrame) -> tuple[list[str | None], list[str | None]]:
@@ -135,6 +142,20 @@ def validation_figures(t: pl.DataFrame) -> dict:
         "intergenic": count(lambda r: r["kind"] == "intergenic",
                             lambda i: rows[i]["outcome"] == "intergenic"),
     }
+
+
+def rate_key(rate: float) -> str:
+    """A divergence rate as the diverged figures are keyed: 0.2 -> "20 %"."""
+    return f"{100 * rate:g} %"
+
+
+def diverged_figures(t: pl.DataFrame) -> dict:
+    """The diverged figures of one model's table: per rate (`rate_key`), [copies answered with
+    their own gene (`outcome_correct`), copies]."""
+    right = [bool(outcome_correct(o, g, tr)) for o, g, tr in zip(*_answers(t), _truths(t))]
+    rates = t["rate"].to_list()
+    return {rate_key(rate): [sum(right[i] for i, r in enumerate(rates) if r == rate), rates.count(rate)]
+            for rate in sorted(set(rates))}
 
 
 def _said(outcome: str, gene: str | None, truth: Mapping) -> str:
@@ -188,11 +209,12 @@ def figures_on_test(run: Run, against: str, n_boot: int | None = None, seed: int
 def _same_rows(runs: Sequence[Run]) -> None:
     first = runs[0]
     for r in runs[1:]:
-        if (r.validation is None) != (first.validation is None):
-            has, lacks = (r, first) if first.validation is None else (first, r)
-            raise InputError(lacks.path, f"no validation rows, and {has.path} has them: runs are "
-                             "compared on the same rows only")
-        for name in ("validation", "model", "other"):
+        for name, what in (("validation", "validation rows"), ("diverged", "diverged validation copies")):
+            if (getattr(r, name) is None) != (getattr(first, name) is None):
+                has, lacks = (r, first) if getattr(first, name) is None else (first, r)
+                raise InputError(lacks.path, f"no {what}, and {has.path} has them: runs are "
+                                 "compared on the same rows only")
+        for name in ("validation", "diverged", "model", "other"):
             if getattr(r, name) is None:
                 continue
             if getattr(r, name)["id"].to_list() != getattr(first, name)["id"].to_list():
@@ -220,10 +242,13 @@ def compare_runs(specs: Sequence[str], against: str = COMPARE_AGAINST, n_boot: i
     runs = [read_run(s, against) for s in specs]
     _same_rows(runs)
     figures = [{"validation": None if r.validation is None else validation_figures(r.validation),
+                "diverged": None if r.diverged is None else diverged_figures(r.diverged),
                 "test": figures_on_test(r, against, n_boot, seed)} for r in runs]
-    parts = [("test", TEST_FIGURES)]
+    parts = [("test", [(k, name.format(against=against)) for k, name in TEST_FIGURES])]
+    if runs[0].diverged is not None:
+        parts.insert(0, ("diverged", [(k, f"{k}: own gene") for k in figures[0]["diverged"]]))
     if runs[0].validation is not None:
-        parts.insert(0, ("validation", VALIDATION_FIGURES))
+        parts.insert(0, ("validation", list(VALIDATION_FIGURES)))
     variants: dict[str, list[dict]] = {}
     for r, f in zip(runs, figures):
         variants.setdefault(r.label, []).append(f)
@@ -231,8 +256,10 @@ def compare_runs(specs: Sequence[str], against: str = COMPARE_AGAINST, n_boot: i
                        for part, figs in parts}
                for label, fs in variants.items()}
     rows = {"validation": None if runs[0].validation is None else runs[0].validation.height,
+            "diverged": None if runs[0].diverged is None else runs[0].diverged.height,
             "test": runs[0].model.height}
     return {"against": against, "rows": rows,
+            "figures": {part: [list(f) for f in figs] for part, figs in parts},  # [key, name] per part
             "runs": [{"label": r.label, "path": str(r.path), "train_seed": r.train_seed, **f}
                      for r, f in zip(runs, figures)],
             "variants": {label: {"runs": len(fs), **summary[label]} for label, fs in variants.items()}}

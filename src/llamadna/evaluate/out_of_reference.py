@@ -45,7 +45,11 @@ One evaluation run gives one section ("out_of_reference" of metrics.json, `schem
 - with a retrieval model, "validation_model": every unit's model scored on that unit's tuning
   rows, pooled (`_validation_model`; per row in predictions/out_of_reference.validation.model.tsv):
   the figures to choose training or inference settings on, since the test rows' figures are the
-  ones reported.
+  ones reported; and "validation_diverged" (`_validation_diverged`; per row in
+  predictions/out_of_reference.validation_diverged.model.tsv, with its rate): the same units'
+  validation genic rows' copies diverged at the calibration's nonzero rates, searched in full,
+  answered by their unit's model, as `diverged_scores` scores them (own gene per rate). A change
+  that keeps the validation figures but loses diverged genes shows here before the test rows.
 - "diverged" (`diverged_scores`, with divergence rates): the model and the tuned rules on
   diverged copies of known genes, the split's divergence-curve rows mutated at each rate
   (`_diverged`): per rate, the rows answered with their own gene and the model minus each rule,
@@ -434,7 +438,9 @@ def lookup_tops(results: Sequence[Mapping]) -> tuple[list[dict | None], list[int
 def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping]) -> None:
     """One system's out-of-reference predictions beside the truth, as TSV (`copies`: a genic or
     novel row's reference loci, empty for the others and where not counted; `cluster`: the row's
-    bootstrap cluster, so that `llamadna compare` can compute an interval again)."""
+    bootstrap cluster, so that `llamadna compare` can compute an interval again; `rate`: a
+    diverged copy's divergence rate, a column only where the rows carry one)."""
+    rates = {"rate": [r["rate"] for r in rows]} if rows and "rate" in rows[0] else {}
     pl.DataFrame({
         "id": [str(r["id"]) for r in rows], "kind": [r["kind"] for r in rows],
         "truth": [r["truth"]["outcome"] for r in rows],
@@ -442,9 +448,10 @@ def write_outcome_table(path, rows: Sequence[Mapping], preds: Sequence[Mapping])
         "outcome": [outcome_label(p) for p in preds], "gene": [p.get("gene") for p in preds],
         "outcome_confidence": [p.get("outcome_confidence") for p in preds],
         "gene_confidence": [p.get("gene_confidence") for p in preds],
-        "copies": [r.get("copies") for r in rows], "cluster": [r.get("cluster") for r in rows],
+        "copies": [r.get("copies") for r in rows], "cluster": [r.get("cluster") for r in rows], **rates,
     }, schema_overrides={"truth_gene": pl.Utf8, "gene": pl.Utf8, "outcome_confidence": pl.Float64,
-                         "gene_confidence": pl.Float64, "copies": pl.Int64, "cluster": pl.Utf8},
+                         "gene_confidence": pl.Float64, "copies": pl.Int64, "cluster": pl.Utf8,
+                         **({"rate": pl.Float64} if rates else {})},
     ).write_csv(path, separator="\t")
 
 
@@ -603,6 +610,36 @@ def _validation_model(units, tuning: Mapping, n_boot: int, seed: int,
     return score_outcomes(rows, preds, n_boot, seed), rows, preds
 
 
+VALIDATION_DIVERGED_RATES = tuple(r for r in CALIBRATION_RATES if r > 0)
+
+
+def _validation_copies(unit, genic: Sequence[dict]) -> dict[float, list[dict]]:
+    """The unit's validation genic rows (`_validation`'s) diverged at VALIDATION_DIVERGED_RATES,
+    per rate: nested mutations seeded by row as the divergence curves' (`divergence.mutated`),
+    no SPLASH scores, as every tuning row."""
+    from llamadna.evaluate.divergence import mutated
+
+    return mutated(unit, list(genic), list(VALIDATION_DIVERGED_RATES), {})
+
+
+def _validation_diverged(units, tuning: Mapping, n_boot: int,
+                         seed: int) -> tuple[dict, list[dict], list[dict]]:
+    """The "validation_diverged" entry (`diverged_scores` of the model alone): every unit's
+    validation genic rows' copies (`_validation_copies`), searched in full, truth their own gene,
+    answered by that unit's model, pooled; and those rows (with their "rate"; ids prefixed with the
+    unit and rate) and answers. Validation rows, never test rows: what a change is chosen on."""
+    from llamadna.evaluate.systems import MODEL
+
+    rows, preds = [], []
+    for u in units:
+        full, novel, _ = tuning[u.column]
+        for rate, copies in _validation_copies(u, full[:len(novel)]).items():
+            rows += [{**r, "id": f"{u.column}:{rate:g}:{r['id']}", "rate": rate}
+                     for r in _genic(copies, "gene", u.column)]
+            preds += u.annotate(MODEL, copies)
+    return diverged_scores(VALIDATION_DIVERGED_RATES, rows, {"model": preds}, n_boot, seed), rows, preds
+
+
 def _retriever_baseline(units, negs, tuning, diverged=()) -> tuple[list[dict], dict, list[dict]]:
     """A retriever rule's predictions on the rows of `_model_rows` (same order), its thresholds
     per unit, each tuned on that unit's rows of `tuning` ({unit column: full and novel tuning
@@ -701,15 +738,12 @@ def _with_diverged(unit, full: Sequence[dict], novel: Sequence[dict],
     the calibration's nonzero rates (`constants.CALIBRATION_RATES`, nested mutations seeded
     by row as the divergence curves'), searched in full (truth their gene) and without their
     genes (truth "novel"): the inputs the model's outcome confidence was fitted on."""
-    from llamadna.evaluate.divergence import mutated
-
     genic, k = list(full[:len(novel)]), len(full)
-    rates = [r for r in CALIBRATION_RATES if r > 0]
-    per_rate = mutated(unit, genic, rates, {})  # {}: no SPLASH scores, as every tuning row
-    copies = [r for rate in rates for r in per_rate[rate]]
+    per_rate = _validation_copies(unit, genic)
+    copies = [r for rows in per_rate.values() for r in rows]
     gene_truths, novel_truths = list(truths[:len(genic)]), list(truths[k:])
     return ([*full, *copies], [*novel, *copies],
-            [*truths[:k], *gene_truths * len(rates), *novel_truths, *novel_truths * len(rates)])
+            [*truths[:k], *gene_truths * len(per_rate), *novel_truths, *novel_truths * len(per_rate)])
 
 
 def _diverged(ctx, units: Sequence) -> list[tuple]:
@@ -769,6 +803,10 @@ def out_of_reference(ctx, units: Sequence) -> dict:
         write_outcome_table(ctx.out / "predictions" / "out_of_reference.validation.model.tsv", val_rows,
                             val_preds)
         validation["validation_model"] = scores
+        scores, val_rows, val_preds = _validation_diverged(units, tuning, cfg.n_boot, cfg.seed)
+        write_outcome_table(ctx.out / "predictions" / "out_of_reference.validation_diverged.model.tsv",
+                            val_rows, val_preds)
+        validation["validation_diverged"] = scores
         validation["model_top_candidate"] = top_candidate_agreement(model_preds)
     versus = {name: model_versus(rows, model_preds, p, cfg.n_boot, cfg.seed)
               for name, p in preds.items() if name != "model"}
@@ -831,10 +869,16 @@ def validation_summary(section: Mapping) -> str | None:
     k, n = false_claims(m)
     f1 = "\u2013" if m["macro_f1"] is None else f"{m['macro_f1']:.3f} {_iv(m['macro_f1_interval'])}"
     units = len(section.get("units") or ()) or 1
+    d = section.get("validation_diverged")  # absent in older metrics.json
+    own = "" if not d else (
+        f"; their genic rows' copies diverged ({d['rows']} per rate), answered with their own gene: "
+        + ", ".join(f"{100 * rate:g} % {_value_iv(v, iv)}" for rate, v, iv
+                    in zip(d["rates"], d["systems"]["model"]["gene"], d["systems"]["model"]["interval"])))
     return (f"The model on the {m['rows']} tuning rows of {units} unit{'s' if units > 1 else ''} (validation "
             f"part, each unit's model on its own; what training settings may be chosen on; the tuned "
             f"rules were fitted on them): outcome macro-F1 {f1}, gene claimed where "
-            f"there is none {_claimed(m)} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}.")
+            f"there is none {_claimed(m)} ({k}/{n}), novel: no gene claimed {_pct(m['novel_no_gene'])}"
+            f"{own}.")
 
 
 def versus_summary(section: Mapping) -> str | None:

@@ -183,7 +183,9 @@ class DivergedVersus(TypedDict):
 
 class DivergedGenes(TypedDict):
     """The model and the tuned rules on diverged copies of the test rows (the divergence
-    curves' rows and mutations, no SPLASH scores), each unit's model and thresholds."""
+    curves' rows and mutations, no SPLASH scores), each unit's model and thresholds; as
+    "validation_diverged", the model alone (model_versus empty) on copies of the validation
+    genic rows."""
 
     rates: list[float]
     rows: int  # per rate
@@ -206,6 +208,8 @@ class OutOfReference(TypedDict):
     per_unit: NotRequired[dict[str, dict[str, UnitScores]]]  # system -> unit -> scores
     # retrieval models: the model on the baselines' tuning rows (validation part), to choose on
     validation_model: NotRequired[OutcomeScores]
+    # retrieval models: the model on the tuning rows' genic copies diverged at the calibration's rates
+    validation_diverged: NotRequired[DivergedGenes]  # absent in older metrics.json
     model_top_candidate: NotRequired[TopCandidate]  # retrieval models
     diverged: NotRequired[DivergedGenes]  # with divergence rates (absent in older metrics.json)
 
