@@ -109,10 +109,10 @@ def read_run(spec: str, against: str = COMPARE_AGAINST) -> Run:
     if model["id"].to_list() != other["id"].to_list():
         raise InputError(pred / TEST_TABLE.format(system=against), "not the rows of "
                          f"{TEST_TABLE.format(system='model')} beside it")
-    if div.exists() and "rate" not in (diverged := _table(div)).columns:
+    diverged = _table(div) if div.exists() else None
+    if diverged is not None and "rate" not in diverged.columns:
         raise InputError(div, "no rate column")
-    return Run(label, path, seed, metrics, _table(val) if val.exists() else None, model, other,
-               diverged if div.exists() else None)
+    return Run(label, path, seed, metrics, _table(val) if val.exists() else None, model, other, diverged)
 
 
 def _answers(t: pl.DataFrame) -> tuple[list[str | None], list[str | None]]:
