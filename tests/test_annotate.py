@@ -853,6 +853,30 @@ def test_grounded_non_gene_outcomes():
     assert torch.equal(c, conf)  # nothing weighed: the greedy confidences
 
 
+def test_grounded_intergenic_keeps_a_locus_only_where_it_aligns_whole():
+    """An "intergenic" answer says the query is that locus: kept only for an intergenic candidate
+    aligned at identity >= 0.8 over >= 80 % of the query; a chance partial alignment, a weak one
+    or one found by embedding only gives what the evidence shows (a foreign window with a 30 %
+    local hit is no place in chr21)."""
+    from llamadna.data.template import intergenic_sentence, parse_outcome
+
+    inter = intergenic_sentence("chr9", "X", 1, "Y", 2)
+    partial = {**BETWEEN, "aligned_fraction": 0.3, "identity": 0.9}  # 0.27: similar, not the locus
+    diverged = {**BETWEEN, "identity": 0.7}  # whole, under the rule's identity
+    embedded = {**BETWEEN, "identity": None, "aligned_fraction": None, "cosine": 0.5, "via": "embed"}
+    far = {**BETWEEN, "left_gene": "FAR1", "left_distance": 90_000}
+    rows = [[partial], [diverged], [embedded], [partial, far], [GENE7, partial]]
+    out, c, conf = _ground(rows, [inter] * len(rows))
+    assert out[:3] == [dec.described([partial]), dec.described([diverged]), NONE_SENTENCE]
+    assert [parse_outcome(t)["outcome"] for t in out[:2]] == ["similar", "similar"]
+    assert out[3] == intergenic_sentence("chr21", "FAR1", 90_000, "ADAMTS1", 30_000)  # the whole one
+    assert out[4] == dec.described([GENE7, partial])  # the rule's answer: the whole gene hit
+    assert parse_outcome(out[4])["outcome"] == "gene"
+    assert torch.equal(c, conf)  # nothing weighed
+    assert dec.whole_locus(BETWEEN) and dec.whole_locus(GENE7) and dec.whole_locus(far)
+    assert not any(dec.whole_locus(x) for x in (partial, diverged, embedded, OTHER2, WEAK))
+
+
 def test_grounded_decoding_end_to_end():
     """A retrieval model's grounded rows are the evidence's sentences of the greedy sentence's
     outcome; a row without candidates says it matches nothing; the confidence stays a mean
