@@ -186,10 +186,10 @@ def whole_locus(cand: dict) -> bool:
 
 
 def whole_copy(cands: Sequence[dict], gene: str | None) -> bool:
-    """Whether a candidate of `gene` is a `whole_locus`: the query is a whole copy of part of
-    that gene."""
-    return gene is not None and any(c.get("gene") == gene and (c.get("kind") or "gene") == "gene"
-                                    and whole_locus(c) for c in cands)
+    """Whether a candidate of `gene` is a gene `whole_locus` (`rule_outcome` gives a whole
+    alignment its candidate's kind): the query is a whole copy of part of that gene."""
+    return gene is not None and any(c.get("gene") == gene and rule_outcome(c, 0, Thresholds()) == "gene"
+                                    for c in cands)
 
 
 def withheld_sentence(cands: Sequence[dict], gene: str | None = None) -> str | None:
