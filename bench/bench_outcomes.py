@@ -9,7 +9,10 @@ after one warm-up batch of each kind (not timed). Queries, `--n` of each kind (w
   of the dataset's split_gene test windows, and windows of the bundle's reference lying >= 10 kb
   from every gene (`intergenic_windows(min_distance=10_000)`, a seeded draw);
 - genic: the dataset's split_gene test rows (the first n).
-Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON.
+Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON,
+with the machine's speed measured before and after the runs (`machine_speed`): this 2-core
+machine's throughput moves by a third within a day for the same code and weights
+(docs/BENCHMARKS.md), so a figure is read beside the speed of the hour it was taken in.
 
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
         --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
@@ -81,6 +84,25 @@ def genic_rows(dataset: str, n: int) -> list[dict]:
     return [_row(f"genic{i}", r["Sequence"]) for i, r in enumerate(test)]
 
 
+def machine_speed(repeats: int = 20) -> dict[str, float]:
+    """The machine's speed now, on torch's threads: GFLOP/s of a 1,024 x 1,024 float32 matrix
+    product (what a prompt pass is bound by), and microseconds per product of the shape of one
+    decoding step's feed-forward input (8 x 192 by 192 x 512, bound by per-call overhead)."""
+    import torch
+
+    big, small = torch.randn(1024, 1024), (torch.randn(8, 192), torch.randn(192, 512))
+    for _ in range(3):
+        big @ big, small[0] @ small[1]
+    t = time.perf_counter()
+    for _ in range(repeats):
+        big @ big
+    gflops = 2 * 1024**3 * repeats / (time.perf_counter() - t) / 1e9
+    t = time.perf_counter()
+    for _ in range(1000):
+        small[0] @ small[1]
+    return {"matmul_gflops": round(gflops, 1), "small_matmul_us": round((time.perf_counter() - t) * 1e3, 1)}
+
+
 def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, dict]:
     """Seconds to annotate `rows` (retrieval included) after a warm-up on `warm`, and the
     outcomes they got."""
@@ -118,7 +140,8 @@ def main() -> None:
     sets = {"out of reference": out_of_reference_rows(data, genic, args.n, args.window), "genic": genic}
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "model": args.model, "index": args.index, "batch_size": batch,
-              "withhold_below": annotator.config.withhold_below, "kinds": {}}
+              "withhold_below": annotator.config.withhold_below, "speed_before": machine_speed(),
+              "kinds": {}}
     for kind, rows in sets.items():
         # warm-up: one batch of the same kind, other sequences (annotate_distinct is not used here,
         # but the retriever remembers nothing either way)
@@ -128,10 +151,13 @@ def main() -> None:
         report["kinds"][kind] = {"sequences": len(rows), "seconds": round(seconds, 2),
                                  "sequences_per_s": round(rate, 1), "goal": GOALS[kind],
                                  "meets_goal": rate >= GOALS[kind], "outcomes": outcomes}
+    report["speed_after"] = machine_speed()
     print(f"{'queries':<18}{'sequences':>10}{'seconds':>9}{'seq/s':>8}{'goal':>6}  met  outcomes")
     for kind, r in report["kinds"].items():
         print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
               f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
+    print("machine speed before / after: " + ", ".join(
+        f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
