@@ -14,9 +14,18 @@ with the machine's speed measured before and after the runs (`machine_speed`): t
 machine's throughput moves by a third within a day for the same code and weights
 (docs/BENCHMARKS.md), so a figure is read beside the speed of the hour it was taken in.
 
+With `--ranks N` (N >= 2), each query set is also written as a FASTA and annotated by the CLI in
+fresh processes, twice (`cli_runs`): "cli one process", `llamadna annotate` as a user runs it
+(torch's and minimap2's default threads), and "cli N ranks", the same under
+`torch.distributed.run` with ACCELERATE_USE_CPU=true (forked ranks, README "Many processes"),
+OMP_NUM_THREADS=1 and `--threads 1`. Their figure is the rows over the annotation seconds the CLI
+prints (loading left out; the fork and the merge in), the command's wall time beside it; and how
+many rows' answers (outcome, gene) differ between the two (the model's float reductions depend
+on the threads, so the bytes may).
+
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
         --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
-        [--withhold-below 0.5]
+        [--withhold-below 0.5] [--ranks 2 --workdir /tmp/bench_outcomes]
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import json
 import logging
 import os
 import platform
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +127,51 @@ def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, di
     return seconds, outcomes
 
 
+def _answers(tsv: Path) -> list[tuple[str, str, str]]:
+    """(id, outcome, gene) of each row of an `annotate` TSV, in its order."""
+    import polars as pl
+
+    t = pl.read_csv(tsv, separator="\t", infer_schema_length=0)
+    return list(zip(t["id"].to_list(), t["outcome"].fill_null("").to_list(),
+                    t["gene"].fill_null("").to_list()))
+
+
+def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: Path) -> dict:
+    """`rows` annotated by the CLI in one process (default threads) and in `ranks` forked ranks of
+    one thread each; per run its sequences/s over the CLI's annotation seconds and its wall
+    seconds; and the rows whose answers differ between the two."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_sharded import run  # bench_sharded imports this module: imported here, not above
+
+    work.mkdir(parents=True, exist_ok=True)
+    fasta = work / "queries.fa"
+    fasta.write_text("".join(f">{r['id']}\n{r['Sequence']}\n" for r in rows))
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    cli = ["-m", "llamadna.cli", "annotate", str(fasta), "--model", model,
+           *(["--index", index] if index else [])]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+              "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    outs = {"one": work / "one.tsv", "ranks": work / f"ranks{ranks}.tsv"}
+    for p in outs.values():
+        p.unlink(missing_ok=True)
+    res = {"cli one process": run([sys.executable, *cli, "--out", str(outs["one"])], env, 1.0,
+                                  launcher=False),
+           f"cli {ranks} ranks": run([*launch, *cli, "--threads", "1", "--out", str(outs["ranks"])],
+                                      {**env, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+                                       "MKL_NUM_THREADS": "1"}, 1.0, launcher=True)}
+    one, many = _answers(outs["one"]), _answers(outs["ranks"])
+    if [a[0] for a in one] != [a[0] for a in many] or len(one) != len(rows):
+        raise SystemExit(f"the two runs' rows differ ({outs['one']}, {outs['ranks']})")
+    report = {name: {"sequences_per_s": round(len(rows) / r["annotate_s"], 1), "annotate_s": r["annotate_s"],
+                     "wall_s": r["wall_s"]} for name, r in res.items()}
+    report["answers_differ"] = sum(a != b for a, b in zip(one, many))
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -127,6 +183,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the results (JSON) here")
     ap.add_argument("--withhold-below", type=float, default=None,
                     help="InferenceConfig.withhold_below (default: the Annotator's own)")
+    ap.add_argument("--ranks", type=int, default=1,
+                    help=">= 2: also run the CLI in one process and in this many forked ranks")
+    ap.add_argument("--workdir", default="/tmp/bench_outcomes", help="the --ranks runs' FASTAs and outputs")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from llamadna.annotate import Annotator, InferenceConfig
@@ -151,11 +210,23 @@ def main() -> None:
         report["kinds"][kind] = {"sequences": len(rows), "seconds": round(seconds, 2),
                                  "sequences_per_s": round(rate, 1), "goal": GOALS[kind],
                                  "meets_goal": rate >= GOALS[kind], "outcomes": outcomes}
+    if args.ranks >= 2:
+        for kind, rows in sets.items():
+            report["kinds"][kind]["cli"] = cli_runs(args.model, args.index, rows, args.ranks,
+                                                    Path(args.workdir) / kind.replace(" ", "_"))
     report["speed_after"] = machine_speed()
     print(f"{'queries':<18}{'sequences':>10}{'seconds':>9}{'seq/s':>8}{'goal':>6}  met  outcomes")
     for kind, r in report["kinds"].items():
         print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
               f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
+        for name, c in r.get("cli", {}).items():
+            if name != "answers_differ":
+                print(f"  {name:<16}{r['sequences']:>10}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
+                      f"{r['goal']:>6.0f}  {'yes' if c['sequences_per_s'] >= r['goal'] else 'no ':<4} "
+                      f"(wall {c['wall_s']} s)")
+        if "cli" in r:
+            print("  answers (outcome, gene) that differ, one process against ranks: "
+                  f"{r['cli']['answers_differ']}")
     print("machine speed before / after: " + ", ".join(
         f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
     if args.out:
