@@ -551,3 +551,24 @@ def test_generation_finishes_the_rows_a_stop_names(copy_head):
     assert seen[:2] == [1, 2]  # called with the new tokens only, every step
     assert torch.equal(short[0, :2], full[0, :2]) and bool((short[0, 2:] == tt.pad_token_id).all())
     assert torch.equal(short[1], full[1, : short.shape[1]])
+
+
+@pytest.mark.slow
+def test_peft_is_imported_only_for_a_model_with_lora():
+    """A model without LoRA (the tiny preset trains its LLM in full) loads without peft, whose
+    import costs every process ~2 s; a LoRA model imports it and gets its adapters."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from tests.model.conftest import make_model\n"
+            "m = make_model(llm_training='full')\n"
+            "assert 'peft' not in sys.modules, 'peft imported for a model without LoRA'\n"
+            "assert not any('lora_' in n for n, _ in m.named_parameters())\n"
+            "m = make_model()\n"
+            "assert 'peft' in sys.modules\n"
+            "assert any('lora_A' in n for n, _ in m.named_parameters())\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 from transformers import (
     AutoModel,
@@ -152,6 +151,18 @@ class _StopCriterion(StoppingCriteria):
         return self.stop(input_ids).to(input_ids.device)
 
 
+def _inject_lora(module: nn.Module, config, targets) -> None:
+    """LoRA adapters (peft) into `module`'s `targets`. peft is imported here, not with this module:
+    its import (with bitsandbytes, which it loads when installed) takes ~2 s of every process that
+    loads a model, and a model without LoRA (the tiny preset trains its LLM in full) needs none of
+    it (docs/BENCHMARKS.md)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    inject_adapter_in_model(LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                       lora_dropout=config.lora_dropout, target_modules=list(targets)),
+                            module)
+
+
 class LlamaDNAForAnnotation(PreTrainedModel):
     config_class = LlamaDNAConfig
     base_model_prefix = "llamadna"
@@ -172,13 +183,9 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         self.cls_head = nn.Linear(h_txt, len(config.class_labels))
         self.copy_head = CopyHead(h_txt) if config.copy_head else None
         if config.llm_training == "lora":
-            inject_adapter_in_model(LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=list(config.lora_target_modules)), self.language_model)
+            _inject_lora(self.language_model, config, config.lora_target_modules)
         if config.encoder_training == "lora":
-            inject_adapter_in_model(LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=list(config.encoder_lora_target_modules)), self.dna_encoder)
+            _inject_lora(self.dna_encoder, config, config.encoder_lora_target_modules)
         self.post_init()
         self.set_trainable()
 
