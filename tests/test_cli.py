@@ -102,3 +102,15 @@ def test_build_dataset_refuses_an_output_that_is_a_file_before_any_work(tmp_path
     r = runner.invoke(app, ["build-dataset", "--data", str(tmp_path), "--out", str(out)])
     assert r.exit_code == 2 and "exists and is not a directory" in r.output
     assert out.read_text() == "not a directory"
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    """`import llamadna.cli` (every command, `--help` included) loads neither torch, transformers
+    nor pandas: each command imports what it runs (pandas: SPLASH's tables only)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, llamadna.cli\n"
+            "print(' '.join(m for m in ('torch', 'transformers', 'pandas', 'peft') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "", (r.stdout, r.stderr[-2000:])

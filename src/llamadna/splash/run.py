@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
@@ -33,6 +33,9 @@ from llamadna.splash.kmers import (
     count_sample,
     unpack,
 )
+
+if TYPE_CHECKING:  # imported where a table is made: the CLI imports SplashConfig from here, and
+    import pandas as pd  # pandas (~0.35 s) would otherwise load in every command
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ def parse_sample_arg(text: str) -> Sample:
 def read_sample_sheet(path: str | Path) -> list[Sample]:
     """TSV with columns `sample` and `path` (comma-joined for paired files); relative paths are
     taken relative to the sheet's folder."""
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, "sample sheet not found")
@@ -224,6 +229,8 @@ def anchor_statistics(
     table: CountTable, cfg: SplashConfig, progress: Progress = no_progress
 ) -> tuple[pd.DataFrame, dict]:
     """Filter the anchors of `table` and compute their statistics (unsorted, no BY yet)."""
+    import pandas as pd
+
     J = len(table.samples)
     removed = dict.fromkeys(stats.FILTERS, 0)
     keep = np.zeros(len(table), dtype=bool)
@@ -260,6 +267,8 @@ def _batch_statistics(
     a: np.ndarray, t: np.ndarray, s: np.ndarray, c: np.ndarray, J: int, table: CountTable,
     cfg: SplashConfig, rng: np.random.Generator,
 ) -> pd.DataFrame:
+    import pandas as pd
+
     tables, anchors, row_targets = stats.tables_from_cells(a, t, s, c, J)
     opt = stats.pval_opt(
         tables, rng, splits=cfg.splits, train_fraction=cfg.train_fraction,
@@ -285,6 +294,8 @@ def _batch_statistics(
 
 
 def _empty_frame() -> pd.DataFrame:
+    import pandas as pd
+
     text = {"anchor", "most_freq_target_1", "most_freq_target_2"}
     ints = {"M", "anch_uniqTargs", "number_nonzero_samples", "cnt_most_freq_target_1",
             "cnt_most_freq_target_2"}
