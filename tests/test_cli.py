@@ -105,8 +105,8 @@ def test_build_dataset_refuses_an_output_that_is_a_file_before_any_work(tmp_path
 
 
 def test_the_cli_starts_without_the_heavy_libraries():
-    """`import llamadna.cli` (every command, `--help` included) loads neither torch, transformers
-    nor pandas: each command imports what it runs (pandas: SPLASH's tables only)."""
+    """`import llamadna.cli` (every command, `--help` included) loads none of torch, transformers,
+    pandas and peft: each command imports what it runs (pandas: SPLASH's tables only)."""
     import subprocess
     import sys
 
