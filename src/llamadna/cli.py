@@ -60,7 +60,7 @@ from llamadna.retrieve.config import (
     INDEX_TILES,
     IndexConfig,
 )
-from llamadna.splash.run import SplashConfig
+from llamadna.splash.config import SplashConfig
 from llamadna.splash.stats import FilterConfig
 from llamadna.train.config import PretrainConfig, TrainConfig
 

@@ -14,28 +14,25 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
-from llamadna.io.reads import DEFAULT_CHUNK_BYTES, detect_format, read_length_mode
+from llamadna.io.reads import detect_format, read_length_mode
 from llamadna.progress import Progress, no_progress
 from llamadna.splash import stats
+from llamadna.splash.config import SplashConfig
 from llamadna.splash.kmers import (
-    MAX_K,
     CountTable,
     MemoryBudget,
     combine_samples,
     count_sample,
     unpack,
 )
-
-if TYPE_CHECKING:  # imported where a table is made: the CLI imports SplashConfig from here, and
-    import pandas as pd  # pandas (~0.35 s) would otherwise load in every command
 
 log = logging.getLogger(__name__)
 
@@ -54,44 +51,6 @@ OUTPUT_COLUMNS = [
     "cnt_most_freq_target_2",
 ]
 SHEET_COLUMNS = ("sample", "path")
-
-
-@dataclass
-class SplashConfig:
-    """Everything a SPLASH run depends on; written next to the output (`*.summary.json`)."""
-
-    anchor_len: int = 31
-    target_len: int = 31
-    gap: int | str = 0  # bases between anchor and target; "auto" = max(0, (L - a - t) // 2)
-    filters: stats.FilterConfig = field(default_factory=stats.FilterConfig)
-    splits: int = 1  # train/test splits; pval_opt = min over splits x splits
-    train_fraction: float = 0.25  # share of each (anchor, sample)'s records used to fit (c, f)
-    n_starts: int = 10  # random starts of the alternating maximisation
-    max_iter: int = 50
-    seed: int = 0
-    threads: int = 1  # samples counted in parallel
-    max_memory_gb: float = 8.0  # budget for the distinct (anchor, target) tables of all samples
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # reads text parsed per chunk
-    batch_cells: int = 1_000_000  # count cells per batch of anchors in filters and statistics
-
-    def __post_init__(self) -> None:
-        """Check the k-mer lengths before any file is read: a k-mer is packed 2 bits per base
-        into one 64-bit word (`kmers.MAX_K` bases)."""
-        for name, k in (("anchor", self.anchor_len), ("target", self.target_len)):
-            if not 1 <= k <= MAX_K:
-                raise ConfigError(
-                    f"--{name}-len {k}: the {name} length must be 1 to {MAX_K} bases (k-mers are "
-                    f"packed 2 bits per base into one 64-bit word)")
-
-    def resolved_gap(self, read_length: int | None) -> int:
-        if self.gap == "auto":
-            if read_length is None:
-                raise ConfigError("gap 'auto' needs the read length")
-            return max(0, (read_length - self.anchor_len - self.target_len) // 2)
-        gap = int(self.gap)
-        if gap < 0:
-            raise ConfigError(f"gap must be >= 0 or 'auto', got {self.gap!r}")
-        return gap
 
 
 @dataclass
@@ -116,8 +75,6 @@ def parse_sample_arg(text: str) -> Sample:
 def read_sample_sheet(path: str | Path) -> list[Sample]:
     """TSV with columns `sample` and `path` (comma-joined for paired files); relative paths are
     taken relative to the sheet's folder."""
-    import pandas as pd
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, "sample sheet not found")
@@ -229,8 +186,6 @@ def anchor_statistics(
     table: CountTable, cfg: SplashConfig, progress: Progress = no_progress
 ) -> tuple[pd.DataFrame, dict]:
     """Filter the anchors of `table` and compute their statistics (unsorted, no BY yet)."""
-    import pandas as pd
-
     J = len(table.samples)
     removed = dict.fromkeys(stats.FILTERS, 0)
     keep = np.zeros(len(table), dtype=bool)
@@ -267,8 +222,6 @@ def _batch_statistics(
     a: np.ndarray, t: np.ndarray, s: np.ndarray, c: np.ndarray, J: int, table: CountTable,
     cfg: SplashConfig, rng: np.random.Generator,
 ) -> pd.DataFrame:
-    import pandas as pd
-
     tables, anchors, row_targets = stats.tables_from_cells(a, t, s, c, J)
     opt = stats.pval_opt(
         tables, rng, splits=cfg.splits, train_fraction=cfg.train_fraction,
@@ -294,8 +247,6 @@ def _batch_statistics(
 
 
 def _empty_frame() -> pd.DataFrame:
-    import pandas as pd
-
     text = {"anchor", "most_freq_target_1", "most_freq_target_2"}
     ints = {"M", "anch_uniqTargs", "number_nonzero_samples", "cnt_most_freq_target_1",
             "cnt_most_freq_target_2"}
