@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -141,7 +140,7 @@ def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: 
     one thread each; per run its sequences/s over the CLI's annotation seconds and its wall
     seconds; and the rows whose answers differ between the two."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_sharded import run  # bench_sharded imports this module: imported here, not above
+    from bench_sharded import run, torchrun  # bench_sharded imports this module: imported here
 
     work.mkdir(parents=True, exist_ok=True)
     fasta = work / "queries.fa"
@@ -150,17 +149,12 @@ def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: 
     env.pop("ACCELERATE_USE_CPU", None)
     cli = ["-m", "llamadna.cli", "annotate", str(fasta), "--model", model,
            *(["--index", index] if index else [])]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-              "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port)]
     outs = {"one": work / "one.tsv", "ranks": work / f"ranks{ranks}.tsv"}
     for p in outs.values():
         p.unlink(missing_ok=True)
     res = {"cli one process": run([sys.executable, *cli, "--out", str(outs["one"])], env, 1.0,
                                   launcher=False),
-           f"cli {ranks} ranks": run([*launch, *cli, "--threads", "1", "--out", str(outs["ranks"])],
+           f"cli {ranks} ranks": run([*torchrun(ranks), *cli, "--threads", "1", "--out", str(outs["ranks"])],
                                       {**env, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
                                        "MKL_NUM_THREADS": "1"}, 1.0, launcher=True)}
     one, many = _answers(outs["one"]), _answers(outs["ranks"])

@@ -110,6 +110,15 @@ def run(cmd: list[str], env: dict, every: float, launcher: bool) -> dict:
             "ranks": peaks["ranks_seen"], "tail": out[-1500:]}
 
 
+def torchrun(nproc: int) -> list[str]:
+    """The command prefix that starts `nproc` processes on this machine (torchrun, a free port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port)]
+
+
 def _cmdline(p: psutil.Process) -> list[str]:
     try:
         return p.cmdline()
@@ -145,12 +154,7 @@ def main() -> None:
     for p in outs.values():
         p.unlink(missing_ok=True)
     res = {"one": run([sys.executable, *cli, "--out", str(outs[1])], env, args.every, launcher=False)}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
-              "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port)]
-    res["ranks"] = run([*launch, *cli, "--out", str(outs[args.nproc])],
+    res["ranks"] = run([*torchrun(args.nproc), *cli, "--out", str(outs[args.nproc])],
                        {**env, "ACCELERATE_USE_CPU": "true"}, args.every, launcher=True)
     one, many = res["one"], res["ranks"]
     report = {
