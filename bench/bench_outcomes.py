@@ -9,7 +9,8 @@ after one warm-up batch of each kind (not timed). Queries, `--n` of each kind (w
   of the dataset's split_gene test windows, and windows of the bundle's reference lying >= 10 kb
   from every gene (`intergenic_windows(min_distance=10_000)`, a seeded draw);
 - genic: the dataset's split_gene test rows (the first n).
-Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON,
+Prints a table (sequences, seconds, sequences/s, goal, met) and, with --out, writes it as JSON
+(with the md5 of each set's sentences: runs that wrote the same sentences share it),
 with the machine's speed measured before and after the runs (`machine_speed`): this 2-core
 machine's throughput moves by a third within a day for the same code and weights
 (docs/BENCHMARKS.md), so a figure is read beside the speed of the hour it was taken in.
@@ -25,12 +26,13 @@ on the threads, so the bytes may).
 
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
         --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
-        [--withhold-below 0.5] [--ranks 2 --workdir /tmp/bench_outcomes]
+        [--withhold-below 0.5] [--draft-tokens 20] [--ranks 2 --workdir /tmp/bench_outcomes]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -113,9 +115,9 @@ def machine_speed(repeats: int = 20) -> dict[str, float]:
     return {"matmul_gflops": round(gflops, 1), "small_matmul_us": round((time.perf_counter() - t) * 1e3, 1)}
 
 
-def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, dict]:
-    """Seconds to annotate `rows` (retrieval included) after a warm-up on `warm`, and the
-    outcomes they got."""
+def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, dict, str]:
+    """Seconds to annotate `rows` (retrieval included) after a warm-up on `warm`, the outcomes
+    they got, and the md5 of their sentences (runs that wrote the same sentences share it)."""
     annotator.annotate_rows(warm)
     t = time.perf_counter()
     preds = annotator.annotate_rows(rows)
@@ -123,7 +125,8 @@ def throughput(annotator, rows: list[dict], warm: list[dict]) -> tuple[float, di
     outcomes: dict[str, int] = {}
     for p in preds:
         outcomes[str(p.get("outcome"))] = outcomes.get(str(p.get("outcome")), 0) + 1
-    return seconds, outcomes
+    sentences = hashlib.md5("\n".join(str(p.get("annotation")) for p in preds).encode()).hexdigest()
+    return seconds, outcomes, sentences
 
 
 def _answers(tsv: Path) -> list[tuple[str, str, str]]:
@@ -177,6 +180,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the results (JSON) here")
     ap.add_argument("--withhold-below", type=float, default=None,
                     help="InferenceConfig.withhold_below (default: the Annotator's own)")
+    ap.add_argument("--draft-tokens", type=int, default=None,
+                    help="InferenceConfig.draft_tokens (default: the Annotator's own; 0: one token a step)")
     ap.add_argument("--ranks", type=int, default=1,
                     help=">= 2: also run the CLI in one process and in this many forked ranks")
     ap.add_argument("--workdir", default="/tmp/bench_outcomes", help="the --ranks runs' FASTAs and outputs")
@@ -186,6 +191,8 @@ def main() -> None:
 
     data = Path(args.data) if args.data else default_data_dir()
     given = {} if args.withhold_below is None else {"withhold_below": args.withhold_below}
+    if args.draft_tokens is not None:
+        given["draft_tokens"] = args.draft_tokens
     config = InferenceConfig(**given)
     annotator = Annotator.from_pretrained(args.model, index=args.index, config=config)
     batch = annotator.config.batch_size
@@ -193,17 +200,19 @@ def main() -> None:
     sets = {"out of reference": out_of_reference_rows(data, genic, args.n, args.window), "genic": genic}
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "model": args.model, "index": args.index, "batch_size": batch,
-              "withhold_below": annotator.config.withhold_below, "speed_before": machine_speed(),
+              "withhold_below": annotator.config.withhold_below,
+              "draft_tokens": annotator.config.draft_tokens, "speed_before": machine_speed(),
               "kinds": {}}
     for kind, rows in sets.items():
         # warm-up: one batch of the same kind, other sequences (annotate_distinct is not used here,
         # but the retriever remembers nothing either way)
         warm = [_row(f"warm{i}", r["Sequence"][::-1]) for i, r in enumerate(rows[:batch])]
-        seconds, outcomes = throughput(annotator, rows, warm)
+        seconds, outcomes, sentences = throughput(annotator, rows, warm)
         rate = len(rows) / seconds
         report["kinds"][kind] = {"sequences": len(rows), "seconds": round(seconds, 2),
                                  "sequences_per_s": round(rate, 1), "goal": GOALS[kind],
-                                 "meets_goal": rate >= GOALS[kind], "outcomes": outcomes}
+                                 "meets_goal": rate >= GOALS[kind], "outcomes": outcomes,
+                                 "sentences_md5": sentences}
     if args.ranks >= 2:
         for kind, rows in sets.items():
             report["kinds"][kind]["cli"] = cli_runs(args.model, args.index, rows, args.ranks,

@@ -895,8 +895,7 @@ def test_grounded_decoding_end_to_end():
 
 
 def _prefix_stops(stop, ids: list[int]) -> list[int]:
-    seqs = torch.tensor([ids])
-    return [t for t in range(1, len(ids) + 1) if bool(stop(seqs[:, :t])[0])]
+    return [t for t in range(1, len(ids) + 1) if stop(0, ids[:t])]
 
 
 def test_outcome_decided_stops_a_row_once_its_outcome_is_decided():
@@ -922,8 +921,7 @@ def test_outcome_decided_stops_a_row_once_its_outcome_is_decided():
         assert stop.kept(len(ids)).sum(1).tolist() == [fired[0]]
     ids = tt(" " + sentences["none"], add_special_tokens=False)["input_ids"]
     stop = dec.OutcomeDecided(tt, [False, True])  # an inactive row is never stopped
-    seqs = torch.tensor([ids, ids])
-    assert not any(bool(stop(seqs[:, :t])[0]) for t in range(1, len(ids) + 1))
+    assert not any(stop(0, ids[:t]) for t in range(1, len(ids) + 1))
     assert stop.kept(len(ids))[0].all()
     garbage = tt(" chromosome part of gene This", add_special_tokens=False)["input_ids"]
     assert _prefix_stops(dec.OutcomeDecided(tt, [True]), garbage) == []  # nothing decided
@@ -1019,3 +1017,27 @@ def test_annotator_withholds_gene_answers_its_calibration_doubts(monkeypatch):
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="--withhold-below"):
             InferenceConfig(withhold_below=bad)
+
+
+def test_drafts_are_the_evidence_sentences_and_change_no_prediction():
+    """A retrieval model's drafts (`decoding.draft_sentences`, as the processor tokenizes a
+    target) save passes only: the predictions with drafts are those of one token a step."""
+    m = _retrieval_model(max_new_tokens=MAX_NEW)
+    evidence = [[GENE7], [BETWEEN, GENE7], [OTHER2], [WEAK], []]
+    assert dec.draft_sentences([BETWEEN, GENE7]) == [
+        dec.described([BETWEEN, GENE7]), dec.candidate_sentence(GENE7, None), NONE_SENTENCE]
+    assert dec.draft_sentences([]) == [NONE_SENTENCE]
+    # too little aligns: the rule's sentence is the no-match one, first and not twice
+    assert dec.draft_sentences([WEAK]) == [NONE_SENTENCE, dec.candidate_sentence(WEAK, None)]
+    rows = [{**r, "evidence": ev} for r, ev in zip(_rows(SEQS[:3] * 2), evidence)]
+    prompt = m.preprocess(rows)
+    assert prompt.drafts[1] == [m.processor.target_ids(s) for s in dec.draft_sentences([BETWEEN, GENE7])]
+    assert Annotator(m.model, m.processor, config=InferenceConfig(draft_tokens=0)).preprocess(rows).drafts is None
+    with_drafts = m.predict_batch(rows)
+    one_a_step = Annotator(m.model, m.processor,
+                           config=InferenceConfig(max_new_tokens=MAX_NEW, draft_tokens=0)).predict_batch(rows)
+    for a, b in zip(with_drafts, one_a_step):
+        assert (a["annotation"], a["outcome"], a["gene"]) == (b["annotation"], b["outcome"], b["gene"])
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+    with pytest.raises(ConfigError, match="draft_tokens"):
+        InferenceConfig(draft_tokens=-1)

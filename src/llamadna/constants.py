@@ -162,6 +162,14 @@ MODEL_PASS_ROWS = 8
 # batch against 40 at 16 (docs/BENCHMARKS.md)
 DEFAULT_EVAL_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 96  # the template sentence is ~40-70 Llama tokens; room for long descriptions
+# Greedy decoding with the copy head verifies drafts (`model.drafting`): after the token just
+# chosen, up to this many tokens that the row's evidence sentences or prompt text put after the
+# last DRAFT_NGRAM tokens written are fed in the same pass and kept while each is the pass's own
+# argmax (the tokens of one-token steps). A genic row's sentence up to its gene is ~15 tokens of
+# the tiny preset's tokenizer; a pass of 21 tokens costs ~1.7x a one-token step (8 rows, 2 cores),
+# and 12 left a second pass to most batches (docs/BENCHMARKS.md). 0: one token a step.
+DEFAULT_DRAFT_TOKENS = 20
+DRAFT_NGRAM = 3  # the longest run of last tokens a draft is looked up by (then shorter ones)
 # How a retrieval model's sentence is chosen: "greedy" keeps the greedy decoding; "rerank" also
 # scores the annotation sentence of the top reference candidate (its fields in the template) and
 # keeps whichever of the two the model gives the higher mean log-probability (a greedy sentence

@@ -532,8 +532,8 @@ def test_target_log_probs_are_the_training_forwards(copy_head):
 
 @pytest.mark.parametrize("copy_head", [False, True])
 def test_generation_finishes_the_rows_a_stop_names(copy_head):
-    """`stop` (new tokens so far -> rows to finish) ends those rows where it says, both in the
-    copy head's loop and in `generate` (a stopping criterion); the other rows are unchanged."""
+    """`stop` ((row, its new tokens so far) -> finish it now) ends those rows where it says, both
+    in the copy head's loop and in `generate` (a stopping criterion); the other rows are unchanged."""
     m = make_model(copy_head=copy_head, llm_training="full").eval()
     proc = make_processor()
     b = proc(rows(2), padding_side="left")
@@ -543,12 +543,12 @@ def test_generation_finishes_the_rows_a_stop_names(copy_head):
     full = m.generate_with_class(**b, **kw)[0].sequences
     seen = []
 
-    def stop(seqs):
-        seen.append(seqs.shape[1])
-        return torch.tensor([seqs.shape[1] == 2, False])
+    def stop(row, tokens):
+        seen.append((row, len(tokens)))
+        return row == 0 and len(tokens) == 2
 
     short = m.generate_with_class(**b, stop=stop, **kw)[0].sequences
-    assert seen[:2] == [1, 2]  # called with the new tokens only, every step
+    assert seen[:4] == [(0, 1), (1, 1), (0, 2), (1, 2)]  # with the new tokens only, every step
     assert torch.equal(short[0, :2], full[0, :2]) and bool((short[0, 2:] == tt.pad_token_id).all())
     assert torch.equal(short[1], full[1, : short.shape[1]])
 

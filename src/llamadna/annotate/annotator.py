@@ -9,7 +9,7 @@
     per model pass (MODEL_PASS_ROWS rows):
       preprocess   processor (left-padded prompt), context check, [compiled: bucket padding]
       _forward     class head softmax --> source, source_prob
-                   greedy generate --> sentence, confidence
+                   greedy generate (drafts verified: `model.drafting`) --> sentence, confidence
                    [retrieval model] decoding strategy (`decoding`: grounded, rerank)
       postprocess  sentence --data.template.parse_outcome--> outcome, chrom (gene, intergenic,
                    similar), gene, description, transcript_type, phenotype, source_from_text
@@ -45,6 +45,7 @@ from llamadna.annotate.decoding import (
     SentenceScorer,
     check_decoding,
     check_withhold,
+    draft_sentences,
     ground,
     rerank,
     withhold,
@@ -52,6 +53,7 @@ from llamadna.annotate.decoding import (
 from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
+    DEFAULT_DRAFT_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
     MODEL_PASS_ROWS,
     SEED_FAITHFUL_FIELDS,
@@ -75,10 +77,15 @@ class InferenceConfig:
     # a calibrated retrieval model's gene answer under this gene confidence is withheld where the
     # evidence claims no gene (`decoding.withhold`); None: every gene answer stands
     withhold_below: float | None = WITHHOLD_BELOW
+    # tokens of a draft verified a pass by the copy head's greedy loop (`model.drafting`): the
+    # same tokens as one a step, fewer passes; 0: one token a step (compiled generation's)
+    draft_tokens: int = DEFAULT_DRAFT_TOKENS
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("batch_size and max_new_tokens must be >= 1")
+        if self.draft_tokens < 0:
+            raise ConfigError(f"draft_tokens must be >= 0, got {self.draft_tokens}")
         check_decoding(self.decoding)
         check_withhold(self.withhold_below)
 
@@ -92,11 +99,13 @@ def batched(items: Iterable, n: int) -> Iterator[list]:
 
 @dataclass
 class _Prompt:
-    """One model pass's prepared input: the (B, T) tensors on the model's device and the stop
-    criterion of grounded decoding (None otherwise)."""
+    """One model pass's prepared input: the (B, T) tensors on the model's device, the stop
+    criterion of grounded decoding (None otherwise) and each row's draft sentences' tokens
+    (retrieval models: `decoding.draft_sentences`; None otherwise)."""
 
     inputs: dict[str, torch.Tensor]
     stop: OutcomeDecided | None
+    drafts: list[list[list[int]]] | None = None
 
 
 @dataclass
@@ -141,7 +150,8 @@ class Annotator:
         encoder : the index's DNA encoder directory, when it is not where the index records it.
         device, dtype, llm, dna_encoder : see `model.loading.load_model` (`dna_encoder` = its
             `encoder`: a full-preset model's DNABERT-2 directory).
-        compile : compiled generation (`compile_generation`); the config's prompt bucket is set.
+        compile : compiled generation (`compile_generation`); the config's prompt bucket is set, and
+            its drafts are off (one token a step: fixed shapes).
         config : the inference settings (default: InferenceConfig()).
         calibrated : False: without the model's calibration.json (no outcome_confidence), as
             `train.calibrate` annotates the rows it refits it on.
@@ -158,7 +168,8 @@ class Annotator:
         model = load_model(path, device=device, dtype=dtype, llm=llm, encoder=dna_encoder)
         config = config or InferenceConfig()
         if compile:
-            config = replace(config, prompt_bucket=compile_generation(model))
+            # fixed shapes: one token a step (drafts would feed passes of every width)
+            config = replace(config, prompt_bucket=compile_generation(model), draft_tokens=0)
         annotator = cls(model, processor, calibration=OutcomeCalibration.load(path) if calibrated else None,
                         config=config)
         if index is not None:
@@ -262,7 +273,9 @@ class Annotator:
             gen_in = pad_to_bucket(gen_in, cfg.prompt_bucket, tt.pad_token_id)
         stop = (OutcomeDecided(tt, ["evidence" in r for r in rows])
                 if cfg.decoding == "grounded" and proc.retrieval else None)
-        return _Prompt({k: v.to(self.model.device) for k, v in gen_in.items()}, stop)
+        drafts = ([[proc.target_ids(s) for s in draft_sentences(r.get("evidence") or [])] for r in rows]
+                  if proc.retrieval and cfg.draft_tokens else None)
+        return _Prompt({k: v.to(self.model.device) for k, v in gen_in.items()}, stop, drafts)
 
     def _forward(self, rows: Sequence[dict], prompt: _Prompt) -> _Generated:
         """One pass over the prompt: generation, and the class head on its prefill states
@@ -272,6 +285,7 @@ class Annotator:
         out, cls_logits = model.generate_with_class(
             **prompt.inputs, max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
             eos_token_id=eos, pad_token_id=tt.pad_token_id, output_logits=True, stop=prompt.stop,
+            drafts=prompt.drafts, draft_tokens=cfg.draft_tokens,
         )
         probs = torch.softmax(cls_logits.float(), dim=-1)  # (B, K)
         prob, label = probs.max(dim=-1)  # (B,)

@@ -95,21 +95,22 @@ def decided(text: str) -> bool:
 class OutcomeDecided:
     """Stop for grounded decoding: a row (of those `active`: every row of a retrieval model, with
     candidates or with "no reference match") is done once its new tokens have `decided` its
-    outcome: what follows comes from the evidence (`ground`). Called with the new tokens so far
-    (B, t), returns the rows to stop now; `kept` gives each row's tokens to keep."""
+    outcome: what follows comes from the evidence (`ground`). Called with a row and its new tokens
+    so far, says whether to stop it now (once: a stopped row is not stopped again); `kept` gives
+    each row's tokens to keep."""
 
     def __init__(self, tokenizer, active: Sequence[bool]):
         self.tokenizer = tokenizer
         self.active = list(active)
         self.length = [None] * len(self.active)  # new tokens of a stopped row
 
-    def __call__(self, seqs: torch.Tensor) -> torch.Tensor:
-        now = torch.zeros(len(seqs), dtype=torch.bool)
-        for b, on in enumerate(self.active):
-            if on and self.length[b] is None:
-                if decided(self.tokenizer.decode(seqs[b].tolist(), skip_special_tokens=True)):
-                    self.length[b], now[b] = seqs.shape[1], True
-        return now
+    def __call__(self, row: int, tokens: Sequence[int]) -> bool:
+        if not self.active[row] or self.length[row] is not None:
+            return False
+        if decided(self.tokenizer.decode(list(tokens), skip_special_tokens=True)):
+            self.length[row] = len(tokens)
+            return True
+        return False
 
     def kept(self, steps: int) -> torch.Tensor:
         """(B, steps) bool: the positions before each stopped row's stop (all for the others)."""
@@ -232,6 +233,18 @@ def described(cands: Sequence[dict]) -> str:
     (`describe_evidence`: the threshold rule's outcome)."""
     outcome, cand = describe_evidence(cands)
     return outcome_sentence(outcome, cand, cands, None)
+
+
+def draft_sentences(cands: Sequence[dict]) -> list[str]:
+    """The sentences a row's greedy decoding is likely to write, for its drafts
+    (`model.drafting`, in this order of preference): what the evidence shows (`described`), the
+    top gene candidate's sentence (its source unknown: the draft stops being followed there) and
+    the no-match sentence. A wrong one costs only the tokens it proposes in a pass."""
+    out = [described(cands)] if cands else []
+    gene = next((c for c in cands if (c.get("kind") or "gene") == "gene"), None)
+    if gene is not None:
+        out.append(candidate_sentence(gene, None))
+    return list(dict.fromkeys([*out, NONE_SENTENCE]))
 
 
 # The grounded choice per outcome: (candidates, parse_outcome's fields, class head's source) ->

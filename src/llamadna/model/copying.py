@@ -17,18 +17,20 @@ The copyable positions are the prompt's text tokens (not DNA slots, not padding)
 7B LLM copies from its context by itself; the tiny preset's LLM, trained on a few thousand rows,
 learns names rather than how to copy one, and the copy head gives it the means (docs/RESULTS.md).
 `CopyHead.log_probs` is used both in training (teacher forcing over the whole sequence) and in
-`greedy_decode` (one position at a time with the KV cache), so the two compute the same
-distribution.
+`greedy_decode` (the positions of each pass with the KV cache: the token just chosen and the
+draft tokens verified after it, `model.drafting`), so the two compute the same distribution.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from llamadna.model.drafting import DraftLookup
 from llamadna.model.positions import position_ids_from
 
 
@@ -114,12 +116,22 @@ class GreedyOutput:
 @torch.no_grad()
 def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   copyable: torch.Tensor, max_new_tokens: int, eos_token_id: int,
-                  pad_token_id: int, stop=None) -> tuple[GreedyOutput, torch.Tensor]:
-    """Greedy decoding with the copy head (the LLM's KV cache; a finished row emits padding).
-    `stop`: optional callable, the new tokens so far (B, t) -> (B,) bool, rows to finish now
-    (as `generate`'s stopping criteria). Returns the output and the prompt's final hidden states
-    (B, T, H) for the class head."""
+                  pad_token_id: int, stop=None, drafts: Sequence[Sequence[Sequence[int]]] | None = None,
+                  draft_tokens: int = 0) -> tuple[GreedyOutput, torch.Tensor]:
+    """Greedy decoding with the copy head (the LLM's KV cache), verifying drafts.
+
+    Each pass feeds every unfinished row's token just chosen and, with `draft_tokens` > 0, up to
+    that many tokens a `DraftLookup` proposes after it (from the row's `drafts`, then its prompt's
+    copyable text); a proposed token is kept while it is the argmax of the position before it, so
+    the tokens are those of one-token steps (up to the float rounding of a wider pass) and a
+    right proposal writes many in one pass. Proposed positions not kept, and finished rows' feeds,
+    are masked out of the attention (positions follow the mask). A row finishes at eos, after
+    `max_new_tokens` tokens, or where `stop(row, its new tokens)` says so (checked after each
+    token); a finished row's later positions hold padding (log-probabilities 0).
+
+    Returns the output and the prompt's final hidden states (B, T, H) for the class head."""
     lm = model.language_model
+    n, device = len(input_ids), input_ids.device
     # the prompt's logits at its last position only: (B, T, V) over the whole prompt would make the
     # batch's peak memory grow with the vocabulary and the prompt length
     out = lm(inputs_embeds=embeds, attention_mask=attention_mask,
@@ -128,24 +140,59 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     prompt_h = out.hidden_states[-1]
     keys = model.copy_head.k(prompt_h)
     cache, mask = out.cache, attention_mask
-    logits, hidden = out.logits[:, -1:], prompt_h[:, -1:]
-    current, previous = input_ids[:, -1:], _previous_tokens(input_ids)[:, -1:]
-    done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
-    seqs, steps = [], []
-    for _ in range(max_new_tokens):
-        lp = model.copy_head.log_probs(logits, hidden, keys, input_ids, copyable, current, previous)[:, 0]
-        nxt = lp.argmax(-1).masked_fill(done, pad_token_id)  # lp: (B, V)
-        previous, current = current, nxt[:, None]
-        seqs.append(nxt)
-        steps.append(lp)
-        done |= nxt == eos_token_id
-        if stop is not None:
-            done |= stop(torch.stack(seqs, 1)).to(done.device)
-        if bool(done.all()):
-            break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        pos = position_ids_from(mask)[:, -1:]
-        out = lm(inputs_embeds=lm.get_input_embeddings()(nxt[:, None]), attention_mask=mask,
-                 position_ids=pos, cache=cache, use_cache=True, output_hidden_states=True)
-        cache, logits, hidden = out.cache, out.logits, out.hidden_states[-1]
-    return GreedyOutput(torch.stack(seqs, 1), steps), prompt_h
+    lp = model.copy_head.log_probs(out.logits[:, -1:], prompt_h[:, -1:], keys, input_ids, copyable,
+                                   input_ids[:, -1:], _previous_tokens(input_ids)[:, -1:])
+    lookups = ([DraftLookup([*(drafts[b] if drafts else []), input_ids[b][copyable[b]].tolist()])
+                for b in range(n)] if draft_tokens > 0 else None)
+    last_prompt = input_ids[:, -1].tolist()
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    steps: list[list[torch.Tensor]] = [[] for _ in range(n)]  # (V,) log-probabilities per token
+    done = [False] * n
+
+    def take(b: int, token: int, dist: torch.Tensor) -> None:
+        tokens[b].append(token)
+        steps[b].append(dist)
+        done[b] = (token == eos_token_id or len(tokens[b]) >= max_new_tokens
+                   or (stop is not None and bool(stop(b, tokens[b]))))
+
+    for b, token in enumerate(lp[:, 0].argmax(-1).tolist()):
+        take(b, token, lp[b, 0])
+    while not all(done):
+        feeds = [[] if done[b] else [tokens[b][-1], *(lookups[b].propose(
+                    tokens[b], min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)) if lookups else [])]
+                 for b in range(n)]
+        width = max(map(len, feeds))
+        ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+        fed = torch.zeros((n, width), dtype=mask.dtype)
+        before = torch.full((n, width), -1, dtype=torch.long)  # the token before each fed one
+        for b, feed in enumerate(feeds):
+            if feed:
+                ids[b, : len(feed)] = torch.tensor(feed)
+                fed[b, : len(feed)] = 1
+                before[b, : len(feed)] = torch.tensor(
+                    [tokens[b][-2] if len(tokens[b]) > 1 else last_prompt[b], *feed[:-1]])
+        ids, before = ids.to(device), before.to(device)
+        mask = torch.cat([mask, fed.to(mask.device)], dim=1)
+        out = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask,
+                 position_ids=position_ids_from(mask)[:, -width:], cache=cache, use_cache=True,
+                 output_hidden_states=True)
+        cache = out.cache
+        lp = model.copy_head.log_probs(out.logits, out.hidden_states[-1], keys, input_ids, copyable,
+                                       ids, before)
+        best = lp.argmax(-1).tolist()  # (B, width)
+        for b, feed in enumerate(feeds):
+            j = 0
+            while feed:  # the token after feed[j]; feed[j + 1] stands while it is that token
+                take(b, best[b][j], lp[b, j])
+                if done[b] or j + 1 == len(feed) or feed[j + 1] != best[b][j]:
+                    break
+                j += 1
+            if len(feed) > j + 1:  # proposed tokens not kept: out of every later position's view
+                mask[b, mask.shape[1] - width + j + 1 :] = 0
+    length = max(map(len, tokens))
+    seqs = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
+    logp = torch.zeros((n, length, lp.shape[-1]), dtype=lp.dtype, device=lp.device)
+    for b in range(n):
+        seqs[b, : len(tokens[b])] = torch.tensor(tokens[b], device=device)
+        logp[b, : len(steps[b])] = torch.stack(steps[b])
+    return GreedyOutput(seqs, list(logp.unbind(1))), prompt_h

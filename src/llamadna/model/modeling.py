@@ -17,6 +17,7 @@ those directories and not copied into our checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,14 +142,15 @@ def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
 
 
 class _StopCriterion(StoppingCriteria):
-    """A `stop` callable (new tokens (B, t) -> (B,) bool) as `generate`'s stopping criterion
-    (generation runs on `inputs_embeds`, so the ids it passes are the new tokens only)."""
+    """A `stop` callable ((row, its new tokens) -> finish it now) as `generate`'s stopping
+    criterion (generation runs on `inputs_embeds`, so the ids it passes are the new tokens only)."""
 
     def __init__(self, stop):
         self.stop = stop
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return self.stop(input_ids).to(input_ids.device)
+        return torch.tensor([bool(self.stop(b, ids.tolist())) for b, ids in enumerate(input_ids)],
+                            dtype=torch.bool, device=input_ids.device)
 
 
 def _inject_lora(module: nn.Module, config, targets) -> None:
@@ -369,19 +371,24 @@ class LlamaDNAForAnnotation(PreTrainedModel):
     def generate_with_class(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
-        prompt_mask: torch.Tensor | None = None, stop=None, **generate_kwargs,
+        prompt_mask: torch.Tensor | None = None, stop=None,
+        drafts: Sequence[Sequence[Sequence[int]]] | None = None, draft_tokens: int = 0, **generate_kwargs,
     ) -> tuple[object, torch.Tensor]:
         """`generate` and `classify` in one pass over the prompt: the class logits (B, K) come
         from the last hidden states of generation's prefill, which are the states `classify`
         computes (tested), so the DNA encoder and the LLM read the prompt once, not twice.
-        `stop`: optional callable, the new tokens so far (B, t) -> (B,) bool, rows to finish now.
+        `stop`: optional callable, (row, its new tokens so far) -> whether to finish it now.
+        `drafts`, `draft_tokens`: token sequences per row and how many of them to verify a pass
+        (`greedy_decode`: the copy head's loop, the tiny preset's retrieval models; `generate`,
+        without a copy head, decodes one token a step).
         Returns (the `generate` output with `return_dict_in_generate`, class logits)."""
         embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
         if self.copy_head is not None:  # our own greedy loop: the copy head mixes every step
             copyable = self.copyable(input_ids, prompt_mask, attention_mask)
             out, prefill = greedy_decode(
                 self, embeds, input_ids, attention_mask, copyable, generate_kwargs["max_new_tokens"],
-                generate_kwargs["eos_token_id"], generate_kwargs["pad_token_id"], stop=stop)
+                generate_kwargs["eos_token_id"], generate_kwargs["pad_token_id"], stop=stop,
+                drafts=drafts, draft_tokens=draft_tokens)
             return out, self._class_logits(prefill, prompt_mask, attention_mask)
         if stop is not None:
             generate_kwargs["stopping_criteria"] = StoppingCriteriaList([_StopCriterion(stop)])

@@ -165,12 +165,17 @@ class LlamaDNAProcessor:
     def _text_ids(self, text: str) -> list[int]:
         return self.text_tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def target_ids(self, sentence: str) -> list[int]:
+        """A target sentence's tokens as they follow the prompt (after its "Annotation:"; no eos):
+        what training teaches and generation writes."""
+        return self._text_ids(" " + sentence)
+
     def deciding(self, target: str, prompt: int, length: int) -> list[int]:
         """A decision_mask row: 1 on the first of a target's `length` tokens (as `__call__`
         tokenizes it, after `prompt` tokens of prompt) that are the words deciding its outcome
         (`data.template.deciding_end`), 0 elsewhere (all 0 for a sentence of no outcome)."""
         end = deciding_end(target)
-        n = min(len(self._text_ids(" " + target[:end])), length) if end else 0
+        n = min(len(self.target_ids(target[:end])), length) if end else 0
         return [0] * prompt + [1] * n + [0] * (length - n)
 
     def prompt_parts(self, row: dict) -> tuple[str, str]:
@@ -231,7 +236,7 @@ class LlamaDNAProcessor:
             before, after = self.prompt_parts(row)
             p = ([tt.bos_token_id] + self._text_ids(before) + [self.placeholder_id] * seqs[i]
                  + self._text_ids(after))
-            t = [] if targets is None else self._text_ids(" " + targets[i]) + [tt.eos_token_id]
+            t = [] if targets is None else self.target_ids(targets[i]) + [tt.eos_token_id]
             ids.append(p + t)
             labels.append([IGNORE_INDEX] * len(p) + t)
             pmask.append([1] * len(p) + [0] * len(t))

@@ -1,0 +1,44 @@
+"""Drafts for greedy decoding: what the prompt and the evidence already say, proposed ahead.
+
+A retrieval model's sentence is mostly written in its prompt already: "This sequence is part of
+chr21 chromosome part of AP001340.3 gene" is, token for token, the sentence its top candidate
+makes, and the candidate's name and fields stand in the prompt's evidence text. `DraftLookup`
+indexes such token sequences by their runs of 1 to DRAFT_NGRAM tokens (prompt lookup decoding,
+Saxena 2023) and proposes what follows the last tokens written; greedy decoding
+(`model.copying.greedy_decode`) feeds the proposal after the token just chosen and keeps it while
+each token is the one its own argmax chooses (the verification of speculative decoding, Leviathan
+et al. 2023), so the kept tokens are those of one-token steps and a proposal only saves passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from llamadna.constants import DRAFT_NGRAM
+
+
+class DraftLookup:
+    """`DraftLookup(segments).propose(tokens, k)`: up to `k` tokens that follow, in the first
+    segment holding it, the longest run of `tokens`' last 1..`longest` tokens found in any
+    segment; [] when none is. Segments come in order of preference (the first occurrence wins)."""
+
+    def __init__(self, segments: Iterable[Sequence[int]], longest: int = DRAFT_NGRAM):
+        if longest < 1:
+            raise ValueError(f"longest must be >= 1, got {longest}")
+        self.longest = longest
+        self._after: dict[tuple[int, ...], tuple[list[int], int]] = {}
+        for seg in segments:
+            seg = list(seg)
+            for n in range(1, longest + 1):
+                for i in range(len(seg) - n):  # a run with at least one token after it
+                    self._after.setdefault(tuple(seg[i : i + n]), (seg, i + n))
+
+    def propose(self, tokens: Sequence[int], k: int) -> list[int]:
+        if k < 1:
+            return []
+        for n in range(min(self.longest, len(tokens)), 0, -1):
+            hit = self._after.get(tuple(tokens[-n:]))
+            if hit is not None:
+                seg, j = hit
+                return seg[j : j + k]
+        return []
