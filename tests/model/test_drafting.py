@@ -15,7 +15,12 @@ def test_a_draft_follows_the_longest_run_of_last_tokens_in_the_first_segment_hol
     assert look.propose([9, 2], 2) == [7, 8]  # "9 2" beats "2"; its first segment
     assert look.propose([6, 9, 2], 5) == [3, 10]  # three tokens, to the segment's end
     assert look.propose([0, 5], 3) == []  # "5" ends its segment: nothing follows it
-    assert look.propose([42], 3) == [] and look.propose([], 3) == [] and look.propose([2], 0) == []
+    assert look.propose([42], 3) == [] and look.propose([2], 0) == []
+    assert look.propose([], 3) == [1, 2, 3]  # nothing written yet: the first segment's opening
+    again = DraftLookup([[3, 9, 3, 4, 8, 3, 4]])
+    assert again.propose([3, 4], 5) == [8, 3, 4]  # the run's first whole occurrence, not its first token's
+    # "8 3 4" ends the segment: the shorter run "3 4" is followed, where it first has a token after it
+    assert again.propose([4], 5) == [8, 3, 4] and again.propose([1, 8, 3, 4], 2) == [8, 3]
     with pytest.raises(ValueError):
         DraftLookup([[1, 2]], longest=0)
 
@@ -29,7 +34,8 @@ def _generate(m, b, tt, calls, **kw):
 
 def test_verified_drafts_keep_the_one_token_steps_tokens_in_fewer_passes():
     """Whatever the drafts, the tokens and their log-probabilities are those of one token a step;
-    drafts that are the sentence written take one pass after the prompt's, wrong ones cost none;
+    drafts that are the sentence written are verified in the prompt's own pass (its opening) and
+    one pass per draft_tokens + 1 tokens after it, wrong ones cost no pass;
     a stop and max_new_tokens end a row where they do without drafts."""
     m = make_model(copy_head=True, llm_training="full").eval()
     proc = make_processor()
@@ -43,7 +49,7 @@ def test_verified_drafts_keep_the_one_token_steps_tokens_in_fewer_passes():
     written = [[plain[r].tolist()] for r in range(3)]
     rng = torch.Generator().manual_seed(3)
     wrong = [[torch.randint(5, len(tt), (new,), generator=rng).tolist()] for _ in range(3)]
-    for drafts, k, passes in ((written, 20, 2), (written, 3, 1 + -(-(new - 1) // 4)), (wrong, 20, None),
+    for drafts, k, passes in ((written, 20, 1), (written, 3, -(-new // 4)), (wrong, 20, None),
                               (None, 20, None)):
         seqs, lp, n, cls = _generate(m, b, tt, calls, max_new_tokens=new, drafts=drafts, draft_tokens=k)
         assert torch.equal(seqs, plain)

@@ -113,6 +113,22 @@ class GreedyOutput:
     logits: list[torch.Tensor]
 
 
+def _feed_tensors(feeds: list[list[int]], befores: list[int], pad_token_id: int, mask_dtype: torch.dtype,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass's (B, W) token ids (padding after a row's feed), their attention mask, and the
+    token before each (`befores[b]` before a row's first; the copy head's context)."""
+    width = max(map(len, feeds))
+    ids = torch.full((len(feeds), width), pad_token_id, dtype=torch.long)
+    fed = torch.zeros((len(feeds), width), dtype=mask_dtype)
+    before = torch.full((len(feeds), width), -1, dtype=torch.long)
+    for b, feed in enumerate(feeds):
+        if feed:
+            ids[b, : len(feed)] = torch.tensor(feed)
+            fed[b, : len(feed)] = 1
+            before[b, : len(feed)] = torch.tensor([befores[b], *feed[:-1]])
+    return ids.to(device), fed, before.to(device)
+
+
 @torch.no_grad()
 def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   copyable: torch.Tensor, max_new_tokens: int, eos_token_id: int,
@@ -122,29 +138,19 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
 
     Each pass feeds every unfinished row's token just chosen and, with `draft_tokens` > 0, up to
     that many tokens a `DraftLookup` proposes after it (from the row's `drafts`, then its prompt's
-    copyable text); a proposed token is kept while it is the argmax of the position before it, so
-    the tokens are those of one-token steps (up to the float rounding of a wider pass) and a
-    right proposal writes many in one pass. Proposed positions not kept, and finished rows' feeds,
-    are masked out of the attention (positions follow the mask). A row finishes at eos, after
+    copyable text); the prompt's own pass feeds, after the prompt, the opening of a row's first
+    draft. A proposed token is kept while it is the argmax of the position before it, so the
+    tokens are those of one-token steps (up to the float rounding of a wider pass) and a right
+    proposal writes many in one pass. Proposed positions not kept, and finished rows' feeds, are
+    masked out of the attention (positions follow the mask). A row finishes at eos, after
     `max_new_tokens` tokens, or where `stop(row, its new tokens)` says so (checked after each
     token); a finished row's later positions hold padding (log-probabilities 0).
 
     Returns the output and the prompt's final hidden states (B, T, H) for the class head."""
     lm = model.language_model
-    n, device = len(input_ids), input_ids.device
-    # the prompt's logits at its last position only: (B, T, V) over the whole prompt would make the
-    # batch's peak memory grow with the vocabulary and the prompt length
-    out = lm(inputs_embeds=embeds, attention_mask=attention_mask,
-             position_ids=position_ids_from(attention_mask), use_cache=True, output_hidden_states=True,
-             logits_to_keep=1)
-    prompt_h = out.hidden_states[-1]
-    keys = model.copy_head.k(prompt_h)
-    cache, mask = out.cache, attention_mask
-    lp = model.copy_head.log_probs(out.logits[:, -1:], prompt_h[:, -1:], keys, input_ids, copyable,
-                                   input_ids[:, -1:], _previous_tokens(input_ids)[:, -1:])
+    n, T, device = len(input_ids), input_ids.shape[1], input_ids.device
     lookups = ([DraftLookup([*(drafts[b] if drafts else []), input_ids[b][copyable[b]].tolist()])
                 for b in range(n)] if draft_tokens > 0 else None)
-    last_prompt = input_ids[:, -1].tolist()
     tokens: list[list[int]] = [[] for _ in range(n)]
     steps: list[list[torch.Tensor]] = [[] for _ in range(n)]  # (V,) log-probabilities per token
     done = [False] * n
@@ -155,31 +161,10 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
         done[b] = (token == eos_token_id or len(tokens[b]) >= max_new_tokens
                    or (stop is not None and bool(stop(b, tokens[b]))))
 
-    for b, token in enumerate(lp[:, 0].argmax(-1).tolist()):
-        take(b, token, lp[b, 0])
-    while not all(done):
-        feeds = [[] if done[b] else [tokens[b][-1], *(lookups[b].propose(
-                    tokens[b], min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)) if lookups else [])]
-                 for b in range(n)]
-        width = max(map(len, feeds))
-        ids = torch.full((n, width), pad_token_id, dtype=torch.long)
-        fed = torch.zeros((n, width), dtype=mask.dtype)
-        before = torch.full((n, width), -1, dtype=torch.long)  # the token before each fed one
-        for b, feed in enumerate(feeds):
-            if feed:
-                ids[b, : len(feed)] = torch.tensor(feed)
-                fed[b, : len(feed)] = 1
-                before[b, : len(feed)] = torch.tensor(
-                    [tokens[b][-2] if len(tokens[b]) > 1 else last_prompt[b], *feed[:-1]])
-        ids, before = ids.to(device), before.to(device)
-        mask = torch.cat([mask, fed.to(mask.device)], dim=1)
-        out = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask,
-                 position_ids=position_ids_from(mask)[:, -width:], cache=cache, use_cache=True,
-                 output_hidden_states=True)
-        cache = out.cache
-        lp = model.copy_head.log_probs(out.logits, out.hidden_states[-1], keys, input_ids, copyable,
-                                       ids, before)
-        best = lp.argmax(-1).tolist()  # (B, width)
+    def accept(feeds: list[list[int]], lp: torch.Tensor, mask: torch.Tensor) -> None:
+        """Each row's tokens of a pass (lp: (B, W, V) after each fed position, the last W of
+        `mask`); the proposed positions not kept leave every later position's view."""
+        best, width = lp.argmax(-1).tolist(), lp.shape[1]
         for b, feed in enumerate(feeds):
             j = 0
             while feed:  # the token after feed[j]; feed[j + 1] stands while it is that token
@@ -187,8 +172,42 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
                 if done[b] or j + 1 == len(feed) or feed[j + 1] != best[b][j]:
                     break
                 j += 1
-            if len(feed) > j + 1:  # proposed tokens not kept: out of every later position's view
+            if len(feed) > j + 1:
                 mask[b, mask.shape[1] - width + j + 1 :] = 0
+
+    # the prompt's pass: its last token, then each row's opening (the first tokens of its first draft)
+    last_prompt = input_ids[:, -1].tolist()
+    feeds = [[tok, *(lookups[b].propose([], min(draft_tokens, max_new_tokens - 1))
+                     if lookups and drafts and drafts[b] else [])] for b, tok in enumerate(last_prompt)]
+    ids, fed, before = _feed_tensors(feeds, _previous_tokens(input_ids)[:, -1].tolist(), pad_token_id,
+                                     attention_mask.dtype, device)
+    mask = torch.cat([attention_mask, fed[:, 1:].to(attention_mask.device)], dim=1)
+    if ids.shape[1] > 1:
+        embeds = torch.cat([embeds, lm.get_input_embeddings()(ids[:, 1:]).to(embeds.dtype)], dim=1)
+    # the logits of the fed positions only: (B, T, V) over the whole prompt would make the batch's
+    # peak memory grow with the vocabulary and the prompt length
+    out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from(mask), use_cache=True,
+             output_hidden_states=True, logits_to_keep=ids.shape[1])
+    hidden = out.hidden_states[-1]
+    prompt_h = hidden[:, :T]
+    keys = model.copy_head.k(prompt_h)
+    cache = out.cache
+    lp = model.copy_head.log_probs(out.logits, hidden[:, T - 1 :], keys, input_ids, copyable, ids, before)
+    accept(feeds, lp, mask)
+    while not all(done):
+        feeds = [[] if done[b] else [tokens[b][-1], *(lookups[b].propose(
+                    tokens[b], min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)) if lookups else [])]
+                 for b in range(n)]
+        befores = [t[-2] if len(t) > 1 else last_prompt[b] for b, t in enumerate(tokens)]
+        ids, fed, before = _feed_tensors(feeds, befores, pad_token_id, mask.dtype, device)
+        mask = torch.cat([mask, fed.to(mask.device)], dim=1)
+        out = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask,
+                 position_ids=position_ids_from(mask)[:, -ids.shape[1]:], cache=cache, use_cache=True,
+                 output_hidden_states=True)
+        cache = out.cache
+        lp = model.copy_head.log_probs(out.logits, out.hidden_states[-1], keys, input_ids, copyable,
+                                       ids, before)
+        accept(feeds, lp, mask)
     length = max(map(len, tokens))
     seqs = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
     logp = torch.zeros((n, length, lp.shape[-1]), dtype=lp.dtype, device=lp.device)

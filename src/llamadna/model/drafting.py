@@ -20,25 +20,37 @@ from llamadna.constants import DRAFT_NGRAM
 class DraftLookup:
     """`DraftLookup(segments).propose(tokens, k)`: up to `k` tokens that follow, in the first
     segment holding it, the longest run of `tokens`' last 1..`longest` tokens found in any
-    segment; [] when none is. Segments come in order of preference (the first occurrence wins)."""
+    segment; [] when none is; with no tokens yet, the first segment's opening. Segments come in
+    order of preference (the first occurrence wins).
+    Searched when asked (a row asks a few times; indexing its ~300 tokens' runs cost more)."""
 
     def __init__(self, segments: Iterable[Sequence[int]], longest: int = DRAFT_NGRAM):
         if longest < 1:
             raise ValueError(f"longest must be >= 1, got {longest}")
         self.longest = longest
-        self._after: dict[tuple[int, ...], tuple[list[int], int]] = {}
-        for seg in segments:
-            seg = list(seg)
-            for n in range(1, longest + 1):
-                for i in range(len(seg) - n):  # a run with at least one token after it
-                    self._after.setdefault(tuple(seg[i : i + n]), (seg, i + n))
+        self.segments = [list(seg) for seg in segments]
 
     def propose(self, tokens: Sequence[int], k: int) -> list[int]:
         if k < 1:
             return []
+        if not tokens:
+            return self.segments[0][:k] if self.segments else []
         for n in range(min(self.longest, len(tokens)), 0, -1):
-            hit = self._after.get(tuple(tokens[-n:]))
-            if hit is not None:
-                seg, j = hit
-                return seg[j : j + k]
+            run = list(tokens[-n:])
+            for seg in self.segments:
+                at = _find(seg, run)
+                if at is not None:
+                    return seg[at + n : at + n + k]
         return []
+
+
+def _find(seg: list[int], run: list[int]) -> int | None:
+    """The first start of `run` in `seg` with at least one token after it, or None."""
+    n, i = len(run), -1
+    while True:
+        try:
+            i = seg.index(run[0], i + 1, len(seg) - n)  # a start leaving a token after the run
+        except ValueError:
+            return None
+        if seg[i : i + n] == run:
+            return i
