@@ -169,6 +169,25 @@ def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: 
     return report
 
 
+def print_report(report: dict) -> None:
+    """The table of a run: per query set its figure in process, the CLI's (--ranks), and the
+    machine's speed before and after."""
+    print(f"{'queries':<18}{'sequences':>10}{'seconds':>9}{'seq/s':>8}{'goal':>6}  met  outcomes")
+    for kind, r in report["kinds"].items():
+        print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
+              f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
+        for name, c in r.get("cli", {}).items():
+            if name != "answers_differ":
+                print(f"  {name:<16}{r['sequences']:>10}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
+                      f"{r['goal']:>6.0f}  {'yes' if c['sequences_per_s'] >= r['goal'] else 'no ':<4} "
+                      f"(wall {c['wall_s']} s)")
+        if "cli" in r:
+            print("  answers (outcome, gene) that differ, one process against ranks: "
+                  f"{r['cli']['answers_differ']}")
+    print("machine speed before / after: " + ", ".join(
+        f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -218,20 +237,7 @@ def main() -> None:
             report["kinds"][kind]["cli"] = cli_runs(args.model, args.index, rows, args.ranks,
                                                     Path(args.workdir) / kind.replace(" ", "_"))
     report["speed_after"] = machine_speed()
-    print(f"{'queries':<18}{'sequences':>10}{'seconds':>9}{'seq/s':>8}{'goal':>6}  met  outcomes")
-    for kind, r in report["kinds"].items():
-        print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
-              f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
-        for name, c in r.get("cli", {}).items():
-            if name != "answers_differ":
-                print(f"  {name:<16}{r['sequences']:>10}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
-                      f"{r['goal']:>6.0f}  {'yes' if c['sequences_per_s'] >= r['goal'] else 'no ':<4} "
-                      f"(wall {c['wall_s']} s)")
-        if "cli" in r:
-            print("  answers (outcome, gene) that differ, one process against ranks: "
-                  f"{r['cli']['answers_differ']}")
-    print("machine speed before / after: " + ", ".join(
-        f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
+    print_report(report)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

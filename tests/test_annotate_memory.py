@@ -15,6 +15,7 @@ from llamadna.annotate import Annotator, annotate_fasta
 from llamadna.annotate import annotator as annotator_module
 from llamadna.annotate import decoding as dec
 from llamadna.annotate import pipeline as pipe
+from llamadna.constants import DEFAULT_DRAFT_TOKENS
 from llamadna.model.processing import LlamaDNAProcessor
 from tests.model.conftest import make_model, make_processor
 
@@ -131,7 +132,8 @@ def test_no_logits_over_whole_prompts(tmp_path, unknown_gene):
     m.model.language_model.register_forward_hook(hook, with_kwargs=True)
     annotate_fasta(m, _fasta(tmp_path / "seqs.fa"), tmp_path / "p.jsonl", batch_size=BATCH,
                    max_new_tokens=MAX_NEW, tile=TILE, decoding="grounded")
-    prompts = [(t, n) for t, n in calls if t > 1]  # prefill and scoring passes (a step reads 1)
+    # prefill and scoring passes; a decoding pass reads the token just chosen and its draft's
+    prompts = [(t, n) for t, n in calls if t > 1 + DEFAULT_DRAFT_TOKENS]
     assert len(prompts) > 3 and len(calls) > len(prompts)
     assert all(n < t / 2 for t, n in prompts), prompts
 

@@ -129,6 +129,47 @@ def _feed_tensors(feeds: list[list[int]], befores: list[int], pad_token_id: int,
     return ids.to(device), fed, before.to(device)
 
 
+class _Written:
+    """What greedy decoding has written per row: tokens, the log-probabilities (V,) each was
+    chosen from, and whether the row is finished (eos, `max_new_tokens`, or `stop(row, tokens)`)."""
+
+    def __init__(self, n: int, max_new_tokens: int, eos_token_id: int, stop=None):
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self.steps: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.done = [False] * n
+        self.max_new_tokens, self.eos, self.stop = max_new_tokens, eos_token_id, stop
+
+    def take(self, b: int, token: int, dist: torch.Tensor) -> None:
+        self.tokens[b].append(token)
+        self.steps[b].append(dist)
+        self.done[b] = (token == self.eos or len(self.tokens[b]) >= self.max_new_tokens
+                        or (self.stop is not None and bool(self.stop(b, self.tokens[b]))))
+
+    def accept(self, feeds: list[list[int]], lp: torch.Tensor, mask: torch.Tensor) -> None:
+        """Each row's tokens of a pass (lp: (B, W, V) after each fed position, the last W of
+        `mask`); the proposed positions not kept leave every later position's view."""
+        best, width = lp.argmax(-1).tolist(), lp.shape[1]
+        for b, feed in enumerate(feeds):
+            j = 0
+            while feed:  # the token after feed[j]; feed[j + 1] stands while it is that token
+                self.take(b, best[b][j], lp[b, j])
+                if self.done[b] or j + 1 == len(feed) or feed[j + 1] != best[b][j]:
+                    break
+                j += 1
+            if len(feed) > j + 1:
+                mask[b, mask.shape[1] - width + j + 1 :] = 0
+
+    def output(self, pad_token_id: int, vocab: int, dtype: torch.dtype, device: torch.device) -> GreedyOutput:
+        """(B, S) tokens, padding after a row's end, and S log-probability tensors (B, V) (0 there)."""
+        n, length = len(self.tokens), max(map(len, self.tokens))
+        seqs = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
+        logp = torch.zeros((n, length, vocab), dtype=dtype, device=device)
+        for b in range(n):
+            seqs[b, : len(self.tokens[b])] = torch.tensor(self.tokens[b], device=device)
+            logp[b, : len(self.steps[b])] = torch.stack(self.steps[b])
+        return GreedyOutput(seqs, list(logp.unbind(1)))
+
+
 @torch.no_grad()
 def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   copyable: torch.Tensor, max_new_tokens: int, eos_token_id: int,
@@ -147,34 +188,11 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     token); a finished row's later positions hold padding (log-probabilities 0).
 
     Returns the output and the prompt's final hidden states (B, T, H) for the class head."""
-    lm = model.language_model
+    lm, head = model.language_model, model.copy_head
     n, T, device = len(input_ids), input_ids.shape[1], input_ids.device
     lookups = ([DraftLookup([*(drafts[b] if drafts else []), input_ids[b][copyable[b]].tolist()])
                 for b in range(n)] if draft_tokens > 0 else None)
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    steps: list[list[torch.Tensor]] = [[] for _ in range(n)]  # (V,) log-probabilities per token
-    done = [False] * n
-
-    def take(b: int, token: int, dist: torch.Tensor) -> None:
-        tokens[b].append(token)
-        steps[b].append(dist)
-        done[b] = (token == eos_token_id or len(tokens[b]) >= max_new_tokens
-                   or (stop is not None and bool(stop(b, tokens[b]))))
-
-    def accept(feeds: list[list[int]], lp: torch.Tensor, mask: torch.Tensor) -> None:
-        """Each row's tokens of a pass (lp: (B, W, V) after each fed position, the last W of
-        `mask`); the proposed positions not kept leave every later position's view."""
-        best, width = lp.argmax(-1).tolist(), lp.shape[1]
-        for b, feed in enumerate(feeds):
-            j = 0
-            while feed:  # the token after feed[j]; feed[j + 1] stands while it is that token
-                take(b, best[b][j], lp[b, j])
-                if done[b] or j + 1 == len(feed) or feed[j + 1] != best[b][j]:
-                    break
-                j += 1
-            if len(feed) > j + 1:
-                mask[b, mask.shape[1] - width + j + 1 :] = 0
-
+    written = _Written(n, max_new_tokens, eos_token_id, stop)
     # the prompt's pass: its last token, then each row's opening (the first tokens of its first draft)
     last_prompt = input_ids[:, -1].tolist()
     feeds = [[tok, *(lookups[b].propose([], min(draft_tokens, max_new_tokens - 1))
@@ -188,30 +206,21 @@ def greedy_decode(model, embeds: torch.Tensor, input_ids: torch.Tensor, attentio
     # peak memory grow with the vocabulary and the prompt length
     out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from(mask), use_cache=True,
              output_hidden_states=True, logits_to_keep=ids.shape[1])
-    hidden = out.hidden_states[-1]
-    prompt_h = hidden[:, :T]
-    keys = model.copy_head.k(prompt_h)
-    cache = out.cache
-    lp = model.copy_head.log_probs(out.logits, hidden[:, T - 1 :], keys, input_ids, copyable, ids, before)
-    accept(feeds, lp, mask)
-    while not all(done):
-        feeds = [[] if done[b] else [tokens[b][-1], *(lookups[b].propose(
-                    tokens[b], min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)) if lookups else [])]
-                 for b in range(n)]
+    prompt_h = out.hidden_states[-1][:, :T]
+    keys = head.k(prompt_h)
+    lp = head.log_probs(out.logits, out.hidden_states[-1][:, T - 1 :], keys, input_ids, copyable, ids, before)
+    written.accept(feeds, lp, mask)
+    while not all(written.done):
+        tokens = written.tokens
+        feeds = [[] if written.done[b] else [t[-1], *(lookups[b].propose(
+                    t, min(draft_tokens, max_new_tokens - len(t) - 1)) if lookups else [])]
+                 for b, t in enumerate(tokens)]
         befores = [t[-2] if len(t) > 1 else last_prompt[b] for b, t in enumerate(tokens)]
         ids, fed, before = _feed_tensors(feeds, befores, pad_token_id, mask.dtype, device)
         mask = torch.cat([mask, fed.to(mask.device)], dim=1)
         out = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask,
-                 position_ids=position_ids_from(mask)[:, -ids.shape[1]:], cache=cache, use_cache=True,
+                 position_ids=position_ids_from(mask)[:, -ids.shape[1]:], cache=out.cache, use_cache=True,
                  output_hidden_states=True)
-        cache = out.cache
-        lp = model.copy_head.log_probs(out.logits, out.hidden_states[-1], keys, input_ids, copyable,
-                                       ids, before)
-        accept(feeds, lp, mask)
-    length = max(map(len, tokens))
-    seqs = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
-    logp = torch.zeros((n, length, lp.shape[-1]), dtype=lp.dtype, device=lp.device)
-    for b in range(n):
-        seqs[b, : len(tokens[b])] = torch.tensor(tokens[b], device=device)
-        logp[b, : len(steps[b])] = torch.stack(steps[b])
-    return GreedyOutput(seqs, list(logp.unbind(1))), prompt_h
+        lp = head.log_probs(out.logits, out.hidden_states[-1], keys, input_ids, copyable, ids, before)
+        written.accept(feeds, lp, mask)
+    return written.output(pad_token_id, lp.shape[-1], lp.dtype, lp.device), prompt_h
