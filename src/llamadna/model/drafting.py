@@ -3,11 +3,12 @@
 A retrieval model's sentence is mostly written in its prompt already: "This sequence is part of
 chr21 chromosome part of AP001340.3 gene" is, token for token, the sentence its top candidate
 makes, and the candidate's name and fields stand in the prompt's evidence text. `DraftLookup`
-indexes such token sequences by their runs of 1 to DRAFT_NGRAM tokens (prompt lookup decoding,
-Saxena 2023) and proposes what follows the last tokens written; greedy decoding
-(`model.copying.greedy_decode`) feeds the proposal after the token just chosen and keeps it while
-each token is the one its own argmax chooses (the verification of speculative decoding, Leviathan
-et al. 2023), so the kept tokens are those of one-token steps and a proposal only saves passes.
+finds the last 1 to DRAFT_NGRAM tokens written in such token sequences (prompt lookup decoding,
+Saxena 2023) and proposes what follows them, or, before any token, the opening of the first;
+greedy decoding (`model.copying.greedy_decode`) feeds the proposal after the token just chosen
+(the opening after the prompt, in the prompt's own pass) and keeps it while each token is the one
+its own argmax chooses (the verification of speculative decoding, Leviathan et al. 2023), so the
+kept tokens are those of one-token steps and a proposal only saves passes.
 """
 
 from __future__ import annotations
