@@ -26,7 +26,8 @@ on the threads, so the bytes may).
 
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
         --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
-        [--withhold-below 0.5] [--draft-tokens 20] [--ranks 2 --workdir /tmp/bench_outcomes]
+        [--withhold-below 0.5] [--draft-tokens 20] [--no-share-encoder] \
+        [--ranks 2 --workdir /tmp/bench_outcomes]
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def print_report(report: dict) -> None:
         f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--index", default=None, help="reference index (default: the model's own)")
@@ -201,10 +202,17 @@ def main() -> None:
                     help="InferenceConfig.withhold_below (default: the Annotator's own)")
     ap.add_argument("--draft-tokens", type=int, default=None,
                     help="InferenceConfig.draft_tokens (default: the Annotator's own; 0: one token a step)")
+    ap.add_argument("--no-share-encoder", action="store_true",
+                    help="InferenceConfig.share_encoder False: the model runs its own encoder on each "
+                    "query, not the retriever's states")
     ap.add_argument("--ranks", type=int, default=1,
                     help=">= 2: also run the CLI in one process and in this many forked ranks")
     ap.add_argument("--workdir", default="/tmp/bench_outcomes", help="the --ranks runs' FASTAs and outputs")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     from llamadna.annotate import Annotator, InferenceConfig
 
@@ -212,6 +220,8 @@ def main() -> None:
     given = {} if args.withhold_below is None else {"withhold_below": args.withhold_below}
     if args.draft_tokens is not None:
         given["draft_tokens"] = args.draft_tokens
+    if args.no_share_encoder:
+        given["share_encoder"] = False
     config = InferenceConfig(**given)
     annotator = Annotator.from_pretrained(args.model, index=args.index, config=config)
     batch = annotator.config.batch_size
@@ -220,7 +230,8 @@ def main() -> None:
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "model": args.model, "index": args.index, "batch_size": batch,
               "withhold_below": annotator.config.withhold_below,
-              "draft_tokens": annotator.config.draft_tokens, "speed_before": machine_speed(),
+              "draft_tokens": annotator.config.draft_tokens,
+              "share_encoder": annotator.config.share_encoder, "speed_before": machine_speed(),
               "kinds": {}}
     for kind, rows in sets.items():
         # warm-up: one batch of the same kind, other sequences (annotate_distinct is not used here,

@@ -65,3 +65,31 @@ def test_a_long_sequence_is_the_mean_over_all_its_chunks(embedder, seqs):
     np.testing.assert_allclose(embedder([long])[0], total / np.linalg.norm(total), atol=1e-5)
     first = parts[0][0][0].double().numpy()
     assert not np.allclose(embedder([long])[0], first / np.linalg.norm(first), atol=1e-3)
+
+
+def test_kept_states_are_each_sequences_chunks_for_one_call(embedder, seqs):
+    """With `keep_states`, a call keeps every sequence's chunks (ids as `dna_token_chunks` cuts
+    them, the encoder's states of each chunk alone up to rounding), once per distinct sequence,
+    and nothing of an earlier call; without it, nothing. The embeddings are the same either way."""
+    from llamadna.model.modeling import encoder_states
+
+    batch = [seqs[4], seqs[1].lower(), seqs[4], ""]
+    plain = embedder(batch)
+    assert embedder.states == {}
+    embedder.keep_states = True
+    try:
+        embedder([seqs[0]])
+        np.testing.assert_array_equal(embedder(batch), plain)
+        kept = embedder.states
+    finally:
+        embedder.keep_states = False
+    assert set(kept) == {seqs[4].upper(), seqs[1].upper()}  # not seqs[0] (the call before)
+    chunks, _ = dna_token_chunks(embedder.tokenizer, [seqs[4]], embedder.chunk)
+    assert [c for c, _ in kept[seqs[4].upper()]] == chunks and len(chunks) >= 3
+    with torch.inference_mode():
+        for c, st in kept[seqs[4].upper()]:
+            alone, _ = encoder_states(embedder.encoder, [c], embedder.tokenizer.pad_token_id)
+            assert st.shape == (len(c), 32)
+            torch.testing.assert_close(st, alone[0], atol=1e-5, rtol=0)
+    embedder(batch)
+    assert embedder.states == {}

@@ -6,6 +6,8 @@
               + InferenceConfig (batch size, new tokens, decoding, prompt bucket)
 
     rows --[retrieval model: the retriever, a whole batch at once]--> rows with `evidence`
+         (and, where its embedder is the model's own encoder, the DNA's encoder states:
+         `shared_states`, so that the model does not run the encoder again)
     per model pass (MODEL_PASS_ROWS rows):
       preprocess   processor (left-padded prompt), context check, [compiled: bucket padding]
       _forward     class head softmax --> source, source_prob
@@ -50,6 +52,7 @@ from llamadna.annotate.decoding import (
     rerank,
     withhold,
 )
+from llamadna.annotate.shared_states import EncoderSharing, stack_states
 from llamadna.constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODING,
@@ -80,6 +83,9 @@ class InferenceConfig:
     # tokens of a draft verified a pass by the copy head's greedy loop (`model.drafting`): the
     # same tokens as one a step, fewer passes; 0: one token a step (compiled generation's)
     draft_tokens: int = DEFAULT_DRAFT_TOKENS
+    # the model projects the encoder states the retriever computed for a query, where its
+    # embedder is the model's own encoder (`shared_states`); False: the model runs its encoder
+    share_encoder: bool = True
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -132,6 +138,7 @@ class Annotator:
             raise ValueError("an Annotator needs the model's processor (LlamaDNAProcessor.from_pretrained)")
         self.model, self.processor, self.retriever = model, processor, retriever
         self.calibration, self.config = calibration, config
+        self._sharing = EncoderSharing(getattr(model, "dna_encoder", None))
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, index=None, encoder: str | Path | None = None,
@@ -210,10 +217,20 @@ class Annotator:
     def with_evidence(self, rows: Sequence[dict]) -> list[dict]:
         """Rows with the reference evidence of their sequence (`evidence`), found by the
         retriever (`use_index`; the index the model was trained with unless another was given)."""
+        return self._retrieve(rows, share=False)[0]
+
+    def _retrieve(self, rows: Sequence[dict], share: bool = True) -> tuple[list[dict], dict]:
+        """`with_evidence`'s rows and, with `share` where the retriever's embedder is the model's
+        encoder, the encoder states it computed (`shared_states`; else {})."""
         from llamadna.retrieve.retriever import attach_evidence
 
         retriever = self.retriever or self.use_index()
-        return attach_evidence(rows, retriever([r["Sequence"] for r in rows]))
+        seqs = [r["Sequence"] for r in rows]
+        if share and self.config.share_encoder and self.processor.use_dna:
+            found, states = self._sharing.retrieve(retriever, seqs)
+        else:
+            found, states = retriever(seqs), {}
+        return attach_evidence(rows, found), states
 
     # ------------------------------------------------------------------ rows -> predictions
     def annotate(self, rows: Iterable[dict]) -> Iterator[dict]:
@@ -251,23 +268,29 @@ class Annotator:
 
         Returns one dict per row with PREDICTION_COLUMNS except `id`.
         """
+        states: dict = {}
         if self.processor.retrieval and any("evidence" not in r for r in rows):
-            rows = self.with_evidence(rows)
+            rows, states = self._retrieve(rows)
         preds = []
         for a in range(0, len(rows), MODEL_PASS_ROWS):
             part = rows[a : a + MODEL_PASS_ROWS]
-            gen = self._withhold(part, self._forward(part, self.preprocess(part)))
+            gen = self._withhold(part, self._forward(part, self.preprocess(part, states)))
             preds += self.postprocess(part, gen)
         return preds
 
-    def preprocess(self, rows: Sequence[dict]) -> _Prompt:
+    def preprocess(self, rows: Sequence[dict], states: dict | None = None) -> _Prompt:
         """The left-padded generation prompt of one pass (checked against the LLM's positions;
         compiled generation: padded to a bucket) and grounded decoding's stop criterion: a row
         (with candidates or "no reference match") stops once its outcome is decided and, for a
-        gene, the gene named (the evidence gives the rest)."""
+        gene, the gene named (the evidence gives the rest). `states`: the retriever's encoder
+        states of the rows' DNA (`_retrieve`); used when they cover every row of the pass."""
         proc, cfg = self.processor, self.config
         tt = proc.text_tokenizer
         gen_in = proc(rows, padding_side="left")
+        if states and "dna_input_ids" in gen_in:
+            shared = stack_states(rows, states, gen_in["dna_input_ids"], gen_in["dna_attention_mask"])
+            if shared is not None:
+                gen_in["dna_states"] = shared
         _check_context(self.model, rows, gen_in["attention_mask"].sum(1), cfg.max_new_tokens)
         if cfg.prompt_bucket:  # compiled generation: a few prompt lengths only
             gen_in = pad_to_bucket(gen_in, cfg.prompt_bucket, tt.pad_token_id)

@@ -125,10 +125,10 @@ def dna_token_chunks(tokenizer, sequences: list[str], body: int) -> tuple[list[l
     return chunks, owner
 
 
-def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
-                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """`mean_pool_body` of the encoder's last states over token chunks (padded on the right):
-    per chunk the sum of its sequence tokens' states (C, H) and their count (C,)."""
+def encoder_states(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
+                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's last states over token chunks padded on the right (C, W, H; float32) and
+    their attention mask (C, W)."""
     width = max(map(len, chunks))
     ids = torch.full((len(chunks), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(chunks), width), dtype=torch.long)
@@ -137,8 +137,14 @@ def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
         mask[r, : len(c)] = 1
     mask = mask.to(device)
     out = encoder(input_ids=ids.to(device), attention_mask=mask)
-    states = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
-    return mean_pool_body(states, mask)
+    return (out[0] if isinstance(out, tuple) else out.last_hidden_state).float(), mask
+
+
+def encode_chunks(encoder: nn.Module, chunks: list[list[int]], pad_id: int,
+                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`mean_pool_body` of the encoder's last states over token chunks (padded on the right):
+    per chunk the sum of its sequence tokens' states (C, H) and their count (C,)."""
+    return mean_pool_body(*encoder_states(encoder, chunks, pad_id, device))
 
 
 class _StopCriterion(StoppingCriteria):
@@ -221,12 +227,16 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         return self.language_model.get_input_embeddings()
 
     # ------------------------------------------------------------------ DNA features
-    def get_dna_features(self, dna_input_ids: torch.Tensor, dna_attention_mask: torch.Tensor) -> torch.Tensor:
-        """Projected encoder states of every valid DNA token, chunks in order: (N, H)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_trainable):
-            out = self.dna_encoder(input_ids=dna_input_ids, attention_mask=dna_attention_mask)
-        states = out[0] if isinstance(out, tuple) else out.last_hidden_state  # (C, L, Hd)
-        feats = self.projector(states.to(self.projector_dtype))  # (C, L, H)
+    def get_dna_features(self, dna_input_ids: torch.Tensor, dna_attention_mask: torch.Tensor,
+                         dna_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected encoder states of every valid DNA token, chunks in order: (N, H).
+        `dna_states` (C, L, Hd): this encoder's last states of these chunks, computed elsewhere
+        (the retriever's, `annotate.shared_states`); the encoder is then not run."""
+        if dna_states is None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_trainable):
+                out = self.dna_encoder(input_ids=dna_input_ids, attention_mask=dna_attention_mask)
+            dna_states = out[0] if isinstance(out, tuple) else out.last_hidden_state  # (C, L, Hd)
+        feats = self.projector(dna_states.to(self.projector_dtype))  # (C, L, H)
         return feats[dna_attention_mask.bool()]
 
     @property
@@ -235,9 +245,10 @@ class LlamaDNAForAnnotation(PreTrainedModel):
 
     def embed_inputs(
         self, input_ids: torch.Tensor, dna_input_ids: torch.Tensor | None = None,
-        dna_attention_mask: torch.Tensor | None = None,
+        dna_attention_mask: torch.Tensor | None = None, dna_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The one merge path: LLM embeddings with `<dna>` slots replaced by DNA features."""
+        """The one merge path: LLM embeddings with `<dna>` slots replaced by DNA features
+        (`dna_states`: see `get_dna_features`)."""
         mask = input_ids == self.config.dna_placeholder_id  # (B, T)
         embeds = self.get_input_embeddings()(input_ids.masked_fill(mask, 0))  # (B, T, H)
         n_slots = int(mask.sum())
@@ -245,7 +256,7 @@ class LlamaDNAForAnnotation(PreTrainedModel):
             if n_slots:
                 raise ValueError(f"{n_slots} <dna> placeholders but no DNA input")
             return embeds
-        feats = self.get_dna_features(dna_input_ids, dna_attention_mask)
+        feats = self.get_dna_features(dna_input_ids, dna_attention_mask, dna_states)
         if feats.shape[0] != n_slots:
             raise ValueError(
                 f"{feats.shape[0]} DNA features but {n_slots} <dna> placeholders: the prompt and "
@@ -372,7 +383,8 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         dna_input_ids: torch.Tensor | None = None, dna_attention_mask: torch.Tensor | None = None,
         prompt_mask: torch.Tensor | None = None, stop=None,
-        drafts: Sequence[Sequence[Sequence[int]]] | None = None, draft_tokens: int = 0, **generate_kwargs,
+        drafts: Sequence[Sequence[Sequence[int]]] | None = None, draft_tokens: int = 0,
+        dna_states: torch.Tensor | None = None, **generate_kwargs,
     ) -> tuple[object, torch.Tensor]:
         """`generate` and `classify` in one pass over the prompt: the class logits (B, K) come
         from the last hidden states of generation's prefill, which are the states `classify`
@@ -381,8 +393,9 @@ class LlamaDNAForAnnotation(PreTrainedModel):
         `drafts`, `draft_tokens`: token sequences per row and how many of them to verify a pass
         (`greedy_decode`: the copy head's loop, the tiny preset's retrieval models; `generate`,
         without a copy head, decodes one token a step).
+        `dna_states`: the DNA chunks' encoder states when already computed (`get_dna_features`).
         Returns (the `generate` output with `return_dict_in_generate`, class logits)."""
-        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask)
+        embeds = self.embed_inputs(input_ids, dna_input_ids, dna_attention_mask, dna_states)
         if self.copy_head is not None:  # our own greedy loop: the copy head mixes every step
             copyable = self.copyable(input_ids, prompt_mask, attention_mask)
             out, prefill = greedy_decode(
