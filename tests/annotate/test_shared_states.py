@@ -3,10 +3,13 @@ encoder (`annotate.shared_states`), and runs its encoder otherwise: the same pre
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import replace
+
 import pytest
 import torch
 
-from llamadna.annotate import Annotator, InferenceConfig
+from llamadna.annotate import Annotator
 from llamadna.annotate.shared_states import same_encoder, stack_states
 from llamadna.retrieve.embed import SequenceEmbedder
 from tests.test_annotate import MAX_NEW, SEQS, _retrieval_model, _rows
@@ -36,10 +39,15 @@ def _embedder_of(model, processor, path) -> SequenceEmbedder:
     return SequenceEmbedder(path)
 
 
-def _encoder_calls(model) -> list[int]:
+@contextmanager
+def _encoder_calls(model):
+    """A counter of the model's own encoder passes while inside."""
     calls = [0]
-    model.dna_encoder.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
-    return calls
+    hook = model.dna_encoder.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+    try:
+        yield calls
+    finally:
+        hook.remove()
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +60,14 @@ def test_the_model_projects_the_retrievers_states_and_predicts_the_same(shared):
     """Catches states laid out on the wrong chunks or rows (other predictions), the model's
     encoder still run (no time saved), and states kept past the call."""
     m, emb = shared
-    calls = _encoder_calls(m.model)
     rows = _rows(SEQS[:5] * 2)
-    a = Annotator(m.model, m.processor, _Retriever(emb), config=m.config)
-    got = a.predict_batch(rows)
-    assert calls[0] == 0
-    assert emb.keep_states is False and emb.states == {}
-    own = Annotator(m.model, m.processor, _Retriever(emb),
-                    config=InferenceConfig(**{**m.config.__dict__, "share_encoder": False})).predict_batch(rows)
-    assert calls[0] > 0
+    with _encoder_calls(m.model) as calls:
+        got = Annotator(m.model, m.processor, _Retriever(emb), config=m.config).predict_batch(rows)
+        assert calls[0] == 0
+        assert emb.keep_states is False and emb.states == {}
+        own = Annotator(m.model, m.processor, _Retriever(emb),
+                        config=replace(m.config, share_encoder=False)).predict_batch(rows)
+        assert calls[0] > 0
     assert [g["evidence_gene"] for g in got] == [None, "GENE7"] * 5
     for x, y in zip(got, own):
         assert (x["annotation"], x["outcome"], x["gene"], x["source"]) == (y["annotation"], y["outcome"],
@@ -106,9 +113,8 @@ def test_another_encoder_or_an_unembedded_query_runs_the_models_own(shared, tmp_
     half.encoder.to(torch.bfloat16)
     assert not same_encoder(m.model.dna_encoder, half.encoder)
     rows = _rows(SEQS[:4])
-    calls = _encoder_calls(m.model)
     for retriever, runs in ((_Retriever(other), 1), (_Retriever(emb, skip=(SEQS[2],)), 1),
                             (_Retriever(emb), 0)):
-        calls[0] = 0
-        Annotator(m.model, m.processor, retriever, config=m.config).predict_batch(rows)
+        with _encoder_calls(m.model) as calls:
+            Annotator(m.model, m.processor, retriever, config=m.config).predict_batch(rows)
         assert calls[0] == runs
