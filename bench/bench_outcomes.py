@@ -16,13 +16,15 @@ machine's throughput moves by a third within a day for the same code and weights
 (docs/BENCHMARKS.md), so a figure is read beside the speed of the hour it was taken in.
 
 With `--ranks N` (N >= 2), each query set is also written as a FASTA and annotated by the CLI in
-fresh processes, twice (`cli_runs`): "cli one process", `llamadna annotate` as a user runs it
-(torch's and minimap2's default threads), and "cli N ranks", the same under
+fresh processes, three times (`cli_runs`): "cli one process", `llamadna annotate` as a user runs
+it (torch's and minimap2's default threads); "cli N ranks", the same under
 `torch.distributed.run` with ACCELERATE_USE_CPU=true (forked ranks, README "Many processes"),
-OMP_NUM_THREADS=1 and `--threads 1`. Their figure is the rows over the annotation seconds the CLI
-prints (loading left out; the fork and the merge in), the command's wall time beside it; and how
-many rows' answers (outcome, gene) differ between the two (the model's float reductions depend
-on the threads, so the bytes may).
+OMP_NUM_THREADS=1 and `--threads 1`; and "cli --processes N", the command forking its own ranks
+(the CPUs shared out: one thread each on 2 CPUs and N = 2). Their figure is the rows over the
+annotation seconds the CLI prints (loading left out; the fork and the merge in), the command's
+wall time beside it; how many rows' answers (outcome, gene) differ from one process's (the
+model's float reductions depend on the threads, so the bytes may), and whether the two forked
+runs wrote the same bytes.
 
     .venv/bin/python bench/bench_outcomes.py --model demo_out/model --index demo_out/index \
         --dataset demo_out/dataset [--data ../shared/data] [--n 240] [--out outcomes.json] \
@@ -140,9 +142,11 @@ def _answers(tsv: Path) -> list[tuple[str, str, str]]:
 
 
 def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: Path) -> dict:
-    """`rows` annotated by the CLI in one process (default threads) and in `ranks` forked ranks of
-    one thread each; per run its sequences/s over the CLI's annotation seconds and its wall
-    seconds; and the rows whose answers differ between the two."""
+    """`rows` annotated by the CLI in one process (default threads), in `ranks` forked ranks of
+    one thread each started by torchrun, and in as many forked by the command itself
+    (`--processes`); per run its sequences/s over the CLI's annotation seconds and its wall
+    seconds; the rows whose answers differ from one process's, and whether the two forked runs
+    wrote the same bytes."""
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_sharded import run, torchrun  # bench_sharded imports this module: imported here
 
@@ -153,20 +157,27 @@ def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: 
     env.pop("ACCELERATE_USE_CPU", None)
     cli = ["-m", "llamadna.cli", "annotate", str(fasta), "--model", model,
            *(["--index", index] if index else [])]
-    outs = {"one": work / "one.tsv", "ranks": work / f"ranks{ranks}.tsv"}
+    outs = {"one": work / "one.tsv", "ranks": work / f"ranks{ranks}.tsv",
+            "own": work / f"processes{ranks}.tsv"}
     for p in outs.values():
         p.unlink(missing_ok=True)
     res = {"cli one process": run([sys.executable, *cli, "--out", str(outs["one"])], env, 1.0,
                                   launcher=False),
            f"cli {ranks} ranks": run([*torchrun(ranks), *cli, "--threads", "1", "--out", str(outs["ranks"])],
                                       {**env, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-                                       "MKL_NUM_THREADS": "1"}, 1.0, launcher=True)}
-    one, many = _answers(outs["one"]), _answers(outs["ranks"])
-    if [a[0] for a in one] != [a[0] for a in many] or len(one) != len(rows):
-        raise SystemExit(f"the two runs' rows differ ({outs['one']}, {outs['ranks']})")
+                                       "MKL_NUM_THREADS": "1"}, 1.0, launcher=True),
+           f"cli --processes {ranks}": run([sys.executable, *cli, "--processes", str(ranks), "--out",
+                                            str(outs["own"])], env, 1.0, launcher=False)}
+    one = _answers(outs["one"])
     report = {name: {"sequences_per_s": round(len(rows) / r["annotate_s"], 1), "annotate_s": r["annotate_s"],
                      "wall_s": r["wall_s"]} for name, r in res.items()}
-    report["answers_differ"] = sum(a != b for a, b in zip(one, many))
+    for key in ("ranks", "own"):
+        other = _answers(outs[key])
+        if [a[0] for a in one] != [a[0] for a in other] or len(one) != len(rows):
+            raise SystemExit(f"the runs' rows differ ({outs['one']}, {outs[key]})")
+        report["answers_differ" if key == "ranks" else "answers_differ_processes"] = sum(
+            a != b for a, b in zip(one, other))
+    report["forked_runs_same_bytes"] = outs["ranks"].read_bytes() == outs["own"].read_bytes()
     return report
 
 
@@ -178,7 +189,7 @@ def print_report(report: dict) -> None:
         print(f"{kind:<18}{r['sequences']:>10}{r['seconds']:>9}{r['sequences_per_s']:>8}{r['goal']:>6.0f}  "
               f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
         for name, c in r.get("cli", {}).items():
-            if name != "answers_differ":
+            if isinstance(c, dict):
                 print(f"  {name:<16}{r['sequences']:>10}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
                       f"{r['goal']:>6.0f}  {'yes' if c['sequences_per_s'] >= r['goal'] else 'no ':<4} "
                       f"(wall {c['wall_s']} s)")

@@ -38,6 +38,7 @@ from llamadna.constants import (
     DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_PART_ROWS,
+    DEFAULT_PROCESSES,
     DEFAULT_SPLIT,
     DEFAULT_TILE,
     MIN_PARTS,
@@ -51,7 +52,7 @@ from llamadna.data.simulate import SimulateConfig
 from llamadna.errors import ConfigError, DataDirError, InputError, RankError
 from llamadna.evaluate.config import COMPARE_AGAINST, EvalConfig
 from llamadna.evaluate.systems import SYSTEM_NAMES
-from llamadna.launch import idle_process
+from llamadna.launch import check_processes, idle_process
 from llamadna.retrieve.config import (
     DEFAULT_EMBED_WHEN,
     DEFAULT_K,
@@ -792,6 +793,10 @@ WithholdOption = Annotated[float, typer.Option(
     "withheld where the reference evidence's own rule claims no gene (a repeat of which the named "
     "gene holds a whole copy keeps its gene); the annotation then says what the evidence shows "
     "(similar, repeat, intergenic, no match). 0: every gene answer stands (docs/RESULTS.md).")]
+ProcessesOption = Annotated[int, typer.Option(
+    "--processes", help="CPU processes on this machine (Linux), without a launcher: > 1 forks the others "
+    "from this one once the model and index are loaded (shared, not copied), each running the CPUs / N "
+    "threads (torch; minimap2 unless --threads); the same answers as one process.")]
 PartSizeOption = Annotated[int | None, typer.Option(
     help="Rows per part (rounded up to a multiple of --batch-size): the unit each process takes, "
     f"writes and --resume skips when done. Default: the rows / {MIN_PARTS}, at most "
@@ -847,6 +852,7 @@ def annotate_cmd(
     resume: ResumeOption = False,
     part_size: PartSizeOption = None,
     threads: AlignThreadsOption = None,
+    processes: ProcessesOption = DEFAULT_PROCESSES,
 ) -> None:
     """Annotate unknown DNA sequences: a generated sentence (greedy; a retrieval model writes the
     fields of the reference candidate it names, --decoding), its fields, the source
@@ -863,6 +869,7 @@ def annotate_cmd(
     from llamadna.io.predictions import OUTPUT_FORMATS
 
     with _errors():
+        check_processes(processes)
         _out_file(out, {"the input FASTA": seqs, **_model_inputs(model, index, encoder, llm),
                         "the SPLASH anchors table": splash}, formats=OUTPUT_FORMATS)
         with _record_progress("tiles") as step:
@@ -870,7 +877,8 @@ def annotate_cmd(
                 _loader(model, index, encoder, dtype=dtype, compile=compile, llm=llm, threads=threads,
                         withhold_below=withhold_below),
                 seqs, out, splash=splash, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                progress=step, tile=tile, decoding=decoding, resume=resume, part_size=part_size)
+                progress=step, tile=tile, decoding=decoding, resume=resume, part_size=part_size,
+                processes=processes)
     if summary is None:  # not the main process: it wrote nothing
         return
     if summary["splash_scored"] is not None:
@@ -1088,6 +1096,7 @@ def predict_cmd(
     resume: ResumeOption = False,
     part_size: PartSizeOption = None,
     threads: AlignThreadsOption = None,
+    processes: ProcessesOption = DEFAULT_PROCESSES,
 ) -> None:
     """Annotate a dataset split's rows (their SPLASH scores included) and keep the truth beside
     each prediction, for `llamadna score` and for reading. Under `accelerate launch` every
@@ -1097,6 +1106,7 @@ def predict_cmd(
     from llamadna.evaluate.predict import predict_dataset
 
     with _errors():  # before the progress bar and any work
+        check_processes(processes)
         _out_file(out, {"the dataset": dataset, **_model_inputs(model, index, encoder, llm)})
     with _errors(), _record_progress() as step:
         summary = predict_dataset(
@@ -1105,7 +1115,7 @@ def predict_cmd(
             dataset, out,
             split=split, subset=subset, limit=limit, batch_size=batch_size,
             max_new_tokens=max_new_tokens, progress=step, decoding=decoding, resume=resume,
-            part_size=part_size)
+            part_size=part_size, processes=processes)
     if summary is None:  # not the main process: it wrote nothing
         return
     for ex in summary["examples"][:show]:
@@ -1134,6 +1144,7 @@ def benchmark_cmd(
     resume: ResumeOption = False,
     part_size: PartSizeOption = None,
     threads: AlignThreadsOption = None,
+    processes: ProcessesOption = DEFAULT_PROCESSES,
 ) -> None:
     """Annotate a real benchmark's queries and score the fields its truth holds (gene,
     transcript type, chromosome) overall and per species; print a few next to their truth.
@@ -1144,6 +1155,7 @@ def benchmark_cmd(
     from llamadna.evaluate.benchmark import BENCHMARK_FIELDS, run_benchmark
 
     with _errors():  # before the progress bar and any work
+        check_processes(processes)
         if out is not None:
             _out_file(out, {"the benchmark directory": benchmark, **_model_inputs(model, index, encoder)})
         elif resume:
@@ -1152,7 +1164,7 @@ def benchmark_cmd(
         loader = _loader(model, index, encoder, threads=threads, withhold_below=withhold_below)
         done = run_benchmark(loader, benchmark, out,
                              batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding,
-                             progress=step, resume=resume, part_size=part_size)
+                             progress=step, resume=resume, part_size=part_size, processes=processes)
     if done is None:  # not the main process
         return
     table, score, parts = done

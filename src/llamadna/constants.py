@@ -93,6 +93,9 @@ ENV_DATA = "LLAMADNA_DATA"
 # sharing its model and index, unless this variable says 0 / false
 ENV_FORK_RANKS = "LLAMADNA_FORK_RANKS"
 FORK_RANKS = True
+# `annotate`, `predict`, `benchmark` --processes: the processes of a run without a launcher (> 1:
+# this one forks the others, each with the CPUs shared out; annotate.distributed)
+DEFAULT_PROCESSES = 1
 
 # ---- model
 IGNORE_INDEX = -100  # label value ignored by the LM loss (prompt, DNA slots, padding)

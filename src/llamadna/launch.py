@@ -11,6 +11,7 @@ import os
 import sys
 
 from llamadna.constants import ENV_FORK_RANKS, FORK_RANKS
+from llamadna.errors import ConfigError
 
 
 def _flag(value: str) -> bool:
@@ -36,3 +37,16 @@ def forks_ranks(processes: int) -> bool:
 def idle_process() -> bool:
     """A launched process whose rank a fork of local rank 0 runs: it has nothing to do."""
     return forks_ranks(launched()) and int(os.environ.get("LOCAL_RANK", "0")) != 0
+
+
+def check_processes(processes: int) -> None:
+    """--processes N, the ranks this process forks itself (`annotate.distributed`): refused below 1,
+    under a launcher (which starts its own) and off Linux (fork, PR_SET_PDEATHSIG)."""
+    if processes < 1:
+        raise ConfigError(f"--processes {processes}: must be >= 1")
+    if processes > 1 and launched() > 1:
+        raise ConfigError(f"--processes {processes} under a launcher of {launched()} processes: the "
+                          "launcher starts the ranks already; give one or the other")
+    if processes > 1 and not sys.platform.startswith("linux"):
+        raise ConfigError(f"--processes {processes}: forked ranks need Linux (this is {sys.platform}); "
+                          "launch the ranks with torchrun instead (README, 'Many processes')")

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,12 +152,121 @@ def test_the_other_launched_processes_of_a_forked_run_return_at_once(stub, fasta
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]
 
 
+def test_processes_fork_this_process_share_the_cpus_and_write_the_bytes_of_one(
+        stub, fasta, tmp_path, monkeypatch, caplog):
+    """--processes 2 without a launcher: this process is rank 0 and forks rank 1; every process
+    runs the CPUs / 2 torch threads (OMP_NUM_THREADS: the user's), given back at the end."""
+    import logging
+
+    import torch
+
+    from llamadna.annotate import distributed
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "usable_cpus", lambda: 4)
+    want = tmp_path / "want.tsv"
+    annotate_fasta(stub, fasta, want)
+    parent, real, threads = os.getpid(), Annotator.predict_batch, []
+
+    def rank0_slow(self, rows):  # rank 0 slow: the fork claims parts too
+        if os.getpid() == parent:
+            threads.append(torch.get_num_threads())
+            time.sleep(0.2)
+        return real(self, rows)
+
+    monkeypatch.setattr(Annotator, "predict_batch", rank0_slow)
+    caplog.set_level(logging.INFO, logger=distributed.__name__)
+    s = annotate_fasta(stub, fasta, tmp_path / "two.tsv", part_size=2, processes=2)
+    assert (tmp_path / "two.tsv").read_bytes() == want.read_bytes()
+    assert "ranks 1-1: forks of rank 0" in caplog.text and set(s["per_rank"]) == {0, 1}
+    assert set(threads) == {2} and torch.get_num_threads() == 1  # 4 CPUs / 2; then as before
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads.clear()
+    annotate_fasta(stub, fasta, tmp_path / "three.tsv", part_size=2, processes=2)
+    assert set(threads) == {1} and (tmp_path / "three.tsv").read_bytes() == want.read_bytes()
+
+
+def test_forked_ranks_share_the_cpus_with_minimap2_unless_threads_are_given(stub, tmp_path, monkeypatch):
+    from llamadna.annotate import distributed
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "usable_cpus", lambda: 6)
+    monkeypatch.setattr(ModelLoader, "load", lambda self, device=None: stub)
+    got = []
+    monkeypatch.setattr(ModelLoader, "attach_index", lambda self, annotator: got.append(self.threads))
+    for processes, given in [(3, None), (3, 5), (1, None)]:
+        distributed.ShardedRun(None, False, "benchmark", processes).load(ModelLoader(tmp_path, threads=given))
+    assert got == [2, 5, None]
+
+
+@pytest.mark.parametrize(("env", "platform", "processes", "message"), [
+    ({"WORLD_SIZE": "2"}, "linux", 2, "--processes 2 under a launcher of 2 processes"),
+    ({}, "darwin", 2, "--processes 2: forked ranks need Linux"),
+    ({}, "linux", 0, "--processes 0: must be >= 1"),
+])
+def test_processes_are_refused_under_a_launcher_off_linux_and_below_one(monkeypatch, env, platform, processes,
+                                                                      message):
+    from llamadna.annotate import distributed
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "platform", platform)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        distributed.runtime(processes)
+    if not env:  # one process is never refused
+        assert distributed.runtime(1) == Runtime()
+
+
+@pytest.mark.parametrize("command", ["annotate", "predict", "benchmark"])
+def test_each_command_takes_processes_and_refuses_it_under_a_launcher_in_one_line(tmp_path, command, monkeypatch):
+    from llamadna.cli import app
+
+    (tmp_path / "in.fa").write_text(">a\nACGT\n")
+    (tmp_path / "m").mkdir()
+    for name in ("LOCAL_WORLD_SIZE", "LOCAL_RANK", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = {"annotate": ["annotate", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "predict": ["predict", "--dataset", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "benchmark": ["benchmark", str(MITO)]}[command]
+    r = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "m"), "--processes", "2"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--processes 2 under a launcher of 2 processes" in out, out
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("command", "module", "function"), [
+    ("annotate", "llamadna.annotate", "annotate_fasta"),
+    ("predict", "llamadna.evaluate.predict", "predict_dataset"),
+    ("benchmark", "llamadna.evaluate.benchmark", "run_benchmark"),
+])
+def test_each_command_passes_processes_on(tmp_path, monkeypatch, command, module, function):
+    import importlib
+
+    from llamadna.cli import app
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "in.fa").write_text(">a\nACGT\n")
+    (tmp_path / "m").mkdir()
+    got = []
+    monkeypatch.setattr(importlib.import_module(module), function,
+                        lambda *a, **kw: got.append(kw.get("processes")))  # None: "not the main process"
+    args = {"annotate": ["annotate", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "predict": ["predict", "--dataset", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "benchmark": ["benchmark", str(tmp_path)]}[command]
+    r = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "m"), "--processes", "3"])
+    assert r.exit_code == 0 and got == [3], r.output
+
+
 @pytest.mark.parametrize("command", ["annotate", "predict", "benchmark"])
 def test_an_idle_launched_process_leaves_before_importing_torch(tmp_path, command):
     """The CLI of a launched process whose rank is a fork: exit 0 at once, nothing written, no
     torch (the memory of N-1 such processes while rank 0 loads)."""
-    import sys
-
     env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1", "RANK": "1",
            "ACCELERATE_USE_CPU": "true"}
     env.pop(ENV_FORK_RANKS, None)
@@ -266,6 +376,35 @@ def test_two_launched_processes_without_forks_write_the_bytes_of_one(trained, tm
     text = " ".join(r.stdout.split() + r.stderr.split())
     assert "process 0:" in text and "process 1:" in text
     assert "forks of rank 0" not in text
+
+
+def _plain_cli(root, command: str, *args: str) -> subprocess.CompletedProcess:
+    """`llamadna COMMAND ARGS --model MODEL` as one launched process (no torchrun), one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK", "RANK", "ACCELERATE_USE_CPU"):
+        env.pop(name, None)
+    r = subprocess.run([sys.executable, "-m", "llamadna.cli", command, *args, "--model", str(root / "model")],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.slow
+def test_processes_without_a_launcher_write_the_bytes_of_one(trained, tmp_path):
+    """`--processes 2`: the command's own process forks rank 1 (no launcher), for annotate and
+    predict; the bytes of one process of as many threads."""
+    root = trained
+    _one_process(root, tmp_path / "one.jsonl")
+    r = _plain_cli(root, "annotate", *_annotate_args(root, tmp_path / "two.jsonl"), "--processes", "2")
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    text = " ".join(r.stdout.split() + r.stderr.split())
+    assert "ranks 1-1: forks of rank 0" in text and "process 1:" in text
+    args = ["--dataset", str(root / "dataset"), "--subset", "train", "--max-new-tokens", NEW, "--batch-size",
+            "8", "--part-size", "16", "--show", "0"]
+    _plain_cli(root, "predict", *args, "--out", str(tmp_path / "one.tsv"))
+    r = _plain_cli(root, "predict", *args, "--out", str(tmp_path / "two.tsv"), "--processes", "2")
+    assert (tmp_path / "one.tsv").read_bytes() == (tmp_path / "two.tsv").read_bytes()
+    assert "process 1:" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(("env", "world", "forks"), [

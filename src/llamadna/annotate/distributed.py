@@ -23,6 +23,11 @@ index. The processes that the launcher started for ranks 1..N-1 return at once (
 A fork that dies fails the run on rank 0 (RankError: its parts stay for --resume); a fork dies with
 rank 0 (PR_SET_PDEATHSIG). LLAMADNA_FORK_RANKS=0 turns this off.
 
+Without a launcher, `processes` > 1 (the commands' --processes) makes the one process local rank 0
+of that many forked CPU ranks, the same path: every process runs the usable CPUs // processes
+torch threads (unless OMP_NUM_THREADS says) and minimap2 threads (unless --threads says), set
+before the model loads and given back when the run ends.
+
 Otherwise (GPUs, several machines, or turned off) every launched process is a rank and loads the
 model on its device; the reference index is loaded once per machine: local rank 0 loads it and
 serves searches to its neighbours (`retrieve.service.SearchService`, advertised in
@@ -49,10 +54,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from llamadna.constants import WITHHOLD_BELOW
+from llamadna.constants import DEFAULT_PROCESSES, WITHHOLD_BELOW
 from llamadna.errors import ConfigError, InputError, RankError
 from llamadna.io.parts import PartStore, dir_digest, fingerprint, refuse_stale
-from llamadna.launch import forks_ranks, idle_process, launched
+from llamadna.launch import check_processes, forks_ranks, idle_process, launched
 from llamadna.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -93,10 +98,14 @@ class Runtime:
         return [int(x) for x in t.tolist()]
 
 
-def runtime() -> Runtime:
+def runtime(own: int = DEFAULT_PROCESSES) -> Runtime:
     """The run's ranks from accelerate's PartialState (ACCELERATE_USE_CPU as Accelerator()
     reads it: torchrun on CPUs); one process without torchrun's variables. A run launched as
-    several processes without a distributed device is refused (as `llamadna index` does)."""
+    several processes without a distributed device is refused (as `llamadna index` does).
+    `own` != 1 (--processes; no launcher): this process is local rank 0 of that many forked CPU
+    ranks."""
+    if own != 1:
+        return _local_forks(own)
     processes = launched()
     if processes <= 1:
         return Runtime()
@@ -114,19 +123,36 @@ def runtime() -> Runtime:
     return Runtime(state.process_index, world, state.local_process_index, local_world, state.device, state)
 
 
+def _local_forks(processes: int) -> Runtime:
+    """Local rank 0 of `processes` forked CPU ranks started by this process itself (--processes;
+    `launch.check_processes` refuses it under a launcher and off Linux)."""
+    check_processes(processes)
+    return Runtime(0, processes, 0, processes, device="cpu", forked=True)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity on Linux; elsewhere every CPU)."""
+    usable = getattr(os, "sched_getaffinity", None)
+    return len(usable(0)) if usable else (os.cpu_count() or 1)
+
+
+def rank_threads(ranks: int) -> int:
+    """Threads for each of `ranks` processes on this machine: its usable CPUs shared out."""
+    return max(1, usable_cpus() // max(1, ranks))
+
+
 def warn_oversubscribed(processes: int) -> bool:
     """Warn (and say True) when the machine's `processes` ranks, each with torch's threads, ask
     for more threads than this process may use CPUs: measured 5x slower than one process, on 2
     CPUs with 2 ranks of 2 threads (docs/BENCHMARKS.md)."""
     import torch
 
-    usable = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every CPU
-    threads, cpus = torch.get_num_threads(), len(usable(0)) if usable else (os.cpu_count() or 1)
+    threads, cpus = torch.get_num_threads(), usable_cpus()
     if processes < 2 or processes * threads <= cpus:
         return False
     log.warning("%d processes x %d threads on %d CPUs: oversubscribed, which can be several times "
                 "slower than one process; set OMP_NUM_THREADS=%d", processes, threads, cpus,
-                max(1, cpus // processes))
+                rank_threads(processes))
     return True
 
 
@@ -250,8 +276,10 @@ class ShardedRun:
     could never be resumed) and for a temporary directory (no output named: nothing to resume).
     """
 
-    def __init__(self, directory: str | Path | None, resume: bool, command: str):
-        self.rt = runtime()
+    def __init__(self, directory: str | Path | None, resume: bool, command: str,
+                 processes: int = DEFAULT_PROCESSES):
+        self.rt, self.processes = runtime(processes), processes
+        self._threads: int | None = None  # --processes: torch's threads before the run (__enter__)
         self.resume, self.command = resume, command
         self.temporary = directory is None
         if self.temporary and resume:
@@ -270,9 +298,22 @@ class ShardedRun:
         doc). The command returns None at once."""
         return self.rt.idle
 
+    def _share_cpus(self) -> int:
+        """--processes: every rank's torch threads are the CPUs shared out (OMP_NUM_THREADS: the
+        user's), set before the model loads, so that the forks inherit them. Returns the threads
+        before (given back by __exit__)."""
+        import torch
+
+        before = torch.get_num_threads()
+        if "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(rank_threads(self.rt.local_world))
+        return before
+
     def __enter__(self) -> ShardedRun:
         if self.rt.is_main and self.dir is not None and not self.resume:
             refuse_stale(self.dir)  # before the model loads
+        if self.processes > 1:  # the ranks this process forks: the CPUs shared out first
+            self._threads = self._share_cpus()
         return self
 
     # ------------------------------------------------------------------ setup
@@ -283,6 +324,8 @@ class ShardedRun:
         from llamadna.annotate.annotator import Annotator
 
         if isinstance(annotator, ModelLoader):
+            if self.rt.forked and annotator.threads is None:  # minimap2's: the CPUs shared out too
+                annotator = dataclasses.replace(annotator, threads=rank_threads(self.rt.local_world))
             model = annotator.load(self.rt.device)
             if self._holds_index(model):  # now: a missing index fails before any work
                 annotator.attach_index(model)
@@ -489,6 +532,10 @@ class ShardedRun:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         self.forks = {}
+        if self._threads is not None:  # --processes: this process's threads as they were
+            import torch
+
+            torch.set_num_threads(self._threads)
         if kind is None or self.store is None or not self.rt.is_main:
             return
         user_error = issubclass(kind, (ConfigError, InputError))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from llamadna.annotate.annotator import Annotator, batched
 from llamadna.annotate.decoding import check_decoding
-from llamadna.constants import DEFAULT_TILE, PREDICTION_COLUMNS, SPLASH_COLUMNS
+from llamadna.constants import DEFAULT_PROCESSES, DEFAULT_TILE, PREDICTION_COLUMNS, SPLASH_COLUMNS
 from llamadna.errors import ConfigError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.fasta import FastaRecord, count_fasta, iter_fasta
@@ -167,7 +167,7 @@ def annotate_fasta(
     annotator, fasta: str | Path, out: str | Path, splash: str | Path | None = None,
     batch_size: int | None = None, max_new_tokens: int | None = None,
     progress: Progress = no_progress, tile: int = DEFAULT_TILE, decoding: str | None = None,
-    resume: bool = False, part_size: int | None = None,
+    resume: bool = False, part_size: int | None = None, processes: int = DEFAULT_PROCESSES,
 ) -> dict | None:
     """Annotate every record of a FASTA and write the predictions (.tsv, .jsonl or .gff3).
 
@@ -190,6 +190,8 @@ def annotate_fasta(
     tile : bases per annotated tile (default: the dataset's window, what the model was trained on).
     resume, part_size : finish the run `<out>.parts/` holds; tiles per part (rounded up to a
         multiple of the batch size).
+    processes : > 1 (no launcher; Linux CPUs): this process forks that many - 1 ranks once the
+        model and index are loaded, each with the CPUs shared out (`annotate.distributed`).
 
     Returns
     -------
@@ -203,7 +205,7 @@ def annotate_fasta(
 
     fmt = output_format(out)
     changes = _changes(batch_size, max_new_tokens, decoding, tile, part_size)
-    with ShardedRun(parts_dir(out), resume, "annotate") as run:
+    with ShardedRun(parts_dir(out), resume, "annotate", processes) as run:
         if run.idle:  # a fork of local rank 0 annotates this process's share
             return None
         anchors = _read_anchors(splash) if splash is not None else None

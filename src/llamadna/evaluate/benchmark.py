@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from llamadna.constants import SPLASH_COLUMNS
+from llamadna.constants import DEFAULT_PROCESSES, SPLASH_COLUMNS
 from llamadna.data.template import parse_annotation
 from llamadna.errors import InputError
 from llamadna.evaluate.schema import BenchmarkEntry, BenchmarkScore
@@ -139,7 +139,8 @@ def benchmark_table(truth: pl.DataFrame, preds: list[dict]) -> pl.DataFrame:
 def run_benchmark(annotator, directory: str | Path, out: str | Path | None = None,
                   batch_size: int | None = None, max_new_tokens: int | None = None,
                   decoding: str | None = None, progress: Progress = no_progress, resume: bool = False,
-                  part_size: int | None = None) -> tuple[pl.DataFrame, BenchmarkScore, dict] | None:
+                  part_size: int | None = None, processes: int = DEFAULT_PROCESSES,
+                  ) -> tuple[pl.DataFrame, BenchmarkScore, dict] | None:
     """`llamadna benchmark`: a model on a benchmark's queries, in parts (under `accelerate
     launch` on every process; `annotate.distributed`), scored on the main process from the
     merged predictions (`benchmark_system`): the same table and score as one process.
@@ -147,6 +148,7 @@ def run_benchmark(annotator, directory: str | Path, out: str | Path | None = Non
     annotator : an Annotator, a `ModelLoader` or a function returning an Annotator.
     out : the table (`benchmark_table`) as TSV; its parts in `<out>.parts/` (`resume` finishes
         them). Without it the parts go to a temporary directory (no --resume).
+    processes : > 1 (no launcher; Linux CPUs): this process forks the other ranks itself.
 
     Returns (the main process; None on the others) the table, the score and the parts' counts
     (parts, parts_reused, parts_computed, per_rank, seconds, rows_per_s).
@@ -165,7 +167,7 @@ def run_benchmark(annotator, directory: str | Path, out: str | Path | None = Non
         if out is not None:
             atomic_write(out, lambda tmp: merged[0][1].write_csv(tmp, separator="\t"))
 
-    with ShardedRun(None if out is None else parts_dir(out), resume, "benchmark") as run:
+    with ShardedRun(None if out is None else parts_dir(out), resume, "benchmark", processes) as run:
         if run.idle:  # a fork of local rank 0 predicts this process's share
             return None
         model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)

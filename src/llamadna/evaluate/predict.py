@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from llamadna.constants import DEFAULT_SPLIT, N_EXAMPLES
+from llamadna.constants import DEFAULT_PROCESSES, DEFAULT_SPLIT, N_EXAMPLES
 from llamadna.errors import ConfigError, InputError
 from llamadna.io.atomic import atomic_write
 from llamadna.io.dataset import dataset_parquet, read_dataset
@@ -116,6 +116,7 @@ def predict_dataset(
     subset: str = "test", limit: int | None = None, batch_size: int | None = None,
     max_new_tokens: int | None = None, progress: Progress = no_progress,
     decoding: str | None = None, resume: bool = False, part_size: int | None = None,
+    processes: int = DEFAULT_PROCESSES,
 ) -> dict | None:
     """Annotate one subset (train/val/test) of a dataset split with a model's Annotator and write
     the prediction table (module doc) as TSV, for `llamadna score` and for reading.
@@ -125,7 +126,8 @@ def predict_dataset(
     loads). `batch_size`, `max_new_tokens`, `decoding`: the annotator's config, unless given.
     The rows are predicted in parts of `part_size` (rounded up to a multiple of the batch size):
     under `accelerate launch` by every process, merged by the main one (the same bytes as one
-    process); `resume` finishes an interrupted run from `<out>.parts/`.
+    process); `resume` finishes an interrupted run from `<out>.parts/`. `processes` > 1 (no
+    launcher; Linux CPUs): this process forks the other ranks itself (`annotate.distributed`).
 
     Returns (the main process; None on the others) rows, seconds, records_per_s, output,
     `examples` (N_EXAMPLES rows of the table, see example_indices), and the parts' counts
@@ -147,7 +149,7 @@ def predict_dataset(
         tables.append(prediction_frame(rows, list(records)))
         atomic_write(out, lambda tmp: tables[0].write_csv(tmp, separator="\t"))
 
-    with ShardedRun(parts_dir(out), resume, "predict") as run:
+    with ShardedRun(parts_dir(out), resume, "predict", processes) as run:
         if run.idle:  # a fork of local rank 0 predicts this process's share
             return None
         model = _configured(run.load(annotator), batch_size, max_new_tokens, decoding)
