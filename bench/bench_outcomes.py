@@ -190,12 +190,14 @@ def print_report(report: dict) -> None:
               f"{'yes' if r['meets_goal'] else 'no ':<4} {r['outcomes']}")
         for name, c in r.get("cli", {}).items():
             if isinstance(c, dict):
-                print(f"  {name:<16}{r['sequences']:>10}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
+                print(f"  {name:<17}{r['sequences']:>9}{c['annotate_s']:>9}{c['sequences_per_s']:>8}"
                       f"{r['goal']:>6.0f}  {'yes' if c['sequences_per_s'] >= r['goal'] else 'no ':<4} "
                       f"(wall {c['wall_s']} s)")
         if "cli" in r:
-            print("  answers (outcome, gene) that differ, one process against ranks: "
-                  f"{r['cli']['answers_differ']}")
+            c = r["cli"]
+            print("  answers (outcome, gene) that differ from one process's: torchrun's ranks "
+                  f"{c['answers_differ']}, --processes {c['answers_differ_processes']}; "
+                  f"the two forked runs' bytes {'the same' if c['forked_runs_same_bytes'] else 'differ'}")
     print("machine speed before / after: " + ", ".join(
         f"{k} {report['speed_before'][k]} / {report['speed_after'][k]}" for k in report["speed_before"]))
 
