@@ -787,7 +787,8 @@ ResumeOption = Annotated[bool, typer.Option(
     "options): only the parts not done are computed.")]
 AlignThreadsOption = Annotated[int | None, typer.Option(
     "--threads", help="Retrieval models: minimap2's threads in the process that searches (one per "
-    "machine under `accelerate launch`). Default: the CPUs.", show_default=False)]
+    "machine under `accelerate launch`). Default: the CPUs, shared out between forked ranks "
+    "(--processes, or a launcher's on CPUs).", show_default=False)]
 WithholdOption = Annotated[float, typer.Option(
     help="Calibrated retrieval models: a gene answer whose gene confidence is under this is "
     "withheld where the reference evidence's own rule claims no gene (a repeat of which the named "

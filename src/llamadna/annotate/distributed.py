@@ -25,8 +25,9 @@ rank 0 (PR_SET_PDEATHSIG). LLAMADNA_FORK_RANKS=0 turns this off.
 
 Without a launcher, `processes` > 1 (the commands' --processes) makes the one process local rank 0
 of that many forked CPU ranks, the same path: every process runs the usable CPUs // processes
-torch threads (unless OMP_NUM_THREADS says) and minimap2 threads (unless --threads says), set
-before the model loads and given back when the run ends.
+torch threads (unless OMP_NUM_THREADS says), set before the model loads and given back when the run
+ends. Forked ranks, launched or not, run minimap2 with the usable CPUs // ranks threads unless
+--threads says.
 
 Otherwise (GPUs, several machines, or turned off) every launched process is a rank and loads the
 model on its device; the reference index is loaded once per machine: local rank 0 loads it and

@@ -188,10 +188,8 @@ def annotate_fasta(
     batch_size, max_new_tokens, decoding : the annotator's config, unless given.
     progress : callback("annotate", tiles_done, tiles_total), the tiles of every process.
     tile : bases per annotated tile (default: the dataset's window, what the model was trained on).
-    resume, part_size : finish the run `<out>.parts/` holds; tiles per part (rounded up to a
-        multiple of the batch size).
-    processes : > 1 (no launcher; Linux CPUs): this process forks that many - 1 ranks once the
-        model and index are loaded, each with the CPUs shared out (`annotate.distributed`).
+    resume, part_size, processes : finish the run `<out>.parts/` holds; tiles per part (a multiple
+        of the batch size); > 1: this process forks the other ranks (CPUs; `annotate.distributed`).
 
     Returns
     -------
