@@ -221,19 +221,25 @@ def test_processes_are_refused_under_a_launcher_off_linux_and_below_one(monkeypa
         assert distributed.runtime(1) == Runtime()
 
 
-@pytest.mark.parametrize("command", ["annotate", "predict", "benchmark"])
-def test_each_command_takes_processes_and_refuses_it_under_a_launcher_in_one_line(tmp_path, command, monkeypatch):
+def _with_processes(tmp_path, command: str, processes: int):
+    """`llamadna COMMAND ... --processes N` in this process (CliRunner), on inputs that exist but
+    that nothing reads before --processes is checked."""
     from llamadna.cli import app
 
     (tmp_path / "in.fa").write_text(">a\nACGT\n")
     (tmp_path / "m").mkdir()
+    args = {"annotate": ["annotate", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "predict": ["predict", "--dataset", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
+            "benchmark": ["benchmark", str(tmp_path)]}[command]
+    return CliRunner().invoke(app, [*args, "--model", str(tmp_path / "m"), "--processes", str(processes)])
+
+
+@pytest.mark.parametrize("command", ["annotate", "predict", "benchmark"])
+def test_each_command_takes_processes_and_refuses_it_under_a_launcher_in_one_line(tmp_path, command, monkeypatch):
     for name in ("LOCAL_WORLD_SIZE", "LOCAL_RANK", "ACCELERATE_USE_CPU"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    args = {"annotate": ["annotate", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
-            "predict": ["predict", "--dataset", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
-            "benchmark": ["benchmark", str(MITO)]}[command]
-    r = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "m"), "--processes", "2"])
+    r = _with_processes(tmp_path, command, 2)
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and "--processes 2 under a launcher of 2 processes" in out, out
     assert "Traceback" not in r.output
@@ -247,19 +253,12 @@ def test_each_command_takes_processes_and_refuses_it_under_a_launcher_in_one_lin
 def test_each_command_passes_processes_on(tmp_path, monkeypatch, command, module, function):
     import importlib
 
-    from llamadna.cli import app
-
     for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / "in.fa").write_text(">a\nACGT\n")
-    (tmp_path / "m").mkdir()
     got = []
     monkeypatch.setattr(importlib.import_module(module), function,
                         lambda *a, **kw: got.append(kw.get("processes")))  # None: "not the main process"
-    args = {"annotate": ["annotate", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
-            "predict": ["predict", "--dataset", str(tmp_path / "in.fa"), "--out", str(tmp_path / "o.tsv")],
-            "benchmark": ["benchmark", str(tmp_path)]}[command]
-    r = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "m"), "--processes", "3"])
+    r = _with_processes(tmp_path, command, 3)
     assert r.exit_code == 0 and got == [3], r.output
 
 
