@@ -171,12 +171,11 @@ def cli_runs(model: str, index: str | None, rows: list[dict], ranks: int, work: 
     one = _answers(outs["one"])
     report = {name: {"sequences_per_s": round(len(rows) / r["annotate_s"], 1), "annotate_s": r["annotate_s"],
                      "wall_s": r["wall_s"]} for name, r in res.items()}
-    for key in ("ranks", "own"):
+    for key, name in (("ranks", "answers_differ"), ("own", "answers_differ_processes")):
         other = _answers(outs[key])
         if [a[0] for a in one] != [a[0] for a in other] or len(one) != len(rows):
             raise SystemExit(f"the runs' rows differ ({outs['one']}, {outs[key]})")
-        report["answers_differ" if key == "ranks" else "answers_differ_processes"] = sum(
-            a != b for a, b in zip(one, other))
+        report[name] = sum(a != b for a, b in zip(one, other))
     report["forked_runs_same_bytes"] = outs["ranks"].read_bytes() == outs["own"].read_bytes()
     return report
 

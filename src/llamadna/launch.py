@@ -24,6 +24,12 @@ def launched() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _can_fork() -> bool:
+    """Whether ranks can be forks here: Linux (fork, and PR_SET_PDEATHSIG so that they die with
+    their parent)."""
+    return sys.platform.startswith("linux")
+
+
 def forks_ranks(processes: int) -> bool:
     """Whether the `processes` launched processes run as forks of local rank 0: on CPUs
     (ACCELERATE_USE_CPU), all of them on this machine (LOCAL_WORLD_SIZE), on Linux, unless
@@ -31,7 +37,7 @@ def forks_ranks(processes: int) -> bool:
     wanted = os.environ.get(ENV_FORK_RANKS)
     return (processes > 1 and _flag(os.environ.get("ACCELERATE_USE_CPU", ""))
             and int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == processes
-            and sys.platform.startswith("linux") and (FORK_RANKS if wanted is None else _flag(wanted)))
+            and _can_fork() and (FORK_RANKS if wanted is None else _flag(wanted)))
 
 
 def idle_process() -> bool:
@@ -41,12 +47,12 @@ def idle_process() -> bool:
 
 def check_processes(processes: int) -> None:
     """--processes N, the ranks this process forks itself (`annotate.distributed`): refused below 1,
-    under a launcher (which starts its own) and off Linux (fork, PR_SET_PDEATHSIG)."""
+    under a launcher (which starts its own) and where ranks cannot be forks (`_can_fork`)."""
     if processes < 1:
         raise ConfigError(f"--processes {processes}: must be >= 1")
     if processes > 1 and launched() > 1:
         raise ConfigError(f"--processes {processes} under a launcher of {launched()} processes: the "
                           "launcher starts the ranks already; give one or the other")
-    if processes > 1 and not sys.platform.startswith("linux"):
+    if processes > 1 and not _can_fork():
         raise ConfigError(f"--processes {processes}: forked ranks need Linux (this is {sys.platform}); "
                           "launch the ranks with torchrun instead (README, 'Many processes')")
